@@ -1,0 +1,264 @@
+"""The kernel calls a container runtime makes, and the only module that talks ctypes.
+
+A container is not a thing the kernel knows about: it is an ordinary process on which a runtime
+made a handful of system calls — unshare/setns (namespaces), mount/pivot_root (a new root),
+sethostname, prctl, capset. Python 3.11 wraps some of them (os.setresuid, os.setgroups, os.mknod,
+os.chroot, resource.setrlimit); the rest are reached here through libc with ctypes.
+
+Every privileged call the runtime makes goes through one `Syscalls` object. That gives us:
+  * errors that name the syscall and the path (`OSError(EPERM, "mount proc on /proc: ...")`),
+    raised as the right subclass (PermissionError, FileNotFoundError…);
+  * a log of what the kernel was asked, per phase, which `--trace` prints and the notebook stepper
+    shows;
+  * a `RecordingSyscalls` fake that logs and does nothing, so unit tests check the exact call
+    sequence without root.
+
+This module imports nothing of mrunc's (imports flow one way, towards the kernel).
+"""
+import ctypes
+import os
+
+# --- constants (from <linux/sched.h>, <sys/mount.h>, <linux/prctl.h>, <linux/capability.h>) ---
+CLONE_NEWTIME = 0x00000080
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+# OCI namespace type -> (clone flag, name of the file in /proc/<pid>/ns)
+NAMESPACES = {
+    "user": (CLONE_NEWUSER, "user"),
+    "pid": (CLONE_NEWPID, "pid"),
+    "mount": (CLONE_NEWNS, "mnt"),
+    "network": (CLONE_NEWNET, "net"),
+    "uts": (CLONE_NEWUTS, "uts"),
+    "ipc": (CLONE_NEWIPC, "ipc"),
+    "cgroup": (CLONE_NEWCGROUP, "cgroup"),
+    "time": (CLONE_NEWTIME, "time"),
+}
+
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_SYNCHRONOUS = 0x10
+MS_REMOUNT = 0x20
+MS_MANDLOCK = 0x40
+MS_DIRSYNC = 0x80
+MS_NOSYMFOLLOW = 0x100
+MS_NOATIME = 0x400
+MS_NODIRATIME = 0x800
+MS_BIND = 0x1000
+MS_MOVE = 0x2000
+MS_REC = 0x4000
+MS_SILENT = 0x8000
+MS_UNBINDABLE = 1 << 17
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MS_SHARED = 1 << 20
+MS_RELATIME = 1 << 21
+MS_I_VERSION = 1 << 23
+MS_STRICTATIME = 1 << 24
+MS_LAZYTIME = 1 << 25
+
+MNT_FORCE = 1
+MNT_DETACH = 2
+UMOUNT_NOFOLLOW = 8
+
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_KEEPCAPS = 8
+PR_SET_NAME = 15
+PR_CAPBSET_READ = 23
+PR_CAPBSET_DROP = 24
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+PR_GET_NO_NEW_PRIVS = 39
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+# syscall numbers that glibc 2.36 has no wrapper for (x86_64 / aarch64)
+_SYS = {
+    "x86_64": {"pivot_root": 155, "setns": 308},
+    "aarch64": {"pivot_root": 41, "setns": 268},
+}[os.uname().machine]
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+def _b(s):
+    return None if s is None else os.fsencode(s)
+
+
+def _check(ret, what, path=None):
+    """libc convention: -1 and errno. Raise OSError(errno, what, path) so Python picks the subclass."""
+    if ret == -1:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}", path)
+    return ret
+
+
+class Syscalls:
+    """The real thing. Every call is appended to `self.log` as (name, args) before it is made."""
+
+    def __init__(self):
+        self.log = []
+
+    def _rec(self, name, *args):
+        self.log.append((name, args))
+
+    def take_log(self):
+        """Return and clear the calls made since the last take (one phase's worth)."""
+        log, self.log = self.log, []
+        return log
+
+    # -- namespaces --
+    def unshare(self, flags):
+        self._rec("unshare", flags_names(flags))
+        _check(_libc.unshare(ctypes.c_int(flags)), f"unshare({flags_names(flags)})")
+
+    def setns(self, fd, nstype, path=None):
+        self._rec("setns", path or fd, flags_names(nstype))
+        _check(_libc.syscall(_SYS["setns"], ctypes.c_int(fd), ctypes.c_int(nstype)),
+               f"setns({flags_names(nstype)})", path)
+
+    # -- mounts --
+    def mount(self, source, target, fstype, flags=0, data=None):
+        self._rec("mount", source, target, fstype, mount_flags_names(flags), data)
+        ret = _libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data))
+        _check(ret, f"mount {source or fstype} on {target} ({mount_flags_names(flags)})", target)
+
+    def umount2(self, target, flags=0):
+        self._rec("umount2", target, flags)
+        _check(_libc.umount2(_b(target), ctypes.c_int(flags)), "umount2", target)
+
+    def pivot_root(self, new_root, put_old):
+        self._rec("pivot_root", new_root, put_old)
+        _check(_libc.syscall(_SYS["pivot_root"], _b(new_root), _b(put_old)), "pivot_root", new_root)
+
+    def chroot(self, path):
+        self._rec("chroot", path)
+        os.chroot(path)
+
+    def mknod(self, path, mode, device):
+        self._rec("mknod", path, oct(mode), device)
+        os.mknod(path, mode, device)
+
+    # -- identity --
+    def sethostname(self, name):
+        self._rec("sethostname", name)
+        raw = name.encode()
+        _check(_libc.sethostname(raw, ctypes.c_size_t(len(raw))), "sethostname")
+
+    def setdomainname(self, name):
+        self._rec("setdomainname", name)
+        raw = name.encode()
+        _check(_libc.setdomainname(raw, ctypes.c_size_t(len(raw))), "setdomainname")
+
+    def setgroups(self, gids):
+        self._rec("setgroups", list(gids))
+        os.setgroups(gids)
+
+    def setresgid(self, gid):
+        self._rec("setresgid", gid)
+        os.setresgid(gid, gid, gid)
+
+    def setresuid(self, uid):
+        self._rec("setresuid", uid)
+        os.setresuid(uid, uid, uid)
+
+    def setrlimit(self, resource_no, soft, hard, name=None):
+        import resource
+        self._rec("setrlimit", name or resource_no, soft, hard)
+        try:
+            resource.setrlimit(resource_no, (soft, hard))
+        except (ValueError, OSError) as e:
+            err = getattr(e, "errno", None) or 1
+            raise OSError(err, f"setrlimit {name or resource_no} {soft}/{hard}: {e}") from None
+
+    # -- process attributes --
+    def prctl(self, option, arg2=0, arg3=0, arg4=0, arg5=0):
+        self._rec("prctl", option, arg2)
+        return _check(_libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3),
+                                  ctypes.c_ulong(arg4), ctypes.c_ulong(arg5)), f"prctl({option})")
+
+    def set_name(self, name):
+        """PR_SET_NAME: what `ps` and /proc/<pid>/comm show (15 bytes max)."""
+        buf = ctypes.create_string_buffer(name.encode()[:15])
+        _check(_libc.prctl(PR_SET_NAME, buf, 0, 0, 0), "prctl(PR_SET_NAME)")
+
+    def capget(self, pid=0):
+        """Return (effective, permitted, inheritable) as 64-bit masks."""
+        hdr = _CapHeader(_LINUX_CAPABILITY_VERSION_3, pid)
+        data = (_CapData * 2)()
+        _check(_libc.capget(ctypes.byref(hdr), data), "capget")
+        return tuple(getattr(data[0], f) | (getattr(data[1], f) << 32)
+                     for f in ("effective", "permitted", "inheritable"))
+
+    def capset(self, effective, permitted, inheritable):
+        self._rec("capset", hex(effective), hex(permitted), hex(inheritable))
+        hdr = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+        data = (_CapData * 2)()
+        for i in (0, 1):
+            data[i].effective = (effective >> (32 * i)) & 0xFFFFFFFF
+            data[i].permitted = (permitted >> (32 * i)) & 0xFFFFFFFF
+            data[i].inheritable = (inheritable >> (32 * i)) & 0xFFFFFFFF
+        _check(_libc.capset(ctypes.byref(hdr), data), "capset")
+
+    # -- plain file writes to /proc, logged like syscalls since they change kernel state --
+    def write_file(self, path, data):
+        self._rec("write", path, data)
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, data.encode() if isinstance(data, str) else data)
+        except OSError as e:
+            raise OSError(e.errno, f"write {data!r} to {path}: {e.strerror}", path) from None
+        finally:
+            os.close(fd)
+
+
+class RecordingSyscalls(Syscalls):
+    """A fake for unit tests: records every call and makes none (capget reports full caps)."""
+
+    def _noop(self, *a, **k):
+        return 0
+
+    def __getattribute__(self, name):
+        attr = object.__getattribute__(self, name)
+        if name.startswith("_") or name in ("log", "take_log", "capget") or not callable(attr):
+            return attr
+        rec = object.__getattribute__(self, "_rec")
+        return lambda *args, **kw: rec(name, *args) or 0
+
+    def capget(self, pid=0):
+        full = (1 << 41) - 1
+        return (full, full, 0)
+
+
+def flags_names(flags):
+    """CLONE_NEWPID|CLONE_NEWNS… for the trace (what a reader wants to see, not a number)."""
+    names = [f"CLONE_NEW{n.upper() if n != 'mnt' else 'NS'}" for _, (bit, n) in NAMESPACES.items()
+             if flags & bit]
+    return "|".join(names) or hex(flags)
+
+
+_MS_NAMES = [(v, k[3:]) for k, v in sorted(globals().items()) if k.startswith("MS_")]
+
+
+def mount_flags_names(flags):
+    return "|".join(n for v, n in _MS_NAMES if flags & v) or "0"
