@@ -101,6 +101,10 @@ class _CapData(ctypes.Structure):
                 ("inheritable", ctypes.c_uint32)]
 
 
+class _Rlimit(ctypes.Structure):
+    _fields_ = [("cur", ctypes.c_uint64), ("max", ctypes.c_uint64)]
+
+
 def _b(s):
     return None if s is None else os.fsencode(s)
 
@@ -183,17 +187,34 @@ class Syscalls:
         os.setresuid(uid, uid, uid)
 
     def setrlimit(self, resource_no, soft, hard, name=None):
-        import resource
+        """Our own limits; soft/hard are the kernel's u64 (2**64-1 is RLIM_INFINITY)."""
         self._rec("setrlimit", name or resource_no, soft, hard)
-        try:
-            resource.setrlimit(resource_no, (soft, hard))
-        except (ValueError, OSError) as e:
-            err = getattr(e, "errno", None) or 1
-            raise OSError(err, f"setrlimit {name or resource_no} {soft}/{hard}: {e}") from None
+        self._prlimit(0, resource_no, soft, hard, f"setrlimit {name or resource_no} {soft}/{hard}")
+
+    def prlimit(self, pid, resource_no, soft, hard, name=None):
+        """Another process's limits: the parent sets init's before init enters a user namespace,
+        where raising a hard limit is no longer possible (CAP_SYS_RESOURCE counts in the initial ns)."""
+        self._rec("prlimit", pid, name or resource_no, soft, hard)
+        self._prlimit(pid, resource_no, soft, hard, f"prlimit {pid} {name or resource_no} {soft}/{hard}")
+
+    @staticmethod
+    def _prlimit(pid, resource_no, soft, hard, what):
+        # libc prlimit, not resource.setrlimit: that one turns EPERM/EINVAL into errno-less
+        # ValueErrors and cannot take 2**64-1.
+        new = _Rlimit(soft, hard)
+        _check(_libc.prlimit(ctypes.c_int(pid), ctypes.c_int(resource_no), ctypes.byref(new), None), what)
+
+    def umask(self, mask):
+        self._rec("umask", oct(mask))
+        return os.umask(mask)
 
     # -- process attributes --
     def prctl(self, option, arg2=0, arg3=0, arg4=0, arg5=0):
-        self._rec("prctl", option, arg2)
+        args = (option, arg2, arg3, arg4, arg5)
+        n = 5
+        while n > 2 and not args[n - 1]:
+            n -= 1
+        self._rec("prctl", *args[:n])  # (PR_CAP_AMBIENT, RAISE, cap) needs arg3 in the trace
         return _check(_libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3),
                                   ctypes.c_ulong(arg4), ctypes.c_ulong(arg5)), f"prctl({option})")
 
