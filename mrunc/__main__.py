@@ -1,0 +1,5 @@
+import sys
+
+from mrunc.cli import main
+
+sys.exit(main())

@@ -1,0 +1,234 @@
+"""The runc-compatible command line. Each verb is a thin function over mrunc.api.
+
+Global flags come before the verb, as with runc:
+    mrunc [--root DIR] [--log FILE] [--log-format text|json] [--debug] [--systemd-cgroup] VERB ...
+Errors are one line on stderr (and a {"level":"error","msg":…} line in --log with
+--log-format json, which is where containerd and podman read them), and exit status 1.
+"""
+import json
+import os
+import sys
+
+VERSION = "0.1.0"
+SPEC_VERSION = "1.3.0"
+
+
+class _Log:
+    """runc-style logging: text to stderr, or JSON lines to --log for the engines to parse."""
+
+    def __init__(self, path=None, fmt="text", debug=False):
+        self.path, self.fmt, self.debug_on = path, fmt, debug
+
+    def write(self, level, msg):
+        if self.path:
+            import time
+            t = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            line = (json.dumps({"level": level, "msg": msg, "time": t}) if self.fmt == "json"
+                    else f'time="{t}" level={level} msg="{msg}"')
+            try:
+                with open(self.path, "a") as f:
+                    f.write(line + "\n")
+            except OSError:
+                pass
+
+    def error(self, msg):
+        self.write("error", msg)
+        sys.stderr.write(f"mrunc: {msg}\n")
+        sys.stderr.flush()
+
+    def warn(self, msg):
+        self.write("warning", msg)
+        sys.stderr.write(f"mrunc: warning: {msg}\n")
+
+    def debug(self, msg):
+        if self.debug_on:
+            self.write("debug", msg)
+            if not self.path:
+                sys.stderr.write(f"mrunc: debug: {msg}\n")
+
+
+def _parser():
+    import argparse
+    from .errors import UsageError
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):  # one line, no usage dump, exit status 1 from main()
+            raise UsageError(f"{self.prog}: {message}")
+
+    p = Parser(prog="mrunc", description="An OCI container runtime in Python, compatible with runc.")
+    p.add_argument("--root", default=None, help="state directory (default /run/mrunc)")
+    p.add_argument("--log", default=None, help="log file (default: stderr only)")
+    p.add_argument("--log-format", default="text", choices=["text", "json"])
+    p.add_argument("--debug", action="store_true")
+    p.add_argument("--systemd-cgroup", action="store_true", help="use systemd to manage cgroups")
+    p.add_argument("--rootless", default="auto", choices=["true", "false", "auto"])
+    p.add_argument("-v", "--version", action="store_true")
+    sub = p.add_subparsers(dest="verb", metavar="COMMAND", parser_class=Parser)
+
+    def cmd(name, help_):
+        return sub.add_parser(name, help=help_, description=help_)
+
+    def create_flags(s):
+        s.add_argument("id")
+        s.add_argument("-b", "--bundle", default=".", help="bundle directory (default: current)")
+        s.add_argument("--console-socket", help="unix socket to send the pty master to")
+        s.add_argument("--pid-file", help="file to write the container's init pid to")
+        s.add_argument("--no-pivot", action="store_true", help="use MS_MOVE+chroot, not pivot_root")
+        s.add_argument("--no-new-keyring", action="store_true", help="accepted for runc compatibility")
+        s.add_argument("--preserve-fds", type=int, default=0, help="pass fds 3..3+N-1 to the container")
+        s.add_argument("--trace", action="store_true", help="print each phase, its time and kernel calls")
+        s.add_argument("--step-fd", type=int, help="stepping mode: report phases on this fd, "
+                       "wait for a 'continue' line after each")
+
+    s = cmd("spec", "write a default config.json")
+    s.add_argument("-b", "--bundle", default=".")
+    s.add_argument("--rootless", action="store_true")
+    create_flags(cmd("create", "create a container (its program waits for start)"))
+    s = cmd("run", "create and start a container, wait for it (unless -d)")
+    create_flags(s)
+    s.add_argument("-d", "--detach", action="store_true")
+    s.add_argument("--keep", action="store_true", help="do not delete the container after it exits")
+    s.add_argument("--no-subreaper", action="store_true", help="accepted for runc compatibility")
+    cmd("start", "start a created container").add_argument("id")
+    cmd("state", "print a container's state as JSON").add_argument("id")
+    s = cmd("kill", "send a signal to a container's init (default SIGTERM)")
+    s.add_argument("-a", "--all", action="store_true", help="signal every process in the container's cgroup")
+    s.add_argument("id")
+    s.add_argument("signal", nargs="?", default="SIGTERM")
+    s = cmd("delete", "delete a stopped (or created) container")
+    s.add_argument("-f", "--force", action="store_true", help="kill it first if it is running")
+    s.add_argument("id")
+    s = cmd("list", "list containers")
+    s.add_argument("-f", "--format", default="table", choices=["table", "json"])
+    s.add_argument("-q", "--quiet", action="store_true")
+    cmd("features", "print the OCI features document")
+    return p
+
+
+# ---------------------------------------------------------------- verbs
+
+def do_spec(a, log):
+    from . import spec
+    path = os.path.join(a.bundle, "config.json")
+    if os.path.exists(path):
+        from .errors import MruncError
+        raise MruncError(f"{path}: file exists (remove it first)")
+    with open(path, "w") as f:
+        json.dump(spec.default_config(rootless=a.rootless), f, indent="\t")
+        f.write("\n")
+
+
+def _create_kw(a, log):
+    from .process.parent import Events
+    if a.preserve_fds < 0:
+        from .errors import UsageError
+        raise UsageError("--preserve-fds: must be >= 0")
+    return dict(pid_file=a.pid_file, console_socket=a.console_socket, no_pivot=a.no_pivot,
+                preserve_fds=a.preserve_fds,
+                events=Events(trace=sys.stderr if a.trace else None, step_fd=a.step_fd))
+
+
+def do_create(a, log):
+    from . import api
+    api.create(a.id, a.bundle, a.root, **_create_kw(a, log))
+
+
+def do_run(a, log):
+    from . import api
+    return api.run(a.id, a.bundle, a.root, detach=a.detach, keep=a.keep, **_create_kw(a, log))
+
+
+def do_start(a, log):
+    from . import api
+    api.start(a.id, a.root)
+
+
+def do_state(a, log):
+    from . import api
+    print(json.dumps(api.state(a.id, a.root), indent=2))
+
+
+def do_kill(a, log):
+    from . import api
+    api.kill(a.id, a.signal, a.root, all=a.all)
+
+
+def do_delete(a, log):
+    from . import api
+    from .errors import StateError
+    try:
+        api.delete(a.id, a.root, force=a.force, warn=log.warn)
+    except StateError as e:
+        # delete --force of a container that does not exist is success for runc's callers
+        if not (a.force and "does not exist" in str(e)):
+            raise
+
+
+def do_list(a, log):
+    from . import api
+    states = api.list_containers(a.root)
+    if a.quiet:
+        for s in states:
+            print(s["id"])
+    elif a.format == "json":
+        print(json.dumps([dict(s, owner=_owner(a.root, s["id"])) for s in states] or None))
+    else:
+        rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
+        rows += [(s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], _owner(a.root, s["id"]))
+                 for s in states]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        for r in rows:
+            print("   ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+
+
+def _owner(root, cid):
+    import pwd
+    try:
+        uid = os.stat(os.path.join(root, cid)).st_uid
+        return pwd.getpwuid(uid).pw_name
+    except (OSError, KeyError):
+        return ""
+
+
+def do_features(a, log):
+    from . import spec
+    print(json.dumps(spec.features(), indent=2))
+
+
+VERBS = {"spec": do_spec, "create": do_create, "run": do_run, "start": do_start, "state": do_state,
+         "kill": do_kill, "delete": do_delete, "list": do_list, "features": do_features}
+
+
+def main(argv=None):
+    from .errors import MruncError
+    argv = sys.argv[1:] if argv is None else argv
+    log = _Log()
+    try:
+        a = _parser().parse_args(argv)
+        log = _Log(a.log, a.log_format, a.debug)
+        if a.version:
+            print(f"mrunc version {VERSION}\nspec: {SPEC_VERSION}\npython: {sys.version.split()[0]}")
+            return 0
+        if not a.verb:
+            raise MruncError("no command given (try --help)")
+        if a.systemd_cgroup:
+            raise MruncError("--systemd-cgroup: the systemd cgroup driver is not supported "
+                             "(use the default cgroupfs driver)")
+        if a.root is None:
+            a.root = "/run/mrunc"
+        rc = VERBS[a.verb](a, log)
+        return rc or 0
+    except MruncError as e:
+        log.error(str(e))
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except OSError as e:  # an unexpected OS failure still reads as one line
+        if log.debug_on:
+            raise
+        log.error(f"{e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,337 @@
+"""The container side of `create`: the phases, in the order they must happen, and why.
+
+Two processes do this work, both forked from `mrunc create` (never re-exec'd: we are Python, we can
+fork, and that saves a whole interpreter start):
+
+  clone child   unshares the namespaces. A new PID (or time) namespace only applies to the
+                children of the caller, so it forks once more and exits.
+  init          that child: PID 1 in the new PID namespace. It runs every other phase, then
+                blocks on exec.fifo until `mrunc start`, then execve()s the user's program —
+                from then on, the container's PID 1 *is* the user's program.
+
+    clone       unshare(user) -> parent writes uid/gid maps -> join/unshare the rest -> fork init
+    mount       / made rslave, rootfs bound on itself, mounts[] in order, /dev nodes and links
+    pivot_root  the rootfs becomes /, the old root is detached; masked and read-only paths,
+                hostname, sysctl, the console
+    cgroup      the parent puts init in its cgroup and writes the limits; *then* init unshares the
+                cgroup namespace — so inside, its own cgroup is "/" — and mounts the cgroup fs
+    security    rlimits, oom_score_adj, groups/gid/uid, capabilities, no_new_privs, cwd; the
+                program is looked up now so a typo fails `create`, not `start`
+    exec        wait for `start` on exec.fifo, then execve (the fd table closed down to stdio)
+
+After each phase init reports what it did to the parent (duration and kernel calls) and waits for
+"continue": that is how `--trace` prints the phases and how the notebook stepper pauses a real
+container between two of them.
+"""
+import os
+import signal
+import time
+
+from .. import linux
+from ..linux import Syscalls
+from . import protocol
+
+
+class Ctx:
+    """What init needs besides config.json, fixed by the parent before the fork."""
+
+    def __init__(self, **kw):
+        self.bundle = kw["bundle"]
+        self.state_dirfd = kw["state_dirfd"]  # O_PATH fd of the state dir: reaches exec.fifo after pivot_root
+        self.no_pivot = kw.get("no_pivot", False)
+        self.preserve_fds = kw.get("preserve_fds", 0)
+        self.cgroup_version = kw.get("cgroup_version", "none")
+        self.v1_hierarchies = kw.get("v1_hierarchies", [])
+        self.has_hooks = kw.get("has_hooks", set())
+        self.hook_state = kw.get("hook_state", {})  # id, bundle, annotations: for in-container hooks
+
+
+def _namespaces(config):
+    return (config.get("linux") or {}).get("namespaces") or []
+
+
+# ---------------------------------------------------------------- clone (in the clone child)
+
+def clone_child(sock, config, ctx):
+    """Runs in the first child. Never returns: forks init, reports its pid, exits."""
+    sys = Syscalls()
+    t0 = time.perf_counter()
+    try:
+        nss = {n["type"]: n.get("path") for n in _namespaces(config)}
+        _enter_user_namespace(sys, sock, nss)
+        _enter_other_namespaces(sys, nss)
+        pid = os.fork()
+    except BaseException as e:  # noqa: BLE001 — everything goes home as one structured error
+        protocol.send(sock, protocol.error_message("clone", e))
+        os._exit(1)
+    if pid == 0:
+        try:
+            init_main(sock, config, ctx, sys, t0)
+        finally:
+            os._exit(1)  # init_main only returns by exec or error
+    protocol.send(sock, {"t": "pid", "pid": pid})
+    os._exit(0)
+
+
+def _enter_user_namespace(sys, sock, nss):
+    """The user namespace comes first: every other namespace made afterwards is *owned* by it,
+    so root inside the container has capabilities over them and over nothing of the host's."""
+    if "user" not in nss:
+        return
+    if nss["user"]:
+        _setns(sys, nss["user"], linux.CLONE_NEWUSER)
+    else:
+        sys.unshare(linux.CLONE_NEWUSER)
+        # A process cannot write its own id maps with host privileges: the parent does it.
+        protocol.send(sock, {"t": "userns"})
+        protocol.recv(sock, "maps-done")
+    # Become root of the namespace (the maps decide which host ids that is).
+    sys.setresgid(0)
+    sys.setresuid(0)
+
+
+def _enter_other_namespaces(sys, nss):
+    """Join the namespaces given by path, unshare the new ones in one call.
+
+    The cgroup namespace is left for the cgroup phase: it must be made *after* init has moved
+    into its cgroup, or the container would see the runtime's cgroup as its root.
+    """
+    flags = 0
+    for typ, path in nss.items():
+        if typ in ("user", "cgroup"):
+            continue
+        if path:
+            _setns(sys, path, linux.NAMESPACES[typ][0])
+        else:
+            flags |= linux.NAMESPACES[typ][0]
+    if flags:
+        sys.unshare(flags)
+    if "network" in nss and not nss["network"]:
+        sys.link_up("lo")
+
+
+def _setns(sys, path, nstype):
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise OSError(e.errno, f"open namespace {path}: {e.strerror}", path) from None
+    try:
+        sys.setns(fd, nstype, path)
+    except OSError as e:
+        if e.errno == 22:  # EINVAL: the file is a namespace, but of another type (or not one at all)
+            raise OSError(22, f"setns: {path} is not a {linux.flags_names(nstype)} namespace",
+                          path) from None
+        raise
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------- init (PID 1)
+
+class _Phases:
+    """Report each phase home and wait for 'continue' (the stepper's pause point)."""
+
+    def __init__(self, sock, sys, t0):
+        self.sock, self.sys, self.t0 = sock, sys, t0
+        self.name = "clone"
+
+    def done(self):
+        ms = (time.perf_counter() - self.t0) * 1000
+        calls = [[n, *map(_jsonable, a)] for n, a in self.sys.take_log()]
+        protocol.send(self.sock, {"t": "phase", "phase": self.name, "ms": round(ms, 3), "calls": calls})
+        msg = protocol.recv(self.sock, "continue")
+        if msg["t"] != "continue":
+            os._exit(1)
+
+    def begin(self, name):
+        self.name, self.t0 = name, time.perf_counter()
+
+
+def _jsonable(v):
+    return v if isinstance(v, (str, int, float, bool, type(None), list)) else str(v)
+
+
+def init_main(sock, config, ctx, sys, t0):
+    """PID 1 of the container, until it becomes the user's program."""
+    _set_signals()
+    sys.set_name("mrunc:[init]")
+    ph = _Phases(sock, sys, t0)
+    try:
+        ph.done()
+        ph.begin("mount")
+        rootfs = mount_phase(sys, sock, config, ctx)
+        ph.done()
+        ph.begin("pivot_root")
+        pivot_root_phase(sys, sock, config, ctx, rootfs)
+        ph.done()
+        ph.begin("cgroup")
+        cgroup_phase(sys, sock, config, ctx)
+        ph.done()
+        ph.begin("security")
+        path = security_phase(sys, config)
+        ph.done()
+    except EOFError:
+        os._exit(1)  # the runtime went away: nobody will ever start us
+    except BaseException as e:  # noqa: BLE001
+        protocol.send(sock, protocol.error_message(ph.name, e))
+        os._exit(1)
+    exec_phase(sock, config, ctx, path)
+
+
+def _set_signals():
+    """PID 1 ignores signals it has no handler for, even SIGTERM from the host. Until the user's
+    program replaces us, let TERM/INT/HUP end a created container, as they end runc's."""
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(s, lambda n, _f: os._exit(128 + n))
+
+
+def mount_phase(sys, sock, config, ctx):
+    from .. import rootfs as rfs
+    rootfs = rfs.prepare_root(sys, config, ctx.bundle)
+    rfs.mount_entries(sys, config, rootfs, ctx.bundle)
+    rfs.setup_dev(sys, config, rootfs, bool((config.get("process") or {}).get("terminal")))
+    _make_cwd(config, rootfs)
+    # Hooks createRuntime (and the deprecated prestart) run now in the runtime's namespaces, then
+    # createContainer in ours — mounts done, before pivot_root (runtime-spec lifecycle steps 3-5).
+    if ctx.has_hooks & {"prestart", "createRuntime"}:
+        protocol.send(sock, {"t": "hooks", "kind": "createRuntime"})
+        protocol.recv(sock, "hooks-done")
+    if "createContainer" in ctx.has_hooks:
+        from .. import hooks
+        hooks.run_in_container(config, "createContainer", dict(ctx.hook_state, status="creating"))
+    return rootfs
+
+
+def _make_cwd(config, rootfs):
+    """runc creates process.cwd if the image lacks it; do it inside the rootfs, no symlink escape."""
+    cwd = (config.get("process") or {}).get("cwd") or "/"
+    if cwd != "/":
+        from .. import rootfs as rfs
+        rfs.mkdir_in_root(rootfs, cwd)
+
+
+def pivot_root_phase(sys, sock, config, ctx, rootfs):
+    from .. import rootfs as rfs
+    rfs.pivot(sys, rootfs, ctx.no_pivot)
+    rfs.mask_paths(sys, config)
+    rfs.readonly_paths(sys, config)
+    rfs.set_hostname(sys, config)
+    rfs.apply_sysctl(sys, config)
+    if (config.get("process") or {}).get("terminal"):
+        _setup_console(sys, sock, config)
+
+
+def _setup_console(sys, sock, config):
+    """terminal: true — a pty from the container's own devpts; the slave becomes stdio and
+    /dev/console, the master goes home (then to --console-socket, or to the user's terminal)."""
+    import fcntl
+    import struct
+    from .. import rootfs as rfs
+    master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    fcntl.ioctl(master, 0x40045431, struct.pack("i", 0))  # TIOCSPTLCK: unlock
+    # TIOCGPTPEER opens the slave through the master, not through a path someone could swap (S11)
+    slave = fcntl.ioctl(master, 0x5441, os.O_RDWR | os.O_NOCTTY)
+    size = (config.get("process") or {}).get("consoleSize")
+    if size:
+        fcntl.ioctl(slave, 0x5414, struct.pack("HHHH", size["height"], size["width"], 0, 0))  # TIOCSWINSZ
+    rfs.bind_console(sys, slave)
+    os.setsid()
+    fcntl.ioctl(slave, 0x540E, 0)  # TIOCSCTTY: our controlling terminal
+    for fd in (0, 1, 2):
+        os.dup2(slave, fd)
+    os.close(slave)
+    protocol.send(sock, {"t": "console"}, fds=[master])
+    os.close(master)
+
+
+def cgroup_phase(sys, sock, config, ctx):
+    # 1. the parent creates the cgroup, writes the limits and moves us in (it owns the host side)
+    protocol.send(sock, {"t": "cgroup"})
+    protocol.recv(sock, "cgroup-done")
+    # 2. only now the cgroup namespace: its root is the cgroup we are in at unshare time
+    nss = {n["type"]: n.get("path") for n in _namespaces(config)}
+    if "cgroup" in nss:
+        if nss["cgroup"]:
+            _setns(sys, nss["cgroup"], linux.CLONE_NEWCGROUP)
+        else:
+            sys.unshare(linux.CLONE_NEWCGROUP)
+    # 3. and the cgroup filesystem, which shows that namespace's view
+    from .. import rootfs as rfs
+    rfs.mount_cgroup_entries(sys, config, ctx.cgroup_version, ctx.v1_hierarchies)
+    rfs.finish_root(sys, config)
+
+
+def security_phase(sys, config):
+    from .. import security
+    proc = config.get("process") or {}
+    security.apply(sys, proc)
+    cwd = proc.get("cwd") or "/"
+    try:
+        os.chdir(cwd)
+    except OSError as e:
+        raise OSError(e.errno, f"chdir to cwd {cwd!r}: {e.strerror}", cwd) from None
+    return find_executable(proc["args"][0], proc.get("env") or [])
+
+
+def find_executable(name, env):
+    """execvp's rules, with the *container's* PATH (process.env), inside the new root."""
+    if "/" in name:
+        candidates = [name]
+    else:
+        path = next((e[5:] for e in env if e.startswith("PATH=")),
+                    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        candidates = [os.path.join(d or ".", name) for d in path.split(":")]
+    for c in candidates:
+        if os.path.isfile(c) and os.access(c, os.X_OK):
+            return c
+    if "/" in name:
+        raise FileNotFoundError(2, f"exec: {name!r}: no such file or not executable", name)
+    raise FileNotFoundError(2, f"exec: {name!r}: executable file not found in $PATH", name)
+
+
+# ---------------------------------------------------------------- exec (at `mrunc start`)
+
+def exec_phase(sock, config, ctx, path):
+    """Tell create we are ready, block until start, then become the user's program."""
+    proc = config["process"]
+    protocol.send(sock, {"t": "ready"})
+    try:
+        # Blocks until `mrunc start` opens the other end. Opened relative to the state dir fd we
+        # kept from before pivot_root: the host path is unreachable from inside the rootfs.
+        fifo = os.open("exec.fifo", os.O_WRONLY | os.O_CLOEXEC, dir_fd=ctx.state_dirfd)
+        os.write(fifo, b"0")
+        sock.close()
+        os.close(ctx.state_dirfd)
+        if "startContainer" in ctx.has_hooks:
+            from .. import hooks
+            hooks.run_in_container(config, "startContainer", dict(ctx.hook_state, status="created"))
+        _close_fds(3 + ctx.preserve_fds)
+        os.execve(path, proc["args"], _env(proc.get("env") or []))
+    except BaseException as e:  # noqa: BLE001 — create has returned: all we have is stderr
+        os.write(2, f"mrunc: exec {proc['args'][0]}: {getattr(e, 'strerror', None) or e}\n".encode())
+        os._exit(127)
+
+
+def _env(pairs):
+    env = {}
+    for kv in pairs:
+        k, _, v = kv.partition("=")
+        env[k] = v
+    return env
+
+
+def _close_fds(first):
+    """Leave the program only stdio and the preserved fds: any other fd is a way out (S3).
+    Our own fds are O_CLOEXEC already; this catches whatever the caller of create leaked to us."""
+    for name in os.listdir("/proc/self/fd") if os.path.isdir("/proc/self/fd") else []:
+        fd = int(name)
+        if fd >= first:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass
+    for fd in range(3, first):
+        try:
+            os.set_inheritable(fd, True)
+        except OSError:
+            pass

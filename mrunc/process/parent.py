@@ -1,0 +1,279 @@
+"""The runtime side of `create`: fork, answer init's requests, record the container, return.
+
+The parent does what only the host side can do: write the user namespace's id maps, create the
+cgroup and move init into it, run the runtime-namespace hooks, pass the console on. Everything
+else happens in the container's own processes (init.py). If anything fails, the parent undoes
+what was done — kills init, removes the cgroup and the state dir — and raises one error.
+"""
+import json
+import os
+import signal
+import time
+
+from ..errors import InitError, MruncError
+from ..state import Container, fifo_path, now_rfc3339, proc_start_time, write_atomic
+from . import protocol
+from .init import Ctx, clone_child
+
+HOOKS_IN_INIT = ("createContainer", "startContainer")
+
+
+class Events:
+    """Where phase reports go: the --trace printer and the stepper's channel (either may be off)."""
+
+    def __init__(self, trace=None, step_fd=None):
+        self.trace = trace            # a file (stderr) or None
+        self.step = os.fdopen(step_fd, "r+b", buffering=0) if step_fd is not None else None
+        self.records = []
+
+    def phase(self, name, ms, calls, pid=None):
+        rec = {"event": "phase-done", "phase": name, "ms": ms, "calls": calls}
+        if pid:
+            rec["pid"] = pid
+        self.records.append(rec)
+        if self.trace:
+            self.trace.write(format_phase(rec))
+            self.trace.flush()
+        if self.step:
+            self.step.write(json.dumps(rec).encode() + b"\n")
+            line = self.step.readline().strip()
+            if line != b"continue":
+                raise MruncError(f"{name}: stopped by the stepper ({line.decode() or 'channel closed'})")
+
+    def error(self, err):
+        if self.step:
+            rec = {"event": "error", "phase": getattr(err, "phase", None), "message": str(err)}
+            try:
+                self.step.write(json.dumps(rec).encode() + b"\n")
+            except OSError:
+                pass
+
+
+def format_phase(rec):
+    lines = [f"mrunc: phase {rec['phase']:<10} {rec['ms']:8.3f} ms\n"]
+    for call in rec["calls"]:
+        name, *args = call
+        lines.append(f"         {name}({', '.join(map(repr, args))})\n")
+    return "".join(lines)
+
+
+def create(root, cid, bundle, *, pid_file=None, console_socket=None, no_pivot=False,
+           preserve_fds=0, events=None, subreaper=False, on_console=None):
+    """Create container `cid` from `bundle`; return its Container once init waits on exec.fifo."""
+    from .. import spec
+    from ..state import validate_id
+    events = events or Events()
+    t0 = time.perf_counter()
+    validate_id(cid)
+    bundle = os.path.abspath(bundle)
+    config = spec.load(bundle)
+    _check_terminal(config, console_socket, on_console)
+    events.phase("spec", round((time.perf_counter() - t0) * 1000, 3), [["read", f"{bundle}/config.json"]])
+
+    c = Container(root, cid)
+    c.reserve()
+    state = {"init_pid": None, "cgroup": None}
+    try:
+        _create(c, config, bundle, state, events, no_pivot=no_pivot, preserve_fds=preserve_fds,
+                console_socket=console_socket, subreaper=subreaper, on_console=on_console)
+        if pid_file:
+            write_atomic(os.path.abspath(pid_file), str(c.pid), 0o644)
+    except BaseException as e:
+        events.error(e)
+        _undo(c, state)
+        raise
+    return c
+
+
+def _check_terminal(config, console_socket, on_console):
+    terminal = bool((config.get("process") or {}).get("terminal"))
+    if terminal and not console_socket and on_console is None:
+        raise MruncError("process.terminal is true: --console-socket is required "
+                         "(cannot allocate a tty when mrunc detaches without a console socket)")
+    if console_socket and not terminal:
+        raise MruncError("--console-socket given but process.terminal is false")
+
+
+def _create(c, config, bundle, state, events, *, no_pivot, preserve_fds, console_socket,
+            subreaper, on_console):
+    from .. import cgroups
+    os.mkfifo(fifo_path(c.dir), 0o622)
+    os.chmod(fifo_path(c.dir), 0o622)  # mkfifo obeys the umask; any uid may signal readiness
+    linux_cfg = config.get("linux") or {}
+    cg = cgroups.manager(linux_cfg.get("cgroupsPath"), c.id)
+    layout = cgroups.detect()
+    hooks = {k for k, v in (config.get("hooks") or {}).items() if v}
+    dirfd = os.open(c.dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    ctx = Ctx(bundle=bundle, state_dirfd=dirfd, no_pivot=no_pivot, preserve_fds=preserve_fds,
+              cgroup_version=layout, v1_hierarchies=_v1_hierarchies() if layout != "v2" else [],
+              has_hooks=hooks, hook_state=_hook_state(c, config, bundle, {"init_pid": None}, ""))
+    mine, theirs = protocol.pair()
+    if subreaper:
+        # `run` waits for the container: init must become our child when its parent exits
+        from ..linux import PR_SET_CHILD_SUBREAPER, Syscalls
+        Syscalls().prctl(PR_SET_CHILD_SUBREAPER, 1)
+    clone_pid = os.fork()
+    if clone_pid == 0:
+        try:
+            mine.close()
+            clone_child(theirs, config, ctx)
+        finally:
+            os._exit(1)
+    theirs.close()
+    os.close(dirfd)
+    try:
+        _serve(c, config, bundle, state, events, mine, clone_pid, cg, console_socket, on_console)
+    finally:
+        mine.close()
+        _reap(clone_pid)
+
+
+def _serve(c, config, bundle, state, events, sock, clone_pid, cg, console_socket, on_console):
+    """Answer init, phase by phase, until it says it is ready."""
+    from .. import hooks
+    while True:
+        try:
+            msg = protocol.recv(sock, with_fds=True)
+        except EOFError:
+            raise InitError(events.records[-1]["phase"] if events.records else "clone",
+                            "container init exited unexpectedly") from None
+        t = msg["t"]
+        if t == "error":
+            raise InitError(msg["phase"], msg["message"], msg.get("syscall"), msg.get("path"),
+                            msg.get("errno"))
+        if t == "userns":
+            write_id_maps(clone_pid, config)
+            protocol.send(sock, {"t": "maps-done"})
+        elif t == "pid":
+            state["init_pid"] = msg["pid"]
+        elif t == "phase":
+            events.phase(msg["phase"], msg["ms"], msg["calls"], state["init_pid"])
+            protocol.send(sock, {"t": "continue"})
+        elif t == "cgroup":
+            _join_cgroup(cg, config, state)
+            protocol.send(sock, {"t": "cgroup-done"})
+        elif t == "hooks":
+            st = _hook_state(c, config, bundle, state, "creating")
+            for kind in ("prestart", "createRuntime"):
+                hooks.run(config, kind, st)
+            protocol.send(sock, {"t": "hooks-done"})
+        elif t == "console":
+            _pass_console(msg["_fds"][0], console_socket, on_console)
+        elif t == "ready":
+            break
+    _record(c, config, bundle, state)
+
+
+def _join_cgroup(cg, config, state):
+    state["cgroup"] = cg
+    cg.apply(state["init_pid"])
+    resources = (config.get("linux") or {}).get("resources")
+    if resources:
+        cg.set(resources)
+
+
+def _record(c, config, bundle, state):
+    pid = state["init_pid"]
+    start, _ = proc_start_time(pid)
+    root = config["root"]["path"]
+    cg = state["cgroup"]
+    c.data = {
+        "id": c.id, "pid": pid, "start_time": start, "bundle": bundle,
+        "rootfs": root if os.path.isabs(root) else os.path.join(bundle, root),
+        "created": now_rfc3339(), "config": config,
+        "cgroup": None if cg is None else {"path": cg.path, "root": getattr(cg, "root", "/sys/fs/cgroup")},
+    }
+    c.save()
+
+
+def _hook_state(c, config, bundle, state, status):
+    return {"ociVersion": "1.3.0", "id": c.id, "status": status, "pid": state["init_pid"],
+            "bundle": bundle, "annotations": config.get("annotations") or {}}
+
+
+def _pass_console(master, console_socket, on_console):
+    """Hand the pty master over, as runc does: SCM_RIGHTS on a connected unix socket."""
+    if on_console is not None:
+        on_console(master)
+        return
+    import socket
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        try:
+            s.connect(console_socket)
+        except OSError as e:
+            raise MruncError(f"--console-socket {console_socket}: {e.strerror}") from None
+        socket.send_fds(s, [b"/dev/ptmx"], [master])
+    os.close(master)
+
+
+def write_id_maps(pid, config):
+    """Map container ids to host ids. Only a process privileged in the *parent* user namespace
+    may write these files for another process, which is why the parent, not init, does it."""
+    lin = config.get("linux") or {}
+    for kind in ("uid", "gid"):
+        maps = lin.get(f"{kind}Mappings") or []
+        text = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps)
+        try:
+            with open(f"/proc/{pid}/{kind}_map", "w") as f:
+                f.write(text)
+        except OSError as e:
+            raise MruncError(f"linux.{kind}Mappings: writing /proc/{pid}/{kind}_map: {e.strerror}") from None
+
+
+def _v1_hierarchies():
+    """The cgroup v1 hierarchies mounted on the host, read before pivot_root makes them invisible:
+    [(directory name under /sys/fs/cgroup, mount options naming the controllers)]."""
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            pre, _, post = line.partition(" - ")
+            fstype, _, opts = post.split()[:3]
+            if fstype != "cgroup":
+                continue
+            mnt = pre.split()[4]
+            ctrls = [o for o in opts.split(",") if o not in ("rw", "ro", "nosuid", "nodev", "noexec",
+                                                             "relatime", "clone_children")]
+            out.append((os.path.basename(mnt), ",".join(ctrls)))
+    return out
+
+
+def _reap(pid):
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def _undo(c, state):
+    """A failed create must leave nothing behind: no process, no cgroup, no state dir."""
+    pid = state.get("init_pid")
+    if pid:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        wait_gone(pid)
+    cg = state.get("cgroup")
+    if cg is not None:
+        try:
+            cg.remove()
+        except Exception:  # noqa: BLE001 — best effort; the original error matters more
+            pass
+    c.remove()
+
+
+def wait_gone(pid, timeout=5.0):
+    """Wait until pid is dead (reaped or a zombie). It may not be our child, so poll."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            wpid, _ = os.waitpid(pid, os.WNOHANG)
+            if wpid == pid:
+                return True
+        except ChildProcessError:
+            pass
+        _, st = proc_start_time(pid)
+        if st is None or st in ("Z", "X"):
+            return True
+        time.sleep(0.002)
+    return False

@@ -1,0 +1,75 @@
+"""How the runtime and the container's init talk while a container is being created.
+
+`mrunc create` forks. The child unshares namespaces and forks again, and that grandchild is the
+container's init (PID 1 of the new PID namespace). Parent and init keep one SOCK_SEQPACKET
+socketpair: every message is one small JSON object (one datagram, so no framing is needed), and a
+file descriptor can ride along with SCM_RIGHTS.
+
+    from     message                              meaning / what the other side does next
+    -------  -----------------------------------  -----------------------------------------------
+    clone    {"t": "userns"}                      user namespace made; parent writes uid/gid maps
+    parent   {"t": "maps-done"}                   clone child may now become root in it and go on
+    clone    {"t": "pid", "pid": N}               init forked (N as the parent sees it); clone exits
+    init     {"t": "phase", "phase": P,           phase P finished in ms, making these kernel calls.
+              "ms": F, "calls": [...]}            Parent reports it (trace / stepper), then answers
+    parent   {"t": "continue"}                      "continue" when the next phase may run
+    init     {"t": "cgroup"}                      init is ready to be moved into its cgroup
+    parent   {"t": "cgroup-done"}                 init is in its cgroup; it may unshare CLONE_NEWCGROUP
+    init     {"t": "hooks", "kind": K}            run hooks K (createRuntime…) in the runtime now
+    parent   {"t": "hooks-done"}
+    init     {"t": "console"} + fd                the pty master (terminal: true)
+    init     {"t": "ready"}                       init blocks on exec.fifo now: create may return
+    init     {"t": "error", "phase", "message",   a phase failed; parent cleans up and re-raises
+              "syscall", "path", "errno"}           it as InitError (one line on the CLI)
+    parent   {"t": "abort"}                       stepper said stop: init exits
+
+Every receive names what it expected, so a protocol slip reads "expected continue, got ready"
+instead of hanging or failing obscurely. An empty read means the other end died: init then exits
+quietly (its creator is gone, nobody will start it), and the parent reports that init died.
+"""
+import json
+import socket
+
+
+class ProtocolError(Exception):
+    pass
+
+
+def pair():
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    return a, b
+
+
+def send(sock, msg, fds=()):
+    data = json.dumps(msg, separators=(",", ":")).encode()
+    if fds:
+        socket.send_fds(sock, [data], list(fds))
+    else:
+        sock.send(data)
+
+
+def recv(sock, expect=None, with_fds=False):
+    """Receive one message; with `expect`, anything but that type (or "error") is a ProtocolError."""
+    if with_fds:
+        data, fds, _, _ = socket.recv_fds(sock, 1 << 16, 4)
+    else:
+        data, fds = sock.recv(1 << 16), []
+    if not data:
+        raise EOFError(f"peer closed while waiting for {expect or 'a message'}")
+    msg = json.loads(data)
+    if expect is not None and msg.get("t") not in (expect, "error"):
+        raise ProtocolError(f"expected {expect!r}, got {msg.get('t')!r}")
+    if with_fds:
+        msg["_fds"] = fds
+    return msg
+
+
+def error_message(phase, exc):
+    """Turn an exception raised in init into the structured error sent home."""
+    msg = {"t": "error", "phase": phase, "message": str(exc)}
+    if isinstance(exc, OSError) and exc.strerror:
+        # our Syscalls put "what: why" in strerror and the path in filename; str() would add noise
+        msg.update(errno=exc.errno, path=exc.filename, message=exc.strerror)
+    return msg
+
+
