@@ -1,0 +1,202 @@
+"""What the default config must do to a process, checked from inside the container with busybox."""
+import json
+import os
+
+import pytest
+
+from conftest import host_ns
+
+pytestmark = pytest.mark.root
+
+NS_FILES = ("cgroup", "ipc", "mnt", "net", "pid", "uts")
+
+
+def _ns_inside(mr, edit=None):
+    out = mr.sh("for n in cgroup ipc mnt net pid time user uts; do echo $n $(readlink /proc/self/ns/$n); done",
+                edit=edit)
+    return dict(line.split(" ", 1) for line in out.splitlines())
+
+
+def test_pid1_and_hostname(mr):
+    out = mr.sh("echo $$; hostname", edit=lambda c: c.__setitem__("hostname", "box-under-test"))
+    assert out.split() == ["1", "box-under-test"]
+
+
+def test_default_namespaces_differ_from_host(mr):
+    inside = _ns_inside(mr)
+    for n in NS_FILES:
+        assert inside[n] != host_ns(n), n
+    # not requested in the default config: shared with the host
+    assert inside["user"] == host_ns("user")
+    assert inside["time"] == host_ns("time")
+
+
+def test_namespace_not_requested_is_shared(mr):
+    def edit(cfg):
+        cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"] if n["type"] != "network"]
+    inside = _ns_inside(mr, edit)
+    assert inside["net"] == host_ns("net")
+    assert inside["mnt"] != host_ns("mnt")
+
+
+def test_time_namespace(mr):
+    inside = _ns_inside(mr, lambda c: c["linux"]["namespaces"].append({"type": "time"}))
+    assert inside["time"] != host_ns("time")
+
+
+@pytest.mark.userns
+def test_user_namespace_with_mappings(mr):
+    def edit(cfg):
+        cfg["linux"]["namespaces"].append({"type": "user"})
+        cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    out = mr.sh("id -u; cat /proc/self/uid_map; readlink /proc/self/ns/user", edit=edit)
+    lines = out.splitlines()
+    assert lines[0] == "0"
+    assert lines[1].split() == ["0", "100000", "65536"]
+    assert lines[2] != host_ns("user")
+
+
+def test_join_namespace_by_path(mr):
+    """A second container joins the first one's network and UTS namespaces (path given)."""
+    cid = mr.new_id()
+    b = mr.bundle(lambda c: c.__setitem__("hostname", "first"),
+                  args=["sh", "-c", "while :; do sleep 0.05; done"])
+    mr.cli("run", "-d", "--bundle", b, cid, check=True)
+    pid = json.loads(mr.cli("state", cid).stdout)["pid"]
+
+    def edit(cfg):
+        for n in cfg["linux"]["namespaces"]:
+            if n["type"] in ("network", "uts"):
+                n["path"] = f"/proc/{pid}/ns/{'net' if n['type'] == 'network' else 'uts'}"
+    out = mr.sh("hostname; readlink /proc/self/ns/net", edit=edit)
+    host, net = out.split()
+    assert host == "first"
+    assert net == os.readlink(f"/proc/{pid}/ns/net")
+
+
+def test_joining_wrong_namespace_type_fails_cleanly(mr):
+    def edit(cfg):
+        for n in cfg["linux"]["namespaces"]:
+            if n["type"] == "network":
+                n["path"] = "/proc/self/ns/uts"
+    p = mr.run("true", edit=edit)
+    assert p.returncode != 0
+    assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
+    assert "namespace" in p.stderr
+
+
+def _mounts(mr, edit=None):
+    out = mr.sh("cat /proc/self/mountinfo", edit=edit)
+    mounts = {}
+    for line in out.splitlines():
+        pre, _, post = line.partition(" - ")
+        f = pre.split()
+        fstype, src, sopts = post.split()[:3]
+        mounts[f[4]] = {"opts": set(f[5].split(",")), "type": fstype, "super": set(sopts.split(","))}
+    return mounts
+
+
+def test_default_mounts_with_options(mr):
+    m = _mounts(mr)
+    assert m["/proc"]["type"] == "proc"
+    assert m["/dev"]["type"] == "tmpfs" and "nosuid" in m["/dev"]["opts"]
+    assert m["/dev/pts"]["type"] == "devpts" and {"nosuid", "noexec"} <= m["/dev/pts"]["opts"]
+    assert m["/dev/shm"]["type"] == "tmpfs" and {"nosuid", "nodev", "noexec"} <= m["/dev/shm"]["opts"]
+    assert m["/dev/mqueue"]["type"] == "mqueue"
+    assert m["/sys"]["type"] == "sysfs" and "ro" in m["/sys"]["opts"]
+    assert "/sys/fs/cgroup" in m
+    assert "ro" in m["/"]["opts"]  # root.readonly: true in the default config
+    # masked paths: a file bound over by /dev/null, directories covered by a read-only tmpfs
+    assert "/proc/kcore" in m or "/proc/keys" in m
+    assert "ro" in m["/proc/sys"]["opts"]  # readonly path
+
+
+def test_readonly_root_refuses_writes(mr):
+    out = mr.sh("touch /newfile 2>&1; echo rc=$?")
+    assert "Read-only file system" in out and "rc=1" in out
+
+
+def test_writable_root_when_not_readonly(mr, tmp_path):
+    # a private copy of a tiny rootfs so the shared busybox tree stays clean
+    import shutil
+    from conftest import ROOTFS
+    root = tmp_path / "rootfs"
+    shutil.copytree(ROOTFS, root, symlinks=True)
+
+    def edit(cfg):
+        cfg["root"] = {"path": str(root), "readonly": False}
+    out = mr.sh("touch /newfile && echo ok", edit=edit)
+    assert out.strip() == "ok" and (root / "newfile").exists()
+
+
+def test_masked_paths_unreadable(mr):
+    out = mr.sh("cat /proc/kcore 2>&1 | wc -c; ls /proc/acpi 2>&1 | wc -l")
+    kcore, acpi = out.split()
+    assert kcore == "0" and acpi == "0"
+
+
+def test_devices_and_links(mr):
+    out = mr.sh("for d in null zero full random urandom tty; do stat -c '%n %t:%T %a' /dev/$d; done;"
+                "readlink /dev/fd /dev/stdin /dev/stdout /dev/stderr /dev/ptmx;"
+                "echo hi > /dev/null && head -c 3 /dev/zero | wc -c")
+    lines = out.splitlines()
+    assert lines[0] == "/dev/null 1:3 666"
+    assert lines[1] == "/dev/zero 1:5 666"
+    assert lines[5].startswith("/dev/tty 5:0")
+    assert lines[6:11] == ["/proc/self/fd", "/proc/self/fd/0", "/proc/self/fd/1", "/proc/self/fd/2", "pts/ptmx"]
+    assert lines[11] == "3"
+
+
+def test_env_cwd_user_groups_umask_rlimits(mr):
+    def edit(cfg):
+        p = cfg["process"]
+        p["env"] = ["PATH=/bin:/usr/bin:/sbin", "GREETING=hello world"]
+        p["cwd"] = "/tmp"
+        p["user"] = {"uid": 1000, "gid": 1000, "additionalGids": [1001, 1002], "umask": 0o027}
+        p["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 512},
+                        {"type": "RLIMIT_NPROC", "soft": 100, "hard": 200}]
+    out = mr.sh('echo "$GREETING"; pwd; id -u; id -g; id -G; umask; ulimit -n; '
+                'grep "Max processes" /proc/self/limits', edit=edit)
+    lines = out.splitlines()
+    assert lines[0] == "hello world"
+    assert lines[1] == "/tmp"
+    assert lines[2:4] == ["1000", "1000"]
+    assert set(lines[4].split()) == {"1000", "1001", "1002"}
+    assert lines[5] == "0027"
+    assert lines[6] == "512"
+    assert lines[7].split()[2:4] == ["100", "200"]
+
+
+def test_capabilities_of_default_config(mr):
+    out = mr.sh("grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status; grep NoNewPrivs /proc/self/status")
+    caps = dict(line.split(":\t") for line in out.splitlines())
+    # AUDIT_WRITE(29), KILL(5), NET_BIND_SERVICE(10)
+    want = (1 << 29) | (1 << 5) | (1 << 10)
+    assert int(caps["CapBnd"], 16) == want
+    assert int(caps["CapEff"], 16) == want and int(caps["CapPrm"], 16) == want
+    assert int(caps["CapInh"], 16) == 0 and int(caps["CapAmb"], 16) == 0
+    assert caps["NoNewPrivs"].strip() == "1"
+
+
+def test_oom_score_adj(mr):
+    out = mr.sh("cat /proc/self/oom_score_adj", edit=lambda c: c["process"].__setitem__("oomScoreAdj", 123))
+    assert out.strip() == "123"
+
+
+def test_loopback_is_up_in_new_network_namespace(mr):
+    out = mr.sh("cat /sys/class/net/lo/operstate /sys/class/net/lo/flags; ls /sys/class/net")
+    state, flags, *ifaces = out.split()
+    assert int(flags, 16) & 1  # IFF_UP
+    assert ifaces == ["lo"]
+
+
+def test_only_stdio_fds_reach_the_program(mr):
+    out = mr.sh("ls /proc/self/fd")
+    assert sorted(out.split()) == ["0", "1", "2", "3"]  # 3 = the directory ls is reading
+
+
+def test_cgroup_namespace_root(mr):
+    out = mr.sh("cat /proc/self/cgroup")
+    for line in out.splitlines():
+        assert line.rsplit(":", 1)[1] == "/", out
