@@ -1,0 +1,52 @@
+"""Resource limits (`process.rlimits[]`) and the OOM killer's score (`process.oomScoreAdj`).
+
+Both are inherited across fork and execve, so setting them on init sets them for the container's
+program. Both can be raised past their current ceiling only with CAP_SYS_RESOURCE, and that
+capability only counts in the *initial* user namespace: a container in its own user namespace
+cannot raise them itself. runc 1.1.5 therefore sets rlimits from the parent with prlimit(2) and
+oom_score_adj before entering the user namespace; pass `pid` to do the same. Setting a limit to the
+value it already has always works, so init may apply them again afterwards.
+"""
+import os
+
+from mrunc.errors import SpecError
+from mrunc.spec.consts import RLIMITS
+
+
+def apply_rlimits(sys, rlimits, pid=None):
+    """setrlimit each `{type, soft, hard}` in order (prlimit on `pid` if given); getrlimit then
+    returns exactly soft/hard. Unknown or duplicate types are config errors (the spec: MUST error),
+    checked before any limit is changed. Errors start with the JSON path:
+    `process.rlimits[0]: setrlimit RLIMIT_NOFILE 1048576/1048576: Operation not permitted`.
+    """
+    todo, seen = [], {}
+    for i, rl in enumerate(rlimits or ()):
+        path, kind = f"process.rlimits[{i}]", rl.get("type")
+        if kind not in RLIMITS:
+            raise SpecError(f"{path}.type: unknown rlimit {kind!r}")
+        if kind in seen:
+            raise SpecError(f"{path}.type: duplicate {kind} (also {seen[kind]})")
+        seen[kind] = path
+        todo.append((path, kind, rl.get("soft"), rl.get("hard")))
+    for path, kind, soft, hard in todo:
+        try:
+            if pid is None:
+                sys.setrlimit(RLIMITS[kind], soft, hard, kind)
+            else:
+                sys.prlimit(pid, RLIMITS[kind], soft, hard, kind)
+        except OSError as e:
+            raise OSError(e.errno, f"{path}: {e.strerror}") from None
+
+
+def apply_oom_score_adj(sys, value, pid="self"):
+    """Write /proc/<pid>/oom_score_adj, only when the config sets it: unset MUST leave it alone
+    (the container keeps the runtime's, as a forked child would). Lowering it needs
+    CAP_SYS_RESOURCE; raising it (easier to kill) never does."""
+    if value is None:
+        return
+    path = f"/proc/{pid}/oom_score_adj"
+    try:
+        sys.write_file(path, str(value))
+    except OSError as e:
+        raise OSError(e.errno, f"process.oomScoreAdj: write {value} to {path}: "
+                               f"{os.strerror(e.errno)}", path) from None
