@@ -1,0 +1,593 @@
+"""The named checks behind `mrunc.spec.validate`: one small function per area of config.json.
+
+Each check takes (config, bundle, warn), raises SpecError whose message starts with the JSON path
+of the offending value (`linux.namespaces[2].type: unknown namespace "foo"`), and calls
+warn(message) for what the spec says to log but not refuse. CHECKS runs them in order; the first
+failure wins, so the user fixes one line at a time, like runc's validator.
+
+Three rules shape every check:
+- Unknown properties are ignored (spec: a runtime MUST NOT fail on them), so checks only look up
+  the keys they know, never iterate a config object's keys — except in maps whose keys are data
+  (sysctl, annotations, hooks, unified).
+- `null` is the same as absent: JSON writers emit `"seccomp": null` for "not set".
+- Checks test shape and what can be judged from the file alone. Whether the kernel takes a value
+  (a cgroup file, a device number) is for the phase that applies it.
+"""
+
+import json
+import os
+
+from mrunc.errors import SpecError
+
+from .consts import (CAPABILITIES, CAPABILITY_SETS, HOOK_KINDS, NAMESPACE_TYPES, OCI_VERSION_MAX,
+                     OCI_VERSION_MIN, RLIMITS)
+from .mountopts import PROPAGATION_FLAGS, UNSUPPORTED_MOUNT_OPTIONS
+
+# Spec fields mrunc does not implement yet. Our rule is that a field we accept must have its
+# effect, so each one present (and not null or empty) is refused as "<path>: not supported by
+# mrunc yet". "[]" means "in every item of this array". Delete a line the day its feature lands.
+UNSUPPORTED = (
+    "process.apparmorProfile",
+    "process.selinuxLabel",
+    "process.scheduler",
+    "process.ioPriority",
+    "process.execCPUAffinity",
+    "mounts[].uidMappings",
+    "mounts[].gidMappings",
+    "linux.seccomp",
+    "linux.mountLabel",
+    "linux.intelRdt",
+    "linux.memoryPolicy",
+    "linux.personality",
+    "linux.netDevices",
+    "linux.timeOffsets",
+    "linux.resources.rdma",  # features() says cgroup rdma: false
+)
+
+# Integer kinds: (lowest, highest, name used in "expected <name>, got -1"). A name of None gives
+# "must be between lo and hi" instead, for ranges that are rules rather than C types.
+U16 = (0, 2**16 - 1, "unsigned 16-bit integer")
+U32 = (0, 2**32 - 1, "unsigned 32-bit integer")
+U64 = (0, 2**64 - 1, "unsigned 64-bit integer")
+I64 = (-2**63, 2**63 - 1, "64-bit integer")
+# A uid or gid: 32 bits, but 4294967295 is (uid_t)-1, "no id", which setuid(2) refuses.
+ID = (0, 2**32 - 2, "user or group id (0 to 4294967294)")
+POSITIVE = (1, 2**63 - 1, "positive integer")
+
+# A user namespace takes at most 340 lines per map (Linux 4.15+).
+MAX_ID_MAPPINGS = 340
+
+
+# ---- helpers: each checks one value and names it by its path -------------------------------------
+
+def _fail(path, message):
+    raise SpecError(f"{path}: {message}")
+
+
+def _show(value):
+    """A bad value as the user wrote it: scalars in JSON spelling, containers by their JSON type."""
+    if isinstance(value, str):
+        return json.dumps(value if len(value) <= 100 else value[:97] + "...")
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    return repr(value)
+
+
+def _obj(value, path):
+    """An object, or {} for absent/null; anything else is an error."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        _fail(path, f"expected object, got {_show(value)}")
+    return value
+
+
+def _arr(value, path):
+    """An array, or [] for absent/null."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        _fail(path, f"expected array, got {_show(value)}")
+    return value
+
+
+def _str(value, path):
+    if not isinstance(value, str):
+        _fail(path, f"expected string, got {_show(value)}")
+    return value
+
+
+def _bool(value, path):
+    if not isinstance(value, bool):
+        _fail(path, f"expected boolean, got {_show(value)}")
+    return value
+
+
+def _int(value, path, kind=I64):
+    # bool is a subclass of int in Python, but `true` is not an integer in JSON.
+    if isinstance(value, bool) or not isinstance(value, int):
+        _fail(path, f"expected integer, got {_show(value)}")
+    lo, hi, name = kind
+    if not lo <= value <= hi:
+        _fail(path, f"expected {name}, got {value}" if name else
+              f"must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _abspath(value, path):
+    if not _str(value, path).startswith("/"):
+        _fail(path, f"must be an absolute path, got {_show(value)}")
+    return value
+
+
+def _required(obj, key, path):
+    value = obj.get(key)
+    if value is None:
+        _fail(f"{path}.{key}", "required")
+    return value
+
+
+def _strings(value, path):
+    """An array of strings, or [] for absent/null."""
+    items = _arr(value, path)
+    for i, item in enumerate(items):
+        _str(item, f"{path}[{i}]")
+    return items
+
+
+def _env(value, path):
+    for i, entry in enumerate(_strings(value, path)):
+        if "=" not in entry:
+            _fail(f"{path}[{i}]", f'must be "KEY=VALUE", got {_show(entry)}')
+
+
+def _fields(obj, path, kinds):
+    """Type-check the optional members of obj listed in kinds ({name: bool | str | int kind})."""
+    for name, kind in kinds.items():
+        value = obj.get(name)
+        if value is None:
+            continue
+        if kind is bool:
+            _bool(value, f"{path}.{name}")
+        elif kind is str:
+            _str(value, f"{path}.{name}")
+        else:
+            _int(value, f"{path}.{name}", kind)
+
+
+def _key(path, key):
+    """Path of a map entry whose key is data: linux.sysctl["net.ipv4.ip_forward"]."""
+    return f"{path}[{json.dumps(key)}]"
+
+
+def _linux(config):
+    return _obj(config.get("linux"), "linux")
+
+
+def _namespaces(config):
+    """{type: path or None} of the validated linux.namespaces (run after check_namespaces)."""
+    found = {}
+    for ns in (config.get("linux") or {}).get("namespaces") or ():
+        found[ns["type"]] = ns.get("path") or None
+    return found
+
+
+def _find(node, parts, where):
+    """Yield (json path, value) for the dotted path split in parts; "name[]" walks an array."""
+    if not parts:
+        yield where, node
+        return
+    if not isinstance(node, dict):
+        return
+    name, rest = parts[0], parts[1:]
+    prefix = f"{where}." if where else ""
+    if name.endswith("[]"):
+        items = node.get(name[:-2])
+        for i, item in enumerate(items if isinstance(items, list) else ()):
+            yield from _find(item, rest, f"{prefix}{name[:-2]}[{i}]")
+    elif name in node:
+        yield from _find(node[name], rest, prefix + name)
+
+
+# ---- the checks, in the order CHECKS runs them ------------------------------------------------------
+
+def _version_numbers(text):
+    """(major, minor, patch) of a SemVer string such as "1.0.2-dev", or None if it is not one."""
+    parts = text.partition("-")[0].partition("+")[0].split(".")
+    if len(parts) != 3 or not all(part.isascii() and part.isdigit() for part in parts):
+        return None
+    return tuple(map(int, parts))
+
+
+_MIN = _version_numbers(OCI_VERSION_MIN)
+_MAX = _version_numbers(OCI_VERSION_MAX)
+
+
+def check_version(config, bundle, warn):
+    """ociVersion: the spec version the bundle was written for; it must be one we implement."""
+    version = config.get("ociVersion")
+    if version is None:
+        _fail("ociVersion", "required")
+    numbers = _version_numbers(version) if isinstance(version, str) else None
+    if not numbers:
+        _fail("ociVersion", f"{_show(version)} is not a valid version")
+    # The pre-release suffix is ignored: tools still write "1.0.2-dev", and old bundles say
+    # "1.0.0-rc5". Any 1.3.x is accepted: patch releases of the spec add no fields.
+    if numbers < _MIN:
+        _fail("ociVersion", f"{version} is older than supported {OCI_VERSION_MIN}")
+    if numbers[:2] > _MAX[:2]:
+        _fail("ociVersion", f"{version} is newer than supported {OCI_VERSION_MAX}")
+
+
+def check_unsupported(config, bundle, warn):
+    """Refuse the fields of UNSUPPORTED: ignoring one would run a container that lacks what its
+    config asked for (a seccomp filter, an AppArmor profile…) and nobody would notice."""
+    for dotted in UNSUPPORTED:
+        for path, value in _find(config, dotted.split("."), ""):
+            if value is not None and value != "" and value != [] and value != {}:
+                _fail(path, "not supported by mrunc yet")
+
+
+def check_root(config, bundle, warn):
+    """root.path: the directory that becomes the container's /, relative to the bundle or absolute."""
+    root = config.get("root")
+    if root is None:
+        _fail("root", "required")
+    root = _obj(root, "root")
+    path = _str(_required(root, "path", "root"), "root.path")
+    _fields(root, "root", {"readonly": bool})
+    full = os.path.join(os.path.abspath(bundle), path)  # join() keeps `path` if it is absolute
+    if not path or not os.path.isdir(full):
+        _fail("root.path", f"{json.dumps(full)} does not exist or is not a directory")
+
+
+def check_process(config, bundle, warn):
+    """process: what init execs. The spec allows it to be absent until `start`, but mrunc always
+    starts what it creates, so it is needed now."""
+    process = config.get("process")
+    if process is None:
+        _fail("process", "required")
+    process_fields(process, "process", warn)
+
+
+def process_fields(process, path, warn):
+    """Check a process object (config.json's, or `exec --process`'s, whose path is different)."""
+    process = _obj(process, path)
+    args = _strings(process.get("args"), f"{path}.args")
+    if not args:
+        _fail(f"{path}.args", "must have at least one entry")
+    if not args[0]:
+        _fail(f"{path}.args[0]", "must not be empty")
+    _abspath(_required(process, "cwd", path), f"{path}.cwd")
+    _env(process.get("env"), f"{path}.env")
+    _fields(process, path, {"terminal": bool, "noNewPrivileges": bool,
+                            "oomScoreAdj": (-1000, 1000, None)})
+    size = process.get("consoleSize")
+    if size is not None:
+        size = _obj(size, f"{path}.consoleSize")
+        for key in ("height", "width"):  # a struct winsize holds unsigned shorts
+            _int(_required(size, key, f"{path}.consoleSize"), f"{path}.consoleSize.{key}", U16)
+    _user(process.get("user"), f"{path}.user")
+    _rlimits(process.get("rlimits"), f"{path}.rlimits")
+    _capabilities(process.get("capabilities"), f"{path}.capabilities", warn)
+
+
+def _user(user, path):
+    # The spec's schema no longer requires `user` (absent = uid 0, gid 0, as Go runtimes read it);
+    # but when it is given, uid and gid are.
+    if user is None:
+        return
+    user = _obj(user, path)
+    for key in ("uid", "gid"):
+        _int(_required(user, key, path), f"{path}.{key}", ID)
+    _fields(user, path, {"umask": (0, 0o777, None)})
+    for i, gid in enumerate(_arr(user.get("additionalGids"), f"{path}.additionalGids")):
+        _int(gid, f"{path}.additionalGids[{i}]", ID)
+
+
+def _rlimits(rlimits, path):
+    seen = set()
+    for i, rlimit in enumerate(_arr(rlimits, path)):
+        at = f"{path}[{i}]"
+        rlimit = _obj(rlimit, at)
+        kind = _str(_required(rlimit, "type", at), f"{at}.type")
+        if kind not in RLIMITS:
+            _fail(f"{at}.type", f"unknown rlimit {_show(kind)}")
+        if kind in seen:  # the spec: duplicates MUST be an error (which one would win?)
+            _fail(f"{at}.type", f"duplicate rlimit {_show(kind)}")
+        seen.add(kind)
+        soft = _int(_required(rlimit, "soft", at), f"{at}.soft", U64)
+        hard = _int(_required(rlimit, "hard", at), f"{at}.hard", U64)
+        if soft > hard:  # setrlimit(2) would say EINVAL; say which numbers instead
+            _fail(f"{at}.soft", f"{soft} is above the hard limit {hard}")
+
+
+def _capabilities(capabilities, path, warn):
+    capabilities = _obj(capabilities, path)
+    for kind in CAPABILITY_SETS:
+        for i, name in enumerate(_strings(capabilities.get(kind), f"{path}.{kind}")):
+            if name not in CAPABILITIES:
+                # The spec: unknown capabilities MUST be logged and SHOULD NOT fail the container
+                # (a newer engine may list caps this kernel or runtime predates). security skips them.
+                warn(f"{path}.{kind}[{i}]: unknown capability {_show(name)}, ignored")
+
+
+def check_namespaces(config, bundle, warn):
+    """linux.namespaces: each listed type is new (no path) or joined (path); absent = the host's."""
+    seen = set()
+    for i, ns in enumerate(_arr(_linux(config).get("namespaces"), "linux.namespaces")):
+        at = f"linux.namespaces[{i}]"
+        ns = _obj(ns, at)
+        kind = _str(_required(ns, "type", at), f"{at}.type")
+        if kind not in NAMESPACE_TYPES:
+            _fail(f"{at}.type", f"unknown namespace {_show(kind)}")
+        if kind in seen:
+            _fail(f"{at}.type", f"duplicate namespace {_show(kind)}")
+        seen.add(kind)
+        # "" is how Go runtimes spell "no path", and engines written in Go may emit it.
+        if ns.get("path"):
+            _abspath(ns["path"], f"{at}.path")
+
+
+def check_id_mappings(config, bundle, warn):
+    """linux.uid/gidMappings: the id maps of a new user namespace, written by the parent."""
+    linux = _linux(config)
+    namespaces = _namespaces(config)
+    for key in ("uidMappings", "gidMappings"):
+        path = f"linux.{key}"
+        mappings = _arr(linux.get(key), path)
+        for i, mapping in enumerate(mappings):
+            at = f"{path}[{i}]"
+            mapping = _obj(mapping, at)
+            _int(_required(mapping, "containerID", at), f"{at}.containerID", U32)
+            _int(_required(mapping, "hostID", at), f"{at}.hostID", U32)
+            _int(_required(mapping, "size", at), f"{at}.size", (1, 2**32 - 1, None))
+        if len(mappings) > MAX_ID_MAPPINGS:
+            _fail(path, f"{len(mappings)} entries, the kernel takes at most {MAX_ID_MAPPINGS}")
+        if "user" not in namespaces:
+            if mappings:
+                _fail(path, 'set, but linux.namespaces has no "user" namespace')
+        elif not mappings and namespaces["user"] is None:
+            # A new user namespace without a map runs everything as the overflow id 65534, and
+            # nothing (not even setuid(0)) works: certainly a mistake. A joined one has its maps.
+            _fail(path, "required with a new user namespace")
+
+
+def check_uts(config, bundle, warn):
+    """hostname/domainname: set with sethostname(2) in the container's own UTS namespace."""
+    namespaces = _namespaces(config)
+    for key in ("hostname", "domainname"):
+        value = config.get(key)
+        if value is None:
+            continue
+        _str(value, key)
+        if value and "uts" not in namespaces:
+            # Without its own UTS namespace the container would rename the host.
+            _fail(key, f"unable to set {key} without a private UTS namespace")
+        if len(value.encode()) > 64:
+            _fail(key, f"{len(value.encode())} bytes, the kernel takes at most 64")
+
+
+def check_mounts(config, bundle, warn):
+    """mounts: mounted in order on top of the rootfs; options are flags, propagation or fs data."""
+    for i, mount in enumerate(_arr(config.get("mounts"), "mounts")):
+        at = f"mounts[{i}]"
+        mount = _obj(mount, at)
+        destination = _str(_required(mount, "destination", at), f"{at}.destination")
+        if not destination.startswith("/"):
+            # Spec 1.2 allows a relative destination (taken relative to /) but deprecates it.
+            # We refuse it: it is almost always a typo, and "/" makes the intent plain.
+            _fail(f"{at}.destination",
+                  f"must be an absolute path, got {_show(destination)} (relative destinations are deprecated)")
+        _fields(mount, at, {"source": str, "type": str})
+        bind = False
+        for j, option in enumerate(_strings(mount.get("options"), f"{at}.options")):
+            if not option:
+                _fail(f"{at}.options[{j}]", "must not be empty")
+            if option in UNSUPPORTED_MOUNT_OPTIONS:
+                _fail(f"{at}.options[{j}]", f"{_show(option)} is not supported by mrunc yet")
+            bind = bind or option in ("bind", "rbind")
+        if bind and not mount.get("source"):
+            _fail(f"{at}.source", "required for a bind mount")
+
+
+def check_devices(config, bundle, warn):
+    """linux.devices: nodes to create in the container (c/u char, b block, p fifo)."""
+    for i, device in enumerate(_arr(_linux(config).get("devices"), "linux.devices")):
+        at = f"linux.devices[{i}]"
+        device = _obj(device, at)
+        kind = _str(_required(device, "type", at), f"{at}.type")
+        if kind not in ("c", "b", "u", "p"):
+            _fail(f"{at}.type", f'must be one of "c", "b", "u", "p", got {_show(kind)}')
+        _abspath(_required(device, "path", at), f"{at}.path")
+        if kind != "p":  # a fifo has no device number
+            _required(device, "major", at)
+            _required(device, "minor", at)
+        # mknod(2) takes a 32-bit dev_t: 12 bits of major, 20 of minor. fileMode is decimal in JSON.
+        _fields(device, at, {"major": (0, 4095, None), "minor": (0, 2**20 - 1, None),
+                             "fileMode": U32, "uid": ID, "gid": ID})
+
+
+# Sysctls that live in the IPC namespace (plus every fs.mqueue.*).
+_IPC_SYSCTLS = frozenset(("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
+                          "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"))
+
+
+def check_sysctl(config, bundle, warn):
+    """linux.sysctl: written to /proc/sys inside the container — only safe for namespaced keys.
+
+    Most of /proc/sys is global: kernel.pid_max written "in the container" changes the host. Like
+    runc we allow only the keys that belong to a namespace the container has of its own.
+    """
+    sysctl = _obj(_linux(config).get("sysctl"), "linux.sysctl")
+    if not sysctl:
+        return
+    namespaces = _namespaces(config)
+    for key, value in sysctl.items():
+        at = _key("linux.sysctl", key)
+        _str(value, at)
+        # "net.ipv4.conf.eth0/100.forwarding" is legal ("/" stands for a "." in a name), but an
+        # empty component ("net..x", "net/../x") would climb out of /proc/sys/net.
+        if "" in key.replace("/", ".").split("."):
+            _fail(at, "not a valid sysctl name")
+        if key in _IPC_SYSCTLS or key.startswith("fs.mqueue."):
+            need = "ipc"
+        elif key.startswith("net."):
+            need = "network"
+        elif key == "kernel.domainname":
+            need = "uts"
+        elif key == "kernel.hostname":
+            _fail(at, 'conflicts with the "hostname" field; set that instead')
+        elif key.startswith("user."):
+            need = "user"
+        else:
+            _fail(at, "not in a separate kernel namespace, so it would change the host")
+        if need not in namespaces:
+            _fail(at, f'needs a private {need} namespace (linux.namespaces has no "{need}")')
+        if need == "network" and namespaces["network"] and _same_file(namespaces["network"], "/proc/self/ns/net"):
+            _fail(at, "not allowed in the host's network namespace")
+
+
+def _same_file(a, b):
+    try:
+        sa, sb = os.stat(a), os.stat(b)
+    except OSError:  # a missing namespace path is reported when the clone phase opens it
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+def check_masked_paths(config, bundle, warn):
+    """linux.maskedPaths / readonlyPaths: container paths hidden, or remounted read-only."""
+    linux = _linux(config)
+    for key in ("maskedPaths", "readonlyPaths"):
+        for i, path in enumerate(_arr(linux.get(key), f"linux.{key}")):
+            _abspath(path, f"linux.{key}[{i}]")
+
+
+def check_rootfs_propagation(config, bundle, warn):
+    """linux.rootfsPropagation: how mounts propagate between the rootfs and the host."""
+    value = _linux(config).get("rootfsPropagation")
+    if value:  # "" is Go's "unset"
+        if _str(value, "linux.rootfsPropagation") not in PROPAGATION_FLAGS:
+            _fail("linux.rootfsPropagation",
+                  f"must be one of {', '.join(PROPAGATION_FLAGS)}, got {_show(value)}")
+
+
+def check_annotations(config, bundle, warn):
+    """annotations: free string -> string metadata for tools; mrunc only stores it in the state."""
+    for key, value in _obj(config.get("annotations"), "annotations").items():
+        if not key:
+            _fail("annotations", "keys must not be empty")
+        if value is not None:
+            _str(value, _key("annotations", key))
+
+
+def check_hooks(config, bundle, warn):
+    """hooks: programs the runtime runs at fixed points of the lifecycle, state JSON on stdin."""
+    for kind, hooks in _obj(config.get("hooks"), "hooks").items():
+        path = f"hooks.{kind}"
+        if kind not in HOOK_KINDS:
+            # A hook we do not know would never run; a container that depends on it must not start.
+            _fail(path, f"unknown hook kind (known: {', '.join(HOOK_KINDS)})")
+        for i, hook in enumerate(_arr(hooks, path)):
+            at = f"{path}[{i}]"
+            hook = _obj(hook, at)
+            _abspath(_required(hook, "path", at), f"{at}.path")
+            _strings(hook.get("args"), f"{at}.args")
+            _env(hook.get("env"), f"{at}.env")
+            _fields(hook, at, {"timeout": POSITIVE})
+
+
+def check_resources(config, bundle, warn):
+    """linux.resources and cgroupsPath: shapes only; the cgroups phase judges values."""
+    linux = _linux(config)
+    _fields(linux, "linux", {"cgroupsPath": str})
+    resources_fields(linux.get("resources"), "linux.resources")
+
+
+_MEMORY = {"limit": I64, "reservation": I64, "swap": I64, "kernel": I64, "kernelTCP": I64,
+           "swappiness": U64, "disableOOMKiller": bool, "useHierarchy": bool,
+           "checkBeforeUpdate": bool}
+_CPU = {"shares": U64, "quota": I64, "burst": U64, "period": U64, "realtimeRuntime": I64,
+        "realtimePeriod": U64, "cpus": str, "mems": str, "idle": I64}
+_THROTTLES = ("throttleReadBpsDevice", "throttleWriteBpsDevice",
+              "throttleReadIOPSDevice", "throttleWriteIOPSDevice")
+
+
+def resources_fields(resources, path):
+    """Check a resources object (config.json's, or `update --resources`'s)."""
+    resources = _obj(resources, path)
+    _fields(_obj(resources.get("memory"), f"{path}.memory"), f"{path}.memory", _MEMORY)
+    _fields(_obj(resources.get("cpu"), f"{path}.cpu"), f"{path}.cpu", _CPU)
+
+    pids = resources.get("pids")
+    if pids is not None:
+        _int(_required(_obj(pids, f"{path}.pids"), "limit", f"{path}.pids"), f"{path}.pids.limit")
+
+    block_io = _obj(resources.get("blockIO"), f"{path}.blockIO")
+    _fields(block_io, f"{path}.blockIO", {"weight": U16, "leafWeight": U16})
+    for key in ("weightDevice",) + _THROTTLES:
+        for i, device in enumerate(_arr(block_io.get(key), f"{path}.blockIO.{key}")):
+            at = f"{path}.blockIO.{key}[{i}]"
+            device = _obj(device, at)
+            _int(_required(device, "major", at), f"{at}.major")
+            _int(_required(device, "minor", at), f"{at}.minor")
+            if key == "weightDevice":
+                _fields(device, at, {"weight": U16, "leafWeight": U16})
+            else:
+                _int(_required(device, "rate", at), f"{at}.rate", U64)
+
+    for i, limit in enumerate(_arr(resources.get("hugepageLimits"), f"{path}.hugepageLimits")):
+        at = f"{path}.hugepageLimits[{i}]"
+        limit = _obj(limit, at)
+        _str(_required(limit, "pageSize", at), f"{at}.pageSize")
+        _int(_required(limit, "limit", at), f"{at}.limit", U64)
+
+    network = _obj(resources.get("network"), f"{path}.network")
+    _fields(network, f"{path}.network", {"classID": U32})
+    for i, prio in enumerate(_arr(network.get("priorities"), f"{path}.network.priorities")):
+        at = f"{path}.network.priorities[{i}]"
+        prio = _obj(prio, at)
+        _str(_required(prio, "name", at), f"{at}.name")
+        _int(_required(prio, "priority", at), f"{at}.priority", U32)
+
+    for name, rdma in _obj(resources.get("rdma"), f"{path}.rdma").items():
+        at = _key(f"{path}.rdma", name)
+        _fields(_obj(rdma, at), at, {"hcaHandles": U32, "hcaObjects": U32})
+
+    for name, value in _obj(resources.get("unified"), f"{path}.unified").items():
+        _str(value, _key(f"{path}.unified", name))
+
+    for i, rule in enumerate(_arr(resources.get("devices"), f"{path}.devices")):
+        at = f"{path}.devices[{i}]"
+        rule = _obj(rule, at)
+        _bool(_required(rule, "allow", at), f"{at}.allow")
+        _fields(rule, at, {"type": str, "major": I64, "minor": I64, "access": str})
+        if rule.get("type") not in (None, "a", "c", "b"):
+            _fail(f"{at}.type", f'must be one of "a", "c", "b", got {_show(rule["type"])}')
+        access = rule.get("access")
+        if access is not None and (not access or not set(access) <= set("rwm")):
+            _fail(f"{at}.access", f'must be made of "r", "w" and "m", got {_show(access)}')
+
+
+CHECKS = [
+    check_version,
+    check_unsupported,
+    check_root,
+    check_process,
+    check_namespaces,
+    check_id_mappings,
+    check_uts,
+    check_mounts,
+    check_devices,
+    check_sysctl,
+    check_masked_paths,
+    check_rootfs_propagation,
+    check_annotations,
+    check_hooks,
+    check_resources,
+]
