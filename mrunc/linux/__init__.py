@@ -68,6 +68,8 @@ MNT_FORCE = 1
 MNT_DETACH = 2
 UMOUNT_NOFOLLOW = 8
 
+PROC_SUPER_MAGIC = 0x9FA0  # statfs f_type of procfs (<linux/magic.h>)
+
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_KEEPCAPS = 8
@@ -162,6 +164,11 @@ class Syscalls:
     def mknod(self, path, mode, device):
         self._rec("mknod", path, oct(mode), device)
         os.mknod(path, mode, device)
+
+    def chown(self, path, uid, gid):
+        """lchown: a symlink swapped in at `path` is changed itself, never what it points to."""
+        self._rec("chown", path, uid, gid)
+        os.chown(path, uid, gid, follow_symlinks=False)
 
     # -- identity --
     def sethostname(self, name):
@@ -267,6 +274,16 @@ class Syscalls:
             raise OSError(e.errno, f"write {data!r} to {path}: {e.strerror}", path) from None
         finally:
             os.close(fd)
+
+
+def fstatfs_type(fd):
+    """f_type of the filesystem holding fd (PROC_SUPER_MAGIC...): os.statvfs does not give it.
+
+    Read-only, so not a Syscalls method: it changes nothing and there is nothing to fake.
+    """
+    buf = (ctypes.c_long * 16)()  # struct statfs (120 bytes on 64-bit); f_type is its first long
+    _check(_libc.fstatfs(ctypes.c_int(fd), buf), "fstatfs")
+    return buf[0]
 
 
 class RecordingSyscalls(Syscalls):
