@@ -1,0 +1,153 @@
+"""Looking up a path *inside* the rootfs, as the container will see it, before it is the root.
+
+Before pivot_root the runtime still lives in the host's tree, and the rootfs is just a directory
+of it, full of files the image author (or a process of another container sharing a volume)
+controls. `os.path.join(rootfs, "/etc/resolv.conf")` then mount(2) on it is how runtimes got
+CVEs: if `etc` is a symlink to `/`, the kernel follows it from the *host's* root and the mount
+lands on the host (S5); creating a missing mount point through a symlink makes files on the host
+(S6, S7).
+
+So we walk the path one component at a time, each opened with O_NOFOLLOW relative to the fd of
+its parent, and follow symlinks ourselves: an absolute target restarts from the rootfs fd, `..`
+never climbs above it. That is what openat2(RESOLVE_IN_ROOT) does in the kernel; doing it in
+Python costs a few microseconds per component and works on every kernel. The result is an O_PATH
+fd, and mounts are made onto `/proc/self/fd/<fd>`: the kernel mounts on the very inode we
+checked, however the names around it are renamed meanwhile. A last readlink of that fd checks
+that it is still under the rootfs (a directory moved out of the rootfs under our feet).
+"""
+import errno
+import os
+import stat
+
+_O_PATH = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+_MAX_LINKS = 40  # the kernel's limit (MAXSYMLINKS)
+
+
+def fdpath(fd):
+    """The name mount(2) and friends can use for an fd we hold: the kernel resolves it to the fd's
+    file itself, not to whatever path it had when it was opened."""
+    return f"/proc/self/fd/{fd}"
+
+
+def clean(path):
+    """Lexically normalised absolute path ("//proc/./x/.." -> "/proc"), for comparisons."""
+    out = []
+    for part in path.split("/"):
+        if part == "..":
+            if out:
+                out.pop()
+        elif part not in ("", "."):
+            out.append(part)
+    return "/" + "/".join(out)
+
+
+def open_root(rootfs):
+    return os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def open_in_root(root_fd, rootfs, path, create=None):
+    """Return an O_PATH fd of `path` resolved inside root_fd as if root_fd were "/".
+
+    create: None (everything must exist), "dir" or "file": what to make of the last component if
+    it is missing; missing parents are made as directories (0755). A symlink met on the way,
+    the last component included, is followed inside the root, like the container will.
+    """
+    fd = _walk(root_fd, path, create)
+    try:
+        _check_under(fd, rootfs, path)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def mkdir_in_root(rootfs, path):
+    """mkdir -p `path` inside rootfs without leaving it (process.cwd, made before pivot_root)."""
+    root_fd = open_root(rootfs)
+    try:
+        fd = open_in_root(root_fd, rootfs, path, create="dir")
+        isdir = stat.S_ISDIR(os.fstat(fd).st_mode)
+        os.close(fd)
+    finally:
+        os.close(root_fd)
+    if not isdir:
+        raise NotADirectoryError(errno.ENOTDIR, f"{path} in the rootfs: not a directory", path)
+
+
+def lstat_at(dir_fd, name):
+    """lstat of `name` in dir_fd, or None if there is nothing there."""
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+def open_component(dir_fd, name, create=None):
+    """O_PATH|O_NOFOLLOW fd of one name in dir_fd, made first (dir or empty file) if missing.
+
+    O_EXCL and mkdir never follow a symlink, so nothing is ever created through one (S6); if a
+    racer puts something at `name` between our two calls, we open what it put there, without
+    following it, and the caller's checks see what it is.
+    """
+    try:
+        return os.open(name, _O_PATH, dir_fd=dir_fd)
+    except FileNotFoundError:
+        if not create:
+            raise
+    try:
+        if create == "dir":
+            os.mkdir(name, 0o755, dir_fd=dir_fd)
+        else:
+            flags = os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_WRONLY | os.O_CLOEXEC
+            os.close(os.open(name, flags, 0o644, dir_fd=dir_fd))
+    except FileExistsError:
+        pass
+    return os.open(name, _O_PATH, dir_fd=dir_fd)
+
+
+def _walk(root_fd, path, create):
+    parts = _split(path)
+    stack = [os.dup(root_fd)]  # stack[i]: fd of the i-th directory on the way; [0] is the root
+    links = 0
+    try:
+        while parts:
+            name = parts.pop(0)
+            if name == "..":
+                if len(stack) > 1:  # ".." of the root is the root, as in the kernel
+                    os.close(stack.pop())
+                continue
+            fd = open_component(stack[-1], name, create and (create if not parts else "dir"))
+            mode = os.fstat(fd).st_mode
+            if stat.S_ISLNK(mode):
+                target = os.readlink("", dir_fd=fd)  # the link we hold, not the name again
+                os.close(fd)
+                links += 1
+                if links > _MAX_LINKS:
+                    raise OSError(errno.ELOOP, f"{path} in the rootfs: too many symlinks", path)
+                if target.startswith("/"):  # absolute: from the rootfs, never from the host's /
+                    for f in stack[1:]:
+                        os.close(f)
+                    del stack[1:]
+                parts[:0] = _split(target)
+                continue
+            stack.append(fd)
+            if parts and not stat.S_ISDIR(mode):
+                raise NotADirectoryError(errno.ENOTDIR, f"{path} in the rootfs: "
+                                         f"component {name!r} is not a directory", path)
+        return stack.pop()
+    finally:
+        for f in stack:
+            os.close(f)
+
+
+def _split(path):
+    return [p for p in path.split("/") if p not in ("", ".")]
+
+
+def _check_under(fd, rootfs, path):
+    """The kernel's name for what we opened must be the rootfs or below it."""
+    real = os.readlink(fdpath(fd))
+    top = rootfs.rstrip("/")
+    if real != rootfs and not real.startswith(top + "/"):
+        raise PermissionError(errno.EPERM, f"{path} resolved to {real}, outside the rootfs {rootfs}",
+                              path)

@@ -1,0 +1,214 @@
+"""Phase "mount": a private view of the mounts, the rootfs bound on itself, then mounts[] in order."""
+import errno
+import os
+import stat
+
+from .. import linux
+from ..linux import (MS_BIND, MS_NOATIME, MS_NODEV, MS_NODIRATIME, MS_NOEXEC, MS_NOSUID, MS_PRIVATE,
+                     MS_RDONLY, MS_REC, MS_RELATIME, MS_REMOUNT, MS_SLAVE, MS_STRICTATIME,
+                     MS_UNBINDABLE)
+from ..spec.mountopts import PROPAGATION_FLAGS, parse_mount_options
+from .inroot import clean, fdpath, lstat_at, open_in_root, open_root
+
+# The only places under /proc a mount may go (lxcfs fakes these files); any other mount there
+# could hide what the kernel says, or fake a file we write to (S8, S9). Same list as runc's.
+_PROC_BINDS_ALLOWED = frozenset((
+    "/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps",
+    "/proc/uptime", "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev",
+    "/proc/sys/kernel/ns_last_pid",
+))
+MOUNTINFO = "/proc/self/mountinfo"
+_ATIME = MS_NOATIME | MS_RELATIME | MS_STRICTATIME
+
+
+def prepare_root(sys, config, bundle):
+    """Cut propagation from us to the host, then make the rootfs a mount point; return its path.
+
+    A new mount namespace starts as a copy of the host's, and on most hosts (systemd) every mount
+    is *shared*: what we mount would appear on the host too, and our unmounts would unmount
+    there. So the very first call makes `/` and everything under it a *slave* (MS_REC|MS_SLAVE):
+    mounts made on the host still reach us (a USB stick, a volume plugged later), nothing of ours
+    goes back (S19). linux.rootfsPropagation replaces that default.
+
+    Then the rootfs is bound onto itself: pivot_root(2) only accepts a mount point as the new root,
+    and a plain directory of the host's disk is not one.
+    """
+    prop = (config.get("linux") or {}).get("rootfsPropagation")
+    flags = PROPAGATION_FLAGS[prop] if prop else MS_SLAVE | MS_REC
+    if flags & MS_UNBINDABLE:
+        # An unbindable mount cannot be the source of the bind below; finish_root applies it.
+        flags = MS_PRIVATE | MS_REC
+    sys.mount(None, "/", None, flags)
+    rootfs = os.path.realpath(os.path.join(bundle, config["root"]["path"]))
+    if not os.path.isdir(rootfs):
+        raise NotADirectoryError(errno.ENOTDIR, f"root.path {rootfs}: not a directory", rootfs)
+    if not (flags & MS_REC and flags & (MS_SLAVE | MS_PRIVATE)):
+        _make_parent_private(sys, rootfs)
+    sys.mount(rootfs, rootfs, None, MS_BIND | MS_REC)
+    return rootfs
+
+
+def _make_parent_private(sys, rootfs):
+    """pivot_root refuses a new root whose parent mount is shared, and a bind from a shared mount
+    joins its peer group (it would show on the host). Only when `/` was not made rslave/rprivate
+    can that be the case: then make the mount holding the rootfs private (it alone)."""
+    best, shared = "", False
+    with open(MOUNTINFO) as f:
+        for line in f:
+            fields = line.split(" - ")[0].split()
+            mnt = fields[4]
+            for esc, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+                mnt = mnt.replace(esc, char)  # the kernel escapes these four
+            if (rootfs + "/").startswith(mnt.rstrip("/") + "/") and len(mnt) >= len(best):
+                best, shared = mnt, any(x.startswith("shared:") for x in fields[6:])
+    if shared:
+        sys.mount(None, best, None, MS_PRIVATE)
+
+
+def mount_entries(sys, config, rootfs, bundle, skip=("cgroup", "cgroup2")):
+    """Every mounts[] entry, in the order listed (the spec's MUST: /dev before /dev/pts).
+
+    Filesystems of a type in `skip` wait for mount_cgroup_entries: a cgroup filesystem shows the
+    cgroup namespace of whoever mounts it, and ours does not exist yet.
+    """
+    root_fd = open_root(rootfs)  # opened after prepare_root: the bind mount, not the directory
+    try:
+        for i, m in enumerate(config.get("mounts") or []):
+            opts = m.get("options") or []
+            if m.get("type") in skip and not {"bind", "rbind"} & set(opts):
+                continue
+            try:
+                _mount_entry(sys, m, rootfs, root_fd, bundle)
+            except OSError as e:
+                raise OSError(e.errno, f"mounts[{i}] {m['destination']}: {e.strerror}",
+                              m["destination"]) from None
+    finally:
+        os.close(root_fd)
+
+
+def _mount_entry(sys, m, rootfs, root_fd, bundle):
+    """One entry: refuse unsafe targets, make the mount point, mount, then what mount(2) could not
+    do in the same call (bind flags, propagation)."""
+    flags, clear, propagation, data = parse_mount_options(m.get("options"))
+    dest = clean(m["destination"])
+    source, fstype = m.get("source"), m.get("type")
+    bind = bool(flags & MS_BIND)
+    kind = "dir"
+    if bind:
+        source = os.path.join(bundle, source)  # relative to the bundle; an absolute one stays
+        try:
+            kind = "dir" if stat.S_ISDIR(os.stat(source).st_mode) else "file"
+        except FileNotFoundError:
+            raise FileNotFoundError(errno.ENOENT, f"bind source {source}: no such file or directory",
+                                    source) from None
+    _refuse_unsafe(root_fd, dest, fstype, source, bind)
+    fd = open_in_root(root_fd, rootfs, dest, create=kind)
+    try:
+        if bind:
+            # A bind ignores every other flag: ro, nosuid... need the remount below.
+            sys.mount(source, fdpath(fd), None, flags & (MS_BIND | MS_REC))
+        else:
+            sys.mount(source, fdpath(fd), fstype, flags, data or None)
+    finally:
+        os.close(fd)
+    if not propagation and not (bind and flags & ~(MS_BIND | MS_REC)):
+        return
+    # Reopen: the fd we had is the directory *under* the new mount; these calls act on the mount.
+    fd = open_in_root(root_fd, rootfs, dest)
+    try:
+        if bind and flags & ~(MS_BIND | MS_REC):
+            keep = kept_flags(fdpath(fd), flags, clear)
+            sys.mount(None, fdpath(fd), None, (flags & ~MS_REC) | MS_REMOUNT | keep)
+        for p in propagation:
+            sys.mount(None, fdpath(fd), None, p)
+    finally:
+        os.close(fd)
+
+
+def _refuse_unsafe(root_fd, dest, fstype, source, bind):
+    """/proc, /sys and /dev are where a runtime writes security settings and makes devices: they
+    must be the real thing (S8, S9, S13)."""
+    top = dest.split("/")[1]
+    if top in ("proc", "sys", "dev"):
+        st = lstat_at(root_fd, top)  # None: made later, as a directory
+        if st and stat.S_ISLNK(st.st_mode):
+            raise PermissionError(errno.EPERM, f"/{top} in the rootfs is a symlink: refused", dest)
+    if dest == "/proc" and fstype != "proc" and not (bind and _on_procfs(source)):
+        raise PermissionError(errno.EPERM, "only a proc filesystem may be mounted on /proc", dest)
+    if dest.startswith("/proc/") and dest not in _PROC_BINDS_ALLOWED:
+        raise PermissionError(errno.EPERM, f"{dest} is inside /proc: only a few files (lxcfs-style) "
+                              "may be mounted there", dest)
+
+
+def _on_procfs(path):
+    fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    try:
+        return linux.fstatfs_type(fd) == linux.PROC_SUPER_MAGIC
+    finally:
+        os.close(fd)
+
+
+def kept_flags(path, flags=0, clear=0):
+    """Flags of the mount at `path` that a remount must repeat, unless the entry cleared them.
+
+    A remount sets *all* per-mount flags anew: leave out nosuid (or ro) and it is gone. That
+    would be a quiet loss of protection — binding a read-only host mount with just "nosuid" would
+    make it writable — and in a user namespace the kernel forbids it outright: flags of a mount
+    inherited from a more privileged namespace are locked (EPERM). So we keep the mount's
+    ro/nosuid/nodev/noexec (statvfs's ST_* bits equal MS_* for these) unless the entry clears one
+    ("rw", "suid"...), and its atime mode unless the entry picks one.
+    """
+    f = os.statvfs(path).f_flag
+    keep = f & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    if not (flags | clear) & _ATIME:
+        keep |= MS_NOATIME if f & os.ST_NOATIME else MS_RELATIME if f & os.ST_RELATIME else MS_STRICTATIME
+        keep |= MS_NODIRATIME if f & os.ST_NODIRATIME else 0
+    return keep & ~clear
+
+
+def mount_cgroup_entries(sys, config, cgroup_version, v1_hierarchies=(), root="/"):
+    """The cgroup filesystem entries of mounts[], once init is in its cgroup namespace.
+
+    A cgroup filesystem mounted inside a new cgroup namespace has the container's own cgroup as
+    its root: the container sees "/" and its own limits, not the host's tree. That is why this
+    waits until the parent has moved init into its cgroup and init has unshared the namespace.
+
+    cgroup_version "v2": one cgroup2 mount. Otherwise (v1 or hybrid host), runc's layout: a tmpfs,
+    in it one directory per v1 hierarchy of the host — v1_hierarchies, [(dir name, options)] as
+    read from the host's /proc/self/mountinfo before pivot_root, e.g. ("cpu,cpuacct",
+    "cpu,cpuacct") — each a `cgroup` mount, symlinks cpu and cpuacct to the comounted one, and
+    the tmpfs made read-only last if the entry says ro. Without a cgroup namespace the container
+    would see the host's whole tree: then it is read-only whatever the entry says (S15).
+    """
+    own_ns = any(n.get("type") == "cgroup" for n in (config.get("linux") or {}).get("namespaces") or [])
+    for i, m in enumerate(config.get("mounts") or []):
+        if m.get("type") not in ("cgroup", "cgroup2") or {"bind", "rbind"} & set(m.get("options") or []):
+            continue
+        flags, _, propagation, data = parse_mount_options(m.get("options"))
+        flags |= 0 if own_ns else MS_RDONLY
+        dest = os.path.join(root, clean(m["destination"]).lstrip("/")).rstrip("/") or "/"
+        try:
+            os.makedirs(dest, 0o755, exist_ok=True)  # after pivot_root: a symlink stays inside
+            if cgroup_version == "v2":
+                sys.mount("cgroup2", dest, "cgroup2", flags, data or None)
+            else:
+                _mount_cgroup_v1(sys, dest, flags, v1_hierarchies)
+            for p in propagation:
+                sys.mount(None, dest, None, p)
+        except OSError as e:
+            raise OSError(e.errno, f"mounts[{i}] {m['destination']}: {e.strerror}", dest) from None
+
+
+def _mount_cgroup_v1(sys, dest, flags, hierarchies):
+    base = flags & (MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    sys.mount("tmpfs", dest, "tmpfs", base, "mode=755")
+    for name, options in hierarchies:
+        if "/" in name or name in ("", ".", ".."):
+            raise ValueError(f"cgroup hierarchy name {name!r}")
+        os.makedirs(os.path.join(dest, name), 0o755, exist_ok=True)
+        sys.mount("cgroup", os.path.join(dest, name), "cgroup", flags & ~(MS_BIND | MS_REC), options)
+        for alias in name.split(","):  # cpu -> cpu,cpuacct: tools look for /sys/fs/cgroup/cpu
+            if alias != name and "=" not in alias and not os.path.lexists(os.path.join(dest, alias)):
+                os.symlink(name, os.path.join(dest, alias))
+    if flags & MS_RDONLY:  # last: the directories and links above were made in a writable tmpfs
+        sys.mount(None, dest, None, MS_BIND | MS_REMOUNT | MS_RDONLY | kept_flags(dest))

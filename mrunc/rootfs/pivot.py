@@ -1,0 +1,155 @@
+"""Phase "pivot_root": the rootfs becomes "/", then what must be done from inside it."""
+import errno
+import os
+import stat
+
+from .. import linux
+from ..linux import MNT_DETACH, MS_BIND, MS_MOVE, MS_RDONLY, MS_REC, MS_REMOUNT, MS_SLAVE
+from ..spec.mountopts import PROPAGATION_FLAGS
+from .inroot import fdpath
+from .mounts import kept_flags
+
+
+def pivot(sys, rootfs, no_pivot=False):
+    """Make the rootfs our "/" and drop every trace of the host's tree.
+
+    Why pivot_root and not chroot: chroot only changes where path lookups start for this process;
+    the host's tree stays mounted in our namespace, and a root process that chroots again into a
+    subdirectory and climbs `..` from its (now outside) cwd walks straight back to the host's /.
+    pivot_root changes the root *mount* of the whole mount namespace, and once the old root is
+    unmounted there is no path left that leads to it.
+
+    runc's trick, no put_old directory needed: pivot_root(".", ".") from inside the rootfs stacks
+    the old root on top of the new one, at "/". We step into the old root by the fd we opened
+    before (the kernel does not promise where "." is after the call), make it a slave so that the
+    unmount cannot propagate to the host (if anything there was still shared with it), and detach
+    it (MNT_DETACH: lazily, processes of the host using it keep it alive, we lose it at once).
+
+    no_pivot (--no-pivot, for hosts whose / is an initramfs, where pivot_root is EINVAL): move the
+    rootfs mount over "/" and chroot into it. Weaker — the old root is still under it.
+    """
+    if no_pivot:
+        os.chdir(rootfs)
+        sys.mount(rootfs, "/", None, MS_MOVE)
+        sys.chroot(".")
+        os.chdir("/")
+        return
+    old_root = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.chdir(rootfs)
+        sys.pivot_root(".", ".")
+        os.fchdir(old_root)
+        sys.mount(None, ".", None, MS_SLAVE | MS_REC)
+        sys.umount2(".", MNT_DETACH)
+    finally:
+        os.close(old_root)  # an fd of the host's / must not reach the container (S3)
+    os.chdir("/")
+
+
+def _at(root, path):
+    return os.path.join(root, path.lstrip("/")) if root != "/" else path
+
+
+def _exists(path):
+    """stat, following symlinks: after pivot_root a symlink can only lead inside the container."""
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        return None
+
+
+def mask_paths(sys, config, root="/"):
+    """linux.maskedPaths: make each path show nothing (/proc/kcore, /sys/firmware...).
+
+    A directory gets a read-only empty tmpfs over it. A file gets /dev/null bound over it — but
+    only a /dev/null we opened without following a symlink and checked to be the null device
+    (char 1:3): a /dev/null replaced by a symlink to /proc/sys/kernel/core_pattern would bind
+    that file, writable, over the path we meant to hide (S10). Missing paths are skipped.
+    `root` is "/" after pivot_root (tests pass a directory).
+    """
+    null_fd = None
+    try:
+        for p in (config.get("linux") or {}).get("maskedPaths") or []:
+            path = _at(root, p)
+            st = _exists(path)
+            if st is None:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                sys.mount("tmpfs", path, "tmpfs", MS_RDONLY)
+                continue
+            if null_fd is None:
+                null_fd = _open_null(root)
+            sys.mount(fdpath(null_fd), path, None, MS_BIND)
+    finally:
+        if null_fd is not None:
+            os.close(null_fd)
+
+
+def _open_null(root):
+    fd = os.open(_at(root, "/dev/null"), os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    st = os.fstat(fd)
+    if not stat.S_ISCHR(st.st_mode) or st.st_rdev != os.makedev(1, 3):
+        os.close(fd)
+        raise PermissionError(errno.EPERM, "maskedPaths: /dev/null is not the null device (c 1:3)",
+                              "/dev/null")
+    return fd
+
+
+def readonly_paths(sys, config, root="/"):
+    """linux.readonlyPaths: bind each path on itself, then remount that bind read-only.
+
+    Read-only is a property of a *mount*, not of a file: to make one file or subtree read-only we
+    first make it a mount of its own (the bind), then flip that mount's flag. The remount keeps
+    the mount's nosuid/nodev/noexec (kept_flags): in a user namespace dropping them is EPERM.
+    Missing paths are skipped.
+    """
+    for p in (config.get("linux") or {}).get("readonlyPaths") or []:
+        path = _at(root, p)
+        if _exists(path) is None:
+            continue
+        sys.mount(path, path, None, MS_BIND | MS_REC)
+        sys.mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | kept_flags(path))
+
+
+def finish_root(sys, config):
+    """Last of all, once nothing more is to be made in it: root.readonly, then rootfsPropagation.
+
+    "/" is the rootfs bind mount since pivot_root, so a bind remount flips it read-only; mounts
+    on top of it (/proc, /dev, /tmp...) keep their own flags.
+    """
+    if (config.get("root") or {}).get("readonly"):
+        sys.mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | kept_flags("/"))
+    prop = (config.get("linux") or {}).get("rootfsPropagation")
+    if prop:
+        sys.mount(None, "/", None, PROPAGATION_FLAGS[prop])
+
+
+def set_hostname(sys, config):
+    """hostname and domainname live in the UTS namespace: these change the container's only."""
+    if config.get("hostname"):
+        sys.sethostname(config["hostname"])
+    if config.get("domainname"):
+        sys.setdomainname(config["domainname"])
+
+
+def apply_sysctl(sys, config, root="/"):
+    """linux.sysctl: each key is a file of /proc/sys ("net.ipv4.ip_forward" -> net/ipv4/ip_forward;
+    a "/" in a key stands for a "." in a name, as in sysctl(8)).
+
+    Must run before readonly_paths, which makes /proc/sys read-only. The file is opened without
+    following a symlink and must be on procfs (fstatfs): a rootfs whose /proc is not a real proc
+    would otherwise take our write silently, or redirect it (S8, S12). We write through the fd
+    we checked. The spec checks already allowed only keys of namespaces the container owns.
+    """
+    for key, value in ((config.get("linux") or {}).get("sysctl") or {}).items():
+        path = _at(root, "/proc/sys/" + key.translate(str.maketrans("./", "/.")))
+        try:
+            fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as e:
+            raise OSError(e.errno, f"linux.sysctl {key}: {path}: {e.strerror}", path) from None
+        try:
+            if linux.fstatfs_type(fd) != linux.PROC_SUPER_MAGIC:
+                raise PermissionError(errno.EPERM, f"linux.sysctl {key}: {path} is not on procfs", path)
+            sys.write_file(fdpath(fd), value)
+        finally:
+            os.close(fd)
