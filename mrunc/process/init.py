@@ -213,10 +213,11 @@ def _make_cwd(config, rootfs):
 def pivot_root_phase(sys, sock, config, ctx, rootfs):
     from .. import rootfs as rfs
     rfs.pivot(sys, rootfs, ctx.no_pivot)
+    rfs.set_hostname(sys, config)
+    # sysctls are written under /proc/sys, which readonlyPaths is about to make read-only
+    rfs.apply_sysctl(sys, config)
     rfs.mask_paths(sys, config)
     rfs.readonly_paths(sys, config)
-    rfs.set_hostname(sys, config)
-    rfs.apply_sysctl(sys, config)
     if (config.get("process") or {}).get("terminal"):
         _setup_console(sys, sock, config)
 
