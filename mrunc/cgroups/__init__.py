@@ -1,0 +1,111 @@
+"""cgroups: where a container's limits live.
+
+A cgroup is a directory in a special filesystem. Making the directory creates the group; writing
+a pid into its `cgroup.procs` moves that process (and later its children) in; writing numbers into
+its other files sets limits (`memory.max`, `pids.max`, `cpu.max`...); reading them shows usage.
+`rmdir` removes it once no process is left. That is all a runtime does with cgroups — the kernel
+does the enforcing.
+
+Two generations exist. **cgroup v1** has one tree per controller (`/sys/fs/cgroup/memory/...`,
+`/sys/fs/cgroup/cpu/...`) and so one directory per controller per container; **cgroup v2** has
+one tree with one directory per container. Hosts are pure v2 (most today), pure v1, or *hybrid*
+(v1 controllers, plus a v2 tree at `/sys/fs/cgroup/unified` used only to track processes). mrunc
+uses v1 for the controllers on hybrid hosts, like runc.
+
+Usage (the runtime core, and `delete`/`kill --all`/`pause`/`update` later from the state file):
+
+    mgr = cgroups.manager(cgroups_path, container_id)      # detects the layout under root
+    mgr.apply(pid); mgr.set(resources)                       # the "cgroup" phase
+    state["cgroup_paths"] = mgr.paths                        # save it...
+    mgr = cgroups.manager(cgroups_path, container_id, paths=state["cgroup_paths"])  # ...rebuild
+
+Where the cgroup goes (`linux.cgroupsPath`, cgroupfs semantics of runc 1.1):
+- absolute, e.g. "/mrunc/c1": that path below the root of every hierarchy;
+- relative, e.g. "mrunc/c1": below the *calling process's own* cgroup, read from
+  /proc/self/cgroup — in each v1 hierarchy separately, and on v2 below the *parent* of the
+  caller's cgroup (the caller's own cgroup has processes in it, so no controller could be enabled
+  for a child of it: cgroup v2's "no internal processes" rule);
+- empty/absent: as if it were the container id, relative — runc names the cgroup after the
+  container id next to its caller's cgroup (e.g. "/<id>" for a caller in the root cgroup).
+Paths are cleaned like runc does ("../" cannot climb out). Because relative paths depend on who
+calls, save `mgr.paths` (per hierarchy) in the state file and pass it back as `paths=`, as runc
+stores `cgroup_paths`.
+
+`rootless=True` uses cgroups only where the target is writable by the caller (a delegated v2
+subtree, e.g. systemd's user@UID.service); otherwise it returns the disabled manager, whose
+`reason` the caller prints once.
+"""
+
+import os
+
+from mrunc.errors import CgroupError
+
+from . import fs
+from .base import Manager
+from .disabled import DisabledManager
+from .fs import detect
+from .v1 import V1Manager
+from .v2 import V2Manager
+
+__all__ = ["manager", "detect", "resolve", "Manager", "V1Manager", "V2Manager",
+           "DisabledManager", "CgroupError"]
+
+
+def resolve(cgroups_path, container_id, layout, mounts, proc_cgroup="/proc/self/cgroup"):
+    """{hierarchy key: path inside that hierarchy} for linux.cgroupsPath (see the module doc)."""
+    inner = fs.clean(cgroups_path or "")
+    if cgroups_path and inner in ("", "/"):
+        raise CgroupError(f"linux.cgroupsPath: {cgroups_path!r} names the cgroup of the caller or "
+                          f"the root; give a path below it")
+    if not inner:
+        inner = fs.clean(container_id or "")
+        if inner in ("", "/"):
+            raise CgroupError(f"container id {container_id!r} cannot name a cgroup")
+    if inner.startswith("/"):
+        return {key: inner for key in mounts}
+    own = fs.own_cgroups(proc_cgroup)
+    out = {}
+    for key, (_mp, mount_root) in mounts.items():
+        base = fs.under_mount(own.get(key, "/"), mount_root)
+        if layout == "v2":
+            base = os.path.dirname(base)
+        out[key] = os.path.normpath(os.path.join(base, inner))
+    return out
+
+
+def _delegated(mgr):
+    """Can this (unprivileged) caller create and join the cgroups? Looks at each nearest
+    existing directory: it must be writable, and so must its cgroup.procs."""
+    for d in mgr.dirs():
+        p = d
+        while not os.path.isdir(p) and os.path.dirname(p) != p:
+            p = os.path.dirname(p)
+        if not (os.access(p, os.W_OK) and os.access(os.path.join(p, "cgroup.procs"), os.W_OK)):
+            return False, p
+    return True, None
+
+
+def manager(cgroups_path, container_id, root="/sys/fs/cgroup", rootless=False, *, paths=None,
+            mountinfo="/proc/self/mountinfo", proc_cgroup="/proc/self/cgroup"):
+    """The cgroup manager for a container: V2Manager, V1Manager (v1 and hybrid) or DisabledManager.
+
+    Deterministic from its arguments (and, for relative paths, the caller's own cgroup): pass
+    `paths` (a previous `mgr.paths`) to rebuild exactly the same manager from a state file.
+    """
+    layout, mounts = fs.hierarchies(root, mountinfo)
+    if layout == "none":
+        return DisabledManager(f"no cgroup filesystem is mounted under {root}",
+                               fs.clean(cgroups_path or "") or "/" + fs.clean(container_id or ""),
+                               rootless)
+    if paths is None:
+        paths = resolve(cgroups_path, container_id, layout, mounts, proc_cgroup)
+    paths = {k: v for k, v in paths.items() if k in mounts}
+    cls = V2Manager if layout == "v2" else V1Manager
+    mgr = cls(mounts, paths, rootless, layout)
+    if rootless:
+        ok, where = _delegated(mgr)
+        if not ok:
+            return DisabledManager(f"running rootless and {where} is not delegated to uid "
+                                   f"{os.geteuid()} (no writable cgroup subtree), so no cgroup "
+                                   f"is used", mgr.path, rootless)
+    return mgr

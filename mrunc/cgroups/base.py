@@ -1,0 +1,256 @@
+"""What every cgroup manager does the same way, whatever the layout; and helpers over linux.resources.
+
+A manager knows a set of cgroup directories (one per v1 hierarchy, or one in the unified tree) and
+which of them it created. `set()` works in two passes: first every requested field is turned into
+(directory, file, value, JSON path) writes and each file is checked to exist — a field the host
+cannot honour raises before anything was written — then the writes happen in order.
+"""
+
+import os
+import signal
+import time
+
+from mrunc.errors import CgroupError
+
+from . import fs
+
+R = "linux.resources"
+
+
+def _signal(pid, signum):
+    # One place that signals, so unit tests can stand in for it.
+    os.kill(pid, signum)
+
+
+class Manager:
+    """The interface (and the shared half) of the v1, v2 and disabled managers."""
+
+    layout = "none"
+    # hierarchy keys in the order pids() and freeze() prefer them
+    _procs_order = ("",)
+
+    def __init__(self, mounts, paths, rootless=False):
+        self.mounts = dict(mounts)          # key -> (mountpoint, mount_root)
+        self.paths = dict(paths)            # key -> inner path, e.g. "/mrunc/c1"
+        self.rootless = rootless
+        self.created = []                   # directories apply()/set() made, parents first
+
+    # -- where ------------------------------------------------------------------------------
+    @property
+    def path(self):
+        """The container's cgroup as /proc/<pid>/cgroup shows it (the main hierarchy's path)."""
+        for key in self._procs_order:
+            if key in self.paths:
+                return self.paths[key]
+        return next(iter(self.paths.values()), "")
+
+    def dir(self, key):
+        """Absolute directory of the cgroup in hierarchy `key` (None if not mounted)."""
+        if key not in self.paths or key not in self.mounts:
+            return None
+        return os.path.join(self.mounts[key][0], self.paths[key].lstrip("/")).rstrip("/")
+
+    def dirs(self):
+        """Every distinct directory, in a stable order (co-mounted controllers share one)."""
+        out = []
+        for key in sorted(self.paths):
+            d = self.dir(key)
+            if d and d not in out:
+                out.append(d)
+        return out
+
+    def _main_dir(self):
+        for key in self._procs_order:
+            if self.dir(key):
+                return self.dir(key)
+        return None
+
+    def exists(self):
+        return any(os.path.isdir(d) for d in self.dirs())
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def create(self):
+        """Make the cgroup directories (idempotent)."""
+        for d in self.dirs():
+            fs.mkdir(d, self.created)
+
+    def apply(self, pid=None):
+        """Create the cgroup in every hierarchy, then move `pid` (all its threads) in."""
+        self.create()
+        if pid is not None:
+            for d in self.dirs():
+                fs.join(d, pid)
+
+    def set(self, resources):
+        """Write linux.resources; raises CgroupError (JSON path first) for what cannot be honoured."""
+        self.create()
+        writes = self._plan(resources or {})
+        for d, name, value, field in writes:
+            if not fs.exists(os.path.join(d, name)):
+                raise CgroupError(f"{field}: {name} is not available in {d} "
+                                  f"(the kernel lacks this knob or the controller is not enabled)")
+        for d, name, value, field in writes:
+            fs.write(os.path.join(d, name), value, field)
+
+    def _plan(self, resources):
+        raise NotImplementedError
+
+    # -- processes ------------------------------------------------------------------------------
+    def pids(self):
+        d = self._main_dir()
+        return fs.procs(d) if d and os.path.isdir(d) else []
+
+    def can_freeze(self):
+        return False
+
+    def kill_all(self, signum):
+        """Signal every process in the cgroup; frozen meanwhile so a forking process cannot escape."""
+        if not self.exists():
+            return
+        was = self.freezer_state() if self.can_freeze() else None
+        frozen = False
+        if was == "thawed":
+            try:
+                self.freeze()
+                frozen = True
+            except CgroupError:
+                pass        # best effort: signal anyway
+        try:
+            for pid in self.pids():
+                try:
+                    _signal(pid, signum)
+                except ProcessLookupError:
+                    pass
+        finally:
+            # A frozen v1 task only dies once thawed; otherwise restore the state we found.
+            if frozen or (was == "frozen" and signum == signal.SIGKILL):
+                self.thaw()
+
+    def remove(self, timeout=2.0):
+        """Kill what is left (SIGKILL), then rmdir the cgroup, its children, and what we created."""
+        if self.exists():
+            if self.pids():
+                self.kill_all(signal.SIGKILL)
+                deadline = time.monotonic() + timeout
+                while self.pids() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+            for d in self.dirs():
+                for sub in fs.subdirs_leaf_first(d):
+                    fs.rmdir(sub)
+        # Parents we made ourselves go too, if nobody else started using them.
+        for d in reversed(self.created):
+            try:
+                fs.rmdir(d)
+            except CgroupError:
+                pass
+        self.created = []
+
+    # -- freezer (overridden where a freezer exists) ------------------------------------------
+    def freeze(self):
+        raise CgroupError(f"cannot freeze {self.path}: no freezer in this cgroup layout")
+
+    def thaw(self):
+        pass
+
+    def freezer_state(self):
+        return "thawed"
+
+    def stats(self):
+        return empty_stats()
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {self.layout} {self.path!r}>"
+
+
+def empty_stats():
+    return {"memory": {"current": None, "peak": None, "limit": None, "oom_kills": None},
+            "cpu": {"usage_usec": None},
+            "pids": {"current": None, "limit": None},
+            "io": {"read_bytes": None, "write_bytes": None}}
+
+
+def _wait(check, timeout):
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        if check():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, 0.01)
+
+
+# ---- helpers over linux.resources ---------------------------------------------------------------
+
+def given(obj, key):
+    """The field's value, or None when unset. 0 means unset for the numeric fields runc treats so."""
+    return (obj or {}).get(key)
+
+
+def nonzero(obj, key):
+    v = given(obj, key)
+    return None if v in (None, 0) else v
+
+
+def requested(resources, prefix=R):
+    """JSON paths of every field that asks for something (empty objects and lists ask nothing,
+    except `devices: []`, which means deny all)."""
+    out = []
+    for key, value in (resources or {}).items():
+        path = f"{prefix}.{key}"
+        if value is None:
+            continue
+        if isinstance(value, dict):
+            if key == "unified" and prefix == R:
+                out += [f'{path}["{k}"]' for k, v in value.items() if v is not None]
+            else:
+                out += requested(value, path)
+        elif isinstance(value, list):
+            if value or key == "devices" and prefix == R:
+                out.append(path)
+        else:
+            out.append(path)
+    return out
+
+
+def first_field(obj, prefix, keys=None):
+    """The JSON path of the first set field of `obj` (for messages about a whole controller)."""
+    for key, value in (obj or {}).items():
+        if value is not None and (keys is None or key in keys):
+            return f"{prefix}.{key}"
+    return prefix
+
+
+def device_rule(rule, field):
+    """An OCI device rule as (allow, "c 1:3 rwm") — the v1 devices.allow/deny syntax."""
+    kind = rule.get("type") or "a"
+    if kind not in ("a", "b", "c"):
+        raise CgroupError(f"{field}.type: {kind!r} is not one of a, b, c")
+    access = rule.get("access")
+    access = "rwm" if access is None else access
+    if not access or set(access) - set("rwm"):
+        raise CgroupError(f"{field}.access: {access!r} must be a non-empty combination of r, w, m")
+    if kind == "a":
+        # The kernel reads any rule starting with "a" as "every device, every access": refuse
+        # to turn a partial request ("a *:* r") into more (or less) than was asked.
+        if set(access) != set("rwm"):
+            raise CgroupError(f"{field}: a rule for all devices must have access rwm, not {access!r}")
+        text = "a"
+    else:
+        major, minor = rule.get("major"), rule.get("minor")
+        num = lambda n: "*" if n is None or n < 0 else str(n)   # noqa: E731
+        text = f"{kind} {num(major)}:{num(minor)} {access}"
+    return bool(rule.get("allow")), text
+
+
+def allows_all(rules):
+    """True when a device list ends up allowing every device (nothing to enforce)."""
+    verdict = False
+    for i, rule in enumerate(rules):
+        allow, text = device_rule(rule, f"{R}.devices[{i}]")
+        if text == "a":
+            verdict = allow    # a rule for every device replaces everything before it
+        elif not allow:
+            verdict = False
+    return verdict
