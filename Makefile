@@ -1,0 +1,117 @@
+# mrunc - run as root on Debian 12 / Ubuntu. Every target installs what it needs
+# and is quick when that is already done (dpkg checks, stamp files, file deps).
+#
+#   make setup    apt packages + .venv with mrunc installed editable ('.[test]')
+#   make rootfs   busybox rootfs and default bundle under rootfs/
+#   make demo     run one container with the phase trace
+#   make test     the whole suite (host, then cgroup v2 tests in a VM)
+#   make bench    mrunc vs runc timings
+#   make clean    remove rootfs builds and stamps (distclean: also .venv)
+
+SHELL      := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+# shared/ lies beside the repo (also in CI's fresh clone); override with SHARED=...
+SHARED   ?= ../shared
+VM       := $(SHARED)/tools/cgroup2-vm
+VENV     := .venv
+PY       := $(VENV)/bin/python
+MRUNC    := $(VENV)/bin/mrunc
+STAMP    := $(VENV)/.mrunc-installed
+ROOTFS   := rootfs/busybox/bin/busybox
+BUNDLE   := rootfs/bundle/config.json
+# Others may append (e.g. chromium for browser tests): make APT_PKGS+=...
+APT_PKGS ?= python3-venv busybox-static runc iproute2 libseccomp2
+PYTEST_ARGS ?=
+
+export DEBIAN_FRONTEND := noninteractive
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+# One thing at a time: the VM step is CPU-bound, and the steps share .venv and rootfs/.
+.NOTPARALLEL:
+
+.PHONY: help setup apt rootfs demo test test-host test-v2 bench lab clean distclean
+
+help:
+	@sed -n '3,9s/^# //p' Makefile
+
+# ---- setup ---------------------------------------------------------------------
+setup: apt $(STAMP)
+
+# apt-get only for what is missing; `apt-get update` only then.
+apt:
+	@missing=; for p in $(APT_PKGS); do \
+	  s=$$(dpkg-query -W -f='$${Status}' $$p 2>/dev/null || true); \
+	  case $$s in *"ok installed") ;; *) missing="$$missing $$p" ;; esac; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "apt-get install$$missing"; \
+	  apt-get update -qq; \
+	  apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+# The system interpreter, not a pyenv shim on PATH (slow; and ~7 s a call in the VM).
+$(PY): | apt
+	/usr/bin/python3 -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	@echo "pip install -e '.[test]' into $(VENV)"
+	@# (the filter hides one harmless warning per package from this machine's pip config)
+	$(PY) -m pip install -q -e '.[test]' 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
+	@touch $@
+
+# ---- rootfs --------------------------------------------------------------------
+rootfs: $(ROOTFS) $(BUNDLE)
+
+$(ROOTFS): rootfs/build.sh | apt
+	rootfs/build.sh rootfs
+
+# Also depends on mrunc being installed (mrunc spec), but a pip re-install alone
+# does not rebuild the bundle.
+$(BUNDLE): rootfs/build.sh $(ROOTFS) | $(STAMP)
+	rootfs/build.sh bundle
+
+# ---- demo ----------------------------------------------------------------------
+# A throwaway copy of the default bundle with other args; removed, and the
+# container deleted, whatever happens.
+demo: setup rootfs
+	@id=demo-$$$$; tmp=$$(mktemp -d /tmp/mrunc-demo.XXXXXX); \
+	trap '$(MRUNC) --root /run/mrunc-demo delete --force $$id >/dev/null 2>&1 || true; rm -rf "$$tmp"; rmdir /run/mrunc-demo 2>/dev/null || true' EXIT; \
+	cp $(BUNDLE) "$$tmp/config.json"; \
+	$(PY) -c 'import json, sys; p = sys.argv[1]; c = json.load(open(p)); \
+	c["process"]["args"] = ["sh", "-c", "hostname; id; echo I am PID $$$$"]; \
+	json.dump(c, open(p, "w"), indent=2)' "$$tmp/config.json"; \
+	echo "+ mrunc --root /run/mrunc-demo run --trace --bundle $$tmp $$id"; \
+	$(MRUNC) --root /run/mrunc-demo run --trace --bundle "$$tmp" $$id
+
+# ---- test ----------------------------------------------------------------------
+test: setup rootfs test-host test-v2
+
+# Must really run tests: pytest's exit 5 (none collected) fails here.
+test-host: setup rootfs
+	$(PY) -m pytest tests -m "not cgroup_v2" -q $(PYTEST_ARGS)
+
+# cgroup v2 tests in a QEMU guest booted with cgroup_no_v1=all. No tests there
+# yet (exit 5) is fine for this step only. A missing VM tool is an error.
+test-v2: setup rootfs
+	@[ -x "$(VM)" ] || { echo "ERROR: $(VM) not found: the cgroup v2 tests need ../shared/tools/cgroup2-vm (set SHARED=/path/to/shared)" >&2; exit 1; }
+	@rc=0; $(VM) -- $(PY) -m pytest -q -m cgroup_v2 tests $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc = 5 ]; then echo "cgroup v2: no tests collected (none marked cgroup_v2 yet)"; rc=0; fi; \
+	exit $$rc
+
+# ---- bench ---------------------------------------------------------------------
+bench: setup rootfs
+	$(PY) bench/bench.py $(BENCH_ARGS)
+
+lab:
+	@echo "make lab: not yet: see issue 4" >&2; exit 1
+
+# ---- clean ---------------------------------------------------------------------
+clean:
+	rm -rf --one-file-system rootfs/busybox rootfs/busybox.new rootfs/bundle rootfs/bundle.new
+	rm -f $(STAMP)
+	rm -rf --one-file-system build .pytest_cache mrunc.egg-info
+
+distclean: clean
+	rm -rf --one-file-system $(VENV)
