@@ -199,7 +199,7 @@ def requested(resources, prefix=R):
     out = []
     for key, value in (resources or {}).items():
         path = f"{prefix}.{key}"
-        if value is None:
+        if value is None or value is False:     # false flags (disableOOMKiller) ask for nothing
             continue
         if isinstance(value, dict):
             if key == "unified" and prefix == R:

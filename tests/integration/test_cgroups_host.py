@@ -209,3 +209,80 @@ def test_v1_device_rules_are_written(box):
     box.mgr.set({"devices": [{"allow": False, "access": "rwm"},
                              {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"}]})
     assert read(box.mgr.dir("devices"), "devices.list") == "c 1:3 rwm"
+
+
+# ---- the same limits through runc and through mrunc read back the same ------------------------
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOTFS = os.path.join(REPO, "rootfs", "busybox")
+
+
+def _disk():
+    """major:minor of a real disk (throttle rules need an existing device), or None."""
+    for name in sorted(os.listdir("/sys/block")):
+        if not name.startswith(("loop", "ram", "zram")):
+            with open(f"/sys/block/{name}/dev") as f:
+                return tuple(int(n) for n in f.read().split(":"))
+    return None
+
+
+def _compared(layout):
+    """(resources, {hierarchy key: [files]}) to compare on this layout."""
+    res = {"memory": {"limit": 64 * MiB, "swap": 128 * MiB, "reservation": 32 * MiB},
+           "pids": {"limit": 20},
+           "cpu": {"quota": 50000, "period": 100000, "cpus": "0", "mems": "0"}}
+    disk = _disk()
+    if disk:
+        res["blockIO"] = {"throttleReadBpsDevice": [{"major": disk[0], "minor": disk[1], "rate": MiB}]}
+    if layout == "v2":
+        # cpu.weight is left out: runc 1.1.5 still converts shares with the old linear formula,
+        # mrunc uses the quadratic one of runc >= 1.3 and crun (OCI-CHECKLIST section 6).
+        files = {"": ["memory.max", "memory.swap.max", "memory.low", "pids.max", "cpu.max",
+                      "cpuset.cpus", "cpuset.mems"] + (["io.max"] if disk else [])}
+    else:
+        res["memory"]["swappiness"] = 10
+        res["cpu"]["shares"] = 512
+        files = {"memory": ["memory.limit_in_bytes", "memory.memsw.limit_in_bytes",
+                            "memory.soft_limit_in_bytes", "memory.swappiness"],
+                 "pids": ["pids.max"], "cpu": ["cpu.shares", "cpu.cfs_quota_us", "cpu.cfs_period_us"],
+                 "cpuset": ["cpuset.cpus", "cpuset.mems"]}
+        if disk:
+            files["blkio"] = ["blkio.throttle.read_bps_device"]
+    return res, files
+
+
+@pytest.mark.runc
+@pytest.mark.parametrize("layout", [V1, V2])
+@pytest.mark.skipif(not os.path.exists(os.path.join(ROOTFS, "bin", "sh")),
+                    reason="no busybox rootfs (make rootfs)")
+def test_same_files_as_runc(box, tmp_path, layout):
+    import json
+    import shutil
+    if not shutil.which("runc"):
+        pytest.skip("runc is not installed")
+    res, files = _compared(layout)
+    bundle, state = tmp_path / "bundle", f"/run/mrunc-test-runc-{uuid.uuid4().hex[:8]}"
+    bundle.mkdir()
+    subprocess.run(["runc", "spec"], cwd=bundle, check=True)
+    cfg = json.loads((bundle / "config.json").read_text())
+    cfg["root"] = {"path": ROOTFS, "readonly": True}
+    cfg["process"].update(terminal=False, args=["sleep", "100"])
+    cfg["linux"]["cgroupsPath"] = f"/{box.top}/runc"
+    cfg["linux"]["resources"].update(res)
+    (bundle / "config.json").write_text(json.dumps(cfg))
+    runc = ["runc", "--root", state]
+    try:
+        # The container's init keeps runc's stdio open: a file, not a pipe we would wait on.
+        with open(tmp_path / "runc.err", "w+") as err:
+            p = subprocess.run(runc + ["create", "--bundle", str(bundle), box.top],
+                               stdin=subprocess.DEVNULL, stdout=err, stderr=err, timeout=60)
+        assert p.returncode == 0, (tmp_path / "runc.err").read_text()
+        theirs = cgroups.manager(f"/{box.top}/runc", box.top)
+        box.mgr.apply()
+        box.mgr.set(res)
+        for key, names in files.items():
+            for name in names:
+                assert read(box.mgr.dir(key), name) == read(theirs.dir(key), name), name
+    finally:
+        subprocess.run(runc + ["delete", "--force", box.top], capture_output=True, timeout=60)
+        shutil.rmtree(state, ignore_errors=True)

@@ -1045,6 +1045,7 @@ def test_rootless_with_a_delegated_subtree_uses_it(tmp_path, monkeypatch):
 
 
 def test_requested_lists_what_asks_for_something():
+    assert requested({"memory": {"disableOOMKiller": False}, "network": {"priorities": []}}) == []
     assert requested({"memory": {"limit": 5, "swap": None}, "cpu": {}, "devices": [],
                       "hugepageLimits": [], "unified": {"memory.high": "1"},
                       "rdma": {"m": {"hcaObjects": 1}}}) == [
