@@ -145,8 +145,7 @@ class Container:
         if cg is None:
             return None
         from . import cgroups
-        return cgroups.manager(cg["path"], self.id, root=cg.get("root", "/sys/fs/cgroup"),
-                               rootless=cg.get("rootless", False))
+        return cgroups.manager(cg["path"], self.id, paths=cg.get("paths"))
 
     def status(self):
         if not self.pid or not self.init_alive():

@@ -126,7 +126,7 @@ class Syscalls:
         self.log = []
 
     def _rec(self, name, *args):
-        self.log.append((name, args))
+        self.log.append((name, tuple(_readable(a) for a in args)))
 
     def take_log(self):
         """Return and clear the calls made since the last take (one phase's worth)."""
@@ -302,6 +302,19 @@ class RecordingSyscalls(Syscalls):
     def capget(self, pid=0):
         full = (1 << 41) - 1
         return (full, full, 0)
+
+
+def _readable(arg):
+    """Mounts go onto /proc/self/fd/N (the inode that was checked, not a path that could be swapped);
+    the log shows where that fd points, which is what a reader of the trace wants to see."""
+    if isinstance(arg, str) and arg.startswith("/proc/self/fd/"):
+        fd, _, rest = arg[14:].partition("/")
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            return arg
+        return target + ("/" + rest if rest else "")
+    return arg
 
 
 def flags_names(flags):

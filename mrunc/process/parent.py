@@ -181,7 +181,8 @@ def _record(c, config, bundle, state):
         "id": c.id, "pid": pid, "start_time": start, "bundle": bundle,
         "rootfs": root if os.path.isabs(root) else os.path.join(bundle, root),
         "created": now_rfc3339(), "config": config,
-        "cgroup": None if cg is None else {"path": cg.path, "root": getattr(cg, "root", "/sys/fs/cgroup")},
+        # relative cgroup paths depend on the caller's cgroup: keep the resolved ones (runc does too)
+        "cgroup": None if cg is None else {"path": cg.path, "paths": cg.paths},
     }
     c.save()
 
