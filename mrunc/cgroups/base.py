@@ -84,11 +84,19 @@ class Manager:
     def set(self, resources):
         """Write linux.resources; raises CgroupError (JSON path first) for what cannot be honoured."""
         self.create()
-        writes = self._plan(resources or {})
+        self._write(self._checked_plan(resources or {}))
+
+    def _checked_plan(self, resources):
+        """Every write `set()` will make, each file checked to exist: nothing is written yet."""
+        writes = self._plan(resources)
         for d, name, value, field in writes:
             if not fs.exists(os.path.join(d, name)):
                 raise CgroupError(f"{field}: {name} is not available in {d} "
                                   f"(the kernel lacks this knob or the controller is not enabled)")
+        return writes
+
+    @staticmethod
+    def _write(writes):
         for d, name, value, field in writes:
             fs.write(os.path.join(d, name), value, field)
 
@@ -231,6 +239,8 @@ def device_rule(rule, field):
     access = "rwm" if access is None else access
     if not access or set(access) - set("rwm"):
         raise CgroupError(f"{field}.access: {access!r} must be a non-empty combination of r, w, m")
+    # The kernel reads at most three letters: "rrw" would be read as "r". Write each letter once.
+    access = "".join(c for c in "rwm" if c in access)
     if kind == "a":
         # The kernel reads any rule starting with "a" as "every device, every access": refuse
         # to turn a partial request ("a *:* r") into more (or less) than was asked.
@@ -239,6 +249,9 @@ def device_rule(rule, field):
         text = "a"
     else:
         major, minor = rule.get("major"), rule.get("minor")
+        for key, n in (("major", major), ("minor", minor)):
+            if n is not None and n > 0xFFFFFFFF:
+                raise CgroupError(f"{field}.{key}: {n} is out of range (device numbers are 32-bit)")
         num = lambda n: "*" if n is None or n < 0 else str(n)   # noqa: E731
         text = f"{kind} {num(major)}:{num(minor)} {access}"
     return bool(rule.get("allow")), text

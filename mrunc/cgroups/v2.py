@@ -15,8 +15,11 @@ The OCI resources were designed for v1, so a few values are converted (runc's an
 Fields that only exist in v1 (swappiness, kernel memory, realtime cpu, net_cls/net_prio, leaf
 weights) raise CgroupError instead of being dropped. `unified` writes raw v2 files, last.
 
-Device rules need a BPF_CGROUP_DEVICE program on v2; until mrunc builds one, any rule list that
-does not allow everything is refused.
+Device rules have no file on v2: they become a small eBPF program attached to the cgroup
+(devices_bpf.py builds it from the rule list, with the same meaning as v1's devices.allow/deny).
+It is attached after every file was found present and before any is written: bpf() is the one
+step that can only fail by trying. Rootless, device rules are left alone, as runc does (see
+disabled.py for why that is safe; an unprivileged caller cannot load the program anyway).
 """
 
 import os
@@ -25,7 +28,7 @@ import signal
 from mrunc.errors import CgroupError
 
 from . import fs
-from .base import R, Manager, _wait, allows_all, empty_stats, given, nonzero
+from .base import R, Manager, _wait, empty_stats, given, nonzero
 from .v1 import THROTTLES, _devnum, _rate, pids, rdma  # noqa: F401  (same files on v2)
 from .v1 import hugetlb as _v1_hugetlb
 
@@ -176,8 +179,10 @@ def network(d, net, f=R + ".network"):
 
 
 def devices(d, rules, f=R + ".devices"):
-    if not allows_all(rules):
-        raise CgroupError(f"{f}: device rules need an eBPF program, not implemented yet on cgroup v2")
+    """No file to write: the rules are checked here, with the rest, and V2Manager.set attaches
+    the eBPF program (imported only when there are device rules: it is the one that needs ctypes)."""
+    from . import devices_bpf
+    devices_bpf.replay(rules, f)
     return []
 
 
@@ -252,6 +257,15 @@ class V2Manager(Manager):
                 fs.write(os.path.join(a, "cgroup.subtree_control"), "+" + ctrl, field)
         if ctrl not in (fs.read(os.path.join(d, "cgroup.controllers")) or "").split():
             raise CgroupError(f"{field}: the {ctrl} controller is not enabled for {d}")
+
+    def set(self, resources):
+        res = resources or {}
+        self.create()
+        writes = self._checked_plan(res)
+        if res.get("devices") is not None and not self.rootless:
+            from . import devices_bpf
+            devices_bpf.install(self.dir(""), res["devices"])
+        self._write(writes)
 
     def _plan(self, res):
         d = self.dir("")

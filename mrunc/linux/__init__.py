@@ -69,6 +69,7 @@ MNT_DETACH = 2
 UMOUNT_NOFOLLOW = 8
 
 PROC_SUPER_MAGIC = 0x9FA0  # statfs f_type of procfs (<linux/magic.h>)
+CGROUP2_SUPER_MAGIC = 0x63677270  # ... and of cgroup2 ("cgrp")
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
@@ -85,10 +86,18 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
+# bpf(2) commands (<linux/bpf.h>, enum bpf_cmd) — the ones the cgroup v2 device filter uses
+BPF_PROG_LOAD = 5
+BPF_PROG_ATTACH = 8
+BPF_PROG_DETACH = 9
+BPF_PROG_GET_FD_BY_ID = 13
+BPF_PROG_QUERY = 16
+_BPF_NAMES = {v: k for k, v in globals().items() if k.startswith("BPF_")}
+
 # syscall numbers that glibc 2.36 has no wrapper for (x86_64 / aarch64)
 _SYS = {
-    "x86_64": {"pivot_root": 155, "setns": 308},
-    "aarch64": {"pivot_root": 41, "setns": 268},
+    "x86_64": {"pivot_root": 155, "setns": 308, "bpf": 321},
+    "aarch64": {"pivot_root": 41, "setns": 268, "bpf": 280},
 }[os.uname().machine]
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -284,6 +293,24 @@ def fstatfs_type(fd):
     buf = (ctypes.c_long * 16)()  # struct statfs (120 bytes on 64-bit); f_type is its first long
     _check(_libc.fstatfs(ctypes.c_int(fd), buf), "fstatfs")
     return buf[0]
+
+
+def bpf(cmd, attr, pointers=None):
+    """bpf(2): `attr` is a bytearray holding the command's `union bpf_attr` fields; the kernel may
+    write back into it (BPF_PROG_QUERY's count). `pointers` maps an offset in attr to a bytearray
+    whose address goes there (instructions, license, log buffer, id array): the kernel reads and
+    writes those in place. Returns the syscall's result (a new fd for LOAD and GET_FD_BY_ID).
+
+    Not a Syscalls method: like the cgroup file writes, it is made by the cgroups package.
+    """
+    keep = []          # the ctypes views must outlive the call
+    for off, buf in (pointers or {}).items():
+        view = (ctypes.c_char * len(buf)).from_buffer(buf)
+        keep.append(view)
+        ctypes.c_uint64.from_buffer(attr, off).value = ctypes.addressof(view)
+    raw = (ctypes.c_char * len(attr)).from_buffer(attr)
+    ret = _libc.syscall(_SYS["bpf"], ctypes.c_int(cmd), raw, ctypes.c_uint(len(attr)))
+    return _check(ret, f"bpf({_BPF_NAMES.get(cmd, cmd)})")
 
 
 class RecordingSyscalls(Syscalls):
