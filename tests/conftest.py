@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 
 import pytest
@@ -46,9 +47,15 @@ class Runtime:
         self.ids = []
 
     def cli(self, *args, input=None, timeout=30, check=False, env=None, **kw):
-        p = subprocess.run([sys.executable, "-m", "mrunc", "--root", self.root, *args],
-                           input=input, capture_output=True, text=True, timeout=timeout, env=env,
-                           cwd=REPO, **kw)
+        # Output goes to files, not pipes: a created container inherits create's stdio and keeps
+        # it open, so reading a pipe to EOF would wait for the container to exit.
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            rc = subprocess.run([sys.executable, "-m", "mrunc", "--root", self.root, *args],
+                                input=input, stdout=out, stderr=err, text=True, timeout=timeout,
+                                env=env, cwd=REPO, **kw).returncode
+            out.seek(0)
+            err.seek(0)
+            p = subprocess.CompletedProcess(args, rc, out.read(), err.read())
         if check and p.returncode != 0:
             raise AssertionError(f"mrunc {' '.join(args)} failed ({p.returncode}): {p.stderr}")
         return p

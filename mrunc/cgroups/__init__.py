@@ -109,3 +109,27 @@ def manager(cgroups_path, container_id, root="/sys/fs/cgroup", rootless=False, *
                                    f"{os.geteuid()} (no writable cgroup subtree), so no cgroup "
                                    f"is used", mgr.path, rootless)
     return mgr
+
+
+# What every container may use whatever its config says, as runc grants it: creating any device
+# node (m), and the standard nodes — null, zero, full, random, urandom, tty, console, ptmx, the
+# pty slaves (136:*), tun. Without these, `sh -c 'echo > /dev/null'` fails in the default config,
+# whose only rule is "deny everything".
+_ALWAYS_ALLOWED = [("c", None, None, "m"), ("b", None, None, "m"),
+                   ("c", 1, 3, "rwm"), ("c", 1, 5, "rwm"), ("c", 1, 7, "rwm"), ("c", 1, 8, "rwm"),
+                   ("c", 1, 9, "rwm"), ("c", 5, 0, "rwm"), ("c", 5, 1, "rwm"), ("c", 5, 2, "rwm"),
+                   ("c", 136, None, "rwm"), ("c", 10, 200, "rwm")]
+
+
+def device_rules(config):
+    """The device rules to apply: the config's, then the always-allowed ones, then one allow rule
+    per `linux.devices` node the config asks to be created (else it could not be opened)."""
+    lin = config.get("linux") or {}
+    rules = list((lin.get("resources") or {}).get("devices") or [])
+    for typ, major, minor, access in _ALWAYS_ALLOWED:
+        rules.append({"allow": True, "type": typ, "major": major, "minor": minor, "access": access})
+    for d in lin.get("devices") or []:
+        if d.get("type") in ("c", "b", "u"):
+            rules.append({"allow": True, "type": "c" if d["type"] == "u" else d["type"],
+                          "major": d.get("major"), "minor": d.get("minor"), "access": "rwm"})
+    return rules

@@ -57,6 +57,8 @@ def clone_child(sock, config, ctx):
     sys = Syscalls()
     t0 = time.perf_counter()
     try:
+        _close_inherited(keep={0, 1, 2, sock.fileno(), ctx.state_dirfd,
+                               *range(3, 3 + ctx.preserve_fds)})
         nss = {n["type"]: n.get("path") for n in _namespaces(config)}
         _enter_user_namespace(sys, sock, nss)
         _enter_other_namespaces(sys, nss)
@@ -71,6 +73,19 @@ def clone_child(sock, config, ctx):
             os._exit(1)  # init_main only returns by exec or error
     protocol.send(sock, {"t": "pid", "pid": pid})
     os._exit(0)
+
+
+def _close_inherited(keep):
+    """We are a fork of `mrunc create`, so we hold every fd it had: the stepper's channel, a log
+    file, the caller's pipes. The container must not keep those open (a reader waiting for EOF
+    would wait forever, and a host fd inside a container is a way out), so close all but `keep`."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 def _enter_user_namespace(sys, sock, nss):
@@ -153,6 +168,7 @@ def _jsonable(v):
 
 def init_main(sock, config, ctx, sys, t0):
     """PID 1 of the container, until it becomes the user's program."""
+    _preload(config, ctx)
     _set_signals()
     sys.set_name("mrunc:[init]")
     ph = _Phases(sock, sys, t0)
@@ -176,6 +192,16 @@ def init_main(sock, config, ctx, sys, t0):
         protocol.send(sock, protocol.error_message(ph.name, e))
         os._exit(1)
     exec_phase(sock, config, ctx, path)
+
+
+def _preload(config, ctx):
+    """Import now everything used after pivot_root: from then on the host's filesystem — and so
+    mrunc's own .py files and the standard library — is out of reach."""
+    import fcntl, struct  # noqa: E401,F401  (console setup)
+    from .. import rootfs, security  # noqa: F401
+    if ctx.has_hooks:
+        from .. import hooks  # noqa: F401
+        import subprocess  # noqa: F401
 
 
 def _set_signals():

@@ -68,6 +68,7 @@ def create(root, cid, bundle, *, pid_file=None, console_socket=None, no_pivot=Fa
     bundle = os.path.abspath(bundle)
     config = spec.load(bundle)
     _check_terminal(config, console_socket, on_console)
+    _check_cgroup_mount(config)
     events.phase("spec", round((time.perf_counter() - t0) * 1000, 3), [["read", f"{bundle}/config.json"]])
 
     c = Container(root, cid)
@@ -92,6 +93,18 @@ def _check_terminal(config, console_socket, on_console):
                          "(cannot allocate a tty when mrunc detaches without a console socket)")
     if console_socket and not terminal:
         raise MruncError("--console-socket given but process.terminal is false")
+
+
+def _check_cgroup_mount(config):
+    """The kernel lets a user namespace mount the cgroup filesystem only through a cgroup
+    namespace of its own. (runc binds the host's cgroup directories instead; mrunc does not yet.)"""
+    types = {n["type"] for n in (config.get("linux") or {}).get("namespaces") or []}
+    if "user" not in types or "cgroup" in types:
+        return
+    for i, m in enumerate(config.get("mounts") or []):
+        if m.get("type") in ("cgroup", "cgroup2"):
+            raise MruncError(f"mounts[{i}]: mounting the cgroup filesystem in a user namespace needs a "
+                             f'cgroup namespace too: add {{"type": "cgroup"}} to linux.namespaces')
 
 
 def _create(c, config, bundle, state, events, *, no_pivot, preserve_fds, console_socket,
@@ -165,11 +178,13 @@ def _serve(c, config, bundle, state, events, sock, clone_pid, cg, console_socket
 
 
 def _join_cgroup(cg, config, state):
+    """Limits first, then move init in: it never runs a moment unlimited (runc's order too)."""
+    from ..cgroups import device_rules
     state["cgroup"] = cg
+    resources = dict((config.get("linux") or {}).get("resources") or {})
+    resources["devices"] = device_rules(config)
+    cg.set(resources)
     cg.apply(state["init_pid"])
-    resources = (config.get("linux") or {}).get("resources")
-    if resources:
-        cg.set(resources)
 
 
 def _record(c, config, bundle, state):

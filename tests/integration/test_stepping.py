@@ -8,7 +8,12 @@ import sys
 
 import pytest
 
-from conftest import REPO, host_ns
+from conftest import REPO, ROOTFS, host_ns
+
+
+def _ino(path):
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
 
 pytestmark = pytest.mark.root
 
@@ -19,12 +24,16 @@ def _start_stepping(mr, cid, bundle):
                           "--step-fd", str(theirs.fileno()), cid], pass_fds=[theirs.fileno()],
                          cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     theirs.close()
+    ours.settimeout(20)  # a protocol slip fails the test instead of hanging it
     return p, ours, ours.makefile("rwb", buffering=0)
 
 
 def test_pause_at_each_phase_and_look(mr):
     cid = mr.new_id()
-    b = mr.bundle(lambda c: c.__setitem__("hostname", "stepped"), args=["sh", "-c", "sleep 5"])
+    def edit(cfg):
+        cfg["hostname"] = "stepped"
+        cfg["linux"]["namespaces"].append({"type": "cgroup"})
+    b = mr.bundle(edit, args=["sh", "-c", "sleep 5"])
     p, sock, ch = _start_stepping(mr, cid, b)
     seen = {}
     try:
@@ -39,7 +48,7 @@ def test_pause_at_each_phase_and_look(mr):
             if pid:
                 seen[phase] = {
                     "ns": {n: os.readlink(f"/proc/{pid}/ns/{n}") for n in ("mnt", "uts", "pid", "net", "cgroup")},
-                    "root": os.readlink(f"/proc/{pid}/root"),
+                    "root": _ino(f"/proc/{pid}/root"),
                     "comm": open(f"/proc/{pid}/comm").read().strip(),
                     "cgroup": open(f"/proc/{pid}/cgroup").read(),
                 }
@@ -61,8 +70,8 @@ def test_pause_at_each_phase_and_look(mr):
     assert clone["ns"]["cgroup"] == host_ns("cgroup")
     assert seen["cgroup"]["ns"]["cgroup"] != host_ns("cgroup")
     # before pivot_root the root is still the host's; after it, the bundle's rootfs
-    assert seen["mount"]["root"] == "/"
-    assert seen["pivot_root"]["root"] != "/"
+    assert seen["mount"]["root"] == _ino("/")
+    assert seen["pivot_root"]["root"] == _ino(ROOTFS)
     assert clone["comm"] == "mrunc:[init]"
     st = json.loads(mr.cli("state", cid, check=True).stdout)
     assert st["status"] == "created"

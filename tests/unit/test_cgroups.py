@@ -883,20 +883,6 @@ def test_v2_devices_allow_all_needs_no_program(v2, writes, rules):
     assert v2w(writes, v2) == []
 
 
-@pytest.mark.parametrize("rules", [
-    [],
-    [{"allow": False, "access": "rwm"}, {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"}],
-    [{"allow": True}, {"allow": False, "type": "c", "major": 1, "minor": 3}],
-])
-def test_v2_device_rules_are_refused_until_ebpf(v2, writes, rules):
-    assert not allows_all(rules)
-    with pytest.raises(CgroupError) as e:
-        mk(v2).set({"devices": rules, "pids": {"limit": 5}})
-    assert str(e.value) == (f"{R}.devices: device rules need an eBPF program, "
-                            f"not implemented yet on cgroup v2")
-    assert v2w(writes, v2) == []
-
-
 def test_v2_unified_is_written_last(v2, writes):
     mk(v2).set({"memory": {"limit": 1000}, "unified": {"memory.high": "900", "memory.max": "2000",
                                                        "cgroup.max.depth": "3"}})
