@@ -18,7 +18,7 @@ _FORWARD = [s for s in signal.Signals if s not in (signal.SIGCHLD, signal.SIGKIL
 
 def run_foreground(cid, bundle, root, keep=False, **kw):
     box = {}
-    c = api.create(cid, bundle, root, subreaper=True, on_console=lambda fd: box.__setitem__("pty", fd), **kw)
+    c = api.create(cid, bundle, root, on_console=lambda fd: box.__setitem__("pty", fd), **kw)
     pid = c.pid
     old = {s: signal.signal(s, lambda n, _f: _forward(pid, n)) for s in _FORWARD
            if signal.getsignal(s) is not signal.SIG_IGN or s in (signal.SIGTERM, signal.SIGINT)}

@@ -58,7 +58,7 @@ def format_phase(rec):
 
 
 def create(root, cid, bundle, *, pid_file=None, console_socket=None, no_pivot=False,
-           preserve_fds=0, events=None, subreaper=False, on_console=None):
+           preserve_fds=0, events=None, on_console=None):
     """Create container `cid` from `bundle`; return its Container once init waits on exec.fifo."""
     from .. import spec
     from ..state import validate_id
@@ -76,7 +76,7 @@ def create(root, cid, bundle, *, pid_file=None, console_socket=None, no_pivot=Fa
     state = {"init_pid": None, "cgroup": None}
     try:
         _create(c, config, bundle, state, events, no_pivot=no_pivot, preserve_fds=preserve_fds,
-                console_socket=console_socket, subreaper=subreaper, on_console=on_console)
+                console_socket=console_socket, on_console=on_console)
         if pid_file:
             write_atomic(os.path.abspath(pid_file), str(c.pid), 0o644)
     except BaseException as e:
@@ -108,7 +108,7 @@ def _check_cgroup_mount(config):
 
 
 def _create(c, config, bundle, state, events, *, no_pivot, preserve_fds, console_socket,
-            subreaper, on_console):
+            on_console):
     from .. import cgroups
     os.mkfifo(fifo_path(c.dir), 0o622)
     os.chmod(fifo_path(c.dir), 0o622)  # mkfifo obeys the umask; any uid may signal readiness
@@ -121,10 +121,11 @@ def _create(c, config, bundle, state, events, *, no_pivot, preserve_fds, console
               cgroup_version=layout, v1_hierarchies=_v1_hierarchies() if layout != "v2" else [],
               has_hooks=hooks, hook_state=_hook_state(c, config, bundle, {"init_pid": None}, ""))
     mine, theirs = protocol.pair()
-    if subreaper:
-        # `run` waits for the container: init must become our child when its parent exits
-        from ..linux import PR_SET_CHILD_SUBREAPER, Syscalls
-        Syscalls().prctl(PR_SET_CHILD_SUBREAPER, 1)
+    # Be a child subreaper: when the clone child exits, init becomes *our* child, so a failed
+    # create can reap it (no zombie left behind) and `run` can wait for its exit status. When
+    # create returns, init passes on to the next subreaper up — conmon, containerd's shim.
+    from ..linux import PR_SET_CHILD_SUBREAPER, Syscalls
+    Syscalls().prctl(PR_SET_CHILD_SUBREAPER, 1)
     clone_pid = os.fork()
     if clone_pid == 0:
         try:

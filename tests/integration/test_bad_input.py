@@ -63,7 +63,7 @@ CONFIG_CASES = [
     ("relative mount destination", lambda c: c["mounts"].append({"destination": "rel", "type": "tmpfs",
                                                                   "source": "tmpfs"}), "mounts["),
     ("unknown namespace", lambda c: c["linux"]["namespaces"].append({"type": "foo"}),
-     'linux.namespaces[6].type'),
+     'linux.namespaces[5].type'),
     ("duplicate namespace", lambda c: c["linux"]["namespaces"].append({"type": "pid"}),
      'duplicate'),
     ("uid as string", _set(["process", "user", "uid"], "0"), "process.user.uid"),
