@@ -69,7 +69,7 @@ def set_no_new_privs(sys):
 def apply_capabilities(sys, caps, warn=print_to_stderr):
     """Bounding, then capset and ambient, for a process whose user does not change. When it does,
     switch_user goes between the two halves, as in apply()."""
-    masks, warnings = cap_sets(caps)
+    masks, warnings = cap_sets(caps, uid=os.getuid())
     for w in warnings:
         warn(w)
     drop_bounding(sys, masks["bounding"])
@@ -82,7 +82,8 @@ def apply(sys, process, warn=print_to_stderr):
     whose message starts with the JSON path."""
     process = process or {}
     # Work out the capability sets first: a config problem fails before anything is changed.
-    masks, warnings = cap_sets(process.get("capabilities"))
+    uid = (process.get("user") or {}).get("uid", 0)
+    masks, warnings = cap_sets(process.get("capabilities"), uid=uid)
     for w in warnings:
         warn(w)
     # 1. While we still hold CAP_SYS_RESOURCE (lost with the caps drop).

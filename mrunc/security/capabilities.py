@@ -53,7 +53,7 @@ def host_last_cap():
     return _host_last_cap
 
 
-def cap_sets(caps, last_cap=None):
+def cap_sets(caps, last_cap=None, uid=None):
     """`process.capabilities` -> ({set name: mask}, [warnings]). Touches nothing.
 
     Absent (None) gives five empty sets: runc 1.1.5 (finalizeNamespace) then drops every
@@ -63,7 +63,9 @@ def cap_sets(caps, last_cap=None):
       * effective caps not in permitted (capset would refuse: permitted is effective's ceiling);
       * inheritable caps not in bounding (capset refuses those too);
       * ambient caps not in both permitted and inheritable (the raise would fail with EPERM;
-        runc 1.1.5 ignores that error silently, we say so).
+        runc 1.1.5 ignores that error silently, we say so) — except, for `uid` 0, those in
+        bounding: execve gives root every bounding cap anyway, so the program does get them.
+        (`runc spec`'s default lists ambient caps without inheritable ones: for root, no warning.)
     Inheritable is exactly what is listed: nothing is added (CVE-2022-29162).
     """
     last = host_last_cap() if last_cap is None else last_cap
@@ -85,17 +87,18 @@ def cap_sets(caps, last_cap=None):
             warnings.append(f"process.capabilities.{key}: ignoring {', '.join(missing)}: "
                             f"not in this kernel (cap_last_cap is {last})")
 
-    def limit(key, allowed, why):
+    def limit(key, allowed, why, quiet=0):
         extra = masks[key] & ~allowed
-        if extra:
-            names = ", ".join(cap_names(extra))
+        masks[key] &= allowed
+        if extra & ~quiet:
+            names = ", ".join(cap_names(extra & ~quiet))
             warnings.append(f"process.capabilities.{key}: ignoring {names}: {why}")
-            masks[key] &= allowed
 
     limit("effective", masks["permitted"], "not in permitted")
     limit("inheritable", masks["bounding"], "not in bounding")
     limit("ambient", masks["permitted"] & masks["inheritable"],
-          "an ambient capability must also be permitted and inheritable")
+          "an ambient capability must also be permitted and inheritable",
+          quiet=masks["bounding"] if uid == 0 else 0)
     return masks, warnings
 
 

@@ -113,17 +113,23 @@ def test_cap_sets_warns_and_skips_unknown_and_unavailable():
 
 
 def test_cap_sets_skips_what_cannot_be_granted():
-    masks, warnings = security.cap_sets({
+    config = {
         "bounding": ["CAP_KILL", "CAP_CHOWN"], "permitted": ["CAP_KILL"],
         "effective": ["CAP_KILL", "CAP_CHOWN"], "inheritable": ["CAP_KILL", "CAP_NET_RAW"],
-        "ambient": ["CAP_KILL", "CAP_CHOWN"]})
+        "ambient": ["CAP_KILL", "CAP_CHOWN", "CAP_SYS_ADMIN"]}
+    masks, warnings = security.cap_sets(config)
     assert masks["effective"] == masks["inheritable"] == masks["ambient"] == mask("CAP_KILL")
     assert warnings == [
         "process.capabilities.effective: ignoring CAP_CHOWN: not in permitted",
         "process.capabilities.inheritable: ignoring CAP_NET_RAW: not in bounding",
-        "process.capabilities.ambient: ignoring CAP_CHOWN: an ambient capability must also be "
-        "permitted and inheritable",
+        "process.capabilities.ambient: ignoring CAP_CHOWN, CAP_SYS_ADMIN: an ambient capability "
+        "must also be permitted and inheritable",
     ]
+    # root: CAP_CHOWN is in bounding, so execve grants it anyway; CAP_SYS_ADMIN is really lost
+    masks, warnings = security.cap_sets(config, uid=0)
+    assert masks["ambient"] == mask("CAP_KILL")
+    assert warnings[-1] == ("process.capabilities.ambient: ignoring CAP_SYS_ADMIN: an ambient "
+                            "capability must also be permitted and inheritable")
 
 
 def test_cap_sets_absent_means_all_empty():
@@ -159,6 +165,16 @@ def test_runc_default_process(runc_process):
         ("prctl", (PR_SET_NO_NEW_PRIVS, 1)),
     ]
     assert len(drops(keep)) == 38
+    # Its ambient caps cannot be raised (no inheritable) but, for root, execve grants the whole
+    # bounding set anyway: the program gets them, nothing to warn about.
+    assert warnings == []
+
+
+def test_runc_default_caps_for_a_non_root_user(runc_process):
+    """The same caps for uid 1000: without ambient, execve leaves it none — that is worth a word."""
+    log, warnings = run(dict(runc_process, user={"uid": 1000, "gid": 1000}))
+    keep = mask(*DEFAULT3)
+    assert ("capset", (keep, keep, 0)) in log
     assert warnings == ["process.capabilities.ambient: ignoring CAP_KILL, CAP_NET_BIND_SERVICE, "
                         "CAP_AUDIT_WRITE: an ambient capability must also be permitted and "
                         "inheritable"]
