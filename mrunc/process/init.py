@@ -300,6 +300,20 @@ def security_phase(sys, config):
     return find_executable(proc["args"][0], proc.get("env") or [])
 
 
+def home_of(uid, passwd="/etc/passwd"):
+    """runc sets HOME when process.env lacks it: the user's home from the container's own
+    /etc/passwd, or "/"."""
+    try:
+        with open(passwd) as f:
+            for line in f:
+                parts = line.rstrip("\n").split(":")
+                if len(parts) >= 6 and parts[2] == str(uid):
+                    return parts[5] or "/"
+    except OSError:
+        pass
+    return "/"
+
+
 def find_executable(name, env):
     """execvp's rules, with the *container's* PATH (process.env), inside the new root."""
     if "/" in name:
@@ -321,6 +335,9 @@ def find_executable(name, env):
 def exec_phase(sock, config, ctx, path):
     """Tell create we are ready, block until start, then become the user's program."""
     proc = config["process"]
+    env = _env(proc.get("env") or [])
+    if "HOME" not in env:
+        env["HOME"] = home_of((proc.get("user") or {}).get("uid", 0))
     protocol.send(sock, {"t": "ready"})
     try:
         # Blocks until `mrunc start` opens the other end. Opened relative to the state dir fd we
@@ -333,7 +350,7 @@ def exec_phase(sock, config, ctx, path):
             from .. import hooks
             hooks.run_in_container(config, "startContainer", dict(ctx.hook_state, status="created"))
         _close_fds(3 + ctx.preserve_fds)
-        os.execve(path, proc["args"], _env(proc.get("env") or []))
+        os.execve(path, proc["args"], env)
     except BaseException as e:  # noqa: BLE001 — create has returned: all we have is stderr
         os.write(2, f"mrunc: exec {proc['args'][0]}: {getattr(e, 'strerror', None) or e}\n".encode())
         os._exit(127)

@@ -176,8 +176,7 @@ def mount_cgroup_entries(sys, config, cgroup_version, v1_hierarchies=(), root="/
     cgroup_version "v2": one cgroup2 mount. Otherwise (v1 or hybrid host), runc's layout: a tmpfs,
     in it one directory per v1 hierarchy of the host — v1_hierarchies, [(dir name, options)] as
     read from the host's /proc/self/mountinfo before pivot_root, e.g. ("cpu,cpuacct",
-    "cpu,cpuacct") — each a `cgroup` mount, symlinks cpu and cpuacct to the comounted one, and
-    the tmpfs made read-only last if the entry says ro. Without a cgroup namespace the container
+    "cpu,cpuacct") — each a `cgroup` mount, symlinks cpu and cpuacct to the comounted one. Without a cgroup namespace the container
     would see the host's whole tree: then it is read-only whatever the entry says (S15).
     """
     own_ns = any(n.get("type") == "cgroup" for n in (config.get("linux") or {}).get("namespaces") or [])
@@ -210,5 +209,5 @@ def _mount_cgroup_v1(sys, dest, flags, hierarchies):
         for alias in name.split(","):  # cpu -> cpu,cpuacct: tools look for /sys/fs/cgroup/cpu
             if alias != name and "=" not in alias and not os.path.lexists(os.path.join(dest, alias)):
                 os.symlink(name, os.path.join(dest, alias))
-    if flags & MS_RDONLY:  # last: the directories and links above were made in a writable tmpfs
-        sys.mount(None, dest, None, MS_BIND | MS_REMOUNT | MS_RDONLY | kept_flags(dest))
+    # The tmpfs itself stays writable, as runc leaves it: it is the container's own, and what
+    # matters — each hierarchy — was mounted read-only above when the entry says ro.
