@@ -26,9 +26,25 @@ def start(cid, root=DEFAULT_ROOT):
     if st != "created":
         raise StateError(f"cannot start a container that is {st} (only a created container can be started)")
     _release_init(c)
-    from . import hooks
-    hooks.run(c.config, "poststart", {**state(cid, root)})
+    if (c.config.get("hooks") or {}).get("poststart"):
+        from . import hooks
+        try:
+            hooks.run(c.config, "poststart", c.oci_state())
+        except MruncError:
+            # runtime-spec 1.3: a failed poststart hook stops the container
+            _kill_everything(c)
+            raise
     return c
+
+
+def _kill_everything(c):
+    mgr = c.cgroup()
+    if mgr is not None:
+        mgr.kill_all(signal.SIGKILL)
+    try:
+        os.kill(c.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def _release_init(c, timeout=10.0):
@@ -106,12 +122,7 @@ def delete(cid, root=DEFAULT_ROOT, force=False, warn=None):
     if st != "stopped":
         if st == "paused" and mgr is not None:
             mgr.thaw()
-        if mgr is not None:
-            mgr.kill_all(signal.SIGKILL)
-        try:
-            os.kill(c.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        _kill_everything(c)
         if not wait_gone(c.pid):
             raise StateError(f"container {cid}: init (pid {c.pid}) did not die after SIGKILL")
     if mgr is not None:
