@@ -1,6 +1,5 @@
 """The same bundle must give the same observable result under `runc run` and `mrunc run`."""
 import json
-import os
 import subprocess
 import uuid
 
