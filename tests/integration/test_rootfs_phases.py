@@ -131,6 +131,13 @@ def _mounts(mountinfo):
     return out
 
 
+def _cgroup_mounts():
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        return ["/sys/fs/cgroup"]
+    return [os.path.join("/sys/fs/cgroup", n) for n in os.listdir("/sys/fs/cgroup")
+            if not os.path.islink(os.path.join("/sys/fs/cgroup", n))]
+
+
 def _errno_of(fn):
     try:
         fn()
@@ -191,7 +198,8 @@ def _look_around(config, root_stat, pty_rdev, kcore):
         "write_proc_sys": _errno_of(lambda: _write("/proc/sys/kernel/domainname")),
         "write_dev": _errno_of(lambda: _write("/dev/shm/x")),
         "cgroup_dir": sorted(os.listdir("/sys/fs/cgroup")),
-        "cgroup_ro": bool(os.statvfs("/sys/fs/cgroup").f_flag & os.ST_RDONLY),
+        # on v2 the cgroup2 mount itself; on v1 each hierarchy (the tmpfs holding them stays rw, as in runc)
+        "cgroup_ro": all(bool(os.statvfs(d).f_flag & os.ST_RDONLY) for d in _cgroup_mounts()),
     }
 
 
