@@ -133,8 +133,8 @@ def test_id_in_use(mr):
 
 
 @pytest.mark.parametrize("argv,expect", [
-    (["frobnicate"], "invalid choice"),
-    (["create", "--no-such-flag", "x"], "unrecognized"),
+    (["frobnicate"], "unknown command"),
+    (["create", "--no-such-flag", "x"], "unrecognized flag"),
     (["state"], "id"),
     (["start"], "id"),
     (["kill"], "id"),
