@@ -214,3 +214,20 @@ def test_cgroup_namespace_root(mr):
     assert ns != host_ns("cgroup")
     for line in out.splitlines():
         assert line.rsplit(":", 1)[1] == "/", out
+
+
+def test_created_init_is_not_dumpable(mr):
+    """Until exec, init is mrunc's own code running the host's interpreter. A process of another
+    container sharing its PID namespace (same uid, same caps) must not reach the host's interpreter
+    through /proc/1/exe (CVE-2019-5736): init is not dumpable."""
+    cid = mr.new_id()
+    mr.cli("create", "--bundle", mr.bundle(args=["sleep", "10"]), cid, check=True)
+    pid = json.loads(mr.cli("state", cid).stdout)["pid"]
+
+    def join(cfg):
+        for n in cfg["linux"]["namespaces"]:
+            if n["type"] == "pid":
+                n["path"] = f"/proc/{pid}/ns/pid"
+    out = mr.sh("readlink /proc/1/exe || echo exe-denied; readlink /proc/1/cwd || echo cwd-denied; "
+                "readlink /proc/$$/exe", edit=join)
+    assert out.split() == ["exe-denied", "cwd-denied", "/bin/busybox"], out
