@@ -237,7 +237,11 @@ def _make_cwd(config, rootfs):
     cwd = (config.get("process") or {}).get("cwd") or "/"
     if cwd != "/":
         from .. import rootfs as rfs
-        rfs.mkdir_in_root(rootfs, cwd)
+        try:
+            rfs.mkdir_in_root(rootfs, cwd)
+        except OSError as e:
+            raise OSError(e.errno, f"process.cwd {cwd!r}: cannot create it in the rootfs: "
+                          f"{e.strerror}", cwd) from None
 
 
 def pivot_root_phase(sys, sock, config, ctx, rootfs):
@@ -301,6 +305,15 @@ def security_phase(sys, config):
         os.chdir(cwd)
     except OSError as e:
         raise OSError(e.errno, f"chdir to cwd {cwd!r}: {e.strerror}", cwd) from None
+    # init still holds a host fd or two (the state dir, the socket). A cwd of /proc/self/fd/N
+    # would put the program's working directory on the host (CVE-2024-21626): the kernel then
+    # reports it as "(unreachable)".
+    try:
+        inside = os.getcwd().startswith("/")  # glibc answers ENOENT, older ones "(unreachable)"
+    except OSError:
+        inside = False
+    if not inside:
+        raise PermissionError(1, f"process.cwd {cwd!r} is outside the container's root")
     return find_executable(proc["args"][0], proc.get("env") or [])
 
 

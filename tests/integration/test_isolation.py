@@ -231,3 +231,11 @@ def test_created_init_is_not_dumpable(mr):
     out = mr.sh("readlink /proc/1/exe || echo exe-denied; readlink /proc/1/cwd || echo cwd-denied; "
                 "readlink /proc/$$/exe", edit=join)
     assert out.split() == ["exe-denied", "cwd-denied", "/bin/busybox"], out
+
+
+@pytest.mark.parametrize("fd", range(3, 9))
+def test_cwd_through_proc_self_fd_is_refused(mr, fd):
+    """CVE-2024-21626: a cwd of /proc/self/fd/N must never land on a host directory."""
+    p = mr.run("sh", "-c", "pwd; ls", edit=lambda c: c["process"].__setitem__("cwd", f"/proc/self/fd/{fd}"))
+    assert p.returncode != 0 and "cwd" in p.stderr, (p.stdout, p.stderr)
+    assert "state.json" not in p.stdout and "exec.fifo" not in p.stdout
