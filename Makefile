@@ -102,11 +102,12 @@ test: setup rootfs test-host test-v2
 test-host: setup rootfs
 	$(PY) -m pytest tests -m "not cgroup_v2" -q $(PYTEST_ARGS)
 
-# cgroup v2 tests in a QEMU guest booted with cgroup_no_v1=all. No tests there
+# cgroup v2 tests (and the core tests marked both_layouts) in a QEMU guest booted with
+# cgroup_no_v1=all. No tests there
 # yet (exit 5) is fine for this step only. A missing VM tool is an error.
 test-v2: setup rootfs
 	@[ -x "$(VM)" ] || { echo "ERROR: $(VM) not found: the cgroup v2 tests need ../shared/tools/cgroup2-vm (set SHARED=/path/to/shared)" >&2; exit 1; }
-	@rc=0; $(VM) -- $(PY) -m pytest -q -m cgroup_v2 tests $(PYTEST_ARGS) || rc=$$?; \
+	@rc=0; $(VM) -- $(PY) -m pytest -q -m "cgroup_v2 or both_layouts" tests $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc = 5 ]; then echo "cgroup v2: no tests collected (none marked cgroup_v2 yet)"; rc=0; fi; \
 	exit $$rc
 

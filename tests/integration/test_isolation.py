@@ -17,6 +17,7 @@ def _ns_inside(mr, edit=None):
     return dict(line.split(" ", 1) for line in out.splitlines())
 
 
+@pytest.mark.both_layouts
 def test_pid1_and_hostname(mr):
     out = mr.sh("echo $$; hostname", edit=lambda c: c.__setitem__("hostname", "box-under-test"))
     assert out.split() == ["1", "box-under-test"]
@@ -108,6 +109,7 @@ def _mounts(mr, edit=None):
     return mounts
 
 
+@pytest.mark.both_layouts
 def test_default_mounts_with_options(mr):
     m = _mounts(mr)
     assert m["/proc"]["type"] == "proc"
@@ -146,6 +148,7 @@ def test_masked_paths_unreadable(mr):
     assert out.split() == ["0", "0", "0"]  # a file masked by /dev/null, dirs by an empty tmpfs
 
 
+@pytest.mark.both_layouts
 def test_devices_and_links(mr):
     out = mr.sh("for d in null zero full random urandom tty; do stat -c '%n %t:%T %a' /dev/$d; done;"
                 "for l in fd stdin stdout stderr ptmx; do readlink /dev/$l; done;"
@@ -158,6 +161,7 @@ def test_devices_and_links(mr):
     assert lines[11] == "3"
 
 
+@pytest.mark.both_layouts
 def test_env_cwd_user_groups_umask_rlimits(mr):
     def edit(cfg):
         p = cfg["process"]
@@ -178,6 +182,7 @@ def test_env_cwd_user_groups_umask_rlimits(mr):
     assert lines[7].split()[2:4] == ["100", "200"]
 
 
+@pytest.mark.both_layouts
 def test_capabilities_of_default_config(mr):
     out = mr.sh("grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status; grep NoNewPrivs /proc/self/status")
     caps = dict(line.split(":\t") for line in out.splitlines())
@@ -206,6 +211,7 @@ def test_only_stdio_fds_reach_the_program(mr):
     assert sorted(out.split()) == ["0", "1", "2", "3"]  # 3 = the directory ls is reading
 
 
+@pytest.mark.both_layouts
 def test_cgroup_namespace_root(mr):
     """With a cgroup namespace, made after init joined its cgroup, that cgroup is "/" inside."""
     out = mr.sh("readlink /proc/self/ns/cgroup; cat /proc/self/cgroup",

@@ -18,6 +18,7 @@ def _sleeper(mr, script="while :; do sleep 0.05; done", edit=None):
     return mr.bundle(edit, args=["sh", "-c", script])
 
 
+@pytest.mark.both_layouts
 def test_pid_file_and_state_through_lifecycle(mr):
     b = _sleeper(mr)
     cid = mr.new_id()
@@ -83,6 +84,7 @@ def test_kill_rejects_bad_signal(mr):
     assert json.loads(mr.cli("state", cid).stdout)["status"] == "created"
 
 
+@pytest.mark.both_layouts
 def test_run_exit_code_propagates(mr):
     assert mr.run("sh", "-c", "exit 42").returncode == 42
     assert mr.run("true").returncode == 0

@@ -28,6 +28,7 @@ def _start_stepping(mr, cid, bundle):
     return p, ours, ours.makefile("rwb", buffering=0)
 
 
+@pytest.mark.both_layouts
 def test_pause_at_each_phase_and_look(mr):
     cid = mr.new_id()
     def edit(cfg):
