@@ -145,3 +145,98 @@ def run(cid, bundle, root=DEFAULT_ROOT, detach=False, keep=False, **kw):
         return 0
     from .process.foreground import run_foreground
     return run_foreground(cid, bundle, root, keep=keep, **kw)
+
+
+# ---- resource control: update, pause/resume, ps, events (cgroups) ---------------------------
+
+def _cgroup_of(c, verb):
+    mgr = c.cgroup()
+    if mgr is None:
+        raise StateError(f"cannot {verb} container {c.id}: it has no cgroup")
+    return mgr
+
+
+def update(cid, resources, root=DEFAULT_ROOT, warn=None):
+    """Change the limits of a created, running or paused container: `resources` is a bare
+    linux.resources object with only what changes (see mrunc.cgroups.update). The new limits are
+    written to the cgroup, then merged into the config in the state file."""
+    from . import spec
+    from .cgroups import update as upd
+    spec.validate_resources(resources)
+    c = Container.load(root, cid)
+    st = c.status()
+    if st == "stopped":
+        raise StateError(f"cannot update container {cid}: container not running (status stopped)")
+    mgr = _cgroup_of(c, "update")
+    changed = upd.changes(resources, warn=warn or _warn)
+    if not changed:
+        return c
+    linux = c.config.setdefault("linux", {})
+    merged = upd.merge(linux.get("resources") or {}, changed)
+    mgr.set(upd.to_apply(merged, changed))
+    linux["resources"] = merged
+    c.save()
+    return c
+
+
+def pause(cid, root=DEFAULT_ROOT):
+    """Freeze every process of the container (cgroup v1 freezer, v2 cgroup.freeze)."""
+    c = Container.load(root, cid)
+    st = c.status()
+    if st not in ("created", "running"):
+        raise StateError(f"cannot pause container {cid}: container not running (status {st})")
+    _cgroup_of(c, "pause").freeze()
+
+
+def resume(cid, root=DEFAULT_ROOT):
+    """Thaw a paused container."""
+    c = Container.load(root, cid)
+    st = c.status()
+    mgr = c.cgroup() if st != "stopped" else None
+    if mgr is None or mgr.freezer_state() != "frozen":
+        raise StateError(f"cannot resume container {cid}: container not paused (status {st})")
+    mgr.thaw()
+
+
+def processes(cid, root=DEFAULT_ROOT):
+    """Host pids of every process in the container's cgroup (its subgroups included)."""
+    c = Container.load(root, cid)
+    mgr = c.cgroup()
+    return mgr.pids() if mgr is not None else []
+
+
+def stats(cid, root=DEFAULT_ROOT):
+    """One stats event, as `runc events --stats` prints it."""
+    from .cgroups.events import runc_stats
+    c = Container.load(root, cid)
+    if c.status() == "stopped":
+        raise StateError(f"container with id {cid} is not running")
+    return {"type": "stats", "id": cid, "data": runc_stats(c.cgroup())}
+
+
+def events(cid, root=DEFAULT_ROOT, interval=5.0, tick=0.25):
+    """Yield runc's events for a running container until it stops: a stats event every
+    `interval` seconds, an {"type": "oom"} event as soon as the kernel reports an OOM kill."""
+    from .cgroups.events import OomWatcher, runc_stats
+    if interval <= 0:
+        raise MruncError("duration interval must be greater than 0")
+    c = Container.load(root, cid)
+    if c.status() == "stopped":
+        raise StateError(f"container with id {cid} is not running")
+    mgr = c.cgroup()
+    watcher = OomWatcher(mgr)
+    due = time.monotonic() + interval
+    try:
+        while True:
+            alive = c.init_alive()
+            # An OOM that killed init is still reported: look once more after it died.
+            for _ in range(watcher.wait(min(tick, max(due - time.monotonic(), 0)) if alive else 0)):
+                yield {"type": "oom", "id": cid}
+            if not alive:
+                return
+            now = time.monotonic()
+            if now >= due:
+                yield {"type": "stats", "id": cid, "data": runc_stats(mgr)}
+                due = max(due + interval, now)
+    finally:
+        watcher.close()

@@ -112,12 +112,13 @@ def manager(cgroups_path, container_id, root="/sys/fs/cgroup", rootless=False, *
 
 
 # What every container may use whatever its config says, as runc grants it: creating any device
-# node (m), and the standard nodes — null, zero, full, random, urandom, tty, console, ptmx, the
-# pty slaves (136:*), tun. Without these, `sh -c 'echo > /dev/null'` fails in the default config,
-# whose only rule is "deny everything".
+# node (m), and the standard nodes — null, zero, full, random, urandom, tty, ptmx, the pty slaves
+# (136:*), tun. Without these, `sh -c 'echo > /dev/null'` fails in the default config, whose only
+# rule is "deny everything". No rule for 5:1: /dev/console in a container is a bind mount of a
+# pty slave (136:*), never the host's console (runc's list has none either).
 _ALWAYS_ALLOWED = [("c", None, None, "m"), ("b", None, None, "m"),
                    ("c", 1, 3, "rwm"), ("c", 1, 5, "rwm"), ("c", 1, 7, "rwm"), ("c", 1, 8, "rwm"),
-                   ("c", 1, 9, "rwm"), ("c", 5, 0, "rwm"), ("c", 5, 1, "rwm"), ("c", 5, 2, "rwm"),
+                   ("c", 1, 9, "rwm"), ("c", 5, 0, "rwm"), ("c", 5, 2, "rwm"),
                    ("c", 136, None, "rwm"), ("c", 10, 200, "rwm")]
 
 

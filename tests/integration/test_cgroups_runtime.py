@@ -1,0 +1,451 @@
+"""Resource control through the real CLI: limits that bite, update, pause/resume, events, ps,
+kill --all, delete — checked from inside the container (busybox) where possible.
+
+    .venv/bin/python -m pytest -q tests/integration/test_cgroups_runtime.py               # v1 here
+    ../shared/tools/cgroup2-vm -- .venv/bin/python -m pytest -q -m cgroup_v2 \\
+        tests/integration/test_cgroups_runtime.py                                         # pure v2
+
+Every test is parametrized by the layout it needs (`v1` covers hybrid hosts); only the host's
+runs. Containers get a cgroup namespace where the test reads /sys/fs/cgroup from inside, so the
+container's own cgroup is the root of what it sees. The `mr` fixture deletes (--force) every
+container, and so its cgroup, even when a test fails.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from mrunc import cgroups
+
+LAYOUT = cgroups.detect()
+V1 = pytest.param("v1", marks=[pytest.mark.cgroup_v1, pytest.mark.skipif(
+    LAYOUT not in ("v1", "hybrid"), reason=f"needs cgroup v1 controllers; this host is {LAYOUT}")])
+V2 = pytest.param("v2", marks=[pytest.mark.cgroup_v2, pytest.mark.skipif(
+    LAYOUT != "v2", reason=f"needs pure cgroup v2 (run through ../shared/tools/cgroup2-vm); "
+                           f"this host is {LAYOUT}")])
+BOTH = [V1, V2]
+pytestmark = [pytest.mark.root,
+              pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create cgroups")]
+
+MiB = 1 << 20
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# In the VM (TCG emulation) everything is ~20-50x slower: scale the waits, not the assertions.
+SLOW = 8 if LAYOUT == "v2" else 1
+
+
+def inside(layout, controller, name):
+    """Where a cgroup file is seen from inside a container with its own cgroup namespace."""
+    return f"/sys/fs/cgroup/{name}" if layout == "v2" else f"/sys/fs/cgroup/{controller}/{name}"
+
+
+def edit(resources=None, cgroupns=True, out=None, caps=()):
+    def _edit(cfg):
+        lin = cfg["linux"]
+        for key, value in (resources or {}).items():
+            if key == "devices":
+                lin["resources"]["devices"] += value
+            else:
+                lin["resources"][key] = value
+        if cgroupns:
+            lin["namespaces"].append({"type": "cgroup"})
+        if out is not None:
+            cfg["mounts"].append({"destination": "/tmp", "type": "bind", "source": str(out),
+                                  "options": ["rbind", "rw"]})
+        for cap in caps:
+            for kind in ("bounding", "effective", "permitted"):
+                cfg["process"]["capabilities"][kind].append(cap)
+    return _edit
+
+
+def outdir(tmp_path):
+    d = tmp_path / "out"
+    d.mkdir()
+    return d
+
+
+def start(mr, script, **kw):
+    """`run -d` a busybox `sh -c script`; return the id."""
+    cid = mr.new_id()
+    b = mr.bundle(edit(**kw), args=["sh", "-c", script])
+    mr.cli("run", "-d", "--bundle", b, cid, check=True)
+    return cid
+
+
+def state(mr, cid):
+    return json.loads(mr.cli("state", cid, check=True).stdout)
+
+
+def saved(mr, cid):
+    with open(os.path.join(mr.root, cid, "state.json")) as f:
+        return json.load(f)
+
+
+def manager(mr, cid):
+    cg = saved(mr, cid)["cgroup"]
+    return cgroups.manager(cg["path"], cid, paths=cg["paths"])
+
+
+def host_file(mr, cid, controller, name):
+    mgr = manager(mr, cid)
+    with open(os.path.join(mgr.dir("" if mgr.layout == "v2" else controller), name)) as f:
+        return f.read().strip()
+
+
+def wait_for(check, timeout=10, what="condition"):
+    deadline = time.monotonic() + timeout * SLOW
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def read(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def one_line_error(p, *words):
+    assert p.returncode == 1, (p.returncode, p.stdout, p.stderr)
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mrunc: "), p.stderr
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+
+
+class Popen:
+    """A long-running mrunc command (events), stdout to a file, killed if still running."""
+
+    def __init__(self, mr, tmp_path, *args):
+        self.out = tmp_path / f"popen-{len(os.listdir(tmp_path))}.out"
+        self.f = open(self.out, "w")
+        self.p = subprocess.Popen([sys.executable, "-m", "mrunc", "--root", mr.root, *args],
+                                  stdout=self.f, stderr=subprocess.STDOUT, cwd=REPO)
+
+    def lines(self):
+        return [json.loads(x) if x.startswith("{") else x for x in read(self.out).splitlines()]
+
+    def close(self):
+        if self.p.poll() is None:
+            self.p.kill()
+        self.p.wait()
+        self.f.close()
+
+
+@pytest.fixture
+def popen(mr, tmp_path):
+    made = []
+
+    def make(*args):
+        made.append(Popen(mr, tmp_path, *args))
+        return made[-1]
+    yield make
+    for p in made:
+        p.close()
+
+
+# ---- limits that bite --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("layout", BOTH)
+def test_memory_limit_oom_kills_and_events_reports_it(mr, tmp_path, popen, layout):
+    out = outdir(tmp_path)
+    # `tail` keeps the last 10 lines of its input: /dev/zero has no newline, so it keeps it all.
+    cid = start(mr, "while [ ! -e /tmp/go ]; do sleep 0.1; done; tail /dev/zero; "
+                    "echo tail=$? > /tmp/result",
+                resources={"memory": {"limit": 32 * MiB, "swap": 32 * MiB}}, out=out)
+    ev = popen("events", "--interval", "1s", cid)
+    wait_for(lambda: ev.lines(), 20, "the first stats event")      # the OOM watch is set up
+    (out / "go").write_text("")
+    assert ev.p.wait(timeout=60 * SLOW) == 0, ev.lines()          # events ends with the container
+    assert read(out / "result").strip() == "tail=137"               # SIGKILLed by the OOM killer
+    lines = ev.lines()
+    assert {"type": "oom", "id": cid} in lines, lines
+    stats = [e for e in lines if e.get("type") == "stats"]
+    assert stats and stats[0]["id"] == cid
+    assert stats[0]["data"]["memory"]["usage"]["limit"] == 32 * MiB
+
+
+@pytest.mark.parametrize("layout", BOTH)
+def test_pids_limit_makes_fork_fail(mr, layout):
+    p = mr.run("sh", "-c", f"cat {inside(layout, 'pids', 'pids.max')}; "
+                           "for i in 1 2 3 4 5 6 7 8; do sleep 10 & done; echo all started",
+               edit=edit({"pids": {"limit": 5}}))
+    assert p.stdout.splitlines()[0] == "5"
+    assert "can't fork" in p.stderr and "all started" not in p.stdout, (p.stdout, p.stderr)
+    assert p.returncode != 0
+
+
+@pytest.mark.parametrize("layout", BOTH)
+def test_cpu_quota_slows_a_busy_loop(mr, layout):
+    """Count loop iterations for 2 s with and without a 20% quota: compare, not time."""
+    stat = inside(layout, "cpu", "cpu.stat")
+    script = (f"i=0; trap 'echo $i; cat {stat}; exit 0' TERM; "
+              "(sleep 2; kill $$) & while :; do i=$((i+1)); done")
+
+    def count(resources):
+        p = mr.run("sh", "-c", script, edit=edit(resources), timeout=60 * SLOW)
+        assert p.returncode == 0, p.stderr
+        lines = p.stdout.split("\n")
+        return int(lines[0]), dict(line.split() for line in lines[1:] if line.strip())
+    free, _ = count({})
+    slow, cpustat = count({"cpu": {"quota": 20000, "period": 100000}})
+    assert free / slow > 2.5, (free, slow)
+    assert cpustat["nr_throttled"] != "0"      # the kernel says so too
+
+
+@pytest.mark.parametrize("layout", BOTH)
+def test_device_deny_rule_makes_open_fail(mr, layout):
+    """/dev/fuse (10:229): allowed rw, then read denied by a later rule. The node is made inside
+    (CAP_MKNOD), so only the cgroup decides: open for read is EPERM, open for write is not."""
+    rules = [{"allow": True, "type": "c", "major": 10, "minor": 229, "access": "rw"},
+             {"allow": False, "type": "c", "major": 10, "minor": 229, "access": "r"}]
+    p = mr.run("sh", "-c", "mknod /dev/x c 10 229 || exit 9; (true < /dev/x); echo read=$?; "
+                           "(true > /dev/x); echo write=$?",
+               edit=edit({"devices": rules}, cgroupns=False, caps=["CAP_MKNOD"]))
+    assert p.returncode == 0, p.stderr
+    assert "read=1" in p.stdout and "can't open /dev/x: Operation not permitted" in p.stderr
+    # allowed: opens (or, without the fuse driver, fails for another reason than EPERM)
+    assert p.stderr.count("Operation not permitted") == 1, p.stderr
+
+
+# ---- update ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("layout", BOTH)
+def test_update_changes_the_limits_of_a_running_container(mr, tmp_path, layout):
+    out = outdir(tmp_path)
+    files = [inside(layout, "memory", "memory.max" if layout == "v2" else "memory.limit_in_bytes"),
+             inside(layout, "pids", "pids.max"),
+             inside(layout, "cpu", "cpu.max" if layout == "v2" else "cpu.cfs_quota_us")]
+    cid = start(mr, f"while :; do cat {' '.join(files)} > /tmp/limits; sleep 0.2; done",
+                resources={"memory": {"limit": 64 * MiB}, "pids": {"limit": 50}}, out=out)
+
+    def seen():   # the loop rewrites the file: retry until it is whole
+        return wait_for(lambda: (lambda v: v if len(v) == 3 and all(v) else None)(
+            read(out / "limits").split("\n")[:3]), what="a whole /tmp/limits")
+
+    quota = "max 100000" if layout == "v2" else "-1"
+    wait_for(lambda: seen() == [str(64 * MiB), "50", quota], what="the initial limits")
+    mr.cli("update", "--memory", "48M", "--pids-limit", "33", "--cpu-quota", "30000",
+           "--cpu-period", "100000", cid, check=True)
+    quota = "30000 100000" if layout == "v2" else "30000"
+    wait_for(lambda: seen() == [str(48 * MiB), "33", quota], what="the flags' limits inside")
+
+    # --resources from stdin and from a file: a bare linux.resources object
+    mr.cli("update", "--resources", "-", cid, input='{"pids": {"limit": 44}}', check=True)
+    wait_for(lambda: seen()[1] == "44", what="pids.max 44 from stdin")
+    res = tmp_path / "res.json"
+    res.write_text(json.dumps({"memory": {"limit": 40 * MiB}}))
+    mr.cli("update", "-r", str(res), cid, check=True)
+    wait_for(lambda: seen()[0] == str(40 * MiB), what="memory 40M from a file")
+    assert host_file(mr, cid, "pids", "pids.max") == "44"
+
+    # the state file keeps the merged limits for the next update
+    r = saved(mr, cid)["config"]["linux"]["resources"]
+    assert r["memory"] == {"limit": 40 * MiB} and r["pids"] == {"limit": 44}
+    assert r["cpu"] == {"quota": 30000, "period": 100000}
+
+    # checkBeforeUpdate refuses a limit below the current usage, and changes nothing
+    p = mr.cli("update", "-r", "-", cid, input='{"memory": {"limit": 4096, "checkBeforeUpdate": true}}')
+    one_line_error(p, "linux.resources.memory.limit", "below current usage")
+    assert seen()[0] == str(40 * MiB)
+    one_line_error(mr.cli("update", "-r", "-", cid, input='{"memory": {"limit": "x"}}'),
+                   "linux.resources.memory.limit")
+    one_line_error(mr.cli("update", "-r", "-", cid, input="{nope"), "invalid JSON")
+    one_line_error(mr.cli("update", "--memory", "12Q", cid), "invalid size")
+    mr.cli("kill", cid, "KILL", check=True)
+    wait_for(lambda: state(mr, cid)["status"] == "stopped", what="stopped")
+    one_line_error(mr.cli("update", "--pids-limit", "9", cid), "container not running")
+
+
+# ---- pause / resume ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("layout", BOTH)
+def test_pause_freezes_and_resume_thaws(mr, tmp_path, layout):
+    out = outdir(tmp_path)
+    cid = start(mr, "i=0; while :; do i=$((i+1)); echo $i > /tmp/n; sleep 0.05; done", out=out)
+    count = lambda: int(read(out / "n").strip() or 0)   # noqa: E731
+    wait_for(lambda: count() > 2, what="the counter")
+    pid = state(mr, cid)["pid"]
+
+    mr.cli("pause", cid, check=True)
+    assert state(mr, cid)["status"] == "paused"
+    proc_state = read(f"/proc/{pid}/status").split("State:")[1].split()[0]
+    assert proc_state in ("D", "S"), proc_state          # v1 freezer: D; v2: S
+    assert manager(mr, cid).freezer_state() == "frozen"
+    before = count()
+    time.sleep(0.5 * SLOW)
+    assert count() == before, "the counter moved while paused"
+    one_line_error(mr.cli("pause", cid), "container not running")
+
+    mr.cli("resume", cid, check=True)
+    assert state(mr, cid)["status"] == "running"
+    wait_for(lambda: count() > before + 2, what="the counter to move again")
+    one_line_error(mr.cli("resume", cid), "container not paused")
+
+    # a paused container can be deleted --force (thawed, killed, cgroup removed)
+    mr.cli("pause", cid, check=True)
+    mgr = manager(mr, cid)
+    mr.cli("delete", "--force", cid, check=True)
+    assert not mgr.exists()
+    one_line_error(mr.cli("pause", cid), "does not exist")
+
+
+# ---- ps, kill --all, events --stats --------------------------------------------------------------
+
+@pytest.mark.parametrize("layout", BOTH)
+def test_ps_lists_the_container_processes_and_kill_all_ends_them(mr, layout):
+    cid = start(mr, "sleep 1000 & sleep 1000 & wait", cgroupns=False)
+    init = state(mr, cid)["pid"]
+    pids = wait_for(lambda: (lambda p: p if len(p) == 3 else None)(
+        json.loads(mr.cli("ps", "--format", "json", cid, check=True).stdout)), what="3 processes")
+    assert init in pids
+    for pid in pids:
+        assert read(f"/proc/{pid}/cmdline").split("\0")[0] in ("sh", "sleep")
+
+    table = mr.cli("ps", cid, check=True).stdout.splitlines()
+    assert "PID" in table[0].split() and len(table) == 4
+    col = table[0].split().index("PID")
+    assert sorted(int(line.split()[col]) for line in table[1:]) == sorted(pids)
+    table = mr.cli("ps", cid, "-o", "pid,comm", check=True).stdout.splitlines()   # ps's own options
+    assert table[0].split() == ["PID", "COMMAND"] and len(table) == 4
+
+    mr.cli("kill", "--all", cid, "KILL", check=True)
+    wait_for(lambda: json.loads(mr.cli("ps", "-f", "json", cid).stdout) == [], what="no process left")
+    assert state(mr, cid)["status"] == "stopped"
+    one_line_error(mr.cli("ps", "-f", "json", "nosuchid"), "does not exist")
+
+
+@pytest.mark.parametrize("layout", BOTH)
+def test_events_stats_has_runcs_shape(mr, popen, layout):
+    cid = start(mr, "sleep 1000 & sleep 1000", cgroupns=False,
+                resources={"memory": {"limit": 64 * MiB}, "pids": {"limit": 20}})
+    p = mr.cli("events", "--stats", cid, check=True)
+    assert len(p.stdout.splitlines()) == 1
+    ev = json.loads(p.stdout)
+    assert ev["type"] == "stats" and ev["id"] == cid
+    d = ev["data"]
+    assert list(d) == ["cpu", "cpuset", "memory", "pids", "blkio", "hugetlb", "intel_rdt",
+                       "network_interfaces"]
+    assert d["pids"] == {"current": 2, "limit": 20}
+    assert d["memory"]["usage"]["limit"] == 64 * MiB and d["memory"]["usage"]["usage"] > 0
+    assert {"limit", "failcnt"} <= set(d["memory"]["swap"]) and isinstance(d["memory"]["raw"], dict)
+    assert d["cpu"]["usage"]["total"] > 0 and "throttling" in d["cpu"]
+    # repeating stats, Go-style interval, until the container stops
+    ev = popen("events", "--interval=300ms", cid)
+    wait_for(lambda: len(ev.lines()) >= 2, what="two stats events")
+    mr.cli("kill", cid, "KILL", check=True)
+    assert ev.p.wait(timeout=20 * SLOW) == 0
+    assert all(e["type"] == "stats" for e in ev.lines())
+    one_line_error(mr.cli("events", "--stats", cid), "is not running")
+    one_line_error(mr.cli("events", "--interval", "5", cid), "invalid duration")
+
+
+# ---- delete ------------------------------------------------------------------------------------
+
+def _named(cid):
+    """Every directory called `cid` in any cgroup hierarchy on the host."""
+    found = []
+    for top, dirs, _ in os.walk("/sys/fs/cgroup"):
+        found += [os.path.join(top, d) for d in dirs if d == cid]
+    return found
+
+
+@pytest.mark.parametrize("layout", BOTH)
+def test_delete_leaves_no_cgroup_directory(mr, layout):
+    """Default cgroupsPath: <the caller's cgroup>/<id> in each hierarchy (on v2 beside it)."""
+    cid = start(mr, "sleep 1000", cgroupns=False)
+    dirs = manager(mr, cid).dirs()
+    assert dirs and all(os.path.isdir(d) and d.endswith("/" + cid) for d in dirs)
+    assert sorted(_named(cid)) == sorted(dirs)
+    mr.cli("delete", "--force", cid, check=True)
+    assert _named(cid) == []
+
+
+@pytest.mark.parametrize("layout", BOTH)
+def test_delete_kills_what_is_left_in_the_cgroup(mr, layout):
+    """Without a pid namespace, a child outlives init: the container is stopped, but its cgroup
+    is not empty. delete (no --force) kills the child and removes the cgroup."""
+    cid = mr.new_id()
+    b = mr.bundle(lambda cfg: cfg["linux"].update(namespaces=[
+        n for n in cfg["linux"]["namespaces"] if n["type"] != "pid"]),
+        args=["sh", "-c", "sleep 1000 & sleep 0.2"])
+    mr.cli("run", "-d", "--bundle", b, cid, check=True)
+    wait_for(lambda: state(mr, cid)["status"] == "stopped", what="init to exit")
+    mgr = manager(mr, cid)
+    left = mgr.pids()
+    assert len(left) == 1 and read(f"/proc/{left[0]}/cmdline").startswith("sleep")
+    mr.cli("delete", cid, check=True)
+    assert _named(cid) == []
+    stat = read(f"/proc/{left[0]}/stat")                   # gone, or a zombie nobody reaped yet
+    assert not stat or stat.rsplit(")", 1)[1].split()[0] in ("Z", "X"), stat
+
+
+# ---- same limits, same files as runc -------------------------------------------------------------
+
+def _cgroup_dirs_of(pid):
+    """{file-owning controller: directory} for a process, from /proc/<pid>/cgroup."""
+    layout, mounts = cgroups.fs.hierarchies()
+    out = {}
+    for line in read(f"/proc/{pid}/cgroup").splitlines():
+        _, ctrls, path = line.split(":", 2)
+        for c in (ctrls.split(",") if ctrls else [""]):
+            if c in mounts and (layout == "v2" or c):
+                mp, mroot = mounts[c]
+                out[c] = os.path.join(mp, cgroups.fs.under_mount(path, mroot).lstrip("/"))
+    return out
+
+
+FILES = {"v1": [("memory", "memory.limit_in_bytes"), ("memory", "memory.soft_limit_in_bytes"),
+                ("memory", "memory.memsw.limit_in_bytes"), ("cpu", "cpu.shares"),
+                ("cpu", "cpu.cfs_quota_us"), ("cpu", "cpu.cfs_period_us"),
+                ("cpuset", "cpuset.cpus"), ("cpuset", "cpuset.mems"), ("pids", "pids.max"),
+                ("devices", "devices.list")],
+         # cpu.weight skipped: runc 1.1.5 converts shares with an older formula
+         "v2": [("", "memory.max"), ("", "memory.low"), ("", "memory.swap.max"), ("", "cpu.max"),
+                ("", "cpuset.cpus"), ("", "cpuset.mems"), ("", "pids.max")]}
+
+
+@pytest.mark.runc
+@pytest.mark.parametrize("layout", BOTH)
+def test_same_limits_read_back_the_same_as_runc(mr, tmp_path, layout):
+    resources = {"memory": {"limit": 64 * MiB, "reservation": 32 * MiB, "swap": 96 * MiB},
+                 "cpu": {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0", "mems": "0"},
+                 "pids": {"limit": 77}}
+    if layout == "v2" and not os.path.exists("/sys/fs/cgroup/memory.swap.max"):
+        del resources["memory"]["swap"]                   # no swap accounting in this kernel
+    bundle = mr.bundle(edit(resources, cgroupns=False), args=["sleep", "1000"])
+    runc_root, rid = str(tmp_path / "runc-state"), "r" + mr.new_id()
+    if layout == "v2":
+        runc_root = f"/run/mrunc-test-runc-{rid}"            # no sockets on the VM's 9p share
+    runc = [shutil.which("runc"), "--root", runc_root]
+    try:
+        # stdio to files: the detached container keeps them open (a pipe would never see EOF)
+        with open(tmp_path / "runc.err", "w") as err:
+            rc = subprocess.run([*runc, "run", "-d", "--bundle", bundle, rid], timeout=60,
+                                stdin=subprocess.DEVNULL, stdout=err, stderr=err).returncode
+        assert rc == 0, read(tmp_path / "runc.err")
+        rpid = json.loads(subprocess.run([*runc, "state", rid], check=True, capture_output=True,
+                                         text=True).stdout)["pid"]
+        cid = mr.new_id()
+        mr.cli("run", "-d", "--bundle", bundle, cid, check=True)
+        theirs, ours = _cgroup_dirs_of(rpid), _cgroup_dirs_of(state(mr, cid)["pid"])
+        for ctrl, name in FILES[layout]:
+            want = read(os.path.join(theirs[ctrl], name)).strip()
+            got = read(os.path.join(ours[ctrl], name)).strip()
+            assert want, f"runc wrote no {name}"
+            if name == "devices.list":      # the kernel lists exceptions in the order they came
+                want, got = sorted(want.splitlines()), sorted(got.splitlines())
+            assert got == want, name
+    finally:
+        subprocess.run([*runc, "delete", "--force", rid], capture_output=True, timeout=60)
+        shutil.rmtree(runc_root, ignore_errors=True)
