@@ -10,34 +10,16 @@ mount(2) takes two different things that config.json mixes in one list:
 Propagation (`private`, `rslave`…) is a third kind: it cannot be combined with a mount, it is a
 separate mount(2) call on the mount point afterwards, so it comes back as its own list.
 
-The MS_* values are from linux/mount.h; mrunc.linux keeps its own copy (it imports nothing of ours).
 """
 
 from mrunc.errors import SpecError
 
-MS_RDONLY = 0x1
-MS_NOSUID = 0x2
-MS_NODEV = 0x4
-MS_NOEXEC = 0x8
-MS_SYNCHRONOUS = 0x10
-MS_REMOUNT = 0x20
-MS_MANDLOCK = 0x40
-MS_DIRSYNC = 0x80
-MS_NOSYMFOLLOW = 0x100
-MS_NOATIME = 0x400
-MS_NODIRATIME = 0x800
-MS_BIND = 0x1000
-MS_MOVE = 0x2000
-MS_REC = 0x4000
-MS_SILENT = 0x8000
-MS_UNBINDABLE = 1 << 17
-MS_PRIVATE = 1 << 18
-MS_SLAVE = 1 << 19
-MS_SHARED = 1 << 20
-MS_RELATIME = 1 << 21
-MS_I_VERSION = 1 << 23
-MS_STRICTATIME = 1 << 24
-MS_LAZYTIME = 1 << 25
+# The MS_* bits live once, in mrunc.linux (the one module that talks to the kernel).
+from mrunc.linux import (MS_BIND, MS_DIRSYNC, MS_I_VERSION, MS_LAZYTIME,  # noqa: E402
+                         MS_MANDLOCK, MS_NOATIME, MS_NODEV, MS_NODIRATIME, MS_NOEXEC,
+                         MS_NOSUID, MS_NOSYMFOLLOW, MS_PRIVATE, MS_RDONLY, MS_REC, MS_RELATIME,
+                         MS_REMOUNT, MS_SHARED, MS_SILENT, MS_SLAVE, MS_STRICTATIME,
+                         MS_SYNCHRONOUS, MS_UNBINDABLE)
 
 # option -> (clear, flag): clear=False sets the bit, clear=True removes it.
 MOUNT_FLAGS = {
