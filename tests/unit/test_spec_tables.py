@@ -63,15 +63,6 @@ def test_mount_flag_values_are_the_kernels():
     assert spec.PROPAGATION_FLAGS["rprivate"] == (1 << 18) | 16384
 
 
-def test_mount_flag_values_agree_with_mrunc_linux():
-    linux = pytest.importorskip("mrunc.linux")
-    from mrunc.spec import mountopts
-    shared = [name for name in dir(mountopts) if name.startswith("MS_") and hasattr(linux, name)]
-    assert shared
-    for name in shared:
-        assert getattr(mountopts, name) == getattr(linux, name), name
-
-
 def test_brief_lists_every_classic_option():
     expected = ("ro rw nosuid suid nodev dev noexec exec sync async dirsync remount mand nomand atime noatime "
                 "diratime nodiratime relatime norelatime strictatime nostrictatime lazytime nolazytime iversion "
