@@ -96,8 +96,8 @@ _BPF_NAMES = {v: k for k, v in globals().items() if k.startswith("BPF_")}
 
 # syscall numbers that glibc 2.36 has no wrapper for (x86_64 / aarch64)
 _SYS = {
-    "x86_64": {"pivot_root": 155, "setns": 308, "bpf": 321},
-    "aarch64": {"pivot_root": 41, "setns": 268, "bpf": 280},
+    "x86_64": {"pivot_root": 155, "setns": 308, "bpf": 321, "ioprio_set": 251, "sched_setattr": 314},
+    "aarch64": {"pivot_root": 41, "setns": 268, "bpf": 280, "ioprio_set": 30, "sched_setattr": 274},
 }[os.uname().machine]
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -256,6 +256,26 @@ class Syscalls:
             data[i].permitted = (permitted >> (32 * i)) & 0xFFFFFFFF
             data[i].inheritable = (inheritable >> (32 * i)) & 0xFFFFFFFF
         _check(_libc.capset(ctypes.byref(hdr), data), "capset")
+
+    # -- scheduling, I/O priority, execution domain (process.scheduler, ioPriority, personality) --
+    def sched_setattr(self, policy, flags=0, nice=0, priority=0, runtime=0, deadline=0, period=0):
+        """struct sched_attr (linux/sched/types.h): size, policy, flags, nice, priority, then
+        the SCHED_DEADLINE runtime/deadline/period in ns, then two utilisation clamps."""
+        import struct
+        self._rec("sched_setattr", policy, flags, nice, priority, runtime, deadline, period)
+        attr = struct.pack("=IIQiIQQQII", 56, policy, flags, nice, priority, runtime, deadline,
+                           period, 0, 0)
+        buf = ctypes.create_string_buffer(attr, len(attr))
+        _check(_libc.syscall(_SYS["sched_setattr"], 0, buf, 0), "sched_setattr")
+
+    def ioprio_set(self, io_class, level):
+        self._rec("ioprio_set", io_class, level)
+        # IOPRIO_WHO_PROCESS = 1, who 0 = ourselves; the class sits above 13 bits of level
+        _check(_libc.syscall(_SYS["ioprio_set"], 1, 0, (io_class << 13) | level), "ioprio_set")
+
+    def personality(self, persona):
+        self._rec("personality", hex(persona))
+        _check(_libc.personality(ctypes.c_ulong(persona)), "personality")
 
     # -- network --
     def link_up(self, ifname):

@@ -65,7 +65,7 @@ def clone_child(sock, config, ctx):
                                *range(3, 3 + ctx.preserve_fds)})
         nss = {n["type"]: n.get("path") for n in _namespaces(config)}
         _enter_user_namespace(sys, sock, nss)
-        _enter_other_namespaces(sys, nss)
+        _enter_other_namespaces(sys, nss, config)
         pid = os.fork()
     except BaseException as e:  # noqa: BLE001 — everything goes home as one structured error
         protocol.send(sock, protocol.error_message("clone", e))
@@ -109,7 +109,7 @@ def _enter_user_namespace(sys, sock, nss):
     sys.setresuid(0)
 
 
-def _enter_other_namespaces(sys, nss):
+def _enter_other_namespaces(sys, nss, config):
     """Join the namespaces given by path, unshare the new ones in one call.
 
     The cgroup namespace is left for the cgroup phase: it must be made *after* init has moved
@@ -127,6 +127,17 @@ def _enter_other_namespaces(sys, nss):
         sys.unshare(flags)
     if "network" in nss and not nss["network"]:
         sys.link_up("lo")
+    if flags & linux.CLONE_NEWTIME:
+        _time_offsets(sys, config)
+
+
+def _time_offsets(sys, config):
+    """A new time namespace's clocks may be shifted — once, before any process enters it (our
+    fork of init is what enters it)."""
+    offsets = (config.get("linux") or {}).get("timeOffsets") or {}
+    text = "".join(f"{clock} {v.get('secs', 0)} {v.get('nanosecs', 0)}\n" for clock, v in offsets.items())
+    if text:
+        sys.write_file("/proc/self/timens_offsets", text)
 
 
 def _setns(sys, path, nstype):
@@ -296,9 +307,43 @@ def cgroup_phase(sys, sock, config, ctx):
     rfs.finish_root(sys, config)
 
 
+_POLICIES = {"SCHED_OTHER": 0, "SCHED_FIFO": 1, "SCHED_RR": 2, "SCHED_BATCH": 3, "SCHED_IDLE": 5,
+             "SCHED_DEADLINE": 6}
+_SCHED_FLAGS = {"SCHED_FLAG_RESET_ON_FORK": 0x01, "SCHED_FLAG_RECLAIM": 0x02,
+                "SCHED_FLAG_DL_OVERRUN": 0x04, "SCHED_FLAG_KEEP_POLICY": 0x08,
+                "SCHED_FLAG_KEEP_PARAMS": 0x10, "SCHED_FLAG_UTIL_CLAMP_MIN": 0x20,
+                "SCHED_FLAG_UTIL_CLAMP_MAX": 0x40}
+_IOPRIO = {"IOPRIO_CLASS_RT": 1, "IOPRIO_CLASS_BE": 2, "IOPRIO_CLASS_IDLE": 3}
+
+
+def scheduling(sys, config):
+    """Scheduler policy, I/O priority and execution domain: inherited across execve, so set now —
+    while init still has CAP_SYS_NICE for real-time policies."""
+    proc = config.get("process") or {}
+    sched = proc.get("scheduler")
+    if sched:
+        flags = sum(_SCHED_FLAGS[f] for f in sched.get("flags") or [])
+        try:
+            sys.sched_setattr(_POLICIES[sched["policy"]], flags, sched.get("nice", 0),
+                              sched.get("priority", 0), sched.get("runtime", 0),
+                              sched.get("deadline", 0), sched.get("period", 0))
+        except OSError as e:
+            raise OSError(e.errno, f"process.scheduler: {e.strerror}") from None
+    prio = proc.get("ioPriority")
+    if prio:
+        try:
+            sys.ioprio_set(_IOPRIO[prio["class"]], prio.get("priority", 0))
+        except OSError as e:
+            raise OSError(e.errno, f"process.ioPriority: {e.strerror}") from None
+    pers = (config.get("linux") or {}).get("personality")
+    if pers:
+        sys.personality(0x0008 if pers["domain"] == "LINUX32" else 0)  # PER_LINUX32 / PER_LINUX
+
+
 def security_phase(sys, config):
     from .. import security
     proc = config.get("process") or {}
+    scheduling(sys, config)
     security.apply(sys, proc)
     cwd = proc.get("cwd") or "/"
     try:

@@ -29,8 +29,6 @@ from .mountopts import PROPAGATION_FLAGS, UNSUPPORTED_MOUNT_OPTIONS
 UNSUPPORTED = (
     "process.apparmorProfile",
     "process.selinuxLabel",
-    "process.scheduler",
-    "process.ioPriority",
     "process.execCPUAffinity",
     "mounts[].uidMappings",
     "mounts[].gidMappings",
@@ -38,9 +36,7 @@ UNSUPPORTED = (
     "linux.mountLabel",
     "linux.intelRdt",
     "linux.memoryPolicy",
-    "linux.personality",
     "linux.netDevices",
-    "linux.timeOffsets",
     "linux.resources.rdma",  # features() says cgroup rdma: false
 )
 
@@ -274,6 +270,46 @@ def process_fields(process, path, warn):
     _user(process.get("user"), f"{path}.user")
     _rlimits(process.get("rlimits"), f"{path}.rlimits")
     _capabilities(process.get("capabilities"), f"{path}.capabilities", warn)
+    _scheduler(process.get("scheduler"), f"{path}.scheduler")
+    _io_priority(process.get("ioPriority"), f"{path}.ioPriority")
+
+
+SCHED_POLICIES = ("SCHED_OTHER", "SCHED_FIFO", "SCHED_RR", "SCHED_BATCH", "SCHED_ISO",
+                  "SCHED_IDLE", "SCHED_DEADLINE")
+SCHED_FLAGS = ("SCHED_FLAG_RESET_ON_FORK", "SCHED_FLAG_RECLAIM", "SCHED_FLAG_DL_OVERRUN",
+               "SCHED_FLAG_KEEP_POLICY", "SCHED_FLAG_KEEP_PARAMS", "SCHED_FLAG_UTIL_CLAMP_MIN",
+               "SCHED_FLAG_UTIL_CLAMP_MAX")
+IOPRIO_CLASSES = ("IOPRIO_CLASS_RT", "IOPRIO_CLASS_BE", "IOPRIO_CLASS_IDLE")
+
+
+def _scheduler(sched, path):
+    """process.scheduler: sched_setattr(2)'s arguments, by name."""
+    if sched is None:
+        return
+    sched = _obj(sched, path)
+    policy = _str(_required(sched, "policy", path), f"{path}.policy")
+    if policy not in SCHED_POLICIES:
+        _fail(f"{path}.policy", f"unknown policy {_show(policy)}")
+    if policy == "SCHED_ISO":
+        _fail(f"{path}.policy", "SCHED_ISO is not implemented by Linux")
+    _fields(sched, path, {"nice": (-20, 19, None), "priority": (0, 99, None),
+                          "runtime": U64, "deadline": U64, "period": U64})
+    for i, flag in enumerate(_strings(sched.get("flags"), f"{path}.flags")):
+        if flag not in SCHED_FLAGS:
+            _fail(f"{path}.flags[{i}]", f"unknown flag {_show(flag)}")
+    if policy in ("SCHED_FIFO", "SCHED_RR") and not sched.get("priority"):
+        _fail(f"{path}.priority", f"{policy} needs a priority from 1 to 99")
+
+
+def _io_priority(prio, path):
+    """process.ioPriority: ioprio_set(2) for the process."""
+    if prio is None:
+        return
+    prio = _obj(prio, path)
+    cls = _str(_required(prio, "class", path), f"{path}.class")
+    if cls not in IOPRIO_CLASSES:
+        _fail(f"{path}.class", f"unknown class {_show(cls)}")
+    _fields(prio, path, {"priority": (0, 7, None)})
 
 
 def _user(user, path):
@@ -574,6 +610,38 @@ def resources_fields(resources, path):
             _fail(f"{at}.access", f'must be made of "r", "w" and "m", got {_show(access)}')
 
 
+def check_personality(config, bundle, warn):
+    """linux.personality: the execution domain, personality(2) — LINUX32 makes `uname -m` say i686."""
+    pers = _linux(config).get("personality")
+    if pers is None:
+        return
+    pers = _obj(pers, "linux.personality")
+    domain = _str(_required(pers, "domain", "linux.personality"), "linux.personality.domain")
+    if domain not in ("LINUX", "LINUX32"):
+        _fail("linux.personality.domain", f"unknown domain {_show(domain)} (LINUX or LINUX32)")
+    for i, flag in enumerate(_strings(pers.get("flags"), "linux.personality.flags")):
+        _fail(f"linux.personality.flags[{i}]", f"unknown flag {_show(flag)} (the spec defines none)")
+
+
+def check_time_offsets(config, bundle, warn):
+    """linux.timeOffsets: only a *new* time namespace can get offsets (they are written once,
+    before its first process enters it)."""
+    offsets = _linux(config).get("timeOffsets")
+    if offsets is None:
+        return
+    offsets = _obj(offsets, "linux.timeOffsets")
+    nss = _namespaces(config)
+    if offsets and ("time" not in nss or nss["time"]):
+        _fail("linux.timeOffsets", "needs a new time namespace (a {\"type\": \"time\"} entry "
+                                   "without a path in linux.namespaces)")
+    for clock, value in offsets.items():
+        where = f"linux.timeOffsets.{clock}"
+        if clock not in ("monotonic", "boottime"):
+            _fail(where, "unknown clock (monotonic or boottime)")
+        value = _obj(value, where)
+        _fields(value, where, {"secs": I64, "nanosecs": (0, 999999999, None)})
+
+
 CHECKS = [
     check_version,
     check_unsupported,
@@ -582,6 +650,8 @@ CHECKS = [
     check_namespaces,
     check_id_mappings,
     check_uts,
+    check_personality,
+    check_time_offsets,
     check_mounts,
     check_devices,
     check_sysctl,

@@ -85,6 +85,12 @@ CONFIG_CASES = [
         0, {"type": "pid", "path": "/proc/999999999/ns/pid"}), "namespace"),
     ("rlimit above hard limit", _set(["process", "rlimits"], [
         {"type": "RLIMIT_NOFILE", "soft": 1 << 40, "hard": 1 << 40}]), "RLIMIT_NOFILE"),
+    ("unknown scheduler policy", _set(["process", "scheduler"], {"policy": "SCHED_FAST"}),
+     "process.scheduler.policy"),
+    ("io priority out of range", _set(["process", "ioPriority"], {"class": "IOPRIO_CLASS_BE", "priority": 9}),
+     "process.ioPriority.priority"),
+    ("unknown personality", lambda c: c["linux"].__setitem__("personality", {"domain": "LINUX64"}),
+     "linux.personality.domain"),
     ("cgroup limit rejected", lambda c: c["linux"].__setitem__("resources", {"memory": {"limit": -5}}),
      "memory"),
 ]

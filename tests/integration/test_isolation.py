@@ -245,3 +245,37 @@ def test_cwd_through_proc_self_fd_is_refused(mr, fd):
     p = mr.run("sh", "-c", "pwd; ls", edit=lambda c: c["process"].__setitem__("cwd", f"/proc/self/fd/{fd}"))
     assert p.returncode != 0 and "cwd" in p.stderr, (p.stdout, p.stderr)
     assert "state.json" not in p.stdout and "exec.fifo" not in p.stdout
+
+
+def test_scheduler_policy_and_nice(mr):
+    def edit(cfg):
+        cfg["process"]["scheduler"] = {"policy": "SCHED_BATCH", "nice": 7}
+    out = mr.sh("grep -E '^policy' /proc/self/sched; cut -d' ' -f19 /proc/self/stat", edit=edit)
+    policy, nice = out.splitlines()
+    assert policy.split()[-1] == "3" and nice == "7"  # SCHED_BATCH = 3
+
+
+def test_io_priority(mr):
+    out = mr.sh("ionice -p $$", edit=lambda c: c["process"].__setitem__(
+        "ioPriority", {"class": "IOPRIO_CLASS_IDLE", "priority": 0}))
+    assert out.strip() == "idle", out
+
+
+def test_personality_linux32(mr):
+    out = mr.sh("uname -m", edit=lambda c: c["linux"].__setitem__("personality", {"domain": "LINUX32"}))
+    assert out.strip() in ("i686", "armv8l", "armv7l"), out
+
+
+def test_time_namespace_offsets(mr):
+    def edit(cfg):
+        cfg["linux"]["namespaces"].append({"type": "time"})
+        cfg["linux"]["timeOffsets"] = {"boottime": {"secs": 86400 * 1000, "nanosecs": 0},
+                                       "monotonic": {"secs": 3600, "nanosecs": 0}}
+    inside = float(mr.sh("cut -d' ' -f1 /proc/uptime", edit=edit))
+    host = float(open("/proc/uptime").read().split()[0])
+    assert inside - host > 86400 * 1000 - 60, (inside, host)
+
+
+def test_time_offsets_need_a_new_time_namespace(mr):
+    p = mr.run("true", edit=lambda c: c["linux"].__setitem__("timeOffsets", {"boottime": {"secs": 5}}))
+    assert p.returncode != 0 and "linux.timeOffsets" in p.stderr and "time namespace" in p.stderr
