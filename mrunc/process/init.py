@@ -44,6 +44,7 @@ class Ctx:
         self.v1_hierarchies = kw.get("v1_hierarchies", [])
         self.has_hooks = kw.get("has_hooks", set())
         self.hook_state = kw.get("hook_state", {})  # id, bundle, annotations: for in-container hooks
+        self.cgroup_bind = kw.get("cgroup_bind", False)  # userns without cgroupns: bind, not mount
 
 
 def _namespaces(config):
@@ -231,6 +232,10 @@ def mount_phase(sys, sock, config, ctx):
     rootfs = rfs.prepare_root(sys, config, ctx.bundle)
     rfs.mount_entries(sys, config, rootfs, ctx.bundle)
     rfs.setup_dev(sys, config, rootfs, bool((config.get("process") or {}).get("terminal")))
+    if ctx.cgroup_bind:
+        # the parent makes our cgroup directories now (limits and joining stay in the cgroup phase)
+        protocol.send(sock, {"t": "cgroup-dirs"})
+        rfs.bind_cgroup_entries(sys, config, rootfs, protocol.recv(sock, "cgroup-dirs")["dirs"])
     _make_cwd(config, rootfs)
     # Hooks createRuntime (and the deprecated prestart) run now in the runtime's namespaces, then
     # createContainer in ours — mounts done, before pivot_root (runtime-spec lifecycle steps 3-5).
@@ -270,24 +275,36 @@ def pivot_root_phase(sys, sock, config, ctx, rootfs):
 def _setup_console(sys, sock, config):
     """terminal: true — a pty from the container's own devpts; the slave becomes stdio and
     /dev/console, the master goes home (then to --console-socket, or to the user's terminal)."""
+    from .. import rootfs as rfs
+    master, slave = new_pty((config.get("process") or {}).get("consoleSize"))
+    rfs.bind_console(sys, slave)
+    attach_tty(slave)
+    protocol.send(sock, {"t": "console"}, fds=[master])
+    os.close(master)
+
+
+def new_pty(size=None):
+    """(master, slave) of a new pty from /dev/ptmx — the devpts of the mount namespace we are in
+    (also used by `exec -t`). The slave gets `size` (process.consoleSize) if given."""
     import fcntl
     import struct
-    from .. import rootfs as rfs
     master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
     fcntl.ioctl(master, 0x40045431, struct.pack("i", 0))  # TIOCSPTLCK: unlock
     # TIOCGPTPEER opens the slave through the master, not through a path someone could swap (S11)
     slave = fcntl.ioctl(master, 0x5441, os.O_RDWR | os.O_NOCTTY)
-    size = (config.get("process") or {}).get("consoleSize")
     if size:
         fcntl.ioctl(slave, 0x5414, struct.pack("HHHH", size["height"], size["width"], 0, 0))  # TIOCSWINSZ
-    rfs.bind_console(sys, slave)
+    return master, slave
+
+
+def attach_tty(slave):
+    """A new session whose controlling terminal is `slave`, which becomes stdio (and is closed)."""
+    import fcntl
     os.setsid()
     fcntl.ioctl(slave, 0x540E, 0)  # TIOCSCTTY: our controlling terminal
     for fd in (0, 1, 2):
         os.dup2(slave, fd)
     os.close(slave)
-    protocol.send(sock, {"t": "console"}, fds=[master])
-    os.close(master)
 
 
 def cgroup_phase(sys, sock, config, ctx):
@@ -303,7 +320,8 @@ def cgroup_phase(sys, sock, config, ctx):
             sys.unshare(linux.CLONE_NEWCGROUP)
     # 3. and the cgroup filesystem, which shows that namespace's view
     from .. import rootfs as rfs
-    rfs.mount_cgroup_entries(sys, config, ctx.cgroup_version, ctx.v1_hierarchies)
+    if not ctx.cgroup_bind:
+        rfs.mount_cgroup_entries(sys, config, ctx.cgroup_version, ctx.v1_hierarchies)
     rfs.finish_root(sys, config)
 
 
@@ -345,7 +363,12 @@ def security_phase(sys, config):
     proc = config.get("process") or {}
     scheduling(sys, config)
     security.apply(sys, proc)
-    cwd = proc.get("cwd") or "/"
+    enter_cwd(proc.get("cwd") or "/")
+    return find_executable(proc["args"][0], proc.get("env") or [])
+
+
+def enter_cwd(cwd):
+    """chdir to process.cwd, and refuse a cwd that is not inside the container's root."""
     try:
         os.chdir(cwd)
     except OSError as e:
@@ -359,7 +382,6 @@ def security_phase(sys, config):
         inside = False
     if not inside:
         raise PermissionError(1, f"process.cwd {cwd!r} is outside the container's root")
-    return find_executable(proc["args"][0], proc.get("env") or [])
 
 
 def home_of(uid, passwd="/etc/passwd"):

@@ -68,7 +68,6 @@ def create(root, cid, bundle, *, pid_file=None, console_socket=None, no_pivot=Fa
     bundle = os.path.abspath(bundle)
     config = spec.load(bundle)
     _check_terminal(config, console_socket, on_console)
-    _check_cgroup_mount(config)
     events.phase("spec", round((time.perf_counter() - t0) * 1000, 3), [["read", f"{bundle}/config.json"]])
 
     c = Container(root, cid)
@@ -95,16 +94,10 @@ def _check_terminal(config, console_socket, on_console):
         raise MruncError("--console-socket given but process.terminal is false")
 
 
-def _check_cgroup_mount(config):
-    """The kernel lets a user namespace mount the cgroup filesystem only through a cgroup
-    namespace of its own. (runc binds the host's cgroup directories instead; mrunc does not yet.)"""
+def _needs_cgroup_bind(config):
+    """A user namespace without a cgroup namespace cannot mount the cgroup filesystem."""
     types = {n["type"] for n in (config.get("linux") or {}).get("namespaces") or []}
-    if "user" not in types or "cgroup" in types:
-        return
-    for i, m in enumerate(config.get("mounts") or []):
-        if m.get("type") in ("cgroup", "cgroup2"):
-            raise MruncError(f"mounts[{i}]: mounting the cgroup filesystem in a user namespace needs a "
-                             f'cgroup namespace too: add {{"type": "cgroup"}} to linux.namespaces')
+    return "user" in types and "cgroup" not in types
 
 
 def _create(c, config, bundle, state, events, *, no_pivot, preserve_fds, console_socket,
@@ -119,7 +112,7 @@ def _create(c, config, bundle, state, events, *, no_pivot, preserve_fds, console
     dirfd = os.open(c.dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     ctx = Ctx(bundle=bundle, state_dirfd=dirfd, no_pivot=no_pivot, preserve_fds=preserve_fds,
               cgroup_version=layout, v1_hierarchies=_v1_hierarchies() if layout != "v2" else [],
-              has_hooks=hooks, hook_state=_hook_state(c, config, bundle, {"init_pid": None}, ""))
+              has_hooks=hooks, cgroup_bind=_needs_cgroup_bind(config), hook_state=_hook_state(c, config, bundle, {"init_pid": None}, ""))
     mine, theirs = protocol.pair()
     # Be a child subreaper: when the clone child exits, init becomes *our* child, so a failed
     # create can reap it (no zombie left behind) and `run` can wait for its exit status. When
@@ -163,6 +156,9 @@ def _serve(c, config, bundle, state, events, sock, clone_pid, cg, console_socket
         elif t == "phase":
             events.phase(msg["phase"], msg["ms"], msg["calls"], state["init_pid"])
             protocol.send(sock, {"t": "continue"})
+        elif t == "cgroup-dirs":
+            state["cgroup"] = cg
+            protocol.send(sock, {"t": "cgroup-dirs", "dirs": _cgroup_dirs(cg)})
         elif t == "cgroup":
             _join_cgroup(cg, config, state)
             protocol.send(sock, {"t": "cgroup-done"})
@@ -186,6 +182,19 @@ def _join_cgroup(cg, config, state):
     resources["devices"] = device_rules(config)
     cg.set(resources)
     cg.apply(state["init_pid"])
+
+
+def _cgroup_dirs(cg):
+    """Create the container's cgroup directories; [(name in the container, host dir)]."""
+    cg.create()
+    mounts = getattr(cg, "mounts", {})
+    if list(mounts) == [""] and cg.layout == "v2":
+        return [["", cg.dir("")]]
+    by_mountpoint = {}
+    for key, (mountpoint, _) in mounts.items():
+        if cg.dir(key):
+            by_mountpoint.setdefault(mountpoint, cg.dir(key))
+    return sorted([os.path.basename(mp), d] for mp, d in by_mountpoint.items())
 
 
 def _record(c, config, bundle, state):

@@ -13,6 +13,8 @@ file descriptor can ride along with SCM_RIGHTS.
     init     {"t": "phase", "phase": P,           phase P finished in ms, making these kernel calls.
               "ms": F, "calls": [...]}            Parent reports it (trace / stepper), then answers
     parent   {"t": "continue"}                      "continue" when the next phase may run
+    init     {"t": "cgroup-dirs"}                 (user namespace without a cgroup namespace, in
+    parent   {"t": "cgroup-dirs", "dirs": [...]}    the mount phase) the cgroup dirs, made early, to bind
     init     {"t": "cgroup"}                      init is ready to be moved into its cgroup
     parent   {"t": "cgroup-done"}                 init is in its cgroup; it may unshare CLONE_NEWCGROUP
     init     {"t": "hooks", "kind": K}            run hooks K (createRuntime…) in the runtime now

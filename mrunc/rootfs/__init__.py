@@ -10,6 +10,8 @@ an order where each step needs the one before:
     mount_entries   mounts[] in order (/proc, /dev, /dev/pts...), each target looked up *inside*
                     the rootfs, never through a symlink out of it (see inroot)
     setup_dev       /dev/null & co, linux.devices, /dev/fd links, the /dev/console placeholder
+    bind_cgroup_entries   user namespace without a cgroup namespace only: the cgroup
+                    filesystem cannot be mounted there, so bind the container's own cgroup dirs
   pivot_root phase:
     pivot           the rootfs becomes "/", the host's tree is detached
     set_hostname, apply_sysctl   (sysctl before readonly_paths: that makes /proc/sys read-only)
@@ -24,9 +26,9 @@ logs it; making directories and empty files for mount points is done directly.
 """
 from .dev import bind_console, setup_dev
 from .inroot import mkdir_in_root
-from .mounts import mount_cgroup_entries, mount_entries, prepare_root
+from .mounts import bind_cgroup_entries, mount_cgroup_entries, mount_entries, prepare_root
 from .pivot import apply_sysctl, finish_root, mask_paths, pivot, readonly_paths, set_hostname
 
-__all__ = ["prepare_root", "mount_entries", "setup_dev", "mkdir_in_root", "pivot", "mask_paths",
+__all__ = ["prepare_root", "mount_entries", "bind_cgroup_entries", "setup_dev", "mkdir_in_root", "pivot", "mask_paths",
            "readonly_paths", "set_hostname", "apply_sysctl", "bind_console",
            "mount_cgroup_entries", "finish_root"]

@@ -86,6 +86,56 @@ def mount_entries(sys, config, rootfs, bundle, skip=("cgroup", "cgroup2")):
         os.close(root_fd)
 
 
+def bind_cgroup_entries(sys, config, rootfs, dirs):
+    """The cgroup entries of mounts[] for a user namespace without a cgroup namespace.
+
+    The kernel lets a user namespace mount a cgroup filesystem only inside a cgroup namespace of
+    its own. Without one, do what runc does: bind the container's own cgroup directories from the
+    host's hierarchies (read-only unless the entry says rw) — so the container sees its cgroup,
+    not the host's tree. `dirs` is [(name under the destination, host directory)]: one ("", dir)
+    on a cgroup v2 host, one per hierarchy ("memory", "cpu,cpuacct", "unified"…) otherwise.
+    Called before pivot_root, while the host's directories are still in sight.
+    """
+    keep = {"ro", "rw", "nosuid", "nodev", "noexec", "relatime"}
+    entries = []
+    for m in config.get("mounts") or []:
+        opts = m.get("options") or []
+        if m.get("type") not in ("cgroup", "cgroup2") or {"bind", "rbind"} & set(opts):
+            continue
+        flags = [o for o in opts if o in keep]
+        dest = clean(m["destination"])
+        if len(dirs) == 1 and dirs[0][0] == "":
+            entries.append({"destination": dest, "type": "bind", "source": dirs[0][1],
+                            "options": ["rbind", *flags]})
+            continue
+        entries.append({"destination": dest, "type": "tmpfs", "source": "tmpfs",
+                        "options": [o for o in flags if o not in ("ro", "rw")] + ["mode=755"]})
+        entries += [{"destination": f"{dest}/{name}", "type": "bind", "source": host_dir,
+                     "options": ["rbind", *flags]} for name, host_dir in dirs]
+        entries.append({"links": dest, "names": [name for name, _ in dirs]})
+    root_fd = open_root(rootfs)
+    try:
+        for e in entries:
+            if "links" in e:
+                _comount_links(root_fd, rootfs, e["links"], e["names"])
+            else:
+                _mount_entry(sys, e, rootfs, root_fd, "/")
+    finally:
+        os.close(root_fd)
+
+
+def _comount_links(root_fd, rootfs, dest, names):
+    """cpu -> cpu,cpuacct: tools look for /sys/fs/cgroup/cpu whatever the host comounted."""
+    fd = open_in_root(root_fd, rootfs, dest)
+    try:
+        for name in names:
+            for alias in name.split(","):
+                if alias != name and "=" not in alias and alias not in names:
+                    os.symlink(name, alias, dir_fd=fd)
+    finally:
+        os.close(fd)
+
+
 def _mount_entry(sys, m, rootfs, root_fd, bundle):
     """One entry: refuse unsafe targets, make the mount point, mount, then what mount(2) could not
     do in the same call (bind flags, propagation)."""

@@ -46,13 +46,40 @@ def test_time_namespace(mr):
     assert inside["time"] != host_ns("time")
 
 
-def test_user_namespace_without_cgroup_namespace_is_refused_clearly(mr):
+@pytest.mark.userns
+def test_user_namespace_without_cgroup_namespace_binds_its_cgroup(mr):
+    """No cgroup namespace: the kernel refuses a cgroup mount in a user namespace, so (as runc)
+    the container's own cgroup directories are bound at /sys/fs/cgroup, read-only."""
     def edit(cfg):
         cfg["linux"]["namespaces"].append({"type": "user"})
         cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
         cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
-    p = mr.run("true", edit=edit)
-    assert p.returncode != 0 and "cgroup namespace" in p.stderr and "mounts[6]" in p.stderr
+        cfg["linux"]["resources"] = {"pids": {"limit": 42}}
+    out = mr.sh("cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max; "
+                "touch /sys/fs/cgroup/pids/x 2>&1 || true; id -u", edit=edit)
+    lines = out.splitlines()
+    assert lines[0] == "42", out
+    assert "Read-only file system" in lines[1] or "Permission denied" in lines[1], out
+    assert lines[-1] == "0"
+
+
+def test_rootless_spec_runs_as_root(mr, tmp_path):
+    """`mrunc spec --rootless` (runc's rootless config: user namespace, no cgroup namespace, /sys
+    bound from the host) runs, as it does under runc."""
+    import subprocess
+    import sys
+    from conftest import REPO, ROOTFS
+    d = tmp_path / "rl"
+    d.mkdir()
+    subprocess.run([sys.executable, "-m", "mrunc", "spec", "--rootless", "--bundle", str(d)], check=True,
+                   cwd=REPO)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["root"]["path"] = ROOTFS
+    cfg["process"].update(terminal=False, args=["sh", "-c", "id -u; cat /proc/self/uid_map"])
+    p = mr.cli("run", "--bundle", mr.bundle(lambda c: (c.clear(), c.update(cfg))), mr.new_id())
+    assert p.returncode == 0, p.stderr
+    uid, umap = p.stdout.splitlines()[:2]
+    assert uid == "0" and umap.split()[:2] == ["0", "0"], p.stdout
 
 
 @pytest.mark.userns
