@@ -160,8 +160,10 @@ def update(cid, resources, root=DEFAULT_ROOT, warn=None):
     """Change the limits of a created, running or paused container: `resources` is a bare
     linux.resources object with only what changes (see mrunc.cgroups.update). The new limits are
     written to the cgroup, then merged into the config in the state file."""
+    import errno
     from . import spec
     from .cgroups import update as upd
+    from .errors import CgroupError
     spec.validate_resources(resources)
     c = Container.load(root, cid)
     st = c.status()
@@ -173,7 +175,16 @@ def update(cid, resources, root=DEFAULT_ROOT, warn=None):
         return c
     linux = c.config.setdefault("linux", {})
     merged = upd.merge(linux.get("resources") or {}, changed)
-    mgr.set(upd.to_apply(merged, changed))
+    try:
+        mgr.set(upd.to_apply(merged, changed))
+    except CgroupError as e:
+        # v1 refuses a memory limit it cannot reclaim down to with EBUSY: say what the usage is
+        limit = (changed.get("memory") or {}).get("limit")
+        if getattr(e.__cause__, "errno", None) != errno.EBUSY or not limit:
+            raise
+        use = mgr.stats()["memory"]
+        raise CgroupError(f"linux.resources.memory.limit: unable to set memory limit to {limit} "
+                          f"(current usage: {use['current']}, peak usage: {use['peak']})") from e
     linux["resources"] = merged
     c.save()
     return c

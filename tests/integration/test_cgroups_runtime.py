@@ -258,6 +258,8 @@ def test_update_changes_the_limits_of_a_running_container(mr, tmp_path, layout):
     p = mr.cli("update", "-r", "-", cid, input='{"memory": {"limit": 4096, "checkBeforeUpdate": true}}')
     one_line_error(p, "linux.resources.memory.limit", "below current usage")
     assert seen()[0] == str(40 * MiB)
+    if layout == "v1":      # without the check, v1 refuses what it cannot reclaim (v2 OOM-kills)
+        one_line_error(mr.cli("update", "--memory", "4k", cid), "unable to set memory limit to 4096")
     one_line_error(mr.cli("update", "-r", "-", cid, input='{"memory": {"limit": "x"}}'),
                    "linux.resources.memory.limit")
     one_line_error(mr.cli("update", "-r", "-", cid, input="{nope"), "invalid JSON")
