@@ -191,10 +191,12 @@ def update(cid, resources, root=DEFAULT_ROOT, warn=None):
 
 
 def pause(cid, root=DEFAULT_ROOT):
-    """Freeze every process of the container (cgroup v1 freezer, v2 cgroup.freeze)."""
+    """Freeze every process of the container (cgroup v1 freezer, v2 cgroup.freeze). Only a
+    running one: runc also pauses a created container, but its state would still read
+    "created" here, and `start` would then wait for a frozen init."""
     c = Container.load(root, cid)
     st = c.status()
-    if st not in ("created", "running"):
+    if st != "running":
         raise StateError(f"cannot pause container {cid}: container not running (status {st})")
     _cgroup_of(c, "pause").freeze()
 

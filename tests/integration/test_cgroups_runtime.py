@@ -301,6 +301,10 @@ def test_pause_freezes_and_resume_thaws(mr, tmp_path, layout):
     assert not mgr.exists()
     one_line_error(mr.cli("pause", cid), "does not exist")
 
+    created = mr.new_id()
+    mr.cli("create", "--bundle", mr.bundle(args=["true"]), created, check=True)
+    one_line_error(mr.cli("pause", created), "container not running (status created)")
+
 
 # ---- ps, kill --all, events --stats --------------------------------------------------------------
 
