@@ -209,6 +209,7 @@ def _parser():
     s.add_argument("-f", "--format", default="table", choices=["table", "json"])
     s.add_argument("-q", "--quiet", action="store_true")
     cmd("features", "print the OCI features document")
+    _kernel_verb(cmd)
     p.help += "\n\ncommands:\n" + "\n".join(f"  {n:<10} {c.help}" for n, c in cmds.items())
     return p, cmds
 
@@ -301,6 +302,36 @@ def _owner(root, cid):
 def do_features(a, log):
     from . import spec
     print(json.dumps(spec.features(), indent=2))
+
+
+# ---------------------------------------------------------------- kernel (Jupyter)
+
+def _kernel_verb(cmd):
+    s = cmd("kernel", "install the Jupyter kernel \"Python 3 (mrunc)\": kernel install "
+                      "[--user|--sys-prefix|--prefix DIR]")
+    s.add_argument("action", help="install")
+    s.add_argument("--user", action="store_true", help="into ~/.local/share/jupyter/kernels")
+    s.add_argument("--sys-prefix", action="store_true", help="into this Python's prefix (default)")
+    s.add_argument("--prefix", help="into DIR/share/jupyter/kernels")
+
+
+def do_kernel(a, log):
+    from .errors import MruncError, UsageError
+    if a.action != "install":
+        raise UsageError(f"kernel: unknown action {a.action!r} (kernel install [--user|--sys-prefix])")
+    if sum(map(bool, (a.user, a.sys_prefix, a.prefix))) > 1:
+        raise UsageError("kernel install: choose one of --user, --sys-prefix, --prefix")
+    try:
+        from . import kernelspec
+        where = kernelspec.install(user=a.user, prefix=a.prefix)
+    except ImportError as e:
+        raise MruncError(f"kernel install: {e.name} is missing: pip install 'mrunc[notebook]'") from None
+    except OSError as e:
+        raise MruncError(f"kernel install: {e.strerror}: {e.filename}") from None
+    print(f"installed kernelspec mrunc (Python 3 (mrunc)) in {where}")
+
+
+VERBS_EXTRA = {"kernel": do_kernel}
 
 
 # ---------------------------------------------------------------- resource control verbs
@@ -543,7 +574,7 @@ def main(argv=None):
                              "(use the default cgroupfs driver)")
         if a.root is None:
             a.root = "/run/mrunc"
-        rc = VERBS[a.verb](a, log)
+        rc = (VERBS.get(a.verb) or VERBS_EXTRA[a.verb])(a, log)
         return rc or 0
     except MruncError as e:
         log.error(str(e))

@@ -1,0 +1,255 @@
+"""IPython magics: containers from notebook cells (`%load_ext mrunc`).
+
+    %%container [--memory 64M] [--pids 20] [--net none|host] [--step] ...
+    echo "this cell body is a shell script, run in a fresh busybox container"
+
+    %container_ps [--widget]       the containers of this kernel's sandbox
+    %container_exec NAME CMD...    run CMD in a running container (one kept with --keep)
+    %container_inspect NAME        a snapshot of it, drawn
+    %container_monitor NAME        its memory, CPU and pids, live
+    %container_rm NAME...          stop and delete
+
+Every magic calls the Python API (mrunc.sandbox), one sandbox per kernel, made at first use and
+closed when the extension is unloaded or the kernel exits. Errors are one line (UsageError).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+
+from mrunc.errors import MruncError
+
+
+def _parse(fn, line, magic):
+    """magic_arguments' parse, with a one-line error naming the magic, and --help."""
+    try:
+        args = parse_argstring(fn, line)
+    except UsageError as e:
+        raise UsageError(f"{magic}: {str(e).strip().splitlines()[-1]} (see {magic} --help)") from None
+    if getattr(args, "help", False):
+        print(fn.__doc__)
+        return None
+    return args
+
+
+def _write(stream, text):
+    f = sys.stderr if stream == "stderr" else sys.stdout
+    f.write(text)
+    f.flush()
+
+
+@magics_class
+class ContainerMagics(Magics):
+    def __init__(self, shell=None, sandbox=None):
+        super().__init__(shell)
+        self._sandbox = sandbox
+        self.last = None                # the last %%container's RunResult (or StepSession)
+
+    @property
+    def sandbox(self):
+        """This kernel's sandbox, made at first use; a one-line error when there cannot be one."""
+        if self._sandbox is None or self._sandbox.closed:
+            from mrunc.sandbox import Sandbox
+            try:
+                self._sandbox = Sandbox()
+            except MruncError as e:
+                raise UsageError(str(e)) from None
+        return self._sandbox
+
+    def close(self):
+        if self._sandbox is not None:
+            self._sandbox.close()
+
+    def _get(self, name):
+        try:
+            return self.sandbox.get(name)
+        except MruncError as e:
+            raise UsageError(str(e)) from None
+
+    # ---- %%container ------------------------------------------------------------------------------
+    @magic_arguments()
+    @argument("-h", "--help", action="store_true", help="show this help")
+    @argument("--name", help="the container's name (default: lab-<random>)")
+    @argument("--image", default="busybox",
+              help="busybox (the bundled rootfs), a rootfs directory, or a bundle directory")
+    @argument("--memory", help="memory limit: 64M, 1G, bytes")
+    @argument("--cpus", type=float, help="CPU limit, in CPUs: 0.5")
+    @argument("--pids", type=int, help="maximum number of processes")
+    @argument("--hostname", help="the container's hostname (default: its name)")
+    @argument("--readonly", action="store_true", help="read-only root filesystem")
+    @argument("--user", help="uid[:gid] or a name from the image's /etc/passwd")
+    @argument("--cap-add", action="append", default=[], metavar="CAP", help="add a capability")
+    @argument("--cap-drop", action="append", default=[], metavar="CAP", help="drop a capability (ALL)")
+    @argument("--net", choices=["none", "host"], default="none",
+              help="none: own network namespace with only lo; host: the host's")
+    @argument("--env", "-e", action="append", default=[], metavar="K=V", help="set an environment variable")
+    @argument("--cwd", help="working directory inside")
+    @argument("--keep", action="store_true", help="leave the container running after the script")
+    @argument("--step", action="store_true",
+              help="show the Stepper: make the container one phase at a time")
+    @argument("--trace", action="store_true", help="print each phase, its time and kernel calls")
+    @line_cell_magic
+    def container(self, line, cell=None):
+        """Run the cell body as a shell script in a fresh container; its output streams into
+        the cell, and a non-zero exit status is reported."""
+        a = _parse(self.container, line, "%%container")
+        if a is None:
+            return
+        if cell is None:
+            raise UsageError("%container: the script goes in the cell body: use %%container "
+                             "(two %) on the cell's first line")
+        opts = dict(name=a.name, image=a.image, memory=a.memory, cpus=a.cpus, pids=a.pids,
+                    hostname=a.hostname, readonly=a.readonly, user=a.user, cap_add=a.cap_add,
+                    cap_drop=a.cap_drop, network=a.net, cwd=a.cwd,
+                    env=dict(_kv(e) for e in a.env) or None)
+        try:
+            if a.step:
+                from mrunc.notebook.widgets import Stepper
+                from IPython.display import display
+                session = self.sandbox.step(cell, **opts)
+                self.last = session
+                display(Stepper(session))
+                return
+            r = self.sandbox.run(cell, on_output=_write, trace=a.trace, keep=a.keep, **opts)
+        except MruncError as e:
+            raise UsageError(str(e)) from None
+        self.last = r
+        if r.exit_code != 0:
+            _write("stderr", f"✗ container {r.name}: {r.describe()}\n")
+        if a.keep and r.name in self.sandbox.containers:
+            _write("stdout", f"▶ {r.name} keeps running: %container_exec {r.name} CMD, "
+                             f"%container_rm {r.name}\n")
+
+    # ---- line magics ------------------------------------------------------------------------------
+    @magic_arguments()
+    @argument("-h", "--help", action="store_true", help="show this help")
+    @argument("--widget", action="store_true", help="a live table with Inspect/Stop/Remove")
+    @line_magic
+    def container_ps(self, line):
+        """List the containers of this kernel's sandbox."""
+        a = _parse(self.container_ps, line, "%container_ps")
+        if a is None:
+            return
+        if a.widget:
+            from IPython.display import display
+            from mrunc.notebook.widgets import ContainerList
+            display(ContainerList(self.sandbox))
+            return
+        rows = self.sandbox.ps()
+        if not rows:
+            print("no containers")
+            return
+        from mrunc.snapshot import human_bytes
+        table = [("NAME", "STATUS", "PID", "MEMORY", "COMMAND")]
+        for r in rows:
+            mem = human_bytes(r["memory"]) if r["memory"] is not None else "-"
+            if r["limit"]:
+                mem += " / " + human_bytes(r["limit"])
+            table.append((r["name"], r["status"], str(r["pid"] or "-"), mem, r["command"]))
+        widths = [max(len(t[i]) for t in table) for i in range(4)]
+        for t in table:
+            print("  ".join(v.ljust(n) for v, n in zip(t, widths)) + "  " + t[4])
+
+    @magic_arguments()
+    @argument("-h", "--help", action="store_true", help="show this help")
+    @argument("--user", help="uid[:gid] to run as")
+    @argument("name", nargs="?", help="the container")
+    @argument("command", nargs=argparse.REMAINDER, help="a shell command line")
+    @line_magic
+    def container_exec(self, line):
+        """Run a command in a running container (`mrunc exec`); prints its output."""
+        # Parsed by hand: CMD is the raw rest of the line, quotes and all, for the shell.
+        rest, user = line.strip(), None
+        while rest.startswith("-"):
+            tok, _, rest = rest.partition(" ")
+            rest = rest.strip()
+            if tok in ("-h", "--help"):
+                print(self.container_exec.__doc__)
+                return
+            if tok == "--user" and rest:
+                user, _, rest = rest.partition(" ")
+            elif tok.startswith("--user="):
+                user = tok[len("--user="):]
+            else:
+                raise UsageError(f"%container_exec: unrecognized option {tok} (see %container_exec --help)")
+            rest = rest.strip()
+        name, _, command = rest.partition(" ")
+        if not name or not command.strip():
+            raise UsageError("%container_exec: needs NAME and CMD (see %container_exec --help)")
+        c = self._get(name)
+        try:
+            p = c.exec(command.strip(), user=user)
+        except MruncError as e:
+            raise UsageError(str(e)) from None
+        _write("stdout", p.stdout)
+        _write("stderr", p.stderr)
+        if p.returncode != 0:
+            from mrunc.sandbox import describe_exit
+            _write("stderr", f"✗ exec in {name}: {describe_exit(p.returncode)}\n")
+
+    @magic_arguments()
+    @argument("-h", "--help", action="store_true", help="show this help")
+    @argument("name", nargs="?", help="the container")
+    @line_magic
+    def container_inspect(self, line):
+        """Show a snapshot of a running container: namespaces, mounts, cgroup, security, processes."""
+        a = _parse(self.container_inspect, line, "%container_inspect")
+        if a is None:
+            return
+        if not a.name:
+            raise UsageError("%container_inspect: needs NAME (see %container_inspect --help)")
+        c = self._get(a.name)
+        snap = c.snapshot()
+        if snap is None:
+            print(f"{a.name} is {c.status}: no process to look at")
+            return
+        from IPython.display import HTML, display
+        from mrunc.notebook import render
+        display(HTML(render.page(snap)))
+
+    @magic_arguments()
+    @argument("-h", "--help", action="store_true", help="show this help")
+    @argument("--interval", type=float, default=0.25, help="seconds between samples")
+    @argument("name", nargs="?", help="the container")
+    @line_magic
+    def container_monitor(self, line):
+        """Plot a container's memory, CPU and pids against its limits, live."""
+        a = _parse(self.container_monitor, line, "%container_monitor")
+        if a is None:
+            return
+        if not a.name:
+            raise UsageError("%container_monitor: needs NAME (see %container_monitor --help)")
+        from IPython.display import display
+        from mrunc.notebook.widgets import Monitor
+        m = Monitor(self._get(a.name), interval=a.interval)
+        display(m)
+        return None
+
+    @magic_arguments()
+    @argument("-h", "--help", action="store_true", help="show this help")
+    @argument("names", nargs="*", help="containers")
+    @line_magic
+    def container_rm(self, line):
+        """Stop (SIGKILL) and delete containers."""
+        a = _parse(self.container_rm, line, "%container_rm")
+        if a is None:
+            return
+        if not a.names:
+            raise UsageError("%container_rm: needs at least one NAME (see %container_rm --help)")
+        for name in a.names:
+            try:
+                self.sandbox.remove(name)
+            except MruncError as e:
+                raise UsageError(str(e)) from None
+            print(f"removed {name}")
+
+
+def _kv(text):
+    k, eq, v = text.partition("=")
+    if not eq or not k:
+        raise UsageError(f"%%container: --env {text!r}: expected NAME=VALUE")
+    return k, v

@@ -1,0 +1,1094 @@
+"""Containers from Python: the API the notebook magics and widgets are built on.
+
+    from mrunc.sandbox import Sandbox
+    with Sandbox() as lab:
+        lab.run("echo hello from $(hostname)", memory="64M")       # output streams, returns the status
+        c = lab.start("sleep 1000", name="web", pids=20)           # a running container
+        session = lab.step("echo hi; sleep 60", memory="32M")     # pause at every phase
+        step = session.next()                                      # spec, clone, mount, ... exec
+
+**Who forks.** A Jupyter kernel is a multi-threaded process: it must never fork, and it cannot
+unshare a user namespace (EINVAL for a threaded caller). So the sandbox never makes a container
+itself. Every container is made by a short-lived `mrunc` command, and one of those stays behind as
+the container's parent: `mrunc run` is a *child subreaper*, so it waits for the container's init
+and knows its exit status (as conmon or containerd's shim do for runc). The kernel only starts
+that process and reads what it writes. Reading state (status, cgroup usage, /proc snapshots) is
+plain file reading and is done in the kernel, which is cheap.
+
+**Stepping.** `step()` runs `mrunc run --step-fd N` with one end of a socketpair as fd N: after each
+phase the runtime writes one JSON line (`{"event": "phase-done", "phase": "clone", "ms": …,
+"calls": […], "pid": …}`) and waits for `continue` (or `abort`). Between two phases the container's
+init is paused, and `mrunc.snapshot` reads it from /proc. The last step is `start`: the runtime
+releases init, which execs the program.
+
+**Files.** A sandbox has a private state root (`--root`, default /run/mrunc-lab) and, beside it, a
+directory per container (`<root>.bundles/<name>`) with the generated config.json, the output log
+and, unless the container is read-only, an overlay: the shared busybox rootfs as the lower layer,
+the container's writes in an upper directory of its own — so containers never change the image,
+as with docker. `close()` (also at exit, and for a `with` block) deletes every container the
+sandbox made and those directories; a sandbox that finds the leftovers of a dead one cleans them.
+"""
+from __future__ import annotations
+
+import atexit
+import copy
+import json
+import os
+import re
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field
+
+from .errors import MruncError
+
+DEFAULT_ROOT = "/run/mrunc-lab"
+PHASES = ("spec", "clone", "mount", "pivot_root", "cgroup", "security", "exec")
+FOREVER = "2147483647"                  # seconds; busybox sleep has no "infinity"
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class SandboxError(MruncError):
+    """A sandbox operation failed; str() is the one line to show."""
+
+
+class Unavailable(SandboxError):
+    """Containers cannot be made from this process (not root, no rootfs)."""
+
+
+def check_available(rootfs=None):
+    """Raise Unavailable, saying why, when containers cannot be made here."""
+    if os.geteuid() != 0:
+        raise Unavailable(
+            f"containers need root here, and this kernel runs as uid {os.geteuid()}: creating "
+            "namespaces, mounts and cgroups for another process needs CAP_SYS_ADMIN. Start "
+            "JupyterLab as root (`sudo make lab`); the sandbox has no rootless mode yet.")
+    path = rootfs or busybox_rootfs()
+    if not os.path.exists(os.path.join(path, "bin", "sh")) and not os.path.islink(os.path.join(path, "bin", "sh")):
+        raise Unavailable(f"no root filesystem at {path} (bin/sh missing): run `make rootfs`")
+
+
+def busybox_rootfs():
+    """The bundled busybox rootfs (`make rootfs`), or $MRUNC_ROOTFS."""
+    return os.environ.get("MRUNC_ROOTFS") or os.path.join(REPO, "rootfs", "busybox")
+
+
+def mrunc_command():
+    """How to run the CLI: the `mrunc` script beside this interpreter, else `python -m mrunc`."""
+    exe = os.path.join(os.path.dirname(sys.executable), "mrunc")
+    if os.access(exe, os.X_OK):
+        return [exe]
+    return [sys.executable, "-m", "mrunc"]
+
+
+# ---- options -> config.json -----------------------------------------------------------------------
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.I)
+
+
+def parse_size(value) -> int:
+    """Bytes from 67108864, "64M", "64MiB", "1.5g", "512k" (binary units, as docker)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        n = value
+    else:
+        m = _SIZE.match(str(value))
+        if not m:
+            raise SandboxError(f"memory: invalid size {value!r} (bytes, or a number with k, M, G: 64M)")
+        n = int(float(m.group(1)) * 1024 ** " kmgt".index((m.group(2) or " ").lower()))
+    if n <= 0:
+        raise SandboxError(f"memory: must be positive, not {value!r}")
+    return n
+
+
+def cap_name(name) -> str:
+    n = str(name).strip().upper()
+    return n if n.startswith("CAP_") or n == "ALL" else "CAP_" + n
+
+
+def _all_caps():
+    from .security.capabilities import CAPABILITIES
+    return sorted(CAPABILITIES, key=CAPABILITIES.get)
+
+
+def _lookup(rootfs, file, name):
+    """uid/gid of `name` in the rootfs's /etc/passwd or /etc/group."""
+    try:
+        with open(os.path.join(rootfs, "etc", file)) as f:
+            for line in f:
+                fields = line.strip().split(":")
+                if len(fields) > 3 and fields[0] == name:
+                    return int(fields[2]), int(fields[3]) if file == "passwd" else None
+    except OSError:
+        pass
+    raise SandboxError(f"user: no {'user' if file == 'passwd' else 'group'} {name!r} in the "
+                       f"container's /etc/{file}")
+
+
+def parse_user(user, rootfs):
+    """{"uid", "gid"} from 1000, "1000:1000", "mrunc", "mrunc:lab"."""
+    name, _, group = str(user).partition(":")
+    if name.isdigit():
+        uid, gid = int(name), int(name)
+    else:
+        uid, gid = _lookup(rootfs, "passwd", name)
+    if group:
+        gid = int(group) if group.isdigit() else _lookup(rootfs, "group", group)[0]
+    return {"uid": uid, "gid": gid}
+
+
+def build_config(args, *, rootfs=None, base=None, name=None, memory=None, cpus=None, pids=None,
+                 hostname=None, readonly=False, user=None, cap_add=(), cap_drop=(), network="none",
+                 env=None, cwd=None, cgroupns=True) -> dict:
+    """The config.json for `args` on `rootfs`, from runc's default config (or `base`) + options.
+
+    memory -> linux.resources.memory.limit     cpus -> cpu.quota / cpu.period (100 ms periods)
+    pids   -> linux.resources.pids.limit       network "none": own network namespace, only lo;
+    "host": no network namespace               cap_add/cap_drop -> every capability set listed
+    cgroupns -> a cgroup namespace, so the container sees its own cgroup as "/" (docker's default
+    on cgroup v2).
+    """
+    from . import spec
+    cfg = copy.deepcopy(base) if base is not None else spec.default_config()
+    rootfs = rootfs or busybox_rootfs()
+    proc = cfg.setdefault("process", {})
+    proc["terminal"] = False            # no tty in a notebook: output goes to pipes
+    if args is not None:
+        proc["args"] = [str(a) for a in args]
+    cfg["root"] = {"path": rootfs, "readonly": bool(readonly)}
+    if hostname or name:
+        cfg["hostname"] = hostname or name
+    linux = cfg.setdefault("linux", {})
+    res = linux.setdefault("resources", {})
+    if memory is not None:
+        res.setdefault("memory", {})["limit"] = parse_size(memory)
+    if cpus is not None:
+        try:
+            c = float(cpus)
+        except (TypeError, ValueError):
+            raise SandboxError(f"cpus: not a number: {cpus!r}") from None
+        if c <= 0:
+            raise SandboxError(f"cpus: must be positive, not {cpus!r}")
+        res["cpu"] = {**res.get("cpu", {}), "quota": max(1000, round(c * 100000)), "period": 100000}
+    if pids is not None:
+        try:
+            p = int(pids)
+        except (TypeError, ValueError):
+            raise SandboxError(f"pids: not a whole number: {pids!r}") from None
+        if p <= 0:
+            raise SandboxError(f"pids: must be positive, not {pids!r}")
+        res["pids"] = {"limit": p}
+    namespaces = linux.setdefault("namespaces", [])
+    if network not in ("none", "host"):
+        raise SandboxError(f"network: {network!r} is not supported (none, host)")
+    if network == "host":
+        namespaces[:] = [n for n in namespaces if n.get("type") != "network"]
+    elif not any(n.get("type") == "network" for n in namespaces):
+        namespaces.append({"type": "network"})
+    if cgroupns and not any(n.get("type") == "cgroup" for n in namespaces):
+        namespaces.append({"type": "cgroup"})
+    if user is not None:
+        proc["user"] = parse_user(user, rootfs)
+    _edit_caps(proc, cap_add, cap_drop)
+    if env:
+        items = env.items() if isinstance(env, dict) else (e.split("=", 1) for e in env)
+        merged = dict(e.split("=", 1) for e in proc.get("env", []) if "=" in e)
+        merged.update({str(k): str(v) for k, v in items})
+        proc["env"] = [f"{k}={v}" for k, v in merged.items()]
+    if cwd:
+        if not str(cwd).startswith("/"):
+            raise SandboxError(f"cwd: must be an absolute path, not {cwd!r}")
+        proc["cwd"] = str(cwd)
+    return cfg
+
+
+def _edit_caps(proc, add, drop):
+    if isinstance(add, str):
+        add = [add]
+    if isinstance(drop, str):
+        drop = [drop]
+    add, drop = [cap_name(c) for c in add or ()], [cap_name(c) for c in drop or ()]
+    if not add and not drop:
+        return
+    known = _all_caps()
+    for c in add + drop:
+        if c != "ALL" and c not in known:
+            raise SandboxError(f"unknown capability {c} (known: CAP_CHOWN … {known[-1]})")
+    caps = proc.setdefault("capabilities", {})
+    for which in ("bounding", "effective", "permitted", "ambient"):
+        have = list(caps.get(which, []))
+        if "ALL" in drop:
+            have = []
+        have = [c for c in have if c not in drop]
+        for c in (known if "ALL" in add else add):
+            if c not in have and c not in drop:
+                have.append(c)
+        caps[which] = have
+
+
+# ---- results ---------------------------------------------------------------------------------------
+
+@dataclass
+class RunResult:
+    """What a foreground run left: its exit status, its output, and its cgroup's last numbers."""
+    name: str
+    exit_code: int
+    stdout: str = ""
+    stderr: str = ""
+    ms: float = 0.0
+    oom_killed: bool = False
+    memory_peak: int | None = None
+    memory_limit: int | None = None
+
+    @property
+    def ok(self):
+        return self.exit_code == 0
+
+    def describe(self) -> str:
+        """One line about how it ended, for a non-zero status."""
+        return describe_exit(self.exit_code, self.oom_killed, self.memory_limit, self.memory_peak)
+
+
+def describe_exit(code, oom_killed=False, limit=None, peak=None):
+    if code is None:
+        return "still running"
+    if code == 0:
+        return "exited with status 0"
+    if oom_killed:
+        from .snapshot import human_bytes
+        return (f"killed by the kernel's OOM killer (status {code}): the cgroup's memory limit is "
+                f"{human_bytes(limit)}" + (f", peak usage {human_bytes(peak)}" if peak else ""))
+    if code > 128 and code - 128 < 65:
+        try:
+            sig = signal.Signals(code - 128).name
+        except ValueError:
+            sig = f"signal {code - 128}"
+        return f"killed by {sig} (status {code})"
+    return f"exited with status {code}"
+
+
+@dataclass
+class Step:
+    """One phase the runtime ran while we watched (see StepSession)."""
+    phase: str
+    ms: float = 0.0
+    calls: list = field(default_factory=list)
+    pid: int | None = None
+    snapshot: object = None             # mrunc.snapshot.Snapshot
+    diff: object = None                 # mrunc.snapshot.Diff vs the previous step's snapshot
+    error: str | None = None            # the runtime's message when the phase failed
+
+    @property
+    def event(self) -> dict:
+        """The runtime's report, as render.page takes it."""
+        return {"phase": self.phase, "ms": self.ms, "calls": self.calls, "pid": self.pid}
+
+    def summary(self) -> list[str]:
+        return self.diff.summary() if self.diff is not None else []
+
+
+# ---- the sandbox -------------------------------------------------------------------------------------
+
+_OPEN = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all():
+    for sb in list(_OPEN):
+        try:
+            sb.close()
+        except Exception:  # noqa: BLE001 — at exit, clean what can be cleaned
+            pass
+
+
+class Sandbox:
+    """A set of containers with a private state root, deleted on close() (and at exit)."""
+
+    def __init__(self, root=None, rootfs=None, mrunc=None, check=True):
+        self.root = root or DEFAULT_ROOT
+        self.work = self.root.rstrip("/") + ".bundles"
+        self.rootfs = rootfs or busybox_rootfs()
+        self.mrunc = list(mrunc) if mrunc else mrunc_command()
+        self.containers: dict[str, Container] = {}
+        self.sessions = weakref.WeakSet()
+        self._cleaners = []             # threads unmounting and removing bundle dirs
+        self.closed = False
+        if check:
+            check_available(self.rootfs)
+            self.sweep()
+        _OPEN.add(self)
+
+    def __repr__(self):
+        return f"<Sandbox root={self.root} containers={list(self.containers)}>"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- running things --
+    def cli(self, *args, timeout=60, check=True):
+        """`mrunc --root <ours> ARGS` -> CompletedProcess (text). check: raise its one-line error."""
+        p = subprocess.run([*self.mrunc, "--root", self.root, *args], stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=timeout)
+        if check and p.returncode != 0:
+            raise SandboxError(_cli_error(p.stderr, f"mrunc {args[0]} failed ({p.returncode})"))
+        return p
+
+    def run(self, script=None, *, args=None, name=None, on_output=None, trace=False, keep=False,
+            **opts) -> RunResult:
+        """Run a shell script (or `args`) in a fresh container, in the foreground; return how it
+        ended. `on_output(stream, text)` gets the output as it comes ("stdout"/"stderr").
+        keep=True: when the script is done the container stays, running, under its name."""
+        r = self.stream(script, args=args, name=name, trace=trace, keep=keep, **opts)
+        for stream, text in r:
+            if on_output is not None:
+                on_output(stream, text)
+        return r.result
+
+    def stream(self, script=None, *, args=None, name=None, trace=False, keep=False, **opts) -> Run:
+        """Like run(), as an iterator of (stream, text); `.result` once it is exhausted."""
+        c = self._prepare(script, args, name, opts)
+        return Run(c, trace=trace, keep=keep)
+
+    def start(self, script=None, *, args=None, name=None, **opts) -> Container:
+        """A container running in the background; `script` defaults to sleeping forever."""
+        if script is None and args is None:
+            args = ["sleep", FOREVER]
+        c = self._prepare(script, args, name, opts)
+        c._spawn()
+        return c
+
+    def create(self, script=None, *, args=None, name=None, **opts) -> Container:
+        """A container in the `created` state (`mrunc create`): its init waits for start()."""
+        if script is None and args is None:
+            args = ["sleep", FOREVER]
+        c = self._prepare(script, args, name, opts)
+        c._create()
+        return c
+
+    def step(self, script=None, *, args=None, name=None, **opts) -> StepSession:
+        """A StepSession: the container is made one phase per next()."""
+        if script is None and args is None:
+            args = ["sleep", FOREVER]
+        c = self._prepare(script, args, name, opts)
+        s = StepSession(c)
+        self.sessions.add(s)
+        return s
+
+    # -- looking --
+    def get(self, name) -> Container:
+        if name in self.containers:
+            return self.containers[name]
+        from .state import Container as State
+        from .errors import StateError
+        try:
+            State.load(self.root, name)
+        except (StateError, MruncError):
+            raise SandboxError(f"no container named {name!r} in {self.root}") from None
+        c = Container(self, name, bundle=None, config=None)      # made elsewhere: adopt it
+        self.containers[name] = c
+        return c
+
+    def ps(self) -> list[dict]:
+        """A row per container in our root: name, status, pid, memory use/limit, exit code."""
+        from .state import Container as State
+        rows = []
+        for st in State.all(self.root):
+            ours = self.containers.get(st.id)
+            status = st.status()
+            row = {"name": st.id, "status": status, "pid": st.pid if status != "stopped" else 0,
+                   "created": st.data.get("created", ""), "memory": None, "limit": None,
+                   "exit_code": ours.exit_code if ours else None,
+                   "command": ours.command if ours else
+                   " ".join((st.config.get("process") or {}).get("args") or [])}
+            try:
+                mgr = st.cgroup()
+                mem = mgr.stats()["memory"] if mgr else {}
+                row["memory"], row["limit"] = mem.get("current"), mem.get("limit")
+            except Exception:  # noqa: BLE001 — a cgroup removed under us
+                pass
+            rows.append(row)
+        return rows
+
+    def remove(self, name, force=True):
+        self.get(name).delete(force=force)
+
+    # -- cleanup --
+    def close(self):
+        """Delete every container this sandbox made, and their directories."""
+        for s in list(self.sessions):
+            s.close()
+        for c in list(self.containers.values()):
+            try:
+                c.delete(force=True)
+            except Exception:  # noqa: BLE001 — keep going: leave as little as possible
+                pass
+        for t in self._cleaners:
+            t.join()
+        self._cleaners.clear()
+        for path in (self.work, self.root):
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass
+        self.closed = True
+        _OPEN.discard(self)
+
+    def sweep(self):
+        """Remove what a sandbox that died (kernel killed) left: containers and directories."""
+        try:
+            names = os.listdir(self.work)
+        except FileNotFoundError:
+            return
+        for name in names:
+            d = os.path.join(self.work, name)
+            try:
+                with open(os.path.join(d, "owner")) as f:
+                    pid, start = f.read().split()
+            except (OSError, ValueError):
+                continue
+            from .state import proc_start_time
+            if str(proc_start_time(int(pid))[0]) == start:
+                continue                    # its sandbox is alive (another kernel)
+            self.cli("delete", "--force", name, check=False)
+            _remove_bundle_dir(d)
+
+    # -- internals --
+    def _prepare(self, script, args, name, opts) -> Container:
+        if self.closed:
+            raise SandboxError("this sandbox is closed")
+        from .state import validate_id
+        from .errors import UsageError
+        name = name or f"lab-{secrets.token_hex(3)}"
+        try:
+            validate_id(name)
+        except UsageError as e:
+            raise SandboxError(str(e)) from None
+        if name in self.containers or os.path.exists(os.path.join(self.root, name)):
+            raise SandboxError(f"a container named {name!r} already exists (remove it first)")
+        if args is None:
+            args = ["sh", "-c", script if script is not None else ""]
+        image = opts.pop("image", None) or opts.pop("bundle", None)
+        base, rootfs = None, self.rootfs
+        if image and image != "busybox":
+            image = os.path.abspath(os.path.expanduser(image))
+            if os.path.isfile(os.path.join(image, "config.json")):
+                with open(os.path.join(image, "config.json")) as f:
+                    base = json.load(f)
+                r = (base.get("root") or {}).get("path", "rootfs")
+                rootfs = r if os.path.isabs(r) else os.path.join(image, r)
+                if args == ["sh", "-c", ""]:
+                    args = None
+            elif os.path.isdir(image):
+                rootfs = image
+            else:
+                raise SandboxError(f"image: {image} is neither a rootfs directory nor a bundle")
+        if opts.get("readonly") is None:
+            opts.pop("readonly", None)
+        cfg = build_config(args, rootfs=rootfs, base=base, name=name, **opts)
+        c = Container(self, name, bundle=os.path.join(self.work, name), config=cfg)
+        c._write_bundle(rootfs, overlay=not cfg["root"]["readonly"])
+        self.containers[name] = c
+        return c
+
+
+def _cli_error(stderr, default):
+    lines = [ln for ln in (stderr or "").splitlines() if ln.strip()]
+    msg = lines[-1] if lines else default
+    return msg[len("mrunc: "):] if msg.startswith("mrunc: ") else msg
+
+
+def _remove_bundle_dir(d):
+    """Unmount the overlay, then remove the directory — never through a mount that is still there
+    (that would delete the image's files)."""
+    merged = os.path.join(d, "rootfs")
+    if os.path.ismount(merged):
+        from .linux import MNT_DETACH, Syscalls
+        try:
+            Syscalls().umount2(merged, MNT_DETACH)
+        except OSError:
+            return
+    if os.path.ismount(merged):
+        return
+    shutil.rmtree(d, ignore_errors=True)
+
+
+class Container:
+    """One container of a sandbox. Its parent is a `mrunc run` process (the shim) when it was
+    started by us, so its exit status is known; state and usage are read from the state root."""
+
+    def __init__(self, sandbox, name, bundle, config):
+        self.sandbox, self.name = sandbox, name
+        self.bundle, self.config = bundle, config
+        self.shim = None                # the `mrunc run` process, when we started it
+        self.session = None             # the StepSession making it, if any
+        self.command = " ".join(((config or {}).get("process") or {}).get("args") or [])
+        self.log_path = os.path.join(bundle, "output.log") if bundle else None
+        self.overlay = False
+        self.deleted = False
+        self._mgr = None
+        self._exit = None
+
+    def __repr__(self):
+        return f"<Container {self.name} {self.status}>"
+
+    @property
+    def id(self):
+        return self.name
+
+    @property
+    def rootfs(self):
+        """The image's root (the overlay's lower layer), where /etc/passwd is read from."""
+        return getattr(self, "_rootfs", None) or self.sandbox.rootfs
+
+    # -- making it --
+    def _write_bundle(self, rootfs, overlay):
+        self._rootfs = rootfs
+        os.makedirs(self.sandbox.root, mode=0o711, exist_ok=True)
+        os.makedirs(self.sandbox.work, mode=0o700, exist_ok=True)
+        os.mkdir(self.bundle, 0o700)
+        from .state import proc_start_time
+        with open(os.path.join(self.bundle, "owner"), "w") as f:
+            f.write(f"{os.getpid()} {proc_start_time(os.getpid())[0]}\n")
+        if overlay:
+            merged = os.path.join(self.bundle, "rootfs")
+            for d in ("rootfs", "upper", "work"):
+                os.mkdir(os.path.join(self.bundle, d), 0o755)
+            from .linux import Syscalls
+            try:
+                Syscalls().mount("overlay", merged, "overlay", 0,
+                                 f"lowerdir={rootfs},upperdir={self.bundle}/upper,workdir={self.bundle}/work")
+                self.overlay = True
+                self.config["root"]["path"] = merged
+            except OSError:             # no overlayfs (or an odd lower fs): read-only instead
+                self.config["root"]["readonly"] = True
+        with open(os.path.join(self.bundle, "config.json"), "w") as f:
+            json.dump(self.config, f)
+
+    def _popen(self, args, **kw):
+        return subprocess.Popen([*self.sandbox.mrunc, "--root", self.sandbox.root, *args],
+                                stdin=subprocess.DEVNULL, **kw)
+
+    def _spawn(self, extra=(), **kw):
+        """The shim: `mrunc run --keep`, output to the log; the container outlives nothing of ours."""
+        log = open(self.log_path, "ab")
+        try:
+            self.shim = self._popen(["run", "--keep", *extra, "--bundle", self.bundle, self.name],
+                                    stdout=log, stderr=subprocess.STDOUT, **kw)
+        finally:
+            log.close()
+
+    def _create(self):
+        with open(self.log_path, "ab") as log:
+            # create's stdio is inherited by the container: give it the log, not a pipe
+            p = self._popen(["create", "--bundle", self.bundle, self.name], stdout=log,
+                            stderr=subprocess.PIPE)
+            _, err = p.communicate(timeout=60)
+        if p.returncode != 0:
+            self._cleanup()
+            raise SandboxError(_cli_error(err.decode(errors="replace"), "mrunc create failed"))
+
+    # -- state --
+    def _state(self):
+        from .state import Container as State
+        return State.load(self.sandbox.root, self.name)
+
+    @property
+    def status(self) -> str:
+        """creating, created, running, paused, stopped or deleted."""
+        if self.deleted:
+            return "deleted"
+        try:
+            return self._state().status()
+        except MruncError:
+            if self.shim is not None and self.shim.poll() is None:
+                return "creating"
+            return "stopped"
+
+    @property
+    def pid(self) -> int | None:
+        try:
+            st = self._state()
+        except MruncError:
+            return None
+        return st.pid if st.status() != "stopped" else None
+
+    @property
+    def exit_code(self) -> int | None:
+        """The program's exit status (128+N: killed by signal N), None while it runs or unknown."""
+        if self._exit is None and self.shim is not None:
+            self._exit = self.shim.poll()
+        return self._exit
+
+    def state(self) -> dict:
+        """The OCI state document (`mrunc state`)."""
+        return self._state().oci_state()
+
+    def cgroup(self):
+        """The cgroup manager, kept once found: it outlives the state file's removal."""
+        if self._mgr is None:
+            try:
+                self._mgr = self._state().cgroup()
+            except MruncError:
+                return None
+        return self._mgr
+
+    def stats(self) -> dict | None:
+        """{"memory": {current, peak, limit, oom_kills}, "cpu": {usage_usec}, "pids": {...}}."""
+        mgr = self.cgroup()
+        if mgr is None:
+            return None
+        try:
+            return mgr.stats()
+        except OSError:
+            return None
+
+    def snapshot(self):
+        """A mrunc.snapshot.Snapshot of the container's init (None when it is not running)."""
+        from . import snapshot
+        pid = self.pid
+        return snapshot.take(pid, cgroup_manager=self.cgroup()) if pid else None
+
+    def logs(self) -> str:
+        """Everything the container wrote (stdout and stderr, interleaved)."""
+        try:
+            with open(self.log_path, "rb") as f:
+                text = f.read().decode(errors="replace")
+        except (OSError, TypeError):
+            return ""
+        return re.sub("\x1e[0-9a-f]{16} -?[0-9]+\x1e", "", text)      # Run(keep=True)'s status mark
+
+    # -- acting --
+    def start(self):
+        """Start a created container: its init execs the program."""
+        self.sandbox.cli("start", self.name)
+        return self
+
+    def wait(self, timeout=None) -> int | None:
+        """Wait for the program to end; its exit status (None: not ours to know, or timeout)."""
+        if self.shim is not None:
+            try:
+                self._exit = self.shim.wait(timeout)
+            except subprocess.TimeoutExpired:
+                return None
+            return self._exit
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.status not in ("stopped", "deleted"):
+            if deadline is not None and time.monotonic() > deadline:
+                return None
+            time.sleep(0.02)
+        return None
+
+    def kill(self, sig="TERM", all=False):
+        self.sandbox.cli("kill", *(["--all"] if all else []), self.name, str(sig))
+
+    def stop(self, timeout=5.0):
+        """SIGTERM, then SIGKILL after `timeout` seconds (PID 1 ignores signals it has no handler for)."""
+        if self.status in ("stopped", "deleted", "creating"):
+            return self.exit_code
+        try:
+            self.kill("TERM", all=True)
+        except SandboxError:
+            pass
+        deadline = time.monotonic() + timeout
+        while self.status not in ("stopped", "deleted") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if self.status not in ("stopped", "deleted"):
+            self.kill("KILL", all=True)
+        return self.wait(timeout)
+
+    def exec(self, command, *, user=None, cwd=None, env=None, timeout=60):
+        """Run `command` (a shell string or an argv list) in the running container (`mrunc exec`):
+        -> CompletedProcess with .returncode, .stdout, .stderr."""
+        argv = ["sh", "-c", command] if isinstance(command, str) else [str(a) for a in command]
+        flags = []
+        if user is not None:
+            u = parse_user(user, self.rootfs)
+            flags += ["--user", f"{u['uid']}:{u['gid']}"]
+        if cwd:
+            flags += ["--cwd", cwd]
+        for k, v in (env or {}).items():
+            flags += ["--env", f"{k}={v}"]
+        p = self.sandbox.cli("exec", *flags, self.name, *argv, timeout=timeout, check=False)
+        if p.returncode != 0 and "unknown command 'exec'" in p.stderr:
+            raise SandboxError("this mrunc has no exec verb yet")
+        return p
+
+    def delete(self, force=True):
+        """Kill it if needed, delete it, unmount and remove its directory."""
+        if self.deleted:
+            return
+        if self.session is not None and not self.session.done:
+            self.session.abort()        # it deletes us when the runtime has undone its work
+            return
+        if self.shim is not None and self.shim.poll() is None:
+            # Kill init, and the shim (`mrunc run --keep`) returns; we delete below. A shim still
+            # creating has no state to kill by yet: wait for it (signalling the shim itself then
+            # would leave init behind; a stepping one is ended by its session instead).
+            deadline = time.monotonic() + 10
+            state = os.path.join(self.sandbox.root, self.name, "state.json")
+            while not os.path.exists(state) and self.shim.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.005)
+            self.sandbox.cli("kill", self.name, "KILL", check=False)
+            try:
+                self.shim.wait(10)
+            except subprocess.TimeoutExpired:
+                self.shim.kill()
+                self.shim.wait()
+        if os.path.isdir(os.path.join(self.sandbox.root, self.name)):
+            p = self.sandbox.cli("delete", *(["--force"] if force else []), self.name, check=False)
+            if p.returncode != 0 and os.path.isdir(os.path.join(self.sandbox.root, self.name)):
+                raise SandboxError(_cli_error(p.stderr, "mrunc delete failed"))
+        self.exit_code                  # noqa: B018 — keep the status we knew
+        self._cleanup()
+
+    def _delete_stopped(self):
+        """The shim has exited, so the container is stopped: delete it here, without another
+        `mrunc delete` process (~40 ms: a new interpreter). Only files are removed — the state
+        dir, the cgroup directories — nothing is forked. Unmounting the overlay is left to a
+        thread: the cell is done before it is."""
+        from . import api
+        try:
+            api.delete(self.name, self.sandbox.root, force=True, warn=lambda m: None)
+        except MruncError:
+            pass
+        self._cleanup(later=True)
+
+    def _cleanup(self, later=False):
+        if self.bundle:
+            if later:
+                t = threading.Thread(target=_remove_bundle_dir, args=(self.bundle,), daemon=True,
+                                     name=f"mrunc-cleanup-{self.name}")
+                t.start()
+                self.sandbox._cleaners.append(t)
+            else:
+                _remove_bundle_dir(self.bundle)
+        self.deleted = True
+        if self.sandbox.containers.get(self.name) is self:
+            del self.sandbox.containers[self.name]
+
+
+class Run:
+    """A foreground run (`mrunc run`) whose output is read as it comes: iterate for
+    (stream, text) pairs; `.result` (a RunResult) once the iteration is over."""
+
+    def __init__(self, container, trace=False, keep=False):
+        self.container, self.keep = container, keep
+        self.result = None
+        self._t0 = time.perf_counter()
+        c = container
+        if keep:
+            # After the script, its status is printed between two \x1e marks with a random
+            # token, and the container sleeps on: we read the log up to the mark, and return.
+            self._token = secrets.token_hex(8)
+            args = c.config["process"]["args"]
+            script = args[2] if args[:2] == ["sh", "-c"] and len(args) == 3 else shlex.join(args)
+            c.config["process"]["args"] = [
+                "sh", "-c", f'sh -c "$1"; printf "\\036{self._token} %d\\036" $?; exec sleep {FOREVER}',
+                "sh", script]
+            with open(os.path.join(c.bundle, "config.json"), "w") as f:
+                json.dump(c.config, f)
+            c._spawn(["--trace"] if trace else [])
+            self.proc = None
+        else:
+            self.proc = c._popen(["run", "--keep", *(["--trace"] if trace else []), "--bundle",
+                                  c.bundle, c.name], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def __iter__(self):
+        try:
+            yield from (self._follow_log() if self.keep else self._read_pipes())
+        except BaseException:           # interrupted (Ctrl-C in the notebook): take it down
+            self.container.delete(force=True)
+            raise
+
+    def _read_pipes(self):
+        import codecs
+        import selectors
+        p = self.proc
+        sel = selectors.DefaultSelector()
+        dec = {}
+        for f, name in ((p.stdout, "stdout"), (p.stderr, "stderr")):
+            sel.register(f, selectors.EVENT_READ, name)
+            dec[name] = codecs.getincrementaldecoder("utf-8")("replace")
+        out = {"stdout": [], "stderr": []}
+        while sel.get_map():
+            for key, _ in sel.select():
+                data = os.read(key.fd, 65536)
+                if not data:
+                    sel.unregister(key.fileobj)
+                    continue
+                text = dec[key.data].decode(data)
+                if text:
+                    out[key.data].append(text)
+                    yield key.data, text
+        sel.close()
+        p.stdout.close()
+        p.stderr.close()
+        code = p.wait()
+        self.container._exit = code
+        self._finish(code, "".join(out["stdout"]), "".join(out["stderr"]), delete=True)
+
+    def _follow_log(self):
+        """keep=True: tail the log until the script's status mark; the mark is not shown."""
+        c, pos, pending, chunks = self.container, 0, "", []
+        mark = f"\x1e{self._token} "
+        dec = __import__("codecs").getincrementaldecoder("utf-8")("replace")
+        code = None
+        while code is None:
+            data = self._tail(pos)
+            pos += len(data)
+            pending += dec.decode(data)
+            i = pending.find(mark)
+            if i >= 0 and "\x1e" in pending[i + len(mark):]:
+                end = pending.index("\x1e", i + len(mark))
+                code = int(pending[i + len(mark):end])
+                text, pending = pending[:i], ""
+            else:
+                # hold back what could be the start of the mark
+                keep = next((k for k in range(min(len(mark), len(pending)), 0, -1)
+                             if mark.startswith(pending[-k:])), 0)
+                if i >= 0:
+                    keep = len(pending) - i
+                text, pending = pending[:len(pending) - keep], pending[len(pending) - keep:]
+            if text:
+                chunks.append(text)
+                yield "stdout", text
+            if code is None:
+                if c.shim.poll() is not None and not self._tail(pos):
+                    code = c.shim.returncode or 1   # create failed: the log said why
+                    if pending:
+                        chunks.append(pending)
+                        yield "stdout", pending
+                else:
+                    time.sleep(0.01)
+        self._finish(code, "".join(chunks), "", delete=c.shim.poll() is not None)
+
+    def _tail(self, pos):
+        try:
+            with open(self.container.log_path, "rb") as f:
+                f.seek(pos)
+                return f.read()
+        except OSError:
+            return b""
+
+    def _finish(self, code, out, err, delete):
+        c = self.container
+        s = c.stats() or {}
+        mem = s.get("memory") or {}
+        self.result = RunResult(c.name, code, out, err, ms=(time.perf_counter() - self._t0) * 1000,
+                                oom_killed=bool(mem.get("oom_kills")), memory_peak=mem.get("peak"),
+                                memory_limit=mem.get("limit"))
+        if delete:
+            c._delete_stopped()
+
+
+class StepSession:
+    """Make a container one phase at a time: each next() lets the runtime run exactly one phase,
+    then looks at the paused init and returns a Step (phase, ms, calls, snapshot, diff).
+
+    The runtime is `mrunc run --keep --step-fd N`. The first next() starts it (it runs `spec` and
+    pauses); each later one answers "continue". After `security`, "continue" lets create finish and
+    `run` start the container: that last step is `exec`. abort() answers "abort": the runtime undoes
+    everything and exits. A failed phase comes back as a Step with `error` set.
+    """
+
+    def __init__(self, container, timeout=60.0):
+        self.container, self.timeout = container, timeout
+        container.session = self
+        self.steps: list[Step] = []
+        self.done = False
+        self.error = None
+        self._sock = self._chan = None
+        self._waiting = False           # the runtime is paused, waiting for our answer
+
+    def __repr__(self):
+        at = self.steps[-1].phase if self.steps else "not started"
+        return f"<StepSession {self.container.name}: {at}{' (done)' if self.done else ''}>"
+
+    def __iter__(self):
+        while not self.done:
+            step = self.next()
+            if step is None:
+                break
+            yield step
+
+    @property
+    def name(self):
+        return self.container.name
+
+    @property
+    def current(self) -> str | None:
+        return self.steps[-1].phase if self.steps else None
+
+    @property
+    def upcoming(self) -> str | None:
+        """The phase the next next() runs."""
+        if self.done:
+            return None
+        return PHASES[len(self.steps)] if len(self.steps) < len(PHASES) else None
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+    @property
+    def times(self) -> dict:
+        return {s.phase: s.ms for s in self.steps}
+
+    def next(self) -> Step | None:
+        """Run one phase; None once the session is over."""
+        if self.done:
+            return None
+        t0 = time.perf_counter()
+        if self._sock is None:
+            self._launch()
+        elif self.current == "security":
+            return self._exec(t0)
+        else:
+            self._answer(b"continue")
+        ev = self._read_event()
+        if ev is None or ev.get("event") == "error":
+            return self._fail(ev)
+        self._waiting = True
+        pid = ev.get("pid")
+        snap = self._snapshot(pid or self.container.shim.pid)
+        step = Step(ev["phase"], ev.get("ms", 0.0), ev.get("calls") or [], pid, snap,
+                    self._diff(snap))
+        self.steps.append(step)
+        return step
+
+    def run_to_end(self) -> list[Step]:
+        out = []
+        while not self.done:
+            step = self.next()
+            if step is None:
+                break
+            out.append(step)
+        return out
+
+    def abort(self):
+        """Stop here: the runtime undoes what it did (kills init, removes the cgroup)."""
+        if self.done:
+            return
+        if self._waiting:
+            self._answer(b"abort")
+        self._end()
+        self.error = self.error or "aborted"
+        self.container.delete(force=True)
+
+    def close(self):
+        """End the session: abort if it is half-way; the container itself stays in the sandbox."""
+        if not self.done:
+            self.abort()
+
+    # -- internals --
+    def _launch(self):
+        ours, theirs = socket.socketpair()
+        c = self.container
+        try:
+            c._spawn(["--step-fd", str(theirs.fileno())], pass_fds=(theirs.fileno(),))
+        finally:
+            theirs.close()
+        ours.settimeout(self.timeout)
+        self._sock, self._chan = ours, ours.makefile("rwb", buffering=0)
+
+    def _answer(self, word):
+        self._waiting = False
+        try:
+            self._chan.write(word + b"\n")
+        except OSError:
+            pass
+
+    def _read_event(self):
+        try:
+            line = self._chan.readline()
+        except (OSError, socket.timeout):
+            line = b""
+        if not line:
+            return None
+        return json.loads(line)
+
+    def _snapshot(self, pid):
+        from . import snapshot
+        try:
+            return snapshot.take(pid)
+        except Exception:  # noqa: BLE001 — a stepper must show what it can
+            return None
+
+    def _diff(self, snap):
+        from . import snapshot
+        prev = self.steps[-1].snapshot if self.steps else None
+        if prev is None or snap is None:
+            return None
+        return snapshot.diff(prev, snap)
+
+    def _exec(self, t0):
+        """The last step: `continue` lets create finish; `run` then starts the container and
+        init execve()s the program. We watch for the new program to appear."""
+        pid = self.steps[-1].pid
+        before = _comm(pid)
+        self._answer(b"continue")
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            now = _comm(pid)
+            if now != before:          # execve renames the process after the program
+                break
+            if self.container.shim.poll() is not None:
+                break
+            time.sleep(0.001)
+        ms = round((time.perf_counter() - t0) * 1000, 3)
+        snap = self._snapshot(pid) if _comm(pid) is not None else None
+        args = (self.container.config.get("process") or {}).get("args") or []
+        calls = [["open", "exec.fifo", "O_WRONLY"], ["execve", args[0] if args else "", " ".join(args)]]
+        step = Step("exec", ms, calls, pid, snap, self._diff(snap))
+        if snap is None:
+            code = self.container.wait(5)
+            if code not in (None, 0) and self.container.status in ("stopped", "deleted") and \
+                    not os.path.exists(os.path.join(self.container.sandbox.root, self.container.name)):
+                step.error = _cli_error(self.container.logs(), f"exit status {code}")
+                self.error = step.error
+        self.steps.append(step)
+        self._end()
+        return step
+
+    def _fail(self, ev):
+        c = self.container
+        try:
+            c.shim.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+        phase = (ev or {}).get("phase") or self.upcoming or "spec"
+        msg = (ev or {}).get("message") or _cli_error(c.logs(), "the runtime exited")
+        step = Step(phase, error=msg)
+        self.error = msg
+        self.steps.append(step)
+        self._end()
+        c.delete(force=True)
+        return step
+
+    def _end(self):
+        self.done = True
+        self._waiting = False
+        if self._sock is not None:
+            self._chan.close()
+            self._sock.close()
+
+
+def _comm(pid):
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    if data[data.rindex(b")") + 2:][:1] in (b"Z", b"X"):
+        return None
+    return data[data.index(b"(") + 1:data.rindex(b")")].decode(errors="replace")
+
