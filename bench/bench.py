@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark mrunc against runc on the busybox bundle: containers of `true`.
 
-Two measurements, each repeated N times, the runtimes interleaved (A B A B ...)
+Three measurements, each repeated N times, the runtimes interleaved (A B A B ...)
 so that a slow moment of the machine hits both alike:
 
   run        `R --root ROOT run --bundle B ID`, wall time until it returns.
@@ -11,6 +11,10 @@ so that a slow moment of the machine hits both alike:
                start   `R --root ROOT start ID`
                wait    until the container's init has exited
                delete  `R --root ROOT delete ID`
+  exec       `R --root ROOT exec ID true` in a container of each runtime that
+             runs `sleep` all along (started once, untimed): wall time until
+             exec returns with true's exit status — what every `podman exec`
+             and Kubernetes exec probe costs.
 
 How we wait is the same for both runtimes and is what conmon and containerd's
 shim do: this process is a child subreaper (PR_SET_CHILD_SUBREAPER), so the init
@@ -116,6 +120,10 @@ def bench_lifecycle(rt, bundle, cid, tmp):
         rt.cleanup(cid)
 
 
+def bench_exec(rt, cid):
+    return {"exec": rt.call("exec", cid, "true")}
+
+
 def median_ms(values):
     return statistics.median(values) * 1000 if values else float("nan")
 
@@ -155,6 +163,11 @@ def main():
     config["process"]["terminal"] = False
     with open(os.path.join(bundle, "config.json"), "w") as f:
         json.dump(config, f, indent=2)
+    sleeper = os.path.join(base, "sleeper")
+    os.makedirs(sleeper)
+    config["process"]["args"] = ["sleep", "1000000"]
+    with open(os.path.join(sleeper, "config.json"), "w") as f:
+        json.dump(config, f, indent=2)
 
     runtimes = [Runtime(n, getattr(args, n), os.path.join(base, n), os.path.join(tmp, f"{n}.err"))
                 for n in names]
@@ -163,12 +176,16 @@ def main():
     print(f"bench: {args.n} containers of `true` per runtime and measurement "
           f"(+{args.warmup} warm-up), interleaved {' '.join(names)}", flush=True)
     try:
+        for rt in runtimes:  # the containers that exec goes into (untimed)
+            rt.call("run", "--detach", "--bundle", sleeper, f"{tag}-{rt.name}-sleeper")
         for i in range(-args.warmup, args.n):
-            for what in ("run", "lifecycle"):
+            for what in ("run", "lifecycle", "exec"):
                 for rt in runtimes:
                     cid = f"{tag}-{rt.name}-{what}-{i + args.warmup}"
                     if what == "run":
                         t = bench_run(rt, bundle, cid)
+                    elif what == "exec":
+                        t = bench_exec(rt, f"{tag}-{rt.name}-sleeper")
                     else:
                         t = bench_lifecycle(rt, bundle, cid, tmp)
                     reap_strays()
@@ -190,7 +207,7 @@ def main():
 
     rows = [("run", "run"), ("create→start→wait→delete", "lifecycle"),
             ("  create", "create"), ("  start", "start"), ("  wait", "wait"),
-            ("  delete", "delete")]
+            ("  delete", "delete"), ("exec true (running)", "exec")]
     header = f"{'median of ' + str(args.n):<26}" + "".join(f"{n + ' ms':>11}" for n in names)
     if len(names) == 2:
         header += f"{'mrunc/runc':>12}"

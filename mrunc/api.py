@@ -147,6 +147,39 @@ def run(cid, bundle, root=DEFAULT_ROOT, detach=False, keep=False, **kw):
     return run_foreground(cid, bundle, root, keep=keep, **kw)
 
 
+def exec(cid, args=None, root=DEFAULT_ROOT, *, process=None, detach=False, pid_file=None,  # noqa: A001
+         console_socket=None, preserve_fds=0, ignore_paused=False, on_console=None, **overrides):
+    """Run one more process in a created or running container (runc exec).
+
+    `process` is a whole process object (exec --process); without it, the container's own
+    process with `args` and the `overrides` of process.exec.process_from_config (tty, env, cwd,
+    user, additional_gids, caps, no_new_privs). In the foreground, return the process's exit
+    status (128+N if signal N killed it); with `detach`, its pid once it has exec'd — it is left
+    to the caller's subreaper, who waits for it.
+    """
+    from .process import exec as ex
+    c = Container.load(root, cid)
+    st = c.status()
+    if st == "stopped":
+        raise StateError("cannot exec in a stopped container")
+    if st == "paused" and not ignore_paused:
+        raise StateError("cannot exec in a paused container (use --ignore-paused to override)")
+    if preserve_fds < 0:
+        raise MruncError("--preserve-fds: must be >= 0")
+
+    def make_process():  # runs while the new process is already joining the container
+        from . import spec
+        p = process
+        if p is None:
+            p = ex.process_from_config(c.config.get("process") or {}, args, **overrides)
+        spec.validate_process(p)
+        ex.check_terminal(p, detach, console_socket, on_console)
+        return p
+
+    return ex.run(c, make_process, detach=detach, pid_file=pid_file,
+                  console_socket=console_socket, preserve_fds=preserve_fds, on_console=on_console)
+
+
 # ---- resource control: update, pause/resume, ps, events (cgroups) ---------------------------
 
 def _cgroup_of(c, verb):

@@ -1,63 +1,63 @@
 """`mrunc exec`: one more process in a container that is already there.
 
 A container is its init's namespaces, its cgroup and its root. To run a new process "in" it, we
-make a process that joins each of those, then takes the container's security settings, then
-execs. No new namespace is made, nothing is mounted: everything is already in place. Three
-processes, all forks of `mrunc exec` (never re-exec'd, as with create):
+make a process that joins each of those, takes the security settings of its process object, and
+execs. Nothing is created or mounted: everything is in place already. Three processes, all forks
+of `mrunc exec` (never re-exec'd, as with create):
 
-  mrunc exec    stays on the host. It is a child subreaper, so the exec'd process becomes its
-                child once the joiner exits: it can wait for it (foreground), or leave it to
-                the next subreaper up (conmon, containerd's shim) with --detach.
-  joiner        opens init's namespaces, moves itself into the container's cgroup, setns()es
-                into each namespace, takes init's root, forks, and exits.
-  the process   the fork: it is inside the container's PID namespace too. It gets a tty
-                (-t), the rlimits, user, capabilities and no_new_privs of its process object,
-                the cwd, and execve()s the program found with the container's PATH.
+  mrunc exec    stays on the host. It is a child subreaper, so the new process becomes its child
+                once the joiner exits: it waits for it (foreground), or leaves it to the next
+                subreaper up — conmon, containerd's shim — with --detach.
+  joiner        gets ready on the host side, then forks the new process into the cgroup and the
+                PID namespace, reports its pid and exits.
+  the process   joins the other namespaces and the root, then tty, security, cwd, execve.
 
-The joiner's order, and why:
-  1. not dumpable      from the first moment: a process of the container may already see us
-                       (once we are in its PID namespace) and must not ptrace us or open our
-                       fds or /proc/<pid>/exe — the host's interpreter (CVE-2016-9962,
-                       CVE-2019-5736). execve of the program ends it.
+The order, and why:
+  1. not dumpable      (joiner, inherited by the process) once the process is in the container's
+                       PID namespace, the container's processes can see it: they must not ptrace
+                       it or open its fds or /proc/<pid>/exe — the host's interpreter
+                       (CVE-2016-9962, CVE-2019-5736). execve of the program ends it.
   2. close inherited   the caller's fds (but stdio and --preserve-fds) never reach the container.
-  3. open everything   /proc/<init>/ns/* and /proc/<init>/root, relative to an fd of
-                       /proc/<init> whose start time we check (a recycled pid is not the
-                       container). All opens come *before* the first setns: once in the
-                       container's mount namespace, /proc is the container's and <init>'s host
-                       pid means nothing there; once in its user namespace we are no longer host
-                       root. Namespaces we already share (same inode) are left alone.
-  4. cgroup            write our pid into cgroup.procs of each hierarchy: host paths, from the
-                       host's cgroup namespace. After setns(CLONE_NEWCGROUP) the move would be
-                       judged from inside, and after the mount namespace the paths are gone.
-  5. user              first of the namespaces: it owns the others, and joining it makes us
-                       root *in it* with every capability over them (what a rootless runtime
-                       needs to join the rest). rlimits go before it: only host root can raise
-                       a hard limit.
-  6. ipc uts net pid time cgroup    any order. pid and time only apply to our children —
-                       hence the fork below.
-  7. mount             last: setns resets our root and cwd to the namespace's root, so then we
-                       chroot to init's own root (the fd from step 3) — the same `/` init sees,
-                       also for a --no-pivot container.
-  8. fork              the child is in the container's PID namespace (it is a new pid there),
-                       then the joiner reports its pid and exits.
+  3. open everything   /proc/<init>/ns/* and /proc/<init>/root, through one fd of /proc/<init>
+                       whose start time we check (a recycled pid is not the container). Every
+                       open comes before the first setns: in the container's mount namespace
+                       /proc is the container's (init's host pid means nothing there), and in its
+                       user namespace we are no longer host root.
+                       Namespaces we already share (same inode) are left alone.
+  4. cgroup            while on the host's paths and in the host's cgroup namespace: from inside
+                       a cgroup namespace the move would be judged against its root, which the
+                       runtime's own cgroup is not under. v1: the joiner moves itself
+                       (_join_v1); v2: the process is born in the cgroup (_spawn).
+  5. pid, time         (joiner, as host root) they only apply to children — hence the fork.
+  6. fork              the process is a new pid in the container's PID namespace, in its cgroup.
+                       Meanwhile the runtime has built and validated the process object, which
+                       comes over the socket: the joiner's imports and opens overlap that work.
+  7. user              (the process) first of the rest: it owns them, and joining it makes us
+                       root *in it* with every capability over them. rlimits before it: only host
+                       root may raise a hard limit.
+  8. ipc uts net cgroup   in any order.
+  9. mount             last: setns resets our root and cwd to the namespace's root, so we then
+                       chroot to init's own root (the fd from 3) — the `/` init sees, also with
+                       --no-pivot. Then tty (from the container's devpts), security, cwd (refused
+                       outside the root, CVE-2024-21626), the program by the container's PATH.
 
-Errors go home over one SOCK_SEQPACKET socketpair (protocol.py), one JSON message each:
-    joiner   {"t": "pid", "pid": N}       the process forked (N as the host sees it)
-    process  {"t": "console"} + fd        the pty master (-t)
-    either   {"t": "error", ...}          what failed, as one line; the runtime exits 255
+One SOCK_SEQPACKET socketpair (protocol.py), one JSON message per datagram:
+    runtime  {"t": "process", "process": P}   the validated process object (EOF instead: the
+                                              runtime gave up, the joiner exits quietly)
+    joiner   {"t": "pid", "pid": N}           the process forked (N as the host sees it)
+    process  {"t": "console"} + fd            the pty master (-t)
+    either   {"t": "error", ...}              what failed, as one line; the CLI exits 255
 The socket is close-on-exec, so end-of-file without an error means the program was exec'd.
 """
 import os
 import signal
 
-from .. import linux
 from ..errors import MruncError
-from ..linux import Syscalls
-from . import protocol
 
-# Join order (step 5-7 above): /proc/<pid>/ns file names.
+# protocol (and so the socket module, ~2 ms) is imported after the fork, by both sides at once.
+
+# Join order (steps 5, 7-9 above), as /proc/<pid>/ns file names.
 _ORDER = ("user", "ipc", "uts", "net", "pid", "time", "cgroup", "mnt")
-_FLAG = {name: flag for flag, name in linux.NAMESPACES.values()}
 
 
 class ExecError(MruncError):
@@ -105,6 +105,10 @@ def process_from_config(base, args, *, tty=False, env=None, cwd=None, user=None,
         u["additionalGids"] = list(u.get("additionalGids") or []) + list(additional_gids or [])
         p["user"] = u
     if caps:
+        from ..spec.consts import CAPABILITIES
+        unknown = [c for c in caps if c not in CAPABILITIES]
+        if unknown:
+            raise UsageError(f"--cap {unknown[0]}: unknown capability")
         sets = {k: list(v or []) for k, v in (p.get("capabilities") or {}).items()}
         for key in ("bounding", "effective", "permitted"):
             sets[key] = sets.get(key, []) + [c for c in caps if c not in sets.get(key, [])]
@@ -129,13 +133,13 @@ def check_terminal(process, detach, console_socket, on_console=None):
 
 # ---------------------------------------------------------------- the runtime side
 
-def run(c, process, *, detach=False, pid_file=None, console_socket=None, preserve_fds=0,
+def run(c, make_process, *, detach=False, pid_file=None, console_socket=None, preserve_fds=0,
         on_console=None):
-    """Exec `process` (validated) in container `c` (created or running). Foreground: wait for
-    it, forwarding signals (and the terminal, with -t and no console socket), and return its
-    exit status (128+N if signal N killed it). Detached: return its pid once it has exec'd."""
-    from ..linux import PR_SET_CHILD_SUBREAPER
-    mgr = c.cgroup()
+    """Exec a process in container `c` (created or running). `make_process()` returns the
+    validated process object: it runs while the joiner is already moving into the cgroup (see
+    _joiner). Foreground: wait for the process, forwarding signals (and the terminal, with -t and
+    no console socket), and return its exit status (128+N if signal N killed it). Detached:
+    return its pid once it has exec'd."""
     box = {}
     if on_console is None:
         if console_socket:
@@ -143,13 +147,8 @@ def run(c, process, *, detach=False, pid_file=None, console_socket=None, preserv
             on_console = lambda fd: _pass_console(fd, console_socket, None)  # noqa: E731
         else:
             on_console = lambda fd: box.__setitem__("pty", fd)  # noqa: E731
-    mine, theirs = protocol.pair()
-    if preserve_fds and theirs.fileno() < 3 + preserve_fds:
-        theirs = _above(theirs, 3 + preserve_fds)  # never inside the range handed to the program
-    job = _Job(c.pid, c.data.get("start_time"), mgr, process, preserve_fds, c.config)
-    # When the joiner exits, its child — the new process — is re-parented to us, not to the
-    # host's init: so we can wait for it, and when we exit it passes to *our* subreaper.
-    Syscalls().prctl(PR_SET_CHILD_SUBREAPER, 1)
+    job = _Job(c, preserve_fds)
+    mine, theirs = _socketpair(preserve_fds)
     joiner = os.fork()
     if joiner == 0:
         try:
@@ -158,17 +157,28 @@ def run(c, process, *, detach=False, pid_file=None, console_socket=None, preserv
         finally:
             os._exit(1)
     theirs.close()
-    got = {}
+    got, restore = {}, {}
+    # In the foreground, what we get goes to the process from the moment it exists.
+    on_pid = None if detach else lambda pid: restore.update(_forward_signals(pid))
     try:
         try:
-            _serve(mine, on_console, got)
+            process = make_process()  # meanwhile, the joiner imports, opens, joins the cgroup
+            from ..linux import PR_SET_CHILD_SUBREAPER, Syscalls
+            # When the joiner exits, its child — the new process — is re-parented to us, not to
+            # the host's init: so we can wait for it, and when we exit it passes on to *our*
+            # subreaper (conmon, containerd's shim). Set before the joiner can exit: it waits
+            # for the process object.
+            Syscalls().prctl(PR_SET_CHILD_SUBREAPER, 1)
+            _send_process(mine, process)
+            _serve(mine, on_console, got, on_pid)
         finally:
-            mine.close()
+            mine.close()  # a joiner still waiting for the process object exits on EOF
             _reap(joiner)  # after this, the new process is our child
         if pid_file:
             from ..state import write_atomic
             write_atomic(os.path.abspath(pid_file), str(got["pid"]), 0o644)
     except BaseException:
+        _restore(restore)
         if got.get("pid"):
             _kill_reap(got["pid"])
         if "pty" in box:
@@ -176,31 +186,56 @@ def run(c, process, *, detach=False, pid_file=None, console_socket=None, preserv
         raise
     if detach:
         return got["pid"]
-    return _foreground(got["pid"], box.get("pty"))
+    try:
+        return _foreground(got["pid"], box.get("pty"))
+    finally:
+        _restore(restore)
 
 
 class _Job:
-    """What the joiner and the process need, fixed before the fork."""
+    """What the joiner needs from the state file, fixed before the fork."""
 
-    def __init__(self, init_pid, start_time, mgr, process, preserve_fds, config):
-        self.init_pid, self.start_time = init_pid, start_time
-        self.cgroup_dirs = mgr.dirs() if mgr is not None else []
-        self.v2_mount = mgr.mounts.get("", (None,))[0] if getattr(mgr, "layout", "") == "v2" else None
-        self.process, self.preserve_fds = process, preserve_fds
-        self.linux = config.get("linux") or {}
-
-
-def _above(sock, low):
-    """The same socket on an fd numbered `low` or more (close-on-exec)."""
-    import fcntl
-    import socket
-    fd = fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD_CLOEXEC, low)
-    sock.close()
-    return socket.socket(fileno=fd)
+    def __init__(self, c, preserve_fds):
+        self.init_pid, self.start_time = c.pid, c.data.get("start_time")
+        mgr = c.cgroup()
+        dirs = mgr.dirs() if mgr is not None else []
+        self.v2_dir = mgr.dir("") if mgr is not None else None  # the unified (v2) hierarchy
+        self.v1_dirs = [d for d in dirs if d != self.v2_dir]
+        self.v2_mount = mgr.mounts[""][0] if self.v2_dir else None
+        self.preserve_fds = preserve_fds
+        self.linux = c.config.get("linux") or {}
+        self.process = None  # comes over the socket
 
 
-def _serve(sock, on_console, got):
+def _socketpair(preserve_fds):
+    """protocol.pair(), from the C module: both ends close-on-exec, and the joiner's end never
+    inside the range of fds handed to the program (3 .. 3+preserve_fds-1)."""
+    import _socket
+    mine, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+    if preserve_fds and theirs.fileno() < 3 + preserve_fds:
+        import fcntl
+        fd = fcntl.fcntl(theirs.fileno(), fcntl.F_DUPFD_CLOEXEC, 3 + preserve_fds)
+        theirs.close()
+        theirs = _socket.socket(fileno=fd)
+    return mine, theirs
+
+
+def _send_process(sock, process):
+    import json
+    data = json.dumps({"t": "process", "process": process}, separators=(",", ":")).encode()
+    try:
+        sock.send(data)
+    except BrokenPipeError:
+        pass  # the joiner failed already: its error is waiting in our receive queue
+    except OSError as e:
+        if e.errno == 90:  # EMSGSIZE
+            raise MruncError(f"process object too large ({len(data)} bytes)") from None
+        raise
+
+
+def _serve(sock, on_console, got, on_pid=None):
     """Read the reports until end-of-file (the program was exec'd) or an error."""
+    from . import protocol
     while True:
         try:
             msg = protocol.recv(sock, with_fds=True)
@@ -209,6 +244,8 @@ def _serve(sock, on_console, got):
         t = msg["t"]
         if t == "pid":
             got["pid"] = msg["pid"]
+            if on_pid:
+                on_pid(msg["pid"])
         elif t == "console":
             on_console(msg["_fds"][0])
         elif t == "error":
@@ -217,18 +254,25 @@ def _serve(sock, on_console, got):
         raise MruncError("the joining process died before it could fork the new process")
 
 
+def _forward_signals(pid):
+    """Signals we get go to `pid` (as foreground run does); returns the handlers to restore."""
+    from .foreground import _FORWARD, _forward
+    return {s: signal.signal(s, lambda n, _f: _forward(pid, n)) for s in _FORWARD
+            if signal.getsignal(s) is not signal.SIG_IGN or s in (signal.SIGTERM, signal.SIGINT)}
+
+
+def _restore(handlers):
+    for s, h in handlers.items():
+        signal.signal(s, h)
+
+
 def _foreground(pid, master):
-    """Stay with the process: forward signals, proxy the terminal, return its exit status."""
-    from .foreground import _FORWARD, _forward, _wait, _with_terminal
-    old = {s: signal.signal(s, lambda n, _f: _forward(pid, n)) for s in _FORWARD
-           if signal.getsignal(s) is not signal.SIG_IGN or s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        if master is not None:
-            return _with_terminal(pid, master)
-        return _wait(pid)
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
+    """Stay with the process (signals are forwarded already): proxy the terminal if we hold it,
+    return the process's exit status."""
+    from .foreground import _wait, _with_terminal
+    if master is not None:
+        return _with_terminal(pid, master)
+    return _wait(pid)
 
 
 def _reap(pid):
@@ -249,29 +293,171 @@ def _kill_reap(pid):
 # ---------------------------------------------------------------- the joiner (a fork)
 
 def _joiner(sock, job):
-    """Steps 1-8 of the module doc. Never returns."""
-    sys = Syscalls()
+    """Steps 1-6 of the module doc, then report the pid. Never returns."""
+    from . import protocol
     step = "namespaces"
     try:
-        sys.prctl(linux.PR_SET_DUMPABLE, 0)
         # Everything the new process will use, imported now: after the chroot the host's
         # filesystem (the standard library, mrunc's own files) is out of reach.
-        from .. import security  # noqa: F401
+        import fcntl, json, struct  # noqa: E401,F401  (the pty; the process object)
+        from .. import linux, security  # noqa: F401
         from .init import _close_inherited
-        if job.process.get("terminal"):
-            import fcntl, struct  # noqa: E401,F401  (the pty)
+        sys = linux.Syscalls()
+        sys.prctl(linux.PR_SET_DUMPABLE, 0)
         _close_inherited(keep={0, 1, 2, sock.fileno(), *range(3, 3 + job.preserve_fds)})
-        procfd, nsfds, rootfd = _open_init(job)
+        nsfds, rootfd = _open_init(job)
         step = "cgroup"
-        _join_cgroup(job, procfd)
-        os.close(procfd)
+        _join_v1(job)
         step = "namespaces"
-        proc = job.process
-        from ..security import apply_oom_score_adj, apply_rlimits
-        apply_rlimits(sys, proc.get("rlimits"))
-        apply_oom_score_adj(sys, proc.get("oomScoreAdj"))
+        for name, fd in [(n, fd) for n, fd in nsfds if n in ("pid", "time")]:
+            sys.setns(fd, _flag(name), f"/proc/{job.init_pid}/ns/{name}")
+            os.close(fd)
+            nsfds.remove((name, fd))
+        data = sock.recv(1 << 20)
+        if not data:
+            os._exit(0)  # the runtime gave up (invalid process object): it says why
+        job.process = json.loads(data)["process"]
+        step = "cgroup"
+        pid = _spawn(job)
+    except BaseException as e:  # noqa: BLE001 — everything goes home as one line
+        protocol.send(sock, protocol.error_message(step, e))
+        os._exit(1)
+    if pid == 0:
+        try:
+            _process(sock, job, sys, nsfds, rootfd)
+        finally:
+            os._exit(127)
+    protocol.send(sock, {"t": "pid", "pid": pid})
+    os._exit(0)
+
+
+def _flag(name):
+    from .. import linux
+    return next(flag for flag, file in linux.NAMESPACES.values() if file == name)
+
+
+def _open_init(job):
+    """The fds of init's namespaces that are not ours, in join order, and of its root directory,
+    all opened through one fd of /proc/<init> that is checked to be the container's init (its
+    start time), not a process that got the pid after init died."""
+    pid = job.init_pid
+    try:
+        procfd = os.open(f"/proc/{pid}", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        procfd = None
+    try:
+        if procfd is None or not _same_process(procfd, job.start_time):
+            raise MruncError(f"container init (pid {pid}) is gone: "
+                             f"cannot exec in a stopped container")
+        nsfds = []
+        for name in _ORDER:
+            where = f"/proc/{pid}/ns/{name}"
+            try:
+                fd = os.open(f"ns/{name}", os.O_RDONLY | os.O_CLOEXEC, dir_fd=procfd)
+            except FileNotFoundError:
+                continue  # a kernel without this namespace type
+            except OSError as e:
+                raise OSError(e.errno, f"open {where}: {e.strerror}", where) from None
+            theirs = os.fstat(fd)
+            try:
+                mine = os.stat(f"/proc/self/ns/{name}")
+            except FileNotFoundError:
+                mine = None
+            if mine is not None and (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino):
+                os.close(fd)  # shared with the host (or with us): nothing to join
+            else:
+                nsfds.append((name, fd))
+        try:
+            rootfd = os.open("root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=procfd)
+        except OSError as e:
+            raise OSError(e.errno, f"open /proc/{pid}/root: {e.strerror}") from None
+        return nsfds, rootfd
+    finally:
+        if procfd is not None:
+            os.close(procfd)
+
+
+def _same_process(procfd, start_time):
+    """Is the process of this /proc/<pid> fd alive and started at `start_time` (state.py's)?"""
+    try:
+        fd = os.open("stat", os.O_RDONLY | os.O_CLOEXEC, dir_fd=procfd)
+        try:
+            stat = os.read(fd, 4096)
+        finally:
+            os.close(fd)
+    except OSError:
+        return False
+    fields = stat[stat.rfind(b")") + 2:].split()  # comm may hold spaces and parens
+    return len(fields) > 19 and int(fields[19]) == start_time and fields[0] not in (b"Z", b"X")
+
+
+def _join_v1(job):
+    """Move ourselves into the container's cgroup in each v1 hierarchy: "0" into `tasks` moves
+    the calling thread — all of us, single-threaded as we are. The kernel then skips the global
+    lock that moving a whole thread group through cgroup.procs takes, and so the RCU grace
+    period its first writer waits for (5-15 ms): 0.1 ms instead."""
+    from ..cgroups import fs
+    for d in job.v1_dirs:
+        fs.write(os.path.join(d, "tasks"), "0")
+
+
+def _spawn(job):
+    """Fork the new process. On cgroup v2 (and the hybrid layout's unified tree) it is born in the
+    container's cgroup (linux.fork_into_cgroup): no migration, no grace period. Without clone3
+    we move ourselves through cgroup.procs first, and wait.
+
+    A v2 cgroup that has enabled controllers for its children refuses processes (EBUSY, the "no
+    internal processes" rule: a container that manages its own cgroups): then the process goes
+    into the cgroup init is in, as runc does."""
+    import errno
+    from .. import linux
+    from ..cgroups import fs
+    if not job.v2_dir:
+        return os.fork()
+    target = job.v2_dir
+    for _ in range(2):
+        fd = os.open(target, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            return linux.fork_into_cgroup(fd)  # the child returns here too
+        except OSError as e:
+            if e.errno == errno.EBUSY and target == job.v2_dir:
+                target = _inits_v2_cgroup(job)
+                continue
+            if e.errno not in (errno.ENOSYS, errno.E2BIG, errno.EINVAL, errno.EPERM):
+                raise OSError(e.errno, f"{e.strerror}: {target}", target) from None
+            break  # no clone3 (into a cgroup) here: the old way
+        finally:
+            os.close(fd)
+    try:
+        fs.write(os.path.join(job.v2_dir, "cgroup.procs"), os.getpid())
+    except MruncError as e:
+        if getattr(e.__cause__, "errno", None) != errno.EBUSY:
+            raise
+        fs.write(os.path.join(_inits_v2_cgroup(job), "cgroup.procs"), os.getpid())
+    return os.fork()
+
+
+def _inits_v2_cgroup(job):
+    with open(f"/proc/{job.init_pid}/cgroup") as f:
+        path = f.readline().rstrip("\n").split(":", 2)[2]  # "0::/path" on v2
+    return os.path.join(job.v2_mount, path.lstrip("/"))
+
+
+# ---------------------------------------------------------------- the process (in the PID ns)
+
+def _process(sock, job, sys, nsfds, rootfd):
+    """Steps 7-9 of the module doc: the other namespaces, the root, then tty, security, cwd and
+    execve."""
+    from . import protocol
+    from .. import security
+    from .init import _close_fds, _env, enter_cwd, find_executable, home_of, scheduling
+    proc = job.process
+    step = "namespaces"
+    try:
+        security.apply_rlimits(sys, proc.get("rlimits"))  # only host root may raise a hard limit
+        security.apply_oom_score_adj(sys, proc.get("oomScoreAdj"))
         for name, fd in nsfds:
-            sys.setns(fd, _FLAG[name], f"/proc/{job.init_pid}/ns/{name}")
+            sys.setns(fd, _flag(name), f"/proc/{job.init_pid}/ns/{name}")
             os.close(fd)
             if name == "user":
                 sys.setresgid(0)  # root of that namespace (its maps say who that is on the host)
@@ -279,92 +465,7 @@ def _joiner(sock, job):
         os.fchdir(rootfd)
         sys.chroot(".")
         os.close(rootfd)
-        pid = os.fork()
-    except BaseException as e:  # noqa: BLE001 — everything goes home as one line
-        protocol.send(sock, protocol.error_message(step, e))
-        os._exit(1)
-    if pid == 0:
-        try:
-            _process(sock, job, sys)
-        finally:
-            os._exit(127)
-    protocol.send(sock, {"t": "pid", "pid": pid})
-    os._exit(0)
-
-
-def _open_init(job):
-    """An fd of /proc/<init> (checked to be the container's init, not a recycled pid), the fds of
-    its namespaces that are not ours, in join order, and an fd of its root directory."""
-    pid = job.init_pid
-    try:
-        procfd = os.open(f"/proc/{pid}", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        fd = os.open("stat", os.O_RDONLY | os.O_CLOEXEC, dir_fd=procfd)
-        try:
-            stat = os.read(fd, 4096)
-        finally:
-            os.close(fd)
-    except OSError:
-        stat = b""
-        procfd = None
-    fields = stat[stat.rfind(b")") + 2:].split()
-    if len(fields) < 20 or int(fields[19]) != job.start_time or fields[0] in (b"Z", b"X"):
-        raise MruncError(f"container init (pid {pid}) is gone: cannot exec in a stopped container")
-    nsfds = []
-    for name in _ORDER:
-        where = f"/proc/{pid}/ns/{name}"
-        try:
-            fd = os.open(f"ns/{name}", os.O_RDONLY | os.O_CLOEXEC, dir_fd=procfd)
-        except FileNotFoundError:
-            continue  # a kernel without this namespace type
-        except OSError as e:
-            raise OSError(e.errno, f"open {where}: {e.strerror}", where) from None
-        theirs = os.fstat(fd)
-        try:
-            mine = os.stat(f"/proc/self/ns/{name}")
-        except FileNotFoundError:
-            mine = None
-        if mine is not None and (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino):
-            os.close(fd)  # shared with the host (or with us): nothing to join
-        else:
-            nsfds.append((name, fd))
-    try:
-        rootfd = os.open("root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=procfd)
-    except OSError as e:
-        raise OSError(e.errno, f"open /proc/{pid}/root: {e.strerror}") from None
-    return procfd, nsfds, rootfd
-
-
-def _join_cgroup(job, procfd):
-    """Our pid into each hierarchy's cgroup.procs: the program (our child) is born there.
-
-    cgroup v2 refuses a process in a cgroup that has enabled controllers for its children (the
-    "no internal processes" rule: a container that manages cgroups itself) with EBUSY: then join
-    the cgroup init is in, as runc does."""
-    import errno
-    from ..cgroups import fs
-    from ..errors import CgroupError
-    for d in job.cgroup_dirs:
-        try:
-            fs.join(d, os.getpid())
-        except CgroupError as e:
-            if job.v2_mount is None or getattr(e.__cause__, "errno", None) != errno.EBUSY:
-                raise
-            fd = os.open("cgroup", os.O_RDONLY | os.O_CLOEXEC, dir_fd=procfd)
-            try:
-                line = os.read(fd, 4096).decode().splitlines()[0]
-            finally:
-                os.close(fd)
-            fs.join(os.path.join(job.v2_mount, line.split(":", 2)[2].lstrip("/")), os.getpid())
-
-
-# ---------------------------------------------------------------- the process (in the PID ns)
-
-def _process(sock, job, sys):
-    """Inside every namespace and the root: tty, security, cwd, then execve."""
-    from .init import _close_fds, _env, enter_cwd, find_executable, home_of, scheduling
-    proc = job.process
-    step = "console"
-    try:
+        step = "console"
         if proc.get("terminal"):
             _console(sock, proc)
         step = "security"
@@ -375,7 +476,6 @@ def _process(sock, job, sys):
         # Python ignores SIGPIPE and SIGXFSZ; an ignored signal stays ignored across execve.
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
-        from .. import security
         scheduling(sys, {"process": proc, "linux": job.linux})
         security.apply(sys, proc)
         step = "cwd"
@@ -394,6 +494,7 @@ def _process(sock, job, sys):
 def _console(sock, proc):
     """A pty from the container's own devpts (/dev/ptmx inside the root): the slave becomes our
     controlling terminal and stdio, the master goes home."""
+    from . import protocol
     from .init import attach_tty, new_pty
     master, slave = new_pty(proc.get("consoleSize"))
     attach_tty(slave)

@@ -1,0 +1,419 @@
+"""`mrunc exec`: a new process in a running (or created) container, checked from inside.
+
+Each test starts a container whose init is `sleep` (run -d), execs into it with busybox, and
+compares what the new process sees with what init has (namespaces, cgroup, root) or with what
+the flags asked (env, cwd, user, capabilities, no_new_privs).
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO, ROOTFS
+
+pytestmark = pytest.mark.root
+
+NS = ("mnt", "pid", "net", "uts", "ipc", "user", "cgroup", "time")
+CAP_SYS_ADMIN = 21
+
+
+def running(mr, edit=None):
+    """A running container whose init sleeps; (id, init's host pid)."""
+    cid = mr.new_id()
+    mr.cli("run", "-d", "--bundle", mr.bundle(edit, args=["sleep", "1000000"]), cid, check=True)
+    return cid, json.loads(mr.cli("state", cid, check=True).stdout)["pid"]
+
+
+def ex(mr, cid, *args, **kw):
+    """`mrunc exec [flags] ID CMD...`: flags are the args before cid's position (use `--` style
+    explicit lists: ex(mr, cid, "sh", "-c", "..."), or pass flags=[...])."""
+    flags = kw.pop("flags", [])
+    return mr.cli("exec", *flags, cid, *args, **kw)
+
+
+def ok(mr, cid, script, flags=(), **kw):
+    p = ex(mr, cid, "sh", "-c", script, flags=list(flags), **kw)
+    assert p.returncode == 0, f"exec failed ({p.returncode}): {p.stderr}"
+    return p.stdout
+
+
+def status_fields(text):
+    return dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
+
+
+def one_line_error(p):
+    assert p.returncode != 0, p.stdout
+    assert "Traceback" not in p.stderr, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1, p.stderr
+    return lines[0]
+
+
+def gone(pid, timeout=10.0):
+    """Poll until pid is gone (or a zombie): it is not our child, we cannot wait for it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+# ---------------------------------------------------------------- joining the container
+
+@pytest.mark.both_layouts
+def test_exec_joins_init_namespaces_cgroup_and_root(mr):
+    cid, pid = running(mr)
+    out = ok(mr, cid, "for n in " + " ".join(NS) + "; do echo $n $(readlink /proc/self/ns/$n); done;"
+             " echo ROOT $(ls /); echo CG; cat /proc/self/cgroup")
+    ns_part, _, cg_inside = out.partition("CG\n")
+    seen = {}
+    for line in ns_part.splitlines():
+        key, _, value = line.partition(" ")
+        seen[key] = value
+    for n in NS:
+        if os.path.exists(f"/proc/{pid}/ns/{n}"):
+            assert seen[n] == os.readlink(f"/proc/{pid}/ns/{n}"), (n, out)
+    assert seen["ROOT"].split() == sorted(os.listdir(ROOTFS)), out
+    # no cgroup namespace in this config: the paths read the same from the host
+    assert cg_inside == open(f"/proc/{pid}/cgroup").read(), out
+
+
+@pytest.mark.both_layouts
+def test_exec_with_cgroup_namespace_sees_inits_cgroup(mr):
+    """With a cgroup namespace, the new process is in init's cgroup *and* its namespace (so both
+    read "/"), because it moved into the cgroup before joining the namespace."""
+    cid, pid = running(mr, lambda c: c["linux"]["namespaces"].append({"type": "cgroup"}))
+    out = ok(mr, cid, "cat /proc/self/cgroup; echo --; cat /proc/1/cgroup")
+    mine, theirs = out.split("--\n")
+    assert mine == theirs, out
+    assert all(line.endswith(":/") for line in mine.splitlines()), out
+    assert os.readlink(f"/proc/{pid}/ns/cgroup") in ok(mr, cid, "readlink /proc/self/ns/cgroup")
+
+
+@pytest.mark.cgroup_v2
+def test_exec_into_cgroup_with_enabled_controllers_joins_inits_cgroup(mr):
+    """A container that manages cgroups itself: init moved into a child cgroup, controllers
+    enabled for the children. cgroup v2 then refuses processes in the container's own cgroup
+    ("no internal processes", EBUSY): the new process goes where init is, as with runc."""
+    cid, pid = running(mr)
+    top = "/sys/fs/cgroup" + open(f"/proc/{pid}/cgroup").read().strip().split(":", 2)[2]
+    os.mkdir(f"{top}/leaf")
+    with open(f"{top}/leaf/cgroup.procs", "w") as f:
+        f.write(str(pid))
+    with open(f"{top}/cgroup.subtree_control", "w") as f:
+        f.write("+pids")
+    out = ok(mr, cid, "cat /proc/self/cgroup")
+    assert out == open(f"/proc/{pid}/cgroup").read() and out.strip().endswith("/leaf"), out
+
+
+@pytest.mark.userns
+def test_exec_joins_user_namespace(mr):
+    def edit(cfg):
+        cfg["linux"]["namespaces"] += [{"type": "user"}, {"type": "cgroup"}]
+        cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    cid, pid = running(mr, edit)
+    out = ok(mr, cid, "id -u; cat /proc/self/uid_map; readlink /proc/self/ns/user").splitlines()
+    assert out[0] == "0"
+    assert out[1].split() == ["0", "100000", "65536"]
+    assert out[2] == os.readlink(f"/proc/{pid}/ns/user")
+    out = ok(mr, cid, "id -u; id -g", flags=["--user", "1000:1000"]).split()
+    assert out == ["1000", "1000"]
+
+
+def test_exec_into_created_container(mr):
+    """Allowed before start (runc allows it too): init waits on exec.fifo, the namespaces exist."""
+    cid = mr.new_id()
+    mr.cli("create", "--bundle", mr.bundle(args=["sleep", "1000000"]), cid, check=True)
+    pid = json.loads(mr.cli("state", cid).stdout)["pid"]
+    out = ok(mr, cid, "echo in-created; readlink /proc/self/ns/pid; cat /proc/1/comm").splitlines()
+    assert out[0] == "in-created"
+    assert out[1] == os.readlink(f"/proc/{pid}/ns/pid")
+    assert out[2] == "mrunc:[init]"
+    assert json.loads(mr.cli("state", cid).stdout)["status"] == "created"
+
+
+# ---------------------------------------------------------------- the process object and flags
+
+def test_env_and_overrides(mr):
+    cid, _ = running(mr)
+    env = ok(mr, cid, "env", flags=["-e", "TERM=dumb", "--env", "FOO=bar"]).splitlines()
+    assert "TERM=dumb" in env and "TERM=xterm" not in env, env
+    assert "FOO=bar" in env
+    assert "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" in env
+    assert "HOME=/root" in env  # runc's rule: from the container's /etc/passwd when not set
+
+
+def test_cwd(mr):
+    cid, _ = running(mr)
+    assert ok(mr, cid, "pwd").strip() == "/"
+    assert ok(mr, cid, "pwd", flags=["--cwd", "/tmp"]).strip() == "/tmp"
+
+
+def test_user_and_additional_gids(mr):
+    cid, _ = running(mr)
+    out = ok(mr, cid, "id -u; id -g; grep ^Groups /proc/self/status",
+             flags=["--user", "1000:1000", "-g", "10", "--additional-gids", "20"]).splitlines()
+    assert out[:2] == ["1000", "1000"]
+    assert out[2].split()[1:] == ["10", "20"], out
+    assert ok(mr, cid, "id -u; id -g", flags=["-u", "7"]).split() == ["7", "0"]  # gid: config's
+
+
+def test_capabilities_as_configured_and_cap_adds_to_bounding_effective_permitted(mr):
+    cid, pid = running(mr)
+    init = status_fields(open(f"/proc/{pid}/status").read())
+    mine = status_fields(ok(mr, cid, "cat /proc/self/status"))
+    for key in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+        assert mine[key] == init[key], (key, mine[key], init[key])
+    added = status_fields(ok(mr, cid, "cat /proc/self/status", flags=["--cap", "CAP_SYS_ADMIN"]))
+    for key in ("CapPrm", "CapEff", "CapBnd"):
+        assert int(added[key], 16) == int(init[key], 16) | 1 << CAP_SYS_ADMIN, key
+    assert int(added["CapInh"], 16) == 0 and int(added["CapAmb"], 16) == 0  # CVE-2022-29162
+
+
+def test_no_new_privs(mr):
+    cid, _ = running(mr, lambda c: c["process"].__setitem__("noNewPrivileges", False))
+    assert status_fields(ok(mr, cid, "cat /proc/self/status"))["NoNewPrivs"] == "0"
+    out = ok(mr, cid, "cat /proc/self/status", flags=["--no-new-privs"])
+    assert status_fields(out)["NoNewPrivs"] == "1"
+
+
+def test_process_json(mr):
+    """-p: the file is the whole process; the process flags are ignored, as by runc."""
+    cid, _ = running(mr)
+    proc = {"args": ["sh", "-c", "echo $X; id -u; pwd; echo ${TERM:-none}"], "env": ["PATH=/bin", "X=1"],
+            "cwd": "/etc", "user": {"uid": 5, "gid": 5}, "terminal": False}
+    path = mr.tmp / "process.json"
+    path.write_text(json.dumps(proc))
+    p = ex(mr, cid, flags=["-p", str(path), "-e", "TERM=ignored"])
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["1", "5", "/etc", "none"]
+    path.write_text(json.dumps(dict(proc, args=[])))
+    assert "process.args" in one_line_error(ex(mr, cid, flags=["--process", str(path)]))
+
+
+def test_preserve_fds(mr):
+    cid, _ = running(mr)
+    data = mr.tmp / "data"
+    data.write_text("through fd 3\n")
+    p = subprocess.run(["sh", "-c", f'exec "$0" "$@" 3<{data}', sys.executable, "-m", "mrunc",
+                        "--root", mr.root, "exec", "--preserve-fds", "1", cid,
+                        "sh", "-c", "cat <&3; ls /proc/self/fd"],
+                       capture_output=True, text=True, cwd=REPO, timeout=30)
+    assert p.returncode == 0, p.stderr
+    words = p.stdout.split()
+    assert words[:3] == ["through", "fd", "3"]
+    assert words[3:] == ["0", "1", "2", "3", "4"], p.stdout  # 3 preserved, 4 is ls's own
+
+
+def test_no_fd_leaks_into_the_container(mr):
+    """Only stdio reaches the program, even when the caller of exec leaks fds to it."""
+    cid, _ = running(mr)
+    leak = os.open(ROOTFS, os.O_RDONLY | os.O_DIRECTORY)  # a host directory: the worst kind
+    try:
+        p = mr.cli("exec", cid, "ls", "/proc/self/fd", pass_fds=(leak,))
+    finally:
+        os.close(leak)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["0", "1", "2", "3"], p.stdout  # 3: ls's own directory fd
+
+
+def test_cwd_through_proc_self_fd_is_refused(mr):
+    """CVE-2024-21626: no cwd that reaches outside the container through a leaked fd."""
+    cid, _ = running(mr)
+    for n in range(3, 21):
+        p = ex(mr, cid, "pwd", flags=["--cwd", f"/proc/self/fd/{n}"])
+        msg = one_line_error(p)
+        assert p.returncode == 255 and "cwd" in msg, (n, p.stdout, msg)
+
+
+# ---------------------------------------------------------------- exit status, stdio, signals
+
+@pytest.mark.both_layouts
+def test_exit_status_and_signals(mr):
+    cid, _ = running(mr)
+    assert ex(mr, cid, "sh", "-c", "exit 7").returncode == 7
+    assert ex(mr, cid, "sh", "-c", "kill -9 $$").returncode == 128 + 9
+    assert ex(mr, cid, "true").returncode == 0
+
+
+def test_stdin_is_piped_through(mr):
+    cid, _ = running(mr)
+    p = ex(mr, cid, "cat", input="hi\nthere\n")
+    assert p.returncode == 0 and p.stdout == "hi\nthere\n", p
+
+
+def test_signals_are_forwarded(mr):
+    """SIGTERM to `mrunc exec` reaches the process; the status says it was killed by it."""
+    cid, _ = running(mr)
+    p = subprocess.Popen([sys.executable, "-m", "mrunc", "--root", mr.root, "exec", cid, "sh", "-c",
+                          "echo ready; exec sleep 100"], stdout=subprocess.PIPE, cwd=REPO)
+    assert p.stdout.readline() == b"ready\n"
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(10) == 128 + signal.SIGTERM
+    p.stdout.close()
+
+
+# ---------------------------------------------------------------- detached
+
+HELPER = """
+import ctypes, os, subprocess, sys
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)   # PR_SET_CHILD_SUBREAPER, as conmon and the shim are
+rc = subprocess.call(sys.argv[2:])
+pid = int(open(sys.argv[1]).read())
+_, status = os.waitpid(pid, 0)
+print(rc, os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.both_layouts
+def test_detach_pid_file_process_in_container_and_orphaned(mr):
+    cid, init = running(mr)
+    pidfile = mr.tmp / "exec.pid"
+    p = ex(mr, cid, "sleep", "30", flags=["-d", "--pid-file", str(pidfile)])
+    assert p.returncode == 0, p.stderr
+    raw = pidfile.read_text()
+    assert raw.isdigit() and not raw.endswith("\n"), repr(raw)  # as runc: no newline
+    pid = int(raw)
+    try:
+        for n in ("pid", "mnt", "net"):
+            assert os.readlink(f"/proc/{pid}/ns/{n}") == os.readlink(f"/proc/{init}/ns/{n}")
+        assert open(f"/proc/{pid}/cgroup").read() == open(f"/proc/{init}/cgroup").read()
+        assert open(f"/proc/{pid}/comm").read().strip() == "sleep"
+        ppid = int(status_fields(open(f"/proc/{pid}/status").read())["PPid"])
+        assert ppid != os.getpid()  # not left to us: mrunc exited, it was re-parented upwards
+        assert pid in json.loads(mr.cli("ps", "--format", "json", cid).stdout)
+    finally:
+        os.kill(pid, signal.SIGKILL)
+    assert gone(pid)
+
+
+def test_detached_process_is_reaped_by_the_callers_subreaper(mr):
+    """conmon's contract: exec -d returns 0, the caller (a subreaper) waits on the pid file's pid
+    and gets the process's own exit status."""
+    cid, _ = running(mr)
+    pidfile = str(mr.tmp / "exec.pid")
+    helper = subprocess.run(
+        [sys.executable, "-c", HELPER, pidfile, sys.executable, "-m", "mrunc", "--root", mr.root,
+         "exec", "--detach", "--pid-file", pidfile, cid, "sh", "-c", "sleep 0.2; exit 5"],
+        capture_output=True, text=True, cwd=REPO, timeout=30)
+    assert helper.stdout.split() == ["0", "5"], helper
+
+
+def test_tty_with_console_socket(mr):
+    """-d -t --console-socket: we are the socket server, we get a working pty master."""
+    cid, _ = running(mr)
+    path = str(mr.tmp / "console.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(1)
+    srv.settimeout(10)
+    p = subprocess.Popen([sys.executable, "-m", "mrunc", "--root", mr.root, "exec", "-d", "-t",
+                          "--console-socket", path, cid, "sh", "-c",
+                          "tty; [ -t 0 ] && echo stdin-tty; read x; echo got-$x"],
+                         cwd=REPO, stderr=subprocess.PIPE)
+    conn, _ = srv.accept()
+    _, fds, _, _ = socket.recv_fds(conn, 1024, 1)
+    conn.close()
+    srv.close()
+    assert p.wait(10) == 0, p.stderr.read()
+    p.stderr.close()
+    master = fds[0]
+    try:
+        out = _read_until(master, b"stdin-tty")
+        assert b"/dev/pts/" in out, out
+        os.write(master, b"hello\n")
+        assert b"got-hello" in _read_until(master, b"got-hello")
+    finally:
+        os.close(master)
+
+
+def test_tty_in_the_foreground_attaches_our_terminal(mr):
+    """-t without a console socket: mrunc copies between its own terminal and the pty, and
+    exits with the process's status."""
+    import pty
+    cid, _ = running(mr)
+    master, slave = pty.openpty()
+    p = subprocess.Popen([sys.executable, "-m", "mrunc", "--root", mr.root, "exec", "-t", cid,
+                          "sh", "-c", "tty; [ -t 1 ] && echo out-tty; exit 3"],
+                         stdin=slave, stdout=slave, stderr=slave, cwd=REPO)
+    os.close(slave)
+    try:
+        out = _read_until(master, b"out-tty")
+        assert p.wait(10) == 3
+    finally:
+        os.close(master)
+    assert b"/dev/pts/" in out, out
+
+
+def _read_until(fd, want, timeout=10.0):
+    import select
+    out, deadline = b"", time.monotonic() + timeout
+    while want not in out and time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.1)[0]:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+    return out
+
+
+# ---------------------------------------------------------------- errors: one line, exit 255
+
+def test_errors_are_one_line(mr):
+    cid, _ = running(mr)
+    p = ex(mr, cid, "nosuchcommand")
+    assert "executable file not found in $PATH" in one_line_error(p) and p.returncode == 255
+    p = ex(mr, cid, "true", flags=["--user", "nobody"])
+    assert "--user" in one_line_error(p) and p.returncode == 255
+    p = ex(mr, cid, "true", flags=["--cap", "CAP_NOPE"])
+    assert "CAP_NOPE" in one_line_error(p)
+    p = ex(mr, cid, "true", flags=["-d", "-t"])
+    assert "console socket" in one_line_error(p)
+    p = ex(mr, cid, "true", flags=["--console-socket", str(mr.tmp / "x.sock")])
+    assert "console socket" in one_line_error(p)
+    p = ex(mr, cid, flags=[])
+    assert "args" in one_line_error(p)
+    assert "does not exist" in one_line_error(ex(mr, "t-no-such-container", "true"))
+
+
+def test_exec_in_stopped_container_fails(mr):
+    cid, _ = running(mr)
+    mr.cli("kill", cid, "KILL", check=True)
+    deadline = time.monotonic() + 5
+    while json.loads(mr.cli("state", cid).stdout)["status"] != "stopped":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    p = ex(mr, cid, "true")
+    assert "cannot exec in a stopped container" in one_line_error(p) and p.returncode == 255
+
+
+def test_exec_in_paused_container(mr):
+    cid, _ = running(mr)
+    mr.cli("pause", cid, check=True)
+    try:
+        p = ex(mr, cid, "true")
+        assert "paused" in one_line_error(p) and "--ignore-paused" in p.stderr
+        # --ignore-paused: the process joins the frozen cgroup and waits there for resume
+        late = subprocess.Popen([sys.executable, "-m", "mrunc", "--root", mr.root, "exec",
+                                 "--ignore-paused", cid, "echo", "thawed"], cwd=REPO,
+                                stdout=subprocess.PIPE)
+        time.sleep(0.5)
+        assert late.poll() is None
+    finally:
+        mr.cli("resume", cid, check=True)
+    out, _ = late.communicate(timeout=10)
+    assert late.returncode == 0 and out == b"thawed\n"
