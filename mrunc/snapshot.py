@@ -32,8 +32,10 @@ socket, which belongs to the caller's network namespace). For those a short-live
 setns(2) into the container's UTS/net namespace, reads, and exits. A thread, not a process: setns
 of UTS and net namespaces is per thread (only user and mount namespaces need a single-threaded
 caller), so nothing forks — the Jupyter kernel must never fork — and it costs ~0.1 ms instead of
-~3 ms for `nsenter … hostname`. Entering needs CAP_SYS_ADMIN; without it those fields stay None
-and `notes` says why.
+~3 ms for `nsenter … hostname`. Entering needs CAP_SYS_ADMIN. Without it (rootless), the hostname
+of a container with its own user namespace is read by `nsenter --user --uts` (the user namespace
+can only be entered by a single-threaded process); what stays unreadable is None, and `notes`
+says why.
 
 A snapshot never raises for a process that exits under it: every part is read on its own, and
 what failed is named in `error` (the rest of the snapshot is still good).
@@ -41,6 +43,7 @@ what failed is named in `error` (the rest of the snapshot is still good).
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import socket
 import struct
@@ -572,7 +575,13 @@ def look_inside(pid, enter, ifnames, proc="/proc"):
     """Hostname, domainname and interface flags as the process sees them.
 
     `enter` lists the namespaces ("uts", "net") the process does not share with us; for those a
-    fresh thread setns()es in first (see the module doc). Returns a dict, with "error" on failure.
+    fresh thread setns()es in first (see the module doc). Returns a dict, with "error" when
+    something could not be read.
+
+    Without CAP_SYS_ADMIN (a rootless caller) setns is refused. If the container has a user
+    namespace of its own, owned by the caller, entering *that* first gives the rights to enter the
+    rest — but setns into a user namespace needs a single-threaded process, so that one is done by
+    `nsenter --user --uts` in a subprocess (~3 ms; fork+exec, not a fork of this process).
     """
     out = {}
 
@@ -594,8 +603,8 @@ def look_inside(pid, enter, ifnames, proc="/proc"):
             out["flags"] = _if_flags(ifnames)
         except OSError as e:
             out["error"] = f"{e.strerror or e}"
-            if e.errno == 1:
-                out["error"] += " (entering a namespace needs CAP_SYS_ADMIN: run as root)"
+            if e.errno == errno.EPERM:
+                out["error"] = "entering its namespaces needs CAP_SYS_ADMIN (run as root)"
 
     if not enter:
         work()
@@ -603,7 +612,28 @@ def look_inside(pid, enter, ifnames, proc="/proc"):
     t = threading.Thread(target=work, name="mrunc-snapshot-setns", daemon=True)
     t.start()
     t.join(5)
+    own_userns = _ns_inode(f"{proc}/{pid}/ns/user") != _ns_inode(f"{proc}/self/ns/user")
+    if "error" in out and "uts" in enter and own_userns:
+        name = _hostname_through_userns(pid)
+        if name is not None:
+            out["hostname"] = name
+            out["error"] = (f"interface states: {out['error']} "
+                            f"(the hostname was read through its user namespace)")
     return out
+
+
+def _hostname_through_userns(pid):
+    import shutil
+    import subprocess
+    nsenter = shutil.which("nsenter")
+    if not nsenter:
+        return None
+    try:
+        r = subprocess.run([nsenter, "--target", str(pid), "--user", "--uts", "--preserve-credentials",
+                            "uname", "-n"], capture_output=True, text=True, timeout=2)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return r.stdout.strip() if r.returncode == 0 and r.stdout.strip() else None
 
 
 # ---- take ----------------------------------------------------------------------------------------
@@ -684,7 +714,7 @@ def take(pid: int, *, host_pid: int | None = None, cgroup_manager=None, proc: st
     except Exception as e:                  # same: say it, don't raise it
         seen = {"error": str(e)}
     if "error" in seen:
-        notes.append(f"hostname and interface states unavailable: {seen['error']}")
+        notes.append(f"not everything inside could be read: {seen['error']}")
     part("network", lambda: _network(pid, proc, seen.get("flags")))
 
     return Snapshot(pid=pid, taken_at=time.time(), ms=round((time.perf_counter() - t0) * 1000, 3),
@@ -905,10 +935,11 @@ def _summary(d: Diff) -> list[str]:
                    + (f" ({ex.after})" if ex and ex.after else ""))
 
     for c in d.namespaces:
+        kind = {"mnt": "mount", "net": "network"}.get(c.what, c.what)
         if c.what in d.isolated:
-            out.append(f"{c.what} namespace is now isolated (inode {c.after}): {NS_MEANING.get(c.what, '')}")
+            out.append(f"{kind} namespace is now isolated (inode {c.after}): {NS_MEANING.get(c.what, '')}")
         else:
-            out.append(f"{c.what} namespace changed (inode {c.before} → {c.after})")
+            out.append(f"{kind} namespace changed (inode {c.before} → {c.after})")
 
     if d.root:
         out.append(f"root switched (pivot_root): / is now {d.root.after.describe()}, "

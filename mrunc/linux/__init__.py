@@ -277,6 +277,12 @@ class Syscalls:
         self._rec("personality", hex(persona))
         _check(_libc.personality(ctypes.c_ulong(persona)), "personality")
 
+    def seccomp_load(self, filt, what=""):
+        """seccomp(SECCOMP_SET_MODE_FILTER): install a filter built with libseccomp
+        (mrunc.linux.seccomp.Filter) in this process, for good."""
+        self._rec("seccomp", "SECCOMP_SET_MODE_FILTER", what)
+        filt.load()
+
     # -- network --
     def link_up(self, ifname):
         """Set IFF_UP on an interface with two ioctls (SIOCGIFFLAGS/SIOCSIFFLAGS).

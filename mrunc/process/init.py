@@ -200,7 +200,7 @@ def init_main(sock, config, ctx, sys, t0):
         cgroup_phase(sys, sock, config, ctx)
         ph.done()
         ph.begin("security")
-        path = security_phase(sys, config)
+        path = security_phase(sys, config, sock)
         ph.done()
     except EOFError:
         os._exit(1)  # the runtime went away: nobody will ever start us
@@ -218,6 +218,9 @@ def _preload(config, ctx):
     if ctx.has_hooks:
         from .. import hooks  # noqa: F401
         import subprocess  # noqa: F401
+    if (config.get("linux") or {}).get("seccomp"):
+        from ..security import seccomp
+        seccomp.preload()  # libseccomp.so lives in the host's /usr/lib
 
 
 def _set_signals():
@@ -358,13 +361,30 @@ def scheduling(sys, config):
         sys.personality(0x0008 if pers["domain"] == "LINUX32" else 0)  # PER_LINUX32 / PER_LINUX
 
 
-def security_phase(sys, config):
+def security_phase(sys, config, sock=None):
     from .. import security
     proc = config.get("process") or {}
+    filt = _seccomp_filter(config, sock)
     scheduling(sys, config)
-    security.apply(sys, proc)
+    security.apply(sys, proc, seccomp=filt)  # loads it itself when noNewPrivileges is off
     enter_cwd(proc.get("cwd") or "/")
-    return find_executable(proc["args"][0], proc.get("env") or [])
+    path = find_executable(proc["args"][0], proc.get("env") or [])
+    if filt is not None:
+        filt.load(sys)  # last: as few of init's own syscalls as possible run under the filter
+    return path
+
+
+def _seccomp_filter(config, sock):
+    """linux.seccomp built into a filter, not loaded yet; its listener fd (SCMP_ACT_NOTIFY) is
+    sent home once loaded, and the parent passes it on to the agent at listenerPath."""
+    cfg = (config.get("linux") or {}).get("seccomp")
+    if not cfg:
+        return None
+    from ..security.seccomp import Seccomp
+    filt = Seccomp(cfg)
+    if sock is not None:
+        filt.on_notify_fd = lambda fd: protocol.send(sock, {"t": "seccomp"}, fds=[fd])
+    return filt
 
 
 def enter_cwd(cwd):

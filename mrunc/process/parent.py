@@ -170,6 +170,8 @@ def _serve(c, config, bundle, state, events, sock, clone_pid, cg, console_socket
             protocol.send(sock, {"t": "hooks-done"})
         elif t == "console":
             _pass_console(msg["_fds"][0], console_socket, on_console)
+        elif t == "seccomp":
+            _pass_seccomp_fd(msg["_fds"][0], c, config, bundle, state)
         elif t == "ready":
             break
     _record(c, config, bundle, state)
@@ -260,6 +262,20 @@ def _pass_console(master, console_socket, on_console):
             raise MruncError(f"--console-socket {console_socket}: {e.strerror}") from None
         socket.send_fds(s, [b"/dev/ptmx"], [master])
     os.close(master)
+
+
+def _pass_seccomp_fd(fd, c, config, bundle, state):
+    """SCMP_ACT_NOTIFY: the filter's listener fd goes to the seccomp agent at listenerPath with
+    the container's state (runtime-spec "Container Process State"). init is already running under
+    the filter, so this must not fail silently: an error fails create."""
+    from ..security.seccomp import send_to_listener
+    try:
+        send_to_listener(config, _hook_state(c, config, bundle, state, "creating"),
+                         state["init_pid"], fd)
+    except OSError as e:
+        raise MruncError(e.strerror or str(e)) from None
+    finally:
+        os.close(fd)
 
 
 def write_id_maps(pid, config):

@@ -20,6 +20,8 @@ file descriptor can ride along with SCM_RIGHTS.
     init     {"t": "hooks", "kind": K}            run hooks K (createRuntime…) in the runtime now
     parent   {"t": "hooks-done"}
     init     {"t": "console"} + fd                the pty master (terminal: true)
+    init     {"t": "seccomp"} + fd                the seccomp listener fd (SCMP_ACT_NOTIFY): parent
+                                                    sends it to linux.seccomp.listenerPath
     init     {"t": "ready"}                       init blocks on exec.fifo now: create may return
     init     {"t": "error", "phase", "message",   a phase failed; parent cleans up and re-raises
               "syscall", "path", "errno"}           it as InitError (one line on the CLI)

@@ -34,7 +34,9 @@ The order (runc's standard_init_linux.go and finalizeNamespace do the same, for 
                              setresuid PR_SET_KEEPCAPS=1, so permitted survives the uid change.
   4. capset                  after the uid change, which emptied effective: E, P, I as configured.
   5. ambient                 after capset: only a cap permitted *and* inheritable may be raised.
-  6. no_new_privs            last, just before seccomp (a later phase) and execve.
+  6. no_new_privs            last of these; then seccomp, as late as possible (seccomp.py).
+Without no_new_privs, installing a seccomp filter needs CAP_SYS_ADMIN, which 2-4 may take away:
+then the filter is loaded between 1 and 2, while init still has every capability (runc's order).
 """
 import os
 
@@ -76,10 +78,13 @@ def apply_capabilities(sys, caps, warn=print_to_stderr):
     set_capabilities(sys, masks)
 
 
-def apply(sys, process, warn=print_to_stderr):
+def apply(sys, process, warn=print_to_stderr, seccomp=None):
     """The whole phase for `process` (config.json's process object), in the order above.
     Warnings (capabilities that cannot be granted) go to `warn`; errors are OSError (or SpecError)
-    whose message starts with the JSON path."""
+    whose message starts with the JSON path.
+
+    `seccomp` (a built security.seccomp.Seccomp) is loaded here only when noNewPrivileges is off;
+    otherwise the caller loads it as its very last step before exec (`seccomp.load(sys)`)."""
     process = process or {}
     # Work out the capability sets first: a config problem fails before anything is changed.
     uid = (process.get("user") or {}).get("uid", 0)
@@ -89,12 +94,14 @@ def apply(sys, process, warn=print_to_stderr):
     # 1. While we still hold CAP_SYS_RESOURCE (lost with the caps drop).
     apply_rlimits(sys, process.get("rlimits"))
     apply_oom_score_adj(sys, process.get("oomScoreAdj"))
+    if seccomp is not None and not process.get("noNewPrivileges"):
+        seccomp.load(sys)  # still root with CAP_SYS_ADMIN: the only time it can be loaded
     # 2. While we are still root with CAP_SETPCAP in effective.
     drop_bounding(sys, masks["bounding"])
     # 3. Groups, gid, uid (KEEPCAPS around setresuid keeps permitted), umask.
     switch_user(sys, process.get("user"))
     # 4-5. setuid emptied effective (non-root): set E/P/I as configured, then raise ambient.
     set_capabilities(sys, masks)
-    # 6. Last: execve may grant nothing more from here. (seccomp will follow this.)
+    # 6. Last: execve may grant nothing more from here. (With it, seccomp follows, late.)
     if process.get("noNewPrivileges"):
         set_no_new_privs(sys)

@@ -22,7 +22,7 @@ def features():
             "namespaces": list(NAMESPACE_TYPES),
             "capabilities": sorted(CAPABILITIES, key=CAPABILITIES.get),
             "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": False},
-            "seccomp": {"enabled": False},
+            "seccomp": _seccomp(),
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},
@@ -31,9 +31,47 @@ def features():
             "memoryPolicy": {"modes": [], "flags": []},
             "netDevices": {"enabled": False},
         },
-        "annotations": {"io.github.mrunc.version": _version()},
+        "annotations": {"io.github.mrunc.version": _version(), **_libseccomp_annotation()},
         "potentiallyUnsafeConfigAnnotations": [],
     }
+
+
+def _seccomp():
+    """linux.seccomp: the names we translate are fixed; what this machine can load is not. As in
+    runc, `supportedFlags` are the known flags that the installed libseccomp *and* the running
+    kernel accept, and without libseccomp the feature is off."""
+    from mrunc.linux import seccomp as lsc
+    try:
+        lib = lsc.load_library()
+    except OSError:
+        return {"enabled": False}
+    supported = []
+    for name, (attr, bit) in lsc.FLAGS.items():
+        filt = lib.new_filter(lsc.ACTIONS["SCMP_ACT_ALLOW"][0])
+        try:
+            filt.set_attr(attr, 1)
+        except OSError:
+            continue
+        finally:
+            filt.release()
+        if lsc.kernel_flag_supported(bit):
+            supported.append(name)
+    return {
+        "enabled": True,
+        "actions": list(lsc.ACTIONS),
+        "operators": list(lsc.OPERATORS),
+        "archs": [a for a in lsc.ARCHES if lib.resolve_arch(a) is not None],
+        "knownFlags": list(lsc.FLAGS),
+        "supportedFlags": supported,
+    }
+
+
+def _libseccomp_annotation():
+    from mrunc.linux import seccomp as lsc
+    try:
+        return {"io.github.seccomp.libseccomp.version": lsc.load_library().version_string}
+    except OSError:
+        return {}
 
 
 def _version():

@@ -6,6 +6,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import time
 
 import pytest
 from conftest import REPO, ROOTFS, host_ns
@@ -140,3 +141,28 @@ def test_snapshot_after_the_container_exited(mr):
             break
     assert s.error and before.error is None             # partial, never a traceback
     assert isinstance(snapshot.diff(before, s).summary(), list)
+
+
+def test_rootless_reader_gets_the_hostname_through_the_user_namespace():
+    """Without CAP_SYS_ADMIN the thread's setns is refused; a container with its own user namespace
+    (owned by the reader) still shows its hostname, read by `nsenter --user --uts`."""
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    p = subprocess.Popen(nobody + ["unshare", "-Ur", "--uts", "--net", "sh", "-c",
+                                   "hostname inner && exec sleep 30"], stderr=subprocess.PIPE)
+    try:
+        for _ in range(200):
+            if p.poll() is not None or open(f"/proc/{p.pid}/comm").read().strip() == "sleep":
+                break
+            time.sleep(0.01)
+        if p.poll() is not None:
+            pytest.skip(f"no unprivileged user namespaces here: {p.stderr.read().decode().strip()}")
+        code = ("import json; from mrunc import snapshot as S; "
+                f"s = S.take({p.pid}); print(json.dumps([s.hostname, s.notes, s.error]))")
+        out = subprocess.run(nobody + ["env", "HOME=/tmp", sys.executable, "-c", code], cwd=REPO,
+                             capture_output=True, text=True, timeout=30)
+        hostname, notes, error = json.loads(out.stdout)
+        assert hostname == "inner" and error is None
+        assert "CAP_SYS_ADMIN" in notes[0] and "through its user namespace" in notes[0]
+    finally:
+        p.kill()
+        p.wait()

@@ -268,6 +268,7 @@ def test_diff_clone_isolates_namespaces():
     text = d.summary()
     assert ("pid namespace is now isolated (inode 4026532250): "
             "its own process numbers (it is PID 1 inside)") in text
+    assert "mount namespace is now isolated (inode 4026532177): its own mount table" in text
     assert "the new mount namespace starts as a copy: the same 20 mounts" in text
     assert any(t.startswith("its network stack has only: lo up 127.0.0.1/8") for t in text)
 

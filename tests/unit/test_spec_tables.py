@@ -114,11 +114,12 @@ def test_features_shape():
     assert linux["capabilities"][0] == "CAP_CHOWN" and linux["capabilities"][-1] == "CAP_CHECKPOINT_RESTORE"
     assert len(linux["capabilities"]) == 41
     assert linux["cgroup"] == {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": False}
-    assert linux["seccomp"] == {"enabled": False}
+    assert linux["seccomp"]["enabled"] is True  # libseccomp2 is a setup requirement
+    assert set(linux["seccomp"]["supportedFlags"]) <= set(linux["seccomp"]["knownFlags"])
     assert linux["apparmor"] == {"enabled": False}
     assert linux["selinux"] == {"enabled": False}
     assert linux["mountExtensions"] == {"idmap": {"enabled": False}}
-    assert list(doc["annotations"]) == ["io.github.mrunc.version"]
+    assert list(doc["annotations"]) == ["io.github.mrunc.version", "io.github.seccomp.libseccomp.version"]
     assert isinstance(doc["annotations"]["io.github.mrunc.version"], str)
 
 
@@ -143,7 +144,7 @@ def test_features_agree_with_validate(tmp_path):
     warnings = []
     spec.validate(config, str(tmp_path), warn=warnings.append)
     assert warnings == []
-    for path in ("linux.seccomp", "process.apparmorProfile", "process.selinuxLabel",
+    for path in ("process.apparmorProfile", "process.selinuxLabel",
                  "linux.intelRdt", "linux.netDevices", "linux.resources.rdma"):
         assert path in spec.UNSUPPORTED
 

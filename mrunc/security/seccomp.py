@@ -1,0 +1,180 @@
+"""linux.seccomp: which system calls the container's program may make, decided by the kernel.
+
+Capabilities say which privileged *operations* a process may do; seccomp filters the system calls
+themselves. A filter is a little BPF program the kernel runs on every syscall, before the call
+does anything. The config lists rules — "mkdir: SCMP_ACT_ERRNO", "personality with arg 0 == 8:
+SCMP_ACT_ERRNO" — and a `defaultAction` for every call no rule matches. Docker's and podman's
+default profiles are allow-lists: ~350 syscalls allowed, everything else fails with EPERM (unshare,
+mount, keyctl…). Actions:
+
+  SCMP_ACT_ALLOW         run the call
+  SCMP_ACT_ERRNO         don't; return -1 with errno = errnoRet (EPERM if not given)
+  SCMP_ACT_KILL_PROCESS  kill the whole process with SIGSYS (a shell sees status 128+31 = 159)
+  SCMP_ACT_KILL(_THREAD) kill only the calling thread
+  SCMP_ACT_TRAP          send SIGSYS, which the program may catch
+  SCMP_ACT_LOG           run it, and log it to the audit log
+  SCMP_ACT_TRACE         ask the ptracer (errnoRet is the value it is shown); ENOSYS if none
+  SCMP_ACT_NOTIFY        block the caller and ask a supervisor: the filter's "listener" fd is sent
+                         to the seccomp agent at listenerPath, which answers each call
+
+A filter is inherited by every child and kept across execve; it can never be removed, only more
+filters stacked (/proc/<pid>/status: `Seccomp: 2` = filter mode, `Seccomp_filters: N`).
+
+**When it is loaded** (runc's standard_init_linux.go does the same, for the same reasons):
+  * With `noNewPrivileges`, as late as possible: after no_new_privs, after the cwd and the
+    program were looked up, just before init waits on exec.fifo and execs. Every syscall init
+    still makes after the load must pass the filter too — the fewer, the fewer a profile has to
+    allow (ours: the phase report, exec.fifo's open/write/close, closing fds, execve).
+  * Without it, early: installing a filter without no_new_privs needs CAP_SYS_ADMIN (otherwise an
+    unprivileged process could filter a setuid program into misbehaving), and the user's caps
+    may not include it. So the filter goes in while init is still root with every capability —
+    before the bounding set is cut and the user switched — and then applies to those calls.
+libseccomp would set no_new_privs itself on load; we tell it not to (ATTR_CTL_NNP=0): whether the
+bit is set is the config's `noNewPrivileges`, nothing else.
+
+**Names the kernel or libseccomp don't know** are skipped (runc does the same): podman's profile
+lists syscalls newer than many kernels, and a profile must not fail on an older machine. `--debug`
+shows them.
+"""
+import json
+import os
+
+from mrunc.linux import seccomp as lsc
+
+# Validation (mrunc.spec.checks.check_seccomp) guarantees the shape; this module assumes it.
+
+
+def action_value(name, errno_ret):
+    """OCI action name (+ errnoRet) -> libseccomp action value. ERRNO and TRACE default to EPERM."""
+    base, takes_value = lsc.ACTIONS[name]
+    if takes_value:
+        return base | ((1 if errno_ret is None else errno_ret) & 0xFFFF)
+    return base
+
+
+class Seccomp:
+    """A filter built from linux.seccomp, ready to load. Build it where errors can still be
+    reported cleanly; `load(sys)` installs it, once (a second call does nothing)."""
+
+    def __init__(self, cfg, lib=None, debug=None):
+        self.cfg = cfg
+        lib = lib or lsc.load_library()
+        self.lib_version = getattr(lib, "version_string", "?")
+        self.skipped = []          # names libseccomp does not know
+        self.rules = 0
+        self.loaded = False
+        self.on_notify_fd = None   # set by the caller when the filter has NOTIFY rules
+        self.notify = any(r.get("action") == "SCMP_ACT_NOTIFY" for r in cfg.get("syscalls") or ())
+        self.filter = self._build(lib, cfg)
+        if self.skipped and debug:
+            debug(f"linux.seccomp: syscalls unknown to libseccomp {self.lib_version}, ignored: "
+                  f"{', '.join(self.skipped)}")
+
+    def _build(self, lib, cfg):
+        if self.notify and lib.api_level() < 6:
+            raise OSError(95, f"linux.seccomp: SCMP_ACT_NOTIFY needs libseccomp >= 2.5 on Linux "
+                              f">= 5.7 (libseccomp {self.lib_version} reports API level "
+                              f"{lib.api_level()})")
+        default = action_value(cfg["defaultAction"], cfg.get("defaultErrnoRet"))
+        try:
+            filt = lib.new_filter(default)
+        except OSError as e:
+            raise OSError(e.errno, f"linux.seccomp.defaultAction {cfg['defaultAction']}: "
+                                   f"{e.strerror}") from None
+        # no_new_privs is the config's business (process.noNewPrivileges), not libseccomp's
+        filt.set_attr(lsc.ATTR_CTL_NNP, 0)
+        try:
+            filt.set_attr(lsc.ATTR_API_SYSRAWRC, 1)  # the kernel's own errno if loading fails
+        except OSError:
+            pass
+        for i, name in enumerate(cfg.get("architectures") or ()):
+            token = lib.resolve_arch(name)
+            if token is None:
+                raise OSError(22, f"linux.seccomp.architectures[{i}]: {name} is not known to "
+                                  f"libseccomp {self.lib_version}")
+            filt.add_arch(token)
+        for i, flag in enumerate(cfg.get("flags") or ()):
+            try:
+                filt.set_attr(lsc.FLAGS[flag][0], 1)
+            except OSError as e:
+                raise OSError(e.errno, f"linux.seccomp.flags[{i}]: {flag} is not supported by "
+                                       f"libseccomp {self.lib_version} on this kernel") from None
+        syscalls = cfg.get("syscalls") or ()
+        if len(syscalls) > 32:
+            try:  # a binary search over syscall numbers instead of a linear chain
+                filt.set_attr(lsc.ATTR_CTL_OPTIMIZE, 2)
+            except OSError:
+                pass
+        for i, rule in enumerate(syscalls):
+            self._add(lib, filt, default, rule, f"linux.seccomp.syscalls[{i}]")
+        return filt
+
+    def _add(self, lib, filt, default, rule, path):
+        action = action_value(rule["action"], rule.get("errnoRet"))
+        if action == default:
+            return  # redundant, and libseccomp refuses a rule that repeats the default
+        conds = [(a["index"], lsc.OPERATORS[a["op"]], a["value"], a.get("valueTwo") or 0)
+                 for a in rule.get("args") or ()]
+        # libseccomp cannot AND two comparisons of the same argument in one rule: then each
+        # comparison becomes a rule of its own (OR) — runc's long-standing reading of such rules.
+        indexes = [c[0] for c in conds]
+        groups = [[c] for c in conds] if len(set(indexes)) < len(indexes) else [conds]
+        for name in rule["names"]:
+            nr = lib.resolve_syscall(name)
+            if nr is None:
+                self.skipped.append(name)
+                continue
+            for group in groups:
+                try:
+                    filt.add_rule(action, nr, group)
+                except OSError as e:
+                    raise OSError(e.errno, f"{path}: {name}: {e.strerror}") from None
+                self.rules += 1
+
+    def summary(self):
+        cfg = self.cfg
+        return (f"default {cfg['defaultAction']}, {self.rules} rules"
+                + (f", {len(self.skipped)} unknown names skipped" if self.skipped else "")
+                + (f", flags {'|'.join(cfg['flags'])}" if cfg.get("flags") else ""))
+
+    def load(self, sys):
+        """seccomp(SECCOMP_SET_MODE_FILTER) through libseccomp, then hand the listener fd over."""
+        if self.loaded:
+            return
+        try:
+            sys.seccomp_load(self.filter, self.summary())
+        except OSError as e:
+            hint = ("" if e.errno not in (1, 13) else
+                    " (without process.noNewPrivileges, loading a filter needs CAP_SYS_ADMIN)")
+            raise OSError(e.errno, f"linux.seccomp: loading the filter: "
+                                   f"{os.strerror(e.errno)}{hint}") from None
+        self.loaded = True
+        if self.notify and self.on_notify_fd is not None:
+            self.on_notify_fd(self.filter.notify_fd())
+
+
+def preload():
+    """Called by init before pivot_root: libseccomp.so must be mapped while /usr/lib is there."""
+    lsc.load_library()
+
+
+def listener_message(config, state, pid):
+    """The Container Process State the runtime sends to the seccomp agent (runtime-spec
+    config-linux "seccomp"): the fd rides along with SCM_RIGHTS, named by `fds`."""
+    seccomp = (config.get("linux") or {}).get("seccomp") or {}
+    msg = {"ociVersion": state.get("ociVersion", "1.3.0"), "fds": ["seccompFd"], "pid": pid,
+           "metadata": seccomp.get("listenerMetadata") or "", "state": state}
+    return json.dumps(msg).encode()
+
+
+def send_to_listener(config, state, pid, fd):
+    """Connect to linux.seccomp.listenerPath and send the state and the notify fd, once.
+    Failing to deliver it is an error: the container would block on its first notified call."""
+    import socket
+    path = config["linux"]["seccomp"]["listenerPath"]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as s:
+            s.connect(path)
+            socket.send_fds(s, [listener_message(config, state, pid)], [fd])
+    except OSError as e:
+        raise OSError(e.errno, f"linux.seccomp.listenerPath {path}: {e.strerror}", path) from None
