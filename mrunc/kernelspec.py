@@ -46,7 +46,7 @@ def install(user=False, prefix=None, python=None) -> str:
             json.dump(spec(python), f, indent=2)
             f.write("\n")
         _logos(d)
-        return KernelSpecManager().install_kernel_spec(d, NAME, user=user, prefix=prefix, replace=True)
+        return KernelSpecManager().install_kernel_spec(d, NAME, user=user, prefix=prefix)
 
 
 def _logos(d):

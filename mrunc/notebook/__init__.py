@@ -1,11 +1,39 @@
 """The Jupyter side of mrunc: magics, widgets, and the renderers they draw with (render.py).
 
 `%load_ext mrunc` (or the "Python 3 (mrunc)" kernel) calls load_ipython_extension below: it
-registers the container magics (magics.py). The widgets (widgets.py) and the magics drive
-containers through mrunc.sandbox; nothing here forks the kernel.
+registers the container magics (magics.py). The magics and the widgets (widgets.py) drive
+containers through one sandbox per kernel, `sandbox()`; nothing here forks the kernel.
+
+    from mrunc.notebook import sandbox, stepper, monitor
+    stepper("echo hi; sleep 60", memory="32M")       # the Stepper widget on a new container
+    monitor(sandbox().start("sleep 5", memory="32M"))   # its memory, CPU and pids, live
 """
 
 _MAGICS = {}
+_SANDBOX = None
+
+
+def sandbox():
+    """This kernel's Sandbox (state root /run/mrunc-lab), made at first use; the magics use it too."""
+    global _SANDBOX
+    if _SANDBOX is None or _SANDBOX.closed:
+        from mrunc.sandbox import Sandbox
+        _SANDBOX = Sandbox()
+    return _SANDBOX
+
+
+def stepper(script=None, **opts):
+    """A Stepper widget on a new container of the kernel's sandbox (options as Sandbox.step)."""
+    from .widgets import Stepper
+    return Stepper(sandbox().step(script, **opts))
+
+
+def monitor(container, interval=0.25):
+    """A live Monitor widget on a container (a Container, or the name of one)."""
+    from .widgets import Monitor
+    if isinstance(container, str):
+        container = sandbox().get(container)
+    return Monitor(container, interval=interval)
 
 
 def load_ipython_extension(ipython):

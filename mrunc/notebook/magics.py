@@ -53,9 +53,9 @@ class ContainerMagics(Magics):
     def sandbox(self):
         """This kernel's sandbox, made at first use; a one-line error when there cannot be one."""
         if self._sandbox is None or self._sandbox.closed:
-            from mrunc.sandbox import Sandbox
+            from mrunc import notebook
             try:
-                self._sandbox = Sandbox()
+                self._sandbox = notebook.sandbox()
             except MruncError as e:
                 raise UsageError(str(e)) from None
         return self._sandbox
@@ -149,7 +149,9 @@ class ContainerMagics(Magics):
             mem = human_bytes(r["memory"]) if r["memory"] is not None else "-"
             if r["limit"]:
                 mem += " / " + human_bytes(r["limit"])
-            table.append((r["name"], r["status"], str(r["pid"] or "-"), mem, r["command"]))
+            lines = r["command"].splitlines() or [""]
+            table.append((r["name"], r["status"], str(r["pid"] or "-"), mem,
+                          lines[0] + (" …" if len(lines) > 1 else "")))
         widths = [max(len(t[i]) for t in table) for i in range(4)]
         for t in table:
             print("  ".join(v.ljust(n) for v, n in zip(t, widths)) + "  " + t[4])

@@ -210,7 +210,9 @@ class Monitor(w.VBox):
             del self.samples[:-self.max_samples]
         if status in ("stopped", "deleted") and (st is not None or self.samples or t > 5):
             if not self.finished:
-                code = self.container.exit_code
+                # init is gone; its parent (the shim) returns its status a moment later
+                wait = getattr(self.container, "wait", None)
+                code = wait(2) if wait is not None else self.container.exit_code
                 self.events.append((t, "exit", f"the container stopped: {describe_exit(code)}"
                                     if code is not None else "the container stopped"))
             self.finished = True

@@ -12,6 +12,19 @@ import sys
 PHASES = ("spec", "clone", "mount", "pivot_root", "cgroup", "security")
 
 
+def undo(d):
+    """What the runtime does when create fails or is aborted: nothing is left."""
+    for f in ("pid", "state.json"):
+        try:
+            os.unlink(os.path.join(d, f))
+        except OSError:
+            pass
+    try:
+        os.rmdir(d)
+    except OSError:
+        pass
+
+
 def main(argv):
     root = argv[argv.index("--root") + 1]
     rest = argv[argv.index("--root") + 2:]
@@ -31,6 +44,7 @@ def main(argv):
                     ch.write(json.dumps({"event": "error", "phase": phase,
                                          "message": f"{phase}: mount /nope: no such file"}).encode() + b"\n")
                     sys.stderr.write(f"mrunc: {phase}: mount /nope: no such file\n")
+                    undo(d)
                     return 1
                 ev = {"event": "phase-done", "phase": phase, "ms": 1.5, "calls": [["fake", phase]]}
                 if phase != "spec":
@@ -39,6 +53,7 @@ def main(argv):
                 line = ch.readline().strip()
                 if line != b"continue":
                     sys.stderr.write(f"mrunc: {phase}: stopped by the stepper ({line.decode() or 'closed'})\n")
+                    undo(d)
                     return 1
             ch.close()
         with open(os.path.join(bundle, "config.json")) as f:
@@ -60,15 +75,7 @@ def main(argv):
             pass
         return 0
     if verb == "delete":
-        for f in ("pid", "state.json"):
-            try:
-                os.unlink(os.path.join(d, f))
-            except OSError:
-                pass
-        try:
-            os.rmdir(d)
-        except OSError:
-            pass
+        undo(d)
         return 0
     sys.stderr.write(f"mrunc: fake: {verb} not faked\n")
     return 1

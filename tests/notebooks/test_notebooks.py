@@ -1,0 +1,64 @@
+"""Every notebook in notebooks/ runs headless and prints what its stored outputs say
+(pytest-notebook): the words and the structure are compared, the volatile values — container names,
+pids, sample counts, usage figures, column widths — are replaced by regexes first; widget outputs
+are ignored (they are checked in a real browser: tests/browser).
+
+Regenerate the stored outputs after an intended change (root):
+    .venv/bin/python -m pytest tests/notebooks --nb-force-regen
+"""
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+TEXT = "/cells/*/outputs/*/text"
+IGNORE = (
+    "/metadata/widgets",
+    "/metadata/language_info",
+    "/cells/*/metadata",
+    "/cells/*/execution_count",
+    "/cells/*/outputs/*/execution_count",
+    "/cells/*/outputs/*/data/application/vnd.jupyter.widget-view+json",
+    "/cells/*/outputs/*/data/text/plain",          # a widget's repr
+    "/cells/*/outputs/*/traceback",
+)
+REPLACE = (
+    (TEXT, r"\blab-[0-9a-f]{6}\b", "lab-ID"),
+    (TEXT, r"\b\d+ samples\b", "N samples"),
+    (TEXT, r"\b\d+(\.\d+)? (B|KiB)\b", "N KiB"),                 # small usage figures
+    (TEXT, r"\b(running|created|paused)( +)\d+\b", r"\1 PID"),
+    (TEXT, r"\d{10}\.\d+", "EPOCH"),
+    (TEXT, r" {2,}", " "),                                       # column widths
+)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook(path, request):
+    from pytest_notebook.nb_regression import NBRegressionFixture
+    if not (REPO / "rootfs" / "busybox" / "bin" / "busybox").exists():
+        pytest.fail("busybox rootfs missing: run `make rootfs`")
+    fixture = NBRegressionFixture(
+        exec_timeout=300, exec_cwd=str(path.parent), diff_ignore=IGNORE, diff_replace=REPLACE,
+        force_regen=bool(request.config.getoption("nb_force_regen", False)),
+    )
+    fixture.diff_color_words = False
+    fixture.check(str(path))
+    if fixture.force_regen:
+        strip_widget_state(path)
+    # nothing of the notebook's kernel is left: its sandbox was closed when the kernel stopped
+    left = [n for n in os.listdir("/run/mrunc-lab")] if os.path.isdir("/run/mrunc-lab") else []
+    assert not [n for n in left if n.startswith("lab-") or n == "hog"], left
+
+
+def strip_widget_state(path):
+    """Regenerated outputs keep their widget outputs, but not the widgets' saved state (tens of
+    KB of fresh model ids at every run; a reader's kernel makes the widgets again)."""
+    import json
+    nb = json.loads(path.read_text())
+    nb["metadata"].pop("widgets", None)
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
