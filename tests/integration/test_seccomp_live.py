@@ -1,4 +1,5 @@
-"""linux.seccomp for real: `mrunc run` with a profile, checked from inside with busybox.
+"""linux.seccomp for real: `mrunc run` with a profile, checked from inside with busybox (the
+checks and the translation to libseccomp calls are in tests/unit/test_seccomp.py).
 
 Each test edits the default config (readonly root, 3 capabilities, noNewPrivileges) and puts a
 tmpfs on /tmp, so a refused mkdir there can only be the filter's doing.
