@@ -166,18 +166,13 @@ def exec(cid, args=None, root=DEFAULT_ROOT, *, process=None, detach=False, pid_f
         raise StateError("cannot exec in a paused container (use --ignore-paused to override)")
     if preserve_fds < 0:
         raise MruncError("--preserve-fds: must be >= 0")
-
-    def make_process():  # runs while the new process is already joining the container
-        from . import spec
-        p = process
-        if p is None:
-            p = ex.process_from_config(c.config.get("process") or {}, args, **overrides)
-        spec.validate_process(p)
-        ex.check_terminal(p, detach, console_socket, on_console)
-        return p
-
-    return ex.run(c, make_process, detach=detach, pid_file=pid_file,
-                  console_socket=console_socket, preserve_fds=preserve_fds, on_console=on_console)
+    if process is None:
+        process = ex.process_from_config(c.config.get("process") or {}, args, **overrides)
+    from . import spec
+    spec.validate_process(process)
+    ex.check_terminal(process, detach, console_socket, on_console)
+    return ex.run(c, process, detach=detach, pid_file=pid_file, console_socket=console_socket,
+                  preserve_fds=preserve_fds, on_console=on_console)
 
 
 # ---- resource control: update, pause/resume, ps, events (cgroups) ---------------------------

@@ -30,8 +30,6 @@ The order, and why:
                        (_join_v1); v2: the process is born in the cgroup (_spawn).
   5. pid, time         (joiner, as host root) they only apply to children — hence the fork.
   6. fork              the process is a new pid in the container's PID namespace, in its cgroup.
-                       Meanwhile the runtime has built and validated the process object, which
-                       comes over the socket: the joiner's imports and opens overlap that work.
   7. user              (the process) first of the rest: it owns them, and joining it makes us
                        root *in it* with every capability over them. rlimits before it: only host
                        root may raise a hard limit.
@@ -42,8 +40,6 @@ The order, and why:
                        outside the root, CVE-2024-21626), the program by the container's PATH.
 
 One SOCK_SEQPACKET socketpair (protocol.py), one JSON message per datagram:
-    runtime  {"t": "process", "process": P}   the validated process object (EOF instead: the
-                                              runtime gave up, the joiner exits quietly)
     joiner   {"t": "pid", "pid": N}           the process forked (N as the host sees it)
     process  {"t": "console"} + fd            the pty master (-t)
     either   {"t": "error", ...}              what failed, as one line; the CLI exits 255
@@ -53,8 +49,6 @@ import os
 import signal
 
 from ..errors import MruncError
-
-# protocol (and so the socket module, ~2 ms) is imported after the fork, by both sides at once.
 
 # Join order (steps 5, 7-9 above), as /proc/<pid>/ns file names.
 _ORDER = ("user", "ipc", "uts", "net", "pid", "time", "cgroup", "mnt")
@@ -133,13 +127,17 @@ def check_terminal(process, detach, console_socket, on_console=None):
 
 # ---------------------------------------------------------------- the runtime side
 
-def run(c, make_process, *, detach=False, pid_file=None, console_socket=None, preserve_fds=0,
+def run(c, process, *, detach=False, pid_file=None, console_socket=None, preserve_fds=0,
         on_console=None):
-    """Exec a process in container `c` (created or running). `make_process()` returns the
-    validated process object: it runs while the joiner is already moving into the cgroup (see
-    _joiner). Foreground: wait for the process, forwarding signals (and the terminal, with -t and
-    no console socket), and return its exit status (128+N if signal N killed it). Detached:
-    return its pid once it has exec'd."""
+    """Exec `process` (validated) in container `c` (created or running). Foreground: wait for
+    it, forwarding signals (and the terminal, with -t and no console socket), and return its
+    exit status (128+N if signal N killed it). Detached: return its pid once it has exec'd."""
+    # Everything the joiner and the process use is imported here, once, before the fork: after
+    # the chroot the host's files (the standard library, mrunc's own) are out of reach.
+    import fcntl, struct  # noqa: E401,F401  (the pty)
+    from .. import security  # noqa: F401
+    from ..linux import PR_SET_CHILD_SUBREAPER, Syscalls
+    from . import init, protocol  # noqa: F401
     box = {}
     if on_console is None:
         if console_socket:
@@ -147,8 +145,20 @@ def run(c, make_process, *, detach=False, pid_file=None, console_socket=None, pr
             on_console = lambda fd: _pass_console(fd, console_socket, None)  # noqa: E731
         else:
             on_console = lambda fd: box.__setitem__("pty", fd)  # noqa: E731
-    job = _Job(c, preserve_fds)
-    mine, theirs = _socketpair(preserve_fds)
+    # When the joiner exits, its child — the new process — is re-parented to us, not to the
+    # host's init: so we can wait for it, and when we exit it passes on to *our* subreaper
+    # (conmon, containerd's shim).
+    Syscalls().prctl(PR_SET_CHILD_SUBREAPER, 1)
+    mask = None
+    if not detach:
+        # Signals for the process that come before we can forward them wait (blocked) until
+        # we can; the process gets the mask back before it execs.
+        from .foreground import _FORWARD
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _FORWARD)
+    job = _Job(c, process, preserve_fds, mask)
+    mine, theirs = protocol.pair()
+    if preserve_fds and theirs.fileno() < 3 + preserve_fds:
+        theirs = _above(theirs, 3 + preserve_fds)  # never inside the range handed to the program
     joiner = os.fork()
     if joiner == 0:
         try:
@@ -158,26 +168,23 @@ def run(c, make_process, *, detach=False, pid_file=None, console_socket=None, pr
             os._exit(1)
     theirs.close()
     got, restore = {}, {}
-    # In the foreground, what we get goes to the process from the moment it exists.
-    on_pid = None if detach else lambda pid: restore.update(_forward_signals(pid))
+
+    def on_pid(pid):  # foreground: from now on, what we get goes to the process
+        restore.update(_forward_signals(pid))
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
     try:
         try:
-            process = make_process()  # meanwhile, the joiner imports, opens, joins the cgroup
-            from ..linux import PR_SET_CHILD_SUBREAPER, Syscalls
-            # When the joiner exits, its child — the new process — is re-parented to us, not to
-            # the host's init: so we can wait for it, and when we exit it passes on to *our*
-            # subreaper (conmon, containerd's shim). Set before the joiner can exit: it waits
-            # for the process object.
-            Syscalls().prctl(PR_SET_CHILD_SUBREAPER, 1)
-            _send_process(mine, process)
-            _serve(mine, on_console, got, on_pid)
+            _serve(mine, on_console, got, None if detach else on_pid)
         finally:
-            mine.close()  # a joiner still waiting for the process object exits on EOF
+            mine.close()
             _reap(joiner)  # after this, the new process is our child
         if pid_file:
             from ..state import write_atomic
             write_atomic(os.path.abspath(pid_file), str(got["pid"]), 0o644)
     except BaseException:
+        if mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         _restore(restore)
         if got.get("pid"):
             _kill_reap(got["pid"])
@@ -193,9 +200,9 @@ def run(c, make_process, *, detach=False, pid_file=None, console_socket=None, pr
 
 
 class _Job:
-    """What the joiner needs from the state file, fixed before the fork."""
+    """What the joiner and the process need, fixed before the fork."""
 
-    def __init__(self, c, preserve_fds):
+    def __init__(self, c, process, preserve_fds, sigmask):
         self.init_pid, self.start_time = c.pid, c.data.get("start_time")
         mgr = c.cgroup()
         dirs = mgr.dirs() if mgr is not None else []
@@ -204,33 +211,16 @@ class _Job:
         self.v2_mount = mgr.mounts[""][0] if self.v2_dir else None
         self.preserve_fds = preserve_fds
         self.linux = c.config.get("linux") or {}
-        self.process = None  # comes over the socket
+        self.process, self.sigmask = process, sigmask
 
 
-def _socketpair(preserve_fds):
-    """protocol.pair(), from the C module: both ends close-on-exec, and the joiner's end never
-    inside the range of fds handed to the program (3 .. 3+preserve_fds-1)."""
-    import _socket
-    mine, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
-    if preserve_fds and theirs.fileno() < 3 + preserve_fds:
-        import fcntl
-        fd = fcntl.fcntl(theirs.fileno(), fcntl.F_DUPFD_CLOEXEC, 3 + preserve_fds)
-        theirs.close()
-        theirs = _socket.socket(fileno=fd)
-    return mine, theirs
-
-
-def _send_process(sock, process):
-    import json
-    data = json.dumps({"t": "process", "process": process}, separators=(",", ":")).encode()
-    try:
-        sock.send(data)
-    except BrokenPipeError:
-        pass  # the joiner failed already: its error is waiting in our receive queue
-    except OSError as e:
-        if e.errno == 90:  # EMSGSIZE
-            raise MruncError(f"process object too large ({len(data)} bytes)") from None
-        raise
+def _above(sock, low):
+    """The same socket on an fd numbered `low` or more (close-on-exec)."""
+    import fcntl
+    import socket
+    fd = fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD_CLOEXEC, low)
+    sock.close()
+    return socket.socket(fileno=fd)
 
 
 def _serve(sock, on_console, got, on_pid=None):
@@ -297,10 +287,7 @@ def _joiner(sock, job):
     from . import protocol
     step = "namespaces"
     try:
-        # Everything the new process will use, imported now: after the chroot the host's
-        # filesystem (the standard library, mrunc's own files) is out of reach.
-        import fcntl, json, struct  # noqa: E401,F401  (the pty; the process object)
-        from .. import linux, security  # noqa: F401
+        from .. import linux
         from .init import _close_inherited
         sys = linux.Syscalls()
         sys.prctl(linux.PR_SET_DUMPABLE, 0)
@@ -313,10 +300,6 @@ def _joiner(sock, job):
             sys.setns(fd, _flag(name), f"/proc/{job.init_pid}/ns/{name}")
             os.close(fd)
             nsfds.remove((name, fd))
-        data = sock.recv(1 << 20)
-        if not data:
-            os._exit(0)  # the runtime gave up (invalid process object): it says why
-        job.process = json.loads(data)["process"]
         step = "cgroup"
         pid = _spawn(job)
     except BaseException as e:  # noqa: BLE001 — everything goes home as one line
@@ -476,6 +459,8 @@ def _process(sock, job, sys, nsfds, rootfd):
         # Python ignores SIGPIPE and SIGXFSZ; an ignored signal stays ignored across execve.
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+        if job.sigmask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, job.sigmask)
         scheduling(sys, {"process": proc, "linux": job.linux})
         security.apply(sys, proc)
         step = "cwd"

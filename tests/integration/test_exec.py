@@ -247,6 +247,16 @@ def test_exit_status_and_signals(mr):
     assert ex(mr, cid, "true").returncode == 0
 
 
+def test_program_starts_with_no_signal_blocked_or_ignored(mr):
+    """Python ignores SIGPIPE and SIGXFSZ, and mrunc exec blocks signals until it can forward
+    them: an ignored or blocked signal would survive execve. Neither reaches the program."""
+    cid, _ = running(mr)
+    p = ex(mr, cid, "cat", "/proc/self/status")
+    assert p.returncode == 0, p.stderr
+    f = status_fields(p.stdout)
+    assert int(f["SigBlk"], 16) == 0 and int(f["SigIgn"], 16) == 0, (f["SigBlk"], f["SigIgn"])
+
+
 def test_stdin_is_piped_through(mr):
     cid, _ = running(mr)
     p = ex(mr, cid, "cat", input="hi\nthere\n")
