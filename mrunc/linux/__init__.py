@@ -226,11 +226,7 @@ class Syscalls:
 
     # -- process attributes --
     def prctl(self, option, arg2=0, arg3=0, arg4=0, arg5=0):
-        args = (option, arg2, arg3, arg4, arg5)
-        n = 5
-        while n > 2 and not args[n - 1]:
-            n -= 1
-        self._rec("prctl", *args[:n])  # (PR_CAP_AMBIENT, RAISE, cap) needs arg3 in the trace
+        self._rec("prctl", *_prctl_readable(option, arg2, arg3))
         return _check(_libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3),
                                   ctypes.c_ulong(arg4), ctypes.c_ulong(arg5)), f"prctl({option})")
 
@@ -385,6 +381,41 @@ class RecordingSyscalls(Syscalls):
     def capget(self, pid=0):
         full = (1 << 41) - 1
         return (full, full, 0)
+
+
+# Capability numbers -> names (linux/capability.h); the position is the number.
+CAP_NAMES = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
+    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
+    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+    "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+)
+
+_PR_NAMES = {PR_SET_PDEATHSIG: "PR_SET_PDEATHSIG", PR_SET_DUMPABLE: "PR_SET_DUMPABLE",
+             PR_SET_KEEPCAPS: "PR_SET_KEEPCAPS", PR_SET_NAME: "PR_SET_NAME",
+             PR_CAPBSET_DROP: "PR_CAPBSET_DROP", PR_SET_CHILD_SUBREAPER: "PR_SET_CHILD_SUBREAPER",
+             PR_SET_NO_NEW_PRIVS: "PR_SET_NO_NEW_PRIVS", PR_CAP_AMBIENT: "PR_CAP_AMBIENT"}
+
+
+def _cap(n):
+    return CAP_NAMES[n] if 0 <= n < len(CAP_NAMES) else str(n)
+
+
+def _prctl_readable(option, arg2, arg3):
+    """prctl(PR_CAPBSET_DROP, CAP_SYS_ADMIN) reads better in a trace than prctl(24, 21)."""
+    name = _PR_NAMES.get(option, option)
+    if option == PR_CAPBSET_DROP:
+        return name, _cap(arg2)
+    if option == PR_CAP_AMBIENT:
+        sub = {PR_CAP_AMBIENT_RAISE: "PR_CAP_AMBIENT_RAISE",
+               PR_CAP_AMBIENT_CLEAR_ALL: "PR_CAP_AMBIENT_CLEAR_ALL"}.get(arg2, arg2)
+        return (name, sub, _cap(arg3)) if arg2 == PR_CAP_AMBIENT_RAISE else (name, sub)
+    return name, arg2
 
 
 def _readable(arg):

@@ -16,25 +16,13 @@ NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "t
 # prestart is deprecated (createRuntime replaced it) but still used and still MUST run.
 HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
 
+from mrunc.linux import CAP_NAMES  # noqa: E402  (kernel constants live in mrunc.linux)
+
 # The five capability sets a process has; config.json may list names for each.
 CAPABILITY_SETS = ("bounding", "effective", "inheritable", "permitted", "ambient")
 
-# Capability name -> bit number (linux/capability.h). The position in this tuple IS the number,
-# so a new capability is one more name at the end.
-CAPABILITIES = {
-    name: number
-    for number, name in enumerate((
-        "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
-        "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
-        "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
-        "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
-        "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
-        "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
-        "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE",
-        "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
-        "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
-    ))
-}
+# Capability name -> bit number; the names live with the other kernel constants in mrunc.linux.
+CAPABILITIES = {name: number for number, name in enumerate(CAP_NAMES)}
 
 # Rlimit name -> resource number, as setrlimit(2) and Python's `resource` module take it.
 # These are the asm-generic numbers used by x86, arm, arm64, riscv, s390 and powerpc (mips, sparc
