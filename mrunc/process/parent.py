@@ -50,10 +50,21 @@ class Events:
 
 
 def format_phase(rec):
+    """One line per phase, then its kernel calls; a run of the same call with the same first
+    argument (38 × prctl(PR_CAPBSET_DROP, …)) is folded into one line."""
     lines = [f"mrunc: phase {rec['phase']:<10} {rec['ms']:8.3f} ms\n"]
-    for call in rec["calls"]:
-        name, *args = call
-        lines.append(f"         {name}({', '.join(map(repr, args))})\n")
+    runs = []
+    for name, *args in rec["calls"]:
+        if runs and len(args) == 2 and runs[-1][0] == name and runs[-1][1][:1] == args[:1]:
+            runs[-1][2].append(args[1])
+        else:
+            runs.append((name, args, [args[1]] if len(args) == 2 else None))
+    for name, args, rest in runs:
+        if rest and len(rest) > 1:
+            args = [args[0], f"{{{', '.join(map(str, rest))}}}"]
+            lines.append(f"         {name}({args[0]!r}, {args[1]})  × {len(rest)}\n")
+        else:
+            lines.append(f"         {name}({', '.join(map(repr, args))})\n")
     return "".join(lines)
 
 
