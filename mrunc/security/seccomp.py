@@ -24,7 +24,9 @@ filters stacked (/proc/<pid>/status: `Seccomp: 2` = filter mode, `Seccomp_filter
   * With `noNewPrivileges`, as late as possible: after no_new_privs, after the cwd and the
     program were looked up, just before init waits on exec.fifo and execs. Every syscall init
     still makes after the load must pass the filter too — the fewer, the fewer a profile has to
-    allow (ours: the phase report, exec.fifo's open/write/close, closing fds, execve).
+    allow. Ours (strace): sendto/recvfrom (the phase report), openat/read/close of /etc/passwd
+    (HOME), openat/write/close of exec.fifo, getdents64 and ioctl(FIOCLEX) (closing fds),
+    execve; sendmsg too when the listener fd is sent (so NOTIFY may not be used for sendmsg).
   * Without it, early: installing a filter without no_new_privs needs CAP_SYS_ADMIN (otherwise an
     unprivileged process could filter a setuid program into misbehaving), and the user's caps
     may not include it. So the filter goes in while init is still root with every capability —
@@ -33,8 +35,8 @@ libseccomp would set no_new_privs itself on load; we tell it not to (ATTR_CTL_NN
 bit is set is the config's `noNewPrivileges`, nothing else.
 
 **Names the kernel or libseccomp don't know** are skipped (runc does the same): podman's profile
-lists syscalls newer than many kernels, and a profile must not fail on an older machine. `--debug`
-shows them.
+lists syscalls newer than many kernels, and a profile must not fail on an older machine. The
+trace (`--trace`, the stepper) counts them on the seccomp call of the security phase.
 """
 import json
 import os
