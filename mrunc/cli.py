@@ -237,9 +237,23 @@ def _create_kw(a, log):
     if a.preserve_fds < 0:
         from .errors import UsageError
         raise UsageError("--preserve-fds: must be >= 0")
+    trace = sys.stderr if a.trace else (_DebugTrace(log) if a.debug else None)
     return dict(pid_file=a.pid_file, console_socket=a.console_socket, no_pivot=a.no_pivot,
-                preserve_fds=a.preserve_fds,
-                events=Events(trace=sys.stderr if a.trace else None, step_fd=a.step_fd))
+                preserve_fds=a.preserve_fds, events=Events(trace=trace, step_fd=a.step_fd))
+
+
+class _DebugTrace:
+    """--debug without --trace: the phase trace goes to the log as debug lines."""
+
+    def __init__(self, log):
+        self.log = log
+
+    def write(self, text):
+        for line in text.splitlines():
+            self.log.debug(line.strip())
+
+    def flush(self):
+        pass
 
 
 def do_create(a, log):

@@ -31,10 +31,12 @@ def test_preserve_fds_passes_exactly_those(mr, tmp_path):
 
 def test_no_pivot(mr):
     p = mr.run("sh", "-c", "echo $$; ls /; cat /proc/self/mountinfo | awk '$5 == \"/\"' | wc -l")
-    q = mr.cli("run", "--no-pivot", "--bundle", mr.bundle(args=["sh", "-c", "echo $$; ls /"]), mr.new_id())
+    q = mr.cli("run", "--no-pivot", "--bundle", mr.bundle(
+        args=["sh", "-c", "echo $$; ls /; test -e /etc/debian_version && echo host-root-visible"]),
+        mr.new_id())
     assert q.returncode == 0, q.stderr
     assert q.stdout.splitlines()[0] == "1"
-    assert "bin" in q.stdout.split() and "work" not in q.stdout.split()
+    assert "bin" in q.stdout.split() and "host-root-visible" not in q.stdout
     assert p.returncode == 0
 
 
@@ -82,3 +84,13 @@ def test_flag_equals_form(mr):
     assert mr.cli(f"--root={mr.root}", "create", f"--bundle={b}", cid).returncode == 0
     st = json.loads(mr.cli("state", cid).stdout)
     assert st["status"] == "created" and st["bundle"] == b
+
+
+def test_debug_puts_the_phase_trace_in_the_log(mr, tmp_path):
+    log = tmp_path / "debug.log"
+    b = mr.bundle(args=["true"])
+    p = mr.cli("--debug", "--log", str(log), "--log-format", "json", "run", "--bundle", b, mr.new_id())
+    assert p.returncode == 0, p.stderr
+    recs = [json.loads(line) for line in log.read_text().splitlines()]
+    assert all(r["level"] == "debug" for r in recs)
+    assert any("phase pivot_root" in r["msg"] for r in recs)
