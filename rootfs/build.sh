@@ -39,7 +39,7 @@ build_rootfs() {
   rm -rf --one-file-system "$tmp"
   mkdir -p "$tmp"
   cd "$tmp"
-  mkdir -p bin sbin usr/bin usr/sbin etc proc sys dev tmp root home/mrunc run var
+  mkdir -p bin sbin usr/bin usr/sbin etc proc sys dev tmp root home/mrunc run var mnt
   cp "$BUSYBOX" bin/busybox          # a copy, not a link: the host's file may change
   chmod 755 bin/busybox
   # A dynamically linked busybox (Debian's plain `busybox` package) would need the
