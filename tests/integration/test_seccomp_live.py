@@ -7,9 +7,12 @@ tmpfs on /tmp, so a refused mkdir there can only be the filter's doing.
 import fcntl
 import json
 import os
+import shutil
 import socket
 import struct
 import subprocess
+import sys
+import tempfile
 import threading
 
 import pytest
@@ -297,3 +300,51 @@ def test_same_as_runc(mr, tmp_path, variant):
     assert ours.returncode == 0, ours.stderr
     assert ours.stdout.splitlines()[-1] == "end"
     _assert_same(ours.stdout.splitlines(), theirs.stdout.splitlines())
+
+
+# ---- podman's own profile (the ~27 KB one it writes into every config.json) ---------------------------
+
+PODMAN_PROBE = ("grep -E '^(Seccomp|Seccomp_filters|NoNewPrivs):' /proc/self/status; "
+                "unshare -m true 2>&1; mount -t tmpfs t /mnt 2>&1; linux32 uname -m; "
+                "mkdir /tmp/d && echo mkdir-ok; echo end")
+
+
+@pytest.mark.podman
+@pytest.mark.runc
+@pytest.mark.slow
+@pytest.mark.skipif(not shutil.which("podman"), reason="podman is not installed")
+def test_podman_default_profile_same_as_runc(tmp_path):
+    """podman generates config.json with its default seccomp profile; the container must see
+    the same under mrunc as under runc. Private store, --network none, nothing left behind."""
+    from conftest import REPO, ROOTFS
+    mrunc = os.path.join(os.path.dirname(sys.executable), "mrunc")
+    conf = tmp_path / "containers.conf"
+    conf.write_text('[containers]\ndefault_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]\n'
+                    '[engine]\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n'
+                    'runtime_supports_json = ["mrunc"]\n'
+                    f'[engine.runtimes]\nmrunc = ["{mrunc}"]\n')
+    env = dict(os.environ, CONTAINERS_CONF=str(conf))
+    store = tempfile.mkdtemp(prefix="mr-pm-", dir="/tmp")  # podman: runroot < 50 characters
+    podman = ["podman", "--root", f"{store}/root", "--runroot", f"{store}/run",
+              "--storage-driver", "overlay"]
+
+    def pm(*args, check=True):
+        p = subprocess.run([*podman, *args], env=env, capture_output=True, text=True, timeout=120,
+                           stdin=subprocess.DEVNULL, cwd=REPO)
+        assert not check or p.returncode == 0, p.stderr
+        return p
+
+    tar = tmp_path / "rootfs.tar"
+    subprocess.run(["tar", "-C", ROOTFS, "-cf", str(tar), "."], check=True)
+    try:
+        pm("import", str(tar), "localhost/mrunc-seccomp-test")
+        out = {rt: pm("--runtime", rt, "run", "--rm", "--network", "none",
+                      "localhost/mrunc-seccomp-test", "sh", "-c", PODMAN_PROBE).stdout
+               for rt in ("runc", "mrunc")}
+    finally:
+        pm("rm", "--all", "--force", check=False)
+        pm("system", "reset", "--force", check=False)
+        shutil.rmtree(store, ignore_errors=True)
+    assert "Seccomp:\t2" in out["mrunc"] and "end" in out["mrunc"]
+    assert "unshare(0x20000): Operation not permitted" in out["mrunc"]
+    assert out["mrunc"] == out["runc"]
