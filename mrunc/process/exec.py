@@ -42,6 +42,8 @@ The order, and why:
 One SOCK_SEQPACKET socketpair (protocol.py), one JSON message per datagram:
     joiner   {"t": "pid", "pid": N}           the process forked (N as the host sees it)
     process  {"t": "console"} + fd            the pty master (-t)
+    process  {"t": "seccomp"} + fd            the seccomp listener (SCMP_ACT_NOTIFY): the
+                                              runtime sends it to the agent at listenerPath
     either   {"t": "error", ...}              what failed, as one line; the CLI exits 255
 The socket is close-on-exec, so end-of-file without an error means the program was exec'd.
 """
@@ -149,13 +151,14 @@ def run(c, process, *, detach=False, pid_file=None, console_socket=None, preserv
     # host's init: so we can wait for it, and when we exit it passes on to *our* subreaper
     # (conmon, containerd's shim).
     Syscalls().prctl(PR_SET_CHILD_SUBREAPER, 1)
+    filt = _seccomp_filter(c.config)
     mask = None
     if not detach:
         # Signals for the process that come before we can forward them wait (blocked) until
         # we can; the process gets the mask back before it execs.
         from .foreground import _FORWARD
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, _FORWARD)
-    job = _Job(c, process, preserve_fds, mask)
+    job = _Job(c, process, preserve_fds, mask, filt)
     mine, theirs = protocol.pair()
     if preserve_fds and theirs.fileno() < 3 + preserve_fds:
         theirs = _above(theirs, 3 + preserve_fds)  # never inside the range handed to the program
@@ -175,7 +178,8 @@ def run(c, process, *, detach=False, pid_file=None, console_socket=None, preserv
 
     try:
         try:
-            _serve(mine, on_console, got, None if detach else on_pid)
+            _serve(mine, on_console, got, None if detach else on_pid,
+                   lambda fd: _pass_seccomp_fd(c, got["pid"], fd))
         finally:
             mine.close()
             _reap(joiner)  # after this, the new process is our child
@@ -202,7 +206,7 @@ def run(c, process, *, detach=False, pid_file=None, console_socket=None, preserv
 class _Job:
     """What the joiner and the process need, fixed before the fork."""
 
-    def __init__(self, c, process, preserve_fds, sigmask):
+    def __init__(self, c, process, preserve_fds, sigmask, seccomp):
         self.init_pid, self.start_time = c.pid, c.data.get("start_time")
         mgr = c.cgroup()
         dirs = mgr.dirs() if mgr is not None else []
@@ -211,7 +215,30 @@ class _Job:
         self.v2_mount = mgr.mounts[""][0] if self.v2_dir else None
         self.preserve_fds = preserve_fds
         self.linux = c.config.get("linux") or {}
-        self.process, self.sigmask = process, sigmask
+        self.process, self.sigmask, self.seccomp = process, sigmask, seccomp
+
+
+def _seccomp_filter(config):
+    """The container's linux.seccomp, built now — errors still reported cleanly, and libseccomp
+    mapped from the host's /usr/lib while we can reach it — and loaded by the process."""
+    cfg = (config.get("linux") or {}).get("seccomp")
+    if not cfg:
+        return None
+    from ..security.seccomp import Seccomp
+    return Seccomp(cfg)
+
+
+def _pass_seccomp_fd(c, pid, fd):
+    """SCMP_ACT_NOTIFY: the new process's listener goes to the agent with the container's state
+    and the process's pid, as for init. The process already runs under the filter, so failing
+    to deliver it fails the exec."""
+    from ..security.seccomp import send_to_listener
+    try:
+        send_to_listener(c.config, c.oci_state(), pid, fd)
+    except OSError as e:
+        raise MruncError(e.strerror or str(e)) from None
+    finally:
+        os.close(fd)
 
 
 def _above(sock, low):
@@ -223,7 +250,7 @@ def _above(sock, low):
     return socket.socket(fileno=fd)
 
 
-def _serve(sock, on_console, got, on_pid=None):
+def _serve(sock, on_console, got, on_pid=None, on_seccomp=None):
     """Read the reports until end-of-file (the program was exec'd) or an error."""
     from . import protocol
     while True:
@@ -236,8 +263,15 @@ def _serve(sock, on_console, got, on_pid=None):
             got["pid"] = msg["pid"]
             if on_pid:
                 on_pid(msg["pid"])
+            if "seccomp" in got:  # the process was quicker than its joiner's report
+                on_seccomp(got.pop("seccomp"))
         elif t == "console":
             on_console(msg["_fds"][0])
+        elif t == "seccomp":
+            if "pid" in got:
+                on_seccomp(msg["_fds"][0])
+            else:
+                got["seccomp"] = msg["_fds"][0]
         elif t == "error":
             raise ExecError(msg)
     if "pid" not in got:
@@ -462,12 +496,19 @@ def _process(sock, job, sys, nsfds, rootfd):
         if job.sigmask is not None:
             signal.pthread_sigmask(signal.SIG_SETMASK, job.sigmask)
         scheduling(sys, {"process": proc, "linux": job.linux})
-        security.apply(sys, proc)
+        filt = job.seccomp
+        if filt is not None:
+            filt.on_notify_fd = lambda fd: protocol.send(sock, {"t": "seccomp"}, fds=[fd])
+        security.apply(sys, proc, seccomp=filt)  # loads it itself without noNewPrivileges
         step = "cwd"
         enter_cwd(proc.get("cwd") or "/")
         step = "exec"
         path = find_executable(proc["args"][0], [f"{k}={v}" for k, v in env.items()])
         _close_fds(3 + job.preserve_fds)
+        if filt is not None:
+            step = "security"
+            filt.load(sys)  # last: the fewer of our own calls run under the filter, the better
+            step = "exec"
         os.execve(path, proc["args"], env)
     except BaseException as e:  # noqa: BLE001
         try:

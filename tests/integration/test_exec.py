@@ -237,6 +237,80 @@ def test_cwd_through_proc_self_fd_is_refused(mr):
         assert p.returncode == 255 and "cwd" in msg, (n, p.stdout, msg)
 
 
+def _tmpfs_tmp(cfg):
+    cfg["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+                          "options": ["nosuid", "nodev", "mode=1777"]})
+
+
+def _deny_mkdir(action="SCMP_ACT_ERRNO", nnp=True, **extra):
+    def edit(cfg):
+        _tmpfs_tmp(cfg)
+        cfg["process"]["noNewPrivileges"] = nnp
+        cfg["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", **extra,
+                                   "syscalls": [{"names": ["mkdir", "mkdirat"], "action": action}]}
+    return edit
+
+
+@pytest.mark.parametrize("nnp", [True, False], ids=["no_new_privs", "without_no_new_privs"])
+def test_seccomp_of_the_container_applies(mr, nnp):
+    """linux.seccomp filters the exec'd process too (loaded last with noNewPrivileges; before the
+    capabilities are dropped without it, as for init)."""
+    cid, _ = running(mr, _deny_mkdir(nnp=nnp))
+    out = ok(mr, cid, "mkdir /tmp/x 2>&1; touch /tmp/f && echo touched; "
+                      "grep -E '^(Seccomp|Seccomp_filters|NoNewPrivs):' /proc/self/status")
+    assert "Operation not permitted" in out and "touched" in out, out
+    f = dict(line.split(":\t") for line in out.splitlines() if ":\t" in line)
+    assert f["Seccomp"] == "2" and f["Seccomp_filters"] == "1", out
+    assert f["NoNewPrivs"] == ("1" if nnp else "0")
+
+
+_NOTIF_RECV, _NOTIF_SEND = 0xC0502100, 0xC0182101  # SECCOMP_IOCTL_NOTIF_RECV / _SEND
+
+
+def _agent(path, states):
+    """A seccomp agent: for each listener fd it gets (init's, then the exec'd process's), keep
+    the state sent with it and answer every notified call with -ENOMEDIUM."""
+    import fcntl
+    import struct
+    import threading
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(2)
+
+    def serve(fd):
+        while True:
+            buf = bytearray(80)
+            try:
+                fcntl.ioctl(fd, _NOTIF_RECV, buf)
+            except OSError:
+                return os.close(fd)  # the filter's last user exited
+            nid = struct.unpack_from("=Q", buf)[0]
+            fcntl.ioctl(fd, _NOTIF_SEND, bytearray(struct.pack("=QqiI", nid, 0, -123, 0)))
+
+    def accept():
+        for _ in range(2):
+            conn, _ = srv.accept()
+            data, fds, _, _ = socket.recv_fds(conn, 1 << 16, 1)
+            conn.close()
+            states.append(json.loads(data))
+            threading.Thread(target=serve, args=(fds[0],), daemon=True).start()
+        srv.close()
+
+    threading.Thread(target=accept, daemon=True).start()
+
+
+def test_seccomp_notify_sends_the_exec_listener_to_the_agent(mr):
+    states = []
+    path = str(mr.tmp / "agent.sock")
+    _agent(path, states)
+    cid, init = running(mr, _deny_mkdir("SCMP_ACT_NOTIFY", listenerPath=path))
+    pidfile = mr.tmp / "exec.pid"
+    out = ok(mr, cid, "mkdir /tmp/x 2>&1; echo done", flags=["--pid-file", str(pidfile)])
+    assert "No medium found" in out and "done" in out, out
+    assert [s["pid"] for s in states] == [init, int(pidfile.read_text())]
+    assert states[1]["state"]["id"] == cid and states[1]["state"]["status"] == "running"
+
+
 # ---------------------------------------------------------------- exit status, stdio, signals
 
 @pytest.mark.both_layouts
