@@ -58,14 +58,16 @@ def clone_child(sock, config, ctx):
     sys = Syscalls()
     t0 = time.perf_counter()
     try:
-        # Not dumpable until the user's program is exec'd: no process of the container (or of a
-        # container sharing its PID namespace) may ptrace us or open /proc/<pid>/exe — the host's
-        # interpreter — or our fds (CVE-2019-5736, CVE-2016-9962). execve resets it.
-        sys.prctl(linux.PR_SET_DUMPABLE, 0)
         _close_inherited(keep={0, 1, 2, sock.fileno(), ctx.state_dirfd,
                                *range(3, 3 + ctx.preserve_fds)})
         nss = {n["type"]: n.get("path") for n in _namespaces(config)}
         _enter_user_namespace(sys, sock, nss)
+        # Not dumpable until the user's program is exec'd: no process of the container (or of a
+        # container sharing its PID namespace) may ptrace us or open /proc/<pid>/exe — the host's
+        # interpreter — or our fds (CVE-2019-5736, CVE-2016-9962). execve resets it. Only after
+        # the id maps are written: a non-dumpable process's /proc files belong to root, and an
+        # unprivileged parent could no longer write our uid_map.
+        sys.prctl(linux.PR_SET_DUMPABLE, 0)
         _enter_other_namespaces(sys, nss, config)
         pid = os.fork()
     except BaseException as e:  # noqa: BLE001 — everything goes home as one structured error
