@@ -145,7 +145,8 @@ class Container:
         if cg is None:
             return None
         from . import cgroups
-        return cgroups.manager(cg["path"], self.id, paths=cg.get("paths"))
+        return cgroups.manager(cg["path"], self.id, paths=cg.get("paths"),
+                               rootless=cg.get("rootless", False))
 
     def status(self):
         if not self.pid or not self.init_alive():

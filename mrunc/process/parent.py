@@ -96,6 +96,21 @@ def create(root, cid, bundle, *, pid_file=None, console_socket=None, no_pivot=Fa
     return c
 
 
+def _warn_once(msg):
+    """Say a limitation once per user, not on every container: remembered in a file under
+    $XDG_RUNTIME_DIR (or /tmp), the same way a shell says "new mail" once."""
+    import tempfile
+    mark = os.path.join(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir(),
+                        f".mrunc-warned-{os.geteuid()}")
+    if os.path.exists(mark):
+        return
+    os.write(2, f"mrunc: warning: {msg} (said once)\n".encode())
+    try:
+        open(mark, "w").close()
+    except OSError:
+        pass
+
+
 def _check_terminal(config, console_socket, on_console):
     terminal = bool((config.get("process") or {}).get("terminal"))
     if terminal and not console_socket and on_console is None:
@@ -117,7 +132,10 @@ def _create(c, config, bundle, state, events, *, no_pivot, preserve_fds, console
     os.mkfifo(fifo_path(c.dir), 0o622)
     os.chmod(fifo_path(c.dir), 0o622)  # mkfifo obeys the umask; any uid may signal readiness
     linux_cfg = config.get("linux") or {}
-    cg = cgroups.manager(linux_cfg.get("cgroupsPath"), c.id)
+    rootless = os.geteuid() != 0
+    cg = cgroups.manager(linux_cfg.get("cgroupsPath"), c.id, rootless=rootless)
+    if getattr(cg, "reason", None):
+        _warn_once(f"no cgroup for this container: {cg.reason}")
     layout = cgroups.detect()
     hooks = {k for k, v in (config.get("hooks") or {}).items() if v}
     dirfd = os.open(c.dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -250,7 +268,8 @@ def _record(c, config, bundle, state):
         "rootfs": root if os.path.isabs(root) else os.path.join(bundle, root),
         "created": now_rfc3339(), "config": config,
         # relative cgroup paths depend on the caller's cgroup: keep the resolved ones (runc does too)
-        "cgroup": None if cg is None else {"path": cg.path, "paths": cg.paths},
+        "cgroup": None if cg is None else {"path": cg.path, "paths": cg.paths,
+                                           "rootless": cg.rootless},
     }
     c.save()
 
@@ -293,6 +312,14 @@ def write_id_maps(pid, config):
     """Map container ids to host ids. Only a process privileged in the *parent* user namespace
     may write these files for another process, which is why the parent, not init, does it."""
     lin = config.get("linux") or {}
+    if os.geteuid() != 0:
+        # Unprivileged, the kernel accepts a gid map only once setgroups(2) is disabled in the
+        # namespace: otherwise the process could drop a group that was denying it access.
+        try:
+            with open(f"/proc/{pid}/setgroups", "w") as f:
+                f.write("deny")
+        except OSError as e:
+            raise MruncError(f"linux.gidMappings: writing /proc/{pid}/setgroups: {e.strerror}") from None
     for kind in ("uid", "gid"):
         maps = lin.get(f"{kind}Mappings") or []
         text = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps)
