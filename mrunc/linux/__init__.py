@@ -273,11 +273,13 @@ class Syscalls:
         self._rec("personality", hex(persona))
         _check(_libc.personality(ctypes.c_ulong(persona)), "personality")
 
-    def seccomp_load(self, filt, what=""):
-        """seccomp(SECCOMP_SET_MODE_FILTER): install a filter built with libseccomp
-        (mrunc.linux.seccomp.Filter) in this process, for good."""
-        self._rec("seccomp", "SECCOMP_SET_MODE_FILTER", what)
-        filt.load()
+    def seccomp_load(self, program, flags=0, what=""):
+        """seccomp(SECCOMP_SET_MODE_FILTER): install a BPF program (struct sock_filter[], from
+        mrunc.security.seccomp) in this process, for good. Returns the notify fd, if asked for."""
+        from .seccomp import flag_names, set_mode_filter
+        self._rec("seccomp", "SECCOMP_SET_MODE_FILTER", flag_names(flags),
+                  f"{len(program) // 8} instructions", what)
+        return set_mode_filter(program, flags)
 
     # -- network --
     def link_up(self, ifname):

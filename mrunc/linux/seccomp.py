@@ -5,16 +5,19 @@ before the call does anything: it looks at the syscall number, the architecture 
 arguments, and returns a verdict — allow, fail with an errno, kill, raise SIGSYS, log, ask a
 tracer, or ask a supervisor over a "notify" fd. Writing that BPF by hand means knowing every
 architecture's syscall numbers and multiplexed calls (x86's socketcall); libseccomp knows them, so
-we describe rules ("mkdir -> ERRNO(EPERM)") and it generates and loads the program.
+we describe rules ("mkdir -> ERRNO(EPERM)") and it generates the program. We load it ourselves
+with seccomp(2) (set_mode_filter), after putting a small stub of our own in front of it
+(enosys_stub): that is how runc does it too, and it keeps the flags the kernel's business.
 
 Why our own bindings and not a package (decided for mrunc, re-check if the needs grow):
   * `pyseccomp` (PyPI, ctypes, last release 0.1.2 in January 2021) costs ~25 ms to import, most of
-    it `ctypes.util.find_library`, which runs `ldconfig -p` in a subprocess; it has no attribute
-    for WAIT_KILLABLE_RECV; and it would be a second ctypes module beside mrunc.linux, which the
+    it `ctypes.util.find_library`, which runs `ldconfig -p` in a subprocess; it knows no
+    WAIT_KILLABLE_RECV; and it would be a second ctypes module beside mrunc.linux, which the
     architecture keeps as the only one. Debian's `python3-seccomp` only exists for the system
-    interpreter, not for our venv.
+    interpreter, not for our venv. Neither would spare us the BPF stub and the seccomp(2) call.
   * What we need is a dozen functions with plain C types (below). Loading the library by its
-    soname costs well under a millisecond, and only when a config asks for seccomp.
+    soname costs well under a millisecond, and only when a config asks for seccomp. No new
+    Python dependency; the system package libseccomp2 (>= 2.5) is in the Makefile's APT_PKGS.
 
 The library is loaded by `load_library()`, which init calls *before* pivot_root: afterwards the
 host's /usr/lib is out of reach. Nothing here runs at import time except constants.
@@ -68,14 +71,26 @@ ATTR_CTL_OPTIMIZE = 8   # 2 = binary tree of syscall numbers (long profiles)
 ATTR_API_SYSRAWRC = 9   # return the kernel's errno from seccomp_load, not -ECANCELED
 ATTR_CTL_WAITKILL = 10  # libseccomp >= 2.6
 
-# OCI flag -> (libseccomp attribute, the kernel's SECCOMP_FILTER_FLAG_* bit)
+# OCI flag -> (libseccomp attribute, the kernel's SECCOMP_FILTER_FLAG_* bit). We load the program
+# ourselves (see set_mode_filter), so it is the kernel's bit that counts.
 FLAGS = {
     "SECCOMP_FILTER_FLAG_TSYNC": (ATTR_CTL_TSYNC, 1),
     "SECCOMP_FILTER_FLAG_LOG": (ATTR_CTL_LOG, 2),
     "SECCOMP_FILTER_FLAG_SPEC_ALLOW": (ATTR_CTL_SSB, 4),
     "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV": (ATTR_CTL_WAITKILL, 32),
 }
-_FLAG_NEW_LISTENER = 8
+FLAG_NEW_LISTENER = 8     # return a notify fd (the filter has SCMP_ACT_NOTIFY rules)
+FLAG_TSYNC_ESRCH = 16     # with TSYNC + NEW_LISTENER the kernel wants this one too
+_FLAG_NAMES = {1: "TSYNC", 2: "LOG", 4: "SPEC_ALLOW", 8: "NEW_LISTENER", 16: "TSYNC_ESRCH",
+               32: "WAIT_KILLABLE_RECV"}
+
+# Architecture tokens the ENOSYS stub treats specially (libseccomp's = the kernel's AUDIT_ARCH_*,
+# except x32: the kernel reports x86_64 and sets bit 30 of the syscall number)
+ARCH_X86_64 = 0xC000003E
+ARCH_X32 = 0x4000003E
+X32_SYSCALL_BIT = 0x40000000
+_ARCH_S390 = (0x16, 0x80000016)  # syscall 0 there multiplexes numbers the kernel doesn't know
+ENOSYS = 38
 
 NR_SCMP_ERROR = -1  # seccomp_syscall_resolve_name: "no such syscall" (other negatives are pseudo-syscalls)
 
@@ -126,8 +141,19 @@ class Filter:
         _check(self._lib.seccomp_load(self._ctx), "seccomp_load")
 
     def notify_fd(self):
-        """The listener fd of a loaded filter that has SCMP_ACT_NOTIFY rules."""
+        """The listener fd of a filter loaded by seccomp_load that has SCMP_ACT_NOTIFY rules."""
         return _check(self._lib.seccomp_notify_fd(self._ctx), "seccomp_notify_fd")
+
+    def export_bpf(self):
+        """The generated program, as the kernel takes it: struct sock_filter[] (8 bytes each).
+        Through a memfd, which needs no filesystem (init calls this after pivot_root)."""
+        fd = os.memfd_create("mrunc-seccomp", os.MFD_CLOEXEC)
+        try:
+            _check(self._lib.seccomp_export_bpf(self._ctx, fd), "seccomp_export_bpf")
+            size = os.lseek(fd, 0, os.SEEK_END)
+            return os.pread(fd, size, 0)
+        finally:
+            os.close(fd)
 
     def export_pfc(self, fd):
         """Write the filter as readable pseudo-code to fd (for lessons and debugging)."""
@@ -156,8 +182,11 @@ class Libseccomp:
             ("seccomp_load", i, [vp]),
             ("seccomp_notify_fd", i, [vp]),
             ("seccomp_export_pfc", i, [vp, i]),
+            ("seccomp_export_bpf", i, [vp, i]),
+            ("seccomp_syscall_resolve_name_arch", i, [u32, ctypes.c_char_p]),
             ("seccomp_version", ctypes.POINTER(_Version), []),
             ("seccomp_api_get", ui, []),
+            ("seccomp_arch_native", u32, []),
         ):
             fn = getattr(lib, name)
             fn.restype, fn.argtypes = res, args
@@ -187,6 +216,19 @@ class Libseccomp:
         nr = self._lib.seccomp_syscall_resolve_name(name.encode())
         return None if nr == NR_SCMP_ERROR else nr
 
+    def resolve_syscall_arch(self, token, name):
+        """Syscall number on architecture `token` (x32's carry bit 30); None if unknown there."""
+        nr = self._lib.seccomp_syscall_resolve_name_arch(token, name.encode())
+        return None if nr == NR_SCMP_ERROR else nr
+
+    def native_arch(self):
+        return self._lib.seccomp_arch_native()
+
+    @staticmethod
+    def flag_supported(bit):
+        """Whether the running kernel takes this SECCOMP_FILTER_FLAG_* bit."""
+        return kernel_flag_supported(bit)
+
     def resolve_arch(self, oci_name):
         """SCMP_ARCH_X86_64 -> libseccomp's token, or None if this libseccomp lacks it."""
         token = self._lib.seccomp_arch_resolve_name(oci_name[len("SCMP_ARCH_"):].lower().encode())
@@ -215,6 +257,98 @@ def kernel_flag_supported(flag_bit):
         return False
     libc = ctypes.CDLL(None, use_errno=True)
     if flag_bit == FLAGS["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"][1]:
-        flag_bit |= _FLAG_NEW_LISTENER  # only valid together with a listener
+        flag_bit |= FLAG_NEW_LISTENER  # only valid together with a listener
     ret = libc.syscall(_SYS_SECCOMP, _SECCOMP_SET_MODE_FILTER, ctypes.c_uint(flag_bit), None)
     return ret == -1 and ctypes.get_errno() != 22
+
+
+# ---- loading a program ourselves, with an ENOSYS stub in front (as runc does) ------------------------
+
+class _Fprog(ctypes.Structure):
+    """struct sock_fprog: instruction count and a pointer to them."""
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def flag_names(flags):
+    return "|".join(n for b, n in _FLAG_NAMES.items() if flags & b) or "0"
+
+
+def set_mode_filter(program, flags):
+    """seccomp(SECCOMP_SET_MODE_FILTER, flags, program): install `program` (bytes of struct
+    sock_filter) in this process. Returns the notify fd with FLAG_NEW_LISTENER, else None."""
+    if _SYS_SECCOMP is None:
+        raise OSError(38, f"seccomp: not supported on {os.uname().machine} by mrunc")
+    libc = ctypes.CDLL(None, use_errno=True)
+    buf = ctypes.create_string_buffer(program, len(program))
+    prog = _Fprog(len(program) // 8, ctypes.addressof(buf))
+    ret = libc.syscall(_SYS_SECCOMP, _SECCOMP_SET_MODE_FILTER, ctypes.c_uint(flags), ctypes.byref(prog))
+    if ret == -1:
+        err = ctypes.get_errno()
+        raise OSError(err, f"seccomp(SECCOMP_SET_MODE_FILTER, {flag_names(flags)}): {os.strerror(err)}")
+    return ret if flags & FLAG_NEW_LISTENER else None
+
+
+# classic BPF opcodes (linux/filter.h): what a seccomp program is made of
+_LD_W_ABS, _JA, _JEQ, _JGT, _JSET, _RET = 0x20, 0x05, 0x15, 0x25, 0x45, 0x06
+
+
+def enosys_stub(last):
+    """A few instructions to put in front of a profile's program: a syscall numbered above the
+    highest one the profile names (for its architecture) gets ENOSYS instead of the default.
+
+    Why: an allow-list profile written before a syscall existed answers it with EPERM, and libc
+    takes EPERM as "refused" where ENOSYS means "not here, use the old call" (clone3 -> clone,
+    faccessat2 -> faccessat). runc prepends the same kind of stub.
+    `last` maps libseccomp arch tokens to that highest number; the seccomp_data the program
+    reads holds the syscall number at offset 0 and the AUDIT_ARCH at offset 4.
+    """
+    by_arch = {}
+    for token, nr in last.items():
+        by_arch.setdefault(ARCH_X86_64 if token == ARCH_X32 else token, {})[token] = nr
+    code = [(_LD_W_ABS, 4, None, None)]
+    for arch in sorted(by_arch):
+        code.append((_JEQ, arch, f"arch-{arch}", None))
+    code.append((_JA, "filter", None, None))
+    for arch in sorted(by_arch):
+        lasts = by_arch[arch]
+        code += [("label", f"arch-{arch}"), (_LD_W_ABS, 0, None, None)]
+        if arch == ARCH_X86_64:  # one AUDIT_ARCH, two tables: bit 30 says which
+            code.append((_JSET, X32_SYSCALL_BIT, "x32", None))
+            parts = [(ARCH_X86_64, None), (ARCH_X32, "x32")]
+        else:
+            if arch in _ARCH_S390:
+                code.append((_JEQ, 0, "enosys", None))
+            parts = [(arch, None)]
+        for token, label in parts:
+            if label:
+                code.append(("label", label))
+            if token in lasts:
+                code.append((_JGT, lasts[token], "enosys", None))
+            code.append((_JA, "filter", None, None))
+    code += [("label", "enosys"), (_RET, ACTIONS["SCMP_ACT_ERRNO"][0] | ENOSYS, None, None),
+             ("label", "filter")]
+    return _assemble(code)
+
+
+def _assemble(code):
+    """(op, k, jump-if-true label, None) tuples and ("label", name) -> bytes. Conditional jumps
+    are relative and 8-bit: fine for a stub of a few dozen instructions."""
+    import struct
+    where, pc = {}, 0
+    for op, *rest in code:
+        if op == "label":
+            where[rest[0]] = pc
+        else:
+            pc += 1
+    out, pc = [], 0
+    for op, *rest in code:
+        if op == "label":
+            continue
+        k, jt, jf = rest
+        if op == _JA:
+            k = where[k] - pc - 1
+        jt = 0 if jt is None else where[jt] - pc - 1
+        assert 0 <= jt <= 255 and k >= 0
+        out.append(struct.pack("=HBBI", op, jt, 0, k))
+        pc += 1
+    return b"".join(out)

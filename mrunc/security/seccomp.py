@@ -56,7 +56,13 @@ def action_value(name, errno_ret):
 
 class Seccomp:
     """A filter built from linux.seccomp, ready to load. Build it where errors can still be
-    reported cleanly; `load(sys)` installs it, once (a second call does nothing)."""
+    reported cleanly; `load(sys)` installs it, once (a second call does nothing).
+
+    libseccomp generates the program; we load it ourselves with seccomp(2), as runc does, for
+    two reasons: the flags are then the kernel's (WAIT_KILLABLE_RECV works whatever libseccomp
+    version is installed), and an ENOSYS stub goes in front of the program (lsc.enosys_stub):
+    a syscall newer than every one the profile names gets ENOSYS, not the default EPERM, so
+    libc falls back to the older call instead of failing (runc 1.1 does the same)."""
 
     def __init__(self, cfg, lib=None, debug=None):
         self.cfg = cfg
@@ -67,6 +73,8 @@ class Seccomp:
         self.loaded = False
         self.on_notify_fd = None   # set by the caller when the filter has NOTIFY rules
         self.notify = any(r.get("action") == "SCMP_ACT_NOTIFY" for r in cfg.get("syscalls") or ())
+        self.flags = 0             # SECCOMP_FILTER_FLAG_* for seccomp(2)
+        self.last = {}             # arch token -> highest syscall number named (ENOSYS stub)
         self.filter = self._build(lib, cfg)
         if self.skipped and debug:
             debug(f"linux.seccomp: syscalls unknown to libseccomp {self.lib_version}, ignored: "
@@ -85,22 +93,15 @@ class Seccomp:
                                    f"{e.strerror}") from None
         # no_new_privs is the config's business (process.noNewPrivileges), not libseccomp's
         filt.set_attr(lsc.ATTR_CTL_NNP, 0)
-        try:
-            filt.set_attr(lsc.ATTR_API_SYSRAWRC, 1)  # the kernel's own errno if loading fails
-        except OSError:
-            pass
+        tokens = []
         for i, name in enumerate(cfg.get("architectures") or ()):
             token = lib.resolve_arch(name)
             if token is None:
                 raise OSError(22, f"linux.seccomp.architectures[{i}]: {name} is not known to "
                                   f"libseccomp {self.lib_version}")
             filt.add_arch(token)
-        for i, flag in enumerate(cfg.get("flags") or ()):
-            try:
-                filt.set_attr(lsc.FLAGS[flag][0], 1)
-            except OSError as e:
-                raise OSError(e.errno, f"linux.seccomp.flags[{i}]: {flag} is not supported by "
-                                       f"libseccomp {self.lib_version} on this kernel") from None
+            tokens.append(token)
+        self.flags = self._flags(lib, cfg)
         syscalls = cfg.get("syscalls") or ()
         if len(syscalls) > 32:
             try:  # a binary search over syscall numbers instead of a linear chain
@@ -109,7 +110,47 @@ class Seccomp:
                 pass
         for i, rule in enumerate(syscalls):
             self._add(lib, filt, default, rule, f"linux.seccomp.syscalls[{i}]")
+        if self._wants_stub(cfg):
+            self.last = self._last_syscalls(lib, tokens, syscalls)
         return filt
+
+    def _flags(self, lib, cfg):
+        flags = 0
+        for i, flag in enumerate(cfg.get("flags") or ()):
+            bit = lsc.FLAGS[flag][1]
+            if not lib.flag_supported(bit):
+                raise OSError(22, f"linux.seccomp.flags[{i}]: {flag} is not supported by this "
+                                  f"kernel ({os.uname().release})")
+            flags |= bit
+        wait_killable = lsc.FLAGS["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"][1]
+        if self.notify:
+            flags |= lsc.FLAG_NEW_LISTENER
+            if flags & lsc.FLAGS["SECCOMP_FILTER_FLAG_TSYNC"][1]:
+                flags |= lsc.FLAG_TSYNC_ESRCH  # the kernel refuses TSYNC + a listener without it
+        else:
+            flags &= ~wait_killable  # only means something for a listener (libseccomp agrees)
+        return flags
+
+    @staticmethod
+    def _wants_stub(cfg):
+        """runc's rule: not when the default lets calls through anyway (ALLOW, LOG, or TRACE,
+        whose tracer is expected to handle ENOSYS itself), nor when it already says ENOSYS."""
+        default = cfg["defaultAction"]
+        if default in ("SCMP_ACT_ALLOW", "SCMP_ACT_LOG", "SCMP_ACT_TRACE"):
+            return False
+        return not (default == "SCMP_ACT_ERRNO" and cfg.get("defaultErrnoRet") == lsc.ENOSYS)
+
+    @staticmethod
+    def _last_syscalls(lib, tokens, syscalls):
+        """For each architecture the profile lists (runc: only those), the highest syscall
+        number any rule names, whatever its action."""
+        last = {}
+        for token in tokens:
+            numbers = [lib.resolve_syscall_arch(token, n) for r in syscalls for n in r["names"]]
+            numbers = [n for n in numbers if n is not None and n >= 0]
+            if numbers:
+                last[token] = max(numbers)
+        return last
 
     def _add(self, lib, filt, default, rule, path):
         action = action_value(rule["action"], rule.get("errnoRet"))
@@ -137,22 +178,32 @@ class Seccomp:
         cfg = self.cfg
         return (f"default {cfg['defaultAction']}, {self.rules} rules"
                 + (f", {len(self.skipped)} unknown names skipped" if self.skipped else "")
-                + (f", flags {'|'.join(cfg['flags'])}" if cfg.get("flags") else ""))
+                + (", ENOSYS above the newest syscall named" if self.last else ""))
+
+    def program(self):
+        """The BPF the kernel gets: the ENOSYS stub (if any), then libseccomp's program."""
+        stub = lsc.enosys_stub(self.last) if self.last else b""
+        return stub + self.filter.export_bpf()
 
     def load(self, sys):
-        """seccomp(SECCOMP_SET_MODE_FILTER) through libseccomp, then hand the listener fd over."""
+        """seccomp(SECCOMP_SET_MODE_FILTER), then hand the listener fd over (NOTIFY)."""
         if self.loaded:
             return
+        program = self.program()
         try:
-            sys.seccomp_load(self.filter, self.summary())
+            fd = sys.seccomp_load(program, self.flags, self.summary())
         except OSError as e:
             hint = ("" if e.errno not in (1, 13) else
                     " (without process.noNewPrivileges, loading a filter needs CAP_SYS_ADMIN)")
             raise OSError(e.errno, f"linux.seccomp: loading the filter: "
                                    f"{os.strerror(e.errno)}{hint}") from None
         self.loaded = True
-        if self.notify and self.on_notify_fd is not None:
-            self.on_notify_fd(self.filter.notify_fd())
+        if self.flags & lsc.FLAG_NEW_LISTENER and fd is not None:
+            try:
+                if self.on_notify_fd is not None:
+                    self.on_notify_fd(fd)
+            finally:
+                os.close(fd)  # the agent has its own copy now; the program must not inherit it
 
 
 def preload():

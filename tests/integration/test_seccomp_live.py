@@ -172,15 +172,33 @@ def test_supported_flags(mr, flag):
     assert EPERM_TEXT in out and "Seccomp:\t2" in out
 
 
-def test_flag_the_library_lacks_fails_create_clearly(mr):
+def test_wait_killable_recv_without_a_listener_is_harmless(mr):
     from mrunc import spec
-    doc = spec.features()["linux"]["seccomp"]
-    flag = "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"
-    if flag in doc["supportedFlags"]:
-        pytest.skip(f"{flag} is supported here")
-    p = mr.run("true", edit=with_profile(dict(deny(["mkdir"]), flags=[flag])))
-    assert p.returncode != 0
-    assert f"linux.seccomp.flags[0]: {flag} is not supported by libseccomp" in p.stderr
+    if "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV" not in spec.features()["linux"]["seccomp"]["supportedFlags"]:
+        pytest.skip("this kernel has no SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (5.19+)")
+    profile = dict(deny(["mkdir"]), flags=["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"])
+    assert EPERM_TEXT in mr.sh("mkdir /tmp/x 2>&1; true", edit=with_profile(profile))
+
+
+def old_profile():
+    """The engine-shaped profile as it would have been written for an older kernel: nothing
+    named above newfstatat (262 on x86_64). unshare (272) is newer than all of it."""
+    from mrunc.linux import seccomp as lsc
+    lib = lsc.load_library()
+    profile = default_profile()
+    for rule in profile["syscalls"]:
+        rule["names"] = [n for n in rule["names"]
+                         if 0 <= (lib.resolve_syscall_arch(lsc.ARCH_X86_64, n) or -1) <= 262]
+    profile["syscalls"] = [r for r in profile["syscalls"] if r["names"]]
+    profile["architectures"] = ["SCMP_ARCH_X86_64"]
+    return profile
+
+
+def test_syscalls_newer_than_the_profile_get_enosys(mr):
+    """Not EPERM: libc reads ENOSYS as "use the older call" (runc prepends the same stub)."""
+    out = mr.sh("unshare -m true 2>&1; mount -t tmpfs t /mnt 2>&1; true", edit=with_profile(old_profile()))
+    assert "unshare(0x20000): Function not implemented" in out     # 272 > 262: ENOSYS
+    assert "mount: permission denied" in out                      # 165, not allowed: EPERM
 
 
 def test_bad_profile_fails_create_with_the_json_path(mr):
@@ -230,13 +248,18 @@ class Agent(threading.Thread):
             os.close(fd)
 
 
-def test_notify_sends_state_and_fd_to_the_agent(mr, tmp_path):
+@pytest.mark.parametrize("flags", [[], ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]],
+                         ids=["plain", "wait-killable-recv"])
+def test_notify_sends_state_and_fd_to_the_agent(mr, tmp_path, flags):
+    from mrunc import spec
+    if not set(flags) <= set(spec.features()["linux"]["seccomp"]["supportedFlags"]):
+        pytest.skip(f"this kernel lacks {flags}")
     path = str(tmp_path / "agent.sock")
     agent = Agent(path)
     agent.start()
     try:
         profile = dict(deny(["mkdir"], "SCMP_ACT_NOTIFY"), listenerPath=path,
-                       listenerMetadata="course=containers")
+                       listenerMetadata="course=containers", flags=flags)
         out = mr.sh("mkdir /tmp/x 2>&1; mkdir /tmp/y 2>&1; touch /tmp/z && echo touched",
                     edit=with_profile(profile))
         agent.join(10)
@@ -273,7 +296,7 @@ echo end
 
 
 @pytest.mark.runc
-@pytest.mark.parametrize("variant", ["engine-default", "deny-list", "no-nnp-user"])
+@pytest.mark.parametrize("variant", ["engine-default", "deny-list", "no-nnp-user", "old-profile"])
 def test_same_as_runc(mr, tmp_path, variant):
     from conftest import base_config
     from test_runc_parity import _assert_same, _runc
@@ -288,6 +311,9 @@ def test_same_as_runc(mr, tmp_path, variant):
              "args": [{"index": 0, "value": 8, "op": "SCMP_CMP_EQ"}]},
             {"names": ["socket"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13,
              "args": [{"index": 0, "value": 2, "op": "SCMP_CMP_EQ"}]}]}
+    elif variant == "old-profile":
+        profile = old_profile()
+        cfg["process"]["args"] = ["sh", "-c", PROBE.replace("| head -1", "").replace("| wc -l", "")]
     else:
         profile = default_profile()
         cfg["process"]["noNewPrivileges"] = False

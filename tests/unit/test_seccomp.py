@@ -164,20 +164,29 @@ def test_seccomp_is_no_longer_unsupported():
 # ---- translation: OCI JSON -> libseccomp calls ------------------------------------------------------
 
 class FakeLib:
-    """Records what a Seccomp asks of libseccomp; knows a handful of x86_64 syscalls."""
+    """Records what a Seccomp asks of libseccomp; knows a handful of x86_64 and x86 syscalls."""
     NR = {"read": 0, "write": 1, "mkdir": 83, "personality": 135, "clone": 56, "socket": 41,
-          "ptrace": 101, "getpid": 39, "socketcall": -101}
+          "ptrace": 101, "getpid": 39, "socketcall": -101, "futex_waitv": 449}
+    NR_X86 = {"read": 3, "write": 4, "mkdir": 39, "personality": 136, "clone": 120,
+              "socket": 359, "ptrace": 26, "getpid": 20, "socketcall": 102, "futex_waitv": 449}
     ARCH = {"SCMP_ARCH_X86_64": 0xC000003E, "SCMP_ARCH_X86": 0x40000003}
     version_string = "9.9.9"
+    PROGRAM = b"\x06\x00\x00\x00\x00\x00\xff\x7f"  # ret ALLOW: what libseccomp would generate
 
-    def __init__(self, api=6, refuse_attrs=()):
-        self.calls, self.api, self.refuse_attrs = [], api, refuse_attrs
+    def __init__(self, api=6, kernel_flags=0x3F):
+        self.calls, self.api, self.kernel_flags = [], api, kernel_flags
 
     def api_level(self):
         return self.api
 
+    def flag_supported(self, bit):
+        return bool(self.kernel_flags & bit)
+
     def resolve_syscall(self, name):
         return self.NR.get(name)
+
+    def resolve_syscall_arch(self, token, name):
+        return (self.NR if token == 0xC000003E else self.NR_X86).get(name)
 
     def resolve_arch(self, name):
         return self.ARCH.get(name)
@@ -188,8 +197,6 @@ class FakeLib:
 
         class F:
             def set_attr(self, attr, value):
-                if attr in lib.refuse_attrs:
-                    raise OSError(22, "seccomp_attr_set: Invalid argument")
                 lib.calls.append(("attr", attr, value))
 
             def add_arch(self, token):
@@ -198,12 +205,9 @@ class FakeLib:
             def add_rule(self, action, nr, conds=()):
                 lib.calls.append(("rule", hex(action), nr, [tuple(c) for c in conds]))
 
-            def load(self):
-                lib.calls.append(("load",))
-
-            def notify_fd(self):
-                lib.calls.append(("notify_fd",))
-                return 99
+            def export_bpf(self):
+                lib.calls.append(("export_bpf",))
+                return lib.PROGRAM
 
         return F()
 
@@ -213,16 +217,16 @@ def build(profile, **kw):
     return sc.Seccomp(profile, lib=lib), lib.calls
 
 
+X86_64_ONLY = dict(GOOD, architectures=["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"])
+
+
 def test_translation_calls():
-    profile = dict(GOOD, architectures=["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"])
-    s, calls = build(profile)
+    s, calls = build(X86_64_ONLY)
     eq, masked = lsc.OPERATORS["SCMP_CMP_EQ"], lsc.OPERATORS["SCMP_CMP_MASKED_EQ"]
     assert calls == [
         ("init", hex(ERRNO | 38)),
-        ("attr", lsc.ATTR_CTL_NNP, 0),
-        ("attr", lsc.ATTR_API_SYSRAWRC, 1),
+        ("attr", lsc.ATTR_CTL_NNP, 0),              # no_new_privs is the config's, not libseccomp's
         ("arch", "0xc000003e"), ("arch", "0x40000003"),
-        ("attr", lsc.ATTR_CTL_LOG, 1),
         ("rule", hex(ALLOW), 0, []), ("rule", hex(ALLOW), 1, []),
         ("rule", hex(lsc.ACTIONS["SCMP_ACT_NOTIFY"][0]), 83, []),
         ("rule", hex(ALLOW), 135, [(0, eq, 0, 0)]),
@@ -230,6 +234,8 @@ def test_translation_calls():
         ("rule", hex(0x7FF00000 | 7), 101, []),   # TRACE with errnoRet 7
     ]
     assert s.notify and s.rules == 6 and s.skipped == []
+    assert s.flags == 2 | lsc.FLAG_NEW_LISTENER   # LOG, and a listener for the NOTIFY rule
+    assert s.last == {}  # the default already answers ENOSYS (38): no stub
 
 
 def test_unknown_arch_for_the_library_is_a_clear_error():
@@ -300,17 +306,35 @@ def test_long_profiles_ask_for_the_binary_tree():
     assert ("attr", lsc.ATTR_CTL_OPTIMIZE, 2) in calls
 
 
-def test_flag_libseccomp_lacks_is_a_clear_error():
+# ---- flags: the kernel's bits, checked against the running kernel ---------------------------------
+
+def _flags(flags, notify=False, **kw):
+    profile = {"defaultAction": "SCMP_ACT_ALLOW", "flags": flags, "listenerPath": "/a",
+               "syscalls": [{"names": ["mkdir"],
+                             "action": "SCMP_ACT_NOTIFY" if notify else "SCMP_ACT_ERRNO"}]}
+    return build(profile, **kw)[0].flags
+
+
+def test_flags_are_the_kernels_bits():
+    assert _flags(["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW"]) == 2 | 4
+    assert _flags(["SECCOMP_FILTER_FLAG_TSYNC"]) == 1
+    assert _flags([], notify=True) == lsc.FLAG_NEW_LISTENER
+
+
+def test_tsync_with_a_listener_needs_tsync_esrch():
+    assert _flags(["SECCOMP_FILTER_FLAG_TSYNC"], notify=True) == 1 | 8 | 16
+
+
+def test_wait_killable_recv_only_with_a_listener():
+    assert _flags(["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"], notify=True) == 8 | 32
+    assert _flags(["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]) == 0
+
+
+def test_flag_the_kernel_lacks_is_a_clear_error():
     with pytest.raises(OSError, match=r"linux.seccomp.flags\[1\]: SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV "
-                                      r"is not supported by libseccomp 9.9.9"):
-        build({"defaultAction": "SCMP_ACT_ALLOW",
-               "flags": ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]},
-              refuse_attrs=(lsc.ATTR_CTL_WAITKILL,))
-
-
-def test_flags_map_to_attributes():
-    _, calls = build({"defaultAction": "SCMP_ACT_ALLOW", "flags": list(lsc.FLAGS)})
-    assert [c[1] for c in calls if c[0] == "attr"][2:] == [4, 6, 7, 10]
+                                      r"is not supported by this kernel"):
+        _flags(["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"],
+               kernel_flags=0x1F)
 
 
 def test_notify_needs_api_level_6():
@@ -319,45 +343,130 @@ def test_notify_needs_api_level_6():
                "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}, api=5)
 
 
-def test_load_once_through_syscalls_and_hand_the_listener_fd_over():
+# ---- the ENOSYS stub ----------------------------------------------------------------------------------
+
+def run_bpf(program, nr, arch):
+    """A tiny classic-BPF interpreter, enough for the stub: returns the RET value, or None when
+    the stub falls through to the program behind it."""
+    import struct
+    insns = [struct.unpack_from("=HBBI", program, i) for i in range(0, len(program), 8)]
+    data = {0: nr, 4: arch}
+    pc, acc = 0, 0
+    while pc < len(insns):
+        op, jt, jf, k = insns[pc]
+        if op == 0x20:
+            acc = data[k]
+        elif op == 0x06:
+            return k
+        elif op == 0x05:
+            pc += k
+        else:
+            taken = {0x15: acc == k, 0x25: acc > k, 0x45: bool(acc & k)}[op]
+            pc += jt if taken else jf
+        pc += 1
+    return None
+
+
+ENOSYS_RET = ERRNO | 38
+X86, X86_64, X32 = 0x40000003, lsc.ARCH_X86_64, lsc.ARCH_X32
+
+
+def test_stub_x86_64_x32_and_x86():
+    stub = lsc.enosys_stub({X86_64: 456, X32: 0x40000000 | 440, X86: 462})
+    assert run_bpf(stub, 456, X86_64) is None and run_bpf(stub, 457, X86_64) == ENOSYS_RET
+    assert run_bpf(stub, 0, X86_64) is None
+    assert run_bpf(stub, 0x40000000 | 440, X86_64) is None          # x32: own table
+    assert run_bpf(stub, 0x40000000 | 441, X86_64) == ENOSYS_RET
+    assert run_bpf(stub, 462, X86) is None and run_bpf(stub, 463, X86) == ENOSYS_RET
+    assert run_bpf(stub, 10**6, 0xC00000B7) is None                 # aarch64: not listed
+
+
+def test_stub_without_x32_leaves_x32_calls_to_the_filter():
+    stub = lsc.enosys_stub({X86_64: 300})
+    assert run_bpf(stub, 0x40000000 | 5, X86_64) is None and run_bpf(stub, 301, X86_64) == ENOSYS_RET
+
+
+def test_stub_s390x_syscall_0_is_enosys():
+    stub = lsc.enosys_stub({0x80000016: 400})
+    assert run_bpf(stub, 0, 0x80000016) == ENOSYS_RET and run_bpf(stub, 1, 0x80000016) is None
+
+
+def _stubbed(profile):
+    return build(dict({"architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"]}, **profile))[0]
+
+
+def test_stub_uses_the_highest_syscall_any_rule_names_per_arch():
+    s = _stubbed({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+        {"names": ["read", "mkdir"], "action": "SCMP_ACT_ALLOW"},
+        {"names": ["socket"], "action": "SCMP_ACT_KILL"}]})
+    assert s.last == {X86_64: 83, X86: 359}   # mkdir on x86_64, socket on x86
+    assert s.program().startswith(lsc.enosys_stub(s.last))
+    assert s.program().endswith(FakeLib.PROGRAM)
+    assert "ENOSYS above the newest syscall named" in s.summary()
+
+
+@pytest.mark.parametrize("profile", [
+    {"defaultAction": "SCMP_ACT_ALLOW"},
+    {"defaultAction": "SCMP_ACT_LOG"},
+    {"defaultAction": "SCMP_ACT_TRACE"},
+    {"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 38},
+], ids=["allow", "log", "trace", "errno-enosys"])
+def test_no_stub_when_the_default_lets_calls_through_or_says_enosys(profile):
+    s = _stubbed(dict(profile, syscalls=[{"names": ["mkdir"], "action": "SCMP_ACT_KILL"}]))
+    assert s.last == {} and s.program() == FakeLib.PROGRAM
+
+
+def test_no_stub_without_architectures():
+    """runc only stubs the architectures a profile lists."""
+    s = build({"defaultAction": "SCMP_ACT_KILL_PROCESS",
+               "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]})[0]
+    assert s.last == {}
+
+
+# ---- loading ------------------------------------------------------------------------------------------
+
+class FakeSys:
+    def __init__(self, fd=None, error=None):
+        self.log, self.fd, self.error = [], fd, error
+
+    def seccomp_load(self, program, flags, what):
+        if self.error:
+            raise OSError(self.error, os.strerror(self.error))
+        self.log.append((program, flags, what))
+        return self.fd
+
+
+def test_load_once_and_hand_the_listener_fd_over():
     s, calls = build({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/a",
                       "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]})
+    r, w = os.pipe()
+    os.close(r)
     got = []
-    s.on_notify_fd = got.append
-    sys = RecordingSyscalls()
+    s.on_notify_fd = lambda fd: got.append(os.fstat(fd).st_ino)
+    sys = FakeSys(fd=w)
     s.load(sys)
     s.load(sys)
-    assert [n for n, _ in sys.log] == ["seccomp_load"]
-    assert got == [99] and s.loaded  # the listener fd is handed over once
-
-
-def test_load_records_and_passes_the_fd():
-    s, calls = build({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/a",
-                      "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]})
-
-    class Sys:
-        log = []
-
-        def seccomp_load(self, filt, what):
-            self.log.append(what)
-            filt.load()
-
-    got = []
-    s.on_notify_fd = got.append
-    s.load(Sys())
-    assert calls[-2:] == [("load",), ("notify_fd",)] and got == [99]
-    assert Sys.log == ["default SCMP_ACT_ALLOW, 1 rules"]
+    assert len(sys.log) == 1 and s.loaded
+    program, flags, what = sys.log[0]
+    assert program == FakeLib.PROGRAM and flags == lsc.FLAG_NEW_LISTENER
+    assert what == "default SCMP_ACT_ALLOW, 1 rules"
+    assert len(got) == 1
+    with pytest.raises(OSError):
+        os.fstat(w)  # init closed its copy: the program must not inherit the listener
 
 
 def test_load_error_names_the_missing_capability():
     s, _ = build({"defaultAction": "SCMP_ACT_ALLOW"})
-
-    class Sys:
-        def seccomp_load(self, filt, what):
-            raise OSError(13, "seccomp_load: Permission denied")
-
     with pytest.raises(OSError, match="without process.noNewPrivileges, loading a filter needs CAP_SYS_ADMIN"):
-        s.load(Sys())
+        s.load(FakeSys(error=13))
+    assert not s.loaded
+
+
+def test_syscalls_records_the_load():
+    sys = RecordingSyscalls()
+    sys.seccomp_load(b"\0" * 80, 2 | 8, "what")
+    assert sys.log == [("seccomp_load", (b"\0" * 80, 10, "what"))]
+    assert lsc.flag_names(2 | 8) == "LOG|NEW_LISTENER"
 
 
 # ---- the order in the security phase ----------------------------------------------------------------
@@ -472,11 +581,17 @@ def test_real_libseccomp_builds_a_podman_sized_profile():
         f.seek(0)
         text = f.read()
     assert b'filter for syscall "mkdir"' in text and b"action ERRNO(1)" in text
+    program = s.program()
+    assert len(program) % 8 == 0 and program.startswith(lsc.enosys_stub(s.last))
+    named = [lib.resolve_syscall_arch(lsc.ARCH_X86_64, n) for r in default_profile()["syscalls"]
+             for n in r["names"]]
+    assert s.last[lsc.ARCH_X86_64] == max(n for n in named if n is not None)  # the newest named
+    assert s.last[lsc.ARCH_X32] & lsc.X32_SYSCALL_BIT
     s.filter.release()
 
 
 def test_copy_does_not_share_state():
-    a = dict(copy.deepcopy(GOOD), architectures=["SCMP_ARCH_X86"])
+    a = copy.deepcopy(X86_64_ONLY)
     b = copy.deepcopy(a)
     build(a)
     assert a == b  # building never edits the config
