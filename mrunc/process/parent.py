@@ -172,6 +172,11 @@ def _serve(c, config, bundle, state, events, sock, clone_pid, cg, console_socket
         try:
             msg = protocol.recv(sock, with_fds=True)
         except EOFError:
+            if _killed_by_seccomp(state.get("init_pid")):
+                raise InitError("security", "container init was killed by its own seccomp filter "
+                                "(SIGSYS): linux.seccomp must allow the calls init still makes "
+                                "before exec (sendto, recvfrom, openat, read, write, close, "
+                                "getdents64, ioctl, execve)") from None
             raise InitError(events.records[-1]["phase"] if events.records else "clone",
                             "container init exited unexpectedly") from None
         t = msg["t"]
@@ -352,6 +357,21 @@ def _reap(pid):
         os.waitpid(pid, 0)
     except ChildProcessError:
         pass
+
+
+def _killed_by_seccomp(pid, timeout=1.0):
+    """Did init (our child: we are a subreaper) die of SIGSYS? Peeks without reaping (WNOWAIT):
+    _undo still finds it."""
+    deadline = time.monotonic() + timeout
+    while pid and time.monotonic() < deadline:
+        try:
+            info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return False
+        if info is not None:
+            return info.si_code in (os.CLD_KILLED, os.CLD_DUMPED) and info.si_status == signal.SIGSYS
+        time.sleep(0.005)
+    return False
 
 
 def _undo(c, state):

@@ -375,3 +375,15 @@ def test_podman_default_profile_same_as_runc(tmp_path):
     assert "Seccomp:\t2" in out["mrunc"] and "end" in out["mrunc"]
     assert "unshare(0x20000): Operation not permitted" in out["mrunc"]
     assert out["mrunc"] == out["runc"]
+
+
+def test_a_profile_that_kills_init_itself_says_so(mr):
+    """init makes a few calls between loading the filter and exec (the phase report first): a
+    profile that kills on them fails create with a message that says what happened."""
+    profile = dict(default_profile(), defaultAction="SCMP_ACT_KILL_PROCESS")
+    del profile["defaultErrnoRet"]
+    profile["syscalls"][0]["names"].remove("sendto")
+    p = mr.run("true", edit=with_profile(profile))
+    assert p.returncode != 0
+    assert "security: container init was killed by its own seccomp filter (SIGSYS)" in p.stderr
+    assert not [d for d in os.listdir(mr.root) if d in mr.ids]  # nothing left behind
