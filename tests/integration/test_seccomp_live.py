@@ -387,3 +387,26 @@ def test_a_profile_that_kills_init_itself_says_so(mr):
     assert p.returncode != 0
     assert "security: container init was killed by its own seccomp filter (SIGSYS)" in p.stderr
     assert not [d for d in os.listdir(mr.root) if d in mr.ids]  # nothing left behind
+
+
+def test_the_stepper_sees_the_filter_arrive_in_the_security_phase(mr):
+    """What the notebook shows: paused after each phase, init's /proc status says seccomp is off
+    until the security phase, then filter mode with one filter — and the program inherits it."""
+    from test_snapshot_live import _step_through
+
+    from mrunc import snapshot
+    cid = mr.new_id()
+    snaps = _step_through(mr, cid, mr.bundle(with_profile(default_profile()), args=["sleep", "30"]))
+    before, sec = snaps["cgroup"], snaps["security"]
+    assert (before.security.seccomp, before.security.seccomp_filters) == (0, 0)
+    assert (sec.security.seccomp, sec.security.seccomp_filters) == (2, 1)
+    assert sec.security.seccomp_mode == "filter"
+    text = "\n".join(snapshot.diff(before, sec).summary())
+    assert "seccomp is now in filter mode (was disabled)" in text
+    mr.cli("start", cid, check=True)
+    pid = json.loads(mr.cli("state", cid, check=True).stdout)["pid"]
+    for _ in range(100):
+        after = snapshot.take(pid)
+        if after.process and after.process.comm == "sleep":
+            break
+    assert (after.security.seccomp, after.security.seccomp_filters) == (2, 1)
