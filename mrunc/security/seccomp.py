@@ -31,8 +31,12 @@ filters stacked (/proc/<pid>/status: `Seccomp: 2` = filter mode, `Seccomp_filter
     unprivileged process could filter a setuid program into misbehaving), and the user's caps
     may not include it. So the filter goes in while init is still root with every capability —
     before the bounding set is cut and the user switched — and then applies to those calls.
-libseccomp would set no_new_privs itself on load; we tell it not to (ATTR_CTL_NNP=0): whether the
-bit is set is the config's `noNewPrivileges`, nothing else.
+Whether no_new_privs is set is the config's `noNewPrivileges`, nothing else: libseccomp's own
+seccomp_load would set it (we load the program ourselves, and tell libseccomp ATTR_CTL_NNP=0
+anyway).
+
+**Syscalls newer than the profile** get ENOSYS, not the default action's EPERM (a stub in front
+of the program, as runc's): libc reads ENOSYS as "use the older call" (clone3 -> clone).
 
 **Names the kernel or libseccomp don't know** are skipped (runc does the same): podman's profile
 lists syscalls newer than many kernels, and a profile must not fail on an older machine. The
@@ -190,6 +194,9 @@ class Seccomp:
         if self.loaded:
             return
         program = self.program()
+        if len(program) // 8 > 4096:  # BPF_MAXINSNS: the kernel would only say EINVAL
+            raise OSError(7, f"linux.seccomp: the filter is {len(program) // 8} BPF instructions, "
+                             "the kernel takes at most 4096")
         try:
             fd = sys.seccomp_load(program, self.flags, self.summary())
         except OSError as e:

@@ -462,6 +462,13 @@ def test_load_error_names_the_missing_capability():
     assert not s.loaded
 
 
+def test_a_program_the_kernel_cannot_take_is_a_clear_error(monkeypatch):
+    s, _ = build({"defaultAction": "SCMP_ACT_ALLOW"})
+    monkeypatch.setattr(FakeLib, "PROGRAM", b"\0" * 8 * 4097)
+    with pytest.raises(OSError, match="the filter is 4097 BPF instructions, the kernel takes at most 4096"):
+        s.load(FakeSys())
+
+
 def test_syscalls_records_the_load():
     sys = RecordingSyscalls()
     sys.seccomp_load(b"\0" * 80, 2 | 8, "what")
