@@ -6,6 +6,7 @@
 #   make demo     run one container with the phase trace
 #   make test     the whole suite (host, then cgroup v2 tests in a VM)
 #   make bench    mrunc vs runc timings
+#   make lab      JupyterLab on notebooks/ with the "Python 3 (mrunc)" kernel (as root)
 #   make clean    remove rootfs builds and stamps (distclean: also .venv)
 
 SHELL      := /bin/bash
@@ -22,7 +23,8 @@ STAMP    := $(VENV)/.mrunc-installed
 ROOTFS   := rootfs/busybox/bin/busybox
 BUNDLE   := rootfs/bundle/config.json
 # Others may append (e.g. chromium for browser tests): make APT_PKGS+=...
-APT_PKGS ?= python3-venv busybox-static runc iproute2 libseccomp2
+# chromium: the real-browser notebook test (tests/browser, Playwright drives /usr/bin/chromium).
+APT_PKGS ?= python3-venv busybox-static runc iproute2 libseccomp2 chromium
 PYTEST_ARGS ?=
 
 export DEBIAN_FRONTEND := noninteractive
@@ -115,8 +117,18 @@ test-v2: setup rootfs
 bench: setup rootfs
 	$(PY) bench/bench.py $(BENCH_ARGS)
 
-lab:
-	@echo "make lab: not yet: see issue 4" >&2; exit 1
+# ---- lab -----------------------------------------------------------------------
+# JupyterLab on notebooks/, with the "Python 3 (mrunc)" kernel installed in .venv. Containers
+# need root, so as root JupyterLab needs --allow-root. It prints the URL (token included) to
+# open; LAB_IP=0.0.0.0 to reach it from elsewhere.
+LAB_IP   ?= 127.0.0.1
+LAB_PORT ?= 8888
+lab: setup rootfs
+	@$(MRUNC) kernel install --sys-prefix
+	@[ "$$(id -u)" = 0 ] || echo "make lab: not root: the notebooks can show, but not make, containers" >&2
+	@echo "make lab: JupyterLab on notebooks/ — open the http://$(LAB_IP):$(LAB_PORT)/lab?token=... URL below"
+	cd notebooks && exec ../$(VENV)/bin/jupyter lab --no-browser --ip=$(LAB_IP) --port=$(LAB_PORT) \
+	  $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 # ---- clean ---------------------------------------------------------------------
 clean:

@@ -19,6 +19,8 @@ _EXTRA_CSS = """
 .mrunc .mr-chart .mr-grid{stroke:var(--mr-line);stroke-width:1;stroke-dasharray:2 3}
 .mrunc .mr-chart .mr-use{fill:none;stroke:var(--mr-accent);stroke-width:2}
 .mrunc .mr-chart .mr-area{fill:var(--mr-accent);opacity:.14}
+.mrunc .mr-chart .mr-hi{fill:none;stroke:var(--mr-bad);stroke-width:1.2;stroke-dasharray:2 2;opacity:.8}
+.mrunc .mr-chart text.mr-hit{fill:var(--mr-bad);font-size:10.5px}
 .mrunc .mr-chart .mr-limit{stroke:var(--mr-warn);stroke-width:1.5;stroke-dasharray:6 4}
 .mrunc .mr-chart .mr-oom{stroke:var(--mr-bad);stroke-width:2}
 .mrunc .mr-chart .mr-exit{stroke:var(--mr-fg3);stroke-width:1.5;stroke-dasharray:3 3}
@@ -49,12 +51,13 @@ def _num(v, unit):
     return str(int(v))
 
 
-def _panel(y0, h, w, series, limit, label, unit, t_max, events):
-    """One chart: `series` [(t, value)], a dashed limit line, OOM/exit markers."""
+def _panel(y0, h, w, series, limit, label, unit, t_max, events, peaks=()):
+    """One chart: `series` [(t, value)], a dashed limit line, OOM/exit markers; `peaks`
+    [(t, value)]: the highest usage so far, which catches what happens between two samples."""
     left, right = 64, w - 12
     top, bottom = y0 + 18, y0 + h - 16
     values = [v for _, v in series if v is not None]
-    peak = max(values + ([limit] if limit else []) + [0])
+    peak = max(values + [v for _, v in peaks if v is not None] + ([limit] if limit else []) + [0])
     if unit == "cpus":
         peak = max(peak, 0.1)
     elif unit == "count":
@@ -86,10 +89,15 @@ def _panel(y0, h, w, series, limit, label, unit, t_max, events):
         area = f"{pts[0][0]:.1f},{bottom} {line} {pts[-1][0]:.1f},{bottom}"
         parts.append(f'<polygon class="mr-area" points="{area}"/>')
         parts.append(f'<polyline class="mr-use" points="{line}"/>')
+    hi = [(X(t), Y(v)) for t, v in peaks if v is not None]
+    if hi:
+        parts.append(f'<polyline class="mr-hi" points="{" ".join(f"{x:.1f},{y:.1f}" for x, y in hi)}"/>')
+        parts.append(f'<text x="{hi[-1][0] - 4:.1f}" y="{hi[-1][1] - 3:.1f}" text-anchor="end" '
+                     f'class="mr-hit">peak {_e(_num(peaks[-1][1], unit))}</text>')
     if limit:
         ly = Y(limit)
         parts.append(f'<line class="mr-limit" x1="{left}" y1="{ly:.1f}" x2="{right}" y2="{ly:.1f}"/>')
-        parts.append(f'<text x="{right}" y="{ly - 3:.1f}" text-anchor="end" class="mr-lim">limit</text>')
+        parts.append(f'<text x="{left + 4}" y="{ly - 3:.1f}" class="mr-lim">limit</text>')
     for t, kind, _text in events:
         x = X(t)
         cls = "mr-oom" if kind == "oom" else "mr-exit"
@@ -102,7 +110,7 @@ def usage_chart(samples, events=(), *, name="", status="", memory_limit=None, pi
     """Memory, CPU and pids over time, against their limits.
 
     `samples`: [{"t": seconds since the first, "memory": bytes, "cpu": CPUs in use (a rate),
-    "pids": count}], in order. `events`: [(t, "oom" | "exit", text)] drawn as vertical lines
+    "pids": count, "peak": the highest memory use so far (optional, drawn dotted)}], in order. `events`: [(t, "oom" | "exit", text)] drawn as vertical lines
     (OOM kills red) and listed under the chart. Limits: bytes, CPUs, count; None = unlimited.
     """
     w, h = 760, 112
@@ -111,8 +119,9 @@ def usage_chart(samples, events=(), *, name="", status="", memory_limit=None, pi
             ("pids", "processes", "count", pids_limit)]
     body = []
     for i, (key, label, unit, limit) in enumerate(rows):
+        peaks = [(s["t"], s.get("peak")) for s in samples] if key == "memory" else ()
         body.append(_panel(i * h, h, w, [(s["t"], s.get(key)) for s in samples], limit, label, unit,
-                           t_max, events))
+                           t_max, events, peaks))
     total_h = len(rows) * h + 14
     x_end = w - 12
     body.append(f'<text x="64" y="{total_h - 2}">0 s</text>'
