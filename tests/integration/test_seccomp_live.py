@@ -18,6 +18,7 @@ import threading
 import pytest
 
 from seccomp_profile import default_profile
+from test_rootless import _as_nobody, home  # noqa: F401 (a fixture)
 
 pytestmark = [pytest.mark.root]
 
@@ -410,3 +411,25 @@ def test_the_stepper_sees_the_filter_arrive_in_the_security_phase(mr):
         if after.process and after.process.comm == "sleep":
             break
     assert (after.security.seccomp, after.security.seccomp_filters) == (2, 1)
+
+
+@pytest.mark.userns
+@pytest.mark.parametrize("nnp", [True, False], ids=["nnp", "no-nnp"])
+@pytest.mark.skipif(not shutil.which("runuser"), reason="runuser (util-linux) is not installed")
+def test_rootless_container_gets_its_filter(home, nnp):
+    """An ordinary user's container: without noNewPrivileges the filter is loaded with the
+    CAP_SYS_ADMIN init has in its own user namespace, which is enough for the kernel."""
+    from conftest import ROOTFS
+    p = _as_nobody("spec", "--rootless", cwd=str(home))
+    assert p.returncode == 0, p.stderr
+    cfg = json.loads((home / "config.json").read_text())
+    cfg["root"]["path"] = ROOTFS
+    cfg["process"].update(terminal=False, noNewPrivileges=nnp, args=[
+        "sh", "-c", "mkdir /tmp/x 2>&1; grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status"])
+    with_profile(deny(["mkdir"], errnoRet=28))(cfg)
+    (home / "config.json").write_text(json.dumps(cfg))
+    p = _as_nobody("--root", str(home / "state"), "run", "--bundle", str(home), "rl-sc", cwd=str(home))
+    assert p.returncode == 0, p.stderr
+    f = status_fields(p.stdout)
+    assert "No space left on device" in p.stdout
+    assert f["Seccomp"] == "2" and f["NoNewPrivs"] == ("1" if nnp else "0")
