@@ -63,16 +63,42 @@ class Unavailable(SandboxError):
     """Containers cannot be made from this process (not root, no rootfs)."""
 
 
-def check_available(rootfs=None):
-    """Raise Unavailable, saying why, when containers cannot be made here."""
-    if os.geteuid() != 0:
+def check_available(rootfs=None) -> bool:
+    """True if containers can be made as root here, False if only rootless ones (not root, but
+    user namespaces allowed); raise Unavailable, saying why, when none can."""
+    path = rootfs or busybox_rootfs()
+    if not os.path.lexists(os.path.join(path, "bin", "sh")):
+        raise Unavailable(f"no root filesystem at {path} (bin/sh missing): run `make rootfs`")
+    if os.geteuid() == 0:
+        return True
+    why = _userns_unavailable()
+    if why:
         raise Unavailable(
             f"containers need root here, and this kernel runs as uid {os.geteuid()}: creating "
-            "namespaces, mounts and cgroups for another process needs CAP_SYS_ADMIN. Start "
-            "JupyterLab as root (`sudo make lab`); the sandbox has no rootless mode yet.")
-    path = rootfs or busybox_rootfs()
-    if not os.path.exists(os.path.join(path, "bin", "sh")) and not os.path.islink(os.path.join(path, "bin", "sh")):
-        raise Unavailable(f"no root filesystem at {path} (bin/sh missing): run `make rootfs`")
+            "namespaces, mounts and cgroups for another process needs CAP_SYS_ADMIN, and the "
+            f"rootless way (a user namespace of your own) is closed: {why}. Start JupyterLab as "
+            "root (`sudo make lab`).")
+    return False
+
+
+def _userns_unavailable():
+    """Why an unprivileged user cannot make a user namespace here (None: they can)."""
+    for path, bad in (("/proc/sys/kernel/unprivileged_userns_clone", "0"),
+                      ("/proc/sys/user/max_user_namespaces", "0")):
+        try:
+            with open(path) as f:
+                if f.read().strip() == bad:
+                    return f"{path} is {bad}"
+        except OSError:
+            pass
+    return None
+
+
+ROOTLESS_NOTE = ("running rootless (uid {uid}, a user namespace maps it to root inside): the root "
+                 "filesystem is read-only with a tmpfs on /tmp (an overlay needs root), only "
+                 "uid 0 exists inside, {cgroups}; snapshots cannot enter the container's "
+                 "namespaces or read its init before exec (that needs CAP_SYS_ADMIN / "
+                 "CAP_SYS_PTRACE), so some panels stay empty.")
 
 
 def busybox_rootfs():
@@ -330,19 +356,35 @@ class Sandbox:
     """A set of containers with a private state root, deleted on close() (and at exit)."""
 
     def __init__(self, root=None, rootfs=None, mrunc=None, check=True):
-        self.root = root or DEFAULT_ROOT
-        self.work = self.root.rstrip("/") + ".bundles"
         self.rootfs = rootfs or busybox_rootfs()
+        self.rootless = not check_available(self.rootfs) if check else os.geteuid() != 0
+        self.root = root or (DEFAULT_ROOT if not self.rootless else _rootless_root())
+        self.work = self.root.rstrip("/") + ".bundles"
         self.mrunc = list(mrunc) if mrunc else mrunc_command()
         self.containers: dict[str, Container] = {}
         self.sessions = weakref.WeakSet()
         self._cleaners = []             # threads unmounting and removing bundle dirs
         self.closed = False
+        self._no_cgroup = None
+        # What does not work here, and why, in words (the magics show it once).
+        self.notes = [ROOTLESS_NOTE.format(uid=os.geteuid(), cgroups=(
+            f"and no limits: {self.no_cgroup}" if self.no_cgroup else
+            "limits work (a delegated cgroup)"))] if self.rootless else []
         if check:
-            check_available(self.rootfs)
             self.sweep()
         _OPEN.add(self)
         _hook_kernel_shutdown()
+
+    @property
+    def no_cgroup(self):
+        """Why containers get no cgroup (so no limits) here, or None: rootless without a
+        delegated cgroup subtree."""
+        if self._no_cgroup is None:
+            self._no_cgroup = ""
+            if self.rootless:
+                from . import cgroups
+                self._no_cgroup = getattr(cgroups.manager(None, "probe", rootless=True), "reason", "") or ""
+        return self._no_cgroup or None
 
     def __repr__(self):
         return f"<Sandbox root={self.root} containers={list(self.containers)}>"
@@ -513,11 +555,39 @@ class Sandbox:
                 raise SandboxError(f"image: {image} is neither a rootfs directory nor a bundle")
         if opts.get("readonly") is None:
             opts.pop("readonly", None)
+        if self.rootless:
+            base, opts = self._rootless(base, opts)
         cfg = build_config(args, rootfs=rootfs, base=base, name=name, **opts)
+        if self.rootless:
+            cfg["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+                                  "options": ["nosuid", "nodev", "mode=1777", "size=65536k"]})
         c = Container(self, name, bundle=os.path.join(self.work, name), config=cfg)
         c._write_bundle(rootfs, overlay=not cfg["root"]["readonly"])
         self.containers[name] = c
         return c
+
+
+    def _rootless(self, base, opts):
+        """What a rootless container can have; a clear error for what it cannot."""
+        from . import spec
+        for key, flag in (("memory", "memory"), ("cpus", "cpus"), ("pids", "pids")):
+            if opts.get(key) is not None and self.no_cgroup:
+                raise SandboxError(f"{flag}: no limits rootless here: {self.no_cgroup}")
+        user = opts.get("user")
+        if user is not None and str(user).partition(":")[0] not in ("0", "root"):
+            raise SandboxError(f"user: rootless, only root (uid 0) exists in the container: the "
+                               f"user namespace maps just your uid {os.geteuid()}")
+        if base is None:
+            base = spec.default_config(rootless=True)
+        return base, {**opts, "readonly": True}
+
+
+def _rootless_root():
+    """A state root the user owns: $XDG_RUNTIME_DIR/mrunc-lab, else /tmp/mrunc-lab-<uid>."""
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg and os.access(xdg, os.W_OK):
+        return os.path.join(xdg, "mrunc-lab")
+    return f"/tmp/mrunc-lab-{os.geteuid()}"
 
 
 def _cli_error(stderr, default):

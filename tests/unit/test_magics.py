@@ -27,6 +27,7 @@ class FakeContainer:
 
 class FakeSandbox:
     closed = False
+    notes = ()
 
     def __init__(self):
         self.runs, self.removed, self.containers = [], [], {}
@@ -180,7 +181,10 @@ def test_rm_and_inspect(ip, fake, capsys):
 
 
 def test_not_root_is_one_clear_line(ip, monkeypatch):
+    import mrunc.sandbox as SB
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(SB, "_userns_unavailable", lambda: "/proc/sys/user/max_user_namespaces is 0")
+    monkeypatch.setattr("mrunc.notebook._SANDBOX", None)
     ip.register_magics(ContainerMagics(ip))            # no sandbox yet: made at first use
     with pytest.raises(UsageError) as e:
         cell(ip, "")
@@ -207,3 +211,13 @@ def test_import_mrunc_does_not_import_ipython():
     code = "import sys, mrunc; assert callable(mrunc.load_ipython_extension); " \
            "assert not [m for m in sys.modules if m.startswith(('IPython', 'ipywidgets'))], 'imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_rootless_limits_are_said_once(ip, capsys):
+    sb = FakeSandbox()
+    sb.notes = ["running rootless (uid 1000): no limits"]
+    ip.register_magics(ContainerMagics(ip, sandbox=sb))
+    cell(ip, "")
+    cell(ip, "")
+    err = capsys.readouterr().err
+    assert err.count("running rootless (uid 1000): no limits") == 1

@@ -133,13 +133,40 @@ def test_describe_exit():
 
 # ---- not root ------------------------------------------------------------------------------------
 
-def test_non_root_says_why(monkeypatch, rootfs):
+def test_non_root_without_user_namespaces_says_why(monkeypatch, rootfs):
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(SB, "_userns_unavailable", lambda: "/proc/sys/user/max_user_namespaces is 0")
     with pytest.raises(SB.Unavailable) as e:
         Sandbox(root="/nonexistent/x", rootfs=rootfs)
     msg = str(e.value)
     assert "\n" not in msg
     assert "need root" in msg and "uid 1000" in msg and "CAP_SYS_ADMIN" in msg
+    assert "max_user_namespaces is 0" in msg
+
+
+def test_rootless_what_works_and_what_does_not(monkeypatch, tmp_path, rootfs):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(SB, "_userns_unavailable", lambda: None)
+    assert SB.check_available(rootfs) is False              # rootless, not refused
+    sb = Sandbox(root=str(tmp_path / "state"), rootfs=rootfs, mrunc=FAKE, check=False)
+    try:
+        assert sb.rootless
+        sb._no_cgroup = "/sys/fs/cgroup is not delegated to uid 1000"
+        sb.notes = [SB.ROOTLESS_NOTE.format(uid=1000, cgroups="and no limits")]
+        assert "read-only" in sb.notes[0] and "only uid 0" in sb.notes[0]
+        with pytest.raises(SandboxError, match="^memory: no limits rootless here: /sys/fs/cgroup is not"):
+            sb.run("true", memory="32M")
+        with pytest.raises(SandboxError, match="only root \\(uid 0\\) exists"):
+            sb.run("true", user="mrunc")
+        c = sb._prepare("true", None, "rl", {"user": "0"})
+        cfg = c.config
+        assert cfg["root"]["readonly"] is True and not c.overlay
+        assert {"type": "user"} in cfg["linux"]["namespaces"]
+        assert cfg["linux"]["uidMappings"] == [{"containerID": 0, "hostID": 1000, "size": 1}]
+        assert any(m["destination"] == "/tmp" and m["type"] == "tmpfs" for m in cfg["mounts"])
+        assert "resources" not in cfg["linux"] or not cfg["linux"]["resources"].get("memory")
+    finally:
+        sb.close()
 
 
 def test_missing_rootfs(monkeypatch, tmp_path):
