@@ -100,6 +100,13 @@ def test_exec_with_cgroup_namespace_sees_inits_cgroup(mr):
     assert os.readlink(f"/proc/{pid}/ns/cgroup") in ok(mr, cid, "readlink /proc/self/ns/cgroup")
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/ns/time"), reason="no time namespaces")
+def test_exec_joins_time_namespace(mr):
+    cid, pid = running(mr, lambda c: c["linux"]["namespaces"].append({"type": "time"}))
+    out = ok(mr, cid, "readlink /proc/self/ns/time; readlink /proc/self/ns/time_for_children")
+    assert out.split() == [os.readlink(f"/proc/{pid}/ns/time")] * 2, out
+
+
 @pytest.mark.cgroup_v2
 def test_exec_into_cgroup_with_enabled_controllers_joins_inits_cgroup(mr):
     """A container that manages cgroups itself: init moved into a child cgroup, controllers
@@ -141,6 +148,34 @@ def test_exec_into_created_container(mr):
     assert out[1] == os.readlink(f"/proc/{pid}/ns/pid")
     assert out[2] == "mrunc:[init]"
     assert json.loads(mr.cli("state", cid).stdout)["status"] == "created"
+
+
+API_WITHOUT_CLONE3 = """
+import errno, os, sys
+from mrunc import api, linux
+
+def no_clone3(fd):  # a kernel before 5.7
+    raise OSError(errno.ENOSYS, "clone3: Function not implemented")
+
+linux.fork_into_cgroup = no_clone3
+before = os.readlink("/proc/self/ns/pid_for_children"), linux.Syscalls().prctl(3)
+rc = api.exec(sys.argv[2], ["cat", "/proc/self/cgroup"], sys.argv[1])
+after = os.readlink("/proc/self/ns/pid_for_children"), linux.Syscalls().prctl(3)
+print("rc", rc, "same" if before == after else f"changed {before} -> {after}", flush=True)
+"""
+
+
+@pytest.mark.both_layouts
+def test_api_exec_without_clone3_and_the_caller_is_left_as_it_was(mr):
+    """Without clone3 the process moves itself into the v2 cgroup; and the API caller's children
+    are born in its own PID namespace again, and it is as dumpable as before."""
+    cid, pid = running(mr)
+    p = subprocess.run([sys.executable, "-c", API_WITHOUT_CLONE3, mr.root, cid], cwd=REPO,
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    cgroup, _, last = p.stdout.rpartition("rc ")
+    assert last.split() == ["0", "same"], p.stdout
+    assert cgroup == open(f"/proc/{pid}/cgroup").read(), p.stdout
 
 
 # ---------------------------------------------------------------- the process object and flags
