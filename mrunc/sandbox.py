@@ -455,9 +455,8 @@ class Sandbox:
             State.load(self.root, name)
         except (StateError, MruncError):
             raise SandboxError(f"no container named {name!r} in {self.root}") from None
-        c = Container(self, name, bundle=None, config=None)      # made elsewhere: adopt it
-        self.containers[name] = c
-        return c
+        # Made elsewhere (another kernel, the CLI): usable, but not ours to delete at close().
+        return Container(self, name, bundle=None, config=None)
 
     def ps(self) -> list[dict]:
         """A row per container in our root: name, status, pid, memory use/limit, exit code."""
@@ -566,7 +565,6 @@ class Sandbox:
         self.containers[name] = c
         return c
 
-
     def _rootless(self, base, opts):
         """What a rootless container can have; a clear error for what it cannot."""
         from . import spec
@@ -626,6 +624,7 @@ class Container:
         self.deleted = False
         self._mgr = None
         self._exit = None
+        self._rootfs = None
 
     def __repr__(self):
         return f"<Container {self.name} {self.status}>"
@@ -637,7 +636,7 @@ class Container:
     @property
     def rootfs(self):
         """The image's root (the overlay's lower layer), where /etc/passwd is read from."""
-        return getattr(self, "_rootfs", None) or self.sandbox.rootfs
+        return self._rootfs or self.sandbox.rootfs
 
     # -- making it --
     def _write_bundle(self, rootfs, overlay):
@@ -1071,7 +1070,8 @@ class StepSession:
         if pid is None and ev["phase"] != "spec":
             # The runtime may report clone before it learned init's pid (init's report and the
             # clone child's "pid" message race on one socket): then find init ourselves.
-            pid = self.steps[-1].pid if self.steps and self.steps[-1].pid else _find_init(self.container.shim.pid)
+            last = self.steps[-1].pid if self.steps else None
+            pid = last or _find_init(self.container.shim.pid)
         snap = self._snapshot(pid or self.container.shim.pid)
         step = Step(ev["phase"], ev.get("ms", 0.0), ev.get("calls") or [], pid, snap,
                     self._diff(snap))

@@ -110,7 +110,8 @@ def usage_chart(samples, events=(), *, name="", status="", memory_limit=None, pi
     """Memory, CPU and pids over time, against their limits.
 
     `samples`: [{"t": seconds since the first, "memory": bytes, "cpu": CPUs in use (a rate),
-    "pids": count, "peak": the highest memory use so far (optional, drawn dotted)}], in order. `events`: [(t, "oom" | "exit", text)] drawn as vertical lines
+    "pids": count, "peak": the highest memory use so far (optional, drawn dotted)}], in order.
+    `events`: [(t, "oom" | "exit", text)] drawn as vertical lines
     (OOM kills red) and listed under the chart. Limits: bytes, CPUs, count; None = unlimited.
     """
     w, h = 760, 112
@@ -126,7 +127,7 @@ def usage_chart(samples, events=(), *, name="", status="", memory_limit=None, pi
     x_end = w - 12
     body.append(f'<text x="64" y="{total_h - 2}">0 s</text>'
                 f'<text x="{x_end}" y="{total_h - 2}" text-anchor="end">{t_max:.1f} s</text>')
-    for t, kind, text in events:
+    for t, kind, _text in events:
         if kind == "oom":
             x = 64 + (x_end - 64) * (t / t_max)
             anchor = "end" if x > w * 0.7 else "start"
@@ -136,7 +137,8 @@ def usage_chart(samples, events=(), *, name="", status="", memory_limit=None, pi
     svg = (f'<svg class="mr-chart" viewBox="0 0 {w} {total_h}" role="img" '
            f'aria-label="usage of {_e(name)}">{"".join(body)}</svg>')
     ooms = [e for e in events if e[1] == "oom"]
-    flag = "".join(f'<div class="mr-oom-flag">OOM killed at {t:.1f} s: {_e(text)}</div>' for t, _k, text in ooms)
+    flag = "".join(f'<div class="mr-oom-flag">OOM killed at {t:.1f} s: {_e(text)}</div>'
+                   for t, _k, text in ooms)
     notes = "".join(f'<li>{t:.1f} s: {_e(text)}</li>' for t, kind, text in events if kind != "oom")
     head = (f'<div class="mr-head"><span class="mr-title">{_e(name)}</span>'
             f'<span class="mr-badge mr-acc mr-status">{_e(status)}</span></div>')
@@ -156,7 +158,8 @@ def container_table(rows) -> str:
             mem += f' / {human_bytes(r["limit"])}'
         code = "" if r.get("exit_code") is None else f' (exit {r["exit_code"]})'
         trs.append(f'<tr><td><code>{_e(r["name"])}</code></td>'
-                   f'<td><span class="mr-badge {kind.get(r["status"], "")}">{_e(r["status"])}</span>{_e(code)}</td>'
+                   f'<td><span class="mr-badge {kind.get(r["status"], "")}">{_e(r["status"])}</span>'
+                   f'{_e(code)}</td>'
                    f'<td>{_e(r.get("pid") or "")}</td><td>{_e(mem)}</td>'
                    f'<td class="mr-mono">{_e(r.get("command", ""))}</td></tr>')
     return _wrap('<div class="mr-card mr-list"><table class="mr-table"><tr><th>name</th><th>status</th>'

@@ -160,7 +160,7 @@ class ContainerMagics(Magics):
                           lines[0] + (" …" if len(lines) > 1 else "")))
         widths = [max(len(t[i]) for t in table) for i in range(4)]
         for t in table:
-            print("  ".join(v.ljust(n) for v, n in zip(t, widths)) + "  " + t[4])
+            print("  ".join(v.ljust(n) for v, n in zip(t, widths, strict=False)) + "  " + t[4])
 
     @magic_arguments()
     @argument("-h", "--help", action="store_true", help="show this help")

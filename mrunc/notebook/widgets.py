@@ -32,7 +32,8 @@ def _e(v):
 
 def _status(text, kind="", phase=None):
     """One status line; class mrunc-status (and data-phase) for tests and the browser."""
-    colour = {"bad": "var(--jp-error-color1,#cf222e)", "ok": "var(--jp-success-color1,#1a7f37)"}.get(kind, "inherit")
+    colour = {"bad": "var(--jp-error-color1,#cf222e)",
+              "ok": "var(--jp-success-color1,#1a7f37)"}.get(kind, "inherit")
     data = f' data-phase="{_e(phase)}"' if phase else ""
     return (f'<span class="mrunc-status mrunc-{kind or "info"}"{data} style="color:{colour}">'
             f'{text}</span>')
@@ -274,7 +275,8 @@ class Monitor(w.VBox):
 
 
 def _cpu_limit(container):
-    cpu = (((getattr(container, "config", None) or {}).get("linux") or {}).get("resources") or {}).get("cpu") or {}
+    linux = (getattr(container, "config", None) or {}).get("linux") or {}
+    cpu = (linux.get("resources") or {}).get("cpu") or {}
     if cpu.get("quota") and cpu.get("period"):
         return cpu["quota"] / cpu["period"]
     return None

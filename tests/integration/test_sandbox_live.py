@@ -127,7 +127,8 @@ def test_container_magic(lab, capfd):
     magics = ContainerMagics(ip, sandbox=lab)
     ip.register_magics(magics)
     ip.run_cell_magic("container", "--memory 32M --hostname box",
-                      "echo hi; hostname; cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null; touch /x && echo wrote")
+                      "echo hi; hostname; cat /sys/fs/cgroup/memory.max "
+                      "/sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null; touch /x && echo wrote")
     out = capfd.readouterr().out
     assert out.split() == ["hi", "box", str(32 * MiB), "wrote"]
     assert magics.last.exit_code == 0 and not lab.containers
@@ -187,6 +188,9 @@ def test_lifecycle_api(lab):
 
 def test_sweep_removes_what_a_dead_kernel_left(lab):
     c = lab.start(name="orphan")
+    deadline = time.time() + 10
+    while c.status != "running" and time.time() < deadline:
+        time.sleep(0.01)
     with open(os.path.join(c.bundle, "owner"), "w") as f:
         f.write("999999 1\n")                   # a sandbox that no longer exists
     other = Sandbox(root=lab.root, rootfs=ROOTFS)          # sweeps at start

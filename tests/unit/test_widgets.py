@@ -6,7 +6,6 @@ import json
 import threading
 from pathlib import Path
 
-import pytest
 
 from mrunc import snapshot as S
 from mrunc.notebook import charts
@@ -99,7 +98,7 @@ def test_click_next_through_every_phase():
         assert f"After <code>{phase}</code>" in panel
         # the phase bar: this one current, the ones before done
         assert panel.count('class="mr-done"') == i
-        assert f'<li class="mr-now" title=' in panel
+        assert '<li class="mr-now" title=' in panel
         if phase in EXPECT:
             assert EXPECT[phase] in panel, phase
         if phase != "exec":
