@@ -221,3 +221,32 @@ def test_rootless_limits_are_said_once(ip, capsys):
     cell(ip, "")
     err = capsys.readouterr().err
     assert err.count("running rootless (uid 1000): no limits") == 1
+
+
+def test_step_inspect_and_monitor_display_widgets(ip, monkeypatch):
+    from test_widgets import FakeContainer as OomContainer, FakeSession, frozen
+    from mrunc.notebook import widgets
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj, **kw: shown.append(obj))
+
+    class Steppable(FakeSandbox):
+        def step(self, script, **opts):
+            self.runs.append((script, opts))
+            return FakeSession()
+    sb = Steppable()
+    ip.register_magics(ContainerMagics(ip, sandbox=sb))
+    cell(ip, "--step --memory 32M --name st")
+    assert isinstance(shown[-1], widgets.Stepper) and sb.runs[-1][1]["memory"] == "32M"
+    shown[-1].next_button.click()
+    assert shown[-1].session.steps[0].phase == "spec"
+
+    running = FakeContainer("web")
+    running.snapshot = lambda: frozen("exec")
+    sb.containers["web"] = running
+    ip.run_line_magic("container_inspect", "web")
+    assert "After" not in shown[-1].data and "Namespaces" in shown[-1].data
+
+    sb.containers["hog"] = OomContainer()
+    ip.run_line_magic("container_monitor", "--interval 0.01 hog")
+    monitor = shown[-1]
+    assert isinstance(monitor, widgets.Monitor) and monitor.wait(5) and monitor.oom_kills == 1
