@@ -21,7 +21,8 @@ phase the runtime writes one JSON line (`{"event": "phase-done", "phase": "clone
 init is paused, and `mrunc.snapshot` reads it from /proc. The last step is `start`: the runtime
 releases init, which execs the program.
 
-**Files.** A sandbox has a private state root (`--root`, default /run/mrunc-lab) and, beside it, a
+**Files.** A sandbox has a private state root (`--root`, default $MRUNC_LAB_ROOT or /run/mrunc-lab;
+rootless: $XDG_RUNTIME_DIR/mrunc-lab or /tmp/mrunc-lab-<uid>) and, beside it, a
 directory per container (`<root>.bundles/<name>`) with the generated config.json, the output log
 and, unless the container is read-only, an overlay: the shared busybox rootfs as the lower layer,
 the container's writes in an upper directory of its own — so containers never change the image,
@@ -358,7 +359,8 @@ class Sandbox:
     def __init__(self, root=None, rootfs=None, mrunc=None, check=True):
         self.rootfs = rootfs or busybox_rootfs()
         self.rootless = not check_available(self.rootfs) if check else os.geteuid() != 0
-        self.root = root or (DEFAULT_ROOT if not self.rootless else _rootless_root())
+        self.root = root or os.environ.get("MRUNC_LAB_ROOT") or (
+            DEFAULT_ROOT if not self.rootless else _rootless_root())
         self.work = self.root.rstrip("/") + ".bundles"
         self.mrunc = list(mrunc) if mrunc else mrunc_command()
         self.containers: dict[str, Container] = {}

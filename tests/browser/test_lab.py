@@ -52,7 +52,7 @@ def lab_server(tmp_path_factory):
         pytest.fail(f"{CHROMIUM} missing: apt-get install chromium (make setup does)")
     pytest.importorskip("playwright.sync_api", reason="pip install playwright (make setup)")
     tmp = tmp_path_factory.mktemp("lab")
-    env = dict(os.environ)
+    env = dict(os.environ, MRUNC_LAB_ROOT=f"/run/mrunc-browsertest-{secrets.token_hex(4)}")
     for var in ("JUPYTER_CONFIG_DIR", "JUPYTER_RUNTIME_DIR", "JUPYTERLAB_WORKSPACES_DIR",
                 "JUPYTERLAB_SETTINGS_DIR"):
         env[var] = str(tmp / var.lower())
@@ -87,7 +87,7 @@ def lab_server(tmp_path_factory):
             if server.poll() is not None or time.time() > deadline:
                 pytest.fail("jupyter lab did not start: " + (tmp / "lab.log").read_text()[-2000:])
             time.sleep(0.3)
-        yield {"base": base, "token": token, "root": root}
+        yield {"base": base, "token": token, "root": root, "lab_root": env["MRUNC_LAB_ROOT"]}
     finally:
         _shutdown_kernels(base, token)
         server.send_signal(signal.SIGTERM)
@@ -194,10 +194,8 @@ def _run_all_then_step(lab_server, page):
 def test_nothing_left_after_the_kernel_stops(lab_server, page):
     _shutdown_kernels(lab_server["base"], lab_server["token"])
     deadline = time.time() + 30
-    left = None
-    while time.time() < deadline:
-        left = sorted(os.listdir("/run/mrunc-lab")) if os.path.isdir("/run/mrunc-lab") else []
-        if not left:
-            break
+    lab_root = lab_server["lab_root"]
+    while time.time() < deadline and (os.path.exists(lab_root) or os.path.exists(lab_root + ".bundles")):
         time.sleep(0.5)
-    assert not left, f"containers left behind by the kernel: {left}"
+    assert not os.path.exists(lab_root), f"containers left behind by the kernel: {os.listdir(lab_root)}"
+    assert not os.path.exists(lab_root + ".bundles")

@@ -7,6 +7,7 @@ Regenerate the stored outputs after an intended change (root):
     .venv/bin/python -m pytest tests/notebooks --nb-force-regen
 """
 import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -42,8 +43,10 @@ def test_notebook(path, request):
     from pytest_notebook.nb_regression import NBRegressionFixture
     if not (REPO / "rootfs" / "busybox" / "bin" / "busybox").exists():
         pytest.fail("busybox rootfs missing: run `make rootfs`")
+    root = f"/run/mrunc-nbtest-{uuid.uuid4().hex[:8]}"       # the kernel's sandbox, ours alone
     fixture = NBRegressionFixture(
         exec_timeout=300, exec_cwd=str(path.parent), diff_ignore=IGNORE, diff_replace=REPLACE,
+        exec_env={"MRUNC_LAB_ROOT": root},
         force_regen=bool(request.config.getoption("nb_force_regen", False)),
     )
     fixture.diff_color_words = False
@@ -51,8 +54,7 @@ def test_notebook(path, request):
     if fixture.force_regen:
         strip_widget_state(path)
     # nothing of the notebook's kernel is left: its sandbox was closed when the kernel stopped
-    left = [n for n in os.listdir("/run/mrunc-lab")] if os.path.isdir("/run/mrunc-lab") else []
-    assert not [n for n in left if n.startswith("lab-") or n == "hog"], left
+    assert not os.path.exists(root) and not os.path.exists(root + ".bundles"), os.listdir(root)
 
 
 def strip_widget_state(path):
