@@ -41,6 +41,7 @@ def assert_nothing_left(sb, names):
                 dirnames[:] = []
 
 
+@pytest.mark.both_layouts        # and in the cgroup v2 VM (make test-v2)
 def test_each_phase_shows_its_change(lab):
     s = lab.step(args=["sleep", "600"], memory="32M", pids=20, hostname="stepped")
     steps = {}
@@ -147,12 +148,14 @@ def test_container_magic(lab, capfd):
     assert "removed kept" in capfd.readouterr().out and not lab.containers
 
 
+@pytest.mark.both_layouts        # and in the cgroup v2 VM (make test-v2)
 def test_oom_kill_is_reported(lab):
     r = lab.run("s=x; while true; do s=\"$s$s\"; done", memory="24M")
     assert r.exit_code == 137 and r.oom_killed
     assert "OOM killer" in r.describe() and "24.0 MiB" in r.describe()
 
 
+@pytest.mark.both_layouts        # and in the cgroup v2 VM (make test-v2)
 def test_monitor_sees_an_oom_kill_as_it_happens(lab):
     from mrunc.notebook.widgets import Monitor
     c = lab.start("sleep 0.5; awk 'BEGIN { while (1) { s = s sprintf(\"%262144s\", \"\"); "
