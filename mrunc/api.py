@@ -102,7 +102,8 @@ def kill(cid, sig="SIGTERM", root=DEFAULT_ROOT, all=False):
     c = Container.load(root, cid)
     st = c.status()
     if st not in ("created", "running", "paused"):
-        raise StateError(f"container {cid} is not running (status {st})")
+        # "container not running": the words containerd and CRI-O match to treat it as gone
+        raise StateError(f"container not running: {cid} is {st}")
     mgr = c.cgroup() if all else None
     if mgr is not None:
         mgr.kill_all(signum)

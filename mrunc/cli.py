@@ -237,9 +237,22 @@ def _create_kw(a, log):
     if a.preserve_fds < 0:
         from .errors import UsageError
         raise UsageError("--preserve-fds: must be >= 0")
+    _check_preserved(a.preserve_fds)
     trace = sys.stderr if a.trace else (_DebugTrace(log) if a.debug else None)
     return dict(pid_file=a.pid_file, console_socket=a.console_socket, no_pivot=a.no_pivot,
                 preserve_fds=a.preserve_fds, events=Events(trace=trace, step_fd=a.step_fd))
+
+
+def _check_preserved(n):
+    """--preserve-fds N hands fds 3..N+2 to the container. Each must have come from our caller:
+    one that was not passed in would later be one of *our* fds (exec.fifo's write end…), handed
+    to the container by mistake (runc#5474). Nothing of ours is open yet at this point."""
+    for fd in range(3, 3 + n):
+        try:
+            os.fstat(fd)
+        except OSError:
+            from .errors import UsageError
+            raise UsageError(f"--preserve-fds {n}: fd {fd} was not passed to mrunc") from None
 
 
 class _DebugTrace:

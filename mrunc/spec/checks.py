@@ -257,7 +257,11 @@ def process_fields(process, path, warn):
         _fail(f"{path}.args", "must have at least one entry")
     if not args[0]:
         _fail(f"{path}.args[0]", "must not be empty")
-    _abspath(_required(process, "cwd", path), f"{path}.cwd")
+    cwd = _abspath(_required(process, "cwd", path), f"{path}.cwd")
+    if (os.path.normpath(cwd).rstrip("/") + "/").startswith("/proc/"):
+        # /proc/self/fd/N, /proc/1/cwd…: magic links to wherever a process's fds and cwd are —
+        # on the host, for the runtime's own (CVE-2024-21626). No real program needs to start there.
+        _fail(f"{path}.cwd", f"{_show(cwd)} is inside /proc: refused")
     _env(process.get("env"), f"{path}.env")
     _fields(process, path, {"terminal": bool, "noNewPrivileges": bool,
                             "oomScoreAdj": (-1000, 1000, None)})

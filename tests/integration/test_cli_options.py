@@ -94,3 +94,10 @@ def test_debug_puts_the_phase_trace_in_the_log(mr, tmp_path):
     recs = [json.loads(line) for line in log.read_text().splitlines()]
     assert all(r["level"] == "debug" for r in recs)
     assert any("phase pivot_root" in r["msg"] for r in recs)
+
+
+def test_preserve_fds_must_have_been_passed(mr):
+    """runc#5474: fds the caller did not pass must not be 'preserved' (they would be ours)."""
+    b = mr.bundle(args=["ls", "/proc/self/fd"])
+    p = mr.cli("run", "--preserve-fds", "2", "--bundle", b, mr.new_id())
+    assert p.returncode != 0 and "fd 3 was not passed" in p.stderr
