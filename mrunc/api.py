@@ -47,28 +47,35 @@ def _kill_everything(c):
         pass
 
 
-def _release_init(c, timeout=10.0):
-    # Non-blocking open always succeeds for a reader, and a reader is what init's blocked
-    # open-for-write waits for. Then wait for its byte: EAGAIN = it is there but has not written
-    # yet; EOF = no writer yet (or it died: check).
+def _release_init(c):
+    """Open exec.fifo: init, blocked opening it for writing, wakes; it runs the startContainer
+    hooks, writes "0" and execs — and its end of the fifo closes with the exec. So: read until
+    end-of-file. "0" alone = the program started; "E<message>" = a hook or the exec failed."""
+    # A non-blocking open always succeeds for a reader, and a reader is what init's blocked open
+    # waits for. Before init has opened its end a read says EOF too (no writer yet): only EOF
+    # after some data means init is done with it.
     fifo = fifo_path(c.dir)
     fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    deadline = time.monotonic() + timeout
+    got = b""
     try:
         while True:
             try:
-                if os.read(fd, 1):
-                    break
+                data = os.read(fd, 4096)
             except BlockingIOError:
-                pass
-            if not c.init_alive():
+                data = None
+            if data:
+                got += data
+            elif data == b"" and got:
+                break
+            elif not c.init_alive():
                 raise StateError(f"container {c.id}: init died before it could be started")
-            if time.monotonic() > deadline:
-                raise StateError(f"container {c.id}: init did not answer on exec.fifo within {timeout}s")
-            time.sleep(0.0002)
+            else:
+                time.sleep(0.0002)
     finally:
         os.close(fd)
-    os.unlink(fifo)
+        os.unlink(fifo)
+    if got[:1] != b"0" or b"E" in got[:2]:
+        raise MruncError(got.lstrip(b"0")[1:].decode(errors="replace") or "container init failed")
 
 
 def state(cid, root=DEFAULT_ROOT):

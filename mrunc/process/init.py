@@ -431,9 +431,13 @@ def find_executable(name, env):
     for c in candidates:
         if os.path.isfile(c) and os.access(c, os.X_OK):
             return c
-    if "/" in name:
-        raise FileNotFoundError(2, f"exec: {name!r}: no such file or not executable", name)
-    raise FileNotFoundError(2, f"exec: {name!r}: executable file not found in $PATH", name)
+    # Engines tell "not found" from "cannot run" by runc's words: podman answers exit code 127 to
+    # "no such file or directory" / "executable file not found", 126 to "permission denied".
+    if "/" not in name:
+        raise FileNotFoundError(2, f"exec: {name!r}: executable file not found in $PATH", name)
+    if not os.path.exists(name):
+        raise FileNotFoundError(2, f"exec: {name!r}: stat {name}: no such file or directory", name)
+    raise PermissionError(13, f"exec: {name!r}: permission denied", name)
 
 
 # ---------------------------------------------------------------- exec (at `mrunc start`)
@@ -445,20 +449,29 @@ def exec_phase(sock, config, ctx, path):
     if "HOME" not in env:
         env["HOME"] = home_of((proc.get("user") or {}).get("uid", 0))
     protocol.send(sock, {"t": "ready"})
+    fifo = None
     try:
         # Blocks until `mrunc start` opens the other end. Opened relative to the state dir fd we
         # kept from before pivot_root: the host path is unreachable from inside the rootfs.
         fifo = os.open("exec.fifo", os.O_WRONLY | os.O_CLOEXEC, dir_fd=ctx.state_dirfd)
-        os.write(fifo, b"0")
         sock.close()
         os.close(ctx.state_dirfd)
         if "startContainer" in ctx.has_hooks:
             from .. import hooks
             hooks.run_in_container(config, "startContainer", dict(ctx.hook_state, status="created"))
         _close_fds(3 + ctx.preserve_fds)
+        # "0": all went well. The fifo is close-on-exec, so `start` sees end-of-file at the very
+        # moment execve succeeds: that is when the program has started (and poststart may run).
+        os.write(fifo, b"0")
         os.execve(path, proc["args"], env)
-    except BaseException as e:  # noqa: BLE001 — create has returned: all we have is stderr
-        os.write(2, f"mrunc: exec {proc['args'][0]}: {getattr(e, 'strerror', None) or e}\n".encode())
+    except BaseException as e:  # noqa: BLE001 — report to `start` if it is listening, else stderr
+        msg = f"exec {proc['args'][0]}: {getattr(e, 'strerror', None) or e}"
+        try:
+            os.write(fifo, b"E" + msg.encode()) if fifo is not None else None
+        except OSError:
+            fifo = None
+        if fifo is None:
+            os.write(2, f"mrunc: {msg}\n".encode())
         os._exit(127)
 
 

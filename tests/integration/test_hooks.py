@@ -109,3 +109,28 @@ def test_failing_poststart_stops_the_container(mr, tmp_path):
     while json.loads(mr.cli("state", cid).stdout)["status"] != "stopped":
         assert time.time() < deadline, "container still running after its poststart hook failed"
         time.sleep(0.05)
+
+
+def test_failing_start_container_hook_fails_start(mr, tmp_path):
+    b, log = _hooks_bundle(mr, tmp_path, fail="startContainer", args=("sleep", "30"))
+    cid = mr.new_id()
+    mr.cli("create", "--bundle", b, cid, check=True)
+    p = mr.cli("start", cid)
+    assert p.returncode != 0 and "hooks.startContainer[0]" in p.stderr and "hook-said-no" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+    assert json.loads(mr.cli("state", cid).stdout)["status"] == "stopped"
+    assert "program-ran" not in open(log).read() if os.path.exists(log) else True
+
+
+def test_poststart_runs_after_the_program_started(mr, tmp_path):
+    """runtime-spec: poststart after the user process started (runc <= 1.5 ran it at create)."""
+    out = tmp_path / "comm"
+
+    def edit(cfg):
+        cfg["hooks"] = {"poststart": [{"path": "/bin/sh", "args": [
+            "sh", "-c", 'pid=$(sed -n \'s/.*"pid": *\\([0-9]*\\).*/\\1/p\'); cat /proc/$pid/comm > ' + str(out)]}]}
+    cid = mr.new_id()
+    mr.cli("create", "--bundle", mr.bundle(edit, args=["sleep", "30"]), cid, check=True)
+    assert not out.exists()  # not at create time
+    mr.cli("start", cid, check=True)
+    assert out.read_text().strip() == "sleep"
