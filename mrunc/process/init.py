@@ -69,12 +69,18 @@ def clone_child(sock, config, ctx):
         # unprivileged parent could no longer write our uid_map.
         sys.prctl(linux.PR_SET_DUMPABLE, 0)
         _enter_other_namespaces(sys, nss, config)
+        told_r, told_w = os.pipe()
         pid = os.fork()
     except BaseException as e:  # noqa: BLE001 — everything goes home as one structured error
         protocol.send(sock, protocol.error_message("clone", e))
         os._exit(1)
     if pid == 0:
         try:
+            # Speak only after the parent has our pid (we share one socket with the clone child):
+            # its end of the pipe closes once it has sent it.
+            os.close(told_w)
+            os.read(told_r, 1)
+            os.close(told_r)
             init_main(sock, config, ctx, sys, t0)
         finally:
             os._exit(1)  # init_main only returns by exec or error
