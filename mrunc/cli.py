@@ -624,6 +624,7 @@ def do_exec(a, log):
     from . import api
     from .errors import MruncError
     try:
+        _check_preserved(a.preserve_fds)
         process = _read_process(a.process) if a.process else None
         if process is None and not a.command:
             raise MruncError("args must not be empty (exec [flags] ID COMMAND [ARG...])")

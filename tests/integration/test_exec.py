@@ -251,6 +251,12 @@ def test_preserve_fds(mr):
     assert words[3:] == ["0", "1", "2", "3", "4"], p.stdout  # 3 preserved, 4 is ls's own
 
 
+def test_preserved_fds_must_have_been_passed(mr):
+    cid, _ = running(mr)
+    p = ex(mr, cid, "true", flags=["--preserve-fds", "2"])
+    assert "fd 3 was not passed" in one_line_error(p) and p.returncode == 255
+
+
 def test_no_fd_leaks_into_the_container(mr):
     """Only stdio reaches the program, even when the caller of exec leaks fds to it."""
     cid, _ = running(mr)
