@@ -352,6 +352,73 @@ def test_seccomp_notify_sends_the_exec_listener_to_the_agent(mr):
     assert states[1]["state"]["id"] == cid and states[1]["state"]["status"] == "running"
 
 
+def test_process_is_out_of_reach_until_it_execs(mr):
+    """CVE-2016-9962 / CVE-2019-5736: until execve, the new process is mrunc's code on the host's
+    interpreter, holding host fds (init's root, its socket to the runtime). A seccomp agent
+    holds it at the execve call — after its capabilities were dropped to the container's, so a
+    process of another container sharing the PID namespace has the same uid and caps — and
+    that process must not reach its fds, cwd or /proc/<pid>/exe: it is not dumpable."""
+    import fcntl
+    import struct
+    import threading
+    path = str(mr.tmp / "agent.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(2)
+    held, release = {}, threading.Event()
+
+    def serve(fd, hold):  # continue every call; hold the first one of the exec'd process
+        while True:
+            buf = bytearray(80)
+            try:
+                fcntl.ioctl(fd, _NOTIF_RECV, buf)
+            except OSError:
+                return os.close(fd)
+            nid, pid = struct.unpack_from("=QI", buf)
+            if hold and not held:
+                held["pid"] = pid
+                release.wait(20)
+            fcntl.ioctl(fd, _NOTIF_SEND, bytearray(struct.pack("=QqiI", nid, 0, 0, 1)))  # CONTINUE
+
+    def accept():
+        for i in range(2):  # init's listener (at create), then the exec'd process's
+            conn, _ = srv.accept()
+            _, fds, _, _ = socket.recv_fds(conn, 1 << 16, 1)
+            conn.close()
+            threading.Thread(target=serve, args=(fds[0], i == 1), daemon=True).start()
+        srv.close()
+
+    threading.Thread(target=accept, daemon=True).start()
+
+    def edit(cfg):
+        cfg["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": path,
+                                   "syscalls": [{"names": ["execve"], "action": "SCMP_ACT_NOTIFY"}]}
+    cid, init = running(mr, edit)
+    late = subprocess.Popen([sys.executable, "-m", "mrunc", "--root", mr.root, "exec", cid, "true"],
+                            cwd=REPO)
+    try:
+        deadline = time.monotonic() + 10
+        while "pid" not in held and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert "pid" in held, "the exec'd process never reached execve"
+        status = status_fields(open(f"/proc/{held['pid']}/status").read())
+        assert int(status["CapEff"], 16) == 0x20000420  # the container's 3 caps: already dropped
+        nspid = status["NSpid"].split()[-1]
+
+        def join(cfg):
+            for n in cfg["linux"]["namespaces"]:
+                if n["type"] == "pid":
+                    n["path"] = f"/proc/{init}/ns/pid"
+        # (root may list /proc/N/fd; following an fd needs ptrace access)
+        out = mr.sh(f"for f in /proc/{nspid}/fd/*; do readlink $f; done || echo fd-denied; "
+                    f"readlink /proc/{nspid}/exe || echo exe-denied; "
+                    f"readlink /proc/{nspid}/cwd || echo cwd-denied", edit=join)
+        assert out.split() == ["fd-denied", "exe-denied", "cwd-denied"], out
+    finally:
+        release.set()
+    assert late.wait(10) == 0
+
+
 # ---------------------------------------------------------------- exit status, stdio, signals
 
 @pytest.mark.both_layouts
