@@ -55,8 +55,8 @@ _ORDER = ("user", "ipc", "uts", "net", "time", "cgroup", "mnt")
 
 
 class ExecError(MruncError):
-    """The joiner or the new process failed before execve; the message names what (a JSON path,
-    a syscall, a file)."""
+    """The new process failed before its execve; the message names what (a JSON path, a
+    syscall, a file), the phase is where (cgroup, namespaces, console, security, cwd, exec)."""
 
     def __init__(self, msg):
         self.phase, self.errno, self.path = msg.get("phase"), msg.get("errno"), msg.get("path")
