@@ -24,7 +24,9 @@ ROOTFS   := rootfs/busybox/bin/busybox
 BUNDLE   := rootfs/bundle/config.json
 # Others may append (e.g. chromium for browser tests): make APT_PKGS+=...
 # chromium: the real-browser notebook test (tests/browser, Playwright drives /usr/bin/chromium).
-APT_PKGS ?= python3-venv busybox-static runc iproute2 libseccomp2 chromium
+# podman (pulls conmon, containers-common) and containerd (with its runc shim): the engine tests.
+# Rootful with --network none, they need none of their recommends (fuse-overlayfs, slirp4netns, uidmap).
+APT_PKGS ?= python3-venv busybox-static runc iproute2 libseccomp2 chromium podman containerd
 PYTEST_ARGS ?=
 
 export DEBIAN_FRONTEND := noninteractive

@@ -120,10 +120,14 @@ def _check_terminal(config, console_socket, on_console):
         raise MruncError("--console-socket given but process.terminal is false")
 
 
-def _needs_cgroup_bind(config):
-    """A user namespace without a cgroup namespace cannot mount the cgroup filesystem."""
+def _needs_cgroup_bind(config, layout):
+    """Bind the container's own cgroup dirs rather than mount the cgroup filesystem, when there
+    is no cgroup namespace and (a) a user namespace, which cannot mount it, or (b) cgroup v1: a
+    v1 mount shows the host's whole tree, so a container would read the root's limits, not its
+    own (/sys/fs/cgroup/pids/pids.max "max" instead of podman's 2048). runc binds in both cases;
+    on v2 it mounts cgroup2 and so do we."""
     types = {n["type"] for n in (config.get("linux") or {}).get("namespaces") or []}
-    return "user" in types and "cgroup" not in types
+    return "cgroup" not in types and ("user" in types or layout != "v2")
 
 
 def _create(c, config, bundle, state, events, *, no_pivot, preserve_fds, console_socket,
@@ -141,7 +145,7 @@ def _create(c, config, bundle, state, events, *, no_pivot, preserve_fds, console
     dirfd = os.open(c.dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     ctx = Ctx(bundle=bundle, state_dirfd=dirfd, no_pivot=no_pivot, preserve_fds=preserve_fds,
               cgroup_version=layout, v1_hierarchies=_v1_hierarchies() if layout != "v2" else [],
-              has_hooks=hooks, cgroup_bind=_needs_cgroup_bind(config), hook_state=_hook_state(c, config, bundle, {"init_pid": None}, ""))
+              has_hooks=hooks, cgroup_bind=_needs_cgroup_bind(config, layout), hook_state=_hook_state(c, config, bundle, {"init_pid": None}, ""))
     mine, theirs = protocol.pair()
     # Be a child subreaper: when the clone child exits, init becomes *our* child, so a failed
     # create can reap it (no zombie left behind) and `run` can wait for its exit status. When
@@ -258,7 +262,9 @@ def _cgroup_dirs(cg):
         return [["", cg.dir("")]]
     by_mountpoint = {}
     for key, (mountpoint, _) in mounts.items():
-        if cg.dir(key):
+        # v1 hierarchies only, as runc (and as the v1 mount): the hybrid host's unified tree
+        # at /sys/fs/cgroup/unified only tracks processes
+        if key and cg.dir(key):
             by_mountpoint.setdefault(mountpoint, cg.dir(key))
     return sorted([os.path.basename(mp), d] for mp, d in by_mountpoint.items())
 
