@@ -268,6 +268,7 @@ lock_type = "file"
 runtime_supports_json = ["mrunc"]
 """)
         self.env = dict(os.environ, CONTAINERS_CONF=self.conf)
+        self.had_state_root = os.path.exists("/run/mrunc")  # podman gives mrunc no --root
         self.closed = False
 
     def argv(self, *args):
@@ -309,6 +310,11 @@ runtime_supports_json = ["mrunc"]
             left.note("process", [f"{pid} {cmd[:120]}"])
             stop_pid(pid)
         left.note("cgroup", remove_cgroups(self.cgroup_parent))
+        if not self.had_state_root:
+            try:
+                os.rmdir("/run/mrunc")
+            except OSError:
+                pass
         _remove_base(self.base, left)
         return left
 
