@@ -466,6 +466,10 @@ def exec_phase(sock, config, ctx, path):
             from .. import hooks
             hooks.run_in_container(config, "startContainer", dict(ctx.hook_state, status="created"))
         _close_fds(3 + ctx.preserve_fds)
+        # Python ignores SIGPIPE and SIGXFSZ, and ignored signals survive execve: give the
+        # program the defaults (or `yes | head` would never end).
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
         # "0": all went well. The fifo is close-on-exec, so `start` sees end-of-file at the very
         # moment execve succeeds: that is when the program has started (and poststart may run).
         os.write(fifo, b"0")

@@ -306,3 +306,11 @@ def test_time_namespace_offsets(mr):
 def test_time_offsets_need_a_new_time_namespace(mr):
     p = mr.run("true", edit=lambda c: c["linux"].__setitem__("timeOffsets", {"boottime": {"secs": 5}}))
     assert p.returncode != 0 and "linux.timeOffsets" in p.stderr and "time namespace" in p.stderr
+
+
+def test_program_starts_with_default_sigpipe(mr):
+    """Python ignores SIGPIPE; an ignored signal survives execve. The container's program must not
+    inherit that (`yes | head` would print errors forever instead of ending)."""
+    out = mr.sh("grep SigIgn /proc/self/status")
+    ign = int(out.split()[1], 16)
+    assert not ign & (1 << (13 - 1)) and not ign & (1 << (25 - 1)), out  # SIGPIPE, SIGXFSZ
