@@ -644,10 +644,10 @@ def do_exec(a, log):
 
 
 def _exit_if_program(rc):
-    """exec is on every `podman exec` and Kubernetes probe. Run as the mrunc program (the console
-    script's or `python -m mrunc`'s __main__ calls our main), there is nothing left to do: skip
-    the interpreter's teardown — freeing every module and object, ~4 ms. Called from Python (a
-    test, a notebook), return as usual."""
+    """Every verb is on some engine's hot path (`podman exec`, Kubernetes probes, containerd's
+    create/start/delete). Run as the mrunc program (the console script's or `python -m mrunc`'s
+    __main__ calls our main), there is nothing left to do: skip the interpreter's teardown —
+    freeing every module and object, ~4 ms. Called from Python (a test, a notebook), return."""
     if getattr(sys.modules.get("__main__"), "main", None) is main:
         for f in (sys.stdout, sys.stderr):
             try:
@@ -667,8 +667,14 @@ VERBS = {"spec": do_spec, "create": do_create, "run": do_run, "start": do_start,
 
 
 def main(argv=None):
+    """The mrunc command. Run as the program, it ends without the interpreter's teardown."""
+    rc = _main(sys.argv[1:] if argv is None else argv)
+    _exit_if_program(rc)
+    return rc
+
+
+def _main(argv):
     from .errors import MruncError
-    argv = sys.argv[1:] if argv is None else argv
     log = _Log()
     try:
         a = parse_args(argv)
