@@ -1154,7 +1154,8 @@ class StepSession:
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             now = _comm(pid)
-            if now != before:          # execve renames the process after the program
+            # execve renames the process after the program, a moment before its argv is in place
+            if now != before and _has_cmdline(pid):
                 break
             if self.container.shim.poll() is not None:
                 break
@@ -1195,6 +1196,14 @@ class StepSession:
         if self._sock is not None:
             self._chan.close()
             self._sock.close()
+
+
+def _has_cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return bool(f.read(1))
+    except OSError:
+        return True  # gone: nothing more to wait for
 
 
 def _comm(pid):
