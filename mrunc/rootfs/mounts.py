@@ -87,13 +87,15 @@ def mount_entries(sys, config, rootfs, bundle, skip=("cgroup", "cgroup2")):
 
 
 def bind_cgroup_entries(sys, config, rootfs, dirs):
-    """The cgroup entries of mounts[] for a user namespace without a cgroup namespace.
+    """The cgroup entries of mounts[] when there is no cgroup namespace to mount them in.
 
-    The kernel lets a user namespace mount a cgroup filesystem only inside a cgroup namespace of
-    its own. Without one, do what runc does: bind the container's own cgroup directories from the
-    host's hierarchies (read-only unless the entry says rw) — so the container sees its cgroup,
-    not the host's tree. `dirs` is [(name under the destination, host directory)]: one ("", dir)
-    on a cgroup v2 host, one per hierarchy ("memory", "cpu,cpuacct", "unified"…) otherwise.
+    Two cases: a user namespace (the kernel lets it mount a cgroup filesystem only inside a
+    cgroup namespace of its own), and cgroup v1 (a fresh v1 mount would show the host's whole
+    tree, so the container would read the root's limits, not its own). Then do what runc does:
+    bind the container's own cgroup directories from the host's hierarchies (read-only unless
+    the entry says rw) — the container sees its own cgroup, never the host's tree (S15).
+    `dirs` is [(name under the destination, host directory)]: one ("", dir) on a cgroup v2
+    host, one per v1 hierarchy ("memory", "cpu,cpuacct"…) otherwise.
     Called before pivot_root, while the host's directories are still in sight.
     """
     keep = {"ro", "rw", "nosuid", "nodev", "noexec", "relatime"}
@@ -226,8 +228,9 @@ def mount_cgroup_entries(sys, config, cgroup_version, v1_hierarchies=(), root="/
     cgroup_version "v2": one cgroup2 mount. Otherwise (v1 or hybrid host), runc's layout: a tmpfs,
     in it one directory per v1 hierarchy of the host — v1_hierarchies, [(dir name, options)] as
     read from the host's /proc/self/mountinfo before pivot_root, e.g. ("cpu,cpuacct",
-    "cpu,cpuacct") — each a `cgroup` mount, symlinks cpu and cpuacct to the comounted one. Without a cgroup namespace the container
-    would see the host's whole tree: then it is read-only whatever the entry says (S15).
+    "cpu,cpuacct") — each a `cgroup` mount, symlinks cpu and cpuacct to the comounted one.
+    (Without a cgroup namespace, v1 hosts and user namespaces take bind_cgroup_entries instead;
+    a v2 mount without one is made read-only whatever the entry says, S15.)
     """
     own_ns = any(n.get("type") == "cgroup" for n in (config.get("linux") or {}).get("namespaces") or [])
     for i, m in enumerate(config.get("mounts") or []):
