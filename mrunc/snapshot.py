@@ -53,6 +53,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from mrunc.cgroups.fs import unescape  # mountinfo's \ooo escapes, read the same way everywhere
+
 __all__ = ["take", "diff", "read_cgroup", "parse_mountinfo", "look_inside", "human_bytes",
            "Snapshot", "Diff", "Namespace", "Mount", "Root", "Cgroup", "Security", "Interface", "Proc",
            "Change", "CapChange", "NS_KINDS", "NS_MEANING", "CAP_SETS"]
@@ -317,21 +319,6 @@ def _read_or(path, default=None):
         return default
 
 
-def _unescape(s):
-    """mountinfo writes space, tab, newline and backslash as \\ooo."""
-    if "\\" not in s:
-        return s
-    out, i = [], 0
-    while i < len(s):
-        if s[i] == "\\" and s[i + 1:i + 4].isdigit():
-            out.append(chr(int(s[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(s[i])
-            i += 1
-    return "".join(out)
-
-
 def parse_mountinfo(text: str) -> tuple[Mount, ...]:
     """`36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue`."""
     out = []
@@ -340,9 +327,9 @@ def parse_mountinfo(text: str) -> tuple[Mount, ...]:
         f, tail = pre.split(" "), post.split(" ")
         if not sep or len(f) < 6 or len(tail) < 2:
             continue
-        out.append(Mount(id=int(f[0]), parent=int(f[1]), dev=f[2], root=_unescape(f[3]),
-                         mount_point=_unescape(f[4]), options=tuple(f[5].split(",")),
-                         propagation=tuple(f[6:]), fstype=tail[0], source=_unescape(tail[1]),
+        out.append(Mount(id=int(f[0]), parent=int(f[1]), dev=f[2], root=unescape(f[3]),
+                         mount_point=unescape(f[4]), options=tuple(f[5].split(",")),
+                         propagation=tuple(f[6:]), fstype=tail[0], source=unescape(tail[1]),
                          super_options=tuple(tail[2].split(",")) if len(tail) > 2 else ()))
     return tuple(out)
 

@@ -192,7 +192,7 @@ def under_mount(path, mount_root):
 
 # ---- layout -----------------------------------------------------------------------------------
 
-def _unescape(s):
+def unescape(s):
     # mountinfo escapes space, tab, newline and backslash as \ooo
     if "\\" not in s:
         return s
@@ -215,7 +215,7 @@ def _mounts(mountinfo):
         fields, tail = pre.split(), post.split()
         if not sep or len(fields) < 5 or len(tail) < 3 or tail[0] not in ("cgroup", "cgroup2"):
             continue
-        out.append((tail[0], _unescape(fields[4]), _unescape(fields[3]), tail[2].split(",")))
+        out.append((tail[0], unescape(fields[4]), unescape(fields[3]), tail[2].split(",")))
     return out
 
 

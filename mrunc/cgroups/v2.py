@@ -29,7 +29,7 @@ from mrunc.errors import CgroupError
 
 from . import fs
 from .base import R, Manager, _wait, empty_stats, given, nonzero
-from .v1 import THROTTLES, _devnum, _rate, pids, rdma  # noqa: F401  (same files on v2)
+from .v1 import THROTTLES, _devnum, _rate, cpuset, pids, rdma  # noqa: F401  (same files on v2)
 from .v1 import hugetlb as _v1_hugetlb
 
 
@@ -129,15 +129,6 @@ def cpu(d, c, f=R + ".cpu"):
         w.append(("cpu.max", f"{q} {p}", f + (".quota" if quota is not None else ".period")))
     if burst is not None and burst >= cur_burst:
         w.append(("cpu.max.burst", burst, f + ".burst"))
-    return w
-
-
-def cpuset(d, c, f=R + ".cpu"):
-    w = []
-    if given(c, "cpus"):
-        w.append(("cpuset.cpus", c["cpus"], f + ".cpus"))
-    if given(c, "mems"):
-        w.append(("cpuset.mems", c["mems"], f + ".mems"))
     return w
 
 
