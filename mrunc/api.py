@@ -121,7 +121,7 @@ def kill(cid, sig="SIGTERM", root=DEFAULT_ROOT, all=False):
 def delete(cid, root=DEFAULT_ROOT, force=False, warn=None):
     """Undo create. A created container is deleted without --force (its program never ran), as
     runc and containerd expect; a running one only with --force (SIGKILL first)."""
-    from .process.parent import wait_gone
+    from .state import wait_gone  # not process.parent: delete needs none of create's imports
     c = Container.load(root, cid)
     st = c.status()
     if st in ("running", "paused") and not force:

@@ -188,3 +188,20 @@ def pid_alive(pid):
         return True
     except OSError as e:
         return e.errno == errno.EPERM
+
+
+def wait_gone(pid, timeout=5.0):
+    """Wait until pid is dead (reaped or a zombie). It may not be our child, so poll."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            wpid, _ = os.waitpid(pid, os.WNOHANG)
+            if wpid == pid:
+                return True
+        except ChildProcessError:
+            pass
+        _, st = proc_start_time(pid)
+        if st is None or st in ("Z", "X"):
+            return True
+        time.sleep(0.002)
+    return False

@@ -11,7 +11,7 @@ import signal
 import time
 
 from ..errors import InitError, MruncError
-from ..state import Container, fifo_path, now_rfc3339, proc_start_time, write_atomic
+from ..state import Container, fifo_path, now_rfc3339, proc_start_time, wait_gone, write_atomic
 from . import protocol
 from .init import Ctx, clone_child
 
@@ -396,20 +396,3 @@ def _undo(c, state):
         except Exception:  # noqa: BLE001 — best effort; the original error matters more
             pass
     c.remove()
-
-
-def wait_gone(pid, timeout=5.0):
-    """Wait until pid is dead (reaped or a zombie). It may not be our child, so poll."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            wpid, _ = os.waitpid(pid, os.WNOHANG)
-            if wpid == pid:
-                return True
-        except ChildProcessError:
-            pass
-        _, st = proc_start_time(pid)
-        if st is None or st in ("Z", "X"):
-            return True
-        time.sleep(0.002)
-    return False
