@@ -29,6 +29,7 @@ import time
 
 from .. import linux
 from ..linux import Syscalls
+from ..spec.consts import IOPRIO_CLASSES, SCHED_FLAGS, SCHED_POLICIES
 from . import protocol
 
 
@@ -336,24 +337,15 @@ def cgroup_phase(sys, sock, config, ctx):
     rfs.finish_root(sys, config)
 
 
-_POLICIES = {"SCHED_OTHER": 0, "SCHED_FIFO": 1, "SCHED_RR": 2, "SCHED_BATCH": 3, "SCHED_IDLE": 5,
-             "SCHED_DEADLINE": 6}
-_SCHED_FLAGS = {"SCHED_FLAG_RESET_ON_FORK": 0x01, "SCHED_FLAG_RECLAIM": 0x02,
-                "SCHED_FLAG_DL_OVERRUN": 0x04, "SCHED_FLAG_KEEP_POLICY": 0x08,
-                "SCHED_FLAG_KEEP_PARAMS": 0x10, "SCHED_FLAG_UTIL_CLAMP_MIN": 0x20,
-                "SCHED_FLAG_UTIL_CLAMP_MAX": 0x40}
-_IOPRIO = {"IOPRIO_CLASS_RT": 1, "IOPRIO_CLASS_BE": 2, "IOPRIO_CLASS_IDLE": 3}
-
-
 def scheduling(sys, config):
     """Scheduler policy, I/O priority and execution domain: inherited across execve, so set now —
     while init still has CAP_SYS_NICE for real-time policies."""
     proc = config.get("process") or {}
     sched = proc.get("scheduler")
     if sched:
-        flags = sum(_SCHED_FLAGS[f] for f in sched.get("flags") or [])
+        flags = sum(SCHED_FLAGS[f] for f in sched.get("flags") or [])
         try:
-            sys.sched_setattr(_POLICIES[sched["policy"]], flags, sched.get("nice", 0),
+            sys.sched_setattr(SCHED_POLICIES[sched["policy"]], flags, sched.get("nice", 0),
                               sched.get("priority", 0), sched.get("runtime", 0),
                               sched.get("deadline", 0), sched.get("period", 0))
         except OSError as e:
@@ -361,7 +353,7 @@ def scheduling(sys, config):
     prio = proc.get("ioPriority")
     if prio:
         try:
-            sys.ioprio_set(_IOPRIO[prio["class"]], prio.get("priority", 0))
+            sys.ioprio_set(IOPRIO_CLASSES[prio["class"]], prio.get("priority", 0))
         except OSError as e:
             raise OSError(e.errno, f"process.ioPriority: {e.strerror}") from None
     pers = (config.get("linux") or {}).get("personality")

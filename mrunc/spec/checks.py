@@ -21,6 +21,7 @@ from mrunc.errors import SpecError
 
 from .consts import (CAPABILITIES, CAPABILITY_SETS, HOOK_KINDS, NAMESPACE_TYPES, OCI_VERSION_MAX,
                      OCI_VERSION_MIN, RLIMITS)
+from . import consts
 from .mountopts import PROPAGATION_FLAGS, UNSUPPORTED_MOUNT_OPTIONS
 
 # Spec fields mrunc does not implement yet. Our rule is that a field we accept must have its
@@ -277,28 +278,20 @@ def process_fields(process, path, warn):
     _io_priority(process.get("ioPriority"), f"{path}.ioPriority")
 
 
-SCHED_POLICIES = ("SCHED_OTHER", "SCHED_FIFO", "SCHED_RR", "SCHED_BATCH", "SCHED_ISO",
-                  "SCHED_IDLE", "SCHED_DEADLINE")
-SCHED_FLAGS = ("SCHED_FLAG_RESET_ON_FORK", "SCHED_FLAG_RECLAIM", "SCHED_FLAG_DL_OVERRUN",
-               "SCHED_FLAG_KEEP_POLICY", "SCHED_FLAG_KEEP_PARAMS", "SCHED_FLAG_UTIL_CLAMP_MIN",
-               "SCHED_FLAG_UTIL_CLAMP_MAX")
-IOPRIO_CLASSES = ("IOPRIO_CLASS_RT", "IOPRIO_CLASS_BE", "IOPRIO_CLASS_IDLE")
-
-
 def _scheduler(sched, path):
     """process.scheduler: sched_setattr(2)'s arguments, by name."""
     if sched is None:
         return
     sched = _obj(sched, path)
     policy = _str(_required(sched, "policy", path), f"{path}.policy")
-    if policy not in SCHED_POLICIES:
+    if policy not in consts.SCHED_POLICIES:
         _fail(f"{path}.policy", f"unknown policy {_show(policy)}")
     if policy == "SCHED_ISO":
         _fail(f"{path}.policy", "SCHED_ISO is not implemented by Linux")
     _fields(sched, path, {"nice": (-20, 19, None), "priority": (0, 99, None),
                           "runtime": U64, "deadline": U64, "period": U64})
     for i, flag in enumerate(_strings(sched.get("flags"), f"{path}.flags")):
-        if flag not in SCHED_FLAGS:
+        if flag not in consts.SCHED_FLAGS:
             _fail(f"{path}.flags[{i}]", f"unknown flag {_show(flag)}")
     if policy in ("SCHED_FIFO", "SCHED_RR") and not sched.get("priority"):
         _fail(f"{path}.priority", f"{policy} needs a priority from 1 to 99")
@@ -310,7 +303,7 @@ def _io_priority(prio, path):
         return
     prio = _obj(prio, path)
     cls = _str(_required(prio, "class", path), f"{path}.class")
-    if cls not in IOPRIO_CLASSES:
+    if cls not in consts.IOPRIO_CLASSES:
         _fail(f"{path}.class", f"unknown class {_show(cls)}")
     _fields(prio, path, {"priority": (0, 7, None)})
 

@@ -90,19 +90,26 @@ def test_run_exit_code_propagates(mr):
     assert mr.run("true").returncode == 0
 
 
+def _run_in_background(mr, cid, bundle):
+    """`mrunc run` in the foreground of a child process; return it once the container runs."""
+    p = subprocess.Popen([sys.executable, "-m", "mrunc", "--root", mr.root, "run", "--bundle", bundle, cid],
+                         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 10
+    while True:
+        st = mr.cli("state", cid)
+        if st.returncode == 0 and json.loads(st.stdout)["status"] == "running":
+            return p
+        if time.time() > deadline:
+            p.kill()
+            p.wait()
+            raise AssertionError("container never reached running")
+        time.sleep(0.05)
+
+
 def test_run_exit_code_when_killed_by_signal(mr):
     cid = mr.new_id()
-    b = _sleeper(mr)
-    p = subprocess.Popen([sys.executable, "-m", "mrunc", "--root", mr.root, "run", "--bundle", b, cid],
-                         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p = _run_in_background(mr, cid, _sleeper(mr))
     try:
-        deadline = time.time() + 10
-        while True:
-            st = mr.cli("state", cid)
-            if st.returncode == 0 and json.loads(st.stdout)["status"] == "running":
-                break
-            assert time.time() < deadline, "container never reached running"
-            time.sleep(0.05)
         mr.cli("kill", cid, "KILL", check=True)
         assert p.wait(10) == 128 + 9
     finally:
@@ -113,18 +120,9 @@ def test_run_exit_code_when_killed_by_signal(mr):
 
 def test_run_forwards_signals_to_the_container(mr):
     cid = mr.new_id()
-    b = _sleeper(mr, "trap 'exit 3' USR1; while :; do sleep 0.05; done")
-    p = subprocess.Popen([sys.executable, "-m", "mrunc", "--root", mr.root, "run", "--bundle", b, cid],
-                         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p = _run_in_background(mr, cid, _sleeper(mr, "trap 'exit 3' USR1; while :; do sleep 0.05; done"))
     try:
-        deadline = time.time() + 10
-        while True:
-            st = mr.cli("state", cid)
-            if st.returncode == 0 and json.loads(st.stdout)["status"] == "running":
-                break
-            assert time.time() < deadline
-            time.sleep(0.05)
-        time.sleep(0.2)
+        time.sleep(0.2)  # let sh install its trap
         p.send_signal(signal.SIGUSR1)
         assert p.wait(10) == 3
     finally:
