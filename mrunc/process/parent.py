@@ -144,7 +144,7 @@ def _create(c, config, bundle, state, events, *, no_pivot, preserve_fds, console
     hooks = {k for k, v in (config.get("hooks") or {}).items() if v}
     dirfd = os.open(c.dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     ctx = Ctx(bundle=bundle, state_dirfd=dirfd, no_pivot=no_pivot, preserve_fds=preserve_fds,
-              cgroup_version=layout, v1_hierarchies=_v1_hierarchies() if layout != "v2" else [],
+              cgroup_version=layout, v1_hierarchies=_v1_hierarchies(cg) if layout != "v2" else [],
               has_hooks=hooks, cgroup_bind=_needs_cgroup_bind(config, layout), hook_state=_hook_state(c, config, bundle, {"init_pid": None}, ""))
     mine, theirs = protocol.pair()
     # Be a child subreaper: when the clone child exits, init becomes *our* child, so a failed
@@ -341,21 +341,15 @@ def write_id_maps(pid, config):
             raise MruncError(f"linux.{kind}Mappings: writing /proc/{pid}/{kind}_map: {e.strerror}") from None
 
 
-def _v1_hierarchies():
-    """The cgroup v1 hierarchies mounted on the host, read before pivot_root makes them invisible:
-    [(directory name under /sys/fs/cgroup, mount options naming the controllers)]."""
-    out = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            pre, _, post = line.partition(" - ")
-            fstype, _, opts = post.split()[:3]
-            if fstype != "cgroup":
-                continue
-            mnt = pre.split()[4]
-            ctrls = [o for o in opts.split(",") if o not in ("rw", "ro", "nosuid", "nodev", "noexec",
-                                                             "relatime", "clone_children")]
-            out.append((os.path.basename(mnt), ",".join(ctrls)))
-    return out
+def _v1_hierarchies(cg):
+    """The host's cgroup v1 hierarchies, known before pivot_root makes them invisible:
+    [(directory name under /sys/fs/cgroup, the controllers mounted there)]. The cgroup manager
+    already read them from mountinfo; controllers sharing a mount point ("cpu,cpuacct") are one."""
+    by_mountpoint = {}
+    for key, (mountpoint, _root) in getattr(cg, "mounts", {}).items():
+        if key:  # "" is the unified (v2) tree of a hybrid host, not a v1 hierarchy
+            by_mountpoint.setdefault(mountpoint, []).append(key)
+    return [(os.path.basename(mp), ",".join(keys)) for mp, keys in sorted(by_mountpoint.items())]
 
 
 def _reap(pid):

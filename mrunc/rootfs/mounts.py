@@ -7,6 +7,7 @@ from .. import linux
 from ..linux import (MS_BIND, MS_NOATIME, MS_NODEV, MS_NODIRATIME, MS_NOEXEC, MS_NOSUID, MS_PRIVATE,
                      MS_RDONLY, MS_REC, MS_RELATIME, MS_REMOUNT, MS_SLAVE, MS_STRICTATIME,
                      MS_UNBINDABLE)
+from ..cgroups.fs import unescape
 from ..spec.mountopts import PROPAGATION_FLAGS, parse_mount_options
 from .inroot import clean, fdpath, lstat_at, open_in_root, open_root
 
@@ -56,9 +57,7 @@ def _make_parent_private(sys, rootfs):
     with open(MOUNTINFO) as f:
         for line in f:
             fields = line.split(" - ")[0].split()
-            mnt = fields[4]
-            for esc, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
-                mnt = mnt.replace(esc, char)  # the kernel escapes these four
+            mnt = unescape(fields[4])  # the kernel writes space, tab, newline, backslash as \\ooo
             if (rootfs + "/").startswith(mnt.rstrip("/") + "/") and len(mnt) >= len(best):
                 best, shared = mnt, any(x.startswith("shared:") for x in fields[6:])
     if shared:
