@@ -246,15 +246,14 @@ def mount_phase(sys, sock, config, ctx):
     sources = _RuntimeSources(sock, sys) if ctx.runtime_sources else None
     try:
         rfs.mount_entries(sys, config, rootfs, ctx.bundle, open_source=sources)
-        rfs.setup_dev(sys, config, rootfs, bool((config.get("process") or {}).get("terminal")))
-        if ctx.cgroup_bind:
-            # the parent makes our cgroup directories now (limits and joining stay in the cgroup phase)
-            protocol.send(sock, {"t": "cgroup-dirs"})
-            rfs.bind_cgroup_entries(sys, config, rootfs, protocol.recv(sock, "cgroup-dirs")["dirs"],
-                                    open_source=sources)
     finally:
         if sources:
             sources.close()
+    rfs.setup_dev(sys, config, rootfs, bool((config.get("process") or {}).get("terminal")))
+    if ctx.cgroup_bind:
+        # the parent makes our cgroup directories now (limits and joining stay in the cgroup phase)
+        protocol.send(sock, {"t": "cgroup-dirs"})
+        rfs.bind_cgroup_entries(sys, config, rootfs, protocol.recv(sock, "cgroup-dirs")["dirs"])
     _make_cwd(config, rootfs)
     # Hooks createRuntime (and the deprecated prestart) run now in the runtime's namespaces, then
     # createContainer in ours — mounts done, before pivot_root (runtime-spec lifecycle steps 3-5).

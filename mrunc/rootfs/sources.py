@@ -25,7 +25,9 @@ detached copy before it is attached. On a kernel without open_tree (before 5.2) 
 sends an O_PATH fd ("path") instead, and init binds it through /proc/self/fd/N.
 
 Without a user namespace (or with a rootless runtime, which reaches no more than the container's
-root), init opens each source itself, O_PATH, and binds it the same way. The path is looked up
+root), init opens each source itself, O_PATH, and binds it the same way. So does it for the
+cgroup directories it binds in a user namespace (bind_cgroup_entries): the runtime made them, in
+a cgroup filesystem whose directories are open to all. The path is looked up
 once: the checks (file or directory, a procfs for /proc) and the mount act on the same inode.
 The fds are close-on-exec and closed as soon as the mount is made: an fd of a host file in the
 container's process would be a way out of its root.

@@ -119,14 +119,13 @@ def test_helper_never_answers_from_the_runtimes_mount_namespace(tmp_path):
     assert answer["calls"] == []  # nothing opened
 
 
-@pytest.mark.parametrize("euid, namespaces, mounts, cgroup_bind, expect", [
-    (0, ["user"], [{"options": ["rbind"]}], False, True),
-    (0, ["user"], [], True, True),                          # the cgroup dirs are bound too
-    (0, ["user"], [{"options": ["nosuid"]}], False, False),  # no bind: no helper to fork
-    (0, ["mount"], [{"options": ["bind"]}], False, False),   # init has the runtime's credentials
-    (1000, ["user"], [{"options": ["bind"]}], False, False),  # rootless: reaches no more than init
+@pytest.mark.parametrize("euid, namespaces, mounts, expect", [
+    (0, ["user"], [{"options": ["rbind"]}], True),
+    (0, ["user"], [{"options": ["nosuid"]}], False),  # no bind: no helper to fork
+    (0, ["mount"], [{"options": ["bind"]}], False),   # init has the runtime's credentials
+    (1000, ["user"], [{"options": ["bind"]}], False),  # rootless: reaches no more than init
 ])
-def test_when_the_runtime_opens_sources(monkeypatch, euid, namespaces, mounts, cgroup_bind, expect):
+def test_when_the_runtime_opens_sources(monkeypatch, euid, namespaces, mounts, expect):
     monkeypatch.setattr(os, "geteuid", lambda: euid)
     config = {"mounts": mounts, "linux": {"namespaces": [{"type": t} for t in namespaces]}}
-    assert bool(parent._runtime_opens_sources(config, cgroup_bind)) is expect
+    assert parent._runtime_opens_sources(config) is expect
