@@ -4,10 +4,11 @@ Why the runtime opens them, and why from inside the container's mount namespace,
 mrunc.rootfs.sources. This is the plumbing: `mrunc create` forks the helper early — while it is
 still single-threaded, and a process must be single-threaded to join a mount namespace — and
 relays init's "mount-source" requests to it (protocol.py). Its modules are imported before the
-forks (init needs them too), so it starts at once and takes no CPU from the clone child. The first request carries an fd of
-init's mount namespace: the helper joins it (setns) and from then on opens each source there,
-with the runtime's credentials, and answers with the fd (or the error) and the calls it made.
-It exits when the runtime closes the channel, before `create` returns.
+forks (init needs them too), so it starts at once and takes no CPU from the clone child. The
+first request carries an fd of init's mount namespace: the helper joins it (setns) and from then
+on opens each source there, with the runtime's credentials, and answers with the fd (or the
+error) and the calls it made. It exits when the runtime closes the channel, before `create`
+returns.
 
     parent  {"t": "mount-source", "path": P, "recursive": B} [+ fd of init's mount namespace]
     helper  {"t": "mount-source", "how": "tree"|"path", "calls": [...]} + fd
