@@ -140,6 +140,7 @@ def _create(c, config, bundle, state, events, *, no_pivot, preserve_fds, console
     cg = cgroups.manager(linux_cfg.get("cgroupsPath"), c.id, rootless=rootless)
     if getattr(cg, "reason", None):
         _warn_once(f"no cgroup for this container: {cg.reason}")
+    cg.check_unused()
     layout = cgroups.detect()
     hooks = {k for k, v in (config.get("hooks") or {}).items() if v}
     dirfd = os.open(c.dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -280,7 +281,7 @@ def _record(c, config, bundle, state):
         "created": now_rfc3339(), "config": config,
         # relative cgroup paths depend on the caller's cgroup: keep the resolved ones (runc does too)
         "cgroup": None if cg is None else {"path": cg.path, "paths": cg.paths,
-                                           "rootless": cg.rootless},
+                                           "rootless": cg.rootless, "layout": cg.layout},
     }
     c.save()
 
