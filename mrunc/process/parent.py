@@ -322,24 +322,26 @@ def _pass_seccomp_fd(fd, c, config, bundle, state):
 
 def write_id_maps(pid, config):
     """Map container ids to host ids. Only a process privileged in the *parent* user namespace
-    may write these files for another process, which is why the parent, not init, does it."""
+    may write these files for another process, which is why the parent, not init, does it.
+    Written below a checked handle of our /proc (mrunc.procfs): nothing mounted over
+    /proc/<pid>/uid_map can take the write."""
+    from ..linux import Syscalls
+    from ..procfs import Proc
     lin = config.get("linux") or {}
-    if os.geteuid() != 0:
-        # Unprivileged, the kernel accepts a gid map only once setgroups(2) is disabled in the
-        # namespace: otherwise the process could drop a group that was denying it access.
-        try:
-            with open(f"/proc/{pid}/setgroups", "w") as f:
-                f.write("deny")
-        except OSError as e:
-            raise MruncError(f"linux.gidMappings: writing /proc/{pid}/setgroups: {e.strerror}") from None
-    for kind in ("uid", "gid"):
-        maps = lin.get(f"{kind}Mappings") or []
-        text = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps)
-        try:
-            with open(f"/proc/{pid}/{kind}_map", "w") as f:
-                f.write(text)
-        except OSError as e:
-            raise MruncError(f"linux.{kind}Mappings: writing /proc/{pid}/{kind}_map: {e.strerror}") from None
+    sys, proc = Syscalls(), Proc.at("/proc")
+    try:
+        if os.geteuid() != 0:
+            # Unprivileged, the kernel accepts a gid map only once setgroups(2) is disabled in the
+            # namespace: otherwise the process could drop a group that was denying it access.
+            proc.write(sys, f"{pid}/setgroups", "deny", "linux.gidMappings")
+        for kind in ("uid", "gid"):
+            maps = lin.get(f"{kind}Mappings") or []
+            text = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps)
+            proc.write(sys, f"{pid}/{kind}_map", text, f"linux.{kind}Mappings")
+    except OSError as e:
+        raise MruncError(e.strerror) from None
+    finally:
+        proc.close()
 
 
 def _v1_hierarchies(cg):
