@@ -19,6 +19,7 @@ here), "suite" (a bug in the suite's own check) or "mrunc" (ours to fix). A fail
 reason there, a timeout, or a changed host makes the exit status 1.
 """
 import argparse
+import glob
 import json
 import os
 import re
@@ -43,8 +44,9 @@ class UsageError(Exception):
 def programs(tree):
     """The validation programs of a built runtime-tools tree, by name (validation/<n>/<n>.t)."""
     if not tree:
-        raise UsageError("RUNTIME_TOOLS is not set: give the path of a built opencontainers/runtime-"
-                         "tools tree (make conformance RUNTIME_TOOLS=/path/to/runtime-tools)")
+        raise UsageError("RUNTIME_TOOLS is not set: give the path of a built "
+                         "opencontainers/runtime-tools tree "
+                         "(make conformance RUNTIME_TOOLS=/path/to/runtime-tools)")
     validation = os.path.join(tree, "validation")
     if not os.path.isdir(validation):
         raise UsageError(f"{tree}: not a runtime-tools tree (no validation/ directory)")
@@ -107,7 +109,7 @@ def run_inner(prog, timeout, out_path):
         json.dump({"rc": rc, "timed_out": timed_out, "ns_root_intact": same}, result)
 
 
-def run_program(tree, name, runtime, timeout):
+def run_program(tree, name, runtime, timeout, state_root=None):
     # An unpredictable name, writable by root only; 0711 so that a container's root in a user
     # namespace (linux_uid_mappings) can still reach its bundle, as it can under /tmp.
     work = tempfile.mkdtemp(prefix="mrunc-oci-")
@@ -119,6 +121,7 @@ def run_program(tree, name, runtime, timeout):
     env = dict(os.environ, RUNTIME=runtime, TMPDIR=bundles)
     prog = os.path.join(tree, "validation", name, name + ".t")
     outer = host_view(work)
+    states = _entries(state_root)
     try:
         try:
             subprocess.run(["unshare", "--mount", "--propagation", "private", "--",
@@ -131,6 +134,7 @@ def run_program(tree, name, runtime, timeout):
         res["stdout"] = _read(result_path + ".out")
         res["stderr"] = _read(result_path + ".err")
         res["leftovers"] = cleanup_containers(runtime, bundles)
+        res["left"] = left_behind(runtime, state_root, _entries(state_root) - states)
         res["host_intact"] = host_view(work) == outer
         return classify(name, res)
     finally:
@@ -157,6 +161,25 @@ def cleanup_containers(runtime, bundles):
     for cid in ours:
         subprocess.run([runtime, "delete", "--force", cid], capture_output=True)
     return ours
+
+
+def left_behind(runtime, state_root, new_ids):
+    """What a program's containers left after it (and after `delete --force`): state dirs the
+    runtime no longer lists, and the cgroups named after them."""
+    left = []
+    for cid in sorted(new_ids):
+        subprocess.run([runtime, "delete", "--force", cid], capture_output=True)
+        left += [p for p in [os.path.join(state_root, cid)] + glob.glob(f"/sys/fs/cgroup/*/{cid}")
+                 + glob.glob(f"/sys/fs/cgroup/{cid}") if os.path.isdir(p)]
+    return left
+
+
+def _entries(state_root):
+    """The runtime's containers by state dir (created by the suite: it passes no --root)."""
+    try:
+        return set(os.listdir(state_root)) if state_root else set()
+    except FileNotFoundError:
+        return set()
 
 
 def _read(path):
@@ -248,7 +271,7 @@ def classify(name, res):
     else:
         result, detail = "pass", ""
     return {"program": name, "result": result, "tap": counts, "detail": detail,
-            "leftovers": res["leftovers"],
+            "leftovers": res["leftovers"], "left": res.get("left", []),
             "stdout": res["stdout"][-20000:], "stderr": res["stderr"][-4000:]}
 
 
@@ -268,7 +291,9 @@ def print_table(results, reasons, out=sys.stdout):
             reason = (f"{CLASSES[known['class']]}: {known['why']}" if known
                       else f"UNEXPLAINED: {r['detail']}")
         if r["leftovers"]:
-            reason += f" [left containers: {', '.join(r['leftovers'])}]"
+            reason += f" [force-deleted its containers: {', '.join(r['leftovers'])}]"
+        if r["left"]:
+            reason += f" [LEFT BEHIND: {', '.join(r['left'])}]"
         t = r["tap"]
         counts = f"{t['ok']}/{t['not_ok'] + t['errors']}/{t['skip']}"
         rows.append((r["program"], r["result"], counts, reason.strip()))
@@ -284,9 +309,10 @@ def print_table(results, reasons, out=sys.stdout):
 
 
 def verdict(results, reasons):
-    """1 when something needs a human: an unexplained failure, a timeout, a changed root. A
+    """1 when something needs a human: an unexplained failure, a timeout, a changed root, state
+    or cgroups left behind. A
     program listed as failing that now passes only gets a note (its reason is stale)."""
-    bad = [r["program"] for r in results if r["result"] in ("HOST", "NSROOT")
+    bad = [r["program"] for r in results if r["result"] in ("HOST", "NSROOT") or r["left"]
            or r["detail"] == "timed out" or (r["result"] == "fail" and r["program"] not in reasons)]
     stale = [r["program"] for r in results if r["result"] == "pass" and r["program"] in reasons]
     for name in stale:
@@ -300,6 +326,8 @@ def main(argv=None):
     ap.add_argument("--runtime-tools", default=os.environ.get("RUNTIME_TOOLS", ""))
     ap.add_argument("--runtime", default=os.path.join(REPO, ".venv", "bin", "mrunc"))
     ap.add_argument("--reasons", default=REASONS)
+    ap.add_argument("--state-root", help="the runtime's default state dir, checked for leftovers "
+                    "(default: /run/<runtime name>, as for mrunc and runc)")
     ap.add_argument("--timeout", type=int, default=120, help="seconds per program")
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--check", action="store_true", help="only check that the tree is built")
@@ -328,10 +356,11 @@ def main(argv=None):
         print(f"conformance: {e}", file=sys.stderr)
         return 2
     tree = os.path.abspath(a.runtime_tools)
+    state_root = a.state_root or os.path.join("/run", os.path.basename(runtime))
     results = []
     for name in a.only or names:
         print(f"  {name} ...", end="", flush=True, file=sys.stderr)
-        results.append(run_program(tree, name, runtime, a.timeout))
+        results.append(run_program(tree, name, runtime, a.timeout, state_root))
         print(f" {results[-1]['result']}", file=sys.stderr)
     print(f"runtime: {runtime}\nsuite:   {tree}\n")
     print_table(results, reasons)

@@ -1,7 +1,6 @@
 """tests/conformance/run_suite.py (`make conformance`): how it reads the suite's TAP, refuses a
 tree that is not built, keeps its reasons file in step with docs/COMPLIANCE.md, and catches a
 program that moves the root of the mount namespace it runs in."""
-import glob
 import os
 import re
 import shutil
@@ -67,7 +66,7 @@ def test_a_failing_test_carries_its_diagnostic():
 
 def _res(**kw):
     res = {"rc": 0, "stdout": "TAP version 13\n1..0\n", "stderr": "", "timed_out": False,
-           "ns_root_intact": True, "host_intact": True, "leftovers": []}
+           "ns_root_intact": True, "host_intact": True, "leftovers": [], "left": []}
     res.update(kw)
     return res
 
@@ -77,7 +76,8 @@ def test_classify():
     r = run_suite.classify("p", _res(rc=1, stdout="", stderr="failed to create the container\n"
                                      "mrunc: linux.mountLabel: not supported by mrunc yet\n"
                                      "exit status 1\n"))
-    assert (r["result"], r["detail"]) == ("fail", "mrunc: linux.mountLabel: not supported by mrunc yet")
+    assert r["result"] == "fail"
+    assert r["detail"] == "mrunc: linux.mountLabel: not supported by mrunc yet"
     assert run_suite.classify("p", _res(stdout="ok 1 - a # skip no\n1..1\n"))["result"] == "skip"
     assert run_suite.classify("p", _res(timed_out=True))["detail"] == "timed out"
     assert run_suite.classify("p", _res(ns_root_intact=False))["result"] == "NSROOT"
@@ -85,13 +85,25 @@ def test_classify():
 
 
 def test_verdict_fails_on_an_unexplained_failure_only():
-    fail = {"program": "p", "result": "fail", "detail": "x"}
+    fail = {"program": "p", "result": "fail", "detail": "x", "left": []}
     assert run_suite.verdict([fail], {"p": {"class": "suite", "why": "y"}}) == 0
     assert run_suite.verdict([fail], {}) == 1
     assert run_suite.verdict([dict(fail, result="NSROOT")], {"p": {}}) == 1
+    assert run_suite.verdict([dict(fail, result="pass", left=["/run/x/y"])], {}) == 1
 
 
-def _tree(tmp_path, built=True, body="#!/bin/sh\necho 'TAP version 13'\necho 'ok 1 - fine'\necho '1..1'\n"):
+def test_state_that_delete_force_leaves_is_reported(tmp_path):
+    """A state dir the runtime neither lists nor removes (here: a runtime that does nothing)."""
+    (tmp_path / "c1").mkdir()
+    new = run_suite._entries(str(tmp_path)) - set()
+    assert run_suite.left_behind("/bin/true", str(tmp_path), new) == [str(tmp_path / "c1")]
+    assert run_suite._entries(str(tmp_path / "absent")) == set()
+
+
+PASSING_PROGRAM = "#!/bin/sh\necho 'TAP version 13'\necho 'ok 1 - fine'\necho '1..1'\n"
+
+
+def _tree(tmp_path, built=True, body=PASSING_PROGRAM):
     """A stand-in for a runtime-tools tree with one validation program, `fake`."""
     d = tmp_path / "validation" / "fake"
     d.mkdir(parents=True)
@@ -143,21 +155,20 @@ def _needs_unshare():
         pytest.skip("needs root and unshare")
 
 
-def _work_dirs():
-    return set(glob.glob(os.path.join(os.environ.get("TMPDIR", "/tmp"), "mrunc-oci-*")))
-
-
 @pytest.mark.root
-def test_a_program_that_pivot_roots_its_namespace_is_caught_and_the_host_is_untouched(tmp_path):
+def test_a_program_that_pivot_roots_its_namespace_is_caught_and_the_host_is_untouched(
+        tmp_path, monkeypatch):
     """The runner's reason to be: each program's mount namespace is private and its root checked."""
     _needs_unshare()
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setattr(run_suite.tempfile, "tempdir", str(work))
     body = ("#!/bin/sh\nset -e\necho 'TAP version 13'\nr=$TMPDIR/newroot\nmkdir $r\n"
             "mount -t tmpfs none $r\nmkdir $r/old\ncd $r\npivot_root . old\necho '1..0'\n")
-    tree = _tree(tmp_path, body=body)
+    tree = _tree(tmp_path / "tree", body=body)
     before = os.stat("/")
     with open("/proc/self/mountinfo") as f:
         root_mount = [line for line in f if line.split()[4] == "/"]
-    dirs = _work_dirs()
     r = run_suite.run_program(tree, "fake", "/bin/true", timeout=30)
     assert r["result"] == "NSROOT"
     after = os.stat("/")
@@ -165,7 +176,7 @@ def test_a_program_that_pivot_roots_its_namespace_is_caught_and_the_host_is_unto
     with open("/proc/self/mountinfo") as f:
         assert [line for line in f if line.split()[4] == "/"] == root_mount
         assert "newroot" not in f.read()
-    assert _work_dirs() <= dirs             # its private work dir is gone
+    assert os.listdir(work) == []           # its private work dir is gone
 
 
 @pytest.mark.root
