@@ -26,10 +26,11 @@ class Events:
         self.step = os.fdopen(step_fd, "r+b", buffering=0) if step_fd is not None else None
         self.records = []
 
-    def phase(self, name, ms, calls, pid=None):
+    def phase(self, name, ms, calls, pid=None, **extra):
         rec = {"event": "phase-done", "phase": name, "ms": ms, "calls": calls}
         if pid:
             rec["pid"] = pid
+        rec.update({k: v for k, v in extra.items() if v is not None})   # network: the views
         self.records.append(rec)
         if self.trace:
             self.trace.write(format_phase(rec))
