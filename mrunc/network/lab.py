@@ -161,7 +161,7 @@ def attach(plan, member, pid, log):
             lab("tc", "add", kind="netem", index=v, **_netem_args(plan["netem"]))
     with Netlink(f"container {member['container']}", f"/proc/{pid}/ns/net", log) as ctr:
         i = ctr.index(tmp)
-        ctr("link", "set", index=i, ifname=CONTAINER_IF)
+        ctr("link", "set", index=i, ifname=CONTAINER_IF, mtu=plan["mtu"])
         ctr("addr", "add", index=i, address=member["address"], prefixlen=plan["prefixlen"])
         ctr("link", "set", index=i, state="up")
         lo = ctr.index("lo")
