@@ -315,7 +315,10 @@ class Step:
     @property
     def event(self) -> dict:
         """The runtime's report, as render.page takes it."""
-        return {"phase": self.phase, "ms": self.ms, "calls": self.calls, "pid": self.pid}
+        ev = {"phase": self.phase, "ms": self.ms, "calls": self.calls, "pid": self.pid}
+        if self.network:
+            ev["network"] = self.network
+        return ev
 
     def summary(self) -> list[str]:
         return self.diff.summary() if self.diff is not None else []
