@@ -615,7 +615,7 @@ class Sandbox:
                                   "options": ["nosuid", "nodev", "mode=1777", "size=65536k"]})
         c = Container(self, name, bundle=os.path.join(self.work, name), config=cfg)
         if lab_net:
-            self.networks.configure(cfg, c.bundle)
+            self.networks.configure(cfg, c.bundle, lab_net)
         c._write_bundle(rootfs, overlay=not cfg["root"]["readonly"])
         self.containers[name] = c
         if lab_net:

@@ -1,6 +1,6 @@
 """`mrunc network ACTION PATH`: the runtime's side of the sandbox's lab networks.
 
-    up PLAN      make the lab's namespace and bridge          prints the netlink requests (JSON)
+    up PLAN      make the lab's namespace and bridge          prints {"calls", "update"} (JSON)
     down PLAN    unpin the namespace (everything in it goes)   removes PLAN
     show PLAN    the lab's and its containers' interfaces, routes, neighbours (JSON)
     sweep DIR    `down` every plan in DIR whose sandbox process is gone (a killed kernel)
@@ -28,7 +28,10 @@ def read_plan(path):
         plan["netns"], plan["name"]  # noqa: B018 — a plan has both
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise NetworkError(f"{path}: not a lab network plan ({e})") from None
-    if os.path.dirname(plan["netns"]) != os.path.dirname(path):
+    holder = plan.get("holder")
+    if holder and plan["netns"] != f"/proc/{holder[0]}/ns/net":
+        raise NetworkError(f"{path}: a rootless lab's namespace is its holder's, not {plan['netns']}")
+    if not holder and os.path.dirname(plan["netns"]) != os.path.dirname(path):
         raise NetworkError(f"{path}: its namespace file must be beside it, not {plan['netns']}")
     return plan
 
@@ -36,8 +39,8 @@ def read_plan(path):
 def _up(path):
     from . import lab
     log = []
-    lab.up(read_plan(path), log)
-    print(json.dumps(log))
+    update = lab.up(read_plan(path), log)
+    print(json.dumps({"calls": log, "update": update}))
 
 
 def _down(path):
@@ -51,16 +54,9 @@ def _down(path):
 def _show(path):
     from . import lab
     plan = read_plan(path)
-    out = {"lab": lab.view(plan["netns"], f"lab {plan['name']}"), "containers": {}}
-    for m in plan.get("members", {}).values():
-        pid = m.get("pid")
-        if pid and os.path.exists(f"/proc/{pid}/ns/net"):
-            try:
-                out["containers"][m["container"]] = lab.view(f"/proc/{pid}/ns/net",
-                                                             f"container {m['container']}")
-            except Exception:  # noqa: BLE001 — it exited while we looked
-                pass
-    print(json.dumps(out))
+    pids = {m["container"]: m["pid"] for m in plan.get("members", {}).values()
+            if m.get("pid") and os.path.exists(f"/proc/{m['pid']}/ns/net")}
+    print(json.dumps(lab.views(plan, pids)))
 
 
 def plan_owner_alive(plan):
@@ -89,5 +85,6 @@ def _sweep(directory):
             if not plan_owner_alive(plan):
                 lab.down(plan, [])
                 os.unlink(path)
-        elif name.endswith(".netns") and not os.path.exists(path[:-len(".netns")] + ".json"):
+        elif name.endswith(".netns") and not os.path.exists(path[:-len(".netns")] + ".json") \
+                and not os.path.exists(path[:-len(".netns")] + ".json.tmp"):
             lab.down({"netns": path}, [])           # pinned, but its plan is gone

@@ -18,6 +18,15 @@ Who calls this: `mrunc network up|down|show PLAN` and `mrunc run --network ATTAC
 create and start, as an engine runs its CNI plugins). Those are short single-threaded processes:
 pyroute2 opens a socket in another namespace by forking a child that setns()es there, which a
 Jupyter kernel (many threads) must not do. This module is the only one that imports pyroute2.
+
+**Rootless.** Without root, nothing can be bind-mounted to pin a namespace, and the host's user
+namespace gives no right to configure another's network. So a rootless lab is a *holder* process:
+it unshares a user namespace (mapping the user's uid to root, as `unshare -r`) together with the
+lab's network namespace, builds the bridge in it, and then sleeps, keeping both alive. Containers on
+the lab *join that user namespace* (their config names it by path) and unshare their own network
+namespace inside it, so everything of the lab — the switch and every container's network — is
+owned by one user namespace that the user owns. To wire a container, a child of the runtime first
+setns()es into that user namespace (root there, nobody anywhere else), then does what root does.
 """
 from __future__ import annotations
 
@@ -28,7 +37,7 @@ import time
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from ..linux import CLONE_NEWNET, MNT_DETACH, MS_BIND, Syscalls
+from ..linux import CLONE_NEWNET, CLONE_NEWUSER, MNT_DETACH, MS_BIND, Syscalls
 from .plan import BRIDGE, CONTAINER_IF, NetworkError
 
 
@@ -71,7 +80,10 @@ def _short(v):
 # ---- the lab namespace ----------------------------------------------------------------------------
 
 def up(plan, log):
-    """Make the lab's namespace (pinned by a bind mount on plan["netns"]) and its bridge."""
+    """Make the lab's namespace and its bridge. Returns what the plan must learn: for a rootless
+    lab, the holder process and its namespaces' paths."""
+    if plan.get("rootless"):
+        return _up_rootless(plan, log)
     sc = Syscalls()
     path = plan["netns"]
     os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o400))
@@ -82,17 +94,146 @@ def up(plan, log):
         raise
     log.extend([[name, *args] for name, args in sc.take_log()])
     try:
-        with Netlink(f"lab {plan['name']}", path, log) as lab:
-            lab("link", "set", index=lab.index("lo"), state="up")
-            lab("link", "add", ifname=BRIDGE, kind="bridge", mtu=plan["mtu"])
-            br = lab.index(BRIDGE)
-            lab("addr", "add", index=br, address=plan["gateway"], prefixlen=plan["prefixlen"])
-            lab("link", "set", index=br, state="up")
-            if plan.get("netem"):
-                _probe_netem(lab, br)
+        _make_switch(plan, path, log)
     except BaseException:
         down(plan, [])
         raise
+    return {}
+
+
+def _make_switch(plan, netns, log):
+    with Netlink(f"lab {plan['name']}", netns, log) as lab:
+        lab("link", "set", index=lab.index("lo"), state="up")
+        lab("link", "add", ifname=BRIDGE, kind="bridge", mtu=plan["mtu"])
+        br = lab.index(BRIDGE)
+        lab("addr", "add", index=br, address=plan["gateway"], prefixlen=plan["prefixlen"])
+        lab("link", "set", index=br, state="up")
+        if plan.get("netem"):
+            _probe_netem(lab, br)
+
+
+def _up_rootless(plan, log):
+    """Fork the holder (see the module doc): it reports its calls (or its error) on a pipe, then
+    execs `sleep infinity` — the pipe closes with the exec, and the namespaces stay."""
+    import shutil
+    sleep = shutil.which("sleep") or "/bin/sleep"
+    uid, gid = os.geteuid(), os.getegid()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                    # the holder
+        try:
+            os.close(r)
+            os.setsid()                             # not in the caller's session: it outlives it
+            sc = Syscalls()
+            sc.unshare(CLONE_NEWUSER | CLONE_NEWNET)
+            sc.write_file("/proc/self/setgroups", "deny")
+            sc.write_file("/proc/self/uid_map", f"0 {uid} 1")
+            sc.write_file("/proc/self/gid_map", f"0 {gid} 1")
+            calls = [[name, *args] for name, args in sc.take_log()]
+            _make_switch(plan, None, calls)
+            null = os.open("/dev/null", os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            os.write(w, json.dumps({"calls": calls}).encode())
+            os.execv(sleep, ["sleep", "infinity"])
+        except BaseException as e:  # noqa: BLE001 — whatever it was goes home as one line
+            os.write(w, json.dumps({"error": str(e)}).encode())
+        os._exit(1)
+    os.close(w)
+    with os.fdopen(r) as f:
+        out = json.loads(f.read() or '{"error": "the lab holder died"}')
+    if "error" in out:
+        os.waitpid(pid, 0)
+        raise NetworkError(f"network {plan['name']}: {out['error']}")
+    log.extend(out["calls"])
+    from ..state import proc_start_time
+    return {"holder": [pid, proc_start_time(pid)[0]], "netns": f"/proc/{pid}/ns/net",
+            "userns": f"/proc/{pid}/ns/user"}
+
+
+class NetnsHolder:
+    """A rootless container's network namespace, made before create by a child that joined the
+    lab's user namespace; the container's init joins it by path (/proc/<child>/ns/net).
+
+    Why not init's own: until it execs, init is not dumpable (mrunc.process.init), so only a
+    caller with CAP_SYS_PTRACE over the host's user namespace may open /proc/<init>/ns/net — root
+    can, the user cannot. The child is ours to open. It waits on a pipe; release() closes it and
+    the child exits: from then on the namespace lives as long as the container, and its veth pair
+    goes with it."""
+
+    def __init__(self, plan):
+        ready_r, ready_w = os.pipe()
+        self._hold_r, self._hold_w = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            try:
+                os.close(ready_r)
+                os.close(self._hold_w)
+                sc = Syscalls()
+                fd = os.open(plan["userns"], os.O_RDONLY | os.O_CLOEXEC)
+                sc.setns(fd, CLONE_NEWUSER, plan["userns"])
+                sc.unshare(CLONE_NEWNET)
+                os.write(ready_w, b"1")
+                os.read(self._hold_r, 1)             # until release() (or our parent's death)
+            except BaseException as e:  # noqa: BLE001
+                os.write(ready_w, b"E" + str(e).encode())
+            os._exit(0)
+        os.close(ready_w)
+        os.close(self._hold_r)
+        with os.fdopen(ready_r, "rb") as f:
+            got = f.read(1)
+            rest = f.read() if got == b"E" else b""
+        if got != b"1":
+            self.release()
+            raise NetworkError(f"network {plan['name']}: cannot make the container's network "
+                               f"namespace: {rest.decode(errors='replace') or 'the helper died'}")
+        self.path = f"/proc/{self.pid}/ns/net"
+
+    def release(self):
+        if self._hold_w is not None:
+            os.close(self._hold_w)
+            self._hold_w = None
+            os.waitpid(self.pid, 0)
+
+
+def holder_alive(plan):
+    """The rootless lab's holder is the process we started (not a recycled pid)."""
+    from ..state import proc_start_time
+    pid, start = plan["holder"]
+    return proc_start_time(pid)[0] == start
+
+
+def as_lab(plan, fn, *args):
+    """fn(*args) with the rights over the lab: here (root), or in a child that joined the lab's
+    user namespace (rootless; setns into a user namespace needs a single-threaded process, and
+    would change us for good). The result travels back as JSON."""
+    if not plan.get("holder"):
+        return fn(*args)
+    if not holder_alive(plan):
+        raise NetworkError(f"network {plan['name']}: its namespace is gone (holder "
+                           f"{plan['holder'][0]} exited)")
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            fd = os.open(plan["userns"], os.O_RDONLY | os.O_CLOEXEC)
+            Syscalls().setns(fd, CLONE_NEWUSER, plan["userns"])
+            out = {"result": fn(*args)}
+        except OSError as e:
+            out = {"error": f"{e.strerror or e}" + (f": {e.filename}" if e.filename else "")}
+        except BaseException as e:  # noqa: BLE001
+            out = {"error": str(e)}
+        os.write(w, json.dumps(out).encode())
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as f:
+        data = f.read()
+    os.waitpid(pid, 0)
+    out = json.loads(data or '{"error": "the helper died"}')
+    if "error" in out:
+        raise NetworkError(out["error"])
+    return out["result"]
 
 
 def _probe_netem(lab, index):
@@ -135,6 +276,12 @@ def _pin_new_netns(sc, path):
 def down(plan, log):
     """Unpin the lab's namespace. The kernel frees it when the last user is gone, and with it the
     bridge and every lab end of a veth pair — whose container ends vanish with them."""
+    if plan.get("holder"):
+        if holder_alive(plan):
+            import signal
+            log.append(["kill", plan["holder"][0], "SIGKILL"])
+            os.kill(plan["holder"][0], signal.SIGKILL)
+        return
     path = plan["netns"]
     sc = Syscalls()
     if os.path.ismount(path):
@@ -148,8 +295,14 @@ def down(plan, log):
 
 # ---- attaching a container ------------------------------------------------------------------------
 
-def attach(plan, member, pid, log):
-    """Wire the container whose init is `pid` to the lab's bridge (see the module doc)."""
+def attach(plan, member, pid, log, netns=None):
+    """Wire the container whose init is `pid` to the lab's bridge (see the module doc). `netns`:
+    the path of its network namespace, when not /proc/<pid>/ns/net (rootless: NetnsHolder)."""
+    log.extend(as_lab(plan, _attach, plan, member, pid, netns or f"/proc/{pid}/ns/net"))
+
+
+def _attach(plan, member, pid, netns):
+    log = []
     veth, tmp = member["veth"], member["peer"]
     with Netlink(f"lab {plan['name']}", plan["netns"], log) as lab:
         lab("link", "add", ifname=veth, kind="veth", peer=tmp, mtu=plan["mtu"])
@@ -159,7 +312,7 @@ def attach(plan, member, pid, log):
         lab("link", "set", index=v, state="up")
         if plan.get("netem"):
             lab("tc", "add", kind="netem", index=v, **_netem_args(plan["netem"]))
-    with Netlink(f"container {member['container']}", f"/proc/{pid}/ns/net", log) as ctr:
+    with Netlink(f"container {member['container']}", netns, log) as ctr:
         i = ctr.index(tmp)
         ctr("link", "set", index=i, ifname=CONTAINER_IF, mtu=plan["mtu"])
         ctr("addr", "add", index=i, address=member["address"], prefixlen=plan["prefixlen"])
@@ -167,6 +320,7 @@ def attach(plan, member, pid, log):
         lo = ctr.index("lo")
         ctr("link", "set", index=lo, state="up")
         ctr("route", "add", dst="0.0.0.0/0", gateway=plan["gateway"])
+    return log
 
 
 def _netem_args(netem):
@@ -182,17 +336,22 @@ def _netem_args(netem):
     return out
 
 
-def detach(plan, member, log):
-    """Remove a container's veth pair now (it goes anyway when the container's namespace dies)."""
-    if not os.path.exists(plan["netns"]):
-        return
-    with Netlink(f"lab {plan['name']}", plan["netns"], log) as lab:
-        i = lab.index(member["veth"])
-        if i is not None:
-            lab("link", "del", index=i)
-
-
 # ---- looking: the same data for the stepper, the topology view and tests --------------------------
+
+def views(plan, pids):
+    """view() of the lab and of each container ({name: pid, or its netns path}), with the lab's
+    rights."""
+    def look():
+        out = {"lab": view(plan["netns"], f"lab {plan['name']}"), "containers": {}}
+        for name, pid in pids.items():
+            path = pid if isinstance(pid, str) else f"/proc/{pid}/ns/net"
+            try:
+                out["containers"][name] = view(path, f"container {name}")
+            except Exception:  # noqa: BLE001 — it exited while we looked
+                pass
+        return out
+    return as_lab(plan, look)
+
 
 def view(netns, where):
     """Interfaces (with addresses, state, counters, bridge and veth peer), routes and neighbours

@@ -46,13 +46,17 @@ class Networks:
         plan = {"name": name, "subnet": str(net), "gateway": P.gateway(net),
                 "prefixlen": net.prefixlen, "mtu": P.check_mtu(mtu), "netem": netem, "nat": False,
                 "bridge": P.BRIDGE, "netns": os.path.join(self.dir, name + ".netns"),
+                "rootless": bool(self.sandbox.rootless),
                 "owner": [os.getpid(), proc_start_time(os.getpid())[0]], "members": {}}
         self._save(plan)
         try:
-            plan["calls"] = self._cli("up", name)
+            out = self._cli("up", name)
         except NetworkError:
             os.unlink(self._path(name))
             raise
+        plan.update(out["update"])          # rootless: the holder process and its namespaces
+        plan["calls"] = out["calls"]
+        self._save(plan)
         self.labs[name] = plan
         return plan
 
@@ -104,15 +108,25 @@ class Networks:
         return self._cli("show", name)
 
     # -- members --
-    def configure(self, cfg, bundle):
-        """What a networked container's config.json gets, as engines give it: /etc/hosts
-        bind-mounted from the bundle, and ping without CAP_NET_RAW (ICMP "ping sockets" for
-        every group — a sysctl of the container's own network namespace, not the host's)."""
+    def configure(self, cfg, bundle, name):
+        """What a container on network `name` gets in its config.json, as engines give it:
+        /etc/hosts bind-mounted from the bundle; ping without CAP_NET_RAW (ICMP "ping sockets"
+        for every group — a sysctl of the container's own network namespace, not the host's).
+        Rootless, it joins the lab's user namespace (see lab.py), so that namespace owns its
+        network namespace too."""
+        plan = self.get(name)
         cfg.setdefault("mounts", []).append(
             {"destination": "/etc/hosts", "type": "bind", "source": os.path.join(bundle, "hosts"),
              "options": ["rbind", "rw"]})
-        cfg.setdefault("linux", {}).setdefault("sysctl", {})["net.ipv4.ping_group_range"] = \
-            "0 2147483647"
+        linux = cfg.setdefault("linux", {})
+        if plan.get("userns"):
+            for ns in linux.get("namespaces", []):
+                if ns.get("type") == "user":
+                    ns["path"] = plan["userns"]
+            linux.pop("uidMappings", None)      # a joined namespace has its maps already
+            linux.pop("gidMappings", None)
+        else:
+            linux.setdefault("sysctl", {})["net.ipv4.ping_group_range"] = "0 2147483647"
 
     def join(self, container, name) -> dict:
         """Give `container` (its bundle made, not yet created) an address and veth names on

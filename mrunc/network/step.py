@@ -20,19 +20,30 @@ def load(path):
         raise NetworkError(f"--network {path}: not a network attachment ({e})") from None
 
 
-def run_step(path, pid, events):
+def hold_netns(path):
+    """Rootless: a fresh network namespace for the container, owned by the lab's user namespace
+    and held by a child until init has joined it (lab.NetnsHolder). Root: None — init makes its
+    own, and root may reach it through /proc/<init>/ns/net."""
+    plan, _member = load(path)
+    if not plan.get("holder"):
+        return None
+    from . import lab as netlab
+    return netlab.NetnsHolder(plan)
+
+
+def run_step(path, pid, events, netns=None):
     from . import lab as netlab
     plan, member = load(path)
     t0 = time.perf_counter()
     log = []
     try:
-        netlab.attach(plan, member, pid, log)
+        netlab.attach(plan, member, pid, log, netns=netns)
     except Exception as e:
         e.phase = "network"             # the stepper marks this step as the one that failed
         raise
     ms = round((time.perf_counter() - t0) * 1000, 3)
     views = None
     if getattr(events, "step", None) is not None:
-        views = {"container": netlab.view(f"/proc/{pid}/ns/net", f"container {member['container']}"),
-                 "lab": netlab.view(plan["netns"], f"lab {plan['name']}")}
+        seen = netlab.views(plan, {member["container"]: netns or pid})
+        views = {"container": seen["containers"].get(member["container"]), "lab": seen["lab"]}
     events.phase("network", ms, log, pid, network=views)

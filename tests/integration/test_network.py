@@ -78,14 +78,14 @@ def lab():
 
 def wait_running(*cs):
     for c in cs:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 90        # the emulated cgroup v2 VM forks ~50× slower
         while c.status != "running" and time.monotonic() < deadline:
             time.sleep(0.02)
         assert c.status == "running", c.logs()
 
 
 def ping(c, target, count=1, extra=""):
-    return c.exec(f"ping -c {count} -W 2 {extra} {target}")
+    return c.exec(f"ping -c {count} -W 2 {extra} {target}", timeout=120)
 
 
 def test_two_containers_ping_each_other_by_name(lab):
@@ -291,4 +291,119 @@ def test_a_sigkilled_kernel_leaves_nothing_after_the_next_sandbox():
             p.wait()
         if sb is None:
             Sandbox(root=root, rootfs=ROOTFS).close()
+    assert host_network() == before
+
+
+ROOTLESS = """
+import json, sys, time
+sys.path.insert(0, {repo!r})
+from mrunc.sandbox import Sandbox
+lab = Sandbox(rootfs={rootfs!r})
+try:
+    plan = lab.network("net0", subnet="10.89.19.0/24")
+    x = lab.start(name="x", network="net0")
+    deadline = time.monotonic() + 60
+    while x.status != "running" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    r = lab.run("ping -c 1 -W 2 x && ping -c 1 -W 2 10.89.19.1 && ip route", network="net0")
+    view = lab.network_show("net0")
+    print(json.dumps({{"rootless": lab.rootless, "holder": plan["holder"][0], "x": x.pid,
+                      "addresses": x.addresses, "code": r.exit_code, "out": r.stdout,
+                      "lab": sorted(i["name"] for i in view["lab"]["interfaces"]),
+                      "netdir": lab.networks.dir}}), flush=True)
+    sys.stdin.readline()                # root looks at the namespaces meanwhile
+finally:
+    lab.close()
+print("closed", flush=True)
+"""
+
+
+@pytest.fixture
+def lab_user():
+    import pwd
+    name = f"mrnet{uuid.uuid4().hex[:6]}"
+    subprocess.run(["useradd", "-M", "-d", "/nonexistent", "-s", "/bin/sh", name], check=True)
+    try:
+        yield pwd.getpwnam(name)
+    finally:
+        # whatever that user (made by this test) still runs, by pid
+        left = subprocess.run(["pgrep", "-u", name], capture_output=True, text=True).stdout.split()
+        for pid in left:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        subprocess.run(["userdel", name], check=False)
+
+
+def live_processes(user):
+    """The user's processes that are not zombies (a zombie holds no namespace; PID 1 reaps it)."""
+    out = []
+    for pid in subprocess.run(["pgrep", "-u", user], capture_output=True, text=True).stdout.split():
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rpartition(")")[2].split()[0] != "Z":
+                    out.append(int(pid))
+        except OSError:
+            pass
+    return out
+
+
+def _userns(pid):
+    return os.stat(f"/proc/{pid}/ns/user").st_ino
+
+
+@pytest.mark.userns
+def test_rootless_lab_is_owned_by_the_users_user_namespace(lab_user):
+    import json
+    import pathlib
+    import shutil
+    import tempfile
+    before = host_network()
+    home = pathlib.Path(tempfile.mkdtemp(prefix="mrunc-netrl-", dir="/tmp"))  # pytest's tmp is 0700
+    os.chmod(home, 0o755)
+    script = home / "rootless.py"
+    script.write_text(textwrap.dedent(ROOTLESS).format(repo=REPO, rootfs=ROOTFS))
+    os.chmod(script, 0o644)
+    run = home / "run"
+    run.mkdir(mode=0o700)
+    os.chown(run, lab_user.pw_uid, lab_user.pw_gid)
+    env = {"PATH": os.environ["PATH"], "XDG_RUNTIME_DIR": str(run), "HOME": str(run)}
+    p = subprocess.Popen(["runuser", "-u", lab_user.pw_name, "--", sys.executable, str(script)],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=env, cwd=str(run))
+    try:
+        line = p.stdout.readline()
+        assert line, p.stderr.read()
+        got = json.loads(line)
+        assert got["rootless"] and got["code"] == 0, got
+        assert "bytes from 10.89.19.2" in got["out"] and "default via 10.89.19.1" in got["out"]
+        assert got["addresses"] == ["10.89.19.2"] and {"br0", "v-x"} <= set(got["lab"])
+        holder, x = got["holder"], got["x"]
+        # one user namespace, the user's, owns the lab's switch and the container's network
+        assert _userns(holder) != _userns("self") and _userns(x) == _userns(holder)
+        with open(f"/proc/{holder}/uid_map") as f:
+            assert f.read().split() == ["0", str(lab_user.pw_uid), "1"]
+        assert os.stat(f"/proc/{holder}").st_uid == lab_user.pw_uid
+        assert os.stat(f"/proc/{x}/ns/net").st_ino != os.stat("/proc/self/ns/net").st_ino
+        # its files are the user's, mode 0700
+        st = os.stat(got["netdir"])
+        assert st.st_uid == lab_user.pw_uid and st.st_mode & 0o777 == 0o700
+        inodes = [os.stat(f"/proc/{holder}/ns/net").st_ino]
+        p.stdin.write("\n")
+        p.stdin.flush()
+        assert p.stdout.readline().strip() == "closed"
+        assert p.wait(60) == 0, p.stderr.read()
+        deadline = time.monotonic() + 5
+        while netns_in_use(inodes) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not netns_in_use(inodes), "the rootless lab's namespace is still alive"
+        assert not os.path.exists(got["netdir"])
+        left = live_processes(lab_user.pw_name)
+        assert not left, f"processes of {lab_user.pw_name} left: {left}"
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        shutil.rmtree(home, ignore_errors=True)
     assert host_network() == before
