@@ -187,3 +187,24 @@ def test_network_magics(netmagics, capsys):
         with pytest.raises(UsageError) as e:
             ip.run_line_magic(magic, line)
         assert words in str(e.value) and "\n" not in str(e.value)
+
+
+def test_course_checks_read_the_kernels_view():
+    from mrunc.network.course import can_reach, has_default_route
+    v = views()
+    assert can_reach(v, "a", "b") == [] and has_default_route(v, "a", "10.89.0.1") == []
+    assert has_default_route(v, "a", "10.89.0.254") == \
+        ["a's default route goes via 10.89.0.1, not 10.89.0.254"]
+    assert can_reach(v, "a", "zz") == ["zz is not running on this network"]
+    down = views(up_b=True)
+    down["lab"]["interfaces"][1]["up"] = False                      # br0
+    assert "the bridge br0 is down" in can_reach(down, "a", "b")
+    loose = views()
+    loose["lab"]["interfaces"][3]["master"] = None                  # v-b out of the bridge
+    assert can_reach(loose, "a", "b") == ["b's veth v-b is not enslaved to a bridge"]
+    other = views()
+    other["containers"]["b"]["interfaces"][1]["addresses"] = ["10.89.5.3/24"]
+    assert can_reach(other, "a", "b") == ["a and b are in different subnets (10.89.0.0/24, 10.89.5.0/24)"]
+    bare = views()
+    bare["containers"]["b"]["interfaces"].pop(1)
+    assert can_reach(bare, "a", "b") == ["b has no eth0 (only lo): it is not wired to the lab"]
