@@ -21,7 +21,7 @@ def run(action, path):
 
 
 def read_plan(path):
-    private_dir(os.path.dirname(path))
+    private_dir(os.path.dirname(path), create=False)
     try:
         with open(path) as f:
             plan = json.load(f)
@@ -74,7 +74,7 @@ def _sweep(directory):
     from . import lab
     if not os.path.isdir(directory):
         return
-    private_dir(directory)
+    private_dir(directory, create=False)
     for name in sorted(os.listdir(directory)):
         path = os.path.join(directory, name)
         if name.endswith(".json"):

@@ -173,14 +173,19 @@ def hosts_text(name, address, peers):
 
 # ---- the per-user directory -----------------------------------------------------------------------
 
-def private_dir(path):
-    """Make (or check) a directory only we can use: ours, mode 0700, not a symlink. Lab namespace
-    files and plans live here, so no other user can pre-create or swap them."""
+def private_dir(path, create=True):
+    """Make (or, create=False, only check) a directory only we can use: ours, mode 0700, not a
+    symlink. Lab namespace files and plans live here, so no other user can pre-create or swap
+    them."""
     try:
-        os.mkdir(path, 0o700)
+        if create:
+            os.mkdir(path, 0o700)
     except FileExistsError:
         pass
-    st = os.lstat(path)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise NetworkError(f"{path}: no such directory") from None
     import stat
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
         raise NetworkError(f"{path}: must be a directory owned by uid {os.geteuid()} with mode 0700 "

@@ -108,3 +108,28 @@ def test_the_create_path_does_not_import_pyroute2():
             "print('pyroute2' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("args, words", [
+    (["up", "{tmp}/no/such/plan.json"], "{tmp}/no/such: no such directory"),
+    (["show", "{tmp}/plan.json"], "must be a directory owned by uid"),
+    (["frob", "{tmp}"], "network: unknown action 'frob' (up, down, show, sweep)"),
+])
+def test_network_cli_bad_input_is_one_line_and_leaves_nothing(tmp_path, args, words):
+    os.chmod(tmp_path, 0o755)
+    before = sorted(os.listdir(tmp_path))
+    p = subprocess.run([sys.executable, "-m", "mrunc", "network", *[a.format(tmp=tmp_path) for a in args]],
+                       capture_output=True, text=True)
+    assert p.returncode == 1 and p.stdout == ""
+    assert p.stderr.count("\n") == 1 and words.format(tmp=tmp_path) in p.stderr, p.stderr
+    assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_a_plan_must_keep_its_namespace_beside_it(tmp_path):
+    import json
+    d = tmp_path / "net"
+    P.private_dir(str(d))
+    (d / "x.json").write_text(json.dumps({"name": "x", "netns": "/run/netns/elsewhere"}))
+    p = subprocess.run([sys.executable, "-m", "mrunc", "network", "show", str(d / "x.json")],
+                       capture_output=True, text=True)
+    assert p.returncode == 1 and "its namespace file must be beside it" in p.stderr
