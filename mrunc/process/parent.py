@@ -26,10 +26,11 @@ class Events:
         self.step = os.fdopen(step_fd, "r+b", buffering=0) if step_fd is not None else None
         self.records = []
 
-    def phase(self, name, ms, calls, pid=None):
+    def phase(self, name, ms, calls, pid=None, **extra):
         rec = {"event": "phase-done", "phase": name, "ms": ms, "calls": calls}
         if pid:
             rec["pid"] = pid
+        rec.update({k: v for k, v in extra.items() if v is not None})   # network: the views
         self.records.append(rec)
         if self.trace:
             self.trace.write(format_phase(rec))
@@ -69,8 +70,10 @@ def format_phase(rec):
 
 
 def create(root, cid, bundle, *, pid_file=None, console_socket=None, no_pivot=False,
-           preserve_fds=0, events=None, on_console=None):
-    """Create container `cid` from `bundle`; return its Container once init waits on exec.fifo."""
+           preserve_fds=0, events=None, on_console=None, netns_path=None):
+    """Create container `cid` from `bundle`; return its Container once init waits on exec.fifo.
+    netns_path: join this network namespace instead of a new one (a rootless lab network made it
+    for the container: see mrunc.network.lab)."""
     from .. import spec
     from ..state import validate_id
     events = events or Events()
@@ -78,6 +81,10 @@ def create(root, cid, bundle, *, pid_file=None, console_socket=None, no_pivot=Fa
     validate_id(cid)
     bundle = os.path.abspath(bundle)
     config = spec.load(bundle)
+    if netns_path:
+        for ns in config["linux"]["namespaces"]:
+            if ns["type"] == "network":
+                ns["path"] = netns_path
     _check_terminal(config, console_socket, on_console)
     events.phase("spec", round((time.perf_counter() - t0) * 1000, 3), [["read", f"{bundle}/config.json"]])
 
