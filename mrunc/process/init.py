@@ -309,7 +309,9 @@ class _RuntimeSources:
         self.sys.log += [(c[0], tuple(c[1:])) for c in answer.get("calls") or []]
         if "errno" in answer:
             raise OSError(answer["errno"], answer["message"], path)
-        return BindSource(answer["_fds"][0], answer["how"], path)
+        fd = answer["_fds"][0]
+        os.set_inheritable(fd, False)  # SCM_RIGHTS gives it without close-on-exec
+        return BindSource(fd, answer["how"], path)
 
     def close(self):
         os.close(self.ns)
