@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 
 from . import plan as P
 from .plan import NetworkError
@@ -29,6 +30,7 @@ class Networks:
         self.sandbox = sandbox
         self.dir = sandbox.root.rstrip("/") + ".net"
         self.labs: dict[str, dict] = {}
+        self._lock = threading.RLock()      # a live topology view reads from its own thread
 
     # -- making and removing --
     def create(self, name, subnet=None, *, delay=None, jitter=None, loss=None, rate=None, mtu=1500,
@@ -101,10 +103,11 @@ class Networks:
     def show(self, name) -> dict:
         """The kernel's view of the lab and of its running containers (`mrunc network show`)."""
         plan = self.get(name)
-        for cname, m in plan["members"].items():
-            c = self.sandbox.containers.get(cname)
-            m["pid"] = c.pid if c is not None else None
-        self._save(plan)
+        with self._lock:
+            for cname, m in list(plan["members"].items()):
+                c = self.sandbox.containers.get(cname)
+                m["pid"] = c.pid if c is not None else None
+            self._save(plan)
         return self._cli("show", name)
 
     # -- members --
@@ -131,7 +134,10 @@ class Networks:
     def join(self, container, name) -> dict:
         """Give `container` (its bundle made, not yet created) an address and veth names on
         network `name`; write its attachment and hosts files."""
-        plan = self.get(name)
+        with self._lock:
+            return self._join(container, self.get(name))
+
+    def _join(self, container, plan):
         import ipaddress
         used = {m["address"] for m in plan["members"].values()}
         address = P.allocate(ipaddress.IPv4Network(plan["subnet"]), used)
@@ -150,16 +156,17 @@ class Networks:
         return member
 
     def leave(self, container):
-        for plan in self.labs.values():
-            if plan["members"].pop(container.name, None) is not None:
-                self._save(plan)
-                self._write_hosts(plan)
+        with self._lock:
+            for plan in self.labs.values():
+                if plan["members"].pop(container.name, None) is not None:
+                    self._save(plan)
+                    self._write_hosts(plan)
 
     def _write_hosts(self, plan):
         """Every member's /etc/hosts lists every member: rewritten in place (same inode), since
         the file is bind-mounted into the running containers."""
         peers = [(n, m["address"]) for n, m in plan["members"].items()]
-        for n, m in plan["members"].items():
+        for n, m in list(plan["members"].items()):
             c = self.sandbox.containers.get(n)
             if c is None or not c.bundle:
                 continue
