@@ -21,8 +21,19 @@ import threading
 from . import plan as P
 from .plan import NetworkError
 
-HOST_CHANGE = ("nat=True changes the HOST: it sets net.ipv4.ip_forward=1 and adds an nftables "
-               "masquerade rule in the host's network namespace")
+HOST_CHANGE = ("nat=True changes the HOST: it adds an interface (the lab's uplink) with a route, "
+               "sets net.ipv4.ip_forward=1 and adds an nftables masquerade rule in the host's "
+               "network namespace (all undone when the network is removed)")
+
+
+def _nat_plan(name):
+    """The uplink's names and its /30 in 169.254.0.0/16 (link-local: never routed beyond the
+    host), picked at random so two labs do not clash."""
+    import secrets
+    tag = secrets.token_hex(3)
+    k, m = secrets.randbelow(256), secrets.randbelow(64) * 4
+    return {"uplink": f"mrunc-{tag}", "host_ip": f"169.254.{k}.{m + 1}",
+            "lab_ip": f"169.254.{k}.{m + 2}", "table": f"mrunc_{name.replace('-', '_').replace('.', '_')}_{tag}"}
 
 
 class Networks:
@@ -41,12 +52,16 @@ class Networks:
         taken = {n: p["subnet"] for n, p in self.labs.items()}
         net = P.parse_subnet(subnet if subnet is not None else P.default_subnet(taken), taken)
         netem = P.parse_netem(delay=delay, jitter=jitter, loss=loss, rate=rate)
+        if nat and self.sandbox.rootless:
+            raise NetworkError("nat: needs root (it changes the host's network namespace)")
         if nat:
-            raise NetworkError(f"nat: not available yet ({HOST_CHANGE})")
+            import sys
+            print(f"mrunc: warning: network {name}: {HOST_CHANGE}", file=sys.stderr)
+            nat = _nat_plan(name)
         P.private_dir(self.dir)
         from ..state import proc_start_time
         plan = {"name": name, "subnet": str(net), "gateway": P.gateway(net),
-                "prefixlen": net.prefixlen, "mtu": P.check_mtu(mtu), "netem": netem, "nat": False,
+                "prefixlen": net.prefixlen, "mtu": P.check_mtu(mtu), "netem": netem, "nat": nat or False,
                 "bridge": P.BRIDGE, "netns": os.path.join(self.dir, name + ".netns"),
                 "rootless": bool(self.sandbox.rootless),
                 "owner": [os.getpid(), proc_start_time(os.getpid())[0]], "members": {}}

@@ -407,3 +407,83 @@ def test_rootless_lab_is_owned_by_the_users_user_namespace(lab_user):
             p.wait()
         shutil.rmtree(home, ignore_errors=True)
     assert host_network() == before
+
+
+NAT = """
+import json, os, subprocess, sys, time, uuid
+sys.path.insert(0, {repo!r})
+from mrunc.sandbox import Sandbox
+from pyroute2.nftables.main import NFTables
+
+def sh(*cmd):
+    subprocess.run(cmd, check=True)
+
+def tables():
+    nft = NFTables(nfgen_family=2)
+    try:
+        return sorted(t.get_attr("NFTA_TABLE_NAME") for t in nft.get_tables())
+    finally:
+        nft.close()
+
+def forward():
+    with open("/proc/sys/net/ipv4/ip_forward") as f:
+        return f.read().strip()
+
+# we run in a network namespace the test made: it stands for the host. Beyond it, "the world":
+# one more namespace with the address 192.0.2.2, reached through the veth w0 (192.0.2.1).
+world = subprocess.Popen(["unshare", "-n", "sleep", "600"])
+time.sleep(0.2)
+sh("ip", "link", "add", "w0", "type", "veth", "peer", "name", "w1", "netns", str(world.pid))
+sh("ip", "addr", "add", "192.0.2.1/24", "dev", "w0")
+sh("ip", "link", "set", "w0", "up")
+sh("nsenter", "-t", str(world.pid), "-n", "sh", "-c",
+   "ip addr add 192.0.2.2/24 dev w1 && ip link set w1 up && ip link set lo up")
+out = {{"forward_before": forward(), "tables_before": tables()}}
+lab = Sandbox(root="/run/mrunc-nattest-" + uuid.uuid4().hex[:8], rootfs={rootfs!r})
+try:
+    lab.network("closed", subnet="10.89.21.0/24")
+    out["without_nat"] = lab.run("ping -c 1 -W 2 192.0.2.2", network="closed").exit_code
+    plan = lab.network("open", subnet="10.89.20.0/24", nat=True)
+    out["calls"] = plan["calls"]
+    out["forward_during"] = forward()
+    out["tables_during"] = tables()
+    r = lab.run("ping -c 1 -W 2 192.0.2.2 && ip route", network="open")
+    out["with_nat"], out["stdout"] = r.exit_code, r.stdout
+finally:
+    lab.close()
+out["forward_after"] = forward()
+out["tables_after"] = tables()
+out["links_after"] = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+world.kill()
+world.wait()
+print(json.dumps(out))
+"""
+
+
+def test_nat_only_when_asked_and_only_in_a_namespace_standing_for_the_host(tmp_path, capfd):
+    import json
+    before = host_network()
+    with open("/proc/sys/net/ipv4/ip_forward") as f:
+        host_forward = f.read()
+    script = tmp_path / "nat.py"
+    script.write_text(textwrap.dedent(NAT).format(repo=REPO, rootfs=ROOTFS))
+    p = subprocess.run(["unshare", "-n", "--", sys.executable, str(script)], capture_output=True,
+                       text=True, timeout=180)
+    assert p.returncode == 0, p.stderr
+    got = json.loads(p.stdout.splitlines()[-1])
+    assert "nat=True changes the HOST" in p.stderr          # said out loud
+    assert got["without_nat"] != 0                           # a lab is closed by default
+    assert got["with_nat"] == 0, got["stdout"]               # through the uplink, masqueraded
+    assert "default via 10.89.20.1" in got["stdout"]
+    assert got["forward_before"] == "0" and got["forward_during"] == "1"
+    table = next(t for t in got["tables_during"] if t.startswith("mrunc_open_"))
+    assert table not in got["tables_before"]
+    assert any(c[:2] == ["nft", "add rule"] and "ip saddr 10.89.20.0/24 masquerade" in c
+               for c in got["calls"])
+    # undone: the rule, ip_forward, the uplink
+    assert got["forward_after"] == "0" and table not in got["tables_after"]
+    assert "mrunc-" not in got["links_after"]
+    # and the real host never saw any of it
+    with open("/proc/sys/net/ipv4/ip_forward") as f:
+        assert f.read() == host_forward
+    assert host_network() == before

@@ -171,7 +171,7 @@ def test_network_magics(netmagics, capsys):
     ip, sb = netmagics
     ip.run_line_magic("network", "net1 --subnet 10.89.1.0/24 --delay 20ms --loss 1%")
     assert sb.made == [("net1", "10.89.1.0/24", {"delay": "20ms", "jitter": None, "loss": "1%",
-                                                  "rate": None, "mtu": 1500})]
+                                                  "rate": None, "mtu": 1500, "nat": False})]
     assert "network net1: 10.89.1.0/24, gateway 10.89.1.1" in capsys.readouterr().out
     ip.run_line_magic("network_ls", "")
     out = capsys.readouterr().out.splitlines()
