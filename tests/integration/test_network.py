@@ -487,3 +487,30 @@ def test_nat_only_when_asked_and_only_in_a_namespace_standing_for_the_host(tmp_p
     with open("/proc/sys/net/ipv4/ip_forward") as f:
         assert f.read() == host_forward
     assert host_network() == before
+
+
+def test_magics_on_a_real_lab(lab, capfd):
+    from IPython.core.error import UsageError
+    from IPython.core.interactiveshell import InteractiveShell
+    from mrunc.notebook.magics import ContainerMagics, NetworkMagics
+    ip = InteractiveShell.instance()
+    magics = ContainerMagics(ip, sandbox=lab)
+    ip.register_magics(magics)
+    ip.register_magics(NetworkMagics(ip, containers=magics))
+    ip.run_line_magic("network", "net0 --subnet 10.89.22.0/24")
+    assert "network net0: 10.89.22.0/24, gateway 10.89.22.1" in capfd.readouterr().out
+    ip.run_cell_magic("container", "--net net0 --keep --name srv", "ip -o -4 addr show eth0")
+    assert "inet 10.89.22.2/24" in capfd.readouterr().out
+    ip.run_cell_magic("container", "--net net0", "ping -c 1 -W 2 srv >/dev/null && echo reached srv")
+    assert capfd.readouterr().out.strip() == "reached srv"
+    ip.run_line_magic("network_ls", "")
+    out = capfd.readouterr().out
+    assert re.search(r"^net0\s+10\.89\.22\.0/24\s+10\.89\.22\.1\s+-\s+srv=10\.89\.22\.2$", out, re.M), out
+    with pytest.raises(UsageError, match="unknown network 'nope'"):
+        ip.run_cell_magic("container", "--net nope", "true")
+    with pytest.raises(UsageError, match="network 'net0' is in use by srv"):
+        ip.run_line_magic("network_rm", "net0")
+    ip.run_line_magic("container_rm", "srv")
+    ip.run_line_magic("network_rm", "net0")
+    assert "removed network net0" in capfd.readouterr().out
+    assert lab.network_ls() == [] and not lab_namespaces(lab)
