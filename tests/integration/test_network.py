@@ -226,6 +226,9 @@ def test_the_network_step_is_in_the_stepper_with_its_netlink_requests(lab):
     before = {i.name for i in steps["security"].snapshot.network}
     after = {i.name for i in net.snapshot.network}
     assert before == {"lo"} and after == {"lo", "eth0"}
+    summary = net.summary()                 # the stepper's "what changed", from /proc
+    assert "route default via 10.89.14.1 dev eth0 added" in summary, summary
+    assert any(line.startswith("interface eth0 up 10.89.14.2/24") for line in summary), summary
     # the program did not start before the network was there
     assert steps["exec"].snapshot.process.comm == "sleep"
 
