@@ -373,6 +373,9 @@ class Sandbox:
         self.closed = False
         self._no_cgroup = None
         self._networks = None
+        # Part of every container's cgroup name: runc's default cgroup is /<id>, and two sandboxes
+        # (two students, two kernels) may both call a container "web".
+        self.tag = secrets.token_hex(4)
         # What does not work here, and why, in words (the magics show it once).
         self.notes = [ROOTLESS_NOTE.format(uid=os.geteuid(), cgroups=(
             f"and no limits: {self.no_cgroup}" if self.no_cgroup else
@@ -610,6 +613,8 @@ class Sandbox:
         if self.rootless:
             base, opts = self._rootless(base, opts)
         cfg = build_config(args, rootfs=rootfs, base=base, name=name, **opts)
+        if not self.rootless and not cfg["linux"].get("cgroupsPath"):
+            cfg["linux"]["cgroupsPath"] = f"/mrunc-lab-{self.tag}-{name}"
         if self.rootless:
             cfg["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
                                   "options": ["nosuid", "nodev", "mode=1777", "size=65536k"]})
