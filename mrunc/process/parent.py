@@ -127,14 +127,19 @@ def _check_terminal(config, console_socket, on_console):
         raise MruncError("--console-socket given but process.terminal is false")
 
 
-def _needs_cgroup_bind(config, layout):
-    """Bind the container's own cgroup dirs rather than mount the cgroup filesystem, when there
-    is no cgroup namespace and (a) a user namespace, which cannot mount it, or (b) cgroup v1: a
-    v1 mount shows the host's whole tree, so a container would read the root's limits, not its
-    own (/sys/fs/cgroup/pids/pids.max "max" instead of podman's 2048). runc binds in both cases;
-    on v2 it mounts cgroup2 and so do we."""
-    types = {n["type"] for n in (config.get("linux") or {}).get("namespaces") or []}
-    return "cgroup" not in types and ("user" in types or layout != "v2")
+def _needs_cgroup_bind(config):
+    """Bind the container's own cgroup dirs rather than mount the cgroup filesystem whenever the
+    container has no cgroup namespace of its own (none listed, or the runtime's own joined by
+    path), as runc does on v1 and in user namespaces:
+    (a) a user namespace cannot mount a cgroup filesystem outside a cgroup namespace of its own;
+    (b) a v1 mount shows the host's whole tree, so a container would read the root's limits,
+        not its own (/sys/fs/cgroup/pids/pids.max "max" instead of podman's 2048);
+    (c) a cgroup2 mount made in the host's cgroup namespace re-applies that mount's root options
+        (nsdelegate, memory_recursiveprot, memory_localevents) to the host's one hierarchy:
+        mounted without them, it would switch them off for every process on the host.
+    A bind touches neither the hierarchy's options nor anything outside the container's cgroup."""
+    from ..spec.checks import shared_with_host
+    return "cgroup" in shared_with_host(config)
 
 
 def _runtime_opens_sources(config):
@@ -162,7 +167,7 @@ def _create(c, config, bundle, state, events, *, no_pivot, preserve_fds, console
     dirfd = os.open(c.dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     ctx = Ctx(bundle=bundle, state_dirfd=dirfd, no_pivot=no_pivot, preserve_fds=preserve_fds,
               cgroup_version=layout, v1_hierarchies=_v1_hierarchies(cg) if layout != "v2" else [],
-              has_hooks=hooks, cgroup_bind=_needs_cgroup_bind(config, layout), hook_state=_hook_state(c, config, bundle, {"init_pid": None}, ""),
+              has_hooks=hooks, cgroup_bind=_needs_cgroup_bind(config), hook_state=_hook_state(c, config, bundle, {"init_pid": None}, ""),
               runtime_sources=_runtime_opens_sources(config))
     if ctx.runtime_sources:
         from .sources import SourceHelper  # now, before the forks: it imports what init needs too
