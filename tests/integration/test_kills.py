@@ -91,15 +91,32 @@ def _bundle(mr, args=("sleep", "100")):
 
 # ---------------------------------------------------------------- stepping
 
-def _start_stepping(mr, cid, bundle, errfile):
-    ours, theirs = socket.socketpair()
-    p = subprocess.Popen([sys.executable, "-m", "mrunc", "--root", mr.root, "create", "--bundle",
-                          bundle, "--step-fd", str(theirs.fileno()), cid],
-                         pass_fds=[theirs.fileno()], cwd=REPO, stdout=subprocess.DEVNULL,
-                         stderr=errfile)
-    theirs.close()
-    ours.settimeout(30)
-    return p, ours, ours.makefile("rwb", buffering=0)
+class _Stepping:
+    """`mrunc create --step-fd` in the background: .p the process, .ch the stepper's channel.
+    On leaving: the channel closed, create ended (killed if need be), .stderr its message."""
+
+    def __init__(self, mr, cid, bundle):
+        self.err = tempfile.TemporaryFile("w+")
+        self.sock, theirs = socket.socketpair()
+        self.p = subprocess.Popen([sys.executable, "-m", "mrunc", "--root", mr.root, "create",
+                                   "--bundle", bundle, "--step-fd", str(theirs.fileno()), cid],
+                                  pass_fds=[theirs.fileno()], cwd=REPO,
+                                  stdout=subprocess.DEVNULL, stderr=self.err)
+        theirs.close()
+        self.sock.settimeout(30)
+        self.ch = self.sock.makefile("rwb", buffering=0)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.sock.close()
+        if self.p.poll() is None:
+            self.p.kill()
+        self.p.wait()
+        self.err.seek(0)
+        self.stderr = self.err.read().strip()
+        self.err.close()
 
 
 def _pause_at(ch, phase):
@@ -133,17 +150,10 @@ def test_kill_runtime_paused_at_phase(mr, phase):
     delete --force cleans up whatever the phase had made."""
     cid, bundle = _bundle(mr)
     before = _bundle_mounts([bundle, ROOTFS])
-    with tempfile.TemporaryFile() as err:
-        p, sock, ch = _start_stepping(mr, cid, bundle, err)
-        try:
-            ev = _pause_at(ch, phase)
-            p.kill()
-            p.wait(10)
-        finally:
-            sock.close()
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+    with _Stepping(mr, cid, bundle) as s:
+        ev = _pause_at(s.ch, phase)
+        s.p.kill()
+        s.p.wait(10)
     init = ev.get("pid")
     if init:  # its create is gone: init goes too, by itself
         deadline = time.monotonic() + 5
@@ -165,33 +175,23 @@ def test_kill_init_at_phase(mr, phase):
     create fails with one line naming the phase and the signal, and nothing is left."""
     cid, bundle = _bundle(mr)
     before = _bundle_mounts([bundle, ROOTFS])
-    with tempfile.TemporaryFile("w+") as err:
-        p, sock, ch = _start_stepping(mr, cid, bundle, err)
-        try:
-            if phase == "created":
-                _continue_to_end(ch)
-                assert p.wait(30) == 0
-                init = json.loads(mr.cli("state", cid, check=True).stdout)["pid"]
-                os.kill(init, signal.SIGKILL)
-                rc = 0
-            else:
-                init = _pause_at(ch, phase)["pid"]
-                os.kill(init, signal.SIGKILL)
-                _continue_to_end(ch)
-                rc = p.wait(30)
-        finally:
-            sock.close()
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        err.seek(0)
-        msg = err.read()
+    with _Stepping(mr, cid, bundle) as s:
+        if phase == "created":
+            _continue_to_end(s.ch)
+            assert s.p.wait(30) == 0
+            init = json.loads(mr.cli("state", cid, check=True).stdout)["pid"]
+        else:
+            init = _pause_at(s.ch, phase)["pid"]
+        os.kill(init, signal.SIGKILL)
+        _continue_to_end(s.ch)
+        rc = s.p.wait(30)
+    msg = s.stderr
     if phase == "created":
         st = json.loads(mr.cli("state", cid, check=True).stdout)
         assert st["status"] == "stopped" and st["pid"] == 0
     else:
         assert rc != 0
-        lines = msg.strip().splitlines()
+        lines = msg.splitlines()
         assert len(lines) == 1 and "init died during phase" in lines[0] \
             and "killed by SIGKILL" in lines[0], msg
         # create cleaned up after itself already
@@ -221,24 +221,16 @@ def test_killing_the_clone_child_is_one_line(mr):
     failures = []
     for _ in range(10):
         cid = mr.new_id()
-        with tempfile.TemporaryFile("w+") as err:
-            p, sock, ch = _start_stepping(mr, cid, bundle, err)
+        with _Stepping(mr, cid, bundle) as s:
+            _pause_at(s.ch, "spec")
+            s.ch.write(b"continue\n")
             try:
-                _pause_at(ch, "spec")
-                ch.write(b"continue\n")
-                try:
-                    os.kill(_wait_child(p.pid), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                _continue_to_end(ch, first=False)
-                rc = p.wait(30)
-            finally:
-                sock.close()
-                if p.poll() is None:
-                    p.kill()
-                    p.wait()
-            err.seek(0)
-            msg = err.read().strip()
+                os.kill(_wait_child(s.p.pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            _continue_to_end(s.ch, first=False)
+            rc = s.p.wait(30)
+        msg = s.stderr
         mr.cli("delete", "--force", cid)
         if rc != 0:
             failures.append(msg)
