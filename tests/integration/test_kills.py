@@ -72,12 +72,10 @@ def assert_nothing_left(mr, cid, bundle, mounts_before):
     cgs = [os.path.join(mp, cid) for mp in _cgroup_mounts() if os.path.exists(os.path.join(mp, cid))]
     assert cgs == [], f"cgroup dirs left: {cgs}"
     assert _bundle_mounts([bundle, ROOTFS]) == mounts_before
-    # The lock is gone with the directory: the same id is created, started and deleted again
-    # at once (a stale lock would make this wait and fail).
-    t0 = time.monotonic()
+    # The lock is gone with the directory: the same id is created and deleted again (a stale
+    # lock would fail both with "busy").
     mr.cli("create", "--bundle", bundle, cid, check=True)
     mr.cli("delete", "--force", cid, check=True)
-    assert time.monotonic() - t0 < 8
     assert not os.path.exists(os.path.join(mr.root, cid))
 
 
