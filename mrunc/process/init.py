@@ -97,7 +97,7 @@ def clone_child(sock, config, ctx):
     if pid == 0:
         try:
             # Speak only after the parent has our pid (we share one socket with the clone child):
-            # its end of the pipe closes once it has sent it.
+            # it writes "1" to the pipe once it has sent it. End-of-file instead: it died first.
             os.close(told_w)
             told = os.read(told_r, 1)
             os.close(told_r)
