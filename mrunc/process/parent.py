@@ -114,7 +114,6 @@ def _cgroup_manager(config, cid):
                          rootless=os.geteuid() != 0)
     if getattr(cg, "reason", None):
         _warn_once(f"no cgroup for this container: {cg.reason}")
-    cg.check_unused()
     return cg
 
 
@@ -171,6 +170,7 @@ def _needs_cgroup_bind(config, layout):
 def _create(c, config, bundle, state, events, cg, *, no_pivot, preserve_fds, console_socket,
             on_console):
     from .. import cgroups
+    cg.check_unused()  # once the id is ours: a second create of an id says "already exists"
     layout = cgroups.detect()
     hooks = {k for k, v in (config.get("hooks") or {}).items() if v}
     dirfd = os.open(c.dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
