@@ -6,6 +6,7 @@
 #   make demo     run one container with the phase trace
 #   make test     the whole suite (host, then cgroup v2 tests in a VM)
 #   make bench    mrunc vs runc timings
+#   make load     100 lifecycles, 10 at a time, under a state/list poller
 #   make conformance RUNTIME_TOOLS=<built runtime-tools tree>   the OCI validation suite
 #   make lab      JupyterLab on notebooks/ with the "Python 3 (mrunc)" kernel (as root)
 #   make clean    remove rootfs builds and stamps (distclean: also .venv)
@@ -36,10 +37,10 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # One thing at a time: the VM step is CPU-bound, and the steps share .venv and rootfs/.
 .NOTPARALLEL:
 
-.PHONY: help setup apt pyc rootfs demo test test-host test-v2 bench conformance conformance-tree lab clean distclean
+.PHONY: help setup apt pyc rootfs demo test test-host test-v2 bench load conformance conformance-tree lab clean distclean
 
 help:
-	@sed -n '3,10s/^# //p' Makefile
+	@sed -n '3,11s/^# //p' Makefile
 
 # ---- setup ---------------------------------------------------------------------
 setup: apt $(STAMP) pyc
@@ -119,6 +120,10 @@ test-v2: setup rootfs
 # ---- bench ---------------------------------------------------------------------
 bench: setup rootfs
 	$(PY) bench/bench.py $(BENCH_ARGS)
+
+# Issue 8 §4 at full size (make test runs 30/5): failures and per-verb timings; exit 1 on any failure.
+load: setup rootfs
+	$(PY) bench/load.py --n 100 --parallel 10 $(LOAD_ARGS)
 
 # ---- conformance ---------------------------------------------------------------
 # The OCI validation suite (opencontainers/runtime-tools) against this mrunc, each program in its

@@ -2,7 +2,10 @@
 list, as plain functions. The CLI verbs and the notebook both call these.
 
 Lifecycle (runtime.md): create -> created -> start -> running -> (process exits) -> stopped -> delete.
-Each operation checks the state first and, when the state is wrong, fails *without effect*.
+Each operation checks the state first and, when the state is wrong, fails *without effect*. The
+ones that change a container hold its lock (state.Container.load(lock=True)) from that check to
+the end, so two commands never interleave on one container; the readers (state, list, ps,
+events) take none.
 """
 import os
 import signal
@@ -21,11 +24,11 @@ def create(cid, bundle, root=DEFAULT_ROOT, **kw):
 
 def start(cid, root=DEFAULT_ROOT):
     """Open exec.fifo: init, blocked writing to it, wakes and execs the user program."""
-    c = Container.load(root, cid)
-    st = c.status()
-    if st != "created":
-        raise StateError(f"cannot start a container that is {st} (only a created container can be started)")
-    _release_init(c)
+    with Container.load(root, cid, lock=True) as c:
+        st = c.status()
+        if st != "created":
+            raise StateError(f"cannot start a container that is {st} (only a created container can be started)")
+        _release_init(c)
     if (c.config.get("hooks") or {}).get("poststart"):
         from . import hooks
         try:
@@ -74,11 +77,15 @@ def _release_init(c):
     # A non-blocking open always succeeds for a reader, and a reader is what init's blocked open
     # waits for. Before init has opened its end a read says EOF too (no writer yet): only EOF
     # after some data means init is done with it.
+    # Is init alive? Asked *before* each read: what init wrote before it died stays in the fifo
+    # while we hold it open, so "dead before an empty read" really means it never wrote. (Asked
+    # after the read, a program that exits at once looked like an init that died unstarted.)
     fifo = fifo_path(c.dir)
     fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     got = b""
     try:
         while True:
+            alive = c.init_alive()
             try:
                 data = os.read(fd, 4096)
             except BlockingIOError:
@@ -87,7 +94,7 @@ def _release_init(c):
                 got += data
             elif data == b"" and got:
                 break
-            elif not c.init_alive():
+            elif not alive:
                 raise StateError(f"container {c.id}: init died before it could be started")
             else:
                 time.sleep(0.0002)
@@ -126,36 +133,51 @@ def parse_signal(sig):
 
 def kill(cid, sig="SIGTERM", root=DEFAULT_ROOT, all=False):
     signum = parse_signal(sig)
-    c = Container.load(root, cid)
-    st = c.status()
-    if st not in ("created", "running", "paused"):
-        # "container not running": the words containerd and CRI-O match to treat it as gone
-        raise StateError(f"container not running: {cid} is {st}")
-    if not (all and _signal_cgroup(c, signum)):
-        os.kill(c.pid, signum)
+    with Container.load(root, cid, lock=True) as c:
+        st = c.status()
+        if st not in ("created", "running", "paused"):
+            # "container not running": the words containerd and CRI-O match to treat it as gone
+            raise StateError(f"container not running: {cid} is {st}")
+        if not (all and _signal_cgroup(c, signum)):
+            os.kill(c.pid, signum)
 
 
 def delete(cid, root=DEFAULT_ROOT, force=False, warn=None):
     """Undo create. A created container is deleted without --force (its program never ran), as
-    runc and containerd expect; a running one only with --force (SIGKILL first)."""
-    from .state import wait_gone  # not process.parent: delete needs none of create's imports
-    c = Container.load(root, cid)
-    st = c.status()
-    if st in ("running", "paused") and not force:
-        raise StateError(f"cannot delete container {cid} that is not stopped: {st}")
-    mgr = c.cgroup()
-    if st != "stopped":
-        if st == "paused" and mgr is not None:
-            mgr.thaw()
-        _kill_everything(c)
-        if not wait_gone(c.pid):
-            raise StateError(f"container {cid}: init (pid {c.pid}) did not die after SIGKILL")
-    if mgr is not None:
-        mgr.remove()
-    st_json = {**c.oci_state(), "status": "stopped", "pid": c.pid}
-    c.remove()
-    from . import hooks
-    hooks.run(c.config, "poststop", st_json, warn=warn or _warn)
+    runc and containerd expect; a running one only with --force (SIGKILL first).
+
+    A create that was killed halfway left a container that is "stopped" and still says who was
+    creating it: deleting it removes its cgroup — and with it any init still in there — and its
+    directory; poststop hooks do not run for a container that was never created."""
+    from . import state as st_mod  # not process.parent: delete needs none of create's imports
+    st_mod.sweep(root)
+    try:
+        c = Container.load(root, cid, lock=True)
+    except StateError:
+        if force:
+            st_mod.remove_leftover(root, cid)
+        raise
+    with c:
+        st = c.status()
+        if st == "creating":  # its create is alive but let go of the lock: let it finish
+            raise StateError(f"cannot delete container {cid}: it is being created (by pid "
+                             f"{c.creator['pid']})")
+        if st in ("running", "paused") and not force:
+            raise StateError(f"cannot delete container {cid} that is not stopped: {st}")
+        mgr = c.cgroup()
+        if st != "stopped":
+            if st == "paused" and mgr is not None:
+                mgr.thaw()
+            _kill_everything(c)
+            if not st_mod.wait_gone(c.pid):
+                raise StateError(f"container {cid}: init (pid {c.pid}) did not die after SIGKILL")
+        if mgr is not None:
+            mgr.remove()  # SIGKILLs whatever is left in it first
+        st_json = {**c.oci_state(), "status": "stopped", "pid": c.pid}
+        c.remove()
+    if c.creator is None:
+        from . import hooks
+        hooks.run(c.config, "poststop", st_json, warn=warn or _warn)
 
 
 def _warn(msg):
@@ -188,8 +210,8 @@ def exec(cid, args=None, root=DEFAULT_ROOT, *, process=None, detach=False, pid_f
     from .process import exec as ex
     c = Container.load(root, cid)
     st = c.status()
-    if st == "stopped":
-        raise StateError("cannot exec in a stopped container")
+    if st in ("stopped", "creating"):
+        raise StateError(f"cannot exec in a {st} container")
     if st == "paused" and not ignore_paused:
         raise StateError("cannot exec in a paused container (use --ignore-paused to override)")
     if preserve_fds < 0:
@@ -216,15 +238,20 @@ def update(cid, resources, root=DEFAULT_ROOT, warn=None):
     """Change the limits of a created, running or paused container: `resources` is a bare
     linux.resources object with only what changes (see mrunc.cgroups.update). The new limits are
     written to the cgroup, then merged into the config in the state file."""
-    import errno
     from . import spec
+    spec.validate_resources(resources)
+    with Container.load(root, cid, lock=True) as c:
+        return _update(c, resources, warn)
+
+
+def _update(c, resources, warn):
+    """update, under the container's lock: no other command rewrites state.json meanwhile."""
+    import errno
     from .cgroups import update as upd
     from .errors import CgroupError
-    spec.validate_resources(resources)
-    c = Container.load(root, cid)
     st = c.status()
-    if st == "stopped":
-        raise StateError(f"cannot update container {cid}: container not running (status stopped)")
+    if st in ("stopped", "creating"):
+        raise StateError(f"cannot update container {c.id}: container not running (status {st})")
     mgr = _cgroup_of(c, "update")
     changed = upd.changes(resources, warn=warn or _warn)
     if not changed:
@@ -250,21 +277,21 @@ def pause(cid, root=DEFAULT_ROOT):
     """Freeze every process of the container (cgroup v1 freezer, v2 cgroup.freeze). Only a
     running one: runc also pauses a created container, but its state would still read
     "created" here, and `start` would then wait for a frozen init."""
-    c = Container.load(root, cid)
-    st = c.status()
-    if st != "running":
-        raise StateError(f"cannot pause container {cid}: container not running (status {st})")
-    _cgroup_of(c, "pause").freeze()
+    with Container.load(root, cid, lock=True) as c:
+        st = c.status()
+        if st != "running":
+            raise StateError(f"cannot pause container {cid}: container not running (status {st})")
+        _cgroup_of(c, "pause").freeze()
 
 
 def resume(cid, root=DEFAULT_ROOT):
     """Thaw a paused container."""
-    c = Container.load(root, cid)
-    st = c.status()
-    mgr = c.cgroup() if st != "stopped" else None
-    if mgr is None or mgr.freezer_state() != "frozen":
-        raise StateError(f"cannot resume container {cid}: container not paused (status {st})")
-    mgr.thaw()
+    with Container.load(root, cid, lock=True) as c:
+        st = c.status()
+        mgr = c.cgroup() if st not in ("stopped", "creating") else None
+        if mgr is None or mgr.freezer_state() != "frozen":
+            raise StateError(f"cannot resume container {cid}: container not paused (status {st})")
+        mgr.thaw()
 
 
 def processes(cid, root=DEFAULT_ROOT):
@@ -278,7 +305,7 @@ def stats(cid, root=DEFAULT_ROOT):
     """One stats event, as `runc events --stats` prints it."""
     from .cgroups.events import runc_stats
     c = Container.load(root, cid)
-    if c.status() == "stopped":
+    if c.status() in ("stopped", "creating"):
         raise StateError(f"container with id {cid} is not running")
     return {"type": "stats", "id": cid, "data": runc_stats(c.cgroup())}
 
@@ -290,7 +317,7 @@ def events(cid, root=DEFAULT_ROOT, interval=5.0, tick=0.25):
     if interval <= 0:
         raise MruncError("duration interval must be greater than 0")
     c = Container.load(root, cid)
-    if c.status() == "stopped":
+    if c.status() in ("stopped", "creating"):
         raise StateError(f"container with id {cid} is not running")
     mgr = c.cgroup()
     watcher = OomWatcher(mgr)

@@ -800,7 +800,7 @@ class Container:
             st = self._state()
         except MruncError:
             return None
-        return st.pid if st.status() != "stopped" else None
+        return st.pid if st.status() not in ("stopped", "creating") else None
 
     @property
     def exit_code(self) -> int | None:

@@ -24,6 +24,21 @@ fork, and that saves a whole interpreter start):
 After each phase init reports what it did to the parent (duration and kernel calls) and waits for
 "continue": that is how `--trace` prints the phases and how the notebook stepper pauses a real
 container between two of them.
+
+Neither process may outlive a `create` that is killed before it has handed the container over
+(recorded it in state.json): nobody could find, start or delete it. Two guards, as runc has:
+  * an empty read on the socket — create is gone — ends them. Every wait of theirs for create
+    is such a read, up to and including the last one: after "ready", init waits for "recorded"
+    before it blocks on exec.fifo (a wait create cannot interrupt).
+  * between those waits (mounts, hooks, long phases), the parent-death signal: SIGKILL when the
+    parent dies. Its subtleties: it is tied to the parent *thread* that forked us; it fires on
+    every change of parent — so init arms it only once create has reaped the clone child and
+    init is create's own (subreaper) child; it is reset by credential changes (setresuid in a
+    user namespace, the security phase); and the parent may have died just before it was armed,
+    so each arming is followed by a check (getppid, or a peek at the socket). init disarms it
+    before the security phase: what follows changes credentials and may load a seccomp filter
+    under which prctl is not allowed, and from there to the hand-over init only waits on the
+    socket.
 """
 import os
 import signal
@@ -48,6 +63,7 @@ class Ctx:
         self.has_hooks = kw.get("has_hooks", set())
         self.hook_state = kw.get("hook_state", {})  # id, bundle, annotations: for in-container hooks
         self.cgroup_bind = kw.get("cgroup_bind", False)  # userns without cgroupns: bind, not mount
+        self.runtime_pid = kw.get("runtime_pid")  # `mrunc create`: the clone child's parent
         self.runtime_sources = kw.get("runtime_sources", False)  # the runtime opens bind sources
         self.proc = None  # init's private procfs handle (mrunc.procfs), made in the mount phase
 
@@ -71,8 +87,11 @@ def clone_child(sock, config, ctx):
     try:
         _close_inherited(keep={0, 1, 2, sock.fileno(), ctx.state_dirfd,
                                *range(3, 3 + ctx.preserve_fds)})
+        _die_with_parent(sys, ctx.runtime_pid)
         nss = {n["type"]: n.get("path") for n in _namespaces(config)}
-        _enter_user_namespace(sys, sock, nss)
+        if "user" in nss:
+            _enter_user_namespace(sys, sock, nss)
+            _die_with_parent(sys, ctx.runtime_pid)  # setresuid reset it
         # Not dumpable until the user's program is exec'd: no process of the container (or of a
         # container sharing its PID namespace) may ptrace us or open /proc/<pid>/exe — the host's
         # interpreter — or our fds (CVE-2019-5736, CVE-2016-9962). execve resets it. Only after
@@ -88,15 +107,42 @@ def clone_child(sock, config, ctx):
     if pid == 0:
         try:
             # Speak only after the parent has our pid (we share one socket with the clone child):
-            # its end of the pipe closes once it has sent it.
+            # it writes "1" to the pipe once it has sent it. End-of-file instead: it died first.
             os.close(told_w)
-            os.read(told_r, 1)
+            told = os.read(told_r, 1)
             os.close(told_r)
-            init_main(sock, config, ctx, sys, t0)
+            if told == b"1":  # else the clone child died before the parent knew our pid
+                init_main(sock, config, ctx, sys, t0)
         finally:
             os._exit(1)  # init_main only returns by exec or error
-    protocol.send(sock, {"t": "pid", "pid": pid})
-    os._exit(0)
+    try:
+        protocol.send(sock, {"t": "pid", "pid": pid})
+        os.write(told_w, b"1")
+    finally:
+        os._exit(0)
+
+
+def _die_with_parent(sys, parent_pid):
+    """SIGKILL us when our parent dies; and if it already has (we were re-parented), die now."""
+    sys.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def _die_with_runtime(sys, sock):
+    """init's version: its parent is create, outside init's PID namespace (getppid says 0), so
+    whether create is still there is asked of the socket: a peek that reads end-of-file."""
+    sys.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+    try:
+        if sock.recv(1, _socket_flags()) == b"":
+            os._exit(1)
+    except BlockingIOError:
+        pass  # nothing to read, the other end open: create is alive
+
+
+def _socket_flags():
+    import socket
+    return socket.MSG_PEEK | socket.MSG_DONTWAIT
 
 
 def _close_inherited(keep):
@@ -214,6 +260,8 @@ def init_main(sock, config, ctx, sys, t0):
     ph = _Phases(sock, sys, t0)
     try:
         ph.done()
+        # create has reaped the clone child, so we are its child now: arm the parent-death signal
+        _die_with_runtime(sys, sock)
         ph.begin("mount")
         rootfs = mount_phase(sys, sock, config, ctx)
         ph.done()
@@ -224,6 +272,7 @@ def init_main(sock, config, ctx, sys, t0):
         cgroup_phase(sys, sock, config, ctx)
         ph.done()
         ph.begin("security")
+        sys.prctl(linux.PR_SET_PDEATHSIG, 0)  # from here on init only waits on the socket
         path = security_phase(sys, config, sock, ctx.proc)
         ph.done()
     except EOFError:
@@ -519,6 +568,10 @@ def exec_phase(sock, config, ctx, path):
     if "HOME" not in env:
         env["HOME"] = home_of((proc.get("user") or {}).get("uid", 0))
     protocol.send(sock, {"t": "ready"})
+    try:
+        protocol.recv(sock, "recorded")  # create has written state.json: we are findable now
+    except (EOFError, OSError):
+        os._exit(1)  # create died first: nobody can find us, let alone start us
     if ctx.proc is not None:
         ctx.proc.close()  # close-on-exec anyway; but the startContainer hooks need no procfs of ours
     fifo = None

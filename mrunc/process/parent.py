@@ -11,11 +11,13 @@ import signal
 import time
 
 from ..errors import InitError, MruncError
-from ..state import Container, fifo_path, now_rfc3339, proc_start_time, wait_gone, write_atomic
+from ..state import Container, now_rfc3339, proc_start_time, wait_gone, write_atomic
 from . import protocol
 from .init import Ctx, clone_child
 
 HOOKS_IN_INIT = ("createContainer", "startContainer")
+# The phases in order, as the stepper and --trace name them; "exec" is init's wait for start.
+PHASES = ("spec", "clone", "mount", "pivot_root", "cgroup", "security", "exec")
 
 
 class Events:
@@ -88,19 +90,47 @@ def create(root, cid, bundle, *, pid_file=None, console_socket=None, no_pivot=Fa
     _check_terminal(config, console_socket, on_console)
     events.phase("spec", round((time.perf_counter() - t0) * 1000, 3), [["read", f"{bundle}/config.json"]])
 
+    cg = _cgroup_manager(config, cid)
     c = Container(root, cid)
-    c.reserve()
+    c.reserve(_creating_record(c, config, bundle, cg))  # takes the container's lock
     state = {"init_pid": None, "cgroup": None}
     try:
-        _create(c, config, bundle, state, events, no_pivot=no_pivot, preserve_fds=preserve_fds,
-                console_socket=console_socket, on_console=on_console)
+        _create(c, config, bundle, state, events, cg, no_pivot=no_pivot,
+                preserve_fds=preserve_fds, console_socket=console_socket, on_console=on_console)
         if pid_file:
             write_atomic(os.path.abspath(pid_file), str(c.pid), 0o644)
     except BaseException as e:
         events.error(e)
         _undo(c, state)
         raise
+    finally:
+        c.unlock()
     return c
+
+
+def _cgroup_manager(config, cid):
+    from .. import cgroups
+    cg = cgroups.manager((config.get("linux") or {}).get("cgroupsPath"), cid,
+                         rootless=os.geteuid() != 0)
+    if getattr(cg, "reason", None):
+        _warn_once(f"no cgroup for this container: {cg.reason}")
+    return cg
+
+
+def _creating_record(c, config, bundle, cg):
+    """state.json while create works: who is creating it (pid + start time, so a create killed
+    halfway is told from one at work) and the cgroup it will use (so delete can remove that)."""
+    me = os.getpid()
+    root = config["root"]["path"]
+    return {
+        "id": c.id, "pid": 0, "start_time": None, "bundle": bundle,
+        "rootfs": root if os.path.isabs(root) else os.path.join(bundle, root),
+        "created": now_rfc3339(), "config": config,
+        # relative cgroup paths depend on the caller's cgroup: keep the resolved ones (runc does too)
+        "cgroup": None if cg is None else {"path": cg.path, "paths": cg.paths,
+                                           "rootless": cg.rootless, "layout": cg.layout},
+        "creator": {"pid": me, "start_time": proc_start_time(me)[0]},
+    }
 
 
 def _warn_once(msg):
@@ -151,21 +181,15 @@ def _runtime_opens_sources(config):
     return os.geteuid() == 0 and "user" in types and binds
 
 
-def _create(c, config, bundle, state, events, *, no_pivot, preserve_fds, console_socket,
+def _create(c, config, bundle, state, events, cg, *, no_pivot, preserve_fds, console_socket,
             on_console):
     from .. import cgroups
-    os.mkfifo(fifo_path(c.dir), 0o622)
-    os.chmod(fifo_path(c.dir), 0o622)  # mkfifo obeys the umask; any uid may signal readiness
-    linux_cfg = config.get("linux") or {}
-    rootless = os.geteuid() != 0
-    cg = cgroups.manager(linux_cfg.get("cgroupsPath"), c.id, rootless=rootless)
-    if getattr(cg, "reason", None):
-        _warn_once(f"no cgroup for this container: {cg.reason}")
-    cg.check_unused()
+    cg.check_unused()  # once the id is ours: a second create of an id says "already exists"
     layout = cgroups.detect()
     hooks = {k for k, v in (config.get("hooks") or {}).items() if v}
     dirfd = os.open(c.dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     ctx = Ctx(bundle=bundle, state_dirfd=dirfd, no_pivot=no_pivot, preserve_fds=preserve_fds,
+              runtime_pid=os.getpid(),
               cgroup_version=layout, v1_hierarchies=_v1_hierarchies(cg) if layout != "v2" else [],
               has_hooks=hooks, cgroup_bind=_needs_cgroup_bind(config), hook_state=_hook_state(c, config, bundle, {"init_pid": None}, ""),
               runtime_sources=_runtime_opens_sources(config))
@@ -202,19 +226,45 @@ def _create(c, config, bundle, state, events, *, no_pivot, preserve_fds, console
 
 def _serve(c, config, bundle, state, events, sock, clone_pid, cg, console_socket, on_console,
            helper=None):
-    """Answer init, phase by phase, until it says it is ready."""
+    """Answer init, phase by phase, until it says it is ready; then record the container and
+    hand over. An empty read, or a send that finds no reader, means init (or the clone child)
+    died: that is reported with the phase and how it died."""
+    try:
+        _answer(c, config, bundle, state, events, sock, clone_pid, cg, console_socket, on_console,
+                helper)
+        _record(c, config, bundle, state)
+        # The hand-over: from now on init's life is not tied to ours (init.exec_phase)
+        protocol.send(sock, {"t": "recorded"})
+    except (EOFError, BrokenPipeError, ConnectionResetError):
+        raise _died(state, events, clone_pid) from None
+
+
+def _died(state, events, clone_pid):
+    """The error for a create whose init or clone child died: in which phase, and of what."""
+    done = [r["phase"] for r in events.records]
+    phase = PHASES[PHASES.index(done[-1]) + 1] if done and done[-1] in PHASES[:-1] else "clone"
+    pid, who = (state["init_pid"], "init") if state.get("init_pid") else (clone_pid, "clone child")
+    info = _death(pid)
+    if info is not None and info.si_code in (os.CLD_KILLED, os.CLD_DUMPED) \
+            and info.si_status == signal.SIGSYS and who == "init":
+        err = InitError("security", "container init was killed by its own seccomp filter "
+                        "(SIGSYS): linux.seccomp must allow the calls init still makes "
+                        "before exec (sendto, recvfrom, openat, read, write, close, "
+                        "getdents64, ioctl, execve)")
+        return err
+    how = ("exited" if info is None else
+           f"killed by {signal.Signals(info.si_status).name}"
+           if info.si_code in (os.CLD_KILLED, os.CLD_DUMPED) else f"exit status {info.si_status}")
+    err = InitError("create", f"{who} died during phase {phase} ({how})")
+    err.phase = phase
+    return err
+
+
+def _answer(c, config, bundle, state, events, sock, clone_pid, cg, console_socket, on_console,
+            helper):
     from .. import hooks
     while True:
-        try:
-            msg = protocol.recv(sock, with_fds=True)
-        except EOFError:
-            if _killed_by_seccomp(state.get("init_pid")):
-                raise InitError("security", "container init was killed by its own seccomp filter "
-                                "(SIGSYS): linux.seccomp must allow the calls init still makes "
-                                "before exec (sendto, recvfrom, openat, read, write, close, "
-                                "getdents64, ioctl, execve)") from None
-            raise InitError(events.records[-1]["phase"] if events.records else "clone",
-                            "container init exited unexpectedly") from None
+        msg = protocol.recv(sock, with_fds=True)
         t = msg["t"]
         if t == "error":
             raise InitError(msg["phase"], msg["message"], msg.get("syscall"), msg.get("path"),
@@ -224,6 +274,9 @@ def _serve(c, config, bundle, state, events, sock, clone_pid, cg, console_socket
             protocol.send(sock, {"t": "maps-done"})
         elif t == "pid":
             state["init_pid"] = msg["pid"]
+            # The clone child exits now: once it is reaped, init is our child (we are its
+            # subreaper), and its parent-death signal may be armed (init._Phases.done)
+            _reap(clone_pid)
         elif t == "phase":
             events.phase(msg["phase"], msg["ms"], msg["calls"], state["init_pid"])
             protocol.send(sock, {"t": "continue"})
@@ -248,8 +301,7 @@ def _serve(c, config, bundle, state, events, sock, clone_pid, cg, console_socket
         elif t == "seccomp":
             _pass_seccomp_fd(msg["_fds"][0], c, config, bundle, state)
         elif t == "ready":
-            break
-    _record(c, config, bundle, state)
+            return
 
 
 def _join_cgroup(cg, config, state):
@@ -307,18 +359,10 @@ def _cgroup_dirs(cg):
 
 
 def _record(c, config, bundle, state):
+    """The creating record becomes the container's: init's pid and start time, no creator."""
     pid = state["init_pid"]
-    start, _ = proc_start_time(pid)
-    root = config["root"]["path"]
-    cg = state["cgroup"]
-    c.data = {
-        "id": c.id, "pid": pid, "start_time": start, "bundle": bundle,
-        "rootfs": root if os.path.isabs(root) else os.path.join(bundle, root),
-        "created": now_rfc3339(), "config": config,
-        # relative cgroup paths depend on the caller's cgroup: keep the resolved ones (runc does too)
-        "cgroup": None if cg is None else {"path": cg.path, "paths": cg.paths,
-                                           "rootless": cg.rootless, "layout": cg.layout},
-    }
+    c.data.pop("creator", None)
+    c.data.update(pid=pid, start_time=proc_start_time(pid)[0], created=now_rfc3339())
     c.save()
 
 
@@ -398,19 +442,19 @@ def _reap(pid):
         pass
 
 
-def _killed_by_seccomp(pid, timeout=1.0):
-    """Did init (our child: we are a subreaper) die of SIGSYS? Peeks without reaping (WNOWAIT):
-    _undo still finds it."""
+def _death(pid, timeout=1.0):
+    """How our child `pid` (init — we are its subreaper — or the clone child) ended: its
+    waitid siginfo, or None if unknown. Peeks without reaping (WNOWAIT): _undo still finds it."""
     deadline = time.monotonic() + timeout
     while pid and time.monotonic() < deadline:
         try:
             info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:
-            return False
+            return None
         if info is not None:
-            return info.si_code in (os.CLD_KILLED, os.CLD_DUMPED) and info.si_status == signal.SIGSYS
+            return info
         time.sleep(0.005)
-    return False
+    return None
 
 
 def _undo(c, state):

@@ -28,14 +28,17 @@ file descriptor can ride along with SCM_RIGHTS.
     init     {"t": "console"} + fd                the pty master (terminal: true)
     init     {"t": "seccomp"} + fd                the seccomp listener fd (SCMP_ACT_NOTIFY): parent
                                                     sends it to linux.seccomp.listenerPath
-    init     {"t": "ready"}                       init blocks on exec.fifo now: create may return
+    init     {"t": "ready"}                       init is done; parent writes state.json, then
+    parent   {"t": "recorded"}                      the hand-over: init blocks on exec.fifo, create
+                                                    returns (init no longer dies with create)
     init     {"t": "error", "phase", "message",   a phase failed; parent cleans up and re-raises
               "syscall", "path", "errno"}           it as InitError (one line on the CLI)
     parent   {"t": "abort"}                       stepper said stop: init exits
 
 Every receive names what it expected, so a protocol slip reads "expected continue, got ready"
 instead of hanging or failing obscurely. An empty read means the other end died: init then exits
-quietly (its creator is gone, nobody will start it), and the parent reports that init died.
+quietly (its creator is gone, nobody will start it), and the parent reports that init died, in
+which phase and of what ("init died during phase mount (killed by SIGKILL)").
 """
 import json
 import socket
