@@ -256,7 +256,8 @@ def mount_phase(sys, sock, config, ctx):
         protocol.recv(sock, "hooks-done")
     if "createContainer" in ctx.has_hooks:
         from .. import hooks
-        hooks.run_in_container(config, "createContainer", dict(ctx.hook_state, status="creating"))
+        hooks.run_in_container(config, "createContainer",
+                               dict(ctx.hook_state, status=hooks.CREATE_STATUS))
     return rootfs
 
 
@@ -366,8 +367,10 @@ def security_phase(sys, config, sock=None):
     proc = config.get("process") or {}
     filt = _seccomp_filter(config, sock)
     scheduling(sys, config)
+    cwd = proc.get("cwd") or "/"
+    checked = check_cwd(cwd)
     security.apply(sys, proc, seccomp=filt)  # loads it itself when noNewPrivileges is off
-    enter_cwd(proc.get("cwd") or "/")
+    enter_cwd(cwd, checked)
     path = find_executable(proc["args"][0], proc.get("env") or [])
     if filt is not None:
         filt.load(sys)  # last: as few of init's own syscalls as possible run under the filter
@@ -387,21 +390,40 @@ def _seccomp_filter(config, sock):
     return filt
 
 
-def enter_cwd(cwd):
-    """chdir to process.cwd, and refuse a cwd that is not inside the container's root."""
+def _chdir(cwd):
     try:
         os.chdir(cwd)
     except OSError as e:
         raise OSError(e.errno, f"chdir to cwd {cwd!r}: {e.strerror}", cwd) from None
-    # init still holds a host fd or two (the state dir, the socket). A cwd of /proc/self/fd/N
-    # would put the program's working directory on the host (CVE-2024-21626): the kernel then
-    # reports it as "(unreachable)".
+    return os.stat(".")
+
+
+def check_cwd(cwd):
+    """Refuse a process.cwd that is not inside the container's root; return what it is (device,
+    inode) for enter_cwd. Call it before the seccomp filter is loaded: it needs getcwd(2), which
+    a profile may block.
+
+    init still holds a host fd or two (the state dir, the socket). A cwd of /proc/self/fd/N
+    would put the program's working directory on the host (CVE-2024-21626): the kernel then
+    reports it as "(unreachable)", or getcwd fails with ENOENT.
+    """
+    st = _chdir(cwd)
     try:
-        inside = os.getcwd().startswith("/")  # glibc answers ENOENT, older ones "(unreachable)"
+        inside = os.getcwd().startswith("/")
     except OSError:
         inside = False
     if not inside:
         raise PermissionError(1, f"process.cwd {cwd!r} is outside the container's root")
+    return st.st_dev, st.st_ino
+
+
+def enter_cwd(cwd, checked):
+    """chdir to process.cwd as the container's user (whose search permission counts), and make
+    sure it is the directory check_cwd looked at — compared by (device, inode), no getcwd: the
+    filter may be loaded by now."""
+    st = _chdir(cwd)
+    if (st.st_dev, st.st_ino) != checked:
+        raise PermissionError(1, f"process.cwd {cwd!r} changed while the container was set up")
 
 
 def home_of(uid, passwd="/etc/passwd"):

@@ -202,7 +202,7 @@ def _serve(c, config, bundle, state, events, sock, clone_pid, cg, console_socket
             _join_cgroup(cg, config, state)
             protocol.send(sock, {"t": "cgroup-done"})
         elif t == "hooks":
-            st = _hook_state(c, config, bundle, state, "creating")
+            st = _hook_state(c, config, bundle, state, hooks.CREATE_STATUS)
             for kind in ("prestart", "createRuntime"):
                 hooks.run(config, kind, st)
             protocol.send(sock, {"t": "hooks-done"})
@@ -219,7 +219,9 @@ def _join_cgroup(cg, config, state):
     """Limits first, then move init in: it never runs a moment unlimited (runc's order too)."""
     from ..cgroups import device_rules
     state["cgroup"] = cg
-    resources = dict((config.get("linux") or {}).get("resources") or {})
+    resources, gone = cg.drop_gone(dict((config.get("linux") or {}).get("resources") or {}))
+    if gone:
+        os.write(2, f"mrunc: warning: {gone}\n".encode())
     resources["devices"] = device_rules(config)
     cg.set(resources)
     cg.apply(state["init_pid"])

@@ -28,7 +28,8 @@ import sys
 
 from mrunc.errors import SpecError
 
-from .checks import CHECKS, UNSUPPORTED, _show, check_unsupported, process_fields, resources_fields
+from .checks import (CHECKS, UNSUPPORTED, _show, check_unsupported, process_fields, resources_fields,
+                     version_numbers)
 from .consts import (CAPABILITIES, CAPABILITY_SETS, HOOK_KINDS, NAMESPACE_TYPES, OCI_VERSION_MAX,
                      OCI_VERSION_MIN, RLIMITS)
 from .defaults import default_config
@@ -39,7 +40,7 @@ __all__ = [
     "load", "validate", "validate_process", "validate_resources", "default_config", "features",
     "parse_mount_options", "CHECKS", "UNSUPPORTED", "NAMESPACE_TYPES", "CAPABILITIES",
     "CAPABILITY_SETS", "RLIMITS", "HOOK_KINDS", "MOUNT_FLAGS", "PROPAGATION_FLAGS",
-    "UNSUPPORTED_MOUNT_OPTIONS", "OCI_VERSION_MIN", "OCI_VERSION_MAX",
+    "UNSUPPORTED_MOUNT_OPTIONS", "OCI_VERSION_MIN", "OCI_VERSION_MAX", "version_numbers",
 ]
 
 
