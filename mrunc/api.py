@@ -82,6 +82,14 @@ def _release_init(c):
             elif data == b"" and got:
                 break
             elif not c.init_alive():
+                # It may have written, exec'd a quick program and exited since our last read:
+                # what it wrote is still in the fifo. Only nothing at all means it died first.
+                try:
+                    got += os.read(fd, 4096)
+                except BlockingIOError:
+                    pass
+                if got:
+                    break
                 raise StateError(f"container {c.id}: init died before it could be started")
             else:
                 time.sleep(0.0002)

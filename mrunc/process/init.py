@@ -62,7 +62,7 @@ def clone_child(sock, config, ctx):
         _close_inherited(keep={0, 1, 2, sock.fileno(), ctx.state_dirfd,
                                *range(3, 3 + ctx.preserve_fds)})
         nss = {n["type"]: n.get("path") for n in _namespaces(config)}
-        _enter_user_namespace(sys, sock, nss)
+        _enter_user_namespace(sys, sock, nss, config)
         # Not dumpable until the user's program is exec'd: no process of the container (or of a
         # container sharing its PID namespace) may ptrace us or open /proc/<pid>/exe — the host's
         # interpreter — or our fds (CVE-2019-5736, CVE-2016-9962). execve resets it. Only after
@@ -102,13 +102,13 @@ def _close_inherited(keep):
                 pass
 
 
-def _enter_user_namespace(sys, sock, nss):
+def _enter_user_namespace(sys, sock, nss, config):
     """The user namespace comes first: every other namespace made afterwards is *owned* by it,
     so root inside the container has capabilities over them and over nothing of the host's."""
     if "user" not in nss:
         return
     if nss["user"]:
-        _setns(sys, nss["user"], linux.CLONE_NEWUSER)
+        _setns(sys, nss["user"], linux.CLONE_NEWUSER, _ns_where(config, "user"))
     else:
         sys.unshare(linux.CLONE_NEWUSER)
         # A process cannot write its own id maps with host privileges: the parent does it.
@@ -130,7 +130,7 @@ def _enter_other_namespaces(sys, nss, config):
         if typ in ("user", "cgroup"):
             continue
         if path:
-            _setns(sys, path, linux.NAMESPACES[typ][0])
+            _setns(sys, path, linux.NAMESPACES[typ][0], _ns_where(config, typ))
         else:
             flags |= linux.NAMESPACES[typ][0]
     if flags:
@@ -150,18 +150,24 @@ def _time_offsets(sys, config):
         sys.write_file("/proc/self/timens_offsets", text)
 
 
-def _setns(sys, path, nstype):
+def _ns_where(config, typ):
+    """The JSON path of the namespace entry of type `typ`, for error messages."""
+    i = next(i for i, n in enumerate(_namespaces(config)) if n["type"] == typ)
+    return f"linux.namespaces[{i}].path"
+
+
+def _setns(sys, path, nstype, where):
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as e:
-        raise OSError(e.errno, f"open namespace {path}: {e.strerror}", path) from None
+        raise OSError(e.errno, f"{where}: open namespace {path}: {e.strerror}", path) from None
     try:
         sys.setns(fd, nstype, path)
     except OSError as e:
         if e.errno == 22:  # EINVAL: the file is a namespace, but of another type (or not one at all)
-            raise OSError(22, f"setns: {path} is not a {linux.flags_names(nstype)} namespace",
-                          path) from None
-        raise
+            raise OSError(22, f"{where}: setns: {path} is not a {linux.flags_names(nstype)} "
+                              "namespace", path) from None
+        raise OSError(e.errno, f"{where}: setns {path}: {e.strerror}", path) from None
     finally:
         os.close(fd)
 
@@ -214,6 +220,8 @@ def init_main(sock, config, ctx, sys, t0):
     except EOFError:
         os._exit(1)  # the runtime went away: nobody will ever start us
     except BaseException as e:  # noqa: BLE001
+        from ..security.rlimits import explain_emfile
+        e = explain_emfile((config.get("process") or {}).get("rlimits"), e)
         protocol.send(sock, protocol.error_message(ph.name, e))
         os._exit(1)
     exec_phase(sock, config, ctx, path)
@@ -328,7 +336,7 @@ def cgroup_phase(sys, sock, config, ctx):
     nss = {n["type"]: n.get("path") for n in _namespaces(config)}
     if "cgroup" in nss:
         if nss["cgroup"]:
-            _setns(sys, nss["cgroup"], linux.CLONE_NEWCGROUP)
+            _setns(sys, nss["cgroup"], linux.CLONE_NEWCGROUP, _ns_where(config, "cgroup"))
         else:
             sys.unshare(linux.CLONE_NEWCGROUP)
     # 3. and the cgroup filesystem, which shows that namespace's view
@@ -453,11 +461,12 @@ def find_executable(name, env):
             return c
     # Engines tell "not found" from "cannot run" by runc's words: podman answers exit code 127 to
     # "no such file or directory" / "executable file not found", 126 to "permission denied".
+    at = "process.args[0]: exec"
     if "/" not in name:
-        raise FileNotFoundError(2, f"exec: {name!r}: executable file not found in $PATH", name)
+        raise FileNotFoundError(2, f"{at}: {name!r}: executable file not found in $PATH", name)
     if not os.path.exists(name):
-        raise FileNotFoundError(2, f"exec: {name!r}: stat {name}: no such file or directory", name)
-    raise PermissionError(13, f"exec: {name!r}: permission denied", name)
+        raise FileNotFoundError(2, f"{at}: {name!r}: stat {name}: no such file or directory", name)
+    raise PermissionError(13, f"{at}: {name!r}: permission denied", name)
 
 
 # ---------------------------------------------------------------- exec (at `mrunc start`)

@@ -176,13 +176,7 @@ def _serve(c, config, bundle, state, events, sock, clone_pid, cg, console_socket
         try:
             msg = protocol.recv(sock, with_fds=True)
         except EOFError:
-            if _killed_by_seccomp(state.get("init_pid")):
-                raise InitError("security", "container init was killed by its own seccomp filter "
-                                "(SIGSYS): linux.seccomp must allow the calls init still makes "
-                                "before exec (sendto, recvfrom, openat, read, write, close, "
-                                "getdents64, ioctl, execve)") from None
-            raise InitError(events.records[-1]["phase"] if events.records else "clone",
-                            "container init exited unexpectedly") from None
+            raise _silent_death(config, events, state.get("init_pid")) from None
         t = msg["t"]
         if t == "error":
             raise InitError(msg["phase"], msg["message"], msg.get("syscall"), msg.get("path"),
@@ -361,19 +355,43 @@ def _reap(pid):
         pass
 
 
-def _killed_by_seccomp(pid, timeout=1.0):
-    """Did init (our child: we are a subreaper) die of SIGSYS? Peeks without reaping (WNOWAIT):
-    _undo still finds it."""
+def _silent_death(config, events, pid):
+    """init died without a word: say which field of the config most likely killed it."""
+    last = events.records[-1]["phase"] if events.records else "clone"
+    sig = _death_signal(pid)
+    linux = config.get("linux") or {}
+    if sig == signal.SIGSYS:
+        return InitError("security", "container init was killed by its own seccomp filter "
+                         "(SIGSYS): linux.seccomp must allow the calls init still makes before "
+                         "exec (sendto, recvfrom, openat, read, write, close, getdents64, ioctl, "
+                         "execve)")
+    if last == "cgroup" and linux.get("seccomp"):
+        # Silent death in the security phase, with a filter: it forbids what init still needs
+        # (defaultAction SCMP_ACT_ERRNO makes even exit_group fail).
+        return InitError("security", "linux.seccomp: container init died once its filter was "
+                         "loaded: the filter must allow the calls init still makes before exec "
+                         "(sendto, recvfrom, write, close, exit_group, execve)")
+    limit = ((linux.get("resources") or {}).get("memory") or {}).get("limit")
+    if sig == signal.SIGKILL and limit and limit > 0:
+        return InitError(last, f"linux.resources.memory.limit: container init was killed "
+                         f"(SIGKILL) before it could start: {limit} bytes is too little memory "
+                         f"for it (the OOM killer)")
+    return InitError(last, "container init exited unexpectedly")
+
+
+def _death_signal(pid, timeout=1.0):
+    """The signal that killed init (our child: we are a subreaper), or None. Peeks without
+    reaping (WNOWAIT): _undo still finds it."""
     deadline = time.monotonic() + timeout
     while pid and time.monotonic() < deadline:
         try:
             info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:
-            return False
+            return None
         if info is not None:
-            return info.si_code in (os.CLD_KILLED, os.CLD_DUMPED) and info.si_status == signal.SIGSYS
+            return info.si_status if info.si_code in (os.CLD_KILLED, os.CLD_DUMPED) else None
         time.sleep(0.005)
-    return False
+    return None
 
 
 def _undo(c, state):

@@ -66,6 +66,8 @@ def load(bundle, *, warn=print_warning):
         raise SpecError(f"config.json: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
     except UnicodeDecodeError as e:
         raise SpecError(f"config.json: not valid UTF-8 at byte {e.start}") from None
+    except RecursionError:
+        raise SpecError("config.json: nested too deeply") from None
     validate(config, bundle, warn=warn)
     return config
 
