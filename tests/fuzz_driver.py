@@ -138,19 +138,20 @@ class Fuzz:
             rng = self.rng("cli", i)
             edits = fuzzing.edits_for(rng, self.base, fuzzing.VALIDATION_EDITS, rng.randint(1, 3))
             config = fuzzing.apply(self.base, edits)
-            outcome, warnings, _ = fuzzing.judge_validation(config, self.work)
+            b = self.bundle(fuzzing.dumps(config))   # a relative root.path is the bundle's
+            outcome, warnings, _ = fuzzing.judge_validation(config, b)
             i += 1
             if outcome == "ok":
+                shutil.rmtree(b)
                 continue   # a container case: the container fuzz's job
             counts["cases"] += 1
-            self._cli_case(i, edits, fuzzing.dumps(config), f"mrunc: {outcome}", counts)
+            self._cli_case(i, edits, b, f"mrunc: {outcome}", counts)
         for name, text in _broken_files():
             counts["cases"] += 1
-            self._cli_case(name, [], text, None, counts)
+            self._cli_case(name, [], self.bundle(text), None, counts)
         return counts
 
-    def _cli_case(self, i, edits, text, expect, counts):
-        b = self.bundle(text)
+    def _cli_case(self, i, edits, b, expect, counts):
         cid = f"fz-{self.token}-c{i}"
         p = self.mrunc("create", "--bundle", b, cid)
         lines = [l for l in p.stderr.splitlines() if not l.startswith("mrunc: warning: ")]
