@@ -28,8 +28,8 @@ import sys
 
 from mrunc.errors import SpecError
 
-from .checks import (CHECKS, UNSUPPORTED, _show, check_unsupported, process_fields, resources_fields,
-                     version_numbers)
+from .checks import (CHECKS, UNSUPPORTED, _show, check_strings, check_unsupported, process_fields,
+                     resources_fields, version_numbers)
 from .consts import (CAPABILITIES, CAPABILITY_SETS, HOOK_KINDS, NAMESPACE_TYPES, OCI_VERSION_MAX,
                      OCI_VERSION_MIN, RLIMITS)
 from .defaults import default_config
@@ -85,11 +85,13 @@ def validate(config, bundle, *, warn=print_warning):
 
 def validate_process(process, *, warn=print_warning):
     """Check a bare process object (`mrunc exec --process process.json`)."""
+    check_strings({"process": process}, None, warn)
     check_unsupported({"process": process}, None, warn)
     process_fields(process, "process", warn)
 
 
 def validate_resources(resources):
     """Check a bare linux.resources object (`mrunc update --resources file`)."""
+    check_strings({"linux": {"resources": resources}}, None, None)
     check_unsupported({"linux": {"resources": resources}}, None, None)
     resources_fields(resources, "linux.resources")

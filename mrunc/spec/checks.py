@@ -143,7 +143,8 @@ def _strings(value, path):
 
 def _env(value, path):
     for i, entry in enumerate(_strings(value, path)):
-        if not entry.partition("=")[0] or "=" not in entry:  # execve(2) has no "=x" either
+        key, equals, _ = entry.partition("=")
+        if not key or not equals:  # no "=", or "=x": execve(2) would have no name for it
             _fail(f"{path}[{i}]", f'must be "KEY=VALUE", got {_show(entry)}')
 
 
@@ -231,9 +232,28 @@ def check_strings(config, bundle, warn):
     hold (config.json is UTF-8) and no syscall can take; a `\\u0000` would cut a path, an
     argument or a syscall name short where C reads it. Refused here, once, with the path, rather
     than wherever a phase would first trip on it. (annotations are only stored: NUL is fine there.)"""
-    bad = _bad_string(config, "config.json")
-    if bad:
-        _fail(*bad)
+    if _maybe_bad_strings(config):  # the fast pass; the slow one builds paths
+        bad = _bad_string(config, "config.json")
+        if bad:
+            _fail(*bad)
+
+
+def _maybe_bad_strings(config):
+    """True if some string (or key) holds a NUL or something that is not ASCII (then it may be
+    a lone surrogate). Builds no paths: validation runs on every create."""
+    todo = [config]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, str):
+            if not node.isascii() or "\0" in node:
+                return True
+        elif isinstance(node, dict):
+            todo += node.values()
+            if not all(k.isascii() and "\0" not in k for k in node):
+                return True
+        elif isinstance(node, list):
+            todo += node
+    return False
 
 
 def _bad_string(config, top):
@@ -252,7 +272,8 @@ def _bad_string(config, top):
                 why = _string_problem(key, kernel)
                 if why:
                     return f"{path}: a key", why
-                sub = key if path == top else f"{path}.{key}"
+                sub = key if path == top else (f"{path}.{key}" if key.isidentifier() else
+                                               _key(path, key))
                 todo.append((value, sub, kernel and sub != "annotations"))
         elif isinstance(node, list):
             todo += [(value, f"{path}[{i}]", kernel) for i, value in reversed(list(enumerate(node)))]

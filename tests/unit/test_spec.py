@@ -631,3 +631,13 @@ def test_validate_is_fast(bundle):
     runs = 200
     seconds = min(timeit.repeat(lambda: spec.validate(config, bundle), number=runs, repeat=3)) / runs
     assert seconds < 0.001, f"validate took {seconds * 1e6:.0f} µs"
+
+
+def test_bare_process_and_resources_get_the_string_checks_too():
+    """exec --process and update --resources files: a NUL or a lone surrogate is refused by path."""
+    with pytest.raises(SpecError, match=r"^process\.args\[0\]: contains a NUL character"):
+        spec.validate_process({"args": ["sh\0"], "cwd": "/"})
+    with pytest.raises(SpecError, match=r'^linux\.resources\.unified\["memory\.max"\]: not valid Unicode'):
+        spec.validate_resources({"unified": {"memory.max": "\ud800"}})
+    with pytest.raises(SpecError, match=r'^process\.env\[0\]: must be "KEY=VALUE", got "=x"'):
+        spec.validate_process({"args": ["sh"], "cwd": "/", "env": ["=x"]})
