@@ -496,9 +496,14 @@ def exec_phase(sock, config, ctx, path):
         # "0": all went well. The fifo is close-on-exec, so `start` sees end-of-file at the very
         # moment execve succeeds: that is when the program has started (and poststart may run).
         os.write(fifo, b"0")
-        os.execve(path, proc["args"], env)
+        try:
+            os.execve(path, proc["args"], env)
+        except OSError as e:  # found at create, but a bind mount may cover it with anything
+            raise OSError(e.errno, f"process.args[0]: exec {proc['args'][0]}: {e.strerror}") from None
     except BaseException as e:  # noqa: BLE001 — report to `start` if it is listening, else stderr
-        msg = f"exec {proc['args'][0]}: {getattr(e, 'strerror', None) or e}"
+        msg = getattr(e, "strerror", None) or str(e)
+        if not msg.startswith(("process.", "hooks.")):  # those name their JSON path already
+            msg = f"exec {proc['args'][0]}: {msg}"
         try:
             os.write(fifo, b"E" + msg.encode()) if fifo is not None else None
         except OSError:
