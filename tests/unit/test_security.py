@@ -351,3 +351,17 @@ def test_import_is_light():
     out = subprocess.run([pysys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=root)
     assert {m for m in out.stdout.split() if not m.startswith("mrunc.security")} <= {"errno"}
+
+
+def test_setgroups_is_read_before_the_filter_is_loaded(monkeypatch):
+    """Without noNewPrivileges the filter goes in before the user change; reading
+    /proc/self/setgroups (openat2) must come first: older profiles refuse openat2 with EPERM."""
+    order = []
+    monkeypatch.setattr(security, "setgroups_allowed", lambda proc=None: order.append("read") or True)
+
+    class Filter:
+        def load(self, sys):
+            order.append("filter")
+    security.apply(RecordingSyscalls(), {"user": {"uid": 0, "gid": 0}}, seccomp=Filter(),
+                   warn=lambda m: None)
+    assert order == ["read", "filter"]
