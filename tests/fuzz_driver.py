@@ -54,6 +54,8 @@ def main(argv=None):
                                sys.executable, os.path.abspath(__file__), *sys.argv[1:]], env)
     from mrunc.linux import PR_SET_CHILD_SUBREAPER, Syscalls
     Syscalls().prctl(PR_SET_CHILD_SUBREAPER, 1)
+    import signal
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so `finally` removes our dirs
     work = tempfile.mkdtemp(prefix="mrunc-fuzz-")
     state_root = tempfile.mkdtemp(prefix="mrunc-fuzz-state-", dir="/run")
     report = {"seed": a.seed, "failures": []}
