@@ -236,7 +236,7 @@ class Fuzz:
             got = _outcome(p)
             problem = _judge_run(config, p) or self._leftovers(cid, before)
             if got != (case["expect"], case.get("warnings", [])) or problem:
-                self.fail("replay", name, case["edits"], f"got {got}, problems {problem}", p.stderr)
+                self.fail("replay", name[:-5], case["edits"], f"got {got}, problems {problem}", p.stderr)
                 self.mrunc("delete", "--force", cid)
             shutil.rmtree(b, ignore_errors=True)
         return counts
