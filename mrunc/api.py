@@ -31,13 +31,27 @@ def start(cid, root=DEFAULT_ROOT):
         _release_init(c)
     if (c.config.get("hooks") or {}).get("poststart"):
         from . import hooks
+        # Lifecycle step 9: the program was started, so "running" with init's pid, even if a
+        # quick program (`true`) has exited by now (crun says "running" too).
+        state = dict(c.oci_state(), status="running", pid=c.pid)
+        if not _poststart_failure_is_fatal(c.config):
+            hooks.run(c.config, "poststart", state, warn=_warn)
+            return c
         try:
-            hooks.run(c.config, "poststart", c.oci_state())
+            hooks.run(c.config, "poststart", state)
         except MruncError:
-            # runtime-spec 1.3: a failed poststart hook stops the container
             _kill_everything(c)
             raise
     return c
+
+
+def _poststart_failure_is_fatal(config):
+    """runtime-spec changed its rule in 1.3.0. Up to 1.2.1: a failed poststart hook is a warning,
+    and the remaining hooks and the lifecycle go on. Since 1.3.0: it is an error, and the
+    container is stopped (what runc and crun always did). A bundle gets the rule of the spec
+    version it says it follows (its ociVersion, already validated)."""
+    from .spec import version_numbers
+    return (version_numbers(str(config.get("ociVersion"))) or (1, 3, 0)) >= (1, 3, 0)
 
 
 def _kill_everything(c):
@@ -258,8 +272,11 @@ def _update(c, resources, warn):
         return c
     linux = c.config.setdefault("linux", {})
     merged = upd.merge(linux.get("resources") or {}, changed)
+    apply, gone = mgr.drop_gone(upd.to_apply(merged, changed))
+    if gone:
+        (warn or _warn)(gone)
     try:
-        mgr.set(upd.to_apply(merged, changed))
+        mgr.set(apply)
     except CgroupError as e:
         # v1 refuses a memory limit it cannot reclaim down to with EBUSY: say what the usage is
         limit = (changed.get("memory") or {}).get("limit")

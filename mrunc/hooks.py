@@ -9,12 +9,18 @@
     poststop         delete, after the container is gone          runtime namespaces
 
 A hook is {path, args (args[0] is argv[0]), env, timeout}. A failing hook fails the operation —
-except poststop, whose failures are only warnings (the container is gone already).
+except poststop, whose failures are only warnings (the container is gone already), and poststart
+in bundles older than runtime-spec 1.3.0 (whose text said: warn, and go on; see api.start).
 """
 import json
 import os
 
 from .errors import MruncError
+
+# The status the create hooks (prestart, createRuntime, createContainer) read on stdin. runtime.md
+# defines "creating" as lifecycle step 2 (the environment being made) and "created" as "after
+# step 2"; these hooks are steps 3-5, so "created" (crun says so too; runc says "creating").
+CREATE_STATUS = "created"
 
 
 def run(config, kind, state, warn=None):

@@ -97,6 +97,21 @@ class Manager:
             for d in self.dirs():
                 fs.join(d, pid)
 
+    def kernel_memory_ignored(self):
+        """(memory fields this layout and kernel have no knob for any more, why). Such a limit
+        cannot be had at all, by any runtime; runc warns and goes on, and so do we (drop_gone)."""
+        return (), ""
+
+    def drop_gone(self, resources):
+        """(resources without the fields of kernel_memory_ignored, one warning or None)."""
+        gone, why = self.kernel_memory_ignored()
+        mem = (resources or {}).get("memory") or {}
+        asked = [k for k in gone if nonzero(mem, k) is not None]
+        if not asked:
+            return resources, None
+        kept = {k: v for k, v in mem.items() if k not in asked}
+        return dict(resources, memory=kept), f"{R}.memory: ignoring {', '.join(asked)}: {why}"
+
     def set(self, resources):
         """Write linux.resources; raises CgroupError (JSON path first) for what cannot be honoured."""
         self.create()

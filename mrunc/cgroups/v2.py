@@ -204,6 +204,10 @@ class V2Manager(Manager):
     def __init__(self, mounts, paths, rootless=False, layout="v2"):
         super().__init__(mounts, paths, rootless)
 
+    def kernel_memory_ignored(self):
+        return ("kernel", "kernelTCP"), ("cgroup v2 has no separate kernel memory limits "
+                                         "(kernel memory counts towards memory.max)")
+
     def _ancestors(self):
         """The cgroups above ours, from the mountpoint down (where subtree_control is written)."""
         mp, d = self.mounts[""][0], self.dir("")

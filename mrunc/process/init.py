@@ -90,7 +90,7 @@ def clone_child(sock, config, ctx):
         _die_with_parent(sys, ctx.runtime_pid)
         nss = {n["type"]: n.get("path") for n in _namespaces(config)}
         if "user" in nss:
-            _enter_user_namespace(sys, sock, nss)
+            _enter_user_namespace(sys, sock, nss, config)
             _die_with_parent(sys, ctx.runtime_pid)  # setresuid reset it
         # Not dumpable until the user's program is exec'd: no process of the container (or of a
         # container sharing its PID namespace) may ptrace us or open /proc/<pid>/exe — the host's
@@ -158,13 +158,13 @@ def _close_inherited(keep):
                 pass
 
 
-def _enter_user_namespace(sys, sock, nss):
+def _enter_user_namespace(sys, sock, nss, config):
     """The user namespace comes first: every other namespace made afterwards is *owned* by it,
     so root inside the container has capabilities over them and over nothing of the host's."""
     if "user" not in nss:
         return
     if nss["user"]:
-        _setns(sys, nss["user"], linux.CLONE_NEWUSER)
+        _setns(sys, nss["user"], linux.CLONE_NEWUSER, _ns_where(config, "user"))
     else:
         sys.unshare(linux.CLONE_NEWUSER)
         # A process cannot write its own id maps with host privileges: the parent does it.
@@ -186,7 +186,7 @@ def _enter_other_namespaces(sys, nss, config):
         if typ in ("user", "cgroup"):
             continue
         if path:
-            _setns(sys, path, linux.NAMESPACES[typ][0])
+            _setns(sys, path, linux.NAMESPACES[typ][0], _ns_where(config, typ))
         else:
             flags |= linux.NAMESPACES[typ][0]
     if flags:
@@ -211,18 +211,24 @@ def _time_offsets(sys, config):
             proc.close()
 
 
-def _setns(sys, path, nstype):
+def _ns_where(config, typ):
+    """The JSON path of the namespace entry of type `typ`, for error messages."""
+    i = next(i for i, n in enumerate(_namespaces(config)) if n["type"] == typ)
+    return f"linux.namespaces[{i}].path"
+
+
+def _setns(sys, path, nstype, where):
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as e:
-        raise OSError(e.errno, f"open namespace {path}: {e.strerror}", path) from None
+        raise OSError(e.errno, f"{where}: open namespace {path}: {e.strerror}", path) from None
     try:
         sys.setns(fd, nstype, path)
     except OSError as e:
         if e.errno == 22:  # EINVAL: the file is a namespace, but of another type (or not one at all)
-            raise OSError(22, f"setns: {path} is not a {linux.flags_names(nstype)} namespace",
-                          path) from None
-        raise
+            raise OSError(22, f"{where}: setns: {path} is not a {linux.flags_names(nstype)} "
+                              "namespace", path) from None
+        raise OSError(e.errno, f"{where}: setns {path}: {e.strerror}", path) from None
     finally:
         os.close(fd)
 
@@ -278,6 +284,8 @@ def init_main(sock, config, ctx, sys, t0):
     except EOFError:
         os._exit(1)  # the runtime went away: nobody will ever start us
     except BaseException as e:  # noqa: BLE001
+        from ..security.rlimits import explain_emfile
+        e = explain_emfile((config.get("process") or {}).get("rlimits"), e)
         protocol.send(sock, protocol.error_message(ph.name, e))
         os._exit(1)
     exec_phase(sock, config, ctx, path)
@@ -335,7 +343,8 @@ def mount_phase(sys, sock, config, ctx):
         protocol.recv(sock, "hooks-done")
     if "createContainer" in ctx.has_hooks:
         from .. import hooks
-        hooks.run_in_container(config, "createContainer", dict(ctx.hook_state, status="creating"))
+        hooks.run_in_container(config, "createContainer",
+                               dict(ctx.hook_state, status=hooks.CREATE_STATUS))
     return rootfs
 
 
@@ -447,7 +456,7 @@ def cgroup_phase(sys, sock, config, ctx):
     nss = {n["type"]: n.get("path") for n in _namespaces(config)}
     if "cgroup" in nss:
         if nss["cgroup"]:
-            _setns(sys, nss["cgroup"], linux.CLONE_NEWCGROUP)
+            _setns(sys, nss["cgroup"], linux.CLONE_NEWCGROUP, _ns_where(config, "cgroup"))
         else:
             sys.unshare(linux.CLONE_NEWCGROUP)
     # 3. and the cgroup filesystem, which shows that namespace's view
@@ -487,8 +496,10 @@ def security_phase(sys, config, sock=None, procfs=None):
     proc = config.get("process") or {}
     filt = _seccomp_filter(config, sock)
     scheduling(sys, config)
+    cwd = proc.get("cwd") or "/"
+    checked = check_cwd(cwd)
     security.apply(sys, proc, seccomp=filt, proc=procfs)  # loads it itself when noNewPrivileges is off
-    enter_cwd(proc.get("cwd") or "/")
+    enter_cwd(cwd, checked)
     path = find_executable(proc["args"][0], proc.get("env") or [])
     if filt is not None:
         filt.load(sys)  # last: as few of init's own syscalls as possible run under the filter
@@ -508,21 +519,40 @@ def _seccomp_filter(config, sock):
     return filt
 
 
-def enter_cwd(cwd):
-    """chdir to process.cwd, and refuse a cwd that is not inside the container's root."""
+def _chdir(cwd):
     try:
         os.chdir(cwd)
     except OSError as e:
         raise OSError(e.errno, f"chdir to cwd {cwd!r}: {e.strerror}", cwd) from None
-    # init still holds a host fd or two (the state dir, the socket). A cwd of /proc/self/fd/N
-    # would put the program's working directory on the host (CVE-2024-21626): the kernel then
-    # reports it as "(unreachable)".
+    return os.stat(".")
+
+
+def check_cwd(cwd):
+    """Refuse a process.cwd that is not inside the container's root; return what it is (device,
+    inode) for enter_cwd. Call it before the seccomp filter is loaded: it needs getcwd(2), which
+    a profile may block.
+
+    init still holds a host fd or two (the state dir, the socket). A cwd of /proc/self/fd/N
+    would put the program's working directory on the host (CVE-2024-21626): the kernel then
+    reports it as "(unreachable)", or getcwd fails with ENOENT.
+    """
+    st = _chdir(cwd)
     try:
-        inside = os.getcwd().startswith("/")  # glibc answers ENOENT, older ones "(unreachable)"
+        inside = os.getcwd().startswith("/")
     except OSError:
         inside = False
     if not inside:
         raise PermissionError(1, f"process.cwd {cwd!r} is outside the container's root")
+    return st.st_dev, st.st_ino
+
+
+def enter_cwd(cwd, checked):
+    """chdir to process.cwd as the container's user (whose search permission counts), and make
+    sure it is the directory check_cwd looked at — compared by (device, inode), no getcwd: the
+    filter may be loaded by now."""
+    st = _chdir(cwd)
+    if (st.st_dev, st.st_ino) != checked:
+        raise PermissionError(1, f"process.cwd {cwd!r} changed while the container was set up")
 
 
 def home_of(uid, passwd="/etc/passwd"):
@@ -552,11 +582,12 @@ def find_executable(name, env):
             return c
     # Engines tell "not found" from "cannot run" by runc's words: podman answers exit code 127 to
     # "no such file or directory" / "executable file not found", 126 to "permission denied".
+    at = "process.args[0]: exec"
     if "/" not in name:
-        raise FileNotFoundError(2, f"exec: {name!r}: executable file not found in $PATH", name)
+        raise FileNotFoundError(2, f"{at}: {name!r}: executable file not found in $PATH", name)
     if not os.path.exists(name):
-        raise FileNotFoundError(2, f"exec: {name!r}: stat {name}: no such file or directory", name)
-    raise PermissionError(13, f"exec: {name!r}: permission denied", name)
+        raise FileNotFoundError(2, f"{at}: {name!r}: stat {name}: no such file or directory", name)
+    raise PermissionError(13, f"{at}: {name!r}: permission denied", name)
 
 
 # ---------------------------------------------------------------- exec (at `mrunc start`)
@@ -592,9 +623,14 @@ def exec_phase(sock, config, ctx, path):
         # "0": all went well. The fifo is close-on-exec, so `start` sees end-of-file at the very
         # moment execve succeeds: that is when the program has started (and poststart may run).
         os.write(fifo, b"0")
-        os.execve(path, proc["args"], env)
+        try:
+            os.execve(path, proc["args"], env)
+        except OSError as e:  # found at create, but a bind mount may cover it with anything
+            raise OSError(e.errno, f"process.args[0]: exec {proc['args'][0]}: {e.strerror}") from None
     except BaseException as e:  # noqa: BLE001 — report to `start` if it is listening, else stderr
-        msg = f"exec {proc['args'][0]}: {getattr(e, 'strerror', None) or e}"
+        msg = getattr(e, "strerror", None) or str(e)
+        if not msg.startswith(("process.", "hooks.")):  # those name their JSON path already
+            msg = f"exec {proc['args'][0]}: {msg}"
         try:
             os.write(fifo, b"E" + msg.encode()) if fifo is not None else None
         except OSError:

@@ -236,28 +236,47 @@ def _serve(c, config, bundle, state, events, sock, clone_pid, cg, console_socket
         # The hand-over: from now on init's life is not tied to ours (init.exec_phase)
         protocol.send(sock, {"t": "recorded"})
     except (EOFError, BrokenPipeError, ConnectionResetError):
-        raise _died(state, events, clone_pid) from None
+        raise _died(config, state, events, clone_pid) from None
 
 
-def _died(state, events, clone_pid):
-    """The error for a create whose init or clone child died: in which phase, and of what."""
+def _died(config, state, events, clone_pid):
+    """The error for a create whose init or clone child died: in which phase, of what — and,
+    when the config makes one likely, the field that killed it."""
     done = [r["phase"] for r in events.records]
     phase = PHASES[PHASES.index(done[-1]) + 1] if done and done[-1] in PHASES[:-1] else "clone"
     pid, who = (state["init_pid"], "init") if state.get("init_pid") else (clone_pid, "clone child")
     info = _death(pid)
-    if info is not None and info.si_code in (os.CLD_KILLED, os.CLD_DUMPED) \
-            and info.si_status == signal.SIGSYS and who == "init":
-        err = InitError("security", "container init was killed by its own seccomp filter "
-                        "(SIGSYS): linux.seccomp must allow the calls init still makes "
-                        "before exec (sendto, recvfrom, openat, read, write, close, "
-                        "getdents64, ioctl, execve)")
-        return err
-    how = ("exited" if info is None else
-           f"killed by {signal.Signals(info.si_status).name}"
-           if info.si_code in (os.CLD_KILLED, os.CLD_DUMPED) else f"exit status {info.si_status}")
+    killed = info is not None and info.si_code in (os.CLD_KILLED, os.CLD_DUMPED)
+    culprit = _culprit(config, phase, info.si_status if killed else None) if who == "init" else None
+    if culprit:
+        return culprit
+    how = ("exited" if info is None else f"killed by {signal.Signals(info.si_status).name}"
+           if killed else f"exit status {info.si_status}")
     err = InitError("create", f"{who} died during phase {phase} ({how})")
     err.phase = phase
     return err
+
+
+def _culprit(config, phase, sig):
+    """init died without a word: is a field of the config the likely cause?"""
+    linux = config.get("linux") or {}
+    if sig == signal.SIGSYS:
+        return InitError("security", "container init was killed by its own seccomp filter "
+                         "(SIGSYS): linux.seccomp must allow the calls init still makes before "
+                         "exec (sendto, recvfrom, openat, read, write, close, getdents64, ioctl, "
+                         "execve)")
+    if phase == "security" and linux.get("seccomp"):
+        # Silent death in the security phase, with a filter: it forbids what init still needs
+        # (defaultAction SCMP_ACT_ERRNO makes even exit_group fail).
+        return InitError("security", "linux.seccomp: container init died once its filter was "
+                         "loaded: the filter must allow the calls init still makes before exec "
+                         "(sendto, recvfrom, write, close, exit_group, execve)")
+    limit = ((linux.get("resources") or {}).get("memory") or {}).get("limit")
+    if sig == signal.SIGKILL and phase != "clone" and limit and 0 < limit < 64 * 2**20:
+        return InitError(phase, f"linux.resources.memory.limit: container init was killed "
+                         f"(SIGKILL) during phase {phase}: {limit} bytes is likely too little "
+                         f"memory for it (the OOM killer)")
+    return None
 
 
 def _answer(c, config, bundle, state, events, sock, clone_pid, cg, console_socket, on_console,
@@ -292,7 +311,7 @@ def _answer(c, config, bundle, state, events, sock, clone_pid, cg, console_socke
             _join_cgroup(cg, config, state)
             protocol.send(sock, {"t": "cgroup-done"})
         elif t == "hooks":
-            st = _hook_state(c, config, bundle, state, "creating")
+            st = _hook_state(c, config, bundle, state, hooks.CREATE_STATUS)
             for kind in ("prestart", "createRuntime"):
                 hooks.run(config, kind, st)
             protocol.send(sock, {"t": "hooks-done"})
@@ -308,7 +327,9 @@ def _join_cgroup(cg, config, state):
     """Limits first, then move init in: it never runs a moment unlimited (runc's order too)."""
     from ..cgroups import device_rules
     state["cgroup"] = cg
-    resources = dict((config.get("linux") or {}).get("resources") or {})
+    resources, gone = cg.drop_gone(dict((config.get("linux") or {}).get("resources") or {}))
+    if gone:
+        os.write(2, f"mrunc: warning: {gone}\n".encode())
     resources["devices"] = device_rules(config)
     cg.set(resources)
     cg.apply(state["init_pid"])

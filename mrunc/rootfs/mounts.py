@@ -111,29 +111,34 @@ def bind_cgroup_entries(sys, config, rootfs, dirs):
     """
     keep = {"nosuid", "nodev", "noexec", "relatime"}
     entries = []
-    for m in config.get("mounts") or []:
+    for i, m in enumerate(config.get("mounts") or []):
         opts = m.get("options") or []
         if m.get("type") not in ("cgroup", "cgroup2") or {"bind", "rbind"} & set(opts):
             continue
         flags = [o for o in opts if o in keep] + ["ro"]
         dest = clean(m["destination"])
+        at = f"mounts[{i}] {m['destination']}"
         if len(dirs) == 1 and dirs[0][0] == "":
-            entries.append({"destination": dest, "type": "bind", "source": dirs[0][1],
-                            "options": ["rbind", *flags]})
+            entries.append((at, {"destination": dest, "type": "bind", "source": dirs[0][1],
+                                 "options": ["rbind", *flags]}))
             continue
-        entries.append({"destination": dest, "type": "tmpfs", "source": "tmpfs",
-                        "options": [o for o in flags if o not in ("ro", "rw")] + ["mode=755"]})
-        entries += [{"destination": f"{dest}/{name}", "type": "bind", "source": host_dir,
-                     "options": ["rbind", *flags]} for name, host_dir in dirs]
-        entries.append({"links": dest, "names": [name for name, _ in dirs]})
+        entries.append((at, {"destination": dest, "type": "tmpfs", "source": "tmpfs",
+                             "options": [o for o in flags if o not in ("ro", "rw")] + ["mode=755"]}))
+        entries += [(at, {"destination": f"{dest}/{name}", "type": "bind", "source": host_dir,
+                          "options": ["rbind", *flags]}) for name, host_dir in dirs]
+        entries.append((at, {"links": dest, "names": [name for name, _ in dirs]}))
     open_source = opener(sys)  # the runtime's own directories, in a cgroupfs open to all
     root_fd = open_root(rootfs)
     try:
-        for e in entries:
-            if "links" in e:
-                _comount_links(root_fd, rootfs, e["links"], e["names"])
-            else:
-                _mount_entry(sys, e, rootfs, root_fd, "/", open_source)
+        for at, e in entries:
+            try:
+                if "links" in e:
+                    _comount_links(root_fd, rootfs, e["links"], e["names"])
+                else:
+                    _mount_entry(sys, e, rootfs, root_fd, "/", open_source)
+            except OSError as err:
+                raise OSError(err.errno, f"{at}: {e.get('destination', e.get('links'))}: "
+                                         f"{err.strerror}", err.filename) from None
     finally:
         os.close(root_fd)
 
