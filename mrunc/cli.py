@@ -165,7 +165,7 @@ def parse_args(argv):
 def _parser():
     """The command line, declared: the global flags and one _Cmd per verb."""
     p = _Cmd("mrunc", "An OCI container runtime in Python, compatible with runc.")
-    p.add_argument("--root", default=None, help="state directory (default /run/mrunc)")
+    p.add_argument("--root", default=None, help="state directory (default /run/mrunc; not root: $XDG_RUNTIME_DIR/mrunc, else ~/.local/state/mrunc)")
     p.add_argument("--log", default=None, help="log file (default: stderr only)")
     p.add_argument("--log-format", default="text", choices=["text", "json"])
     p.add_argument("--debug", action="store_true")
@@ -666,6 +666,20 @@ VERBS = {"spec": do_spec, "create": do_create, "run": do_run, "start": do_start,
          **CGROUP_VERBS, "exec": do_exec}
 
 
+# Verbs that never touch the state root.
+NO_STATE_VERBS = {"spec", "features", "kernel", "doctor"}
+
+
+def _state_root(root, creates):
+    """--root, or the caller's own default (mrunc.userdirs), checked before any use: a state dir
+    another user made or can write is refused, so nobody acts on a state file someone else wrote."""
+    from . import userdirs
+    root = root or userdirs.default_root()
+    if creates:
+        return userdirs.ensure_private(root, mode=0o711)
+    return userdirs.check_if_present(root)
+
+
 def main(argv=None):
     """The mrunc command. Run as the program, it ends without the interpreter's teardown."""
     rc = _main(sys.argv[1:] if argv is None else argv)
@@ -687,8 +701,8 @@ def _main(argv):
         if a.systemd_cgroup:
             raise MruncError("--systemd-cgroup: the systemd cgroup driver is not supported "
                              "(use the default cgroupfs driver)")
-        if a.root is None:
-            a.root = "/run/mrunc"
+        if a.verb not in NO_STATE_VERBS:
+            a.root = _state_root(a.root, creates=a.verb in ("create", "run"))
         rc = (VERBS.get(a.verb) or VERBS_EXTRA[a.verb])(a, log)
         return rc or 0
     except MruncError as e:

@@ -22,7 +22,8 @@ init is paused, and `mrunc.snapshot` reads it from /proc. The last step is `star
 releases init, which execs the program.
 
 **Files.** A sandbox has a private state root (`--root`, default $MRUNC_LAB_ROOT or /run/mrunc-lab;
-rootless: $XDG_RUNTIME_DIR/mrunc-lab or /tmp/mrunc-lab-<uid>) and, beside it, a
+rootless: the user's own, $XDG_RUNTIME_DIR/mrunc-lab or ~/.local/state/mrunc-lab — see
+mrunc.userdirs; both directories are checked, owner and mode, before every use) and, beside it, a
 directory per container (`<root>.bundles/<name>`) with the generated config.json, the output log
 and, unless the container is read-only, an overlay: the shared busybox rootfs as the lower layer,
 the container's writes in an upper directory of its own — so containers never change the image,
@@ -48,9 +49,9 @@ import time
 import weakref
 from dataclasses import dataclass, field
 
+from . import userdirs
 from .errors import MruncError
 
-DEFAULT_ROOT = "/run/mrunc-lab"
 PHASES = ("spec", "clone", "mount", "pivot_root", "cgroup", "security", "exec")
 FOREVER = "2147483647"                  # seconds; busybox sleep has no "infinity"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -359,9 +360,9 @@ class Sandbox:
     def __init__(self, root=None, rootfs=None, mrunc=None, check=True):
         self.rootfs = rootfs or busybox_rootfs()
         self.rootless = not check_available(self.rootfs) if check else os.geteuid() != 0
-        self.root = root or os.environ.get("MRUNC_LAB_ROOT") or (
-            DEFAULT_ROOT if not self.rootless else _rootless_root())
+        self.root = root or os.environ.get("MRUNC_LAB_ROOT") or _guard(userdirs.default_root, "mrunc-lab")
         self.work = self.root.rstrip("/") + ".bundles"
+        self._check_dirs()
         self.mrunc = list(mrunc) if mrunc else mrunc_command()
         self.containers: dict[str, Container] = {}
         self.sessions = weakref.WeakSet()
@@ -453,6 +454,7 @@ class Sandbox:
             return self.containers[name]
         from .state import Container as State
         from .errors import StateError
+        self._check_dirs()
         try:
             State.load(self.root, name)
         except (StateError, MruncError):
@@ -463,6 +465,7 @@ class Sandbox:
     def ps(self) -> list[dict]:
         """A row per container in our root: name, status, pid, memory use/limit, exit code."""
         from .state import Container as State
+        self._check_dirs()
         rows = []
         for st in State.all(self.root):
             ours = self.containers.get(st.id)
@@ -507,6 +510,7 @@ class Sandbox:
 
     def sweep(self):
         """Remove what a sandbox that died (kernel killed) left: containers and directories."""
+        self._check_dirs()
         try:
             names = os.listdir(self.work)
         except FileNotFoundError:
@@ -525,9 +529,19 @@ class Sandbox:
             _remove_bundle_dir(d)
 
     # -- internals --
+    def _check_dirs(self, create=False):
+        """Our state root and bundle dir are ours alone (mrunc.userdirs), checked at every use: a
+        directory another user made first, or can write, is refused and never used."""
+        for path, mode in ((self.root, 0o711), (self.work, 0o700)):
+            if create:
+                _guard(userdirs.ensure_private, path, mode, "sandbox directory")
+            else:
+                _guard(userdirs.check_if_present, path, "sandbox directory")
+
     def _prepare(self, script, args, name, opts) -> Container:
         if self.closed:
             raise SandboxError("this sandbox is closed")
+        self._check_dirs(create=True)
         from .state import validate_id
         from .errors import UsageError
         name = name or f"lab-{secrets.token_hex(3)}"
@@ -582,12 +596,12 @@ class Sandbox:
         return base, {**opts, "readonly": True}
 
 
-def _rootless_root():
-    """A state root the user owns: $XDG_RUNTIME_DIR/mrunc-lab, else /tmp/mrunc-lab-<uid>."""
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if xdg and os.access(xdg, os.W_OK):
-        return os.path.join(xdg, "mrunc-lab")
-    return f"/tmp/mrunc-lab-{os.geteuid()}"
+def _guard(fn, *args):
+    """userdirs' refusal as a SandboxError (the one line a cell shows)."""
+    try:
+        return fn(*args)
+    except userdirs.UnsafeDir as e:
+        raise SandboxError(str(e)) from None
 
 
 def _cli_error(stderr, default):
@@ -643,8 +657,6 @@ class Container:
     # -- making it --
     def _write_bundle(self, rootfs, overlay):
         self._rootfs = rootfs
-        os.makedirs(self.sandbox.root, mode=0o711, exist_ok=True)
-        os.makedirs(self.sandbox.work, mode=0o700, exist_ok=True)
         os.mkdir(self.bundle, 0o700)
         from .state import proc_start_time
         with open(os.path.join(self.bundle, "owner"), "w") as f:

@@ -148,6 +148,9 @@ def test_rootless_what_works_and_what_does_not(monkeypatch, tmp_path, rootfs):
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     monkeypatch.setattr(SB, "_userns_unavailable", lambda: None)
     assert SB.check_available(rootfs) is False              # rootless, not refused
+    for d in ("state", "state.bundles"):                    # uid 1000's own dirs (userdirs checks)
+        (tmp_path / d).mkdir(mode=0o700)
+        os.chown(tmp_path / d, 1000, 1000)
     sb = Sandbox(root=str(tmp_path / "state"), rootfs=rootfs, mrunc=FAKE, check=False)
     try:
         assert sb.rootless
