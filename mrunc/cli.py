@@ -215,6 +215,9 @@ def _parser():
     s.add_argument("-q", "--quiet", action="store_true")
     cmd("features", "print the OCI features document")
     _kernel_verb(cmd)
+    s = cmd("doctor", "check this host for (rootless) containers and their limits; each failing "
+                      "line says the fix")
+    s.add_argument("--json", action="store_true", help="the report as JSON, for scripts")
     p.help += "\n\ncommands:\n" + "\n".join(f"  {n:<10} {c.help}" for n, c in cmds.items())
     return p, cmds
 
@@ -363,7 +366,15 @@ def do_kernel(a, log):
     print(f"installed kernelspec mrunc (Python 3 (mrunc)) in {where}")
 
 
-VERBS_EXTRA = {"kernel": do_kernel}
+def do_doctor(a, log):
+    """Exit status 1 when something needed is missing (a FAIL line)."""
+    from . import doctor
+    checks = doctor.run_checks()
+    print(doctor.report(checks, as_json=a.json))
+    return 1 if any(c.status == "FAIL" for c in checks) else 0
+
+
+VERBS_EXTRA = {"kernel": do_kernel, "doctor": do_doctor}
 
 
 # ---------------------------------------------------------------- resource control verbs
