@@ -98,7 +98,7 @@ def _userns_unavailable():
 
 ROOTLESS_NOTE = ("running rootless (uid {uid}, a user namespace maps it to root inside): the root "
                  "filesystem is read-only with a tmpfs on /tmp (an overlay needs root), only "
-                 "uid 0 exists inside, {cgroups}; snapshots cannot enter the container's "
+                 "uid 0 exists inside; snapshots cannot enter the container's "
                  "namespaces or read its init before exec (that needs CAP_SYS_ADMIN / "
                  "CAP_SYS_PTRACE), so some panels stay empty.")
 
@@ -369,24 +369,31 @@ class Sandbox:
         self._cleaners = []             # threads unmounting and removing bundle dirs
         self.closed = False
         self._no_cgroup = None
-        # What does not work here, and why, in words (the magics show it once).
-        self.notes = [ROOTLESS_NOTE.format(uid=os.geteuid(), cgroups=(
-            f"and no limits: {self.no_cgroup}" if self.no_cgroup else
-            "limits work (a delegated cgroup)"))] if self.rootless else []
+        # What does not work here, and why, in words (the magics show them once): rootless, what
+        # a user namespace cannot do; then `mrunc doctor`'s problems (no limits, and the fix).
+        self.notes = [ROOTLESS_NOTE.format(uid=os.geteuid())] if self.rootless else []
         if check:
+            self.no_cgroup              # rootless: the delegated subtree is made ready first
+            from . import doctor
+            self.notes += doctor.problems()
+            if self.no_cgroup:          # said here once: the runtime need not say it per container
+                _mark_warned()
             self.sweep()
         _OPEN.add(self)
         _hook_kernel_shutdown()
+        from . import labwatch
+        if check and labwatch.in_kernel():  # a kernel can die without closing us: a watchdog cleans
+            labwatch.start(self.root)
 
     @property
     def no_cgroup(self):
-        """Why containers get no cgroup (so no limits) here, or None: rootless without a
-        delegated cgroup subtree."""
+        """Why containers get no cgroup (so no limits) here, or None. Rootless, the first call
+        makes our delegated cgroup v2 subtree ready (mrunc.cgroups.delegation): this kernel moves
+        into its leaf and the controllers are enabled, so containers land beside it."""
         if self._no_cgroup is None:
             self._no_cgroup = ""
             if self.rootless:
-                from . import cgroups
-                self._no_cgroup = getattr(cgroups.manager(None, "probe", rootless=True), "reason", "") or ""
+                self._no_cgroup = _delegated_subtree_problem() or ""
         return self._no_cgroup or None
 
     def __repr__(self):
@@ -523,7 +530,8 @@ class Sandbox:
             except (OSError, ValueError):
                 continue
             from .state import proc_start_time
-            if str(proc_start_time(int(pid))[0]) == start:
+            now, st = proc_start_time(int(pid))
+            if str(now) == start and st not in ("Z", "X"):
                 continue                    # its sandbox is alive (another kernel)
             self.cli("delete", "--force", name, check=False)
             _remove_bundle_dir(d)
@@ -570,30 +578,62 @@ class Sandbox:
                 raise SandboxError(f"image: {image} is neither a rootfs directory nor a bundle")
         if opts.get("readonly") is None:
             opts.pop("readonly", None)
+        skipped = []
         if self.rootless:
-            base, opts = self._rootless(base, opts)
+            base, opts, skipped = self._rootless(base, opts)
         cfg = build_config(args, rootfs=rootfs, base=base, name=name, **opts)
         if self.rootless:
             cfg["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
                                   "options": ["nosuid", "nodev", "mode=1777", "size=65536k"]})
         c = Container(self, name, bundle=os.path.join(self.work, name), config=cfg)
+        if skipped:
+            c.skipped = f"{', '.join(skipped)} skipped (no limits here): {self.no_cgroup}"
         c._write_bundle(rootfs, overlay=not cfg["root"]["readonly"])
         self.containers[name] = c
         return c
 
     def _rootless(self, base, opts):
-        """What a rootless container can have; a clear error for what it cannot."""
+        """What a rootless container can have: limits without a delegated cgroup are skipped
+        (the container runs, and says so); a clear error for the rest of what it cannot."""
         from . import spec
-        for key, flag in (("memory", "memory"), ("cpus", "cpus"), ("pids", "pids")):
-            if opts.get(key) is not None and self.no_cgroup:
-                raise SandboxError(f"{flag}: no limits rootless here: {self.no_cgroup}")
+        skipped = [f"{k}={opts[k]}" for k in LIMITS if opts.get(k) is not None] if self.no_cgroup else []
+        opts = {k: v for k, v in opts.items() if not (skipped and k in LIMITS)}
         user = opts.get("user")
         if user is not None and str(user).partition(":")[0] not in ("0", "root"):
             raise SandboxError(f"user: rootless, only root (uid 0) exists in the container: the "
                                f"user namespace maps just your uid {os.geteuid()}")
         if base is None:
             base = spec.default_config(rootless=True)
-        return base, {**opts, "readonly": True}
+        # No cgroup namespace: a user namespace's cgroup2 mount fails (EBUSY) where the subtree is
+        # delegated; without one the runtime binds the container's own cgroup dir instead (S15).
+        return base, {**opts, "readonly": True, "cgroupns": False}, skipped
+
+
+LIMITS = ("memory", "cpus", "pids")      # the options that need a cgroup
+
+
+def _delegated_subtree_problem():
+    """Why this user gets no limits, or None once the delegated subtree is ready."""
+    from .cgroups import delegation
+    from .errors import CgroupError
+    sub = delegation.find()
+    if sub.path is None:
+        return sub.reason
+    try:
+        sub.prepare()
+    except CgroupError as e:
+        return f"{sub.path} is delegated, but its controllers could not be enabled: {e}"
+    return None
+
+
+def _mark_warned():
+    from .process.parent import warned_mark
+    mark = warned_mark()
+    if mark:
+        try:
+            open(mark, "a").close()
+        except OSError:
+            pass
 
 
 def _guard(fn, *args):
@@ -638,6 +678,7 @@ class Container:
         self.log_path = os.path.join(bundle, "output.log") if bundle else None
         self.overlay = False
         self.deleted = False
+        self.skipped = None             # the limits not applied (rootless, no delegation), and why
         self._mgr = None
         self._exit = None
         self._rootfs = None
@@ -925,6 +966,8 @@ class Run:
                                   c.bundle, c.name], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def __iter__(self):
+        if self.container.skipped:
+            yield "stderr", f"mrunc: {self.container.skipped}\n"
         try:
             yield from (self._follow_log() if self.keep else self._read_pipes())
         except BaseException:           # interrupted (Ctrl-C in the notebook): take it down

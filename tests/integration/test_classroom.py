@@ -5,95 +5,25 @@ delete the other's — nor root's; and a directory one student made where the ot
 refused, never used."""
 import json
 import os
-import pwd
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 
 import pytest
 
-from conftest import REPO, ROOTFS
+from conftest import ROOTFS
+from students import make_students
 
 pytestmark = [pytest.mark.root, pytest.mark.userns,
               pytest.mark.skipif(not shutil.which("useradd"), reason="useradd is not installed")]
 
 
-class Student:
-    def __init__(self, name):
-        self.name = name
-        pw = pwd.getpwnam(name)
-        self.uid, self.home = pw.pw_uid, pw.pw_dir
-
-    def env(self, **extra):
-        """A login-like environment: no XDG_RUNTIME_DIR (a spawned notebook server has none)."""
-        return {"HOME": self.home, "USER": self.name, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8",
-                **extra}
-
-    def run(self, *argv, env=None, timeout=60):
-        """argv as this user; output through files (a detached container keeps its stdio)."""
-        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-            rc = subprocess.run(["runuser", "-u", self.name, "--", "env", "-i",
-                                 *(f"{k}={v}" for k, v in (env or self.env()).items()), *argv],
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd="/",
-                                timeout=timeout).returncode
-            out.seek(0)
-            err.seek(0)
-            return subprocess.CompletedProcess(argv, rc, out.read(), err.read())
-
-    def mrunc(self, *args, **kw):
-        return self.run(sys.executable, "-m", "mrunc", *args, **kw)
-
-    def python(self, code, **kw):
-        return self.run(sys.executable, "-c", code, **kw)
-
-    def bundle(self, cid, args):
-        """A rootless bundle in the student's home (config from `mrunc spec --rootless`)."""
-        d = os.path.join(self.home, cid)
-        p = self.run("mkdir", d)
-        assert p.returncode == 0, p.stderr
-        p = self.mrunc("spec", "--rootless", "--bundle", d)
-        assert p.returncode == 0, p.stderr
-        with open(os.path.join(d, "config.json")) as f:
-            cfg = json.load(f)
-        cfg["root"]["path"] = ROOTFS
-        cfg["process"].update(terminal=False, args=args)
-        with open(os.path.join(d, "config.json"), "w") as f:
-            json.dump(cfg, f)
-        return d
-
-    def kill_leftovers(self):
-        """Stop every process this test user still has, by pid."""
-        for pid in [int(p) for p in os.listdir("/proc") if p.isdigit()]:
-            try:
-                if os.stat(f"/proc/{pid}").st_uid == self.uid:
-                    os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-
-
 @pytest.fixture(scope="module")
 def students():
-    for path in (REPO, sys.executable, ROOTFS):     # the test users must read the repo and .venv
-        st = os.stat(path)
-        assert st.st_mode & 0o005, f"{path} is not readable by other users"
-    tag = uuid.uuid4().hex[:6]
-    names = [f"mrca{tag}", f"mrcb{tag}"]
-    made = []
-    try:
-        for n in names:
-            subprocess.run(["useradd", "-m", "-s", "/bin/sh", n], check=True, capture_output=True)
-            made.append(Student(n))
-        yield made
-    finally:
-        for s in made:
-            s.kill_leftovers()
-        time.sleep(0.2)
-        for s in made:
-            subprocess.run(["userdel", "-r", s.name], capture_output=True)
+    yield from make_students(2)
 
 
 def _one_line_error(p):
@@ -195,3 +125,159 @@ def test_a_dir_the_other_student_made_first_is_refused_and_never_used(students):
     finally:
         for d in [trap, *made_old]:
             shutil.rmtree(d, ignore_errors=True)
+
+
+# ---- mrunc doctor and rootless notebooks on this host -------------------------------------------
+
+def _layout():
+    from mrunc.cgroups import fs
+    return fs.hierarchies()[0]
+
+
+def test_doctor_names_what_is_missing_for_limits(students):
+    a, _ = students
+    p = a.mrunc("doctor")
+    report = json.loads(a.mrunc("doctor", "--json").stdout)
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["user namespaces"]["status"] == "ok", checks
+    assert checks["state directory"] == {
+        "name": "state directory", "status": "ok", "fix": "",
+        "detail": f"{a.home}/.local/state/mrunc (yours, checked at every use)"}
+    assert checks["rootfs"]["status"] == "ok" and checks["seccomp"]["status"] == "ok"
+    if _layout() in ("hybrid", "v1"):
+        layout = "cgroup v1 (hybrid)" if _layout() == "hybrid" else "cgroup v1"
+        assert checks["cgroup limits"]["status"] == "FAIL"
+        assert checks["cgroup limits"]["detail"] == (
+            f"memory, cpus and pids limits are skipped: this host uses {layout}, and only cgroup "
+            "v2 can be delegated to a user")
+        assert "systemd.unified_cgroup_hierarchy=1" in checks["cgroup limits"]["fix"]
+        assert report["ok"] is False and p.returncode == 1
+        assert [ln.split()[0] for ln in p.stdout.splitlines()[1:] if not ln.startswith("        ")
+                ].count("FAIL") == 1, p.stdout          # limits are all that is missing
+        assert "  FAIL  cgroup limits: memory, cpus and pids limits are skipped" in p.stdout
+    # as root, nothing is missing on a working host
+    q = subprocess.run([sys.executable, "-m", "mrunc", "doctor", "--json"], capture_output=True, text=True)
+    assert q.returncode == 0 and json.loads(q.stdout)["ok"] is True, q.stdout
+
+
+NOTEBOOK = """
+import sys
+from IPython.core.interactiveshell import InteractiveShell
+ip = InteractiveShell.instance()
+ip.run_line_magic("load_ext", "mrunc")
+for i in range(2):
+    ip.run_cell_magic("container", "--memory 32M --pids 20 --name cell%d" % i,
+                      "echo cell $(hostname) $(id -u)")
+print("DONE", ip.user_ns.get("_") is not None)
+"""
+
+
+def test_rootless_notebook_cells_run_without_delegation_and_say_so_once(students):
+    a, _ = students
+    if _layout() == "v2":
+        pytest.skip("this host is cgroup v2: the no-delegation case is the v1/hybrid host's")
+    p = a.python(NOTEBOOK)
+    assert p.returncode == 0, p.stderr
+    out = p.stdout + p.stderr
+    assert "cell cell0 0" in out and "cell cell1 0" in out, out
+    # the sentence about limits: once, from the doctor; each cell says what it skipped
+    assert out.count("memory, cpus and pids limits are skipped: this host uses cgroup v1") == 1, out
+    assert out.count("mrunc: memory=32M, pids=20 skipped (no limits here): this host uses") == 2, out
+    assert "running rootless" in out and "Traceback" not in out
+    assert "warning: no cgroup" not in out          # the runtime does not say it again
+    root = os.path.join(a.home, ".local", "state", "mrunc-lab")
+    assert not os.path.exists(root) or os.listdir(root) == []      # nothing left at exit
+
+
+# ---- in the cgroup v2 VM: a subtree delegated to the student, as systemd's Delegate= does -------
+
+@pytest.fixture
+def delegated(students):
+    """/sys/fs/cgroup/<x> chowned to student A (the directory, cgroup.procs, cgroup.subtree_control,
+    cgroup.threads: what systemd chowns for Delegate=). Removed afterwards, leaf first."""
+    from mrunc.cgroups import fs
+    a, _ = students
+    cg = f"/sys/fs/cgroup/mrunc-student-{uuid.uuid4().hex[:8]}"
+    os.mkdir(cg)
+    for name in ("", "cgroup.procs", "cgroup.subtree_control", "cgroup.threads"):
+        os.chown(os.path.join(cg, name), a.uid, -1)
+    try:
+        yield cg
+    finally:
+        for pid in fs.procs(cg):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        for d in fs.subdirs_leaf_first(cg):
+            fs.rmdir(d)
+
+
+LIMITED = """
+import json, os, time
+from mrunc.sandbox import Sandbox
+lab = Sandbox()
+print("NOTES", json.dumps(lab.notes))
+print("SELF", open("/proc/self/cgroup").read().strip())
+c = lab.start(name="lim", memory="32M", pids=20, cpus=0.5)
+deadline = time.monotonic() + 60
+while c.status != "running" and time.monotonic() < deadline:
+    time.sleep(0.05)
+assert c.status == "running", c.logs()
+print("CG", open("/proc/%d/cgroup" % c.pid).read().strip())
+d = "/sys/fs/cgroup" + open("/proc/%d/cgroup" % c.pid).read().strip()[3:]
+print("MAX", *(open(d + "/" + f).read().strip() for f in ("memory.max", "pids.max", "cpu.max")))
+r = lab.run('s=x; while true; do s="$s$s"; done', memory="24M", name="hog")
+print("HOG", r.exit_code, r.oom_killed)
+r = lab.run("for i in $(seq 30); do sleep 2 & done; wait", pids=10, name="forks")
+print("FORKS", r.exit_code, json.dumps(r.stdout + r.stderr))
+lab.close()
+"""
+
+
+@pytest.mark.cgroup_v2
+def test_doctor_passes_and_notebook_limits_work_in_a_delegated_subtree(students, delegated):
+    a, _ = students
+    p = a.mrunc("doctor", "--json", cgroup=delegated)
+    report = json.loads(p.stdout)
+    checks = {c["name"]: c for c in report["checks"]}
+    assert p.returncode == 0 and report["ok"] is True, p.stdout
+    assert checks["cgroup limits"]["status"] == "ok"
+    assert checks["cgroup limits"]["detail"].startswith(f"{delegated} is delegated to you with ")
+    # a notebook's sandbox: moves itself into the leaf, enables the controllers, and limits hold
+    p = a.python(LIMITED, cgroup=delegated, timeout=300)
+    assert p.returncode == 0, p.stderr
+    out = {ln.split(" ", 1)[0]: ln.split(" ", 1)[1] for ln in p.stdout.splitlines() if " " in ln}
+    assert json.loads(out["NOTES"]) == [n for n in json.loads(out["NOTES"]) if "running rootless" in n]
+    top = delegated[len("/sys/fs/cgroup"):]
+    assert out["SELF"] == f"0::{top}/supervisor"
+    assert out["CG"] == f"0::{top}/lim"
+    assert out["MAX"] == "33554432 20 50000 100000"          # read back from the container's cgroup
+    assert out["HOG"] == "137 True"
+    assert "can't fork" in json.loads(out["FORKS"].split(" ", 1)[1]), out["FORKS"]
+    assert set(os.listdir(delegated)) >= {"supervisor"} and not os.path.exists(f"{delegated}/lim")
+    assert set(open(f"{delegated}/cgroup.subtree_control").read().split()) >= {"memory", "pids", "cpu"}
+
+
+def test_a_kernel_that_dies_without_closing_leaves_nothing(tmp_path):
+    """ipykernel exits with os._exit() when its server is gone first: no atexit, no shutdown
+    request. The sandbox's watchdog (mrunc.labwatch) deletes what it left."""
+    import time
+    root = f"/run/mrunc-labwatch-{uuid.uuid4().hex[:8]}"
+    code = ("import os, time\nfrom mrunc.sandbox import Sandbox\nfrom mrunc import labwatch\n"
+            f"lab = Sandbox(root={root!r})\nc = lab.start(name='orphan')\n"
+            "while c.status != 'running':\n    time.sleep(0.05)\n"
+            "labwatch.start(lab.root)\nprint(c.pid, flush=True)\nos._exit(1)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    pid = int(p.stdout.split()[0])
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and (os.path.exists(root) or os.path.exists(f"/proc/{pid}")):
+            time.sleep(0.1)
+        assert not os.path.exists(f"/proc/{pid}"), "the container outlived its kernel"
+        assert not os.path.exists(root) and not os.path.exists(root + ".bundles")
+    finally:
+        subprocess.run([sys.executable, "-m", "mrunc", "--root", root, "delete", "-f", "orphan"],
+                       capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(root + ".bundles", ignore_errors=True)
