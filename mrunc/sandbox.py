@@ -587,7 +587,7 @@ class Sandbox:
                                   "options": ["nosuid", "nodev", "mode=1777", "size=65536k"]})
         c = Container(self, name, bundle=os.path.join(self.work, name), config=cfg)
         if skipped:
-            c.skipped = f"{', '.join(skipped)} skipped (no limits here): {self.no_cgroup}"
+            c.skipped = f"{', '.join(skipped)}: no cgroup limits here ({self.no_cgroup})"
         c._write_bundle(rootfs, overlay=not cfg["root"]["readonly"])
         self.containers[name] = c
         return c
@@ -597,6 +597,7 @@ class Sandbox:
         (the container runs, and says so); a clear error for the rest of what it cannot."""
         from . import spec
         skipped = [f"{k}={opts[k]}" for k in LIMITS if opts.get(k) is not None] if self.no_cgroup else []
+        memory = opts.get("memory") if skipped else None
         opts = {k: v for k, v in opts.items() if not (skipped and k in LIMITS)}
         user = opts.get("user")
         if user is not None and str(user).partition(":")[0] not in ("0", "root"):
@@ -604,6 +605,15 @@ class Sandbox:
                                f"user namespace maps just your uid {os.geteuid()}")
         if base is None:
             base = spec.default_config(rootless=True)
+        if memory is not None:
+            # Unbounded, a memory hog would take the whole server (and its OOM killer would pick
+            # anyone's process): each process gets an address-space cap instead (RLIMIT_AS).
+            size = parse_size(memory)
+            rl = base.setdefault("process", {}).setdefault("rlimits", [])
+            rl[:] = [r for r in rl if r.get("type") != "RLIMIT_AS"] + [
+                {"type": "RLIMIT_AS", "hard": size, "soft": size}]
+        skipped = [f"{s} only as an address-space cap per process (RLIMIT_AS)" if s.startswith("memory=")
+                   else f"{s} skipped" for s in skipped]
         # No cgroup namespace: a user namespace's cgroup2 mount fails (EBUSY) where the subtree is
         # delegated; without one the runtime binds the container's own cgroup dir instead (S15).
         return base, {**opts, "readonly": True, "cgroupns": False}, skipped

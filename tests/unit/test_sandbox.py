@@ -159,10 +159,11 @@ def test_rootless_what_works_and_what_does_not(monkeypatch, tmp_path, rootfs):
         assert "read-only" in sb.notes[0] and "only uid 0" in sb.notes[0]
         # limits are skipped, not fatal: the container is made without them and says why
         c = sb._prepare("true", None, "lim", {"memory": "32M", "pids": 5, "hostname": "h"})
-        assert c.skipped == ("memory=32M, pids=5 skipped (no limits here): /sys/fs/cgroup is not "
-                             "delegated to uid 1000")
+        assert c.skipped == ("memory=32M only as an address-space cap per process (RLIMIT_AS), pids=5 "
+                             "skipped: no cgroup limits here (/sys/fs/cgroup is not delegated to uid 1000)")
         res = c.config["linux"].get("resources") or {}
         assert "memory" not in res and "pids" not in res and c.config["hostname"] == "h"
+        assert {"type": "RLIMIT_AS", "hard": 32 << 20, "soft": 32 << 20} in c.config["process"]["rlimits"]
         assert next(iter(_run_of(c))) == ("stderr", f"mrunc: {c.skipped}\n")
         with pytest.raises(SandboxError, match="only root \\(uid 0\\) exists"):
             sb.run("true", user="mrunc")
