@@ -82,9 +82,15 @@ class Hub:
         with open(os.path.join(self.dir, "hub.log"), errors="replace") as f:
             return f.read()
 
-    def api(self, method, path, **kw):
-        r = requests.request(method, f"{self.url}/hub/api{path}", timeout=60,
-                             headers={"Authorization": f"token {self.token}"}, **kw)
+    def api(self, method, path, tries=6, **kw):
+        """One REST call; a busy hub (429, or 503 from the proxy) is asked again, as a student
+        reloads the page."""
+        for i in range(tries):
+            r = requests.request(method, f"{self.url}/hub/api{path}", timeout=120,
+                                 headers={"Authorization": f"token {self.token}"}, **kw)
+            if r.status_code not in (429, 503) or i == tries - 1:
+                break
+            time.sleep(float(r.headers.get("Retry-After") or 2 ** i))
         r.raise_for_status()
         return r.json() if r.content else None
 
