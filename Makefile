@@ -6,6 +6,7 @@
 #   make demo     run one container with the phase trace
 #   make test     the whole suite (host, then cgroup v2 tests in a VM)
 #   make bench    mrunc vs runc timings
+#   make conformance RUNTIME_TOOLS=<built runtime-tools tree>   the OCI validation suite
 #   make classroom-load  30 real students on a real JupyterHub, a %%container cell each
 #   make lab      JupyterLab on notebooks/ with the "Python 3 (mrunc)" kernel (root or not)
 #   make clean    remove rootfs builds and stamps (distclean: also .venv)
@@ -36,10 +37,10 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # One thing at a time: the VM step is CPU-bound, and the steps share .venv and rootfs/.
 .NOTPARALLEL:
 
-.PHONY: help setup apt pyc rootfs demo test test-host test-v2 bench classroom-load lab clean distclean
+.PHONY: help setup apt pyc rootfs demo test test-host test-v2 bench classroom-load conformance conformance-tree lab clean distclean
 
 help:
-	@sed -n '3,10s/^# //p' Makefile
+	@sed -n '3,11s/^# //p' Makefile
 
 # ---- setup ---------------------------------------------------------------------
 setup: apt $(STAMP) pyc
@@ -126,6 +127,20 @@ STUDENTS ?= 30
 CELLS    ?= 3
 classroom-load: setup rootfs
 	STUDENTS=$(STUDENTS) CELLS=$(CELLS) $(PY) bench/classroom_load.py
+
+# ---- conformance ---------------------------------------------------------------
+# The OCI validation suite (opencontainers/runtime-tools) against this mrunc, each program in its
+# own private mount namespace; prints a table with the reason for every failure
+# (docs/conformance-reasons.toml). The suite is built by hand outside the repo (docs/COMPLIANCE.md,
+# "Testing against the OCI validation suite"); so it is not part of `make test`. The tree is
+# checked first, with the system python, before setup.
+RUNTIME_TOOLS ?=
+CONFORMANCE_ARGS ?=
+conformance: conformance-tree setup
+	$(PY) tests/conformance/run_suite.py --runtime-tools "$(RUNTIME_TOOLS)" --runtime $(MRUNC) $(CONFORMANCE_ARGS)
+
+conformance-tree:
+	@/usr/bin/python3 tests/conformance/run_suite.py --check --runtime-tools "$(RUNTIME_TOOLS)"
 
 # ---- lab -----------------------------------------------------------------------
 # JupyterLab on notebooks/, with the "Python 3 (mrunc)" kernel installed in .venv (for another

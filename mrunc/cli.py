@@ -199,6 +199,8 @@ def _parser():
     s.add_argument("-d", "--detach", action="store_true")
     s.add_argument("--keep", action="store_true", help="do not delete the container after it exits")
     s.add_argument("--no-subreaper", action="store_true", help="accepted for runc compatibility")
+    s.add_argument("--network", help="a lab network attachment (JSON, from the sandbox): wire the "
+                   "container to it between create and start")
     cmd("start", "start a created container").add_argument("id")
     cmd("state", "print a container's state as JSON").add_argument("id")
     s = cmd("kill", "send a signal to a container's init (default SIGTERM)")
@@ -218,6 +220,7 @@ def _parser():
     s = cmd("doctor", "check this host for (rootless) containers and their limits; each failing "
                       "line says the fix")
     s.add_argument("--json", action="store_true", help="the report as JSON, for scripts")
+    _network_verb(cmd)
     p.help += "\n\ncommands:\n" + "\n".join(f"  {n:<10} {c.help}" for n, c in cmds.items())
     return p, cmds
 
@@ -279,7 +282,8 @@ def do_create(a, log):
 
 def do_run(a, log):
     from . import api
-    return api.run(a.id, a.bundle, a.root, detach=a.detach, keep=a.keep, **_create_kw(a, log))
+    return api.run(a.id, a.bundle, a.root, detach=a.detach, keep=a.keep, network=a.network,
+                   **_create_kw(a, log))
 
 
 def do_start(a, log):
@@ -374,7 +378,18 @@ def do_doctor(a, log):
     return 1 if any(c.status == "FAIL" for c in checks) else 0
 
 
-VERBS_EXTRA = {"kernel": do_kernel, "doctor": do_doctor}
+def _network_verb(cmd):
+    s = cmd("network", "lab networks (the sandbox's): network up|down|show PLAN, network sweep DIR")
+    s.add_argument("action", help="up, down, show or sweep")
+    s.add_argument("path", help="a lab plan (JSON) written by the sandbox; for sweep, its directory")
+
+
+def do_network(a, log):
+    from .network.commands import run
+    return run(a.action, a.path)
+
+
+VERBS_EXTRA = {"kernel": do_kernel, "doctor": do_doctor, "network": do_network}
 
 
 # ---------------------------------------------------------------- resource control verbs
@@ -678,7 +693,7 @@ VERBS = {"spec": do_spec, "create": do_create, "run": do_run, "start": do_start,
 
 
 # Verbs that never touch the state root.
-NO_STATE_VERBS = {"spec", "features", "kernel", "doctor"}
+NO_STATE_VERBS = {"spec", "features", "kernel", "doctor", "network"}
 
 
 def _state_root(root, creates):
