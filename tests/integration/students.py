@@ -83,6 +83,9 @@ def make_students(n=2):
     finally:
         for s in made:
             s.kill_leftovers()
-        time.sleep(0.2)
-        for s in made:
-            subprocess.run(["userdel", "-r", s.name], capture_output=True)
+        for s in made:                  # userdel refuses while a (dying) process is the user's
+            deadline = time.monotonic() + 10
+            while subprocess.run(["userdel", "-r", s.name], capture_output=True).returncode not in (0, 6, 12) \
+                    and time.monotonic() < deadline:
+                s.kill_leftovers()
+                time.sleep(0.2)
