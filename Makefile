@@ -9,7 +9,8 @@
 #   make bench    mrunc vs runc timings
 #   make load     100 lifecycles, 10 at a time, under a state/list poller
 #   make conformance RUNTIME_TOOLS=<built runtime-tools tree>   the OCI validation suite
-#   make lab      JupyterLab on notebooks/ with the "Python 3 (mrunc)" kernel (as root)
+#   make classroom-load  30 real students on a real JupyterHub, a %%container cell each
+#   make lab      JupyterLab on notebooks/ with the "Python 3 (mrunc)" kernel (root or not)
 #   make clean    remove rootfs builds and stamps (distclean: also .venv)
 
 SHELL      := /bin/bash
@@ -38,10 +39,10 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # One thing at a time: the VM step is CPU-bound, and the steps share .venv and rootfs/.
 .NOTPARALLEL:
 
-.PHONY: help setup apt pyc rootfs demo test test-host test-v2 fuzz bench load conformance conformance-tree lab clean distclean
+.PHONY: help setup apt pyc rootfs demo test test-host test-v2 fuzz bench load classroom-load conformance conformance-tree lab clean distclean
 
 help:
-	@sed -n '3,13s/^# //p' Makefile
+	@sed -n '3,14s/^# //p' Makefile
 
 # ---- setup ---------------------------------------------------------------------
 setup: apt $(STAMP) pyc
@@ -141,6 +142,13 @@ bench: setup rootfs
 load: setup rootfs
 	$(PY) bench/load.py --n 100 --parallel 10 $(LOAD_ARGS)
 
+# A class at once (docs/classroom.md): STUDENTS users made for the run (removed after), each a
+# server on a real JupyterHub running CELLS %%container cells; prints p50/p95 latencies. As root.
+STUDENTS ?= 30
+CELLS    ?= 3
+classroom-load: setup rootfs
+	STUDENTS=$(STUDENTS) CELLS=$(CELLS) $(PY) bench/classroom_load.py
+
 # ---- conformance ---------------------------------------------------------------
 # The OCI validation suite (opencontainers/runtime-tools) against this mrunc, each program in its
 # own private mount namespace; prints a table with the reason for every failure
@@ -156,14 +164,16 @@ conformance-tree:
 	@/usr/bin/python3 tests/conformance/run_suite.py --check --runtime-tools "$(RUNTIME_TOOLS)"
 
 # ---- lab -----------------------------------------------------------------------
-# JupyterLab on notebooks/, with the "Python 3 (mrunc)" kernel installed in .venv. Containers
-# need root, so as root JupyterLab needs --allow-root. It prints the URL (token included) to
-# open; LAB_IP=0.0.0.0 to reach it from elsewhere.
+# JupyterLab on notebooks/, with the "Python 3 (mrunc)" kernel installed in .venv (for another
+# user: in ~/.local). As root JupyterLab needs --allow-root; as anyone else the containers run
+# rootless, and `mrunc doctor` says first what is missing here (limits need a delegated cgroup
+# v2 subtree: docs/classroom.md). It prints the URL (token included) to open; LAB_IP=0.0.0.0 to
+# reach it from elsewhere.
 LAB_IP   ?= 127.0.0.1
 LAB_PORT ?= 8888
 lab: setup rootfs
-	@$(MRUNC) kernel install --sys-prefix
-	@[ "$$(id -u)" = 0 ] || echo "make lab: not root: the notebooks can show, but not make, containers" >&2
+	@$(MRUNC) kernel install $$([ "$$(id -u)" = 0 ] && echo --sys-prefix || echo --user)
+	@[ "$$(id -u)" = 0 ] || $(MRUNC) doctor >&2 || echo "make lab: not root: containers run rootless; what is missing above is skipped" >&2
 	@echo "make lab: JupyterLab on notebooks/ — open the http://$(LAB_IP):$(LAB_PORT)/lab?token=... URL below"
 	cd notebooks && exec ../$(VENV)/bin/jupyter lab --no-browser --ip=$(LAB_IP) --port=$(LAB_PORT) \
 	  $$([ "$$(id -u)" = 0 ] && echo --allow-root)

@@ -165,7 +165,7 @@ def parse_args(argv):
 def _parser():
     """The command line, declared: the global flags and one _Cmd per verb."""
     p = _Cmd("mrunc", "An OCI container runtime in Python, compatible with runc.")
-    p.add_argument("--root", default=None, help="state directory (default /run/mrunc)")
+    p.add_argument("--root", default=None, help="state directory (default /run/mrunc; not root: $XDG_RUNTIME_DIR/mrunc, else ~/.local/state/mrunc)")
     p.add_argument("--log", default=None, help="log file (default: stderr only)")
     p.add_argument("--log-format", default="text", choices=["text", "json"])
     p.add_argument("--debug", action="store_true")
@@ -217,6 +217,9 @@ def _parser():
     s.add_argument("-q", "--quiet", action="store_true")
     cmd("features", "print the OCI features document")
     _kernel_verb(cmd)
+    s = cmd("doctor", "check this host for (rootless) containers and their limits; each failing "
+                      "line says the fix")
+    s.add_argument("--json", action="store_true", help="the report as JSON, for scripts")
     _network_verb(cmd)
     p.help += "\n\ncommands:\n" + "\n".join(f"  {n:<10} {c.help}" for n, c in cmds.items())
     return p, cmds
@@ -367,6 +370,14 @@ def do_kernel(a, log):
     print(f"installed kernelspec mrunc (Python 3 (mrunc)) in {where}")
 
 
+def do_doctor(a, log):
+    """Exit status 1 when something needed is missing (a FAIL line)."""
+    from . import doctor
+    checks = doctor.run_checks()
+    print(doctor.report(checks, as_json=a.json))
+    return 1 if any(c.status == "FAIL" for c in checks) else 0
+
+
 def _network_verb(cmd):
     s = cmd("network", "lab networks (the sandbox's): network up|down|show PLAN, network sweep DIR")
     s.add_argument("action", help="up, down, show or sweep")
@@ -378,7 +389,7 @@ def do_network(a, log):
     return run(a.action, a.path)
 
 
-VERBS_EXTRA = {"kernel": do_kernel, "network": do_network}
+VERBS_EXTRA = {"kernel": do_kernel, "doctor": do_doctor, "network": do_network}
 
 
 # ---------------------------------------------------------------- resource control verbs
@@ -681,6 +692,20 @@ VERBS = {"spec": do_spec, "create": do_create, "run": do_run, "start": do_start,
          **CGROUP_VERBS, "exec": do_exec}
 
 
+# Verbs that never touch the state root.
+NO_STATE_VERBS = {"spec", "features", "kernel", "doctor", "network"}
+
+
+def _state_root(root, creates):
+    """--root, or the caller's own default (mrunc.userdirs), checked before any use: a state dir
+    another user made or can write is refused, so nobody acts on a state file someone else wrote."""
+    from . import userdirs
+    root = root or userdirs.default_root()
+    if creates:
+        return userdirs.ensure_private(root, mode=0o711)
+    return userdirs.check_if_present(root)
+
+
 def main(argv=None):
     """The mrunc command. Run as the program, it ends without the interpreter's teardown."""
     rc = _main(sys.argv[1:] if argv is None else argv)
@@ -702,8 +727,8 @@ def _main(argv):
         if a.systemd_cgroup:
             raise MruncError("--systemd-cgroup: the systemd cgroup driver is not supported "
                              "(use the default cgroupfs driver)")
-        if a.root is None:
-            a.root = "/run/mrunc"
+        if a.verb not in NO_STATE_VERBS:
+            a.root = _state_root(a.root, creates=a.verb in ("create", "run"))
         rc = (VERBS.get(a.verb) or VERBS_EXTRA[a.verb])(a, log)
         return rc or 0
     except MruncError as e:

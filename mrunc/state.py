@@ -2,7 +2,8 @@
 
 mrunc has no daemon: `create` returns as soon as the container's init is waiting, and every later
 command (`start`, `state`, `kill`, `delete`) is a new process that must find the container again.
-It finds it in a directory per container under the state root (`--root`, default /run/mrunc):
+It finds it in a directory per container under the state root (`--root`, default /run/mrunc; not
+root: the user's own, see mrunc.userdirs — checked before every use):
 
     /run/mrunc/<id>/state.json   what create learned: pid, its start time, bundle, config, cgroup
     /run/mrunc/<id>/exec.fifo    init blocks opening it for writing until `start` opens it to read

@@ -134,18 +134,27 @@ def _creating_record(c, config, bundle, cg):
 
 
 def _warn_once(msg):
-    """Say a limitation once per user, not on every container: remembered in a file under
-    $XDG_RUNTIME_DIR (or /tmp), the same way a shell says "new mail" once."""
-    import tempfile
-    mark = os.path.join(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir(),
-                        f".mrunc-warned-{os.geteuid()}")
-    if os.path.exists(mark):
+    """Say a limitation once per user, not on every container, the way a shell says "new mail"
+    once: remembered by a mark file in the user's own runtime directory (never a shared /tmp
+    name another user could create first to silence it)."""
+    mark = warned_mark()
+    if mark is None or os.path.exists(mark):
         return
     os.write(2, f"mrunc: warning: {msg} (said once)\n".encode())
     try:
         open(mark, "w").close()
     except OSError:
         pass
+
+
+def warned_mark():
+    """The mark file of _warn_once (the notebook sandbox sets it once it has said the same)."""
+    from .. import userdirs
+    try:
+        base = userdirs.runtime_base() or "/run"
+    except userdirs.UnsafeDir:
+        return None
+    return os.path.join(base, f".mrunc-warned-{os.geteuid()}")
 
 
 def _check_terminal(config, console_socket, on_console):
