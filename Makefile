@@ -73,6 +73,7 @@ $(STAMP): pyproject.toml | $(PY)
 	@echo "pip install -e '.[test]' into $(VENV)"
 	$(PY) -m pip install -q -e '.[test]' --config-settings editable_mode=compat 2>&1 \
 	  | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
+	@$(MRUNC) --version >/dev/null    # its first run writes the fast launcher (mrunc/launcher.py)
 	@touch $@
 
 # ---- rootfs --------------------------------------------------------------------

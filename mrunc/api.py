@@ -5,9 +5,9 @@ Lifecycle (runtime.md): create -> created -> start -> running -> (process exits)
 Each operation checks the state first and, when the state is wrong, fails *without effect*.
 """
 import os
-import signal
 import time
 
+from . import signals
 from .errors import MruncError, StateError
 from .state import Container, fifo_path
 
@@ -40,9 +40,9 @@ def start(cid, root=DEFAULT_ROOT):
 def _kill_everything(c):
     mgr = c.cgroup()
     if mgr is not None:
-        mgr.kill_all(signal.SIGKILL)
+        mgr.kill_all(signals.SIGKILL)
     try:
-        os.kill(c.pid, signal.SIGKILL)
+        os.kill(c.pid, signals.SIGKILL)
     except ProcessLookupError:
         pass
 
@@ -86,22 +86,7 @@ def list_containers(root=DEFAULT_ROOT):
     return [c.oci_state() for c in Container.all(root)]
 
 
-def parse_signal(sig):
-    """runc accepts 9, KILL, SIGKILL, kill."""
-    if isinstance(sig, int):
-        return sig
-    s = str(sig).strip().upper()
-    if s.isdigit():
-        n = int(s)
-        if 0 < n < 65:
-            return n
-    else:
-        name = s if s.startswith("SIG") else "SIG" + s
-        if name.startswith("SIGRTMIN") or name.startswith("SIGRTMAX"):
-            pass
-        elif hasattr(signal, name) and isinstance(getattr(signal, name), signal.Signals):
-            return int(getattr(signal, name))
-    raise MruncError(f"invalid signal {sig!r}")
+parse_signal = signals.number   # runc accepts 9, KILL, SIGKILL, kill
 
 
 def kill(cid, sig="SIGTERM", root=DEFAULT_ROOT, all=False):
