@@ -5,7 +5,7 @@
 #   make rootfs   busybox rootfs and default bundle under rootfs/
 #   make demo     run one container with the phase trace
 #   make test     the whole suite (host, then cgroup v2 tests in a VM)
-#   make bench    mrunc vs runc timings
+#   make bench    mrunc vs runc (and crun) timings, per verb
 #   make lab      JupyterLab on notebooks/ with the "Python 3 (mrunc)" kernel (as root)
 #   make clean    remove rootfs builds and stamps (distclean: also .venv)
 
@@ -117,7 +117,10 @@ test-v2: setup rootfs
 	exit $$rc
 
 # ---- bench ---------------------------------------------------------------------
+# crun (a comparison) and GNU time (peak RSS) for the bench only: not needed by the tests.
+BENCH_PKGS ?= crun time
 bench: setup rootfs
+	@$(MAKE) --no-print-directory apt APT_PKGS="$(BENCH_PKGS)"
 	$(PY) bench/bench.py $(BENCH_ARGS)
 
 # ---- lab -----------------------------------------------------------------------

@@ -59,6 +59,10 @@ def _release_init(c):
     got = b""
     try:
         while True:
+            # Alive *before* the read: init may write, exec a short program and be gone between
+            # a read that found nothing yet and a check after it; what it wrote before dying is
+            # in the fifo, so this read still sees it.
+            alive = c.init_alive()
             try:
                 data = os.read(fd, 4096)
             except BlockingIOError:
@@ -67,7 +71,7 @@ def _release_init(c):
                 got += data
             elif data == b"" and got:
                 break
-            elif not c.init_alive():
+            elif not alive:
                 raise StateError(f"container {c.id}: init died before it could be started")
             else:
                 time.sleep(0.0002)
