@@ -35,16 +35,18 @@ _encode_compact = _json.make_encoder(None, None, _json.encode_basestring_ascii, 
 
 def loads(text):
     """The value of a JSON document (str or bytes). ValueError, json's own, when it is invalid."""
-    if isinstance(text, (bytes, bytearray)):
-        text = text.decode()
-    start = len(text) - len(text.lstrip(_WHITESPACE))
+    doc = text
     try:
-        value, end = _scan(text, start)
-    except (StopIteration, ValueError):
+        if isinstance(doc, (bytes, bytearray)):
+            doc = doc.decode()
+        start = len(doc) - len(doc.lstrip(_WHITESPACE))
+        value, end = _scan(doc, start)
+    except Exception:   # noqa: BLE001 — any failure: json decides. (UTF-16/32 and BOMs land here;
+        # and the C scanner reports some errors through json.decoder, SystemError without it.)
         value, end = None, -1
-    if end < 0 or text[end:].strip(_WHITESPACE):
+    if end < 0 or doc[end:].strip(_WHITESPACE):
         import json
-        return json.loads(text)     # raises json's message (or agrees when we were wrong)
+        return json.loads(text)     # raises json's message (or reads what we could not)
     return value
 
 

@@ -7,7 +7,11 @@ module `signal` wraps, so they are this machine's (they differ between architect
 import _signal
 
 SIGKILL = _signal.SIGKILL
+SIGSYS = _signal.SIGSYS
 SIGTERM = _signal.SIGTERM
+# Every signal with a name (signal.Signals' members: SIGRTMIN and SIGRTMAX too, not SIGRTMIN+n).
+NAMED = frozenset(v for k, v in vars(_signal).items()
+                  if k.startswith("SIG") and not k.startswith("SIG_") and isinstance(v, int))
 
 
 def number(sig):

@@ -23,8 +23,8 @@ After each phase init reports what it did to the parent (duration and kernel cal
 "continue": that is how `--trace` prints the phases and how the notebook stepper pauses a real
 container between two of them.
 """
+import _signal as signal   # the C module under `signal`: same calls, without its enums (≈ 4 ms)
 import os
-import signal
 import time
 
 from .. import linux
