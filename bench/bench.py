@@ -11,10 +11,12 @@ slow moment of the machine hits all alike; the figures are medians. Per verb:
   exec       `R exec ID true` in a `sleep` container started once: what every `podman exec` and
              Kubernetes exec probe costs.
 
-Then each verb's peak RSS (GNU time's %M: the runtime's process and the children it waited
-for), in separate rounds since GNU time adds a fork to the wall time. For mrunc the wall time is split into the interpreter's start
-(`python -I -S -c pass`, median over the same rounds), the imports (from `-X importtime` of the
-same verb, run separately, median) and the rest: the kernel work and mrunc's own code.
+For mrunc the wall time is split into the interpreter's start (`python -I -S -c pass`, median
+over the same rounds), the imports (from `-X importtime` of the same verb, run separately,
+median) and the rest: the kernel work and mrunc's own code. Each verb's CPU time (user + system,
+from wait4: the runtime and the children it waited for) is printed too: on a machine loaded by
+other work, wall times stretch with the load and CPU times hardly do. Then each verb's peak RSS
+(GNU time's %M), in separate rounds since GNU time adds a fork to the wall time.
 
 Last, `--conc` (100) lifecycles of `true` run `--parallel` (10) at a time per runtime: wall time
 and failures.
@@ -55,7 +57,8 @@ class Failed(Exception):
 def spawn(argv, errfile, env=None):
     """Run argv (stdin, stdout /dev/null; stderr to errfile, not a pipe: a created container
     inherits create's stdio, so a pipe would not see EOF until it exits).
-    Return (exit status, seconds)."""
+    Return (exit status, seconds, CPU seconds: user + system of the child and of the children
+    it waited for — unlike wall time, hardly changed by a loaded machine)."""
     null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     err = os.open(errfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
@@ -63,12 +66,12 @@ def spawn(argv, errfile, env=None):
         pid = os.posix_spawn(argv[0], argv, env or os.environ, file_actions=[
             (os.POSIX_SPAWN_DUP2, null, 0), (os.POSIX_SPAWN_DUP2, null, 1),
             (os.POSIX_SPAWN_DUP2, err, 2)])
-        _, status = os.waitpid(pid, 0)
+        _, status, ru = os.wait4(pid, 0)
         dt = time.perf_counter() - t0
     finally:
         os.close(null)
         os.close(err)
-    return os.waitstatus_to_exitcode(status), dt
+    return os.waitstatus_to_exitcode(status), dt, ru.ru_utime + ru.ru_stime
 
 
 class Runtime:
@@ -76,16 +79,16 @@ class Runtime:
         self.name, self.binary, self.root, self.tmp = name, binary, root, tmp
 
     def call(self, *args, check=True, prefix=(), errfile=None):
-        """One runtime command: its wall time in seconds. Failed when it exits non-zero."""
+        """One runtime command: (wall, CPU) seconds. Failed when it exits non-zero."""
         errfile = errfile or os.path.join(self.tmp, f"{self.name}.{threading.get_ident()}.err")
         argv = [*prefix, self.binary, *(["--root", self.root] if args[0] != "--version" else []),
                 *args]
-        rc, dt = spawn(argv, errfile)
+        rc, dt, cpu = spawn(argv, errfile)
         if check and rc != 0:
             with open(errfile, "rb") as f:
                 msg = f.read().decode(errors="replace").strip()
             raise Failed(f"{self.name} {' '.join(args)}: exit {rc}: {msg}")
-        return dt
+        return dt, cpu
 
     def cleanup(self, cid):
         """Untimed: remove the container if the runtime still knows it."""
@@ -125,7 +128,8 @@ def lifecycle(rt, bundle, cid, out):
         if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
             raise Failed(f"{rt.name}: container {cid} ended with wait status {status:#x}")
         out["delete"] = rt.call("delete", cid)
-        out["lifecycle"] = time.perf_counter() - t0
+        out["lifecycle"] = (time.perf_counter() - t0,
+                            sum(out[v][1] for v in ("create", "start", "delete")))
     finally:
         rt.cleanup(cid)
     return out
@@ -244,10 +248,9 @@ def peak_rss(runtimes, bundle, sleeper, tag, n):
     return got
 
 
-def interpreter_ms(python, tmp, n):
-    return statistics.median(
-        spawn([python, "-I", "-S", "-c", "pass"], os.path.join(tmp, "py.err"))[1] for _ in range(n)
-    ) * 1000
+def interpreter(python, tmp):
+    """(wall, CPU) seconds of `python -I -S -c pass`: the floor of any mrunc command."""
+    return spawn([python, "-I", "-S", "-c", "pass"], os.path.join(tmp, "py.err"))[1:]
 
 
 # ---- concurrency -------------------------------------------------------------------------------
@@ -272,42 +275,47 @@ def concurrent(rt, bundle, tag, total, parallel):
 
 # ---- report ------------------------------------------------------------------------------------
 
-def med(values, scale=1000):
+def med(values, i=0, scale=1000):
+    """Median of the i-th item of each tuple (wall 0, CPU 1), in ms by default."""
+    values = [v[i] if isinstance(v, tuple) else v for v in values]
     return statistics.median(values) * scale if values else float("nan")
 
 
 def report(names, results, n, imports, interp, rss):
-    print(f"\nwall time, median of {n} (ms); mrunc's split: interpreter start + imports + rest "
-          f"(kernel work and mrunc's own code)")
     others = [nm for nm in names if nm != "mrunc"]
-    head = f"{'verb':<26}"
-    if "mrunc" in names:
-        head += f"{'mrunc':>8}{'interp':>8}{'imports':>8}{'rest':>8}"
-    head += "".join(f"{o:>8}" for o in others)
-    if "mrunc" in names and "runc" in names:
-        head += f"{'÷runc':>7}"
-    print(head)
-    for verb in VERBS:
-        line = f"{LABELS.get(verb, verb):<26}"
-        if "mrunc" in names:
-            m = med(results["mrunc"][verb])
-            if verb == "lifecycle":
-                imp = sum(imports.get(v, 0) for v in ("create", "start", "delete"))
-                start = 3 * interp
+    ratio = "mrunc" in names and "runc" in names
+    for what, i in (("wall time", 0), ("CPU time (user + system)", 1)):
+        print(f"\n{what}, median of {n} (ms)" + (
+            "; mrunc's split: interpreter start (-I -S -c pass) + imports (-X importtime) + the "
+            "rest (kernel work and mrunc's own code)" if i == 0 and "mrunc" in names else ""))
+        head = f"{'verb':<26}" + "".join(f"{nm:>8}" for nm in names)
+        if i == 0 and "mrunc" in names:
+            head = f"{'verb':<26}{'mrunc':>8}{'interp':>8}{'imports':>8}{'rest':>8}" + \
+                "".join(f"{o:>8}" for o in others)
+        print(head + (f"{'÷runc':>7}" if ratio else ""))
+        for verb in VERBS:
+            line = f"{LABELS.get(verb, verb):<26}"
+            if i == 0 and "mrunc" in names:
+                times = 3 if verb == "lifecycle" else 1
+                imp = (sum(imports.get(v, 0) for v in ("create", "start", "delete"))
+                       if verb == "lifecycle" else imports.get(verb, float("nan")))
+                m, start = med(results["mrunc"][verb]), times * med(interp)
+                line += f"{m:>8.1f}{start:>8.1f}{imp:>8.1f}{m - start - imp:>8.1f}"
+                line += "".join(f"{med(results[o][verb]):>8.1f}" for o in others)
             else:
-                imp, start = imports.get(verb, float("nan")), interp
-            line += f"{m:>8.1f}{start:>8.1f}{imp:>8.1f}{m - start - imp:>8.1f}"
-        line += "".join(f"{med(results[o][verb]):>8.1f}" for o in others)
-        if "mrunc" in names and "runc" in names:
-            line += f"{med(results['mrunc'][verb]) / med(results['runc'][verb]):>7.2f}"
-        print(line)
+                line += "".join(f"{med(results[nm][verb], i):>8.1f}" for nm in names)
+            if ratio:
+                line += f"{med(results['mrunc'][verb], i) / med(results['runc'][verb], i):>7.2f}"
+            print(line)
+        if i == 1 and "mrunc" in names:
+            print(f"{'(python -I -S -c pass)':<26}{med(interp, 1):>8.1f}")
     if not rss:
         return
     print(f"\npeak RSS, median of {len(rss[names[0]]['run'])} (MiB)")
     print(f"{'verb':<26}" + "".join(f"{nm:>8}" for nm in names))
     for verb in VERBS:
         if verb != "lifecycle":
-            print(f"{verb:<26}" + "".join(f"{med(rss[nm][verb], 1 / 1024):>8.1f}"
+            print(f"{verb:<26}" + "".join(f"{med(rss[nm][verb], 0, 1 / 1024):>8.1f}"
                                           for nm in names))
 
 
@@ -335,7 +343,7 @@ def enter_legacy_view(argv):
                               sys.executable, *argv])
     if os.readlink("/proc/self/ns/mnt") == host_ns:
         sys.exit("bench: not in a private mount namespace; refusing to unmount anything")
-    rc, _ = spawn(["/bin/umount", "-l", UNIFIED], os.devnull)
+    rc, _, _ = spawn(["/bin/umount", "-l", UNIFIED], os.devnull)
     if rc != 0:
         sys.exit(f"bench: umount {UNIFIED} in the bench's mount namespace failed")
 
@@ -410,7 +418,7 @@ def main():
         for rt in runtimes:  # the containers that exec goes into (untimed)
             rt.call("run", "--detach", "--bundle", sleeper, f"{tag}-{rt.name}-sleeper")
         for i in range(-args.warmup, args.n):
-            interp.append(interpreter_ms(py, tmp, 1))
+            interp.append(interpreter(py, tmp))
             for rt in runtimes:
                 t = one_round(rt, bundle, sleeper, f"{tag}-{i + args.warmup}",
                               f"{tag}-{rt.name}-sleeper")
@@ -440,7 +448,7 @@ def main():
         reap_strays()
         shutil.rmtree(base, ignore_errors=True)
 
-    report(names, results, args.n, imports, statistics.median(interp[args.warmup:] or interp), rss)
+    report(names, results, args.n, imports, interp[args.warmup:] or interp, rss)
     if conc:
         print(f"\n{args.conc} lifecycles of `true`, {args.parallel} at a time")
         for nm, (wall, failures, first) in conc.items():
