@@ -38,13 +38,33 @@ def start(cid, root=DEFAULT_ROOT):
 
 
 def _kill_everything(c):
-    mgr = c.cgroup()
-    if mgr is not None:
-        mgr.kill_all(signals.SIGKILL)
+    _signal_cgroup(c, signals.SIGKILL)
     try:
         os.kill(c.pid, signals.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def _signal_cgroup(c, signum):
+    """Signal every process of the container's cgroup; False if that cannot be done.
+
+    Only the cgroup says which processes are the container's: without a PID namespace of its
+    own they live among the host's, with nothing else to tell them apart (create refuses a cgroup
+    that already holds processes, so nobody else's are in it). Without a cgroup — rootless and not
+    delegated — or with init no longer in it, only init itself is known for sure (its pid and
+    start time are in the state): the caller signals it alone. SIGKILL to the init of a PID
+    namespace of its own ends every process in it; otherwise say that the others were not reached.
+    """
+    mgr = c.cgroup()
+    if mgr is not None and mgr.layout != "disabled" and c.pid in mgr.pids():
+        mgr.kill_all(signum)
+        return True
+    own_pidns = any(n.get("type") == "pid" and not n.get("path")
+                    for n in (c.config.get("linux") or {}).get("namespaces") or [])
+    if not (own_pidns and signum == signals.SIGKILL):
+        _warn(f"container {c.id} has no cgroup to find its processes by: "
+              f"only its init (pid {c.pid}) is signalled")
+    return False
 
 
 def _release_init(c):
@@ -100,10 +120,7 @@ def kill(cid, sig="SIGTERM", root=DEFAULT_ROOT, all=False):
     if st not in ("created", "running", "paused"):
         # "container not running": the words containerd and CRI-O match to treat it as gone
         raise StateError(f"container not running: {cid} is {st}")
-    mgr = c.cgroup() if all else None
-    if mgr is not None:
-        mgr.kill_all(signum)
-    else:
+    if not (all and _signal_cgroup(c, signum)):
         os.kill(c.pid, signum)
 
 
@@ -134,14 +151,17 @@ def _warn(msg):
     os.write(2, f"mrunc: warning: {msg}\n".encode())
 
 
-def run(cid, bundle, root=DEFAULT_ROOT, detach=False, keep=False, **kw):
-    """create + start; in the foreground, wait for the container and return its exit status."""
+def run(cid, bundle, root=DEFAULT_ROOT, detach=False, keep=False, network=None, **kw):
+    """create + start; in the foreground, wait for the container and return its exit status.
+    network: a lab network attachment file (mrunc.network.step), wired between create and start."""
+    if detach and network:
+        raise MruncError("--network: only for a foreground run (not with --detach)")
     if detach:
         create(cid, bundle, root, **kw)
         start(cid, root)
         return 0
     from .process.foreground import run_foreground
-    return run_foreground(cid, bundle, root, keep=keep, **kw)
+    return run_foreground(cid, bundle, root, keep=keep, network=network, **kw)
 
 
 def exec(cid, args=None, root=DEFAULT_ROOT, *, process=None, detach=False, pid_file=None,  # noqa: A001

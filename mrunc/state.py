@@ -146,6 +146,10 @@ class Container:
         if cg is None:
             return None
         from . import cgroups
+        if cg.get("layout") == "disabled":
+            # Never rebuilt: a directory that became writable since would give a manager for a
+            # cgroup the container never joined — and maybe someone else's processes in it.
+            return cgroups.DisabledManager("create used no cgroup", cg["path"], cg.get("rootless", False))
         return cgroups.manager(cg["path"], self.id, paths=cg.get("paths"),
                                rootless=cg.get("rootless", False))
 

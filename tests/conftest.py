@@ -109,3 +109,24 @@ def host_ns(kind):
     return os.readlink(f"/proc/self/ns/{kind}")
 
 
+
+
+@pytest.fixture(autouse=True)
+def host_unchanged(request, tmp_path_factory):
+    """Every integration test run as root: the host's root, namespaces, names, the mounts this
+    test could leak and the interfaces' flags are the same afterwards (tests/integration/
+    hostguard.py says what is compared and what is not, and why). Set up first, so it checks
+    last: after the test's own fixtures have cleaned up."""
+    if os.geteuid() != 0 or "integration" not in request.node.path.parts:
+        yield
+        return
+    if os.path.join(REPO, "tests", "integration") not in sys.path:
+        sys.path.insert(0, os.path.join(REPO, "tests", "integration"))
+    import hostguard
+    tops = [REPO, str(tmp_path_factory.getbasetemp())]
+    if "mr" in request.fixturenames:
+        tops.append(request.getfixturevalue("mr").root)
+    before = hostguard.snapshot(tops)
+    yield
+    changed = hostguard.changes(before, hostguard.snapshot(tops))
+    assert changed == [], "the test changed the host:\n" + "\n".join(changed)

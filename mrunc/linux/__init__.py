@@ -68,6 +68,22 @@ MNT_FORCE = 1
 MNT_DETACH = 2
 UMOUNT_NOFOLLOW = 8
 
+# openat2(2) resolve flags (<linux/openat2.h>): how a path may be looked up, enforced by the kernel
+RESOLVE_NO_XDEV = 0x01        # never cross a mount point (a bind mount on the way is EXDEV)
+RESOLVE_NO_MAGICLINKS = 0x02  # no /proc/<pid>/fd/N, /proc/<pid>/root…: they jump anywhere
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08        # never leave the directory the lookup starts from
+RESOLVE_IN_ROOT = 0x10        # that directory is "/": ".." and absolute symlinks stay in it
+
+# fsopen/fsmount (<linux/mount.h>): a filesystem instance mounted nowhere
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
+_FSOPEN_CLOEXEC = 1
+_FSCONFIG_CMD_CREATE = 6
+_FSMOUNT_CLOEXEC = 1
+
 PROC_SUPER_MAGIC = 0x9FA0  # statfs f_type of procfs (<linux/magic.h>)
 CGROUP2_SUPER_MAGIC = 0x63677270  # ... and of cgroup2 ("cgrp")
 
@@ -94,11 +110,13 @@ BPF_PROG_GET_FD_BY_ID = 13
 BPF_PROG_QUERY = 16
 _BPF_NAMES = {v: k for k, v in globals().items() if k.startswith("BPF_")}
 
-# syscall numbers that glibc 2.36 has no wrapper for (x86_64 / aarch64)
+# syscall numbers that glibc 2.36 has no wrapper for (x86_64 / aarch64); calls added since
+# Linux 5.1 have one number on every architecture
 _SYS = {
     "x86_64": {"pivot_root": 155, "setns": 308, "bpf": 321, "ioprio_set": 251, "sched_setattr": 314},
     "aarch64": {"pivot_root": 41, "setns": 268, "bpf": 280, "ioprio_set": 30, "sched_setattr": 274},
 }[os.uname().machine]
+_SYS.update(fsopen=430, fsconfig=431, fsmount=432, openat2=437)
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -110,6 +128,10 @@ class _CapHeader(ctypes.Structure):
 class _CapData(ctypes.Structure):
     _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
                 ("inheritable", ctypes.c_uint32)]
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
 
 
 class _Rlimit(ctypes.Structure):
@@ -165,6 +187,22 @@ class Syscalls:
     def pivot_root(self, new_root, put_old):
         self._rec("pivot_root", new_root, put_old)
         _check(_libc.syscall(_SYS["pivot_root"], _b(new_root), _b(put_old)), "pivot_root", new_root)
+
+    def fsmount(self, fstype, attrs=0):
+        """A new instance of filesystem `fstype` (no options), attached to no directory: returns an
+        fd of its root (fsopen, fsconfig CREATE, fsmount; Linux 5.2+). No path leads to such a
+        mount, so no other process can look into it or mount over anything inside it; it is
+        gone once the fd is closed. Nothing in any mount table changes."""
+        self._rec("fsmount", fstype, attrs)
+        fs = _check(_libc.syscall(_SYS["fsopen"], _b(fstype), ctypes.c_uint(_FSOPEN_CLOEXEC)),
+                    f"fsopen {fstype}")
+        try:
+            _check(_libc.syscall(_SYS["fsconfig"], ctypes.c_int(fs), ctypes.c_uint(_FSCONFIG_CMD_CREATE),
+                                 None, None, ctypes.c_int(0)), f"fsconfig {fstype} create")
+            return _check(_libc.syscall(_SYS["fsmount"], ctypes.c_int(fs), ctypes.c_uint(_FSMOUNT_CLOEXEC),
+                                        ctypes.c_uint(attrs)), f"fsmount {fstype}")
+        finally:
+            os.close(fs)
 
     def chroot(self, path):
         self._rec("chroot", path)
@@ -305,11 +343,45 @@ class Syscalls:
         self._rec("write", path, data)
         fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
         try:
-            os.write(fd, data.encode() if isinstance(data, str) else data)
-        except OSError as e:
-            raise OSError(e.errno, f"write {data!r} to {path}: {e.strerror}", path) from None
+            _write(fd, data, path)
         finally:
             os.close(fd)
+
+    def write_fd(self, path, data, *, fd):
+        """write(2) to `fd`, a file we opened (and checked) ourselves; `path` only names it."""
+        self._rec("write", path, data)
+        _write(fd, data, path)
+
+
+def _write(fd, data, path):
+    try:
+        os.write(fd, data.encode() if isinstance(data, str) else data)
+    except OSError as e:
+        raise OSError(e.errno, f"write {data!r} to {path}: {e.strerror}", path) from None
+
+
+def openat2(dirfd, path, flags, resolve, mode=0):
+    """openat(2) with `resolve` rules (RESOLVE_*) the kernel enforces on the whole lookup, atomically
+    (Linux 5.6+; OSError ENOSYS before). A lookup, like os.open: not a Syscalls method."""
+    how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
+    ret = _libc.syscall(_SYS["openat2"], ctypes.c_int(dirfd), _b(path), ctypes.byref(how),
+                        ctypes.c_size_t(ctypes.sizeof(how)))
+    return _check(ret, f"openat2 {path}", path)
+
+
+_openat2_ok = None
+
+
+def has_openat2():
+    """Does this kernel have openat2? Asked once (an older one answers ENOSYS)."""
+    global _openat2_ok
+    if _openat2_ok is None:
+        try:
+            os.close(openat2(-100, "/", os.O_PATH, 0))  # -100: AT_FDCWD
+            _openat2_ok = True
+        except OSError:
+            _openat2_ok = False
+    return _openat2_ok
 
 
 def fstatfs_type(fd):

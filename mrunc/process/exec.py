@@ -216,6 +216,8 @@ class _Job:
         self.linux = c.config.get("linux") or {}
         self.sigmask = None
         self.in_v2 = False  # born in the v2 cgroup (set by _spawn)
+        from .init import own_mount_namespace
+        self.own_mntns = own_mount_namespace(c.config)  # else: no devpts of the container's
 
 
 def _seccomp_filter(config):
@@ -434,7 +436,7 @@ def _process(sock, job, nsfds, rootfd):
     from . import protocol
     from .. import linux, security
     from .init import (_close_fds, _close_inherited, _env, enter_cwd, find_executable, home_of,
-                       scheduling)
+                       new_pty, scheduling)
     sys = linux.Syscalls()
     proc = job.process
     step = "cgroup"
@@ -453,12 +455,15 @@ def _process(sock, job, nsfds, rootfd):
             if name == "user":
                 sys.setresgid(0)  # root of that namespace (its maps say who that is on the host)
                 sys.setresuid(0)
+        pty = None
+        if proc.get("terminal") and not job.own_mntns:
+            pty = new_pty(proc.get("consoleSize"))  # the /dev/ptmx of the mount table init shares
         os.fchdir(rootfd)
         sys.chroot(".")
         os.close(rootfd)
         step = "console"
         if proc.get("terminal"):
-            _console(sock, proc)
+            _console(sock, proc, pty)
         step = "security"
         env = _env(proc.get("env") or [])
         user = proc.get("user") or {}
@@ -514,12 +519,13 @@ def _join_v2(job):
         fs.write(os.path.join(_inits_v2_cgroup(job), "cgroup.procs"), "0")
 
 
-def _console(sock, proc):
-    """A pty from the container's own devpts (/dev/ptmx inside the root): the slave becomes our
-    controlling terminal and stdio, the master goes home."""
+def _console(sock, proc, pty=None):
+    """A pty from the container's own devpts (/dev/ptmx inside the root) — or `pty`, made before
+    the chroot when the container has no mount namespace (so no devpts) of its own: the slave
+    becomes our controlling terminal and stdio, the master goes home."""
     from . import protocol
     from .init import attach_tty, new_pty
-    master, slave = new_pty(proc.get("consoleSize"))
+    master, slave = pty or new_pty(proc.get("consoleSize"))
     attach_tty(slave)
     protocol.send(sock, {"t": "console"}, fds=[master])
     os.close(master)

@@ -13,6 +13,8 @@ fork, and that saves a whole interpreter start):
     mount       / made rslave, rootfs bound on itself, mounts[] in order, /dev nodes and links
     pivot_root  the rootfs becomes /, the old root is detached; masked and read-only paths,
                 hostname, sysctl, the console
+                (without a mount namespace of its own, init mounts nothing at all and enters
+                the rootfs with chroot: the mount table it shares is the host's)
     cgroup      the parent puts init in its cgroup and writes the limits; *then* init unshares the
                 cgroup namespace — so inside, its own cgroup is "/" — and mounts the cgroup fs
     security    rlimits, oom_score_adj, groups/gid/uid, capabilities, no_new_privs, cwd; the
@@ -46,6 +48,13 @@ class Ctx:
         self.has_hooks = kw.get("has_hooks", set())
         self.hook_state = kw.get("hook_state", {})  # id, bundle, annotations: for in-container hooks
         self.cgroup_bind = kw.get("cgroup_bind", False)  # userns without cgroupns: bind, not mount
+        self.proc = None  # init's private procfs handle (mrunc.procfs), made in the mount phase
+
+
+def own_mount_namespace(config):
+    """Is the mount table ours to change? Only if we unshared it (spec.checks explains why)."""
+    from ..spec.checks import without_own_mount_namespace
+    return without_own_mount_namespace(config) is None
 
 
 def _namespaces(config):
@@ -147,7 +156,12 @@ def _time_offsets(sys, config):
     offsets = (config.get("linux") or {}).get("timeOffsets") or {}
     text = "".join(f"{clock} {v.get('secs', 0)} {v.get('nanosecs', 0)}\n" for clock, v in offsets.items())
     if text:
-        sys.write_file("/proc/self/timens_offsets", text)
+        from ..procfs import Proc
+        proc = Proc.at("/proc")  # checked, and nothing mounted on the way (S12)
+        try:
+            proc.write(sys, "self/timens_offsets", text, "linux.timeOffsets")
+        finally:
+            proc.close()
 
 
 def _setns(sys, path, nstype):
@@ -209,7 +223,7 @@ def init_main(sock, config, ctx, sys, t0):
         cgroup_phase(sys, sock, config, ctx)
         ph.done()
         ph.begin("security")
-        path = security_phase(sys, config, sock)
+        path = security_phase(sys, config, sock, ctx.proc)
         ph.done()
     except EOFError:
         os._exit(1)  # the runtime went away: nobody will ever start us
@@ -223,7 +237,8 @@ def _preload(config, ctx):
     """Import now everything used after pivot_root: from then on the host's filesystem — and so
     mrunc's own .py files and the standard library — is out of reach."""
     import fcntl, struct  # noqa: E401,F401  (console setup)
-    from .. import rootfs, security  # noqa: F401
+    from .. import procfs, rootfs, security  # noqa: F401
+    security.host_last_cap()  # /proc/sys/kernel/cap_last_cap, read while /proc is the host's
     if ctx.has_hooks:
         from .. import hooks  # noqa: F401
         import subprocess  # noqa: F401
@@ -240,14 +255,23 @@ def _set_signals():
 
 
 def mount_phase(sys, sock, config, ctx):
+    from .. import procfs
     from .. import rootfs as rfs
-    rootfs = rfs.prepare_root(sys, config, ctx.bundle)
-    rfs.mount_entries(sys, config, rootfs, ctx.bundle)
-    rfs.setup_dev(sys, config, rootfs, bool((config.get("process") or {}).get("terminal")))
-    if ctx.cgroup_bind:
-        # the parent makes our cgroup directories now (limits and joining stay in the cgroup phase)
-        protocol.send(sock, {"t": "cgroup-dirs"})
-        rfs.bind_cgroup_entries(sys, config, rootfs, protocol.recv(sock, "cgroup-dirs")["dirs"])
+    # First, while the runtime's /proc is still in sight: a procfs of our own PID namespace that
+    # no path leads to, for every /proc write from here on (sysctl, oom_score_adj: S8, S12).
+    ctx.proc = procfs.Proc.new(sys)
+    if own_mount_namespace(config):
+        rootfs = rfs.prepare_root(sys, config, ctx.bundle)
+        rfs.mount_entries(sys, config, rootfs, ctx.bundle)
+        rfs.setup_dev(sys, config, rootfs, bool((config.get("process") or {}).get("terminal")))
+        if ctx.cgroup_bind:
+            # the parent makes our cgroup directories now (limits and joining stay in the cgroup phase)
+            protocol.send(sock, {"t": "cgroup-dirs"})
+            rfs.bind_cgroup_entries(sys, config, rootfs, protocol.recv(sock, "cgroup-dirs")["dirs"])
+    else:
+        # The mount table is the host's (or another container's): no mount, no propagation
+        # change, no device node. Validation refused whatever would have needed one.
+        rootfs = rfs.rootfs_path(config, ctx.bundle)
     _make_cwd(config, rootfs)
     # Hooks createRuntime (and the deprecated prestart) run now in the runtime's namespaces, then
     # createContainer in ours — mounts done, before pivot_root (runtime-spec lifecycle steps 3-5).
@@ -274,22 +298,36 @@ def _make_cwd(config, rootfs):
 
 def pivot_root_phase(sys, sock, config, ctx, rootfs):
     from .. import rootfs as rfs
-    rfs.pivot(sys, rootfs, ctx.no_pivot)
+    process = config.get("process") or {}
+    own = own_mount_namespace(config)
+    pty = None
+    if own:
+        rfs.pivot(sys, rootfs, ctx.no_pivot)
+    else:
+        if process.get("terminal"):
+            # Nothing may be mounted: no devpts of our own, no /dev/console bind. The pty comes
+            # from the /dev/ptmx of the mount namespace we share, before the chroot hides it.
+            pty = new_pty(process.get("consoleSize"))
+        rfs.enter_by_chroot(sys, rootfs)
     rfs.set_hostname(sys, config)
-    # sysctls are written under /proc/sys, which readonlyPaths is about to make read-only
-    rfs.apply_sysctl(sys, config)
-    rfs.mask_paths(sys, config)
-    rfs.readonly_paths(sys, config)
-    if (config.get("process") or {}).get("terminal"):
-        _setup_console(sys, sock, config)
+    rfs.apply_sysctl(sys, config, ctx.proc)
+    if own:
+        rfs.mask_paths(sys, config)
+        rfs.readonly_paths(sys, config)
+    if process.get("terminal"):
+        _setup_console(sys, sock, config, pty)
 
 
-def _setup_console(sys, sock, config):
+def _setup_console(sys, sock, config, pty=None):
     """terminal: true — a pty from the container's own devpts; the slave becomes stdio and
-    /dev/console, the master goes home (then to --console-socket, or to the user's terminal)."""
+    /dev/console, the master goes home (then to --console-socket, or to the user's terminal).
+    `pty`: one made already, without a mount namespace: then there is no /dev/console bind."""
     from .. import rootfs as rfs
-    master, slave = new_pty((config.get("process") or {}).get("consoleSize"))
-    rfs.bind_console(sys, slave)
+    if pty is None:
+        master, slave = new_pty((config.get("process") or {}).get("consoleSize"))
+        rfs.bind_console(sys, slave)
+    else:
+        master, slave = pty
     attach_tty(slave)
     protocol.send(sock, {"t": "console"}, fds=[master])
     os.close(master)
@@ -332,9 +370,10 @@ def cgroup_phase(sys, sock, config, ctx):
             sys.unshare(linux.CLONE_NEWCGROUP)
     # 3. and the cgroup filesystem, which shows that namespace's view
     from .. import rootfs as rfs
-    if not ctx.cgroup_bind:
-        rfs.mount_cgroup_entries(sys, config, ctx.cgroup_version, ctx.v1_hierarchies)
-    rfs.finish_root(sys, config)
+    if own_mount_namespace(config):
+        if not ctx.cgroup_bind:
+            rfs.mount_cgroup_entries(sys, config, ctx.cgroup_version, ctx.v1_hierarchies)
+        rfs.finish_root(sys, config)
 
 
 def scheduling(sys, config):
@@ -361,12 +400,12 @@ def scheduling(sys, config):
         sys.personality(0x0008 if pers["domain"] == "LINUX32" else 0)  # PER_LINUX32 / PER_LINUX
 
 
-def security_phase(sys, config, sock=None):
+def security_phase(sys, config, sock=None, procfs=None):
     from .. import security
     proc = config.get("process") or {}
     filt = _seccomp_filter(config, sock)
     scheduling(sys, config)
-    security.apply(sys, proc, seccomp=filt)  # loads it itself when noNewPrivileges is off
+    security.apply(sys, proc, seccomp=filt, proc=procfs)  # loads it itself when noNewPrivileges is off
     enter_cwd(proc.get("cwd") or "/")
     path = find_executable(proc["args"][0], proc.get("env") or [])
     if filt is not None:
@@ -447,6 +486,8 @@ def exec_phase(sock, config, ctx, path):
     if "HOME" not in env:
         env["HOME"] = home_of((proc.get("user") or {}).get("uid", 0))
     protocol.send(sock, {"t": "ready"})
+    if ctx.proc is not None:
+        ctx.proc.close()  # close-on-exec anyway; but the startContainer hooks need no procfs of ours
     fifo = None
     try:
         # Blocks until `mrunc start` opens the other end. Opened relative to the state dir fd we

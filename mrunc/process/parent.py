@@ -26,10 +26,11 @@ class Events:
         self.step = os.fdopen(step_fd, "r+b", buffering=0) if step_fd is not None else None
         self.records = []
 
-    def phase(self, name, ms, calls, pid=None):
+    def phase(self, name, ms, calls, pid=None, **extra):
         rec = {"event": "phase-done", "phase": name, "ms": ms, "calls": calls}
         if pid:
             rec["pid"] = pid
+        rec.update({k: v for k, v in extra.items() if v is not None})   # network: the views
         self.records.append(rec)
         if self.trace:
             self.trace.write(format_phase(rec))
@@ -69,8 +70,10 @@ def format_phase(rec):
 
 
 def create(root, cid, bundle, *, pid_file=None, console_socket=None, no_pivot=False,
-           preserve_fds=0, events=None, on_console=None):
-    """Create container `cid` from `bundle`; return its Container once init waits on exec.fifo."""
+           preserve_fds=0, events=None, on_console=None, netns_path=None):
+    """Create container `cid` from `bundle`; return its Container once init waits on exec.fifo.
+    netns_path: join this network namespace instead of a new one (a rootless lab network made it
+    for the container: see mrunc.network.lab)."""
     from .. import spec
     from ..state import validate_id
     events = events or Events()
@@ -78,6 +81,10 @@ def create(root, cid, bundle, *, pid_file=None, console_socket=None, no_pivot=Fa
     validate_id(cid)
     bundle = os.path.abspath(bundle)
     config = spec.load(bundle)
+    if netns_path:
+        for ns in config["linux"]["namespaces"]:
+            if ns["type"] == "network":
+                ns["path"] = netns_path
     _check_terminal(config, console_socket, on_console)
     events.phase("spec", round((time.perf_counter() - t0) * 1000, 3), [["read", f"{bundle}/config.json"]])
 
@@ -140,6 +147,7 @@ def _create(c, config, bundle, state, events, *, no_pivot, preserve_fds, console
     cg = cgroups.manager(linux_cfg.get("cgroupsPath"), c.id, rootless=rootless)
     if getattr(cg, "reason", None):
         _warn_once(f"no cgroup for this container: {cg.reason}")
+    cg.check_unused()
     layout = cgroups.detect()
     hooks = {k for k, v in (config.get("hooks") or {}).items() if v}
     dirfd = os.open(c.dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -280,7 +288,7 @@ def _record(c, config, bundle, state):
         "created": now_rfc3339(), "config": config,
         # relative cgroup paths depend on the caller's cgroup: keep the resolved ones (runc does too)
         "cgroup": None if cg is None else {"path": cg.path, "paths": cg.paths,
-                                           "rootless": cg.rootless},
+                                           "rootless": cg.rootless, "layout": cg.layout},
     }
     c.save()
 
@@ -321,24 +329,26 @@ def _pass_seccomp_fd(fd, c, config, bundle, state):
 
 def write_id_maps(pid, config):
     """Map container ids to host ids. Only a process privileged in the *parent* user namespace
-    may write these files for another process, which is why the parent, not init, does it."""
+    may write these files for another process, which is why the parent, not init, does it.
+    Written below a checked handle of our /proc (mrunc.procfs): nothing mounted over
+    /proc/<pid>/uid_map can take the write."""
+    from ..linux import Syscalls
+    from ..procfs import Proc
     lin = config.get("linux") or {}
-    if os.geteuid() != 0:
-        # Unprivileged, the kernel accepts a gid map only once setgroups(2) is disabled in the
-        # namespace: otherwise the process could drop a group that was denying it access.
-        try:
-            with open(f"/proc/{pid}/setgroups", "w") as f:
-                f.write("deny")
-        except OSError as e:
-            raise MruncError(f"linux.gidMappings: writing /proc/{pid}/setgroups: {e.strerror}") from None
-    for kind in ("uid", "gid"):
-        maps = lin.get(f"{kind}Mappings") or []
-        text = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps)
-        try:
-            with open(f"/proc/{pid}/{kind}_map", "w") as f:
-                f.write(text)
-        except OSError as e:
-            raise MruncError(f"linux.{kind}Mappings: writing /proc/{pid}/{kind}_map: {e.strerror}") from None
+    sys, proc = Syscalls(), Proc.at("/proc")
+    try:
+        if os.geteuid() != 0:
+            # Unprivileged, the kernel accepts a gid map only once setgroups(2) is disabled in the
+            # namespace: otherwise the process could drop a group that was denying it access.
+            proc.write(sys, f"{pid}/setgroups", "deny", "linux.gidMappings")
+        for kind in ("uid", "gid"):
+            maps = lin.get(f"{kind}Mappings") or []
+            text = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps)
+            proc.write(sys, f"{pid}/{kind}_map", text, f"linux.{kind}Mappings")
+    except OSError as e:
+        raise MruncError(e.strerror) from None
+    finally:
+        proc.close()
 
 
 def _v1_hierarchies(cg):

@@ -21,14 +21,20 @@ an order where each step needs the one before:
     mount_cgroup_entries   the cgroup filesystem, which shows that namespace's view
     finish_root     root.readonly, rootfsPropagation: last, nothing is made in "/" after it
 
+Without a mount namespace of its own (none asked for, or one joined by path) the mount table is
+someone else's — the host's — and none of the above may touch it: init only resolves the rootfs
+(rootfs_path), makes process.cwd in it and enters it with enter_by_chroot. Validation has
+refused everything that would need a mount (spec.checks.check_without_mount_namespace).
+
 Every call that changes the kernel's state goes through the `sys` object (mrunc.linux), which
 logs it; making directories and empty files for mount points is done directly.
 """
 from .dev import bind_console, setup_dev
 from .inroot import mkdir_in_root
-from .mounts import bind_cgroup_entries, mount_cgroup_entries, mount_entries, prepare_root
-from .pivot import apply_sysctl, finish_root, mask_paths, pivot, readonly_paths, set_hostname
+from .mounts import bind_cgroup_entries, mount_cgroup_entries, mount_entries, prepare_root, rootfs_path
+from .pivot import (apply_sysctl, enter_by_chroot, finish_root, mask_paths, pivot, readonly_paths,
+                    set_hostname)
 
 __all__ = ["prepare_root", "mount_entries", "bind_cgroup_entries", "setup_dev", "mkdir_in_root", "pivot", "mask_paths",
            "readonly_paths", "set_hostname", "apply_sysctl", "bind_console",
-           "mount_cgroup_entries", "finish_root"]
+           "mount_cgroup_entries", "finish_root", "rootfs_path", "enter_by_chroot"]

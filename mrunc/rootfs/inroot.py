@@ -7,17 +7,27 @@ CVEs: if `etc` is a symlink to `/`, the kernel follows it from the *host's* root
 lands on the host (S5); creating a missing mount point through a symlink makes files on the host
 (S6, S7).
 
-So we walk the path one component at a time, each opened with O_NOFOLLOW relative to the fd of
-its parent, and follow symlinks ourselves: an absolute target restarts from the rootfs fd, `..`
-never climbs above it. That is what openat2(RESOLVE_IN_ROOT) does in the kernel; doing it in
-Python costs a few microseconds per component and works on every kernel. The result is an O_PATH
-fd, and mounts are made onto `/proc/self/fd/<fd>`: the kernel mounts on the very inode we
-checked, however the names around it are renamed meanwhile. A last readlink of that fd checks
-that it is still under the rootfs (a directory moved out of the rootfs under our feet).
+So a path is resolved with the rootfs fd as its root: an absolute symlink restarts from the
+rootfs, `..` never climbs above it. Where the kernel has openat2 (5.6+), it does that itself,
+atomically: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS (no /proc/self/fd/N jump out), and a rename
+racing with the lookup makes it fail with EAGAIN rather than escape. Missing components are made
+one at a time with mkdirat in the directory fd we hold, and the new one is opened with
+RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV: if a racer swapped it for a symlink (or mounted on it)
+in between, that open fails and the whole path is resolved again from the rootfs — so nothing
+is ever created through a symlink, however the names change under us (S6, S7). Older kernels,
+and paths with a dangling symlink to create through, take `_walk`: the same rules in Python, one
+component at a time with O_NOFOLLOW, following symlinks ourselves.
+
+The result is an O_PATH fd, and mounts are made onto `/proc/self/fd/<fd>`: the kernel mounts on
+the very inode we checked, however the names around it are renamed meanwhile. A last readlink of
+that fd checks that it is still under the rootfs (a directory moved out of the rootfs under our
+feet).
 """
 import errno
 import os
 import stat
+
+from .. import linux
 
 _O_PATH = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 _MAX_LINKS = 40  # the kernel's limit (MAXSYMLINKS)
@@ -52,7 +62,9 @@ def open_in_root(root_fd, rootfs, path, create=None):
     it is missing; missing parents are made as directories (0755). A symlink met on the way,
     the last component included, is followed inside the root, like the container will.
     """
-    fd = _walk(root_fd, path, create)
+    fd = _resolve(root_fd, path, create) if linux.has_openat2() else None
+    if fd is None:
+        fd = _walk(root_fd, path, create)
     try:
         _check_under(fd, rootfs, path)
     except BaseException:
@@ -103,6 +115,81 @@ def open_component(dir_fd, name, create=None):
     except FileExistsError:
         pass
     return os.open(name, _O_PATH, dir_fd=dir_fd)
+
+
+_IN_ROOT = linux.RESOLVE_IN_ROOT | linux.RESOLVE_NO_MAGICLINKS
+_JUST_THIS = linux.RESOLVE_BENEATH | linux.RESOLVE_NO_SYMLINKS | linux.RESOLVE_NO_MAGICLINKS | \
+    linux.RESOLVE_NO_XDEV
+_TRIES = 16
+
+
+def _resolve(root_fd, path, create):
+    """open_in_root with openat2; None when _walk must do it (a dangling symlink to create
+    through, or a racer that keeps winning)."""
+    parts = _split(path)
+    for _ in range(_TRIES):
+        try:
+            return linux.openat2(root_fd, "/".join(parts) or ".", os.O_PATH, _IN_ROOT)
+        except FileNotFoundError:
+            if not create:
+                raise
+        except BlockingIOError:  # EAGAIN: a rename raced with the lookup; look again
+            continue
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                raise OSError(errno.ELOOP, f"{path} in the rootfs: too many symlinks", path) from None
+            raise
+        try:
+            fd = _make_missing(root_fd, parts, create)
+        except (BlockingIOError, FileNotFoundError, OSError) as e:
+            if isinstance(e, NotADirectoryError) or getattr(e, "errno", None) not in (
+                    errno.EAGAIN, errno.ENOENT, errno.ELOOP, errno.EXDEV, errno.EEXIST):
+                raise
+            continue  # someone changed the path while we made it: start again from the root
+        if fd is not None:
+            return fd
+    return None
+
+
+def _make_missing(root_fd, parts, create):
+    """Make the missing tail of `parts`: find the deepest existing directory, then mkdirat and
+    open (no symlink, no mount crossed) one component at a time. None: the first missing name
+    exists after all (a dangling symlink): let _walk follow it."""
+    k = len(parts) - 1
+    while True:
+        try:
+            fd = linux.openat2(root_fd, "/".join(parts[:k]) or ".", os.O_PATH | os.O_DIRECTORY, _IN_ROOT)
+            break
+        except FileNotFoundError:
+            if k == 0:
+                raise
+            k -= 1
+    try:
+        if k < len(parts) and lstat_at(fd, parts[k]) is not None:
+            return None  # exists, yet did not resolve: a symlink to nowhere (or a racer's)
+        for i in range(k, len(parts)):
+            name, last = parts[i], i == len(parts) - 1
+            if name == "..":
+                return None
+            if last and create == "file":
+                try:
+                    os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_WRONLY |
+                                     os.O_CLOEXEC, 0o644, dir_fd=fd))
+                except FileExistsError:
+                    pass
+                flags = os.O_PATH
+            else:
+                try:
+                    os.mkdir(name, 0o755, dir_fd=fd)  # never follows a symlink at `name`
+                except FileExistsError:
+                    pass
+                flags = os.O_PATH | os.O_DIRECTORY
+            nxt = linux.openat2(fd, name, flags, _JUST_THIS)  # ELOOP/EXDEV: swapped meanwhile
+            os.close(fd)
+            fd = nxt
+        return os.dup(fd)
+    finally:
+        os.close(fd)
 
 
 def _walk(root_fd, path, create):

@@ -40,12 +40,19 @@ def prepare_root(sys, config, bundle):
         # An unbindable mount cannot be the source of the bind below; finish_root applies it.
         flags = MS_PRIVATE | MS_REC
     sys.mount(None, "/", None, flags)
-    rootfs = os.path.realpath(os.path.join(bundle, config["root"]["path"]))
-    if not os.path.isdir(rootfs):
-        raise NotADirectoryError(errno.ENOTDIR, f"root.path {rootfs}: not a directory", rootfs)
+    rootfs = rootfs_path(config, bundle)
     if not (flags & MS_REC and flags & (MS_SLAVE | MS_PRIVATE)):
         _make_parent_private(sys, rootfs)
     sys.mount(rootfs, rootfs, None, MS_BIND | MS_REC)
+    return rootfs
+
+
+def rootfs_path(config, bundle):
+    """root.path made absolute (relative to the bundle) with every symlink resolved — in the mount
+    namespace we are in, which may be a joined one."""
+    rootfs = os.path.realpath(os.path.join(bundle, config["root"]["path"]))
+    if not os.path.isdir(rootfs):
+        raise NotADirectoryError(errno.ENOTDIR, f"root.path {rootfs}: not a directory", rootfs)
     return rootfs
 
 
@@ -95,15 +102,17 @@ def bind_cgroup_entries(sys, config, rootfs, dirs):
     the entry says rw) — the container sees its own cgroup, never the host's tree (S15).
     `dirs` is [(name under the destination, host directory)]: one ("", dir) on a cgroup v2
     host, one per v1 hierarchy ("memory", "cpu,cpuacct"…) otherwise.
-    Called before pivot_root, while the host's directories are still in sight.
+    Called before pivot_root, while the host's directories are still in sight. Always read-only:
+    written to, the container's own cgroup directory would let it raise its own limits and pull
+    any process it can name into its cgroup (validation refuses an explicit "rw").
     """
-    keep = {"ro", "rw", "nosuid", "nodev", "noexec", "relatime"}
+    keep = {"nosuid", "nodev", "noexec", "relatime"}
     entries = []
     for m in config.get("mounts") or []:
         opts = m.get("options") or []
         if m.get("type") not in ("cgroup", "cgroup2") or {"bind", "rbind"} & set(opts):
             continue
-        flags = [o for o in opts if o in keep]
+        flags = [o for o in opts if o in keep] + ["ro"]
         dest = clean(m["destination"])
         if len(dirs) == 1 and dirs[0][0] == "":
             entries.append({"destination": dest, "type": "bind", "source": dirs[0][1],
@@ -229,9 +238,11 @@ def mount_cgroup_entries(sys, config, cgroup_version, v1_hierarchies=(), root="/
     read from the host's /proc/self/mountinfo before pivot_root, e.g. ("cpu,cpuacct",
     "cpu,cpuacct") — each a `cgroup` mount, symlinks cpu and cpuacct to the comounted one.
     (Without a cgroup namespace, v1 hosts and user namespaces take bind_cgroup_entries instead;
-    a v2 mount without one is made read-only whatever the entry says, S15.)
+    a v2 mount without one is made read-only whatever the entry says, S15. A cgroup namespace
+    joined by path is not ours either: its root is another container's cgroup.)
     """
-    own_ns = any(n.get("type") == "cgroup" for n in (config.get("linux") or {}).get("namespaces") or [])
+    own_ns = any(n.get("type") == "cgroup" and not n.get("path")
+                 for n in (config.get("linux") or {}).get("namespaces") or [])
     for i, m in enumerate(config.get("mounts") or []):
         if m.get("type") not in ("cgroup", "cgroup2") or {"bind", "rbind"} & set(m.get("options") or []):
             continue

@@ -3,7 +3,6 @@ import errno
 import os
 import stat
 
-from .. import linux
 from ..linux import MNT_DETACH, MS_BIND, MS_MOVE, MS_RDONLY, MS_REC, MS_REMOUNT, MS_SLAVE
 from ..spec.mountopts import PROPAGATION_FLAGS
 from .inroot import fdpath
@@ -132,24 +131,36 @@ def set_hostname(sys, config):
         sys.setdomainname(config["domainname"])
 
 
-def apply_sysctl(sys, config, root="/"):
+def apply_sysctl(sys, config, proc):
     """linux.sysctl: each key is a file of /proc/sys ("net.ipv4.ip_forward" -> net/ipv4/ip_forward;
     a "/" in a key stands for a "." in a name, as in sysctl(8)).
 
-    Must run before readonly_paths, which makes /proc/sys read-only. The file is opened without
-    following a symlink and must be on procfs (fstatfs): a rootfs whose /proc is not a real proc
-    would otherwise take our write silently, or redirect it (S8, S12). We write through the fd
-    we checked. The spec checks already allowed only keys of namespaces the container owns.
+    Written below `proc`, init's private procfs handle (mrunc.procfs), never through the
+    container's /proc: an image whose /proc is a directory or a symlink, or a racing bind mount
+    over the file, would take or redirect our write (S8, S12). The file a key names belongs to the
+    namespace of the process that opens it — ours — and the spec checks allowed only keys of
+    namespaces the container has of its own.
     """
     for key, value in ((config.get("linux") or {}).get("sysctl") or {}).items():
-        path = _at(root, "/proc/sys/" + key.translate(str.maketrans("./", "/.")))
-        try:
-            fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError as e:
-            raise OSError(e.errno, f"linux.sysctl {key}: {path}: {e.strerror}", path) from None
-        try:
-            if linux.fstatfs_type(fd) != linux.PROC_SUPER_MAGIC:
-                raise PermissionError(errno.EPERM, f"linux.sysctl {key}: {path} is not on procfs", path)
-            sys.write_file(fdpath(fd), value)
-        finally:
-            os.close(fd)
+        proc.write(sys, "sys/" + key.translate(str.maketrans("./", "/.")), value, f"linux.sysctl {key}")
+
+
+def enter_by_chroot(sys, rootfs):
+    """No mount namespace of our own: the rootfs becomes "/" for this process (and its children)
+    only, with chroot — what runc does in this case.
+
+    pivot_root changes the root of the whole mount namespace: every process of the host (or of
+    the container whose namespace we joined) would find the rootfs as its "/", and detaching the
+    old root would unmount the host's tree for all of them. chroot changes nothing but our own
+    root: the mount table stays exactly as it was. It is also weaker — the host's tree is still
+    mounted around the rootfs, and a process with CAP_SYS_CHROOT can climb out of a chroot. That
+    is what sharing a mount namespace means: drop CAP_SYS_CHROOT (or keep the mount namespace).
+    Entered through an fd, so the rootfs cannot be swapped between the check and the chroot.
+    """
+    fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fchdir(fd)
+    finally:
+        os.close(fd)
+    sys.chroot(".")
+    os.chdir("/")

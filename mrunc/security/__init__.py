@@ -78,13 +78,14 @@ def apply_capabilities(sys, caps, warn=print_to_stderr):
     set_capabilities(sys, masks)
 
 
-def apply(sys, process, warn=print_to_stderr, seccomp=None):
+def apply(sys, process, warn=print_to_stderr, seccomp=None, proc=None):
     """The whole phase for `process` (config.json's process object), in the order above.
     Warnings (capabilities that cannot be granted) go to `warn`; errors are OSError (or SpecError)
     whose message starts with the JSON path.
 
     `seccomp` (a built security.seccomp.Seccomp) is loaded here only when noNewPrivileges is off;
-    otherwise the caller loads it as its very last step before exec (`seccomp.load(sys)`)."""
+    otherwise the caller loads it as its very last step before exec (`seccomp.load(sys)`).
+    `proc` (a mrunc.procfs.Proc) is where /proc files are written and read; None: /proc."""
     process = process or {}
     # Work out the capability sets first: a config problem fails before anything is changed.
     uid = (process.get("user") or {}).get("uid", 0)
@@ -93,13 +94,13 @@ def apply(sys, process, warn=print_to_stderr, seccomp=None):
         warn(w)
     # 1. While we still hold CAP_SYS_RESOURCE (lost with the caps drop).
     apply_rlimits(sys, process.get("rlimits"))
-    apply_oom_score_adj(sys, process.get("oomScoreAdj"))
+    apply_oom_score_adj(sys, process.get("oomScoreAdj"), proc=proc)
     if seccomp is not None and not process.get("noNewPrivileges"):
         seccomp.load(sys)  # still root with CAP_SYS_ADMIN: the only time it can be loaded
     # 2. While we are still root with CAP_SETPCAP in effective.
     drop_bounding(sys, masks["bounding"])
     # 3. Groups, gid, uid (KEEPCAPS around setresuid keeps permitted), umask.
-    switch_user(sys, process.get("user"))
+    switch_user(sys, process.get("user"), setgroups_allowed(proc))
     # 4-5. setuid emptied effective (non-root): set E/P/I as configured, then raise ambient.
     set_capabilities(sys, masks)
     # 6. Last: execve may grant nothing more from here. (With it, seccomp follows, late.)

@@ -7,7 +7,6 @@ cannot raise them itself. runc 1.1.5 therefore sets rlimits from the parent with
 oom_score_adj before entering the user namespace; pass `pid` to do the same. Setting a limit to the
 value it already has always works, so init may apply them again afterwards.
 """
-import os
 
 from mrunc.errors import SpecError
 from mrunc.spec.consts import RLIMITS
@@ -38,15 +37,17 @@ def apply_rlimits(sys, rlimits, pid=None):
             raise OSError(e.errno, f"{path}: {e.strerror}") from None
 
 
-def apply_oom_score_adj(sys, value, pid="self"):
+def apply_oom_score_adj(sys, value, pid="self", proc=None):
     """Write /proc/<pid>/oom_score_adj, only when the config sets it: unset MUST leave it alone
     (the container keeps the runtime's, as a forked child would). Lowering it needs
-    CAP_SYS_RESOURCE; raising it (easier to kill) never does."""
+    CAP_SYS_RESOURCE; raising it (easier to kill) never does. Written below `proc` (a
+    mrunc.procfs.Proc; the runtime's /proc when None), never through a path from "/" (S8, S12)."""
     if value is None:
         return
-    path = f"/proc/{pid}/oom_score_adj"
+    from mrunc.procfs import Proc
+    handle = proc or Proc.at("/proc")
     try:
-        sys.write_file(path, str(value))
-    except OSError as e:
-        raise OSError(e.errno, f"process.oomScoreAdj: write {value} to {path}: "
-                               f"{os.strerror(e.errno)}", path) from None
+        handle.write(sys, f"{pid}/oom_score_adj", str(value), "process.oomScoreAdj")
+    finally:
+        if proc is None:
+            handle.close()

@@ -10,14 +10,18 @@ from mrunc.linux import PR_SET_KEEPCAPS
 DEFAULT_UMASK = 0o022
 
 
-def setgroups_allowed():
+def setgroups_allowed(proc=None):
     """False when /proc/self/setgroups says "deny": an unprivileged user namespace's writer of
-    gid_map must deny setgroups (since Linux 3.19), or dropping a group could grant access."""
+    gid_map must deny setgroups (since Linux 3.19), or dropping a group could grant access.
+    Read below `proc` (a mrunc.procfs.Proc) when given: the container's /proc may be anything."""
     try:
-        with open("/proc/self/setgroups") as f:
-            return f.read().strip() != "deny"
+        fd = proc.open("self/setgroups") if proc else os.open("/proc/self/setgroups", os.O_RDONLY)
     except FileNotFoundError:
         return True
+    try:
+        return os.read(fd, 64).strip() != b"deny"
+    finally:
+        os.close(fd)
 
 
 def _call(path, what, fn, *args):

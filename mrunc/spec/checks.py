@@ -172,6 +172,36 @@ def _namespaces(config):
     return found
 
 
+def shared_with_host(config):
+    """The namespace types the container shares with the runtime — with the host, for a runtime
+    run on the host: those linux.namespaces does not list, and those joined by a path that is the
+    runtime's own namespace (`/proc/1/ns/uts` or `/proc/self/ns/uts` for root on the host). A path
+    is compared by inode with /proc/self/ns/<type>, now, at validation time: the name can be
+    anything (a bind mount under /run/netns…), the inode says which namespace it is."""
+    from mrunc.linux import NAMESPACES
+    found = _namespaces(config)
+    return {kind for kind in NAMESPACE_TYPES
+            if kind not in found or (found[kind] and
+                                     _same_file(found[kind], f"/proc/self/ns/{NAMESPACES[kind][1]}"))}
+
+
+def without_own_mount_namespace(config):
+    """Why the container has no mount namespace of its own (None when it has one).
+
+    Only a mount namespace mrunc unshares itself is the container's own: a new one starts as a
+    copy, and whatever init mounts, pivots or remounts in it stays in it. A mount namespace joined
+    by path is somebody else's tree — the host's, or another container's, whose processes would
+    see their "/" replaced by pivot_root and our mounts appear — so it counts as not ours, even if
+    it is not the runtime's own."""
+    found = _namespaces(config)
+    if "mount" not in found:
+        return 'linux.namespaces has no "mount" entry: it would change the host\'s mounts'
+    if found["mount"]:
+        return (f'the mount namespace is joined by path ({found["mount"]}): it would change the '
+                f'mounts of whoever owns it')
+    return None
+
+
 def _find(node, parts, where):
     """Yield (json path, value) for the dotted path split in parts; "name[]" walks an array."""
     if not parts:
@@ -391,14 +421,14 @@ def check_id_mappings(config, bundle, warn):
 
 def check_uts(config, bundle, warn):
     """hostname/domainname: set with sethostname(2) in the container's own UTS namespace."""
-    namespaces = _namespaces(config)
     for key in ("hostname", "domainname"):
         value = config.get(key)
         if value is None:
             continue
         _str(value, key)
-        if value and "uts" not in namespaces:
-            # Without its own UTS namespace the container would rename the host.
+        if value and "uts" in shared_with_host(config):
+            # Without its own UTS namespace the container would rename the host. A path to the
+            # runtime's own UTS namespace is the same thing, spelled differently.
             _fail(key, f"unable to set {key} without a private UTS namespace")
         if len(value.encode()) > 64:
             _fail(key, f"{len(value.encode())} bytes, the kernel takes at most 64")
@@ -480,8 +510,8 @@ def check_sysctl(config, bundle, warn):
             _fail(at, "not in a separate kernel namespace, so it would change the host")
         if need not in namespaces:
             _fail(at, f'needs a private {need} namespace (linux.namespaces has no "{need}")')
-        if need == "network" and namespaces["network"] and _same_file(namespaces["network"], "/proc/self/ns/net"):
-            _fail(at, "not allowed in the host's network namespace")
+        if need in shared_with_host(config):
+            _fail(at, f"not allowed in the host's {need} namespace (its path is the runtime's own)")
 
 
 def _same_file(a, b):
@@ -507,6 +537,53 @@ def check_rootfs_propagation(config, bundle, warn):
         if _str(value, "linux.rootfsPropagation") not in PROPAGATION_FLAGS:
             _fail("linux.rootfsPropagation",
                   f"must be one of {', '.join(PROPAGATION_FLAGS)}, got {_show(value)}")
+
+
+def check_without_mount_namespace(config, bundle, warn):
+    """Without a mount namespace of its own, the container shares a mount table: nothing may be
+    mounted, remounted or made in /dev. Then init never calls pivot_root or mount(2) and enters
+    the rootfs with chroot (see mrunc.rootfs.pivot). Whatever needs a mount is refused here,
+    before anything exists, rather than done to the host's tree (runc refuses masked and
+    read-only paths the same way; it still mounts the rest)."""
+    why = without_own_mount_namespace(config)
+    if why is None:
+        return
+    linux = _linux(config)
+    needs = [("mounts", _arr(config.get("mounts"), "mounts"), "cannot mount"),
+             ("linux.maskedPaths", linux.get("maskedPaths"), "cannot mask paths"),
+             ("linux.readonlyPaths", linux.get("readonlyPaths"), "cannot make paths read-only"),
+             # mknod in the rootfs would make the node on the host's disk, for anyone who can reach it
+             ("linux.devices", linux.get("devices"), "cannot create device nodes"),
+             ("linux.rootfsPropagation", linux.get("rootfsPropagation"),
+              "cannot set the propagation of the root"),
+             ("root.readonly", _obj(config.get("root"), "root").get("readonly"),
+              "cannot make the root read-only")]
+    for path, value, what in needs:
+        if value:
+            _fail(f"{path}[0]" if isinstance(value, list) else path,
+                  f"{what} without a new mount namespace ({why})")
+
+
+def check_cgroup_mounts(config, bundle, warn):
+    """A cgroup filesystem in a container without a cgroup namespace of its own (none, or one
+    joined by path) shows a tree that is not the container's: the host's, bound down to the
+    container's own directories (v1, user namespaces), or another container's. It is mounted
+    read-only whatever its options say (mrunc.rootfs.mounts): writable, the container could raise
+    its own limits or move any process it can name into its cgroup. An explicit "rw" is refused
+    here rather than quietly dropped (S15)."""
+    found = _namespaces(config)
+    if "cgroup" in found and not found["cgroup"]:
+        return
+    why = ('linux.namespaces has no "cgroup" entry' if "cgroup" not in found
+           else "the cgroup namespace is joined by path")
+    for i, mount in enumerate(_arr(config.get("mounts"), "mounts")):
+        opts = mount.get("options") or []
+        if mount.get("type") not in ("cgroup", "cgroup2") or {"bind", "rbind"} & set(opts):
+            continue
+        last = max((j for j, o in enumerate(opts) if o in ("ro", "rw")), default=None)
+        if last is not None and opts[last] == "rw":
+            _fail(f"mounts[{i}].options[{last}]", f'"rw" on a cgroup filesystem needs a new cgroup '
+                  f"namespace ({why}): the cgroup tree would be writable from the container")
 
 
 def check_annotations(config, bundle, warn):
@@ -731,6 +808,8 @@ CHECKS = [
     check_sysctl,
     check_masked_paths,
     check_rootfs_propagation,
+    check_without_mount_namespace,
+    check_cgroup_mounts,
     check_annotations,
     check_hooks,
     check_resources,

@@ -17,6 +17,7 @@ import pytest
 
 from mrunc import linux, rootfs
 from mrunc.linux import Syscalls
+from mrunc.procfs import Proc
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mounts, namespaces)")]
@@ -216,6 +217,7 @@ def test_all_phases_in_order(tmp_path):
         sys = Syscalls()
         kcore = os.path.exists("/proc/kcore")
         # mount
+        proc = Proc.new(sys)
         root = rootfs.prepare_root(sys, config, str(bundle))
         rootfs.mount_entries(sys, config, root, str(bundle))
         rootfs.setup_dev(sys, config, root, terminal=True)
@@ -224,7 +226,7 @@ def test_all_phases_in_order(tmp_path):
         # pivot_root
         rootfs.pivot(sys, root)
         rootfs.set_hostname(sys, config)
-        rootfs.apply_sysctl(sys, config)  # before readonly_paths: that makes /proc/sys read-only
+        rootfs.apply_sysctl(sys, config, proc)  # before readonly_paths: that makes /proc/sys read-only
         rootfs.mask_paths(sys, config)
         rootfs.readonly_paths(sys, config)
         master, slave = _container_pty()
@@ -236,6 +238,7 @@ def test_all_phases_in_order(tmp_path):
         facts = _look_around(config, [st.st_dev, st.st_ino], os.fstat(slave).st_rdev, kcore)
         facts["calls"] = len(sys.log)
         os.close(master)
+        proc.close()
         return facts
 
     got = _in_container(phases)

@@ -476,24 +476,36 @@ def test_set_hostname():
     assert rec.log == [("sethostname", ("box",)), ("setdomainname", ("lab",))]
 
 
-def test_apply_sysctl_writes_through_checked_fd():
-    rec = Rec()
-    rootfs.apply_sysctl(rec, _config(sysctl={"net.ipv4.ip_forward": "1"}))
-    assert rec.log == [("write_file", ("fd:/proc/sys/net/ipv4/ip_forward", "1"))]
+class _Proc:
+    """Stands in for a mrunc.procfs.Proc: records what would be written where."""
+
+    def __init__(self):
+        self.writes = []
+
+    def write(self, sys, rel, data, what):
+        self.writes.append((rel, data, what))
+
+
+def test_apply_sysctl_writes_below_the_procfs_handle():
+    """Each key becomes a path below init's private procfs handle ("/" in a key is a "." in a
+    name, as in sysctl(8)); how that handle resolves it is tests/unit/test_procfs.py's."""
+    proc = _Proc()
+    rootfs.apply_sysctl(Rec(), _config(sysctl={"net.ipv4.ip_forward": "1",
+                                              "net.ipv4.conf.eth0/100.forwarding": "0"}), proc)
+    assert proc.writes == [
+        ("sys/net/ipv4/ip_forward", "1", "linux.sysctl net.ipv4.ip_forward"),
+        ("sys/net/ipv4/conf/eth0.100/forwarding", "0", "linux.sysctl net.ipv4.conf.eth0/100.forwarding")]
 
 
 def test_apply_sysctl_refuses_non_procfs(tmp_path):
-    """S8: a fake /proc/sys file in the image must not take the write."""
-    d = tmp_path / "proc" / "sys" / "net" / "ipv4" / "conf" / "eth0.100"
+    """S8: a fake /proc in the image is never where a sysctl goes: a handle on it is refused."""
+    from mrunc.procfs import Proc
+    d = tmp_path / "proc" / "sys" / "net" / "ipv4"
     d.mkdir(parents=True)
-    (d / "forwarding").write_text("0")
-    rec = Rec()
-    with pytest.raises(PermissionError, match="not on procfs"):
-        rootfs.apply_sysctl(rec, _config(sysctl={"net.ipv4.conf.eth0/100.forwarding": "1"}),
-                            root=str(tmp_path))
-    assert rec.log == []
-    with pytest.raises(FileNotFoundError, match="linux.sysctl net.nope"):
-        rootfs.apply_sysctl(rec, _config(sysctl={"net.nope": "1"}), root=str(tmp_path))
+    (d / "ip_forward").write_text("0")
+    with pytest.raises(PermissionError, match="not the root of a proc filesystem"):
+        Proc.at(str(tmp_path / "proc"))
+    assert (d / "ip_forward").read_text() == "0"
 
 
 def test_bind_console(tmp_path):

@@ -528,7 +528,7 @@ def test_security_phase_loads_after_the_program_is_found(monkeypatch):
             self.loaded = True
 
     monkeypatch.setattr(sc, "Seccomp", S)
-    monkeypatch.setattr("mrunc.security.apply", lambda sys, proc, seccomp=None: order.append("apply"))
+    monkeypatch.setattr("mrunc.security.apply", lambda sys, process, seccomp=None, **kw: order.append("apply"))
     config = {"process": {"args": ["sh"], "noNewPrivileges": True},
               "linux": {"seccomp": {"defaultAction": "SCMP_ACT_ALLOW"}}}
     assert init.security_phase(RecordingSyscalls(), config) == "/bin/sh"

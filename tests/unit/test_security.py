@@ -44,7 +44,7 @@ class FailOn:
         self.log, self.name, self.err, self.message, self.when = [], name, err, message, when
 
     def __getattr__(self, name):
-        def call(*args):
+        def call(*args, **_kw):  # keyword arguments (write_fd's fd) are not logged
             self.log.append((name, args))
             if name == self.name and self.when(*args):
                 raise OSError(self.err, self.message or f"{name}: {os.strerror(self.err)}")
@@ -189,7 +189,7 @@ def test_non_root_user_with_caps():
     keep, m = mask(*caps, "CAP_KILL"), mask(*caps)
     assert warnings == []
     assert log == [
-        ("write_file", ("/proc/self/oom_score_adj", "500")),
+        ("write_fd", ("/proc/self/oom_score_adj", "500")),
         *drops(keep),
         ("setgroups", ([10, 20],)),
         ("setresgid", (1001,)),
@@ -239,7 +239,7 @@ def test_bounding_follows_the_host_kernel(monkeypatch):
 def test_unset_fields_are_left_alone():
     log, _ = run({"capabilities": {}})
     names = [c[0] for c in log]
-    assert "write_file" not in names and "setrlimit" not in names  # oom_score_adj, rlimits unset
+    assert "write_fd" not in names and "setrlimit" not in names  # oom_score_adj, rlimits unset
     assert ("prctl", (PR_SET_NO_NEW_PRIVS, 1)) not in log
 
 
@@ -292,9 +292,8 @@ def test_capability_errors_name_the_field():
 
 def test_oom_score_adj_error():
     with pytest.raises(PermissionError) as e:
-        security.apply_oom_score_adj(FailOn("write_file", errno.EACCES), -1000)
-    assert e.value.strerror == \
-        "process.oomScoreAdj: write -1000 to /proc/self/oom_score_adj: Permission denied"
+        security.apply_oom_score_adj(FailOn("write_fd", errno.EACCES), -1000)
+    assert e.value.strerror == "process.oomScoreAdj: write_fd: Permission denied"
 
 
 # ---------------------------------------------------------------- rlimits

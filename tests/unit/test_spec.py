@@ -62,6 +62,11 @@ MAP = [{"containerID": 0, "hostID": 1000, "size": 1}]
 DEV = {"type": "c", "path": "/dev/fuse", "major": 10, "minor": 229}
 HOOK = {"path": "/usr/bin/true"}
 
+# No mount namespace of the container's own (none, or one joined by path): nothing may be mounted.
+NO_MNT = {"linux.namespaces": [{"type": "pid"}, {"type": "uts"}]}
+BARE = dict(NO_MNT, mounts=[], **{"linux.maskedPaths": [], "linux.readonlyPaths": [], "root.readonly": False})
+WHY_NO_MNT = 'without a new mount namespace (linux.namespaces has no "mount" entry: it would change the host\'s mounts)'
+
 BROKEN = [
     # ociVersion
     ({"ociVersion": DELETE}, "ociVersion: required"),
@@ -158,6 +163,8 @@ BROKEN = [
      "hostname: unable to set hostname without a private UTS namespace"),
     ({"hostname": "", "domainname": "example.org", "linux.namespaces": [{"type": "mount"}]},
      "domainname: unable to set domainname without a private UTS namespace"),
+    ({"linux.namespaces[3].path": "/proc/self/ns/uts"},  # a path to the runtime's own: the host's
+     "hostname: unable to set hostname without a private UTS namespace"),
     ({"hostname": 5}, "hostname: expected string, got 5"),
     ({"hostname": "h" * 65}, "hostname: 65 bytes, the kernel takes at most 64"),
     # mounts
@@ -189,6 +196,25 @@ BROKEN = [
     ({"linux.devices": [dict(DEV, minor="229")]}, 'linux.devices[0].minor: expected integer, got "229"'),
     ({"linux.devices": [dict(DEV, fileMode="0666")]}, 'linux.devices[0].fileMode: expected integer, got "0666"'),
     ({"linux.devices": [dict(DEV, uid=-1)]}, "linux.devices[0].uid: expected user or group id"),
+    # without a mount namespace of its own, what would need a mount is refused (host safety)
+    (NO_MNT, f"mounts[0]: cannot mount {WHY_NO_MNT}"),
+    ({"linux.namespaces[4].path": "/proc/self/ns/mnt"},
+     "mounts[0]: cannot mount without a new mount namespace (the mount namespace is joined by path "
+     "(/proc/self/ns/mnt): it would change the mounts of whoever owns it)"),
+    (dict(NO_MNT, mounts=[]), f"linux.maskedPaths[0]: cannot mask paths {WHY_NO_MNT}"),
+    (dict(BARE, **{"linux.readonlyPaths": ["/proc/sys"]}),
+     f"linux.readonlyPaths[0]: cannot make paths read-only {WHY_NO_MNT}"),
+    (dict(BARE, **{"linux.devices": [DEV]}), f"linux.devices[0]: cannot create device nodes {WHY_NO_MNT}"),
+    (dict(BARE, **{"linux.rootfsPropagation": "rslave"}),
+     f"linux.rootfsPropagation: cannot set the propagation of the root {WHY_NO_MNT}"),
+    (dict(BARE, **{"root.readonly": True}), f"root.readonly: cannot make the root read-only {WHY_NO_MNT}"),
+    # a cgroup mount without a cgroup namespace of the container's own is never writable (S15)
+    ({"mounts[6].options": ["nosuid", "ro", "rw"]},
+     'mounts[6].options[2]: "rw" on a cgroup filesystem needs a new cgroup namespace (linux.namespaces '
+     'has no "cgroup" entry): the cgroup tree would be writable from the container'),
+    ({"mounts[6].options": ["rw"], "linux.namespaces[5]": {"type": "cgroup", "path": "/proc/self/ns/cgroup"}},
+     'mounts[6].options[0]: "rw" on a cgroup filesystem needs a new cgroup namespace (the cgroup '
+     'namespace is joined by path): the cgroup tree would be writable from the container'),
     # linux.sysctl (runc's rules: only keys of a namespace the container owns)
     ({"linux.sysctl": []}, "linux.sysctl: expected object, got array"),
     ({"linux.sysctl": {"net.ipv4.ip_forward": 1}}, 'linux.sysctl["net.ipv4.ip_forward"]: expected string, got 1'),
@@ -204,6 +230,8 @@ BROKEN = [
      'linux.sysctl["net.ipv4.ip_forward"]: needs a private network namespace'),
     ({"linux.sysctl": {"net.ipv4.ip_forward": "1"}, "linux.namespaces[1].path": "/proc/self/ns/net"},
      'linux.sysctl["net.ipv4.ip_forward"]: not allowed in the host\'s network namespace'),
+    ({"linux.sysctl": {"kernel.msgmax": "8192"}, "linux.namespaces[2].path": "/proc/self/ns/ipc"},
+     'linux.sysctl["kernel.msgmax"]: not allowed in the host\'s ipc namespace'),
     ({"linux.sysctl": {"kernel.domainname": "x"}, "linux.namespaces": [{"type": "ipc"}], "hostname": DELETE},
      'linux.sysctl["kernel.domainname"]: needs a private uts namespace'),
     ({"linux.sysctl": {"user.max_user_namespaces": "0"}},
@@ -309,7 +337,8 @@ VALID = [
     {"ociVersion": "1.3.7"},
     {"root.path": "{bundle}/rootfs"},
     {"hostname": "", "linux.namespaces": [{"type": "mount"}]},
-    {"hostname": DELETE, "linux.namespaces": []},
+    dict(BARE, hostname=DELETE, **{"linux.namespaces": []}),  # no namespace at all: a chroot
+    dict(BARE, **{"linux.namespaces[2]": {"type": "mount", "path": "/proc/self/ns/mnt"}}),  # joined
     {"linux.namespaces": [{"type": t} for t in spec.NAMESPACE_TYPES],
      "linux.uidMappings": MAP, "linux.gidMappings": MAP},
     # a joined user namespace brings its own maps
@@ -328,6 +357,8 @@ VALID = [
     {"mounts": None, "hooks": None, "annotations": None, "linux.resources": None},
     {"linux.resources.pids.limit": 0, "linux.resources.memory.limit": -1},
     {"annotations": {"org.opencontainers.image.os": "linux", "x": None}},
+    {"mounts[6].options": ["rw"], "linux.namespaces[5]": {"type": "cgroup"}},  # its own: may be rw
+    {"mounts[6].options": ["rw", "ro"]},  # the last one wins
     {"mounts[7]": {"destination": "/data", "type": "none", "source": "data", "options": ["rbind", "ro", "rprivate"]}},
 ]
 
