@@ -6,7 +6,7 @@
 #   make demo     run one container with the phase trace
 #   make test     the whole suite (host, then cgroup v2 tests in a VM)
 #   make fuzz     the long config fuzz (20000+ cases, real containers) in a private namespace
-#   make bench    mrunc vs runc timings
+#   make bench    mrunc vs runc (and crun) timings, per verb
 #   make load     100 lifecycles, 10 at a time, under a state/list poller
 #   make conformance RUNTIME_TOOLS=<built runtime-tools tree>   the OCI validation suite
 #   make classroom-load  30 real students on a real JupyterHub, a %%container cell each
@@ -77,6 +77,7 @@ $(STAMP): pyproject.toml | $(PY)
 	@echo "pip install -e '.[test]' into $(VENV)"
 	$(PY) -m pip install -q -e '.[test]' --config-settings editable_mode=compat 2>&1 \
 	  | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
+	@$(MRUNC) --version >/dev/null    # its first run writes the fast launcher (mrunc/launcher.py)
 	@touch $@
 
 # ---- rootfs --------------------------------------------------------------------
@@ -135,7 +136,10 @@ fuzz: setup rootfs
 	  --containers $(FUZZ_CONTAINERS) --replay tests/fuzz_corpus --failures test-artifacts/fuzz-failures
 
 # ---- bench ---------------------------------------------------------------------
+# crun (a comparison) and GNU time (peak RSS) for the bench only: not needed by the tests.
+BENCH_PKGS ?= crun time
 bench: setup rootfs
+	@$(MAKE) --no-print-directory apt APT_PKGS="$(BENCH_PKGS)"
 	$(PY) bench/bench.py $(BENCH_ARGS)
 
 # Issue 8 §4 at full size (make test runs 30/5): failures and per-verb timings; exit 1 on any failure.

@@ -8,9 +8,9 @@ the end, so two commands never interleave on one container; the readers (state, 
 events) take none.
 """
 import os
-import signal
 import time
 
+from . import signals
 from .errors import MruncError, StateError
 from .state import Container, fifo_path
 
@@ -55,9 +55,9 @@ def _poststart_failure_is_fatal(config):
 
 
 def _kill_everything(c):
-    _signal_cgroup(c, signal.SIGKILL)
+    _signal_cgroup(c, signals.SIGKILL)
     try:
-        os.kill(c.pid, signal.SIGKILL)
+        os.kill(c.pid, signals.SIGKILL)
     except ProcessLookupError:
         pass
 
@@ -78,7 +78,7 @@ def _signal_cgroup(c, signum):
         return True
     own_pidns = any(n.get("type") == "pid" and not n.get("path")
                     for n in (c.config.get("linux") or {}).get("namespaces") or [])
-    if not (own_pidns and signum == signal.SIGKILL):
+    if not (own_pidns and signum == signals.SIGKILL):
         _warn(f"container {c.id} has no cgroup to find its processes by: "
               f"only its init (pid {c.pid}) is signalled")
     return False
@@ -99,6 +99,9 @@ def _release_init(c):
     got = b""
     try:
         while True:
+            # Alive *before* the read: init may write, exec a short program and be gone between
+            # a read that found nothing yet and a check after it; what it wrote before dying is
+            # in the fifo, so this read still sees it.
             alive = c.init_alive()
             try:
                 data = os.read(fd, 4096)
@@ -127,22 +130,7 @@ def list_containers(root=DEFAULT_ROOT):
     return [c.oci_state() for c in Container.all(root)]
 
 
-def parse_signal(sig):
-    """runc accepts 9, KILL, SIGKILL, kill."""
-    if isinstance(sig, int):
-        return sig
-    s = str(sig).strip().upper()
-    if s.isdigit():
-        n = int(s)
-        if 0 < n < 65:
-            return n
-    else:
-        name = s if s.startswith("SIG") else "SIG" + s
-        if name.startswith("SIGRTMIN") or name.startswith("SIGRTMAX"):
-            pass
-        elif hasattr(signal, name) and isinstance(getattr(signal, name), signal.Signals):
-            return int(getattr(signal, name))
-    raise MruncError(f"invalid signal {sig!r}")
+parse_signal = signals.number   # runc accepts 9, KILL, SIGKILL, kill
 
 
 def kill(cid, sig="SIGTERM", root=DEFAULT_ROOT, all=False):

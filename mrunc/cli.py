@@ -5,9 +5,10 @@ Global flags come before the verb, as with runc:
 Errors are one line on stderr (and a {"level":"error","msg":…} line in --log with
 --log-format json, which is where containerd and podman read them), and exit status 1.
 """
-import json
 import os
 import sys
+
+from . import fastjson
 
 VERSION = "0.1.0"
 SPEC_VERSION = "1.3.0"
@@ -23,7 +24,7 @@ class _Log:
         if self.path:
             import time
             t = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            line = (json.dumps({"level": level, "msg": msg, "time": t}) if self.fmt == "json"
+            line = (fastjson.dumps({"level": level, "msg": msg, "time": t}) if self.fmt == "json"
                     else f'time="{t}" level={level} msg="{msg}"')
             try:
                 with open(self.path, "a") as f:
@@ -228,6 +229,7 @@ def _parser():
 # ---------------------------------------------------------------- verbs
 
 def do_spec(a, log):
+    import json
     from . import spec
     path = os.path.join(a.bundle, "config.json")
     if os.path.exists(path):
@@ -293,7 +295,7 @@ def do_start(a, log):
 
 def do_state(a, log):
     from . import api
-    print(json.dumps(api.state(a.id, a.root), indent=2))
+    print(fastjson.dumps(api.state(a.id, a.root), indent=2))
 
 
 def do_kill(a, log):
@@ -319,7 +321,7 @@ def do_list(a, log):
         for s in states:
             print(s["id"])
     elif a.format == "json":
-        print(json.dumps([dict(s, owner=_owner(a.root, s["id"])) for s in states] or None))
+        print(fastjson.dumps([dict(s, owner=_owner(a.root, s["id"])) for s in states] or None))
     else:
         rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
         rows += [(s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], _owner(a.root, s["id"]))
@@ -339,6 +341,7 @@ def _owner(root, cid):
 
 
 def do_features(a, log):
+    import json
     from . import spec
     print(json.dumps(spec.features(), indent=2))
 
@@ -466,6 +469,7 @@ def _update_resources(a, log):
         except OSError as e:
             raise MruncError(f"update --resources {where}: {e.strerror}") from None
         try:
+            import json
             res = json.loads(text)
         except ValueError as e:
             raise SpecError(f"update --resources {where}: invalid JSON: {e}") from None
@@ -522,7 +526,7 @@ def do_resume(a, log):
 
 
 def _emit(event):
-    sys.stdout.write(json.dumps(event, separators=(",", ":")) + "\n")
+    sys.stdout.write(fastjson.dumps(event, compact=True) + "\n")
     sys.stdout.flush()
 
 
@@ -549,7 +553,7 @@ def do_ps(a, log):
     cid, ps_args = a.args[0], a.args[1:]
     pids = api.processes(cid, a.root)
     if a.format == "json":
-        print(json.dumps(pids, separators=(",", ":")))
+        print(fastjson.dumps(pids, compact=True))
         return 0
     for line in _ps_table(pids, ps_args):
         print(line)
@@ -636,7 +640,7 @@ def _read_process(path):
     from .errors import SpecError
     try:
         with open(path, "rb") as f:
-            process = json.loads(f.read())
+            process = fastjson.loads(f.read())
     except OSError as e:
         raise SpecError(f"--process {path}: {e.strerror}") from None
     except ValueError as e:
@@ -674,13 +678,20 @@ def _exit_if_program(rc):
     create/start/delete). Run as the mrunc program (the console script's or `python -m mrunc`'s
     __main__ calls our main), there is nothing left to do: skip the interpreter's teardown —
     freeing every module and object, ~4 ms. Called from Python (a test, a notebook), return."""
-    if getattr(sys.modules.get("__main__"), "main", None) is main:
+    if _run_as_program():
         for f in (sys.stdout, sys.stderr):
             try:
                 f.flush()
             except (OSError, ValueError):
                 pass
         os._exit(rc)
+
+
+def _run_as_program():
+    """__main__ calls our main: the launcher, `python -m mrunc`, or pip's script (via launcher)."""
+    entry = getattr(sys.modules.get("__main__"), "main", None)
+    launcher = sys.modules.get("mrunc.launcher")
+    return entry is not None and (entry is main or entry is getattr(launcher, "main", None))
 
 
 CGROUP_VERBS = {"update": do_update, "pause": do_pause, "resume": do_resume, "events": do_events,

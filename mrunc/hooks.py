@@ -12,7 +12,6 @@ A hook is {path, args (args[0] is argv[0]), env, timeout}. A failing hook fails 
 except poststop, whose failures are only warnings (the container is gone already), and poststart
 in bundles older than runtime-spec 1.3.0 (whose text said: warn, and go on; see api.start).
 """
-import json
 import os
 
 from .errors import MruncError
@@ -43,12 +42,13 @@ def run_in_container(config, kind, state):
 
 def _run_one(hook, state):
     import subprocess
+    from .fastjson import dumps
     path = hook["path"]
     args = hook.get("args") or [path]
     env = hook.get("env")
     env = None if env is None else dict(kv.partition("=")[::2] for kv in env)
     try:
-        p = subprocess.run([args[0], *args[1:]], executable=path, input=json.dumps(state).encode(),
+        p = subprocess.run([args[0], *args[1:]], executable=path, input=dumps(state).encode(),
                            env=env, capture_output=True, timeout=hook.get("timeout"))
     except subprocess.TimeoutExpired:
         raise MruncError(f"{path}: timed out after {hook['timeout']}s (killed)") from None

@@ -7,10 +7,10 @@ cannot honour raises before anything was written — then the writes happen in o
 """
 
 import os
-import signal
 import time
 
 from mrunc.errors import CgroupError
+from mrunc.signals import SIGKILL
 
 from . import fs
 
@@ -162,14 +162,14 @@ class Manager:
                     pass
         finally:
             # A frozen v1 task only dies once thawed; otherwise restore the state we found.
-            if frozen or (was == "frozen" and signum == signal.SIGKILL):
+            if frozen or (was == "frozen" and signum == SIGKILL):
                 self.thaw()
 
     def remove(self, timeout=2.0):
         """Kill what is left (SIGKILL), then rmdir the cgroup, its children, and what we created."""
         if self.exists():
             if self.pids():
-                self.kill_all(signal.SIGKILL)
+                self.kill_all(SIGKILL)
                 deadline = time.monotonic() + timeout
                 while self.pids() and time.monotonic() < deadline:
                     time.sleep(0.01)

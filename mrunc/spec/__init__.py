@@ -22,10 +22,10 @@ The checks are in `checks.CHECKS`, one small function each; `features()` tells e
 facts ahead of time, and `default_config()` is what `mrunc spec` writes.
 """
 
-import json
 import os
 import sys
 
+from mrunc import fastjson
 from mrunc.errors import SpecError
 
 from .checks import (CHECKS, UNSUPPORTED, _show, check_strings, check_unsupported, process_fields,
@@ -61,11 +61,11 @@ def load(bundle, *, warn=print_warning):
     except OSError as e:
         raise SpecError(f"config.json: cannot read: {e.strerror}") from None
     try:
-        config = json.loads(raw)  # bytes: json detects UTF-8/16/32 itself
-    except json.JSONDecodeError as e:
-        raise SpecError(f"config.json: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+        config = fastjson.loads(raw)  # bytes: UTF-8/16/32, detected as json does
     except UnicodeDecodeError as e:
         raise SpecError(f"config.json: not valid UTF-8 at byte {e.start}") from None
+    except ValueError as e:     # json.JSONDecodeError
+        raise SpecError(f"config.json: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
     except RecursionError:
         raise SpecError("config.json: nested too deeply") from None
     validate(config, bundle, warn=warn)

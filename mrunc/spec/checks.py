@@ -14,9 +14,9 @@ Three rules shape every check:
   (a cgroup file, a device number) is for the phase that applies it.
 """
 
-import json
 import os
 
+from mrunc import fastjson
 from mrunc.errors import SpecError
 
 from .consts import (CAPABILITIES, CAPABILITY_SETS, HOOK_KINDS, NAMESPACE_TYPES, OCI_VERSION_MAX,
@@ -62,9 +62,9 @@ def _fail(path, message):
 def _show(value):
     """A bad value as the user wrote it: scalars in JSON spelling, containers by their JSON type."""
     if isinstance(value, str):
-        return json.dumps(value if len(value) <= 100 else value[:97] + "...")
+        return fastjson.dumps(value if len(value) <= 100 else value[:97] + "...")
     if isinstance(value, bool) or value is None:
-        return json.dumps(value)
+        return fastjson.dumps(value)
     if isinstance(value, dict):
         return "object"
     if isinstance(value, list):
@@ -164,7 +164,7 @@ def _fields(obj, path, kinds):
 
 def _key(path, key):
     """Path of a map entry whose key is data: linux.sysctl["net.ipv4.ip_forward"]."""
-    return f"{path}[{json.dumps(key)}]"
+    return f"{path}[{fastjson.dumps(key)}]"
 
 
 def _linux(config):
@@ -357,7 +357,7 @@ def check_root(config, bundle, warn):
     _fields(root, "root", {"readonly": bool})
     full = os.path.join(os.path.abspath(bundle), path)  # join() keeps `path` if it is absolute
     if not path or not os.path.isdir(full):
-        _fail("root.path", f"{json.dumps(full)} does not exist or is not a directory")
+        _fail("root.path", f"{fastjson.dumps(full)} does not exist or is not a directory")
 
 
 def check_process(config, bundle, warn):
