@@ -10,11 +10,10 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 
 import pytest
 
-from conftest import REPO, ROOTFS
+from conftest import REPO, ROOTFS, flipping
 
 pytestmark = pytest.mark.root
 
@@ -35,38 +34,13 @@ def test_mount_target_in_a_volume_swapped_for_a_symlink(mr, tmp_path):
             {"destination": "/vol", "type": "bind", "source": str(vol), "options": ["rbind"]},
             {"destination": "/vol/sub/a/b", "type": "bind", "source": str(data), "options": ["rbind"]}]
     b = mr.bundle(edit, args=["cat", "/vol/sub/a/b/marker"])
-    stop = threading.Event()
-
-    def swap():
-        i = 0
-        while not stop.is_set():
-            i += 1
-            old = vol / f".old{i}"
-            try:
-                os.rename(vol / "sub", old)
-            except OSError:
-                pass
-            try:
-                os.symlink(outside, vol / "sub") if i % 2 else os.mkdir(vol / "sub")
-            except OSError:
-                pass
-            if old.is_symlink():
-                old.unlink()
-            elif old.exists():
-                shutil.rmtree(old, ignore_errors=True)
-
-    t = threading.Thread(target=swap, daemon=True)
-    t.start()
     ran = 0
-    try:
+    with flipping(vol, outside):
         for _ in range(25):
             p = mr.cli("run", "--bundle", b, mr.new_id())
             errors = [line for line in p.stderr.splitlines() if line.startswith("mrunc:")]
             assert "Traceback" not in p.stderr and len(errors) <= 1, p.stderr
             ran += p.returncode == 0 and p.stdout == "bound\n"
-    finally:
-        stop.set()
-        t.join()
     assert os.listdir(outside) == [], "create made something outside the rootfs"
     assert ran > 0, "no container won a race: the test proves nothing"
 
