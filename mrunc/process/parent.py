@@ -121,13 +121,16 @@ def _check_terminal(config, console_socket, on_console):
 
 
 def _needs_cgroup_bind(config, layout):
-    """Bind the container's own cgroup dirs rather than mount the cgroup filesystem, when there
-    is no cgroup namespace and (a) a user namespace, which cannot mount it, or (b) cgroup v1: a
-    v1 mount shows the host's whole tree, so a container would read the root's limits, not its
-    own (/sys/fs/cgroup/pids/pids.max "max" instead of podman's 2048). runc binds in both cases;
-    on v2 it mounts cgroup2 and so do we."""
-    types = {n["type"] for n in (config.get("linux") or {}).get("namespaces") or []}
-    return "cgroup" not in types and ("user" in types or layout != "v2")
+    """Bind the container's own cgroup dirs (read-only) rather than mount the cgroup filesystem,
+    whenever the container has no cgroup namespace of its own (none, or one joined by path):
+    (a) a user namespace cannot mount it there; (b) a v1 mount shows the host's whole tree, so a
+    container would read the root's limits, not its own (/sys/fs/cgroup/pids/pids.max "max"
+    instead of podman's 2048); (c) on v2, a cgroup2 mount made from the host's cgroup namespace
+    re-applies its options to the one cgroup2 hierarchy of the machine: a plain mount turns the
+    host's nsdelegate and memory_recursiveprot off (the kernel's apply_cgroup_root_flags). runc
+    binds in (a) and (b); (c) was found by the host check around the tests, in the v2 VM."""
+    return not any(n["type"] == "cgroup" and not n.get("path")
+                   for n in (config.get("linux") or {}).get("namespaces") or [])
 
 
 def _create(c, config, bundle, state, events, *, no_pivot, preserve_fds, console_socket,
