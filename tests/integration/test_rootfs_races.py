@@ -70,9 +70,9 @@ out = {}
 for kind, handle in (("at", procfs.Proc.at(f"{T}/proc")), ("private", procfs.Proc.new(sysc))):
     landed = refused = i = 0
     deadline = time.monotonic() + 10
-    # the raced handle: until both outcomes were seen (or 10 s); the private one: 2000 writes
-    while (refused < 5 or landed < 5) if kind == "at" else i < 2000:
-        if time.monotonic() > deadline:
+    # the raced handle: until both outcomes were seen (or 10 s); the private one: 300 writes
+    while (refused < 5 or landed < 5) if kind == "at" else i < 300:
+        if kind == "at" and time.monotonic() > deadline:
             break
         i += 1
         time.sleep(0)  # let the swapper run
@@ -110,5 +110,5 @@ def test_procfs_write_with_a_racing_bind_mount(tmp_path):
     out = json.loads(p.stdout)
     landed, refused, _ = out["at"]
     assert landed > 0 and refused > 0, out  # the race was really run, and really lost sometimes
-    assert out["private"] == [2000, 0, True], out
+    assert out["private"] == [300, 0, True], out
     assert out["decoy"] == "0", out
