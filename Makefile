@@ -6,6 +6,7 @@
 #   make demo     run one container with the phase trace
 #   make test     the whole suite (host, then cgroup v2 tests in a VM)
 #   make bench    mrunc vs runc timings
+#   make conformance RUNTIME_TOOLS=<built runtime-tools tree>   the OCI validation suite
 #   make lab      JupyterLab on notebooks/ with the "Python 3 (mrunc)" kernel (as root)
 #   make clean    remove rootfs builds and stamps (distclean: also .venv)
 
@@ -35,10 +36,10 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # One thing at a time: the VM step is CPU-bound, and the steps share .venv and rootfs/.
 .NOTPARALLEL:
 
-.PHONY: help setup apt pyc rootfs demo test test-host test-v2 bench lab clean distclean
+.PHONY: help setup apt pyc rootfs demo test test-host test-v2 bench conformance conformance-tree lab clean distclean
 
 help:
-	@sed -n '3,9s/^# //p' Makefile
+	@sed -n '3,10s/^# //p' Makefile
 
 # ---- setup ---------------------------------------------------------------------
 setup: apt $(STAMP) pyc
@@ -118,6 +119,20 @@ test-v2: setup rootfs
 # ---- bench ---------------------------------------------------------------------
 bench: setup rootfs
 	$(PY) bench/bench.py $(BENCH_ARGS)
+
+# ---- conformance ---------------------------------------------------------------
+# The OCI validation suite (opencontainers/runtime-tools) against this mrunc, each program in its
+# own private mount namespace; prints a table with the reason for every failure
+# (docs/conformance-reasons.toml). The suite is built by hand outside the repo (docs/COMPLIANCE.md,
+# "Testing against the OCI validation suite"); so it is not part of `make test`. The tree is
+# checked first, with the system python, before setup.
+RUNTIME_TOOLS ?=
+CONFORMANCE_ARGS ?=
+conformance: conformance-tree setup
+	$(PY) tests/conformance/run_suite.py --runtime-tools "$(RUNTIME_TOOLS)" --runtime $(MRUNC) $(CONFORMANCE_ARGS)
+
+conformance-tree:
+	@/usr/bin/python3 tests/conformance/run_suite.py --check --runtime-tools "$(RUNTIME_TOOLS)"
 
 # ---- lab -----------------------------------------------------------------------
 # JupyterLab on notebooks/, with the "Python 3 (mrunc)" kernel installed in .venv. Containers

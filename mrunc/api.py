@@ -162,14 +162,17 @@ def _warn(msg):
     os.write(2, f"mrunc: warning: {msg}\n".encode())
 
 
-def run(cid, bundle, root=DEFAULT_ROOT, detach=False, keep=False, **kw):
-    """create + start; in the foreground, wait for the container and return its exit status."""
+def run(cid, bundle, root=DEFAULT_ROOT, detach=False, keep=False, network=None, **kw):
+    """create + start; in the foreground, wait for the container and return its exit status.
+    network: a lab network attachment file (mrunc.network.step), wired between create and start."""
+    if detach and network:
+        raise MruncError("--network: only for a foreground run (not with --detach)")
     if detach:
         create(cid, bundle, root, **kw)
         start(cid, root)
         return 0
     from .process.foreground import run_foreground
-    return run_foreground(cid, bundle, root, keep=keep, **kw)
+    return run_foreground(cid, bundle, root, keep=keep, network=network, **kw)
 
 
 def exec(cid, args=None, root=DEFAULT_ROOT, *, process=None, detach=False, pid_file=None,  # noqa: A001

@@ -199,6 +199,8 @@ def _parser():
     s.add_argument("-d", "--detach", action="store_true")
     s.add_argument("--keep", action="store_true", help="do not delete the container after it exits")
     s.add_argument("--no-subreaper", action="store_true", help="accepted for runc compatibility")
+    s.add_argument("--network", help="a lab network attachment (JSON, from the sandbox): wire the "
+                   "container to it between create and start")
     cmd("start", "start a created container").add_argument("id")
     cmd("state", "print a container's state as JSON").add_argument("id")
     s = cmd("kill", "send a signal to a container's init (default SIGTERM)")
@@ -215,6 +217,7 @@ def _parser():
     s.add_argument("-q", "--quiet", action="store_true")
     cmd("features", "print the OCI features document")
     _kernel_verb(cmd)
+    _network_verb(cmd)
     p.help += "\n\ncommands:\n" + "\n".join(f"  {n:<10} {c.help}" for n, c in cmds.items())
     return p, cmds
 
@@ -276,7 +279,8 @@ def do_create(a, log):
 
 def do_run(a, log):
     from . import api
-    return api.run(a.id, a.bundle, a.root, detach=a.detach, keep=a.keep, **_create_kw(a, log))
+    return api.run(a.id, a.bundle, a.root, detach=a.detach, keep=a.keep, network=a.network,
+                   **_create_kw(a, log))
 
 
 def do_start(a, log):
@@ -363,7 +367,18 @@ def do_kernel(a, log):
     print(f"installed kernelspec mrunc (Python 3 (mrunc)) in {where}")
 
 
-VERBS_EXTRA = {"kernel": do_kernel}
+def _network_verb(cmd):
+    s = cmd("network", "lab networks (the sandbox's): network up|down|show PLAN, network sweep DIR")
+    s.add_argument("action", help="up, down, show or sweep")
+    s.add_argument("path", help="a lab plan (JSON) written by the sandbox; for sweep, its directory")
+
+
+def do_network(a, log):
+    from .network.commands import run
+    return run(a.action, a.path)
+
+
+VERBS_EXTRA = {"kernel": do_kernel, "network": do_network}
 
 
 # ---------------------------------------------------------------- resource control verbs

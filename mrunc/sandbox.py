@@ -310,11 +310,15 @@ class Step:
     snapshot: object = None             # mrunc.snapshot.Snapshot
     diff: object = None                 # mrunc.snapshot.Diff vs the previous step's snapshot
     error: str | None = None            # the runtime's message when the phase failed
+    network: dict | None = None         # the network step: {"container": view, "lab": view}
 
     @property
     def event(self) -> dict:
         """The runtime's report, as render.page takes it."""
-        return {"phase": self.phase, "ms": self.ms, "calls": self.calls, "pid": self.pid}
+        ev = {"phase": self.phase, "ms": self.ms, "calls": self.calls, "pid": self.pid}
+        if self.network:
+            ev["network"] = self.network
+        return ev
 
     def summary(self) -> list[str]:
         return self.diff.summary() if self.diff is not None else []
@@ -368,6 +372,10 @@ class Sandbox:
         self._cleaners = []             # threads unmounting and removing bundle dirs
         self.closed = False
         self._no_cgroup = None
+        self._networks = None
+        # Part of every container's cgroup name: runc's default cgroup is /<id>, and two sandboxes
+        # (two students, two kernels) may both call a container "web".
+        self.tag = secrets.token_hex(4)
         # What does not work here, and why, in words (the magics show it once).
         self.notes = [ROOTLESS_NOTE.format(uid=os.geteuid(), cgroups=(
             f"and no limits: {self.no_cgroup}" if self.no_cgroup else
@@ -484,6 +492,35 @@ class Sandbox:
     def remove(self, name, force=True):
         self.get(name).delete(force=force)
 
+    # -- lab networks (mrunc.network) --
+    @property
+    def networks(self):
+        """The sandbox's lab networks (mrunc.network.labs.Networks)."""
+        if self._networks is None:
+            from .network.labs import Networks
+            self._networks = Networks(self)
+        return self._networks
+
+    def network(self, name, subnet=None, *, delay=None, jitter=None, loss=None, rate=None,
+                mtu=1500, nat=False) -> dict:
+        """A lab network: its own namespace with a bridge (the gateway is the subnet's first
+        address); containers join it with start(..., network=name). delay/jitter/loss/rate shape
+        every container's link (tc netem): "20ms", "5ms", "1%", "10mbit"."""
+        if self.closed:
+            raise SandboxError("this sandbox is closed")
+        return _net(self.networks.create, name, subnet, delay=delay, jitter=jitter, loss=loss,
+                    rate=rate, mtu=mtu, nat=nat)
+
+    def network_rm(self, name):
+        _net(self.networks.remove, name)
+
+    def network_ls(self) -> list[dict]:
+        return self.networks.ls()
+
+    def network_show(self, name) -> dict:
+        """Interfaces, addresses, routes and neighbours of the lab and of its containers."""
+        return _net(self.networks.show, name)
+
     # -- cleanup --
     def close(self):
         """Delete every container this sandbox made, and their directories."""
@@ -497,6 +534,8 @@ class Sandbox:
         for t in self._cleaners:
             t.join()
         self._cleaners.clear()
+        if self._networks is not None:
+            self._networks.close()
         for path in (self.work, self.root):
             try:
                 os.rmdir(path)
@@ -506,7 +545,12 @@ class Sandbox:
         _OPEN.discard(self)
 
     def sweep(self):
-        """Remove what a sandbox that died (kernel killed) left: containers and directories."""
+        """Remove what a sandbox that died (kernel killed) left: containers, directories and lab
+        networks."""
+        self._sweep_containers()
+        self.networks.sweep()
+
+    def _sweep_containers(self):
         try:
             names = os.listdir(self.work)
         except FileNotFoundError:
@@ -556,15 +600,35 @@ class Sandbox:
                 raise SandboxError(f"image: {image} is neither a rootfs directory nor a bundle")
         if opts.get("readonly") is None:
             opts.pop("readonly", None)
+        lab_net = opts.get("network")
+        if lab_net in (None, "none", "host"):
+            lab_net = None
+        else:
+            _net(self.networks.get, lab_net)
+            opts["network"] = "none"
+            # as docker does: CAP_NET_RAW (for ping), which acts only in its own network namespace
+            add = opts.get("cap_add") or []
+            opts["cap_add"] = [add] if isinstance(add, str) else list(add)
+            opts["cap_add"].append("NET_RAW")
         if self.rootless:
             base, opts = self._rootless(base, opts)
         cfg = build_config(args, rootfs=rootfs, base=base, name=name, **opts)
+        if not self.rootless and not cfg["linux"].get("cgroupsPath"):
+            cfg["linux"]["cgroupsPath"] = f"/mrunc-lab-{self.tag}-{name}"
         if self.rootless:
             cfg["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
                                   "options": ["nosuid", "nodev", "mode=1777", "size=65536k"]})
         c = Container(self, name, bundle=os.path.join(self.work, name), config=cfg)
+        if lab_net:
+            self.networks.configure(cfg, c.bundle, lab_net)
         c._write_bundle(rootfs, overlay=not cfg["root"]["readonly"])
         self.containers[name] = c
+        if lab_net:
+            try:
+                c.network = _net(self.networks.join, c, lab_net)
+            except SandboxError:
+                c._cleanup()
+                raise
         return c
 
     def _rootless(self, base, opts):
@@ -580,6 +644,15 @@ class Sandbox:
         if base is None:
             base = spec.default_config(rootless=True)
         return base, {**opts, "readonly": True}
+
+
+def _net(fn, *args, **kw):
+    """Call into mrunc.network; its errors become the sandbox's one-line errors."""
+    from .network.plan import NetworkError
+    try:
+        return fn(*args, **kw)
+    except NetworkError as e:
+        raise SandboxError(str(e)) from None
 
 
 def _rootless_root():
@@ -624,6 +697,7 @@ class Container:
         self.log_path = os.path.join(bundle, "output.log") if bundle else None
         self.overlay = False
         self.deleted = False
+        self.network = None             # its place on a lab network: address, veth (mrunc.network)
         self._mgr = None
         self._exit = None
         self._rootfs = None
@@ -634,6 +708,15 @@ class Container:
     @property
     def id(self):
         return self.name
+
+    @property
+    def addresses(self) -> list[str]:
+        """Its IPv4 addresses on lab networks (none: only lo)."""
+        return [self.network["address"]] if self.network else []
+
+    def _network_flags(self):
+        """`mrunc run --network FILE`: the runtime wires it between create and start."""
+        return ["--network", os.path.join(self.bundle, "network.json")] if self.network else []
 
     @property
     def rootfs(self):
@@ -672,12 +755,17 @@ class Container:
         """The shim: `mrunc run --keep`, output to the log; the container outlives nothing of ours."""
         log = open(self.log_path, "ab")
         try:
-            self.shim = self._popen(["run", "--keep", *extra, "--bundle", self.bundle, self.name],
+            self.shim = self._popen(["run", "--keep", *self._network_flags(), *extra, "--bundle",
+                                     self.bundle, self.name],
                                     stdout=log, stderr=subprocess.STDOUT, **kw)
         finally:
             log.close()
 
     def _create(self):
+        if self.network:
+            self._cleanup()
+            raise SandboxError("network: a lab network is wired between create and start by "
+                               "`mrunc run`: use start(), run() or step()")
         with open(self.log_path, "ab") as log:
             # create's stdio is inherited by the container: give it the log, never a pipe (that
             # would stay open as long as the container runs)
@@ -882,6 +970,8 @@ class Container:
             else:
                 _remove_bundle_dir(self.bundle)
         self.deleted = True
+        if self.network and self.sandbox._networks is not None:
+            self.sandbox._networks.leave(self)
         if self.sandbox.containers.get(self.name) is self:
             del self.sandbox.containers[self.name]
 
@@ -909,8 +999,9 @@ class Run:
             c._spawn(["--trace"] if trace else [])
             self.proc = None
         else:
-            self.proc = c._popen(["run", "--keep", *(["--trace"] if trace else []), "--bundle",
-                                  c.bundle, c.name], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            self.proc = c._popen(["run", "--keep", *c._network_flags(), *(["--trace"] if trace else []),
+                                  "--bundle", c.bundle, c.name], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE)
 
     def __iter__(self):
         try:
@@ -1039,11 +1130,17 @@ class StepSession:
         return self.steps[-1].phase if self.steps else None
 
     @property
+    def phases(self) -> tuple:
+        """This container's steps: with a lab network, `network` comes between create's last
+        phase and exec (the runtime wires it while init waits, as an engine's CNI does)."""
+        return PHASES[:-1] + ("network",) + PHASES[-1:] if self.container.network else PHASES
+
+    @property
     def upcoming(self) -> str | None:
         """The phase the next next() runs."""
         if self.done:
             return None
-        return PHASES[len(self.steps)] if len(self.steps) < len(PHASES) else None
+        return self.phases[len(self.steps)] if len(self.steps) < len(self.phases) else None
 
     @property
     def failed(self) -> bool:
@@ -1060,7 +1157,7 @@ class StepSession:
         t0 = time.perf_counter()
         if self._sock is None:
             self._launch()
-        elif self.current == "security":
+        elif self.current == self.phases[-2]:
             return self._exec(t0)
         else:
             self._answer(b"continue")
@@ -1076,7 +1173,7 @@ class StepSession:
             pid = last or _find_init(self.container.shim.pid)
         snap = self._snapshot(pid or self.container.shim.pid)
         step = Step(ev["phase"], ev.get("ms", 0.0), ev.get("calls") or [], pid, snap,
-                    self._diff(snap))
+                    self._diff(snap), network=ev.get("network"))
         self.steps.append(step)
         return step
 

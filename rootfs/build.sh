@@ -6,7 +6,9 @@
 #   rootfs/busybox/  a minimal root filesystem: the static busybox from the Debian
 #                    package busybox-static, one symlink per applet where
 #                    `busybox --list-full` says it lives, /etc/passwd, /etc/group
-#                    and the empty directories a container needs to mount onto.
+#                    and the empty directories a container needs to mount onto, and
+#                    /etc/hosts (lab networks bind their hosts file on it: a read-only
+#                    rootless root cannot get a new file to mount onto).
 #   rootfs/bundle/   an OCI bundle whose config.json is `mrunc spec`'s default with
 #                    root.path = the absolute path of rootfs/busybox and
 #                    process.terminal = false (tests and `make demo` have no tty).
@@ -68,7 +70,8 @@ mrunc:x:1000:
 lab:x:1001:mrunc
 nogroup:x:65534:
 EOF
-  chmod 644 etc/passwd etc/group
+  printf '127.0.0.1\tlocalhost\n' > etc/hosts
+  chmod 644 etc/passwd etc/group etc/hosts
   chmod 1777 tmp
   chmod 700 root
   chown 1000:1000 home/mrunc 2>/dev/null || echo "rootfs/build.sh: not root: home/mrunc stays owned by $(id -u)" >&2

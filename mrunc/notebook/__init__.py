@@ -37,10 +37,12 @@ def monitor(container, interval=0.25):
 
 
 def load_ipython_extension(ipython):
-    from .magics import ContainerMagics
+    from .magics import ContainerMagics, NetworkMagics
     magics = ContainerMagics(ipython)
     _MAGICS[id(ipython)] = magics
     ipython.register_magics(magics)
+    magics.network_magics = NetworkMagics(ipython, containers=magics)
+    ipython.register_magics(magics.network_magics)
 
 
 def unload_ipython_extension(ipython):
@@ -50,7 +52,10 @@ def unload_ipython_extension(ipython):
         return
     magics.close()
     mm = ipython.magics_manager
-    for kind, names in magics.magics.items():
-        for name in names:
-            mm.magics[kind].pop(name, None)
-    mm.registry.pop(type(magics).__name__, None)
+    for m in (magics, getattr(magics, "network_magics", None)):
+        if m is None:
+            continue
+        for kind, names in m.magics.items():
+            for name in names:
+                mm.magics[kind].pop(name, None)
+        mm.registry.pop(type(m).__name__, None)

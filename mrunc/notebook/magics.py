@@ -1,6 +1,6 @@
 """IPython magics: containers from notebook cells (`%load_ext mrunc`).
 
-    %%container [--memory 64M] [--pids 20] [--net none|host] [--step] ...
+    %%container [--memory 64M] [--pids 20] [--net none|host|LAB] [--step] ...
     echo "this cell body is a shell script, run in a fresh busybox container"
 
     %container_ps [--widget]       the containers of this kernel's sandbox
@@ -8,6 +8,10 @@
     %container_inspect NAME        a snapshot of it, drawn
     %container_monitor NAME        its memory, CPU and pids, live
     %container_rm NAME...          stop and delete
+    %network NAME [--subnet S] [--delay 20ms] ...   a lab network (its own namespace, a bridge)
+    %network_ls                    the lab networks, their subnets and containers
+    %network_show NAME             the live topology of a lab network
+    %network_rm NAME...            remove lab networks (their containers first)
 
 Every magic calls the Python API (mrunc.sandbox), one sandbox per kernel, made at first use and
 closed when the extension is unloaded or the kernel exits. Errors are one line (UsageError).
@@ -90,8 +94,9 @@ class ContainerMagics(Magics):
     @argument("--user", help="uid[:gid] or a name from the image's /etc/passwd")
     @argument("--cap-add", action="append", default=[], metavar="CAP", help="add a capability")
     @argument("--cap-drop", action="append", default=[], metavar="CAP", help="drop a capability (ALL)")
-    @argument("--net", choices=["none", "host"], default="none",
-              help="none: own network namespace with only lo; host: the host's")
+    @argument("--net", default="none",
+              help="none: own network namespace with only lo; host: the host's; or the name of a "
+                   "lab network (%%network NAME): eth0 on its bridge, peers reachable by name")
     @argument("--env", "-e", action="append", default=[], metavar="K=V", help="set an environment variable")
     @argument("--cwd", help="working directory inside")
     @argument("--keep", action="store_true", help="leave the container running after the script")
@@ -254,6 +259,102 @@ class ContainerMagics(Magics):
             except MruncError as e:
                 raise UsageError(str(e)) from None
             print(f"removed {name}")
+
+
+@magics_class
+class NetworkMagics(Magics):
+    """%network, %network_ls, %network_show, %network_rm — over the same sandbox as the
+    container magics (mrunc.network: lab networks, never the host's)."""
+
+    def __init__(self, shell=None, containers=None):
+        super().__init__(shell)
+        self.containers = containers    # the ContainerMagics whose sandbox we share
+
+    @property
+    def sandbox(self):
+        return self.containers.sandbox
+
+    def _call(self, fn, *args, **kw):
+        try:
+            return fn(*args, **kw)
+        except MruncError as e:
+            raise UsageError(str(e)) from None
+
+    @magic_arguments()
+    @argument("-h", "--help", action="store_true", help="show this help")
+    @argument("--subnet", help="an IPv4 private subnet, e.g. 10.89.0.0/24 (default: a free 10.89.N.0/24)")
+    @argument("--delay", help="netem delay on every container's link: 20ms")
+    @argument("--jitter", help="netem jitter around the delay: 5ms")
+    @argument("--loss", help="netem packet loss: 1%%")
+    @argument("--rate", help="netem rate: 10mbit")
+    @argument("--mtu", type=int, default=1500, help="MTU of the bridge and every link")
+    @argument("--nat", action="store_true",
+              help="let the containers out through the host (CHANGES THE HOST: an uplink, "
+                   "ip_forward=1, an nftables masquerade rule; undone on removal)")
+    @argument("name", nargs="?", help="the network's name")
+    @line_magic
+    def network(self, line):
+        """Make a lab network: a network namespace of its own with a bridge (the switch) holding
+        the gateway address; containers join it with %%container --net NAME."""
+        a = _parse(self.network, line, "%network")
+        if a is None:
+            return
+        if not a.name:
+            raise UsageError("%network: needs NAME (see %network --help)")
+        plan = self._call(self.sandbox.network, a.name, a.subnet, delay=a.delay, jitter=a.jitter,
+                          loss=a.loss, rate=a.rate, mtu=a.mtu, nat=a.nat)
+        print(f"network {plan['name']}: {plan['subnet']}, gateway {plan['gateway']}")
+
+    @magic_arguments()
+    @argument("-h", "--help", action="store_true", help="show this help")
+    @line_magic
+    def network_ls(self, line):
+        """List the lab networks: subnet, gateway, shaping, and each container's address."""
+        if _parse(self.network_ls, line, "%network_ls") is None:
+            return
+        rows = self.sandbox.network_ls()
+        if not rows:
+            print("no networks")
+            return
+        table = [("NAME", "SUBNET", "GATEWAY", "SHAPING", "CONTAINERS")]
+        for r in rows:
+            table.append((r["name"], r["subnet"], r["gateway"], r["shaping"] or "-",
+                          " ".join(f"{n}={a}" for n, a in r["containers"].items()) or "-"))
+        widths = [max(len(t[i]) for t in table) for i in range(4)]
+        for t in table:
+            print("  ".join(v.ljust(n) for v, n in zip(t, widths, strict=False)) + "  " + t[4])
+
+    @magic_arguments()
+    @argument("-h", "--help", action="store_true", help="show this help")
+    @argument("--interval", type=float, default=1.0, help="seconds between refreshes")
+    @argument("name", nargs="?", help="the network")
+    @line_magic
+    def network_show(self, line):
+        """The live topology of a lab network: namespaces, bridge, veth pairs, addresses, counters."""
+        a = _parse(self.network_show, line, "%network_show")
+        if a is None:
+            return
+        if not a.name:
+            raise UsageError("%network_show: needs NAME (see %network_show --help)")
+        self._call(self.sandbox.networks.get, a.name)
+        from IPython.display import display
+        from mrunc.notebook.netview import Topology
+        display(Topology(self.sandbox, a.name, interval=a.interval))
+
+    @magic_arguments()
+    @argument("-h", "--help", action="store_true", help="show this help")
+    @argument("names", nargs="*", help="networks")
+    @line_magic
+    def network_rm(self, line):
+        """Remove lab networks (remove their containers first)."""
+        a = _parse(self.network_rm, line, "%network_rm")
+        if a is None:
+            return
+        if not a.names:
+            raise UsageError("%network_rm: needs at least one NAME (see %network_rm --help)")
+        for name in a.names:
+            self._call(self.sandbox.network_rm, name)
+            print(f"removed network {name}")
 
 
 def _kv(text):

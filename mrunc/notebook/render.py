@@ -28,6 +28,8 @@ PHASE_TEXT = {
     "pivot_root": "make the rootfs / and drop the host's root; hostname, masked paths",
     "cgroup": "create the cgroup, set the limits, move in; then a cgroup namespace",
     "security": "rlimits, user, capabilities, no_new_privs, seccomp",
+    "network": "wire it to its lab network: veth pair, eth0's address, default route (the runtime, "
+               "before start)",
     "exec": "wait for `start`, then execve the container's program",
 }
 NS_LABEL = {"mnt": "mount", "uts": "UTS", "ipc": "IPC", "pid": "PID", "net": "network",
@@ -482,6 +484,15 @@ def process_tree(snap: Snapshot, diff: Diff | None = None) -> str:
     return _root(_process_tree(snap, diff))
 
 
+def _network_step(network) -> str:
+    """The `network` step's picture: the lab and the container as the runtime left them."""
+    if not network:
+        return ""
+    from mrunc.notebook import topology
+    return _card("The lab network now", topology.figure(topology.from_step(network), all_tables=True),
+                 "read by netlink right after the step")
+
+
 def _network_panel(snap: Snapshot, diff: Diff | None = None) -> str:
     added = {i.name for i in diff.interfaces_added} if diff and not diff.net_ns_changed else set()
     rows = []
@@ -501,6 +512,14 @@ def _network_panel(snap: Snapshot, diff: Diff | None = None) -> str:
                 + "</div>")
     table = (f'<table class="mr-table"><tbody>{"".join(rows)}</tbody></table>' if rows else
              '<span class="mr-muted">no interfaces</span>')
+    new_routes = set(diff.routes_added) if diff and not diff.net_ns_changed else set()
+    if snap.routes:
+        table += '<div class="mr-row"><span class="mr-key">routes</span>' + "".join(
+            f'<code{" class=mr-new" if r in new_routes else ""}>{_e(r.describe())}</code> '
+            for r in snap.routes) + "</div>"
+    if snap.neighbours:
+        table += '<div class="mr-row"><span class="mr-key">neighbours</span>' + "".join(
+            f'<code>{_e(n.address)} → {_e(n.mac)}</code> ' for n in snap.neighbours) + "</div>"
     net = snap.ns("net")
     note = "its own network namespace" if net and net.isolated else "the host's network"
     return _card("Network and UTS", host + table, note)
@@ -648,6 +667,7 @@ def page(snap: Snapshot, diff: Diff | None = None, phase=None, *, phases=PHASES,
         if "calls" in ev else ""
     inner = (_phase_list(phases, name, failed, times) + head + alerts
              + (f'<div class="mr-grid"><div>{changes}</div><div>{calls}</div></div>' if calls else changes)
+             + _network_step(ev.get("network"))
              + f'<div class="mr-grid"><div>{_namespace_table(snap, diff)}</div>'
              + f'<div>{_security_badges(snap, diff)}</div></div>'
              + _mount_tree(snap, diff, banner=False)

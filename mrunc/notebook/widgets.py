@@ -111,23 +111,24 @@ class Stepper(w.VBox):
         for b in (self.next_button, self.run_button, self.abort_button):
             b.disabled = done
         times = {st.phase: st.ms for st in steps if not st.error}
+        phases = getattr(s, "phases", PHASES)   # with a lab network: … security, network, exec
         prev = next((st.snapshot for st in reversed(steps[:-1]) if st.snapshot is not None), None)
         if self.error is not None:
             self.status.value = _status(f"✗ {_e(self.error)}", "bad")
-            self.panel.value = render.phase_list(PHASES, None, failed=s.upcoming, times=times)
+            self.panel.value = render.phase_list(phases, None, failed=s.upcoming, times=times)
         elif last is None:
-            first = PHASES[0]
+            first = phases[0]
             self.status.value = _status(f"container <code>{_e(s.name)}</code> not started yet: "
                                         f"<b>Next</b> runs <b>{first}</b> "
                                         f"({_e(render.PHASE_TEXT[first])})", phase="")
-            self.panel.value = render.phase_list(PHASES, None, times={})
+            self.panel.value = render.phase_list(phases, None, times={})
         elif last.error:
             self.status.value = _status(f"✗ phase <b>{_e(last.phase)}</b> failed: {_e(last.error)}",
                                         "bad", last.phase)
             before = next((st.snapshot for st in reversed(steps[:-1]) if st.snapshot is not None), None)
             self.panel.value = (render.page(before, None, last.event, failed=last.phase, error=last.error,
-                                            times=times) if before is not None else
-                                render.phase_list(PHASES, None, failed=last.phase, times=times))
+                                            times=times, phases=phases) if before is not None else
+                                render.phase_list(phases, None, failed=last.phase, times=times))
         else:
             if s.done:
                 text = (f"done: <code>{_e(s.name)}</code> runs its program "
@@ -139,9 +140,10 @@ class Stepper(w.VBox):
                     f"paused after <b>{_e(last.phase)}</b> · {last.ms:.1f} ms · {len(last.calls)} "
                     f"calls — <b>Next</b> runs <b>{_e(s.upcoming)}</b>", phase=last.phase)
             if last.snapshot is not None:
-                self.panel.value = render.page(last.snapshot, last.diff, last.event, times=times, prev=prev)
+                self.panel.value = render.page(last.snapshot, last.diff, last.event, times=times, prev=prev,
+                                               phases=phases)
             else:
-                self.panel.value = render.phase_list(PHASES, last.phase, times=times) + \
+                self.panel.value = render.phase_list(phases, last.phase, times=times) + \
                     render.syscall_list(last.calls)
 
 

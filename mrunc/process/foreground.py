@@ -16,10 +16,22 @@ _FORWARD = [s for s in signal.Signals if s not in (signal.SIGCHLD, signal.SIGKIL
                                                     signal.SIGWINCH, signal.SIGURG, signal.SIGPIPE)]
 
 
-def run_foreground(cid, bundle, root, keep=False, **kw):
+def run_foreground(cid, bundle, root, keep=False, network=None, **kw):
     box = {}
-    c = api.create(cid, bundle, root, on_console=lambda fd: box.__setitem__("pty", fd), **kw)
-    pid = c.pid
+    holder = None
+    if network:
+        from ..network.step import hold_netns
+        holder = hold_netns(network)        # rootless: the container's network namespace, made now
+        if holder:
+            kw["netns_path"] = holder.path
+    try:
+        c = api.create(cid, bundle, root, on_console=lambda fd: box.__setitem__("pty", fd), **kw)
+        pid = c.pid
+        if network:
+            _network_step(cid, root, network, pid, kw.get("events"), holder)
+    finally:
+        if holder:
+            holder.release()                # init is in the namespace now: it lives on with it
     old = {s: signal.signal(s, lambda n, _f: _forward(pid, n)) for s in _FORWARD
            if signal.getsignal(s) is not signal.SIG_IGN or s in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -35,6 +47,23 @@ def run_foreground(cid, bundle, root, keep=False, **kw):
                 api.delete(cid, root, force=True)
             except Exception:  # noqa: BLE001 — already gone is fine
                 pass
+
+
+def _network_step(cid, root, network, pid, events, holder=None):
+    """Wire the created container to its lab network before it starts (see mrunc.network.step);
+    if that fails, the container goes, as if create had failed."""
+    from ..network.step import run_step
+    from .parent import Events
+    try:
+        run_step(network, pid, events or Events(), netns=holder and holder.path)
+    except BaseException as e:
+        if events is not None:
+            events.error(e)
+        try:
+            api.delete(cid, root, force=True)
+        except Exception:  # noqa: BLE001 — the error that matters is the network's
+            pass
+        raise
 
 
 def _forward(pid, signum):

@@ -18,6 +18,7 @@ NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 TEXT = "/cells/*/outputs/*/text"
+HTML = "/cells/*/outputs/*/data/text/html"
 IGNORE = (
     "/metadata/widgets",
     "/metadata/language_info",
@@ -34,7 +35,13 @@ REPLACE = (
     (TEXT, r"\b\d+(\.\d+)? (B|KiB)\b", "N KiB"),                 # small usage figures
     (TEXT, r"\b(running|created|paused)( +)\d+\b", r"\1 PID"),
     (TEXT, r"\d{10}\.\d+", "EPOCH"),
+    (TEXT, r"\b(index|master|net_ns_pid)=\d+", r"\1=N"),        # netlink: interface indexes, pids
+    (TEXT, r"(?m)^netem: .*$", "netem: RESULT"),                 # needs the kernel's sch_netem
     (TEXT, r" {2,}", " "),                                       # column widths
+    # a live topology's static picture: byte counters and learned neighbours change every run
+    (HTML, r"↑[^<]*", "↑COUNTERS"),
+    (HTML, r"<tr><td>[0-9.]+</td><td>[0-9a-f:]*</td><td>[^<]*</td><td>[a-z]+</td></tr>", ""),
+    (HTML, r"<tr><td colspan=4>no neighbours yet</td></tr>", ""),
 )
 
 
