@@ -97,10 +97,11 @@ def mount_entries(sys, config, rootfs, bundle, skip=("cgroup", "cgroup2"), open_
 def bind_cgroup_entries(sys, config, rootfs, dirs):
     """The cgroup entries of mounts[] when there is no cgroup namespace to mount them in.
 
-    A user namespace cannot mount a cgroup filesystem outside a cgroup namespace of its own; a
-    fresh v1 mount would show the host's whole tree; a fresh cgroup2 mount in the host's cgroup
-    namespace would reset the host hierarchy's options (process.parent._needs_cgroup_bind).
-    So do what runc does on v1:
+    Three cases (process.parent._needs_cgroup_bind): a user namespace (the kernel lets it mount
+    a cgroup filesystem only inside a cgroup namespace of its own), cgroup v1 (a fresh v1 mount
+    would show the host's whole tree, so the container would read the root's limits, not its
+    own), and cgroup v2 (a mount from the host's cgroup namespace resets the host's cgroup2
+    options). Then do what runc does for the first two:
     bind the container's own cgroup directories from the host's hierarchies (read-only unless
     the entry says rw) — the container sees its own cgroup, never the host's tree (S15).
     `dirs` is [(name under the destination, host directory)]: one ("", dir) on a cgroup v2
@@ -234,9 +235,10 @@ def mount_cgroup_entries(sys, config, cgroup_version, v1_hierarchies=(), root="/
     in it one directory per v1 hierarchy of the host — v1_hierarchies, [(dir name, options)] as
     read from the host's /proc/self/mountinfo before pivot_root, e.g. ("cpu,cpuacct",
     "cpu,cpuacct") — each a `cgroup` mount, symlinks cpu and cpuacct to the comounted one.
-    (Without a cgroup namespace of its own the container takes bind_cgroup_entries instead —
-    see process.parent._needs_cgroup_bind for why. A cgroup namespace joined by path is not ours
-    either: its root is another container's cgroup, so that mount is made read-only, S15.)
+    Only ever called in a cgroup namespace init made: without one (none, or one joined by path)
+    the parent has chosen bind_cgroup_entries — a cgroup2 mount from the host's cgroup namespace
+    would reset the host's cgroup2 options (nsdelegate…), and a v1 mount shows the host's tree.
+    If it were called without one, the mount would still be made read-only (S15).
     """
     own_ns = any(n.get("type") == "cgroup" and not n.get("path")
                  for n in (config.get("linux") or {}).get("namespaces") or [])
