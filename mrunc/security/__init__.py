@@ -95,12 +95,15 @@ def apply(sys, process, warn=print_to_stderr, seccomp=None, proc=None):
     # 1. While we still hold CAP_SYS_RESOURCE (lost with the caps drop).
     apply_rlimits(sys, process.get("rlimits"))
     apply_oom_score_adj(sys, process.get("oomScoreAdj"), proc=proc)
+    # Read /proc before a filter can be on: from then on only what the profile allows works, and
+    # profiles that predate openat2 (the OCI validation suite's default one) refuse it.
+    allow_setgroups = setgroups_allowed(proc)
     if seccomp is not None and not process.get("noNewPrivileges"):
         seccomp.load(sys)  # still root with CAP_SYS_ADMIN: the only time it can be loaded
     # 2. While we are still root with CAP_SETPCAP in effective.
     drop_bounding(sys, masks["bounding"])
     # 3. Groups, gid, uid (KEEPCAPS around setresuid keeps permitted), umask.
-    switch_user(sys, process.get("user"), setgroups_allowed(proc))
+    switch_user(sys, process.get("user"), allow_setgroups)
     # 4-5. setuid emptied effective (non-root): set E/P/I as configured, then raise ambient.
     set_capabilities(sys, masks)
     # 6. Last: execve may grant nothing more from here. (With it, seccomp follows, late.)
