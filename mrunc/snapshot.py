@@ -23,7 +23,8 @@ Where each part comes from (all readable by root from outside, without entering 
   security     /proc/<pid>/status: CapInh/CapPrm/CapEff/CapBnd/CapAmb (hex masks), NoNewPrivs,
                Seccomp (0 off, 1 strict, 2 filter), Seccomp_filters, Uid/Gid; /proc/<pid>/uid_map.
   network      /proc/<pid>/net/* is the *process's* network namespace: net/dev (interfaces and
-               counters), if_inet6 (IPv6 addresses), fib_trie + route (IPv4 addresses).
+               counters), if_inet6 (IPv6 addresses), fib_trie + route (IPv4 addresses), route
+               (the IPv4 routing table), arp (the neighbour table: addresses it has resolved).
   processes    /proc/*/stat (the parent pid is field 4) gives the tree under the pid.
 
 Two things only a process *inside* a namespace can see: the UTS hostname (uname() answers for the
@@ -55,8 +56,9 @@ from typing import Any, ClassVar
 
 from mrunc.cgroups.fs import unescape  # mountinfo's \ooo escapes, read the same way everywhere
 
-__all__ = ["take", "diff", "read_cgroup", "parse_mountinfo", "look_inside", "human_bytes",
-           "Snapshot", "Diff", "Namespace", "Mount", "Root", "Cgroup", "Security", "Interface", "Proc",
+__all__ = ["take", "diff", "read_cgroup", "parse_mountinfo", "parse_routes", "parse_arp",
+           "look_inside", "human_bytes", "Snapshot", "Diff", "Namespace", "Mount", "Root", "Cgroup",
+           "Security", "Interface", "Route", "Neighbour", "Proc",
            "Change", "CapChange", "NS_KINDS", "NS_MEANING", "CAP_SETS"]
 
 NS_KINDS = ("mnt", "uts", "ipc", "pid", "net", "user", "cgroup", "time")
@@ -252,6 +254,23 @@ class Interface(_Data):
 
 
 @dataclass(frozen=True)
+class Route(_Data):
+    dst: str                            # "default" or "10.89.0.0/24"
+    gateway: str | None                 # None: on the link itself
+    dev: str
+
+    def describe(self) -> str:
+        return f"{self.dst}" + (f" via {self.gateway}" if self.gateway else "") + f" dev {self.dev}"
+
+
+@dataclass(frozen=True)
+class Neighbour(_Data):
+    address: str
+    mac: str
+    dev: str
+
+
+@dataclass(frozen=True)
 class Proc(_Data):
     pid: int
     ppid: int
@@ -289,10 +308,13 @@ class Snapshot(_Data):
     network: tuple[Interface, ...] = ()
     notes: tuple[str, ...] = ()         # what could not be read, and why (not an error)
     error: str | None = None            # what failed (the process exited?); the rest is valid
+    routes: tuple[Route, ...] = ()      # IPv4
+    neighbours: tuple[Neighbour, ...] = ()
 
     _nested: ClassVar[dict] = {"process": Proc, "namespaces": [Namespace], "root": Root,
                                "mounts": [Mount], "cgroup": Cgroup, "security": Security,
-                               "network": [Interface]}
+                               "network": [Interface], "routes": [Route],
+                               "neighbours": [Neighbour]}
 
     def ns(self, kind: str) -> Namespace | None:
         return next((n for n in self.namespaces if n.kind == kind), None)
@@ -518,6 +540,32 @@ def _v4_addresses(fib_trie, route):
     return out
 
 
+def parse_routes(route) -> tuple[Route, ...]:
+    """/proc/<pid>/net/route: Iface Destination Gateway Flags … Mask …, addresses in little-endian
+    hex; flag 0x2 (RTF_GATEWAY) says the gateway column counts."""
+    out = []
+    for line in (route or "").splitlines()[1:]:
+        f = line.split()
+        if len(f) < 8:
+            continue
+        dst, mask = _ipv4(f[1]), _ipv4(f[7])
+        via = socket.inet_ntoa(struct.pack("!I", _ipv4(f[2]))) if int(f[3], 16) & 2 else None
+        out.append(Route("default" if mask == 0 else
+                         f"{socket.inet_ntoa(struct.pack('!I', dst))}/{bin(mask).count('1')}", via, f[0]))
+    return tuple(out)
+
+
+def parse_arp(arp) -> tuple[Neighbour, ...]:
+    """/proc/<pid>/net/arp: IP address, HW type, Flags, HW address, Mask, Device; flags 0x2 is a
+    complete entry (an incomplete one is still being asked for)."""
+    out = []
+    for line in (arp or "").splitlines()[1:]:
+        f = line.split()
+        if len(f) >= 6 and int(f[2], 16) & 2:
+            out.append(Neighbour(f[0], f[3], f[5]))
+    return tuple(out)
+
+
 def _network(pid, proc, flags):
     base = f"{proc}/{pid}/net"
     dev = _read(f"{base}/dev")
@@ -703,12 +751,15 @@ def take(pid: int, *, host_pid: int | None = None, cgroup_manager=None, proc: st
     if "error" in seen:
         notes.append(f"not everything inside could be read: {seen['error']}")
     part("network", lambda: _network(pid, proc, seen.get("flags")))
+    part("routes", lambda: parse_routes(_read_or(f"{base}/net/route")))      # no IPv4: none
+    part("neighbours", lambda: parse_arp(_read_or(f"{base}/net/arp")))
 
     return Snapshot(pid=pid, taken_at=time.time(), ms=round((time.perf_counter() - t0) * 1000, 3),
                     process=parts.get("process"), namespaces=parts.get("namespaces", ()),
                     root=parts.get("root"), mounts=parts.get("mounts", ()), cgroup=parts.get("cgroup"),
                     security=parts.get("security"), hostname=seen.get("hostname"),
                     domainname=seen.get("domainname"), network=parts.get("network", ()),
+                    routes=parts.get("routes", ()), neighbours=parts.get("neighbours", ()),
                     notes=tuple(notes), error="; ".join(errors) or None)
 
 
@@ -750,6 +801,8 @@ class Diff(_Data):
     interfaces_removed: tuple[Interface, ...] = ()
     interfaces_changed: tuple[Change, ...] = ()
     process: tuple[Change, ...] = ()            # pid, comm, exe, cmdline
+    routes_added: tuple[Route, ...] = ()
+    routes_removed: tuple[Route, ...] = ()
 
     @property
     def exec(self) -> Change | None:
@@ -870,6 +923,8 @@ def diff(before: Snapshot, after: Snapshot) -> Diff:
     d["interfaces_removed"] = tuple(i for n, i in ib.items() if n not in ia)
     d["interfaces_changed"] = tuple(Change(n, ib[n], i) for n, i in ia.items() if n in ib and
                                     (ib[n].up, ib[n].addresses) != (i.up, i.addresses))
+    d["routes_added"] = tuple(r for r in after.routes if r not in before.routes)
+    d["routes_removed"] = tuple(r for r in before.routes if r not in after.routes)
 
     pb, pa = before.process, after.process
     if pb and pa:
@@ -1010,4 +1065,7 @@ def _summary(d: Diff) -> list[str]:
             out.append(f"interface {i.name} removed")
         for c in d.interfaces_changed:
             out.append(f"interface {iface(c.after)} (was {iface(c.before)})")
+    if not d.net_ns_changed:
+        out += [f"route {r.describe()} added" for r in d.routes_added]
+        out += [f"route {r.describe()} removed" for r in d.routes_removed]
     return out

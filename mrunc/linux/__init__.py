@@ -68,6 +68,14 @@ MNT_FORCE = 1
 MNT_DETACH = 2
 UMOUNT_NOFOLLOW = 8
 
+# open_tree(2) and move_mount(2), Linux 5.2+ (<linux/mount.h>, <fcntl.h>)
+OPEN_TREE_CLONE = 1
+OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+AT_RECURSIVE = 0x8000
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOVE_MOUNT_T_SYMLINKS = 0x10
+_AT_FDCWD = -100
+
 # openat2(2) resolve flags (<linux/openat2.h>): how a path may be looked up, enforced by the kernel
 RESOLVE_NO_XDEV = 0x01        # never cross a mount point (a bind mount on the way is EXDEV)
 RESOLVE_NO_MAGICLINKS = 0x02  # no /proc/<pid>/fd/N, /proc/<pid>/root…: they jump anywhere
@@ -116,7 +124,8 @@ _SYS = {
     "x86_64": {"pivot_root": 155, "setns": 308, "bpf": 321, "ioprio_set": 251, "sched_setattr": 314},
     "aarch64": {"pivot_root": 41, "setns": 268, "bpf": 280, "ioprio_set": 30, "sched_setattr": 274},
 }[os.uname().machine]
-_SYS.update(fsopen=430, fsconfig=431, fsmount=432, openat2=437)
+# newer calls share one number on every architecture
+_SYS.update(open_tree=428, move_mount=429, fsopen=430, fsconfig=431, fsmount=432, openat2=437)
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -179,6 +188,26 @@ class Syscalls:
         self._rec("mount", source, target, fstype, mount_flags_names(flags), data)
         ret = _libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data))
         _check(ret, f"mount {source or fstype} on {target} ({mount_flags_names(flags)})", target)
+
+    def open_tree(self, path, recursive=False):
+        """A copy of the mount at `path` — with its submounts if `recursive` — attached nowhere
+        yet (OPEN_TREE_CLONE): a bind mount in waiting. Returns its fd, for move_mount; closing
+        the fd unmounts a copy that was never attached. Raises ENOSYS before Linux 5.2."""
+        flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (AT_RECURSIVE if recursive else 0)
+        names = "OPEN_TREE_CLONE" + ("|AT_RECURSIVE" if recursive else "")
+        self._rec("open_tree", path, names)
+        ret = _libc.syscall(_SYS["open_tree"], ctypes.c_int(_AT_FDCWD), _b(path), ctypes.c_uint(flags))
+        return _check(ret, f"open_tree {path} ({names})", path)
+
+    def move_mount(self, tree_fd, target, source=None):
+        """Attach the detached mount `tree_fd` (from open_tree) at `target`. `source`, the path
+        it was copied from, only names it in the log and errors: the fd itself reads as "/".
+        T_SYMLINKS: follow a symlink at the target, as mount(2) does — /proc/self/fd/N is one."""
+        self._rec("move_mount", source or tree_fd, target)
+        flags = MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_SYMLINKS
+        ret = _libc.syscall(_SYS["move_mount"], ctypes.c_int(tree_fd), b"", ctypes.c_int(_AT_FDCWD),
+                            _b(target), ctypes.c_uint(flags))
+        _check(ret, f"move_mount {source or tree_fd} on {target}", target)
 
     def umount2(self, target, flags=0):
         self._rec("umount2", target, flags)

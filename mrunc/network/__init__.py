@@ -8,6 +8,7 @@
     topology.py  the lab as a diagram (pure: data in, SVG out)
 
 Nothing here touches the host's network namespace: a lab's bridge lives in a namespace made for
-it, and each veth pair is born there. Only lab.py imports pyroute2 (~150 ms), and only the
+it, and each veth pair is born there — unless the user asks for NAT (nat=True: an uplink, a
+route, ip_forward and a masquerade rule in the host's namespace, announced, and undone on removal). Only lab.py imports pyroute2 (~150 ms), and only the
 processes that send netlink requests import lab.py — never `mrunc create`.
 """

@@ -93,12 +93,15 @@ def up(plan, log):
         os.unlink(path)
         raise
     log.extend([[name, *args] for name, args in sc.take_log()])
+    update = {}
     try:
         _make_switch(plan, path, log)
+        if plan.get("nat"):
+            update = _nat_up(plan, log)
     except BaseException:
-        down(plan, [])
+        down({**plan, **update}, [])
         raise
-    return {}
+    return update
 
 
 def _make_switch(plan, netns, log):
@@ -236,6 +239,96 @@ def as_lab(plan, fn, *args):
     return out["result"]
 
 
+# ---- NAT: the one thing that changes the host -----------------------------------------------------
+
+def _nat_up(plan, log):
+    """nat=True: an uplink from the lab to *our* network namespace (the host's, or whichever the
+    runtime runs in), the lab's default route through it, and in our namespace: a route back to
+    the lab's subnet, net.ipv4.ip_forward=1 and an nftables masquerade rule for the subnet — so
+    the containers reach whatever we reach, under our address. This is the only code that
+    changes the namespace it runs in; down() undoes it."""
+    nat = plan["nat"]                       # {"uplink", "host_ip", "lab_ip", "table"} (labs.py)
+    sc = Syscalls()
+    ours = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    update = {"nat": {**nat}}
+    try:
+        with Netlink(f"lab {plan['name']}", plan["netns"], log) as lab:
+            lab("link", "add", ifname="uplink", kind="veth", peer=nat["uplink"])
+            lab("link", "set", index=lab.index(nat["uplink"]), net_ns_fd=ours)
+            up = lab.index("uplink")
+            lab("addr", "add", index=up, address=nat["lab_ip"], prefixlen=30)
+            lab("link", "set", index=up, state="up")
+            lab("route", "add", dst="0.0.0.0/0", gateway=nat["host_ip"])
+        _sysctl_in(sc, plan["netns"], "/proc/sys/net/ipv4/ip_forward", "1")
+        with Netlink("the host", None, log) as host:
+            i = host.index(nat["uplink"])
+            host("addr", "add", index=i, address=nat["host_ip"], prefixlen=30)
+            host("link", "set", index=i, state="up")
+            host("route", "add", dst=plan["subnet"], gateway=nat["lab_ip"])
+        with open("/proc/sys/net/ipv4/ip_forward") as f:
+            update["nat"]["forward_was"] = f.read().strip()
+        if update["nat"]["forward_was"] != "1":
+            sc.write_file("/proc/sys/net/ipv4/ip_forward", "1")
+        _masquerade(nat["table"], plan["subnet"], log)
+    finally:
+        os.close(ours)
+        log.extend([[name, *args] for name, args in sc.take_log()])
+    return update
+
+
+def _sysctl_in(sc, netns, path, value):
+    """Write a network sysctl of another namespace: /proc/sys/net shows the namespace of whoever
+    opens it, so step in (setns), write, step back."""
+    ours = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    theirs = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        sc.setns(theirs, CLONE_NEWNET, netns)
+        try:
+            sc.write_file(path, value)
+        finally:
+            sc.setns(ours, CLONE_NEWNET, "/proc/self/ns/net (back to ours)")
+    finally:
+        os.close(ours)
+        os.close(theirs)
+
+
+def _masquerade(table, subnet, log):
+    """nft add table ip TABLE; add chain … { type nat hook postrouting priority 100 };
+    add rule … ip saddr SUBNET masquerade — through pyroute2's nftables socket."""
+    from pyroute2.nftables.expressions import ipv4addr, masq
+    from pyroute2.nftables.main import NFTables
+    nft = NFTables(nfgen_family=2)          # NFPROTO_IPV4
+    try:
+        log.append(["nft", "add table", f"ip {table}"])
+        nft.table("add", name=table)
+        log.append(["nft", "add chain", f"ip {table} postrouting", "type nat hook postrouting priority 100"])
+        nft.chain("add", table=table, name="postrouting", hook="postrouting", type="nat", priority=100)
+        log.append(["nft", "add rule", f"ip {table} postrouting", f"ip saddr {subnet} masquerade"])
+        nft.rule("add", table=table, chain="postrouting", expressions=(ipv4addr(src=subnet), masq()))
+    finally:
+        nft.close()
+
+
+def _nat_down(plan, log):
+    nat = plan["nat"]
+    from pyroute2.nftables.main import NFTables
+    nft = NFTables(nfgen_family=2)
+    try:
+        if any(t.get_attr("NFTA_TABLE_NAME") == nat["table"] for t in nft.get_tables()):
+            log.append(["nft", "delete table", f"ip {nat['table']}"])
+            nft.table("del", name=nat["table"])
+    finally:
+        nft.close()
+    with IPRoute() as host:
+        found = host.link_lookup(ifname=nat["uplink"])
+        if found:
+            log.append(["link", "del", "in the host", f"ifname={nat['uplink']}"])
+            host.link("del", index=found[0])
+    if nat.get("forward_was") == "0":
+        Syscalls().write_file("/proc/sys/net/ipv4/ip_forward", "0")
+        log.append(["write", "/proc/sys/net/ipv4/ip_forward", "0"])
+
+
 def _probe_netem(lab, index):
     """Shaping needs the kernel's netem qdisc (CONFIG_NET_SCH_NETEM): try it on the bridge now,
     so a kernel without it is told when the lab is made, not when a container joins."""
@@ -282,6 +375,8 @@ def down(plan, log):
             log.append(["kill", plan["holder"][0], "SIGKILL"])
             os.kill(plan["holder"][0], signal.SIGKILL)
         return
+    if isinstance(plan.get("nat"), dict):
+        _nat_down(plan, log)
     path = plan["netns"]
     sc = Syscalls()
     if os.path.ismount(path):

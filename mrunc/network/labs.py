@@ -16,12 +16,24 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 
 from . import plan as P
 from .plan import NetworkError
 
-HOST_CHANGE = ("nat=True changes the HOST: it sets net.ipv4.ip_forward=1 and adds an nftables "
-               "masquerade rule in the host's network namespace")
+HOST_CHANGE = ("nat=True changes the HOST: it adds an interface (the lab's uplink) with a route, "
+               "sets net.ipv4.ip_forward=1 and adds an nftables masquerade rule in the host's "
+               "network namespace (all undone when the network is removed)")
+
+
+def _nat_plan(name):
+    """The uplink's names and its /30 in 169.254.0.0/16 (link-local: never routed beyond the
+    host), picked at random so two labs do not clash."""
+    import secrets
+    tag = secrets.token_hex(3)
+    k, m = secrets.randbelow(256), secrets.randbelow(64) * 4
+    return {"uplink": f"mrunc-{tag}", "host_ip": f"169.254.{k}.{m + 1}",
+            "lab_ip": f"169.254.{k}.{m + 2}", "table": f"mrunc_{name.replace('-', '_').replace('.', '_')}_{tag}"}
 
 
 class Networks:
@@ -29,6 +41,7 @@ class Networks:
         self.sandbox = sandbox
         self.dir = sandbox.root.rstrip("/") + ".net"
         self.labs: dict[str, dict] = {}
+        self._lock = threading.RLock()      # a live topology view reads from its own thread
 
     # -- making and removing --
     def create(self, name, subnet=None, *, delay=None, jitter=None, loss=None, rate=None, mtu=1500,
@@ -39,12 +52,16 @@ class Networks:
         taken = {n: p["subnet"] for n, p in self.labs.items()}
         net = P.parse_subnet(subnet if subnet is not None else P.default_subnet(taken), taken)
         netem = P.parse_netem(delay=delay, jitter=jitter, loss=loss, rate=rate)
+        if nat and self.sandbox.rootless:
+            raise NetworkError("nat: needs root (it changes the host's network namespace)")
         if nat:
-            raise NetworkError(f"nat: not available yet ({HOST_CHANGE})")
+            import sys
+            print(f"mrunc: warning: network {name}: {HOST_CHANGE}", file=sys.stderr)
+            nat = _nat_plan(name)
         P.private_dir(self.dir)
         from ..state import proc_start_time
         plan = {"name": name, "subnet": str(net), "gateway": P.gateway(net),
-                "prefixlen": net.prefixlen, "mtu": P.check_mtu(mtu), "netem": netem, "nat": False,
+                "prefixlen": net.prefixlen, "mtu": P.check_mtu(mtu), "netem": netem, "nat": nat or False,
                 "bridge": P.BRIDGE, "netns": os.path.join(self.dir, name + ".netns"),
                 "rootless": bool(self.sandbox.rootless),
                 "owner": [os.getpid(), proc_start_time(os.getpid())[0]], "members": {}}
@@ -101,10 +118,11 @@ class Networks:
     def show(self, name) -> dict:
         """The kernel's view of the lab and of its running containers (`mrunc network show`)."""
         plan = self.get(name)
-        for cname, m in plan["members"].items():
-            c = self.sandbox.containers.get(cname)
-            m["pid"] = c.pid if c is not None else None
-        self._save(plan)
+        with self._lock:
+            for cname, m in list(plan["members"].items()):
+                c = self.sandbox.containers.get(cname)
+                m["pid"] = c.pid if c is not None else None
+            self._save(plan)
         return self._cli("show", name)
 
     # -- members --
@@ -131,7 +149,10 @@ class Networks:
     def join(self, container, name) -> dict:
         """Give `container` (its bundle made, not yet created) an address and veth names on
         network `name`; write its attachment and hosts files."""
-        plan = self.get(name)
+        with self._lock:
+            return self._join(container, self.get(name))
+
+    def _join(self, container, plan):
         import ipaddress
         used = {m["address"] for m in plan["members"].values()}
         address = P.allocate(ipaddress.IPv4Network(plan["subnet"]), used)
@@ -150,16 +171,17 @@ class Networks:
         return member
 
     def leave(self, container):
-        for plan in self.labs.values():
-            if plan["members"].pop(container.name, None) is not None:
-                self._save(plan)
-                self._write_hosts(plan)
+        with self._lock:
+            for plan in self.labs.values():
+                if plan["members"].pop(container.name, None) is not None:
+                    self._save(plan)
+                    self._write_hosts(plan)
 
     def _write_hosts(self, plan):
         """Every member's /etc/hosts lists every member: rewritten in place (same inode), since
         the file is bind-mounted into the running containers."""
         peers = [(n, m["address"]) for n, m in plan["members"].items()]
-        for n, m in plan["members"].items():
+        for n, m in list(plan["members"].items()):
             c = self.sandbox.containers.get(n)
             if c is None or not c.bundle:
                 continue

@@ -288,6 +288,9 @@ class NetworkMagics(Magics):
     @argument("--loss", help="netem packet loss: 1%%")
     @argument("--rate", help="netem rate: 10mbit")
     @argument("--mtu", type=int, default=1500, help="MTU of the bridge and every link")
+    @argument("--nat", action="store_true",
+              help="let the containers out through the host (CHANGES THE HOST: an uplink, "
+                   "ip_forward=1, an nftables masquerade rule; undone on removal)")
     @argument("name", nargs="?", help="the network's name")
     @line_magic
     def network(self, line):
@@ -299,7 +302,7 @@ class NetworkMagics(Magics):
         if not a.name:
             raise UsageError("%network: needs NAME (see %network --help)")
         plan = self._call(self.sandbox.network, a.name, a.subnet, delay=a.delay, jitter=a.jitter,
-                          loss=a.loss, rate=a.rate, mtu=a.mtu)
+                          loss=a.loss, rate=a.rate, mtu=a.mtu, nat=a.nat)
         print(f"network {plan['name']}: {plan['subnet']}, gateway {plan['gateway']}")
 
     @magic_arguments()

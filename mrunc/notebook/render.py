@@ -512,6 +512,14 @@ def _network_panel(snap: Snapshot, diff: Diff | None = None) -> str:
                 + "</div>")
     table = (f'<table class="mr-table"><tbody>{"".join(rows)}</tbody></table>' if rows else
              '<span class="mr-muted">no interfaces</span>')
+    new_routes = set(diff.routes_added) if diff and not diff.net_ns_changed else set()
+    if snap.routes:
+        table += '<div class="mr-row"><span class="mr-key">routes</span>' + "".join(
+            f'<code{" class=mr-new" if r in new_routes else ""}>{_e(r.describe())}</code> '
+            for r in snap.routes) + "</div>"
+    if snap.neighbours:
+        table += '<div class="mr-row"><span class="mr-key">neighbours</span>' + "".join(
+            f'<code>{_e(n.address)} → {_e(n.mac)}</code> ' for n in snap.neighbours) + "</div>"
     net = snap.ns("net")
     note = "its own network namespace" if net and net.isolated else "the host's network"
     return _card("Network and UTS", host + table, note)

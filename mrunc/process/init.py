@@ -48,6 +48,7 @@ class Ctx:
         self.has_hooks = kw.get("has_hooks", set())
         self.hook_state = kw.get("hook_state", {})  # id, bundle, annotations: for in-container hooks
         self.cgroup_bind = kw.get("cgroup_bind", False)  # userns without cgroupns: bind, not mount
+        self.runtime_sources = kw.get("runtime_sources", False)  # the runtime opens bind sources
         self.proc = None  # init's private procfs handle (mrunc.procfs), made in the mount phase
 
 
@@ -262,7 +263,12 @@ def mount_phase(sys, sock, config, ctx):
     ctx.proc = procfs.Proc.new(sys)
     if own_mount_namespace(config):
         rootfs = rfs.prepare_root(sys, config, ctx.bundle)
-        rfs.mount_entries(sys, config, rootfs, ctx.bundle)
+        sources = _RuntimeSources(sock, sys) if ctx.runtime_sources else None
+        try:
+            rfs.mount_entries(sys, config, rootfs, ctx.bundle, open_source=sources)
+        finally:
+            if sources:
+                sources.close()
         rfs.setup_dev(sys, config, rootfs, bool((config.get("process") or {}).get("terminal")))
         if ctx.cgroup_bind:
             # the parent makes our cgroup directories now (limits and joining stay in the cgroup phase)
@@ -282,6 +288,33 @@ def mount_phase(sys, sock, config, ctx):
         from .. import hooks
         hooks.run_in_container(config, "createContainer", dict(ctx.hook_state, status="creating"))
     return rootfs
+
+
+class _RuntimeSources:
+    """open_source for the mount phase in a user namespace: the runtime opens each bind source,
+    from inside our mount namespace, with its own credentials (see mrunc.rootfs.sources)."""
+
+    def __init__(self, sock, sys):
+        self.sock, self.sys = sock, sys
+        self.ns = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        self.sent = False
+
+    def __call__(self, path, recursive):
+        from ..rootfs.sources import BindSource
+        protocol.send(self.sock, {"t": "mount-source", "path": path, "recursive": recursive},
+                      fds=[] if self.sent else [self.ns])  # the namespace, with the first request
+        self.sent = True
+        answer = protocol.recv(self.sock, "mount-source", with_fds=True)
+        # what the runtime asked the kernel for us shows in this phase's record, in its place
+        self.sys.log += [(c[0], tuple(c[1:])) for c in answer.get("calls") or []]
+        if "errno" in answer:
+            raise OSError(answer["errno"], answer["message"], path)
+        fd = answer["_fds"][0]
+        os.set_inheritable(fd, False)  # SCM_RIGHTS gives it without close-on-exec
+        return BindSource(fd, answer["how"], path)
+
+    def close(self):
+        os.close(self.ns)
 
 
 def _make_cwd(config, rootfs):

@@ -137,6 +137,15 @@ def _needs_cgroup_bind(config, layout):
     return "cgroup" not in types and ("user" in types or layout != "v2")
 
 
+def _runtime_opens_sources(config):
+    """A user namespace's root may not reach a bind source the runtime can: then the runtime
+    opens them (mrunc.rootfs.sources). Only a runtime privileged on the host reaches more; a
+    rootless one could not even join the container's mount namespace."""
+    types = {n["type"] for n in (config.get("linux") or {}).get("namespaces") or []}
+    binds = any({"bind", "rbind"} & set(m.get("options") or []) for m in config.get("mounts") or [])
+    return os.geteuid() == 0 and "user" in types and binds
+
+
 def _create(c, config, bundle, state, events, *, no_pivot, preserve_fds, console_socket,
             on_console):
     from .. import cgroups
@@ -153,7 +162,10 @@ def _create(c, config, bundle, state, events, *, no_pivot, preserve_fds, console
     dirfd = os.open(c.dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     ctx = Ctx(bundle=bundle, state_dirfd=dirfd, no_pivot=no_pivot, preserve_fds=preserve_fds,
               cgroup_version=layout, v1_hierarchies=_v1_hierarchies(cg) if layout != "v2" else [],
-              has_hooks=hooks, cgroup_bind=_needs_cgroup_bind(config, layout), hook_state=_hook_state(c, config, bundle, {"init_pid": None}, ""))
+              has_hooks=hooks, cgroup_bind=_needs_cgroup_bind(config, layout), hook_state=_hook_state(c, config, bundle, {"init_pid": None}, ""),
+              runtime_sources=_runtime_opens_sources(config))
+    if ctx.runtime_sources:
+        from .sources import SourceHelper  # now, before the forks: it imports what init needs too
     mine, theirs = protocol.pair()
     # Be a child subreaper: when the clone child exits, init becomes *our* child, so a failed
     # create can reap it (no zombie left behind) and `run` can wait for its exit status. When
@@ -169,15 +181,22 @@ def _create(c, config, bundle, state, events, *, no_pivot, preserve_fds, console
             os._exit(1)
     theirs.close()
     os.close(dirfd)
-    _warm_cgroup_lock(cg)
+    helper = None
     try:
-        _serve(c, config, bundle, state, events, mine, clone_pid, cg, console_socket, on_console)
+        if ctx.runtime_sources:
+            helper = SourceHelper()  # forked before the thread below: it must join a mount ns
+        _warm_cgroup_lock(cg)
+        _serve(c, config, bundle, state, events, mine, clone_pid, cg, console_socket, on_console,
+               helper)
     finally:
         mine.close()
+        if helper:
+            helper.close()
         _reap(clone_pid)
 
 
-def _serve(c, config, bundle, state, events, sock, clone_pid, cg, console_socket, on_console):
+def _serve(c, config, bundle, state, events, sock, clone_pid, cg, console_socket, on_console,
+           helper=None):
     """Answer init, phase by phase, until it says it is ready."""
     from .. import hooks
     while True:
@@ -206,6 +225,11 @@ def _serve(c, config, bundle, state, events, sock, clone_pid, cg, console_socket
         elif t == "cgroup-dirs":
             state["cgroup"] = cg
             protocol.send(sock, {"t": "cgroup-dirs", "dirs": _cgroup_dirs(cg)})
+        elif t == "mount-source":
+            answer, fds = helper.open(msg)
+            protocol.send(sock, answer, fds)
+            for fd in fds:
+                os.close(fd)
         elif t == "cgroup":
             _join_cgroup(cg, config, state)
             protocol.send(sock, {"t": "cgroup-done"})

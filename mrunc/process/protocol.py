@@ -13,6 +13,12 @@ file descriptor can ride along with SCM_RIGHTS.
     init     {"t": "phase", "phase": P,           phase P finished in ms, making these kernel calls.
               "ms": F, "calls": [...]}            Parent reports it (trace / stepper), then answers
     parent   {"t": "continue"}                      "continue" when the next phase may run
+    init     {"t": "mount-source", "path": P,     (user namespace, runtime root on the host; mount
+              "recursive": B} [+ fd]                phase) open bind source P for me; the first request
+                                                    carries an fd of init's mount namespace
+    parent   {"t": "mount-source", "how": H,      P opened in there by the runtime (sources.py): a
+              "calls": [...]} + fd                  detached mount ("tree") or an O_PATH fd ("path");
+                                                    "errno" and "message" instead if it failed
     init     {"t": "cgroup-dirs"}                 (user namespace without a cgroup namespace, in
     parent   {"t": "cgroup-dirs", "dirs": [...]}    the mount phase) the cgroup dirs, made early, to bind
     init     {"t": "cgroup"}                      init is ready to be moved into its cgroup

@@ -8,7 +8,8 @@ an order where each step needs the one before:
     prepare_root    make "/" rslave, so nothing we mount leaks to the host; bind the rootfs on
                     itself, because pivot_root wants a mount point
     mount_entries   mounts[] in order (/proc, /dev, /dev/pts...), each target looked up *inside*
-                    the rootfs, never through a symlink out of it (see inroot)
+                    the rootfs, never through a symlink out of it (see inroot); each bind source
+                    mounted from an fd — opened by the runtime in a user namespace (see sources)
     setup_dev       /dev/null & co, linux.devices, /dev/fd links, the /dev/console placeholder
     bind_cgroup_entries   user namespace without a cgroup namespace only: the cgroup
                     filesystem cannot be mounted there, so bind the container's own cgroup dirs

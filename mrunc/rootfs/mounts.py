@@ -3,13 +3,13 @@ import errno
 import os
 import stat
 
-from .. import linux
 from ..linux import (MS_BIND, MS_NOATIME, MS_NODEV, MS_NODIRATIME, MS_NOEXEC, MS_NOSUID, MS_PRIVATE,
                      MS_RDONLY, MS_REC, MS_RELATIME, MS_REMOUNT, MS_SLAVE, MS_STRICTATIME,
                      MS_UNBINDABLE)
 from ..cgroups.fs import unescape
 from ..spec.mountopts import PROPAGATION_FLAGS, parse_mount_options
 from .inroot import clean, fdpath, lstat_at, open_in_root, open_root
+from .sources import opener
 
 # The only places under /proc a mount may go (lxcfs fakes these files); any other mount there
 # could hide what the kernel says, or fake a file we write to (S8, S9). Same list as runc's.
@@ -71,12 +71,14 @@ def _make_parent_private(sys, rootfs):
         sys.mount(None, best, None, MS_PRIVATE)
 
 
-def mount_entries(sys, config, rootfs, bundle, skip=("cgroup", "cgroup2")):
+def mount_entries(sys, config, rootfs, bundle, skip=("cgroup", "cgroup2"), open_source=None):
     """Every mounts[] entry, in the order listed (the spec's MUST: /dev before /dev/pts).
 
     Filesystems of a type in `skip` wait for mount_cgroup_entries: a cgroup filesystem shows the
-    cgroup namespace of whoever mounts it, and ours does not exist yet.
+    cgroup namespace of whoever mounts it, and ours does not exist yet. `open_source(path,
+    recursive)` gives each bind source as a BindSource; by default init opens it (see sources).
     """
+    open_source = open_source or opener(sys)
     root_fd = open_root(rootfs)  # opened after prepare_root: the bind mount, not the directory
     try:
         for i, m in enumerate(config.get("mounts") or []):
@@ -84,7 +86,7 @@ def mount_entries(sys, config, rootfs, bundle, skip=("cgroup", "cgroup2")):
             if m.get("type") in skip and not {"bind", "rbind"} & set(opts):
                 continue
             try:
-                _mount_entry(sys, m, rootfs, root_fd, bundle)
+                _mount_entry(sys, m, rootfs, root_fd, bundle, open_source)
             except OSError as e:
                 raise OSError(e.errno, f"mounts[{i}] {m['destination']}: {e.strerror}",
                               m["destination"]) from None
@@ -123,13 +125,14 @@ def bind_cgroup_entries(sys, config, rootfs, dirs):
         entries += [{"destination": f"{dest}/{name}", "type": "bind", "source": host_dir,
                      "options": ["rbind", *flags]} for name, host_dir in dirs]
         entries.append({"links": dest, "names": [name for name, _ in dirs]})
+    open_source = opener(sys)  # the runtime's own directories, in a cgroupfs open to all
     root_fd = open_root(rootfs)
     try:
         for e in entries:
             if "links" in e:
                 _comount_links(root_fd, rootfs, e["links"], e["names"])
             else:
-                _mount_entry(sys, e, rootfs, root_fd, "/")
+                _mount_entry(sys, e, rootfs, root_fd, "/", open_source)
     finally:
         os.close(root_fd)
 
@@ -146,31 +149,27 @@ def _comount_links(root_fd, rootfs, dest, names):
         os.close(fd)
 
 
-def _mount_entry(sys, m, rootfs, root_fd, bundle):
+def _mount_entry(sys, m, rootfs, root_fd, bundle, open_source):
     """One entry: refuse unsafe targets, make the mount point, mount, then what mount(2) could not
     do in the same call (bind flags, propagation)."""
     flags, clear, propagation, data = parse_mount_options(m.get("options"))
     dest = clean(m["destination"])
-    source, fstype = m.get("source"), m.get("type")
     bind = bool(flags & MS_BIND)
-    kind = "dir"
-    if bind:
-        source = os.path.join(bundle, source)  # relative to the bundle; an absolute one stays
-        try:
-            kind = "dir" if stat.S_ISDIR(os.stat(source).st_mode) else "file"
-        except FileNotFoundError:
-            raise FileNotFoundError(errno.ENOENT, f"bind source {source}: no such file or directory",
-                                    source) from None
-    _refuse_unsafe(root_fd, dest, fstype, source, bind)
-    fd = open_in_root(root_fd, rootfs, dest, create=kind)
+    # relative to the bundle; an absolute one stays
+    src = open_source(os.path.join(bundle, m["source"]), bool(flags & MS_REC)) if bind else None
     try:
-        if bind:
-            # A bind ignores every other flag: ro, nosuid... need the remount below.
-            sys.mount(source, fdpath(fd), None, flags & (MS_BIND | MS_REC))
-        else:
-            sys.mount(source, fdpath(fd), fstype, flags, data or None)
+        _refuse_unsafe(root_fd, dest, m.get("type"), src)
+        fd = open_in_root(root_fd, rootfs, dest, create="file" if src and not src.is_dir() else "dir")
+        try:
+            if bind:
+                src.attach(sys, fdpath(fd), flags)
+            else:
+                sys.mount(m.get("source"), fdpath(fd), m.get("type"), flags, data or None)
+        finally:
+            os.close(fd)
     finally:
-        os.close(fd)
+        if src:
+            src.close()  # a host fd: never left for the container
     if not propagation and not (bind and flags & ~(MS_BIND | MS_REC)):
         return
     # Reopen: the fd we had is the directory *under* the new mount; these calls act on the mount.
@@ -185,7 +184,7 @@ def _mount_entry(sys, m, rootfs, root_fd, bundle):
         os.close(fd)
 
 
-def _refuse_unsafe(root_fd, dest, fstype, source, bind):
+def _refuse_unsafe(root_fd, dest, fstype, src):
     """/proc, /sys and /dev are where a runtime writes security settings and makes devices: they
     must be the real thing (S8, S9, S13)."""
     top = dest.split("/")[1]
@@ -193,19 +192,11 @@ def _refuse_unsafe(root_fd, dest, fstype, source, bind):
         st = lstat_at(root_fd, top)  # None: made later, as a directory
         if st and stat.S_ISLNK(st.st_mode):
             raise PermissionError(errno.EPERM, f"/{top} in the rootfs is a symlink: refused", dest)
-    if dest == "/proc" and fstype != "proc" and not (bind and _on_procfs(source)):
+    if dest == "/proc" and fstype != "proc" and not (src and src.on_procfs()):
         raise PermissionError(errno.EPERM, "only a proc filesystem may be mounted on /proc", dest)
     if dest.startswith("/proc/") and dest not in _PROC_BINDS_ALLOWED:
         raise PermissionError(errno.EPERM, f"{dest} is inside /proc: only a few files (lxcfs-style) "
                               "may be mounted there", dest)
-
-
-def _on_procfs(path):
-    fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-    try:
-        return linux.fstatfs_type(fd) == linux.PROC_SUPER_MAGIC
-    finally:
-        os.close(fd)
 
 
 def kept_flags(path, flags=0, clear=0):

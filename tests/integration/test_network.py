@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import types
 import uuid
 
 import pytest
@@ -225,6 +226,9 @@ def test_the_network_step_is_in_the_stepper_with_its_netlink_requests(lab):
     before = {i.name for i in steps["security"].snapshot.network}
     after = {i.name for i in net.snapshot.network}
     assert before == {"lo"} and after == {"lo", "eth0"}
+    summary = net.summary()                 # the stepper's "what changed", from /proc
+    assert "route default via 10.89.14.1 dev eth0 added" in summary, summary
+    assert any(line.startswith("interface eth0 up 10.89.14.2/24") for line in summary), summary
     # the program did not start before the network was there
     assert steps["exec"].snapshot.process.comm == "sleep"
 
@@ -269,7 +273,8 @@ time.sleep(600)
 """
 
 
-def test_a_sigkilled_kernel_leaves_nothing_after_the_next_sandbox():
+@pytest.mark.parametrize("cleaner", ["next sandbox", "mrunc network sweep"])
+def test_a_sigkilled_kernel_leaves_nothing(cleaner):
     before = host_network()
     root = f"/run/mrunc-nettest-{uuid.uuid4().hex[:8]}"
     p = subprocess.Popen([sys.executable, "-c", textwrap.dedent(SCRIPT).format(
@@ -277,11 +282,16 @@ def test_a_sigkilled_kernel_leaves_nothing_after_the_next_sandbox():
     sb = None
     try:
         assert p.stdout.readline().strip() == "ready"
-        inodes = lab_namespaces(Sandbox(root=root, rootfs=ROOTFS, check=False))
+        inodes = lab_namespaces(types.SimpleNamespace(root=root))   # the dead kernel's labs
         assert inodes and netns_in_use(inodes.values())
         p.send_signal(signal.SIGKILL)
         p.wait()
         assert netns_in_use(inodes.values())        # the kernel's death removes nothing by itself
+        if cleaner == "mrunc network sweep":
+            r = subprocess.run([sys.executable, "-m", "mrunc", "network", "sweep", root + ".net"],
+                               capture_output=True, text=True, cwd=REPO)
+            assert r.returncode == 0 and r.stderr == "", r.stderr
+            assert not netns_in_use(inodes.values()) and not os.listdir(root + ".net")
         sb = Sandbox(root=root, rootfs=ROOTFS)       # the next sandbox sweeps what is left
         sb.close()
         assert_nothing_left(sb, inodes.values())
@@ -407,3 +417,110 @@ def test_rootless_lab_is_owned_by_the_users_user_namespace(lab_user):
             p.wait()
         shutil.rmtree(home, ignore_errors=True)
     assert host_network() == before
+
+
+NAT = """
+import json, os, subprocess, sys, time, uuid
+sys.path.insert(0, {repo!r})
+from mrunc.sandbox import Sandbox
+from pyroute2.nftables.main import NFTables
+
+def sh(*cmd):
+    subprocess.run(cmd, check=True)
+
+def tables():
+    nft = NFTables(nfgen_family=2)
+    try:
+        return sorted(t.get_attr("NFTA_TABLE_NAME") for t in nft.get_tables())
+    finally:
+        nft.close()
+
+def forward():
+    with open("/proc/sys/net/ipv4/ip_forward") as f:
+        return f.read().strip()
+
+# we run in a network namespace the test made: it stands for the host. Beyond it, "the world":
+# one more namespace with the address 192.0.2.2, reached through the veth w0 (192.0.2.1).
+world = subprocess.Popen(["unshare", "-n", "sleep", "600"])
+time.sleep(0.2)
+sh("ip", "link", "add", "w0", "type", "veth", "peer", "name", "w1", "netns", str(world.pid))
+sh("ip", "addr", "add", "192.0.2.1/24", "dev", "w0")
+sh("ip", "link", "set", "w0", "up")
+sh("nsenter", "-t", str(world.pid), "-n", "sh", "-c",
+   "ip addr add 192.0.2.2/24 dev w1 && ip link set w1 up && ip link set lo up")
+out = {{"forward_before": forward(), "tables_before": tables()}}
+lab = Sandbox(root="/run/mrunc-nattest-" + uuid.uuid4().hex[:8], rootfs={rootfs!r})
+try:
+    lab.network("closed", subnet="10.89.21.0/24")
+    out["without_nat"] = lab.run("ping -c 1 -W 2 192.0.2.2", network="closed").exit_code
+    plan = lab.network("open", subnet="10.89.20.0/24", nat=True)
+    out["calls"] = plan["calls"]
+    out["forward_during"] = forward()
+    out["tables_during"] = tables()
+    r = lab.run("ping -c 1 -W 2 192.0.2.2 && ip route", network="open")
+    out["with_nat"], out["stdout"] = r.exit_code, r.stdout
+finally:
+    lab.close()
+out["forward_after"] = forward()
+out["tables_after"] = tables()
+out["links_after"] = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+world.kill()
+world.wait()
+print(json.dumps(out))
+"""
+
+
+def test_nat_only_when_asked_and_only_in_a_namespace_standing_for_the_host(tmp_path, capfd):
+    import json
+    before = host_network()
+    with open("/proc/sys/net/ipv4/ip_forward") as f:
+        host_forward = f.read()
+    script = tmp_path / "nat.py"
+    script.write_text(textwrap.dedent(NAT).format(repo=REPO, rootfs=ROOTFS))
+    p = subprocess.run(["unshare", "-n", "--", sys.executable, str(script)], capture_output=True,
+                       text=True, timeout=180)
+    assert p.returncode == 0, p.stderr
+    got = json.loads(p.stdout.splitlines()[-1])
+    assert "nat=True changes the HOST" in p.stderr          # said out loud
+    assert got["without_nat"] != 0                           # a lab is closed by default
+    assert got["with_nat"] == 0, got["stdout"]               # through the uplink, masqueraded
+    assert "default via 10.89.20.1" in got["stdout"]
+    assert got["forward_before"] == "0" and got["forward_during"] == "1"
+    table = next(t for t in got["tables_during"] if t.startswith("mrunc_open_"))
+    assert table not in got["tables_before"]
+    assert any(c[:2] == ["nft", "add rule"] and "ip saddr 10.89.20.0/24 masquerade" in c
+               for c in got["calls"])
+    # undone: the rule, ip_forward, the uplink
+    assert got["forward_after"] == "0" and table not in got["tables_after"]
+    assert "mrunc-" not in got["links_after"]
+    # and the real host never saw any of it
+    with open("/proc/sys/net/ipv4/ip_forward") as f:
+        assert f.read() == host_forward
+    assert host_network() == before
+
+
+def test_magics_on_a_real_lab(lab, capfd):
+    from IPython.core.error import UsageError
+    from IPython.core.interactiveshell import InteractiveShell
+    from mrunc.notebook.magics import ContainerMagics, NetworkMagics
+    ip = InteractiveShell.instance()
+    magics = ContainerMagics(ip, sandbox=lab)
+    ip.register_magics(magics)
+    ip.register_magics(NetworkMagics(ip, containers=magics))
+    ip.run_line_magic("network", "net0 --subnet 10.89.22.0/24")
+    assert "network net0: 10.89.22.0/24, gateway 10.89.22.1" in capfd.readouterr().out
+    ip.run_cell_magic("container", "--net net0 --keep --name srv", "ip -o -4 addr show eth0")
+    assert "inet 10.89.22.2/24" in capfd.readouterr().out
+    ip.run_cell_magic("container", "--net net0", "ping -c 1 -W 2 srv >/dev/null && echo reached srv")
+    assert capfd.readouterr().out.strip() == "reached srv"
+    ip.run_line_magic("network_ls", "")
+    out = capfd.readouterr().out
+    assert re.search(r"^net0\s+10\.89\.22\.0/24\s+10\.89\.22\.1\s+-\s+srv=10\.89\.22\.2$", out, re.M), out
+    with pytest.raises(UsageError, match="unknown network 'nope'"):
+        ip.run_cell_magic("container", "--net nope", "true")
+    with pytest.raises(UsageError, match="network 'net0' is in use by srv"):
+        ip.run_line_magic("network_rm", "net0")
+    ip.run_line_magic("container_rm", "srv")
+    ip.run_line_magic("network_rm", "net0")
+    assert "removed network net0" in capfd.readouterr().out
+    assert lab.network_ls() == [] and not lab_namespaces(lab)

@@ -71,6 +71,32 @@ def test_missing_or_unrunnable_command(pm):
     assert p.returncode == 126 and "permission denied" in p.stderr, p.stderr
 
 
+@pytest.mark.userns
+def test_userns_volume_under_a_closed_directory(pm):
+    """--uidmap: container root is host uid 100000, which may not enter the volume's 0000 parent;
+    mrunc opens the source itself, as runc does (issue 14)."""
+    import tempfile
+    base = tempfile.mkdtemp(prefix="mrunc-podman-", dir="/tmp")  # 0700 at first: opened below
+    data = os.path.join(base, "locked", "data")
+    try:
+        os.makedirs(data)
+        with open(os.path.join(data, "f"), "w") as f:
+            f.write("from a closed directory\n")
+        os.chmod(os.path.join(data, "f"), 0o644)
+        os.chmod(os.path.join(base, "locked"), 0)
+        os.chmod(base, 0o755)
+        p = pm.run("--rm", "--uidmap", "0:100000:65536", "--gidmap", "0:100000:65536",
+                   "-v", f"{data}:/data:ro", IMAGE, "sh", "-c",
+                   "cat /data/f; cat /proc/self/uid_map; touch /data/x 2>&1; true", check=False)
+    finally:
+        os.chmod(os.path.join(base, "locked"), 0o755)
+        shutil.rmtree(base)
+    assert p.returncode == 0, p.stderr
+    out = p.stdout.splitlines()
+    assert out[0] == "from a closed directory" and out[1].split() == ["0", "100000", "65536"], p.stdout
+    assert "Read-only file system" in out[2], p.stdout
+
+
 def test_stdin_piped(pm):
     p = pm.run("--rm", "-i", IMAGE, "sh", "-c", "cat; echo done", input="line 1\nline 2\n")
     assert p.stdout == "line 1\nline 2\ndone\n", p.stderr

@@ -171,7 +171,7 @@ def test_network_magics(netmagics, capsys):
     ip, sb = netmagics
     ip.run_line_magic("network", "net1 --subnet 10.89.1.0/24 --delay 20ms --loss 1%")
     assert sb.made == [("net1", "10.89.1.0/24", {"delay": "20ms", "jitter": None, "loss": "1%",
-                                                  "rate": None, "mtu": 1500})]
+                                                  "rate": None, "mtu": 1500, "nat": False})]
     assert "network net1: 10.89.1.0/24, gateway 10.89.1.1" in capsys.readouterr().out
     ip.run_line_magic("network_ls", "")
     out = capsys.readouterr().out.splitlines()
@@ -208,3 +208,27 @@ def test_course_checks_read_the_kernels_view():
     bare = views()
     bare["containers"]["b"]["interfaces"].pop(1)
     assert can_reach(bare, "a", "b") == ["b has no eth0 (only lo): it is not wired to the lab"]
+
+
+ROUTE = """Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT
+eth0\t00000000\t0100590A\t0003\t0\t0\t0\t00000000\t0\t0\t0
+eth0\t0000590A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0
+"""
+ARP = """IP address       HW type     Flags       HW address            Mask     Device
+10.89.0.3        0x1         0x2         9a:3c:11:22:33:44     *        eth0
+10.89.0.9        0x1         0x0         00:00:00:00:00:00     *        eth0
+"""
+
+
+def test_snapshot_reads_routes_and_neighbours_and_the_diff_names_new_routes():
+    from mrunc.snapshot import Neighbour, Route, Snapshot, diff, parse_arp, parse_routes
+    routes = parse_routes(ROUTE)
+    assert routes == (Route("default", "10.89.0.1", "eth0"), Route("10.89.0.0/24", None, "eth0"))
+    assert routes[0].describe() == "default via 10.89.0.1 dev eth0"
+    assert parse_arp(ARP) == (Neighbour("10.89.0.3", "9a:3c:11:22:33:44", "eth0"),)   # complete only
+    before, after = Snapshot(pid=1), Snapshot(pid=1, routes=routes)
+    d = diff(before, after)
+    assert "route default via 10.89.0.1 dev eth0 added" in d.summary()
+    assert Snapshot.from_dict(after.to_dict()) == after
+    html = render.network_panel(after, d)
+    assert "default via 10.89.0.1 dev eth0" in html and "class=mr-new" in html

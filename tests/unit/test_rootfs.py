@@ -1,9 +1,10 @@
 """mrunc.rootfs without root: the exact kernel calls, recorded by a RecordingSyscalls, on a temp rootfs.
 
 Mount points, device-node directories and /dev links are made for real in the temp rootfs (the
-runtime makes those directly); mounts, mknod, chown, writes are only recorded. Targets that the
-runtime passes as /proc/self/fd/N are shown as "fd:<path inside the rootfs>", read while the fd
-is still open: that is how the tests see where a mount would have landed.
+runtime makes those directly); mounts, mknod, chown, writes are only recorded. Targets (and bind
+sources) that the runtime passes as /proc/self/fd/N are shown as "fd:<path inside the rootfs>" (or
+"fd:<host path>" outside it), read while the fd is still open: that is how the tests see where a
+mount would have landed, and from what.
 """
 import json
 import os
@@ -152,7 +153,7 @@ def test_bind_ro_is_bind_then_remount_then_propagation(bundle):
     rootfs.mount_entries(rec, config, str(bundle / "rootfs"), str(bundle))
     keep = kept_flags(str(bundle / "rootfs" / "mnt" / "data"), MS_RDONLY | MS_NOSUID)
     assert rec.log == [
-        ("mount", (str(bundle / "data"), "fd:/mnt/data", None, MS_BIND | MS_REC, None)),
+        ("mount", (f"fd:{bundle}/data", "fd:/mnt/data", None, MS_BIND | MS_REC, None)),
         ("mount", (None, "fd:/mnt/data", None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | keep, None)),
         ("mount", (None, "fd:/mnt/data", None, MS_PRIVATE | MS_REC, None)),
     ]
@@ -162,7 +163,7 @@ def test_plain_bind_is_one_call(bundle):
     config = _config([{"destination": "/x", "source": str(bundle), "options": ["bind"]}])
     rec = Rec(str(bundle / "rootfs"))
     rootfs.mount_entries(rec, config, str(bundle / "rootfs"), str(bundle))
-    assert rec.log == [("mount", (str(bundle), "fd:/x", None, MS_BIND, None))]
+    assert rec.log == [("mount", (f"fd:{bundle}", "fd:/x", None, MS_BIND, None))]
 
 
 def test_bind_of_a_file_makes_an_empty_file(bundle):
@@ -215,7 +216,7 @@ def test_symlinked_last_component_creates_inside(bundle, tmp_path):
     config = _config([{"destination": "/etc/resolv.conf", "source": "resolv", "options": ["bind"]}])
     rec = Rec(str(root))
     rootfs.mount_entries(rec, config, str(root), str(bundle))
-    assert rec.log == [("mount", (str(bundle / "resolv"), f"fd:/{name}/x", None, MS_BIND, None))]
+    assert rec.log == [("mount", (f"fd:{bundle}/resolv", f"fd:/{name}/x", None, MS_BIND, None))]
     assert (root / name / "x").is_file()
     assert not os.path.exists(f"/{name}")
 
@@ -268,7 +269,7 @@ def test_only_proc_on_proc(bundle):
     rec = Rec(root)  # lxcfs-style: allowed
     rootfs.mount_entries(rec, _config([{"destination": "/proc/cpuinfo", "source": "fake",
                                         "options": ["bind"]}]), root, str(bundle))
-    assert rec.log == [("mount", (str(bundle / "fake"), "fd:/proc/cpuinfo", None, MS_BIND, None))]
+    assert rec.log == [("mount", (f"fd:{bundle}/fake", "fd:/proc/cpuinfo", None, MS_BIND, None))]
     rec = Rec(root)  # a procfs source is fine (host /proc bound)
     rootfs.mount_entries(rec, _config([{"destination": "/proc", "source": "/proc", "options": ["rbind"]}]),
                          root, str(bundle))
