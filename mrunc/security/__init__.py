@@ -95,7 +95,8 @@ def apply(sys, process, warn=print_to_stderr, seccomp=None, proc=None):
     # 1. While we still hold CAP_SYS_RESOURCE (lost with the caps drop).
     apply_rlimits(sys, process.get("rlimits"))
     apply_oom_score_adj(sys, process.get("oomScoreAdj"), proc=proc)
-    # Read before a filter is in: it may refuse openat2 (older profiles do, with EPERM).
+    # Read /proc before a filter can be on: from then on only what the profile allows works, and
+    # profiles that predate openat2 (the OCI validation suite's default one) refuse it.
     allow_setgroups = setgroups_allowed(proc)
     if seccomp is not None and not process.get("noNewPrivileges"):
         seccomp.load(sys)  # still root with CAP_SYS_ADMIN: the only time it can be loaded

@@ -14,7 +14,9 @@ its own mounts in the caller's. So every program runs under `unshare -m --propag
 and this script checks after each one that the root and mount table of the namespace it runs in
 itself are unchanged — the host's, when run from a shell on the host.
 
-Each failure gets its reason from docs/conformance-reasons.toml: "machine" (fails for any runtime
+A failing program is run once more (--retries): if it passes then, it is "flaky" — a race, in
+the suite or the runtime, shown with its first failure. Each failure gets its reason from
+docs/conformance-reasons.toml: "machine" (fails for any runtime
 here), "suite" (a bug in the suite's own check) or "mrunc" (ours to fix). A failure without a
 reason there, a timeout, or a changed host makes the exit status 1.
 """
@@ -139,6 +141,17 @@ def run_program(tree, name, runtime, timeout, state_root=None):
         return classify(name, res)
     finally:
         remove_work_dir(work)
+
+
+def run_with_retries(tree, name, runtime, timeout, state_root, retries):
+    """A program that fails and then passes is "flaky": a race, in the suite or in the runtime,
+    that the table must show rather than hide (its first failure stays in `detail`)."""
+    first = run_program(tree, name, runtime, timeout, state_root)
+    for _ in range(retries if first["result"] == "fail" else 0):
+        again = run_program(tree, name, runtime, timeout, state_root)
+        if again["result"] == "pass":
+            return dict(again, result="flaky", detail=first["detail"], left=first["left"])
+    return first
 
 
 def remove_work_dir(work):
@@ -286,7 +299,9 @@ def print_table(results, reasons, out=sys.stdout):
     rows = [("program", "result", "ok/not ok/skip", "reason")]
     for r in results:
         reason = ""
-        if r["result"] not in ("pass",):
+        if r["result"] == "flaky":
+            reason = f"failed once, then passed: {r['detail']}"
+        elif r["result"] != "pass":
             known = reasons.get(r["program"])
             reason = (f"{CLASSES[known['class']]}: {known['why']}" if known
                       else f"UNEXPLAINED: {r['detail']}")
@@ -301,8 +316,8 @@ def print_table(results, reasons, out=sys.stdout):
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row[:3], width)) + "  " + row[3], file=out)
     total = {k: sum(1 for r in results if r["result"] == k)
-             for k in ("pass", "fail", "skip", "HOST", "NSROOT")}
-    print(f"\n{total['pass']} pass, {total['fail']} fail, {total['skip']} skip"
+             for k in ("pass", "flaky", "fail", "skip", "HOST", "NSROOT")}
+    print(f"\n{total['pass']} pass, {total['flaky']} flaky, {total['fail']} fail, {total['skip']} skip"
           + (f", {total['HOST']} CHANGED THE HOST" if total["HOST"] else "")
           + (f", {total['NSROOT']} MOVED THEIR NAMESPACE'S ROOT" if total["NSROOT"] else "")
           + f" of {len(results)} programs", file=out)
@@ -329,6 +344,8 @@ def main(argv=None):
     ap.add_argument("--state-root", help="the runtime's default state dir, checked for leftovers "
                     "(default: /run/<runtime name>, as for mrunc and runc)")
     ap.add_argument("--timeout", type=int, default=120, help="seconds per program")
+    ap.add_argument("--retries", type=int, default=1,
+                    help="run a failing program again this many times: a pass then is 'flaky'")
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--check", action="store_true", help="only check that the tree is built")
     ap.add_argument("--inner", help=argparse.SUPPRESS)
@@ -360,7 +377,7 @@ def main(argv=None):
     results = []
     for name in a.only or names:
         print(f"  {name} ...", end="", flush=True, file=sys.stderr)
-        results.append(run_program(tree, name, runtime, a.timeout, state_root))
+        results.append(run_with_retries(tree, name, runtime, a.timeout, state_root, a.retries))
         print(f" {results[-1]['result']}", file=sys.stderr)
     print(f"runtime: {runtime}\nsuite:   {tree}\n")
     print_table(results, reasons)

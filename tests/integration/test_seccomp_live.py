@@ -159,6 +159,19 @@ def test_without_no_new_privs_as_a_plain_user(mr):
     assert "No space left on device" in out
 
 
+def test_a_profile_without_openat2_and_no_new_privs_off(mr):
+    """The filter goes in early (noNewPrivileges false): what init does after it must not need a
+    syscall an older profile lacks — openat2, which init's /proc reads use (the OCI validation
+    suite's default profile has no openat2: every one of its programs failed create)."""
+    def also(cfg):
+        cfg["process"]["noNewPrivileges"] = False
+    out = mr.sh("echo ran; grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status",
+                edit=with_profile(deny(["openat2"]), also=also))
+    f = status_fields(out)
+    assert out.splitlines()[0] == "ran"
+    assert f["Seccomp"] == "2" and f["NoNewPrivs"] == "0"
+
+
 def test_unknown_syscall_names_are_skipped(mr):
     profile = default_profile()
     profile["syscalls"][0]["names"] += ["a_syscall_from_2077", "another_one"]
