@@ -141,8 +141,8 @@ def _die_with_runtime(sys, sock):
 
 
 def _socket_flags():
-    import socket
-    return socket.MSG_PEEK | socket.MSG_DONTWAIT
+    import _socket  # the C module: `socket` would import enum and selectors (PERF.md)
+    return _socket.MSG_PEEK | _socket.MSG_DONTWAIT
 
 
 def _close_inherited(keep):

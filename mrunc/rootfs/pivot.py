@@ -1,5 +1,4 @@
 """Phase "pivot_root": the rootfs becomes "/", then what must be done from inside it."""
-import contextlib
 import errno
 import os
 import stat
@@ -92,14 +91,21 @@ def _listed(config, key):
     return [(f"linux.{key}[{i}]", p) for i, p in enumerate(paths)]
 
 
-@contextlib.contextmanager
-def _named(where, path):
+class _named:
     """An OSError inside names the entry it came from (`linux.maskedPaths[2] /loop: Too many
-    levels of symbolic links`): a path alone does not say which field to fix."""
-    try:
-        yield
-    except OSError as e:
-        raise OSError(e.errno, f"{where} {path}: {e.strerror}", path) from None
+    levels of symbolic links`): a path alone does not say which field to fix. (A class, not
+    contextlib: create imports nothing it can do without.)"""
+
+    def __init__(self, where, path):
+        self.where, self.path = where, path
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, typ, e, tb):
+        if isinstance(e, OSError):
+            raise OSError(e.errno, f"{self.where} {self.path}: {e.strerror}", self.path) from None
+        return False
 
 
 def _open_null(root):
