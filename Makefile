@@ -5,9 +5,12 @@
 #   make rootfs   busybox rootfs and default bundle under rootfs/
 #   make demo     run one container with the phase trace
 #   make test     the whole suite (host, then cgroup v2 tests in a VM)
-#   make bench    mrunc vs runc timings
+#   make fuzz     the long config fuzz (20000+ cases, real containers) in a private namespace
+#   make bench    mrunc vs runc (and crun) timings, per verb
+#   make load     100 lifecycles, 10 at a time, under a state/list poller
 #   make conformance RUNTIME_TOOLS=<built runtime-tools tree>   the OCI validation suite
-#   make lab      JupyterLab on notebooks/ with the "Python 3 (mrunc)" kernel (as root)
+#   make classroom-load  30 real students on a real JupyterHub, a %%container cell each
+#   make lab      JupyterLab on notebooks/ with the "Python 3 (mrunc)" kernel (root or not)
 #   make clean    remove rootfs builds and stamps (distclean: also .venv)
 
 SHELL      := /bin/bash
@@ -36,10 +39,10 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # One thing at a time: the VM step is CPU-bound, and the steps share .venv and rootfs/.
 .NOTPARALLEL:
 
-.PHONY: help setup apt pyc rootfs demo test test-host test-v2 bench conformance conformance-tree lab clean distclean
+.PHONY: help setup apt pyc rootfs demo test test-host test-v2 fuzz bench load classroom-load conformance conformance-tree lab clean distclean
 
 help:
-	@sed -n '3,10s/^# //p' Makefile
+	@sed -n '3,14s/^# //p' Makefile
 
 # ---- setup ---------------------------------------------------------------------
 setup: apt $(STAMP) pyc
@@ -74,6 +77,7 @@ $(STAMP): pyproject.toml | $(PY)
 	@echo "pip install -e '.[test]' into $(VENV)"
 	$(PY) -m pip install -q -e '.[test]' --config-settings editable_mode=compat 2>&1 \
 	  | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
+	@$(MRUNC) --version >/dev/null    # its first run writes the fast launcher (mrunc/launcher.py)
 	@touch $@
 
 # ---- rootfs --------------------------------------------------------------------
@@ -116,9 +120,38 @@ test-v2: setup rootfs
 	if [ $$rc = 5 ]; then echo "cgroup v2: no tests collected (none marked cgroup_v2 yet)"; rc=0; fi; \
 	exit $$rc
 
+# ---- fuzz ----------------------------------------------------------------------
+# Mutated configs (tests/fuzzing.py): FUZZ_CASES through validation in-process, FUZZ_CLI refused
+# ones through `mrunc create`, FUZZ_CONTAINERS through `mrunc run`, then the regression corpus.
+# All in a private mount (and UTS, IPC, network) namespace: a case can only wreck that one.
+# Failing cases are saved, replayable, in test-artifacts/fuzz-failures/. A new seed each run
+# unless FUZZ_SEED is given; the report names it.
+FUZZ_SEED       ?= $(shell date +%s)
+FUZZ_CASES      ?= 20000
+FUZZ_CLI        ?= 300
+FUZZ_CONTAINERS ?= 1000
+fuzz: setup rootfs
+	unshare -m -u -i -n --propagation private env MRUNC_FUZZ_IN_NAMESPACE=1 \
+	  $(PY) tests/fuzz_driver.py --seed $(FUZZ_SEED) --validate $(FUZZ_CASES) --cli $(FUZZ_CLI) \
+	  --containers $(FUZZ_CONTAINERS) --replay tests/fuzz_corpus --failures test-artifacts/fuzz-failures
+
 # ---- bench ---------------------------------------------------------------------
+# crun (a comparison) and GNU time (peak RSS) for the bench only: not needed by the tests.
+BENCH_PKGS ?= crun time
 bench: setup rootfs
+	@$(MAKE) --no-print-directory apt APT_PKGS="$(BENCH_PKGS)"
 	$(PY) bench/bench.py $(BENCH_ARGS)
+
+# Issue 8 §4 at full size (make test runs 30/5): failures and per-verb timings; exit 1 on any failure.
+load: setup rootfs
+	$(PY) bench/load.py --n 100 --parallel 10 $(LOAD_ARGS)
+
+# A class at once (docs/classroom.md): STUDENTS users made for the run (removed after), each a
+# server on a real JupyterHub running CELLS %%container cells; prints p50/p95 latencies. As root.
+STUDENTS ?= 30
+CELLS    ?= 3
+classroom-load: setup rootfs
+	STUDENTS=$(STUDENTS) CELLS=$(CELLS) $(PY) bench/classroom_load.py
 
 # ---- conformance ---------------------------------------------------------------
 # The OCI validation suite (opencontainers/runtime-tools) against this mrunc, each program in its
@@ -135,14 +168,16 @@ conformance-tree:
 	@/usr/bin/python3 tests/conformance/run_suite.py --check --runtime-tools "$(RUNTIME_TOOLS)"
 
 # ---- lab -----------------------------------------------------------------------
-# JupyterLab on notebooks/, with the "Python 3 (mrunc)" kernel installed in .venv. Containers
-# need root, so as root JupyterLab needs --allow-root. It prints the URL (token included) to
-# open; LAB_IP=0.0.0.0 to reach it from elsewhere.
+# JupyterLab on notebooks/, with the "Python 3 (mrunc)" kernel installed in .venv (for another
+# user: in ~/.local). As root JupyterLab needs --allow-root; as anyone else the containers run
+# rootless, and `mrunc doctor` says first what is missing here (limits need a delegated cgroup
+# v2 subtree: docs/classroom.md). It prints the URL (token included) to open; LAB_IP=0.0.0.0 to
+# reach it from elsewhere.
 LAB_IP   ?= 127.0.0.1
 LAB_PORT ?= 8888
 lab: setup rootfs
-	@$(MRUNC) kernel install --sys-prefix
-	@[ "$$(id -u)" = 0 ] || echo "make lab: not root: the notebooks can show, but not make, containers" >&2
+	@$(MRUNC) kernel install $$([ "$$(id -u)" = 0 ] && echo --sys-prefix || echo --user)
+	@[ "$$(id -u)" = 0 ] || $(MRUNC) doctor >&2 || echo "make lab: not root: containers run rootless; what is missing above is skipped" >&2
 	@echo "make lab: JupyterLab on notebooks/ — open the http://$(LAB_IP):$(LAB_PORT)/lab?token=... URL below"
 	cd notebooks && exec ../$(VENV)/bin/jupyter lab --no-browser --ip=$(LAB_IP) --port=$(LAB_PORT) \
 	  $$([ "$$(id -u)" = 0 ] && echo --allow-root)

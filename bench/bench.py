@@ -1,31 +1,34 @@
 #!/usr/bin/env python3
-"""Benchmark mrunc against runc on the busybox bundle: containers of `true`.
+"""Benchmark mrunc against runc (and crun when installed) on the busybox bundle.
 
-Three measurements, each repeated N times, the runtimes interleaved (A B A B ...)
-so that a slow moment of the machine hits both alike:
+Every measurement is repeated N times with the runtimes interleaved (A B C A B C ...), so that a
+slow moment of the machine hits all alike; the figures are medians. Per verb:
 
-  run        `R --root ROOT run --bundle B ID`, wall time until it returns.
-  lifecycle  create -> start -> wait -> delete, wall time of the whole, and of
-             each step:
-               create  `R --root ROOT create --bundle B --pid-file F ID`
-               start   `R --root ROOT start ID`
-               wait    until the container's init has exited
-               delete  `R --root ROOT delete ID`
-  exec       `R --root ROOT exec ID true` in a container of each runtime that
-             runs `sleep` all along (started once, untimed): wall time until
-             exec returns with true's exit status — what every `podman exec`
-             and Kubernetes exec probe costs.
+  --version  `R --version`: the floor of starting the program at all.
+  run        `R run --bundle B ID` of `true`, until it returns.
+  create, start, delete, and the whole create -> start -> wait -> delete of `true`.
+  state, kill  `R state ID` and `R kill ID KILL` of a started `sleep` container.
+  exec       `R exec ID true` in a `sleep` container started once: what every `podman exec` and
+             Kubernetes exec probe costs.
 
-How we wait is the same for both runtimes and is what conmon and containerd's
-shim do: this process is a child subreaper (PR_SET_CHILD_SUBREAPER), so the init
-that `create` leaves orphaned is re-parented to us and we waitpid() on the pid
-from --pid-file. No polling interval is in the figures.
+For mrunc the wall time is split into the interpreter's start (`python -I -S -c pass`, median
+over the same rounds), the imports (from `-X importtime` of the same verb, run separately,
+median) and the rest: the kernel work and mrunc's own code. Each verb's CPU time (user + system,
+from wait4: the runtime and the children it waited for) is printed too: on a machine loaded by
+other work, wall times stretch with the load and CPU times hardly do. Then each verb's peak RSS
+(GNU time's %M), in separate rounds since GNU time adds a fork to the wall time.
 
-Each runtime gets a private --root under /run and unique container ids; every
-container is deleted and the roots removed at the end, also on failure.
-Needs root. Usage:
+Last, `--conc` (100) lifecycles of `true` run `--parallel` (10) at a time per runtime: wall time
+and failures.
 
-    bench/bench.py [--n 20] [--only mrunc|runc] [--bundle rootfs/bundle]
+How we wait is what conmon and containerd's shim do: this process is a child subreaper
+(PR_SET_CHILD_SUBREAPER), so the init that `create` leaves orphaned is re-parented to us and we
+waitpid() on the pid from --pid-file; no polling interval is in the figures.
+
+Each runtime gets a private --root under /run and unique container ids; every container is
+deleted and the roots removed at the end, also on failure. Needs root. Usage:
+
+    bench/bench.py [--n 20] [--only mrunc,runc] [--conc 100 --parallel 10] [--bundle rootfs/bundle]
 """
 
 import argparse
@@ -35,41 +38,57 @@ import os
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PR_SET_CHILD_SUBREAPER = 36
+VERBS = ("--version", "run", "create", "start", "state", "kill", "delete", "exec", "lifecycle")
+LABELS = {"lifecycle": "create→start→wait→delete"}
 
 
 class Failed(Exception):
     pass
 
 
+def spawn(argv, errfile, env=None):
+    """Run argv (stdin, stdout /dev/null; stderr to errfile, not a pipe: a created container
+    inherits create's stdio, so a pipe would not see EOF until it exits).
+    Return (exit status, seconds, CPU seconds: user + system of the child and of the children
+    it waited for — unlike wall time, hardly changed by a loaded machine)."""
+    null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    err = os.open(errfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        t0 = time.perf_counter()
+        pid = os.posix_spawn(argv[0], argv, env or os.environ, file_actions=[
+            (os.POSIX_SPAWN_DUP2, null, 0), (os.POSIX_SPAWN_DUP2, null, 1),
+            (os.POSIX_SPAWN_DUP2, err, 2)])
+        _, status, ru = os.wait4(pid, 0)
+        dt = time.perf_counter() - t0
+    finally:
+        os.close(null)
+        os.close(err)
+    return os.waitstatus_to_exitcode(status), dt, ru.ru_utime + ru.ru_stime
+
+
 class Runtime:
-    def __init__(self, name, binary, root, errfile):
-        self.name, self.binary, self.root, self.errfile = name, binary, root, errfile
+    def __init__(self, name, binary, root, tmp):
+        self.name, self.binary, self.root, self.tmp = name, binary, root, tmp
 
-    def cmd(self, *args):
-        return [self.binary, "--root", self.root, *args]
-
-    def call(self, *args, check=True):
-        """Run one runtime command; return its wall time in seconds.
-
-        stderr goes to a file, not a pipe: with terminal false the container
-        inherits create's stdio, so a pipe would not see EOF until it exits."""
-        with open(self.errfile, "w+b") as err:
-            t0 = time.perf_counter()
-            p = subprocess.run(self.cmd(*args), stdin=subprocess.DEVNULL,
-                               stdout=subprocess.DEVNULL, stderr=err)
-            dt = time.perf_counter() - t0
-            if check and p.returncode != 0:
-                err.seek(0)
-                msg = err.read().decode(errors="replace").strip()
-                raise Failed(f"{self.name} {' '.join(args)}: exit {p.returncode}: {msg}")
-        return dt
+    def call(self, *args, check=True, prefix=(), errfile=None):
+        """One runtime command: (wall, CPU) seconds. Failed when it exits non-zero."""
+        errfile = errfile or os.path.join(self.tmp, f"{self.name}.{threading.get_ident()}.err")
+        argv = [*prefix, self.binary, *(["--root", self.root] if args[0] != "--version" else []),
+                *args]
+        rc, dt, cpu = spawn(argv, errfile)
+        if check and rc != 0:
+            with open(errfile, "rb") as f:
+                msg = f.read().decode(errors="replace").strip()
+            raise Failed(f"{self.name} {' '.join(args)}: exit {rc}: {msg}")
+        return dt, cpu
 
     def cleanup(self, cid):
         """Untimed: remove the container if the runtime still knows it."""
@@ -78,7 +97,7 @@ class Runtime:
 
 
 def reap_strays():
-    """Reap orphans re-parented to us (we are a subreaper) between iterations."""
+    """Reap orphans re-parented to us (we are a subreaper) between measurements."""
     while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
@@ -88,110 +107,334 @@ def reap_strays():
             return
 
 
-def bench_run(rt, bundle, cid):
+def wait_init(rt, pidfile):
+    with open(pidfile) as f:
+        pid = int(f.read().strip())
     try:
-        return {"run": rt.call("run", "--bundle", bundle, cid)}
-    finally:
-        rt.cleanup(cid)
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        raise Failed(f"{rt.name}: init pid {pid} is not our child (was it re-parented to us?)")
+    return status
 
 
-def bench_lifecycle(rt, bundle, cid, tmp):
-    pidfile = os.path.join(tmp, f"{cid}.pid")
-    times = {}
+def lifecycle(rt, bundle, cid, out):
+    """create -> start -> wait -> delete of `true`; each step's seconds into `out`."""
+    pidfile = os.path.join(rt.tmp, f"{cid}.pid")
     try:
         t0 = time.perf_counter()
-        times["create"] = rt.call("create", "--bundle", bundle, "--pid-file", pidfile, cid)
-        with open(pidfile) as f:
-            pid = int(f.read().strip())
-        times["start"] = rt.call("start", cid)
-        t2 = time.perf_counter()
-        try:
-            _, status = os.waitpid(pid, 0)
-        except ChildProcessError:
-            raise Failed(f"{rt.name}: init pid {pid} is not our child (was it re-parented to us?)")
-        t3 = time.perf_counter()
-        times["wait"] = t3 - t2
+        out["create"] = rt.call("create", "--bundle", bundle, "--pid-file", pidfile, cid)
+        out["start"] = rt.call("start", cid)
+        status = wait_init(rt, pidfile)
         if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
             raise Failed(f"{rt.name}: container {cid} ended with wait status {status:#x}")
-        times["delete"] = rt.call("delete", cid)
-        times["lifecycle"] = time.perf_counter() - t0
-        return times
+        out["delete"] = rt.call("delete", cid)
+        out["lifecycle"] = (time.perf_counter() - t0,
+                            sum(out[v][1] for v in ("create", "start", "delete")))
     finally:
         rt.cleanup(cid)
+    return out
 
 
-def bench_exec(rt, cid):
-    return {"exec": rt.call("exec", cid, "true")}
+def state_kill(rt, sleeper, cid, out):
+    """state and kill KILL of a started `sleep` container (its create/start/delete untimed)."""
+    pidfile = os.path.join(rt.tmp, f"{cid}.pid")
+    try:
+        rt.call("create", "--bundle", sleeper, "--pid-file", pidfile, cid)
+        rt.call("start", cid)
+        out["state"] = rt.call("state", cid)
+        out["kill"] = rt.call("kill", cid, "KILL")
+        wait_init(rt, pidfile)
+        rt.call("delete", cid)
+    finally:
+        rt.cleanup(cid)
+    return out
 
 
-def median_ms(values):
-    return statistics.median(values) * 1000 if values else float("nan")
+def one_round(rt, bundle, sleeper, tag, exec_in):
+    out = {"--version": rt.call("--version")}
+    cid = f"{tag}-{rt.name}"
+    try:
+        out["run"] = rt.call("run", "--bundle", bundle, cid + "-r")
+    finally:
+        rt.cleanup(cid + "-r")
+    lifecycle(rt, bundle, cid + "-l", out)
+    state_kill(rt, sleeper, cid + "-k", out)
+    out["exec"] = rt.call("exec", exec_in, "true")
+    reap_strays()
+    return out
+
+
+# ---- mrunc's own split: interpreter start and imports ---------------------------------------
+
+def interpreter_of(script):
+    """The interpreter on the launcher's shebang line (or the sh prologue's exec), else ours."""
+    with open(script, "rb") as f:
+        head = f.read(512).decode(errors="replace").splitlines()
+    if head and head[0].startswith("#!") and "python" in head[0]:
+        return head[0][2:].split()[0]
+    if len(head) > 1 and head[1].startswith("'''exec'"):
+        return head[1].split('"')[1]
+    return sys.executable
+
+
+def top_level_imports(errfile):
+    """{module: cumulative µs} of the top-level imports in a -X importtime report."""
+    got = {}
+    with open(errfile, errors="replace") as f:
+        for line in f:
+            if line.startswith("import time:") and line.count("|") == 2:
+                _, cumulative, name = line[len("import time:"):].split("|")
+                # a top-level import: its name indented by one space, not more
+                if cumulative.strip().isdigit() and name[:1] == " " and name[1:2] != " ":
+                    got[name.strip()] = int(cumulative)
+    return got
+
+
+def verb_pass(rt, bundle, sleeper, cid, prefix, errfile, after):
+    """Every verb once, each run as `*prefix runtime ...`; after(verb) once each has returned."""
+    def one(verb, *args):
+        rt.call(*args, prefix=prefix, errfile=errfile or os.path.join(rt.tmp, "pass.err"))
+        after(verb)
+
+    pidfile = os.path.join(rt.tmp, f"{cid}.pid")
+    try:
+        one("--version", "--version")
+        one("run", "run", "--bundle", bundle, cid + "r")
+        one("create", "create", "--bundle", sleeper, "--pid-file", pidfile, cid)
+        one("start", "start", cid)
+        one("state", "state", cid)
+        one("exec", "exec", cid, "true")
+        one("kill", "kill", cid, "KILL")
+        wait_init(rt, pidfile)
+        one("delete", "delete", cid)
+    finally:
+        rt.cleanup(cid)
+        rt.cleanup(cid + "r")
+        reap_strays()
+
+
+def mrunc_imports(rt, python, bundle, sleeper, tag, n):
+    """Each verb once per round under `python -IS -X importtime`: the median time (ms) of the
+    imports beyond those the bare interpreter makes (`-c pass`) itself."""
+    prefix = (python, "-I", "-S", "-X", "importtime")
+    err = os.path.join(rt.tmp, "importtime.err")
+    spawn([*prefix, "-c", "pass"], err)
+    baseline = set(top_level_imports(err))
+    got = {}
+
+    def after(verb):
+        ms = sum(us for m, us in top_level_imports(err).items() if m not in baseline) / 1000
+        got.setdefault(verb, []).append(ms)
+
+    for i in range(n):
+        verb_pass(rt, bundle, sleeper, f"{tag}-imp{i}", prefix, err, after)
+    return {v: statistics.median(ms) for v, ms in got.items()}
+
+
+def peak_rss(runtimes, bundle, sleeper, tag, n):
+    """{runtime: {verb: [KiB]}}, each verb run under GNU time (%M): wait4's ru_maxrss of our
+    own child would be our RSS, not its — a child shares or copies our memory until it execs."""
+    got = {rt.name: {} for rt in runtimes}
+    for i in range(n):
+        for rt in runtimes:
+            out = os.path.join(rt.tmp, "rss.out")
+            prefix = ("/usr/bin/time", "-f", "%M", "-o", out)
+
+            def after(verb, rt=rt, out=out):
+                with open(out) as f:
+                    got[rt.name].setdefault(verb, []).append(int(f.read().split()[-1]))
+
+            verb_pass(rt, bundle, sleeper, f"{tag}-rss{i}-{rt.name}", prefix, None, after)
+    return got
+
+
+def interpreter(python, tmp):
+    """(wall, CPU) seconds of `python -I -S -c pass`: the floor of any mrunc command."""
+    return spawn([python, "-I", "-S", "-c", "pass"], os.path.join(tmp, "py.err"))[1:]
+
+
+# ---- concurrency -------------------------------------------------------------------------------
+
+def concurrent(rt, bundle, tag, total, parallel):
+    """`total` lifecycles of `true`, `parallel` at a time: (wall seconds, failures, first error)."""
+    errors = []
+
+    def one(i):
+        try:
+            lifecycle(rt, bundle, f"{tag}-{rt.name}-c{i}", {})
+        except Failed as e:
+            errors.append(str(e))
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(parallel) as pool:
+        list(pool.map(one, range(total)))
+    wall = time.perf_counter() - t0
+    reap_strays()
+    return wall, len(errors), (errors[0] if errors else "")
+
+
+# ---- report ------------------------------------------------------------------------------------
+
+def med(values, i=0, scale=1000):
+    """Median of the i-th item of each tuple (wall 0, CPU 1), in ms by default."""
+    values = [v[i] if isinstance(v, tuple) else v for v in values]
+    return statistics.median(values) * scale if values else float("nan")
+
+
+def report(names, results, n, imports, interp, rss):
+    others = [nm for nm in names if nm != "mrunc"]
+    ratio = "mrunc" in names and "runc" in names
+    for what, i in (("wall time", 0), ("CPU time (user + system)", 1)):
+        print(f"\n{what}, median of {n} (ms)" + (
+            "; mrunc's split: interpreter start (-I -S -c pass) + imports (-X importtime) + the "
+            "rest (kernel work and mrunc's own code)" if i == 0 and "mrunc" in names else ""))
+        head = f"{'verb':<26}" + "".join(f"{nm:>8}" for nm in names)
+        if i == 0 and "mrunc" in names:
+            head = f"{'verb':<26}{'mrunc':>8}{'interp':>8}{'imports':>8}{'rest':>8}" + \
+                "".join(f"{o:>8}" for o in others)
+        print(head + (f"{'÷runc':>7}" if ratio else ""))
+        for verb in VERBS:
+            line = f"{LABELS.get(verb, verb):<26}"
+            if i == 0 and "mrunc" in names:
+                times = 3 if verb == "lifecycle" else 1
+                imp = (sum(imports.get(v, 0) for v in ("create", "start", "delete"))
+                       if verb == "lifecycle" else imports.get(verb, float("nan")))
+                m, start = med(results["mrunc"][verb]), times * med(interp)
+                line += f"{m:>8.1f}{start:>8.1f}{imp:>8.1f}{m - start - imp:>8.1f}"
+                line += "".join(f"{med(results[o][verb]):>8.1f}" for o in others)
+            else:
+                line += "".join(f"{med(results[nm][verb], i):>8.1f}" for nm in names)
+            if ratio:
+                line += f"{med(results['mrunc'][verb], i) / med(results['runc'][verb], i):>7.2f}"
+            print(line)
+        if i == 1 and "mrunc" in names:
+            print(f"{'(python -I -S -c pass)':<26}{med(interp, 1):>8.1f}")
+    if not rss:
+        return
+    print(f"\npeak RSS, median of {len(rss[names[0]]['run'])} (MiB)")
+    print(f"{'verb':<26}" + "".join(f"{nm:>8}" for nm in names))
+    for verb in VERBS:
+        if verb != "lifecycle":
+            print(f"{verb:<26}" + "".join(f"{med(rss[nm][verb], 0, 1 / 1024):>8.1f}"
+                                          for nm in names))
+
+
+UNIFIED = "/sys/fs/cgroup/unified"
+
+
+def hybrid_with_v2_controllers():
+    """crun refuses a hybrid layout whose cgroup2 mount has controllers ("cgroups in hybrid mode
+    not supported, drop all controllers from cgroupv2"); this VM's has hugetlb."""
+    try:
+        with open(os.path.join(UNIFIED, "cgroup.controllers")) as f:
+            return bool(f.read().split())
+    except OSError:
+        return False
+
+
+def enter_legacy_view(argv):
+    """Re-run the bench in a private mount namespace without the cgroup2 mount, so that crun runs
+    at all: every runtime then sees the same pure cgroup v1 layout. Only the namespace's copy is
+    unmounted (private propagation); the host's mounts are never touched."""
+    host_ns = os.environ.get("MRUNC_BENCH_HOST_MNTNS")
+    if host_ns is None:
+        os.environ["MRUNC_BENCH_HOST_MNTNS"] = os.readlink("/proc/self/ns/mnt")
+        os.execvp("unshare", ["unshare", "-m", "--propagation", "private", "--",
+                              sys.executable, *argv])
+    if os.readlink("/proc/self/ns/mnt") == host_ns:
+        sys.exit("bench: not in a private mount namespace; refusing to unmount anything")
+    rc, _, _ = spawn(["/bin/umount", "-l", UNIFIED], os.devnull)
+    if rc != 0:
+        sys.exit(f"bench: umount {UNIFIED} in the bench's mount namespace failed")
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--n", type=int, default=20, help="containers per runtime and measurement (20)")
+    ap.add_argument("--n", type=int, default=20, help="rounds per runtime (20)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed rounds first (1)")
-    ap.add_argument("--only", choices=["mrunc", "runc"], help="benchmark one runtime only")
+    ap.add_argument("--only", help="comma-separated runtimes (default: mrunc,runc and crun if found)")
+    ap.add_argument("--conc", type=int, default=100, help="concurrent lifecycles per runtime (100; 0: skip)")
+    ap.add_argument("--parallel", type=int, default=10, help="... this many at a time (10)")
     ap.add_argument("--bundle", default=os.path.join(REPO, "rootfs", "bundle"),
                     help="bundle whose config.json is used, with args set to ['true']")
     ap.add_argument("--mrunc", default=os.path.join(REPO, ".venv", "bin", "mrunc"))
     ap.add_argument("--runc", default=shutil.which("runc") or "/usr/sbin/runc")
+    ap.add_argument("--crun", default=shutil.which("crun") or "/usr/bin/crun")
     args = ap.parse_args()
 
     if os.geteuid() != 0:
         sys.exit("bench: needs root (make bench as root)")
     if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         sys.exit(f"bench: prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(ctypes.get_errno())}")
-
-    names = [args.only] if args.only else ["mrunc", "runc"]
+    if args.only:
+        names = args.only.split(",")
+    else:
+        names = ["mrunc", "runc"] + (["crun"] if os.access(args.crun, os.X_OK) else [])
     for name in names:
-        binary = getattr(args, name)
-        if not os.access(binary, os.X_OK):
-            sys.exit(f"bench: {name} not found at {binary} (make setup)")
+        if name not in ("mrunc", "runc", "crun"):
+            sys.exit(f"bench: --only: unknown runtime {name!r} (mrunc, runc, crun)")
+        if not os.access(getattr(args, name), os.X_OK):
+            sys.exit(f"bench: {name} not found at {getattr(args, name)} (make setup)")
+
+    legacy = "crun" in names and hybrid_with_v2_controllers()
+    if legacy:
+        enter_legacy_view([os.path.abspath(__file__), *sys.argv[1:]])
 
     # SIGTERM cleans up like Ctrl-C does (the finally below).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     base = tempfile.mkdtemp(prefix="mrunc-bench.", dir="/run")
     tmp = os.path.join(base, "tmp")
-    bundle = os.path.join(base, "bundle")
     os.makedirs(tmp)
-    os.makedirs(bundle)
     with open(os.path.join(args.bundle, "config.json")) as f:
         config = json.load(f)
-    config["process"]["args"] = ["true"]
     config["process"]["terminal"] = False
-    with open(os.path.join(bundle, "config.json"), "w") as f:
-        json.dump(config, f, indent=2)
-    sleeper = os.path.join(base, "sleeper")
-    os.makedirs(sleeper)
-    config["process"]["args"] = ["sleep", "1000000"]
-    with open(os.path.join(sleeper, "config.json"), "w") as f:
-        json.dump(config, f, indent=2)
+    bundles = {}
+    for what, argv in (("bundle", ["true"]), ("sleeper", ["sleep", "1000000"])):
+        bundles[what] = os.path.join(base, what)
+        os.makedirs(bundles[what])
+        config["process"]["args"] = argv
+        with open(os.path.join(bundles[what], "config.json"), "w") as f:
+            json.dump(config, f, indent=2)
+    bundle, sleeper = bundles["bundle"], bundles["sleeper"]
 
-    runtimes = [Runtime(n, getattr(args, n), os.path.join(base, n), os.path.join(tmp, f"{n}.err"))
-                for n in names]
+    runtimes = [Runtime(nm, getattr(args, nm), os.path.join(base, nm), tmp) for nm in names]
     results = {rt.name: {} for rt in runtimes}
     tag = f"b{os.getpid()}"
-    print(f"bench: {args.n} containers of `true` per runtime and measurement "
-          f"(+{args.warmup} warm-up), interleaved {' '.join(names)}", flush=True)
+    print(f"bench: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs, "
+          f"load average {loadavg()}; N={args.n} rounds (+{args.warmup} warm-up), interleaved "
+          f"{' '.join(names)}", flush=True)
+    if legacy:
+        print(f"bench: in a private mount namespace without {UNIFIED} (crun refuses this "
+              f"hybrid layout): all runtimes see cgroup v1 only", flush=True)
+    py = interpreter_of(args.mrunc) if "mrunc" in names else sys.executable
+    interp, imports, rss, conc = [], {}, {}, {}
+    extra_n = max(3, args.n // 4)
     try:
         for rt in runtimes:  # the containers that exec goes into (untimed)
             rt.call("run", "--detach", "--bundle", sleeper, f"{tag}-{rt.name}-sleeper")
         for i in range(-args.warmup, args.n):
-            for what in ("run", "lifecycle", "exec"):
-                for rt in runtimes:
-                    cid = f"{tag}-{rt.name}-{what}-{i + args.warmup}"
-                    if what == "run":
-                        t = bench_run(rt, bundle, cid)
-                    elif what == "exec":
-                        t = bench_exec(rt, f"{tag}-{rt.name}-sleeper")
-                    else:
-                        t = bench_lifecycle(rt, bundle, cid, tmp)
-                    reap_strays()
-                    if i >= 0:
-                        for k, v in t.items():
-                            results[rt.name].setdefault(k, []).append(v)
+            interp.append(interpreter(py, tmp))
+            for rt in runtimes:
+                t = one_round(rt, bundle, sleeper, f"{tag}-{i + args.warmup}",
+                              f"{tag}-{rt.name}-sleeper")
+                if i >= 0:
+                    for k, v in t.items():
+                        results[rt.name].setdefault(k, []).append(v)
+        if "mrunc" in names:
+            mr = runtimes[names.index("mrunc")]
+            imports = mrunc_imports(mr, py, bundle, sleeper, tag, extra_n)
+        if os.access("/usr/bin/time", os.X_OK):
+            rss = peak_rss(runtimes, bundle, sleeper, tag, extra_n)
+        else:
+            print("bench: no GNU time (/usr/bin/time): no peak RSS figures", file=sys.stderr)
+        if args.conc:
+            for rt in runtimes:
+                conc[rt.name] = concurrent(rt, bundle, tag, args.conc, args.parallel)
     except Failed as e:
         print(f"bench: FAILED: {e}", file=sys.stderr)
         return 1
@@ -205,19 +448,14 @@ def main():
         reap_strays()
         shutil.rmtree(base, ignore_errors=True)
 
-    rows = [("run", "run"), ("create→start→wait→delete", "lifecycle"),
-            ("  create", "create"), ("  start", "start"), ("  wait", "wait"),
-            ("  delete", "delete"), ("exec true (running)", "exec")]
-    header = f"{'median of ' + str(args.n):<26}" + "".join(f"{n + ' ms':>11}" for n in names)
-    if len(names) == 2:
-        header += f"{'mrunc/runc':>12}"
-    print(header)
-    for label, key in rows:
-        meds = [median_ms(results[n].get(key, [])) for n in names]
-        line = f"{label:<26}" + "".join(f"{m:>11.1f}" for m in meds)
-        if len(names) == 2:
-            line += f"{meds[0] / meds[1]:>12.2f}"
-        print(line)
+    report(names, results, args.n, imports, interp[args.warmup:] or interp, rss)
+    if conc:
+        print(f"\n{args.conc} lifecycles of `true`, {args.parallel} at a time")
+        for nm, (wall, failures, first) in conc.items():
+            ratio = f"  ({wall / conc['runc'][0]:.2f}× runc)" if "runc" in conc else ""
+            print(f"  {nm:<6} {wall:6.2f} s, {failures} failed{ratio}" +
+                  (f": {first}" if first else ""))
+    print(f"\nload average at the end: {loadavg()}")
     return 0
 
 

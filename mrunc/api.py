@@ -2,12 +2,15 @@
 list, as plain functions. The CLI verbs and the notebook both call these.
 
 Lifecycle (runtime.md): create -> created -> start -> running -> (process exits) -> stopped -> delete.
-Each operation checks the state first and, when the state is wrong, fails *without effect*.
+Each operation checks the state first and, when the state is wrong, fails *without effect*. The
+ones that change a container hold its lock (state.Container.load(lock=True)) from that check to
+the end, so two commands never interleave on one container; the readers (state, list, ps,
+events) take none.
 """
 import os
-import signal
 import time
 
+from . import signals
 from .errors import MruncError, StateError
 from .state import Container, fifo_path
 
@@ -21,26 +24,40 @@ def create(cid, bundle, root=DEFAULT_ROOT, **kw):
 
 def start(cid, root=DEFAULT_ROOT):
     """Open exec.fifo: init, blocked writing to it, wakes and execs the user program."""
-    c = Container.load(root, cid)
-    st = c.status()
-    if st != "created":
-        raise StateError(f"cannot start a container that is {st} (only a created container can be started)")
-    _release_init(c)
+    with Container.load(root, cid, lock=True) as c:
+        st = c.status()
+        if st != "created":
+            raise StateError(f"cannot start a container that is {st} (only a created container can be started)")
+        _release_init(c)
     if (c.config.get("hooks") or {}).get("poststart"):
         from . import hooks
+        # Lifecycle step 9: the program was started, so "running" with init's pid, even if a
+        # quick program (`true`) has exited by now (crun says "running" too).
+        state = dict(c.oci_state(), status="running", pid=c.pid)
+        if not _poststart_failure_is_fatal(c.config):
+            hooks.run(c.config, "poststart", state, warn=_warn)
+            return c
         try:
-            hooks.run(c.config, "poststart", c.oci_state())
+            hooks.run(c.config, "poststart", state)
         except MruncError:
-            # runtime-spec 1.3: a failed poststart hook stops the container
             _kill_everything(c)
             raise
     return c
 
 
+def _poststart_failure_is_fatal(config):
+    """runtime-spec changed its rule in 1.3.0. Up to 1.2.1: a failed poststart hook is a warning,
+    and the remaining hooks and the lifecycle go on. Since 1.3.0: it is an error, and the
+    container is stopped (what runc and crun always did). A bundle gets the rule of the spec
+    version it says it follows (its ociVersion, already validated)."""
+    from .spec import version_numbers
+    return (version_numbers(str(config.get("ociVersion"))) or (1, 3, 0)) >= (1, 3, 0)
+
+
 def _kill_everything(c):
-    _signal_cgroup(c, signal.SIGKILL)
+    _signal_cgroup(c, signals.SIGKILL)
     try:
-        os.kill(c.pid, signal.SIGKILL)
+        os.kill(c.pid, signals.SIGKILL)
     except ProcessLookupError:
         pass
 
@@ -61,7 +78,7 @@ def _signal_cgroup(c, signum):
         return True
     own_pidns = any(n.get("type") == "pid" and not n.get("path")
                     for n in (c.config.get("linux") or {}).get("namespaces") or [])
-    if not (own_pidns and signum == signal.SIGKILL):
+    if not (own_pidns and signum == signals.SIGKILL):
         _warn(f"container {c.id} has no cgroup to find its processes by: "
               f"only its init (pid {c.pid}) is signalled")
     return False
@@ -74,11 +91,18 @@ def _release_init(c):
     # A non-blocking open always succeeds for a reader, and a reader is what init's blocked open
     # waits for. Before init has opened its end a read says EOF too (no writer yet): only EOF
     # after some data means init is done with it.
+    # Is init alive? Asked *before* each read: what init wrote before it died stays in the fifo
+    # while we hold it open, so "dead before an empty read" really means it never wrote. (Asked
+    # after the read, a program that exits at once looked like an init that died unstarted.)
     fifo = fifo_path(c.dir)
     fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     got = b""
     try:
         while True:
+            # Alive *before* the read: init may write, exec a short program and be gone between
+            # a read that found nothing yet and a check after it; what it wrote before dying is
+            # in the fifo, so this read still sees it.
+            alive = c.init_alive()
             try:
                 data = os.read(fd, 4096)
             except BlockingIOError:
@@ -87,7 +111,7 @@ def _release_init(c):
                 got += data
             elif data == b"" and got:
                 break
-            elif not c.init_alive():
+            elif not alive:
                 raise StateError(f"container {c.id}: init died before it could be started")
             else:
                 time.sleep(0.0002)
@@ -106,56 +130,56 @@ def list_containers(root=DEFAULT_ROOT):
     return [c.oci_state() for c in Container.all(root)]
 
 
-def parse_signal(sig):
-    """runc accepts 9, KILL, SIGKILL, kill."""
-    if isinstance(sig, int):
-        return sig
-    s = str(sig).strip().upper()
-    if s.isdigit():
-        n = int(s)
-        if 0 < n < 65:
-            return n
-    else:
-        name = s if s.startswith("SIG") else "SIG" + s
-        if name.startswith("SIGRTMIN") or name.startswith("SIGRTMAX"):
-            pass
-        elif hasattr(signal, name) and isinstance(getattr(signal, name), signal.Signals):
-            return int(getattr(signal, name))
-    raise MruncError(f"invalid signal {sig!r}")
+parse_signal = signals.number   # runc accepts 9, KILL, SIGKILL, kill
 
 
 def kill(cid, sig="SIGTERM", root=DEFAULT_ROOT, all=False):
     signum = parse_signal(sig)
-    c = Container.load(root, cid)
-    st = c.status()
-    if st not in ("created", "running", "paused"):
-        # "container not running": the words containerd and CRI-O match to treat it as gone
-        raise StateError(f"container not running: {cid} is {st}")
-    if not (all and _signal_cgroup(c, signum)):
-        os.kill(c.pid, signum)
+    with Container.load(root, cid, lock=True) as c:
+        st = c.status()
+        if st not in ("created", "running", "paused"):
+            # "container not running": the words containerd and CRI-O match to treat it as gone
+            raise StateError(f"container not running: {cid} is {st}")
+        if not (all and _signal_cgroup(c, signum)):
+            os.kill(c.pid, signum)
 
 
 def delete(cid, root=DEFAULT_ROOT, force=False, warn=None):
     """Undo create. A created container is deleted without --force (its program never ran), as
-    runc and containerd expect; a running one only with --force (SIGKILL first)."""
-    from .state import wait_gone  # not process.parent: delete needs none of create's imports
-    c = Container.load(root, cid)
-    st = c.status()
-    if st in ("running", "paused") and not force:
-        raise StateError(f"cannot delete container {cid} that is not stopped: {st}")
-    mgr = c.cgroup()
-    if st != "stopped":
-        if st == "paused" and mgr is not None:
-            mgr.thaw()
-        _kill_everything(c)
-        if not wait_gone(c.pid):
-            raise StateError(f"container {cid}: init (pid {c.pid}) did not die after SIGKILL")
-    if mgr is not None:
-        mgr.remove()
-    st_json = {**c.oci_state(), "status": "stopped", "pid": c.pid}
-    c.remove()
-    from . import hooks
-    hooks.run(c.config, "poststop", st_json, warn=warn or _warn)
+    runc and containerd expect; a running one only with --force (SIGKILL first).
+
+    A create that was killed halfway left a container that is "stopped" and still says who was
+    creating it: deleting it removes its cgroup — and with it any init still in there — and its
+    directory; poststop hooks do not run for a container that was never created."""
+    from . import state as st_mod  # not process.parent: delete needs none of create's imports
+    st_mod.sweep(root)
+    try:
+        c = Container.load(root, cid, lock=True)
+    except StateError:
+        if force:
+            st_mod.remove_leftover(root, cid)
+        raise
+    with c:
+        st = c.status()
+        if st == "creating":  # its create is alive but let go of the lock: let it finish
+            raise StateError(f"cannot delete container {cid}: it is being created (by pid "
+                             f"{c.creator['pid']})")
+        if st in ("running", "paused") and not force:
+            raise StateError(f"cannot delete container {cid} that is not stopped: {st}")
+        mgr = c.cgroup()
+        if st != "stopped":
+            if st == "paused" and mgr is not None:
+                mgr.thaw()
+            _kill_everything(c)
+            if not st_mod.wait_gone(c.pid):
+                raise StateError(f"container {cid}: init (pid {c.pid}) did not die after SIGKILL")
+        if mgr is not None:
+            mgr.remove()  # SIGKILLs whatever is left in it first
+        st_json = {**c.oci_state(), "status": "stopped", "pid": c.pid}
+        c.remove()
+    if c.creator is None:
+        from . import hooks
+        hooks.run(c.config, "poststop", st_json, warn=warn or _warn)
 
 
 def _warn(msg):
@@ -188,8 +212,8 @@ def exec(cid, args=None, root=DEFAULT_ROOT, *, process=None, detach=False, pid_f
     from .process import exec as ex
     c = Container.load(root, cid)
     st = c.status()
-    if st == "stopped":
-        raise StateError("cannot exec in a stopped container")
+    if st in ("stopped", "creating"):
+        raise StateError(f"cannot exec in a {st} container")
     if st == "paused" and not ignore_paused:
         raise StateError("cannot exec in a paused container (use --ignore-paused to override)")
     if preserve_fds < 0:
@@ -216,23 +240,31 @@ def update(cid, resources, root=DEFAULT_ROOT, warn=None):
     """Change the limits of a created, running or paused container: `resources` is a bare
     linux.resources object with only what changes (see mrunc.cgroups.update). The new limits are
     written to the cgroup, then merged into the config in the state file."""
-    import errno
     from . import spec
+    spec.validate_resources(resources)
+    with Container.load(root, cid, lock=True) as c:
+        return _update(c, resources, warn)
+
+
+def _update(c, resources, warn):
+    """update, under the container's lock: no other command rewrites state.json meanwhile."""
+    import errno
     from .cgroups import update as upd
     from .errors import CgroupError
-    spec.validate_resources(resources)
-    c = Container.load(root, cid)
     st = c.status()
-    if st == "stopped":
-        raise StateError(f"cannot update container {cid}: container not running (status stopped)")
+    if st in ("stopped", "creating"):
+        raise StateError(f"cannot update container {c.id}: container not running (status {st})")
     mgr = _cgroup_of(c, "update")
     changed = upd.changes(resources, warn=warn or _warn)
     if not changed:
         return c
     linux = c.config.setdefault("linux", {})
     merged = upd.merge(linux.get("resources") or {}, changed)
+    apply, gone = mgr.drop_gone(upd.to_apply(merged, changed))
+    if gone:
+        (warn or _warn)(gone)
     try:
-        mgr.set(upd.to_apply(merged, changed))
+        mgr.set(apply)
     except CgroupError as e:
         # v1 refuses a memory limit it cannot reclaim down to with EBUSY: say what the usage is
         limit = (changed.get("memory") or {}).get("limit")
@@ -250,21 +282,21 @@ def pause(cid, root=DEFAULT_ROOT):
     """Freeze every process of the container (cgroup v1 freezer, v2 cgroup.freeze). Only a
     running one: runc also pauses a created container, but its state would still read
     "created" here, and `start` would then wait for a frozen init."""
-    c = Container.load(root, cid)
-    st = c.status()
-    if st != "running":
-        raise StateError(f"cannot pause container {cid}: container not running (status {st})")
-    _cgroup_of(c, "pause").freeze()
+    with Container.load(root, cid, lock=True) as c:
+        st = c.status()
+        if st != "running":
+            raise StateError(f"cannot pause container {cid}: container not running (status {st})")
+        _cgroup_of(c, "pause").freeze()
 
 
 def resume(cid, root=DEFAULT_ROOT):
     """Thaw a paused container."""
-    c = Container.load(root, cid)
-    st = c.status()
-    mgr = c.cgroup() if st != "stopped" else None
-    if mgr is None or mgr.freezer_state() != "frozen":
-        raise StateError(f"cannot resume container {cid}: container not paused (status {st})")
-    mgr.thaw()
+    with Container.load(root, cid, lock=True) as c:
+        st = c.status()
+        mgr = c.cgroup() if st not in ("stopped", "creating") else None
+        if mgr is None or mgr.freezer_state() != "frozen":
+            raise StateError(f"cannot resume container {cid}: container not paused (status {st})")
+        mgr.thaw()
 
 
 def processes(cid, root=DEFAULT_ROOT):
@@ -278,7 +310,7 @@ def stats(cid, root=DEFAULT_ROOT):
     """One stats event, as `runc events --stats` prints it."""
     from .cgroups.events import runc_stats
     c = Container.load(root, cid)
-    if c.status() == "stopped":
+    if c.status() in ("stopped", "creating"):
         raise StateError(f"container with id {cid} is not running")
     return {"type": "stats", "id": cid, "data": runc_stats(c.cgroup())}
 
@@ -290,7 +322,7 @@ def events(cid, root=DEFAULT_ROOT, interval=5.0, tick=0.25):
     if interval <= 0:
         raise MruncError("duration interval must be greater than 0")
     c = Container.load(root, cid)
-    if c.status() == "stopped":
+    if c.status() in ("stopped", "creating"):
         raise StateError(f"container with id {cid} is not running")
     mgr = c.cgroup()
     watcher = OomWatcher(mgr)

@@ -5,9 +5,10 @@ Global flags come before the verb, as with runc:
 Errors are one line on stderr (and a {"level":"error","msg":…} line in --log with
 --log-format json, which is where containerd and podman read them), and exit status 1.
 """
-import json
 import os
 import sys
+
+from . import fastjson
 
 VERSION = "0.1.0"
 SPEC_VERSION = "1.3.0"
@@ -23,7 +24,7 @@ class _Log:
         if self.path:
             import time
             t = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            line = (json.dumps({"level": level, "msg": msg, "time": t}) if self.fmt == "json"
+            line = (fastjson.dumps({"level": level, "msg": msg, "time": t}) if self.fmt == "json"
                     else f'time="{t}" level={level} msg="{msg}"')
             try:
                 with open(self.path, "a") as f:
@@ -165,7 +166,7 @@ def parse_args(argv):
 def _parser():
     """The command line, declared: the global flags and one _Cmd per verb."""
     p = _Cmd("mrunc", "An OCI container runtime in Python, compatible with runc.")
-    p.add_argument("--root", default=None, help="state directory (default /run/mrunc)")
+    p.add_argument("--root", default=None, help="state directory (default /run/mrunc; not root: $XDG_RUNTIME_DIR/mrunc, else ~/.local/state/mrunc)")
     p.add_argument("--log", default=None, help="log file (default: stderr only)")
     p.add_argument("--log-format", default="text", choices=["text", "json"])
     p.add_argument("--debug", action="store_true")
@@ -217,6 +218,9 @@ def _parser():
     s.add_argument("-q", "--quiet", action="store_true")
     cmd("features", "print the OCI features document")
     _kernel_verb(cmd)
+    s = cmd("doctor", "check this host for (rootless) containers and their limits; each failing "
+                      "line says the fix")
+    s.add_argument("--json", action="store_true", help="the report as JSON, for scripts")
     _network_verb(cmd)
     p.help += "\n\ncommands:\n" + "\n".join(f"  {n:<10} {c.help}" for n, c in cmds.items())
     return p, cmds
@@ -225,6 +229,7 @@ def _parser():
 # ---------------------------------------------------------------- verbs
 
 def do_spec(a, log):
+    import json
     from . import spec
     path = os.path.join(a.bundle, "config.json")
     if os.path.exists(path):
@@ -290,7 +295,7 @@ def do_start(a, log):
 
 def do_state(a, log):
     from . import api
-    print(json.dumps(api.state(a.id, a.root), indent=2))
+    print(fastjson.dumps(api.state(a.id, a.root), indent=2))
 
 
 def do_kill(a, log):
@@ -316,7 +321,7 @@ def do_list(a, log):
         for s in states:
             print(s["id"])
     elif a.format == "json":
-        print(json.dumps([dict(s, owner=_owner(a.root, s["id"])) for s in states] or None))
+        print(fastjson.dumps([dict(s, owner=_owner(a.root, s["id"])) for s in states] or None))
     else:
         rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
         rows += [(s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], _owner(a.root, s["id"]))
@@ -336,6 +341,7 @@ def _owner(root, cid):
 
 
 def do_features(a, log):
+    import json
     from . import spec
     print(json.dumps(spec.features(), indent=2))
 
@@ -367,6 +373,14 @@ def do_kernel(a, log):
     print(f"installed kernelspec mrunc (Python 3 (mrunc)) in {where}")
 
 
+def do_doctor(a, log):
+    """Exit status 1 when something needed is missing (a FAIL line)."""
+    from . import doctor
+    checks = doctor.run_checks()
+    print(doctor.report(checks, as_json=a.json))
+    return 1 if any(c.status == "FAIL" for c in checks) else 0
+
+
 def _network_verb(cmd):
     s = cmd("network", "lab networks (the sandbox's): network up|down|show PLAN, network sweep DIR")
     s.add_argument("action", help="up, down, show or sweep")
@@ -378,7 +392,7 @@ def do_network(a, log):
     return run(a.action, a.path)
 
 
-VERBS_EXTRA = {"kernel": do_kernel, "network": do_network}
+VERBS_EXTRA = {"kernel": do_kernel, "doctor": do_doctor, "network": do_network}
 
 
 # ---------------------------------------------------------------- resource control verbs
@@ -455,6 +469,7 @@ def _update_resources(a, log):
         except OSError as e:
             raise MruncError(f"update --resources {where}: {e.strerror}") from None
         try:
+            import json
             res = json.loads(text)
         except ValueError as e:
             raise SpecError(f"update --resources {where}: invalid JSON: {e}") from None
@@ -511,7 +526,7 @@ def do_resume(a, log):
 
 
 def _emit(event):
-    sys.stdout.write(json.dumps(event, separators=(",", ":")) + "\n")
+    sys.stdout.write(fastjson.dumps(event, compact=True) + "\n")
     sys.stdout.flush()
 
 
@@ -538,7 +553,7 @@ def do_ps(a, log):
     cid, ps_args = a.args[0], a.args[1:]
     pids = api.processes(cid, a.root)
     if a.format == "json":
-        print(json.dumps(pids, separators=(",", ":")))
+        print(fastjson.dumps(pids, compact=True))
         return 0
     for line in _ps_table(pids, ps_args):
         print(line)
@@ -625,7 +640,7 @@ def _read_process(path):
     from .errors import SpecError
     try:
         with open(path, "rb") as f:
-            process = json.loads(f.read())
+            process = fastjson.loads(f.read())
     except OSError as e:
         raise SpecError(f"--process {path}: {e.strerror}") from None
     except ValueError as e:
@@ -663,13 +678,20 @@ def _exit_if_program(rc):
     create/start/delete). Run as the mrunc program (the console script's or `python -m mrunc`'s
     __main__ calls our main), there is nothing left to do: skip the interpreter's teardown —
     freeing every module and object, ~4 ms. Called from Python (a test, a notebook), return."""
-    if getattr(sys.modules.get("__main__"), "main", None) is main:
+    if _run_as_program():
         for f in (sys.stdout, sys.stderr):
             try:
                 f.flush()
             except (OSError, ValueError):
                 pass
         os._exit(rc)
+
+
+def _run_as_program():
+    """__main__ calls our main: the launcher, `python -m mrunc`, or pip's script (via launcher)."""
+    entry = getattr(sys.modules.get("__main__"), "main", None)
+    launcher = sys.modules.get("mrunc.launcher")
+    return entry is not None and (entry is main or entry is getattr(launcher, "main", None))
 
 
 CGROUP_VERBS = {"update": do_update, "pause": do_pause, "resume": do_resume, "events": do_events,
@@ -679,6 +701,20 @@ CGROUP_VERBS = {"update": do_update, "pause": do_pause, "resume": do_resume, "ev
 VERBS = {"spec": do_spec, "create": do_create, "run": do_run, "start": do_start, "state": do_state,
          "kill": do_kill, "delete": do_delete, "list": do_list, "features": do_features,
          **CGROUP_VERBS, "exec": do_exec}
+
+
+# Verbs that never touch the state root.
+NO_STATE_VERBS = {"spec", "features", "kernel", "doctor", "network"}
+
+
+def _state_root(root, creates):
+    """--root, or the caller's own default (mrunc.userdirs), checked before any use: a state dir
+    another user made or can write is refused, so nobody acts on a state file someone else wrote."""
+    from . import userdirs
+    root = root or userdirs.default_root()
+    if creates:
+        return userdirs.ensure_private(root, mode=0o711)
+    return userdirs.check_if_present(root)
 
 
 def main(argv=None):
@@ -702,8 +738,8 @@ def _main(argv):
         if a.systemd_cgroup:
             raise MruncError("--systemd-cgroup: the systemd cgroup driver is not supported "
                              "(use the default cgroupfs driver)")
-        if a.root is None:
-            a.root = "/run/mrunc"
+        if a.verb not in NO_STATE_VERBS:
+            a.root = _state_root(a.root, creates=a.verb in ("create", "run"))
         rc = (VERBS.get(a.verb) or VERBS_EXTRA[a.verb])(a, log)
         return rc or 0
     except MruncError as e:

@@ -9,12 +9,17 @@
     poststop         delete, after the container is gone          runtime namespaces
 
 A hook is {path, args (args[0] is argv[0]), env, timeout}. A failing hook fails the operation —
-except poststop, whose failures are only warnings (the container is gone already).
+except poststop, whose failures are only warnings (the container is gone already), and poststart
+in bundles older than runtime-spec 1.3.0 (whose text said: warn, and go on; see api.start).
 """
-import json
 import os
 
 from .errors import MruncError
+
+# The status the create hooks (prestart, createRuntime, createContainer) read on stdin. runtime.md
+# defines "creating" as lifecycle step 2 (the environment being made) and "created" as "after
+# step 2"; these hooks are steps 3-5, so "created" (crun says so too; runc says "creating").
+CREATE_STATUS = "created"
 
 
 def run(config, kind, state, warn=None):
@@ -37,12 +42,13 @@ def run_in_container(config, kind, state):
 
 def _run_one(hook, state):
     import subprocess
+    from .fastjson import dumps
     path = hook["path"]
     args = hook.get("args") or [path]
     env = hook.get("env")
     env = None if env is None else dict(kv.partition("=")[::2] for kv in env)
     try:
-        p = subprocess.run([args[0], *args[1:]], executable=path, input=json.dumps(state).encode(),
+        p = subprocess.run([args[0], *args[1:]], executable=path, input=dumps(state).encode(),
                            env=env, capture_output=True, timeout=hook.get("timeout"))
     except subprocess.TimeoutExpired:
         raise MruncError(f"{path}: timed out after {hook['timeout']}s (killed)") from None

@@ -44,11 +44,11 @@ class Proc:
         try:
             fd = sys.fsmount("proc", linux.MOUNT_ATTR_NOSUID | linux.MOUNT_ATTR_NODEV |
                              linux.MOUNT_ATTR_NOEXEC)
+            if linux.fstatfs_type(fd) == linux.PROC_SUPER_MAGIC:  # (a RecordingSyscalls makes none)
+                return cls(fd, private=True)
         except OSError:
-            return cls.at(fallback)
-        if fd <= 2:  # a RecordingSyscalls fake makes no mount
-            return cls.at(fallback)
-        return cls(fd, private=True)
+            pass
+        return cls.at(fallback)
 
     @classmethod
     def at(cls, path="/proc"):

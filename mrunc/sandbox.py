@@ -22,7 +22,8 @@ init is paused, and `mrunc.snapshot` reads it from /proc. The last step is `star
 releases init, which execs the program.
 
 **Files.** A sandbox has a private state root (`--root`, default $MRUNC_LAB_ROOT or /run/mrunc-lab;
-rootless: $XDG_RUNTIME_DIR/mrunc-lab or /tmp/mrunc-lab-<uid>) and, beside it, a
+rootless: the user's own, $XDG_RUNTIME_DIR/mrunc-lab or ~/.local/state/mrunc-lab — see
+mrunc.userdirs; both directories are checked, owner and mode, before every use) and, beside it, a
 directory per container (`<root>.bundles/<name>`) with the generated config.json, the output log
 and, unless the container is read-only, an overlay: the shared busybox rootfs as the lower layer,
 the container's writes in an upper directory of its own — so containers never change the image,
@@ -48,9 +49,9 @@ import time
 import weakref
 from dataclasses import dataclass, field
 
+from . import userdirs
 from .errors import MruncError
 
-DEFAULT_ROOT = "/run/mrunc-lab"
 PHASES = ("spec", "clone", "mount", "pivot_root", "cgroup", "security", "exec")
 FOREVER = "2147483647"                  # seconds; busybox sleep has no "infinity"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -97,7 +98,7 @@ def _userns_unavailable():
 
 ROOTLESS_NOTE = ("running rootless (uid {uid}, a user namespace maps it to root inside): the root "
                  "filesystem is read-only with a tmpfs on /tmp (an overlay needs root), only "
-                 "uid 0 exists inside, {cgroups}; snapshots cannot enter the container's "
+                 "uid 0 exists inside; snapshots cannot enter the container's "
                  "namespaces or read its init before exec (that needs CAP_SYS_ADMIN / "
                  "CAP_SYS_PTRACE), so some panels stay empty.")
 
@@ -363,9 +364,9 @@ class Sandbox:
     def __init__(self, root=None, rootfs=None, mrunc=None, check=True):
         self.rootfs = rootfs or busybox_rootfs()
         self.rootless = not check_available(self.rootfs) if check else os.geteuid() != 0
-        self.root = root or os.environ.get("MRUNC_LAB_ROOT") or (
-            DEFAULT_ROOT if not self.rootless else _rootless_root())
+        self.root = root or os.environ.get("MRUNC_LAB_ROOT") or _guard(userdirs.default_root, "mrunc-lab")
         self.work = self.root.rstrip("/") + ".bundles"
+        self._check_dirs()
         self.mrunc = list(mrunc) if mrunc else mrunc_command()
         self.containers: dict[str, Container] = {}
         self.sessions = weakref.WeakSet()
@@ -376,24 +377,31 @@ class Sandbox:
         # Part of every container's cgroup name: runc's default cgroup is /<id>, and two sandboxes
         # (two students, two kernels) may both call a container "web".
         self.tag = secrets.token_hex(4)
-        # What does not work here, and why, in words (the magics show it once).
-        self.notes = [ROOTLESS_NOTE.format(uid=os.geteuid(), cgroups=(
-            f"and no limits: {self.no_cgroup}" if self.no_cgroup else
-            "limits work (a delegated cgroup)"))] if self.rootless else []
+        # What does not work here, and why, in words (the magics show them once): rootless, what
+        # a user namespace cannot do; then `mrunc doctor`'s problems (no limits, and the fix).
+        self.notes = [ROOTLESS_NOTE.format(uid=os.geteuid())] if self.rootless else []
         if check:
+            self.no_cgroup              # rootless: the delegated subtree is made ready first
+            from . import doctor
+            self.notes += doctor.problems()
+            if self.no_cgroup:          # said here once: the runtime need not say it per container
+                _mark_warned()
             self.sweep()
         _OPEN.add(self)
         _hook_kernel_shutdown()
+        from . import labwatch
+        if check and labwatch.in_kernel():  # a kernel can die without closing us: a watchdog cleans
+            labwatch.start(self.root)
 
     @property
     def no_cgroup(self):
-        """Why containers get no cgroup (so no limits) here, or None: rootless without a
-        delegated cgroup subtree."""
+        """Why containers get no cgroup (so no limits) here, or None. Rootless, the first call
+        makes our delegated cgroup v2 subtree ready (mrunc.cgroups.delegation): this kernel moves
+        into its leaf and the controllers are enabled, so containers land beside it."""
         if self._no_cgroup is None:
             self._no_cgroup = ""
             if self.rootless:
-                from . import cgroups
-                self._no_cgroup = getattr(cgroups.manager(None, "probe", rootless=True), "reason", "") or ""
+                self._no_cgroup = _delegated_subtree_problem() or ""
         return self._no_cgroup or None
 
     def __repr__(self):
@@ -461,6 +469,7 @@ class Sandbox:
             return self.containers[name]
         from .state import Container as State
         from .errors import StateError
+        self._check_dirs()
         try:
             State.load(self.root, name)
         except (StateError, MruncError):
@@ -471,6 +480,7 @@ class Sandbox:
     def ps(self) -> list[dict]:
         """A row per container in our root: name, status, pid, memory use/limit, exit code."""
         from .state import Container as State
+        self._check_dirs()
         rows = []
         for st in State.all(self.root):
             ours = self.containers.get(st.id)
@@ -547,6 +557,7 @@ class Sandbox:
     def sweep(self):
         """Remove what a sandbox that died (kernel killed) left: containers, directories and lab
         networks."""
+        self._check_dirs()
         self._sweep_containers()
         self.networks.sweep()
 
@@ -563,15 +574,26 @@ class Sandbox:
             except (OSError, ValueError):
                 continue
             from .state import proc_start_time
-            if str(proc_start_time(int(pid))[0]) == start:
+            now, st = proc_start_time(int(pid))
+            if str(now) == start and st not in ("Z", "X"):
                 continue                    # its sandbox is alive (another kernel)
             self.cli("delete", "--force", name, check=False)
             _remove_bundle_dir(d)
 
     # -- internals --
+    def _check_dirs(self, create=False):
+        """Our state root and bundle dir are ours alone (mrunc.userdirs), checked at every use: a
+        directory another user made first, or can write, is refused and never used."""
+        for path, mode in ((self.root, 0o711), (self.work, 0o700)):
+            if create:
+                _guard(userdirs.ensure_private, path, mode, "sandbox directory")
+            else:
+                _guard(userdirs.check_if_present, path, "sandbox directory")
+
     def _prepare(self, script, args, name, opts) -> Container:
         if self.closed:
             raise SandboxError("this sandbox is closed")
+        self._check_dirs(create=True)
         from .state import validate_id
         from .errors import UsageError
         name = name or f"lab-{secrets.token_hex(3)}"
@@ -600,6 +622,7 @@ class Sandbox:
                 raise SandboxError(f"image: {image} is neither a rootfs directory nor a bundle")
         if opts.get("readonly") is None:
             opts.pop("readonly", None)
+        skipped = []
         lab_net = opts.get("network")
         if lab_net in (None, "none", "host"):
             lab_net = None
@@ -611,7 +634,7 @@ class Sandbox:
             opts["cap_add"] = [add] if isinstance(add, str) else list(add)
             opts["cap_add"].append("NET_RAW")
         if self.rootless:
-            base, opts = self._rootless(base, opts)
+            base, opts, skipped = self._rootless(base, opts)
         cfg = build_config(args, rootfs=rootfs, base=base, name=name, **opts)
         if not self.rootless and not cfg["linux"].get("cgroupsPath"):
             cfg["linux"]["cgroupsPath"] = f"/mrunc-lab-{self.tag}-{name}"
@@ -619,6 +642,8 @@ class Sandbox:
             cfg["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
                                   "options": ["nosuid", "nodev", "mode=1777", "size=65536k"]})
         c = Container(self, name, bundle=os.path.join(self.work, name), config=cfg)
+        if skipped:
+            c.skipped = f"{', '.join(skipped)}: no cgroup limits here ({self.no_cgroup})"
         if lab_net:
             self.networks.configure(cfg, c.bundle, lab_net)
         c._write_bundle(rootfs, overlay=not cfg["root"]["readonly"])
@@ -632,18 +657,65 @@ class Sandbox:
         return c
 
     def _rootless(self, base, opts):
-        """What a rootless container can have; a clear error for what it cannot."""
+        """What a rootless container can have: limits without a delegated cgroup are skipped
+        (the container runs, and says so); a clear error for the rest of what it cannot."""
         from . import spec
-        for key, flag in (("memory", "memory"), ("cpus", "cpus"), ("pids", "pids")):
-            if opts.get(key) is not None and self.no_cgroup:
-                raise SandboxError(f"{flag}: no limits rootless here: {self.no_cgroup}")
+        skipped = [f"{k}={opts[k]}" for k in LIMITS if opts.get(k) is not None] if self.no_cgroup else []
+        memory = opts.get("memory") if skipped else None
+        opts = {k: v for k, v in opts.items() if not (skipped and k in LIMITS)}
         user = opts.get("user")
         if user is not None and str(user).partition(":")[0] not in ("0", "root"):
             raise SandboxError(f"user: rootless, only root (uid 0) exists in the container: the "
                                f"user namespace maps just your uid {os.geteuid()}")
         if base is None:
             base = spec.default_config(rootless=True)
-        return base, {**opts, "readonly": True}
+        if memory is not None:
+            # Unbounded, a memory hog would take the whole server (and its OOM killer would pick
+            # anyone's process): each process gets an address-space cap instead (RLIMIT_AS).
+            size = parse_size(memory)
+            rl = base.setdefault("process", {}).setdefault("rlimits", [])
+            rl[:] = [r for r in rl if r.get("type") != "RLIMIT_AS"] + [
+                {"type": "RLIMIT_AS", "hard": size, "soft": size}]
+        skipped = [f"{s} only as an address-space cap per process (RLIMIT_AS)" if s.startswith("memory=")
+                   else f"{s} skipped" for s in skipped]
+        # No cgroup namespace: a user namespace's cgroup2 mount fails (EBUSY) where the subtree is
+        # delegated; without one the runtime binds the container's own cgroup dir instead (S15).
+        return base, {**opts, "readonly": True, "cgroupns": False}, skipped
+
+
+LIMITS = ("memory", "cpus", "pids")      # the options that need a cgroup
+
+
+def _delegated_subtree_problem():
+    """Why this user gets no limits, or None once the delegated subtree is ready."""
+    from .cgroups import delegation
+    from .errors import CgroupError
+    sub = delegation.find()
+    if sub.path is None:
+        return sub.reason
+    try:
+        sub.prepare()
+    except CgroupError as e:
+        return f"{sub.path} is delegated, but its controllers could not be enabled: {e}"
+    return None
+
+
+def _mark_warned():
+    from .process.parent import warned_mark
+    mark = warned_mark()
+    if mark:
+        try:
+            open(mark, "a").close()
+        except OSError:
+            pass
+
+
+def _guard(fn, *args):
+    """userdirs' refusal as a SandboxError (the one line a cell shows)."""
+    try:
+        return fn(*args)
+    except userdirs.UnsafeDir as e:
+        raise SandboxError(str(e)) from None
 
 
 def _net(fn, *args, **kw):
@@ -653,14 +725,6 @@ def _net(fn, *args, **kw):
         return fn(*args, **kw)
     except NetworkError as e:
         raise SandboxError(str(e)) from None
-
-
-def _rootless_root():
-    """A state root the user owns: $XDG_RUNTIME_DIR/mrunc-lab, else /tmp/mrunc-lab-<uid>."""
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if xdg and os.access(xdg, os.W_OK):
-        return os.path.join(xdg, "mrunc-lab")
-    return f"/tmp/mrunc-lab-{os.geteuid()}"
 
 
 def _cli_error(stderr, default):
@@ -697,6 +761,7 @@ class Container:
         self.log_path = os.path.join(bundle, "output.log") if bundle else None
         self.overlay = False
         self.deleted = False
+        self.skipped = None             # the limits not applied (rootless, no delegation), and why
         self.network = None             # its place on a lab network: address, veth (mrunc.network)
         self._mgr = None
         self._exit = None
@@ -726,8 +791,6 @@ class Container:
     # -- making it --
     def _write_bundle(self, rootfs, overlay):
         self._rootfs = rootfs
-        os.makedirs(self.sandbox.root, mode=0o711, exist_ok=True)
-        os.makedirs(self.sandbox.work, mode=0o700, exist_ok=True)
         os.mkdir(self.bundle, 0o700)
         from .state import proc_start_time
         with open(os.path.join(self.bundle, "owner"), "w") as f:
@@ -800,7 +863,7 @@ class Container:
             st = self._state()
         except MruncError:
             return None
-        return st.pid if st.status() != "stopped" else None
+        return st.pid if st.status() not in ("stopped", "creating") else None
 
     @property
     def exit_code(self) -> int | None:
@@ -1004,6 +1067,8 @@ class Run:
                                  stderr=subprocess.PIPE)
 
     def __iter__(self):
+        if self.container.skipped:
+            yield "stderr", f"mrunc: {self.container.skipped}\n"
         try:
             yield from (self._follow_log() if self.keep else self._read_pipes())
         except BaseException:           # interrupted (Ctrl-C in the notebook): take it down

@@ -2,28 +2,53 @@
 
 mrunc has no daemon: `create` returns as soon as the container's init is waiting, and every later
 command (`start`, `state`, `kill`, `delete`) is a new process that must find the container again.
-It finds it in a directory per container under the state root (`--root`, default /run/mrunc):
+It finds it in a directory per container under the state root (`--root`, default /run/mrunc; not
+root: the user's own, see mrunc.userdirs — checked before every use):
 
     /run/mrunc/<id>/state.json   what create learned: pid, its start time, bundle, config, cgroup
     /run/mrunc/<id>/exec.fifo    init blocks opening it for writing until `start` opens it to read
 
 The status is *derived*, never stored, so it cannot go stale:
-    init gone, a zombie, or a recycled pid (start time differs)  -> stopped
-    exec.fifo still there                                        -> created
-    cgroup frozen                                                -> paused
-    otherwise                                                    -> running
+    "creator" recorded, and that runtime still alive (pid + start time)   -> creating
+    "creator" recorded, the runtime gone (killed mid-create)             -> stopped (abandoned)
+    init gone, a zombie, or a recycled pid (start time differs)          -> stopped
+    exec.fifo still there and init not yet exec'd (comm "mrunc:[init]")  -> created
+    cgroup frozen                                                        -> paused
+    otherwise                                                            -> running
+
+A container appears whole or not at all. `create` builds its directory under a hidden name
+(`.new-<pid>-<random>`: state.json saying "creating" with the runtime's pid and start time, the
+cgroup paths it will use, and exec.fifo), then renames it to `<id>` — one atomic step, which fails
+if the id is taken. `delete` does the reverse: it renames `<id>` to `.old-<pid>-<random>` before
+emptying it. A hidden directory whose runtime is dead is debris of a killed create or delete; it
+holds no process and no cgroup, and the next create or delete sweeps it away. So whenever a
+runtime is SIGKILLed, the id is either free (the rename had not happened) or names a container
+that `state` reports and `delete --force` removes — cgroups and init included: the abandoned
+init is found through the recorded cgroup (and dies by itself: see process/init.py).
+
+Every command that changes a container (create, start, kill, pause, resume, update, delete)
+holds the container's lock: flock(2) on its directory. `state`, `list`, `ps` and `events` only
+read, and take no lock: state.json is always replaced whole (write_atomic), so they see the old
+record or the new one. flock is released by the kernel when the holder dies, so a SIGKILL never
+leaves a stale lock; a waiter that then finds the directory gone (deleted meanwhile) reports
+"does not exist". create holds the lock from before the rename until state.json is final.
 """
+import _thread
 import errno
-import json
 import os
-import re
 import time
+
+from . import fastjson
 
 OCI_VERSION = "1.3.0"
 STATE_FILE = "state.json"
 FIFO = "exec.fifo"
+INIT_COMM = "mrunc:[init]"   # init's name (prctl PR_SET_NAME) until it execs the program
+LOCK_TIMEOUT = 10.0          # seconds a command waits for another one on the same container
 
-_ID_RE = re.compile(r"^[A-Za-z0-9_+.-]+$")
+_HIDDEN = (".new-", ".old-")   # directories of a create or delete under way: see Container.reserve
+# An id is made of these (no `re`: it costs a whole interpreter start on every verb).
+_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_+.-")
 
 
 def validate_id(cid):
@@ -31,25 +56,41 @@ def validate_id(cid):
     from .errors import UsageError
     if not cid:
         raise UsageError("container id: must not be empty")
-    if not _ID_RE.match(cid) or cid in (".", ".."):
+    if not _ID_CHARS.issuperset(cid) or cid in (".", ".."):
         raise UsageError(f"container id {cid!r}: invalid (allowed: letters, digits, '_', '+', '.', '-')")
+    if cid.startswith(_HIDDEN):
+        raise UsageError(f"container id {cid!r}: ids starting with {' or '.join(_HIDDEN)} are "
+                         "reserved for mrunc's own use")
     if len(cid) > 1024:
         raise UsageError("container id: too long")
 
 
-def proc_start_time(pid):
-    """Field 22 of /proc/<pid>/stat (clock ticks since boot) and the state letter, or (None, None).
+def proc_stat(pid):
+    """(start time, state letter, comm) from /proc/<pid>/stat, or (None, None, None).
 
-    A pid number can be reused after the process dies; (pid, start time) cannot.
+    A pid number can be reused after the process dies; (pid, start time) cannot. The start time
+    is field 22 (clock ticks since boot); comm is what prctl(PR_SET_NAME) or execve named it.
     """
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
     except OSError:
-        return None, None
-    # comm may contain spaces and parens: split after the last ')'
-    rest = data[data.rindex(b")") + 2:].split()
-    return int(rest[19]), rest[0].decode()
+        return None, None, None
+    # comm may contain spaces and parens: it runs from the first '(' to the last ')'
+    close = data.rindex(b")")
+    rest = data[close + 2:].split()
+    return int(rest[19]), rest[0].decode(), data[data.index(b"(") + 1:close].decode(errors="replace")
+
+
+def proc_start_time(pid):
+    """(start time, state letter) of pid, or (None, None): see proc_stat."""
+    return proc_stat(pid)[:2]
+
+
+def alive_as(pid, start_time):
+    """Is `pid` still the process that had `start_time` (and not a zombie)?"""
+    start, st, _ = proc_stat(pid) if pid else (None, None, None)
+    return start is not None and start == start_time and st not in ("Z", "X")
 
 
 def now_rfc3339():
@@ -59,7 +100,9 @@ def now_rfc3339():
 
 def write_atomic(path, data, mode=0o600):
     """Write a temp file beside `path`, then rename: readers see the old file or the new one, whole."""
-    tmp = os.path.join(os.path.dirname(path) or ".", "." + os.path.basename(path) + f".{os.getpid()}")
+    # the temp name is unique per thread too: the notebook and the load test call us from threads
+    tmp = os.path.join(os.path.dirname(path) or ".",
+                       f".{os.path.basename(path)}.{os.getpid()}.{_thread.get_ident()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
         os.write(fd, data.encode() if isinstance(data, str) else data)
@@ -69,25 +112,36 @@ def write_atomic(path, data, mode=0o600):
 
 
 class Container:
-    """One container's state directory. `status` is computed on every read."""
+    """One container's state directory. `status` is computed on every read.
+
+    Loaded with lock=True it holds the container's lock until unlock() — or the end of a `with`
+    block, or the process.
+    """
 
     def __init__(self, root, cid):
         self.root, self.id = root, cid
         self.dir = os.path.join(root, cid)
         self.data = None
+        self._lock = None
 
     # -- lookup --
     @classmethod
-    def load(cls, root, cid):
+    def load(cls, root, cid, lock=False):
         from .errors import StateError
         validate_id(cid)
         c = cls(root, cid)
+        if lock:
+            c._lock = lock_dir(c.dir)
+            if c._lock is None:
+                raise StateError(f"container {cid} does not exist")
         try:
-            with open(os.path.join(c.dir, STATE_FILE)) as f:
-                c.data = json.load(f)
+            with open(os.path.join(c.dir, STATE_FILE), "rb") as f:
+                c.data = fastjson.loads(f.read())
         except FileNotFoundError:
+            c.unlock()
             raise StateError(f"container {cid} does not exist") from None
         except (OSError, ValueError) as e:
+            c.unlock()
             raise StateError(f"container {cid}: unreadable state: {e}") from None
         return c
 
@@ -99,32 +153,69 @@ class Container:
             return []
         out = []
         for name in names:
+            if name.startswith(_HIDDEN):  # a create or delete under way (or its debris)
+                continue
             try:
                 out.append(cls.load(root, name))
-            except Exception:  # a half-created dir of a concurrent create: not a container yet
+            except Exception:  # deleted meanwhile, or not a container: not listed
                 continue
         return out
 
-    def reserve(self):
-        """Claim the id: mkdir is atomic, so two creates of one id cannot both succeed."""
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.unlock()
+
+    def unlock(self):
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+    # -- making and removing the directory --
+    def reserve(self, data):
+        """Claim the id with `data` recorded ("creating"), exec.fifo made and the lock held.
+
+        The directory is filled under a hidden name and renamed to the id: rename(2) is atomic
+        and fails when the id exists (a container directory is never empty), so two creates of
+        one id cannot both succeed, and no one ever sees a container without its state.json.
+        """
         from .errors import StateError
         os.makedirs(self.root, mode=0o711, exist_ok=True)
+        sweep(self.root)
+        tmp = self._hidden("new")
+        os.mkdir(tmp, 0o711)
         try:
-            os.mkdir(self.dir, 0o711)
-        except FileExistsError:
-            raise StateError(f"container with id {self.id} already exists") from None
+            self._lock = lock_dir(tmp)
+            fifo = fifo_path(tmp)
+            os.mkfifo(fifo, 0o622)
+            os.chmod(fifo, 0o622)  # mkfifo obeys the umask; any uid may signal readiness
+            self.data = data
+            write_atomic(os.path.join(tmp, STATE_FILE), json.dumps(data))
+            os.rename(tmp, self.dir)
+        except BaseException as e:
+            self.unlock()
+            _remove_flat(tmp)
+            if isinstance(e, OSError) and e.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR):
+                raise StateError(f"container with id {self.id} already exists") from None
+            raise
 
     def save(self):
-        write_atomic(os.path.join(self.dir, STATE_FILE), json.dumps(self.data))
+        write_atomic(os.path.join(self.dir, STATE_FILE), fastjson.dumps(self.data))
 
     def remove(self):
-        """Remove the state dir and what is in it (flat: state.json, fifo, temp files)."""
+        """Remove the state dir: first renamed away, so the id is free at once and a delete killed
+        halfway leaves only hidden debris (swept later), never a container without its state."""
+        tmp = self._hidden("old")
         try:
-            for name in os.listdir(self.dir):
-                os.unlink(os.path.join(self.dir, name))
-            os.rmdir(self.dir)
+            os.rename(self.dir, tmp)
         except FileNotFoundError:
-            pass
+            return
+        _remove_flat(tmp)
+
+    def _hidden(self, kind):
+        """.new-<pid>-<random> / .old-<pid>-<random>: the pid tells sweep() when it is debris."""
+        return os.path.join(self.root, f".{kind}-{os.getpid()}-{os.urandom(4).hex()}")
 
     # -- derived facts --
     @property
@@ -135,9 +226,13 @@ class Container:
     def config(self):
         return self.data["config"]
 
+    @property
+    def creator(self):
+        """{"pid", "start_time"} of the create still making this container, else None."""
+        return self.data.get("creator")
+
     def init_alive(self):
-        start, st = proc_start_time(self.pid)
-        return start is not None and start == self.data.get("start_time") and st not in ("Z", "X")
+        return alive_as(self.pid, self.data.get("start_time"))
 
     def cgroup(self):
         """The cgroup manager, rebuilt from what create recorded (None when cgroups are disabled)."""
@@ -153,9 +248,15 @@ class Container:
                                rootless=cg.get("rootless", False))
 
     def status(self):
-        if not self.pid or not self.init_alive():
+        creator = self.creator
+        if creator:
+            # a create still at work, or one killed halfway: abandoned, nothing to start
+            return "creating" if alive_as(creator["pid"], creator["start_time"]) else "stopped"
+        start, st, comm = proc_stat(self.pid) if self.pid else (None, None, None)
+        if start is None or start != self.data.get("start_time") or st in ("Z", "X"):
             return "stopped"
-        if os.path.exists(os.path.join(self.dir, FIFO)):
+        # exec.fifo outlives a `start` killed after it released init: the program's name says
+        if comm == INIT_COMM and os.path.exists(os.path.join(self.dir, FIFO)):
             return "created"
         try:
             mgr = self.cgroup()
@@ -172,7 +273,7 @@ class Container:
         return {
             "ociVersion": OCI_VERSION,
             "id": self.id,
-            "pid": self.pid if status != "stopped" else 0,
+            "pid": self.pid if status not in ("stopped", "creating") else 0,
             "status": status,
             "bundle": d["bundle"],
             "rootfs": d["rootfs"],
@@ -180,6 +281,74 @@ class Container:
             "owner": "",
             "annotations": d["config"].get("annotations") or {},
         }
+
+
+def lock_dir(path, timeout=LOCK_TIMEOUT):
+    """flock(LOCK_EX) the directory `path`; return the fd that holds it, or None if `path` is
+    gone — also when it went while we waited (a delete that held the lock removed it)."""
+    import fcntl
+    from .errors import StateError
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    delay, deadline = 0.0005, None
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            deadline = deadline or time.monotonic() + timeout
+            if time.monotonic() > deadline:
+                os.close(fd)
+                raise StateError(f"container {os.path.basename(path)} is busy: another mrunc "
+                                 f"command has held its lock for {timeout:g} s") from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.02)
+    held = os.fstat(fd)
+    try:
+        now = os.stat(path)
+    except FileNotFoundError:
+        now = None
+    if now is None or (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
+        os.close(fd)
+        return None
+    return fd
+
+
+def sweep(root):
+    """Remove the debris of creates and deletes that were killed halfway: hidden directories
+    whose runtime is dead. They hold at most state.json and exec.fifo (see the module's doc)."""
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:
+        return
+    for name in names:
+        if name.startswith(_HIDDEN):
+            pid = name.split("-")[1]
+            if pid.isdigit() and not pid_alive(int(pid)):
+                _remove_flat(os.path.join(root, name))
+
+
+def remove_leftover(root, cid):
+    """A directory named like the container but without state.json (from an older mrunc, or
+    made by hand): not a container; delete --force removes it so the id can be used again."""
+    d = os.path.join(root, cid)
+    if os.path.isdir(d) and not os.path.exists(os.path.join(d, STATE_FILE)):
+        Container(root, cid).remove()
+
+
+def _remove_flat(d):
+    """Remove a state directory and what is in it (flat: state.json, fifo, temp files)."""
+    try:
+        for name in os.listdir(d):
+            try:
+                os.unlink(os.path.join(d, name))
+            except FileNotFoundError:
+                pass
+        os.rmdir(d)
+    except FileNotFoundError:
+        pass
 
 
 def fifo_path(container_dir):

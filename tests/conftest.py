@@ -1,5 +1,6 @@
 """Shared fixtures: a busybox bundle built from `mrunc spec` + small edits, and a CLI runner with a
 private state root that deletes every container it created, even when the test fails."""
+import contextlib
 import json
 import os
 import shutil
@@ -126,7 +127,55 @@ def host_unchanged(request, tmp_path_factory):
     tops = [REPO, str(tmp_path_factory.getbasetemp())]
     if "mr" in request.fixturenames:
         tops.append(request.getfixturevalue("mr").root)
-    before = hostguard.snapshot(tops)
+    cgroupfs = "runc" not in request.keywords  # runc's own cgroup2 mount: see hostguard.py
+    before = hostguard.snapshot(tops, cgroupfs)
     yield
-    changed = hostguard.changes(before, hostguard.snapshot(tops))
+    changed = hostguard.changes(before, hostguard.snapshot(tops, cgroupfs))
     assert changed == [], "the test changed the host:\n" + "\n".join(changed)
+
+
+@pytest.fixture(params=["openat2", "walk"])
+def resolution(request, monkeypatch):
+    """Run a test on both ways mrunc resolves paths safely: openat2 (Linux 5.6+) and the
+    component-by-component walk kept for older kernels (has_openat2 says no)."""
+    from mrunc import linux
+    if request.param == "openat2" and not linux.has_openat2():
+        pytest.skip("this kernel has no openat2")
+    if request.param == "walk":
+        monkeypatch.setattr(linux, "has_openat2", lambda: False)
+    return request.param
+
+
+@contextlib.contextmanager
+def flipping(parent, target):
+    """While in the block, a thread flips parent/sub between a directory and a symlink to
+    `target` — what a process sharing a volume with a container can do while the runtime makes a
+    path through it (S7)."""
+    import threading
+    stop = threading.Event()
+    t = threading.Thread(target=_flip, args=(parent, target, stop), daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join()
+
+
+def _flip(parent, target, stop):
+    i = 0
+    while not stop.is_set():
+        i += 1
+        old = parent / f".old{i}"
+        try:
+            os.rename(parent / "sub", old)  # whatever is there now, out of the way
+        except OSError:
+            pass
+        try:
+            os.symlink(target, parent / "sub") if i % 2 else os.mkdir(parent / "sub")
+        except OSError:
+            pass  # the runtime made it first
+        if old.is_symlink():
+            old.unlink()
+        elif old.exists():
+            shutil.rmtree(old, ignore_errors=True)

@@ -7,10 +7,10 @@ cannot honour raises before anything was written — then the writes happen in o
 """
 
 import os
-import signal
 import time
 
 from mrunc.errors import CgroupError
+from mrunc.signals import SIGKILL
 
 from . import fs
 
@@ -97,6 +97,21 @@ class Manager:
             for d in self.dirs():
                 fs.join(d, pid)
 
+    def kernel_memory_ignored(self):
+        """(memory fields this layout and kernel have no knob for any more, why). Such a limit
+        cannot be had at all, by any runtime; runc warns and goes on, and so do we (drop_gone)."""
+        return (), ""
+
+    def drop_gone(self, resources):
+        """(resources without the fields of kernel_memory_ignored, one warning or None)."""
+        gone, why = self.kernel_memory_ignored()
+        mem = (resources or {}).get("memory") or {}
+        asked = [k for k in gone if nonzero(mem, k) is not None]
+        if not asked:
+            return resources, None
+        kept = {k: v for k, v in mem.items() if k not in asked}
+        return dict(resources, memory=kept), f"{R}.memory: ignoring {', '.join(asked)}: {why}"
+
     def set(self, resources):
         """Write linux.resources; raises CgroupError (JSON path first) for what cannot be honoured."""
         self.create()
@@ -147,14 +162,14 @@ class Manager:
                     pass
         finally:
             # A frozen v1 task only dies once thawed; otherwise restore the state we found.
-            if frozen or (was == "frozen" and signum == signal.SIGKILL):
+            if frozen or (was == "frozen" and signum == SIGKILL):
                 self.thaw()
 
     def remove(self, timeout=2.0):
         """Kill what is left (SIGKILL), then rmdir the cgroup, its children, and what we created."""
         if self.exists():
             if self.pids():
-                self.kill_all(signal.SIGKILL)
+                self.kill_all(SIGKILL)
                 deadline = time.monotonic() + timeout
                 while self.pids() and time.monotonic() < deadline:
                     time.sleep(0.01)

@@ -230,6 +230,12 @@ class V1Manager(Manager):
         super().__init__(mounts, paths, rootless)
         self.layout = layout
 
+    def kernel_memory_ignored(self):
+        if kmem_limit_works():
+            return (), ""
+        return ("kernel",), ("Linux 5.16 and later have no kernel memory limit (kernel memory "
+                             "counts towards the memory limit)")
+
     def create(self):
         super().create()
         # A new cpuset cgroup starts with no cpus and no mems, and a task cannot join it then:

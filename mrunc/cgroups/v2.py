@@ -23,9 +23,9 @@ disabled.py for why that is safe; an unprivileged caller cannot load the program
 """
 
 import os
-import signal
 
 from mrunc.errors import CgroupError
+from mrunc.signals import SIGKILL
 
 from . import fs
 from .base import R, Manager, _wait, empty_stats, given, nonzero
@@ -204,6 +204,10 @@ class V2Manager(Manager):
     def __init__(self, mounts, paths, rootless=False, layout="v2"):
         super().__init__(mounts, paths, rootless)
 
+    def kernel_memory_ignored(self):
+        return ("kernel", "kernelTCP"), ("cgroup v2 has no separate kernel memory limits "
+                                         "(kernel memory counts towards memory.max)")
+
     def _ancestors(self):
         """The cgroups above ours, from the mountpoint down (where subtree_control is written)."""
         mp, d = self.mounts[""][0], self.dir("")
@@ -279,7 +283,7 @@ class V2Manager(Manager):
 
     def kill_all(self, signum):
         d = self.dir("")
-        if signum == signal.SIGKILL and fs.exists(os.path.join(d, "cgroup.kill")):
+        if signum == SIGKILL and fs.exists(os.path.join(d, "cgroup.kill")):
             fs.write(os.path.join(d, "cgroup.kill"), 1)   # 5.14+: the kernel kills the whole subtree
             return
         super().kill_all(signum)

@@ -355,14 +355,17 @@ class Syscalls:
         A new network namespace has only `lo`, and it is down. Bringing it up is one flag: an ioctl
         does it in microseconds, where importing a netlink library costs ~120 ms on every create.
         """
+        import _socket      # not socket: its import pulls in enum and selectors (≈ 5 ms)
         import fcntl
-        import socket
         import struct
         self._rec("ioctl", "SIOCSIFFLAGS", ifname, "IFF_UP")
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+        try:
             ifr = struct.pack("16sH", ifname.encode(), 0)
             flags = struct.unpack("16sH", fcntl.ioctl(s, 0x8913, ifr))[1]  # SIOCGIFFLAGS
             fcntl.ioctl(s, 0x8914, struct.pack("16sH", ifname.encode(), flags | 1))  # SIOCSIFFLAGS
+        finally:
+            s.close()
 
     # -- plain file writes to /proc, logged like syscalls since they change kernel state --
     def write_file(self, path, data):

@@ -24,9 +24,24 @@ fork, and that saves a whole interpreter start):
 After each phase init reports what it did to the parent (duration and kernel calls) and waits for
 "continue": that is how `--trace` prints the phases and how the notebook stepper pauses a real
 container between two of them.
+
+Neither process may outlive a `create` that is killed before it has handed the container over
+(recorded it in state.json): nobody could find, start or delete it. Two guards, as runc has:
+  * an empty read on the socket — create is gone — ends them. Every wait of theirs for create
+    is such a read, up to and including the last one: after "ready", init waits for "recorded"
+    before it blocks on exec.fifo (a wait create cannot interrupt).
+  * between those waits (mounts, hooks, long phases), the parent-death signal: SIGKILL when the
+    parent dies. Its subtleties: it is tied to the parent *thread* that forked us; it fires on
+    every change of parent — so init arms it only once create has reaped the clone child and
+    init is create's own (subreaper) child; it is reset by credential changes (setresuid in a
+    user namespace, the security phase); and the parent may have died just before it was armed,
+    so each arming is followed by a check (getppid, or a peek at the socket). init disarms it
+    before the security phase: what follows changes credentials and may load a seccomp filter
+    under which prctl is not allowed, and from there to the hand-over init only waits on the
+    socket.
 """
+import _signal as signal   # the C module under `signal`: same calls, without its enums (≈ 4 ms)
 import os
-import signal
 import time
 
 from .. import linux
@@ -48,6 +63,7 @@ class Ctx:
         self.has_hooks = kw.get("has_hooks", set())
         self.hook_state = kw.get("hook_state", {})  # id, bundle, annotations: for in-container hooks
         self.cgroup_bind = kw.get("cgroup_bind", False)  # userns without cgroupns: bind, not mount
+        self.runtime_pid = kw.get("runtime_pid")  # `mrunc create`: the clone child's parent
         self.runtime_sources = kw.get("runtime_sources", False)  # the runtime opens bind sources
         self.proc = None  # init's private procfs handle (mrunc.procfs), made in the mount phase
 
@@ -71,8 +87,11 @@ def clone_child(sock, config, ctx):
     try:
         _close_inherited(keep={0, 1, 2, sock.fileno(), ctx.state_dirfd,
                                *range(3, 3 + ctx.preserve_fds)})
+        _die_with_parent(sys, ctx.runtime_pid)
         nss = {n["type"]: n.get("path") for n in _namespaces(config)}
-        _enter_user_namespace(sys, sock, nss)
+        if "user" in nss:
+            _enter_user_namespace(sys, sock, nss, config)
+            _die_with_parent(sys, ctx.runtime_pid)  # setresuid reset it
         # Not dumpable until the user's program is exec'd: no process of the container (or of a
         # container sharing its PID namespace) may ptrace us or open /proc/<pid>/exe — the host's
         # interpreter — or our fds (CVE-2019-5736, CVE-2016-9962). execve resets it. Only after
@@ -88,15 +107,42 @@ def clone_child(sock, config, ctx):
     if pid == 0:
         try:
             # Speak only after the parent has our pid (we share one socket with the clone child):
-            # its end of the pipe closes once it has sent it.
+            # it writes "1" to the pipe once it has sent it. End-of-file instead: it died first.
             os.close(told_w)
-            os.read(told_r, 1)
+            told = os.read(told_r, 1)
             os.close(told_r)
-            init_main(sock, config, ctx, sys, t0)
+            if told == b"1":  # else the clone child died before the parent knew our pid
+                init_main(sock, config, ctx, sys, t0)
         finally:
             os._exit(1)  # init_main only returns by exec or error
-    protocol.send(sock, {"t": "pid", "pid": pid})
-    os._exit(0)
+    try:
+        protocol.send(sock, {"t": "pid", "pid": pid})
+        os.write(told_w, b"1")
+    finally:
+        os._exit(0)
+
+
+def _die_with_parent(sys, parent_pid):
+    """SIGKILL us when our parent dies; and if it already has (we were re-parented), die now."""
+    sys.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def _die_with_runtime(sys, sock):
+    """init's version: its parent is create, outside init's PID namespace (getppid says 0), so
+    whether create is still there is asked of the socket: a peek that reads end-of-file."""
+    sys.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+    try:
+        if sock.recv(1, _socket_flags()) == b"":
+            os._exit(1)
+    except BlockingIOError:
+        pass  # nothing to read, the other end open: create is alive
+
+
+def _socket_flags():
+    import socket
+    return socket.MSG_PEEK | socket.MSG_DONTWAIT
 
 
 def _close_inherited(keep):
@@ -112,13 +158,13 @@ def _close_inherited(keep):
                 pass
 
 
-def _enter_user_namespace(sys, sock, nss):
+def _enter_user_namespace(sys, sock, nss, config):
     """The user namespace comes first: every other namespace made afterwards is *owned* by it,
     so root inside the container has capabilities over them and over nothing of the host's."""
     if "user" not in nss:
         return
     if nss["user"]:
-        _setns(sys, nss["user"], linux.CLONE_NEWUSER)
+        _setns(sys, nss["user"], linux.CLONE_NEWUSER, _ns_where(config, "user"))
     else:
         sys.unshare(linux.CLONE_NEWUSER)
         # A process cannot write its own id maps with host privileges: the parent does it.
@@ -140,7 +186,7 @@ def _enter_other_namespaces(sys, nss, config):
         if typ in ("user", "cgroup"):
             continue
         if path:
-            _setns(sys, path, linux.NAMESPACES[typ][0])
+            _setns(sys, path, linux.NAMESPACES[typ][0], _ns_where(config, typ))
         else:
             flags |= linux.NAMESPACES[typ][0]
     if flags:
@@ -165,18 +211,24 @@ def _time_offsets(sys, config):
             proc.close()
 
 
-def _setns(sys, path, nstype):
+def _ns_where(config, typ):
+    """The JSON path of the namespace entry of type `typ`, for error messages."""
+    i = next(i for i, n in enumerate(_namespaces(config)) if n["type"] == typ)
+    return f"linux.namespaces[{i}].path"
+
+
+def _setns(sys, path, nstype, where):
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as e:
-        raise OSError(e.errno, f"open namespace {path}: {e.strerror}", path) from None
+        raise OSError(e.errno, f"{where}: open namespace {path}: {e.strerror}", path) from None
     try:
         sys.setns(fd, nstype, path)
     except OSError as e:
         if e.errno == 22:  # EINVAL: the file is a namespace, but of another type (or not one at all)
-            raise OSError(22, f"setns: {path} is not a {linux.flags_names(nstype)} namespace",
-                          path) from None
-        raise
+            raise OSError(22, f"{where}: setns: {path} is not a {linux.flags_names(nstype)} "
+                              "namespace", path) from None
+        raise OSError(e.errno, f"{where}: setns {path}: {e.strerror}", path) from None
     finally:
         os.close(fd)
 
@@ -214,6 +266,8 @@ def init_main(sock, config, ctx, sys, t0):
     ph = _Phases(sock, sys, t0)
     try:
         ph.done()
+        # create has reaped the clone child, so we are its child now: arm the parent-death signal
+        _die_with_runtime(sys, sock)
         ph.begin("mount")
         rootfs = mount_phase(sys, sock, config, ctx)
         ph.done()
@@ -224,11 +278,14 @@ def init_main(sock, config, ctx, sys, t0):
         cgroup_phase(sys, sock, config, ctx)
         ph.done()
         ph.begin("security")
+        sys.prctl(linux.PR_SET_PDEATHSIG, 0)  # from here on init only waits on the socket
         path = security_phase(sys, config, sock, ctx.proc)
         ph.done()
     except EOFError:
         os._exit(1)  # the runtime went away: nobody will ever start us
     except BaseException as e:  # noqa: BLE001
+        from ..security.rlimits import explain_emfile
+        e = explain_emfile((config.get("process") or {}).get("rlimits"), e)
         protocol.send(sock, protocol.error_message(ph.name, e))
         os._exit(1)
     exec_phase(sock, config, ctx, path)
@@ -286,7 +343,8 @@ def mount_phase(sys, sock, config, ctx):
         protocol.recv(sock, "hooks-done")
     if "createContainer" in ctx.has_hooks:
         from .. import hooks
-        hooks.run_in_container(config, "createContainer", dict(ctx.hook_state, status="creating"))
+        hooks.run_in_container(config, "createContainer",
+                               dict(ctx.hook_state, status=hooks.CREATE_STATUS))
     return rootfs
 
 
@@ -398,7 +456,7 @@ def cgroup_phase(sys, sock, config, ctx):
     nss = {n["type"]: n.get("path") for n in _namespaces(config)}
     if "cgroup" in nss:
         if nss["cgroup"]:
-            _setns(sys, nss["cgroup"], linux.CLONE_NEWCGROUP)
+            _setns(sys, nss["cgroup"], linux.CLONE_NEWCGROUP, _ns_where(config, "cgroup"))
         else:
             sys.unshare(linux.CLONE_NEWCGROUP)
     # 3. and the cgroup filesystem, which shows that namespace's view
@@ -438,8 +496,10 @@ def security_phase(sys, config, sock=None, procfs=None):
     proc = config.get("process") or {}
     filt = _seccomp_filter(config, sock)
     scheduling(sys, config)
+    cwd = proc.get("cwd") or "/"
+    checked = check_cwd(cwd)
     security.apply(sys, proc, seccomp=filt, proc=procfs)  # loads it itself when noNewPrivileges is off
-    enter_cwd(proc.get("cwd") or "/")
+    enter_cwd(cwd, checked)
     path = find_executable(proc["args"][0], proc.get("env") or [])
     if filt is not None:
         filt.load(sys)  # last: as few of init's own syscalls as possible run under the filter
@@ -459,21 +519,40 @@ def _seccomp_filter(config, sock):
     return filt
 
 
-def enter_cwd(cwd):
-    """chdir to process.cwd, and refuse a cwd that is not inside the container's root."""
+def _chdir(cwd):
     try:
         os.chdir(cwd)
     except OSError as e:
         raise OSError(e.errno, f"chdir to cwd {cwd!r}: {e.strerror}", cwd) from None
-    # init still holds a host fd or two (the state dir, the socket). A cwd of /proc/self/fd/N
-    # would put the program's working directory on the host (CVE-2024-21626): the kernel then
-    # reports it as "(unreachable)".
+    return os.stat(".")
+
+
+def check_cwd(cwd):
+    """Refuse a process.cwd that is not inside the container's root; return what it is (device,
+    inode) for enter_cwd. Call it before the seccomp filter is loaded: it needs getcwd(2), which
+    a profile may block.
+
+    init still holds a host fd or two (the state dir, the socket). A cwd of /proc/self/fd/N
+    would put the program's working directory on the host (CVE-2024-21626): the kernel then
+    reports it as "(unreachable)", or getcwd fails with ENOENT.
+    """
+    st = _chdir(cwd)
     try:
-        inside = os.getcwd().startswith("/")  # glibc answers ENOENT, older ones "(unreachable)"
+        inside = os.getcwd().startswith("/")
     except OSError:
         inside = False
     if not inside:
         raise PermissionError(1, f"process.cwd {cwd!r} is outside the container's root")
+    return st.st_dev, st.st_ino
+
+
+def enter_cwd(cwd, checked):
+    """chdir to process.cwd as the container's user (whose search permission counts), and make
+    sure it is the directory check_cwd looked at — compared by (device, inode), no getcwd: the
+    filter may be loaded by now."""
+    st = _chdir(cwd)
+    if (st.st_dev, st.st_ino) != checked:
+        raise PermissionError(1, f"process.cwd {cwd!r} changed while the container was set up")
 
 
 def home_of(uid, passwd="/etc/passwd"):
@@ -503,11 +582,12 @@ def find_executable(name, env):
             return c
     # Engines tell "not found" from "cannot run" by runc's words: podman answers exit code 127 to
     # "no such file or directory" / "executable file not found", 126 to "permission denied".
+    at = "process.args[0]: exec"
     if "/" not in name:
-        raise FileNotFoundError(2, f"exec: {name!r}: executable file not found in $PATH", name)
+        raise FileNotFoundError(2, f"{at}: {name!r}: executable file not found in $PATH", name)
     if not os.path.exists(name):
-        raise FileNotFoundError(2, f"exec: {name!r}: stat {name}: no such file or directory", name)
-    raise PermissionError(13, f"exec: {name!r}: permission denied", name)
+        raise FileNotFoundError(2, f"{at}: {name!r}: stat {name}: no such file or directory", name)
+    raise PermissionError(13, f"{at}: {name!r}: permission denied", name)
 
 
 # ---------------------------------------------------------------- exec (at `mrunc start`)
@@ -519,6 +599,10 @@ def exec_phase(sock, config, ctx, path):
     if "HOME" not in env:
         env["HOME"] = home_of((proc.get("user") or {}).get("uid", 0))
     protocol.send(sock, {"t": "ready"})
+    try:
+        protocol.recv(sock, "recorded")  # create has written state.json: we are findable now
+    except (EOFError, OSError):
+        os._exit(1)  # create died first: nobody can find us, let alone start us
     if ctx.proc is not None:
         ctx.proc.close()  # close-on-exec anyway; but the startContainer hooks need no procfs of ours
     fifo = None
@@ -539,9 +623,14 @@ def exec_phase(sock, config, ctx, path):
         # "0": all went well. The fifo is close-on-exec, so `start` sees end-of-file at the very
         # moment execve succeeds: that is when the program has started (and poststart may run).
         os.write(fifo, b"0")
-        os.execve(path, proc["args"], env)
+        try:
+            os.execve(path, proc["args"], env)
+        except OSError as e:  # found at create, but a bind mount may cover it with anything
+            raise OSError(e.errno, f"process.args[0]: exec {proc['args'][0]}: {e.strerror}") from None
     except BaseException as e:  # noqa: BLE001 — report to `start` if it is listening, else stderr
-        msg = f"exec {proc['args'][0]}: {getattr(e, 'strerror', None) or e}"
+        msg = getattr(e, "strerror", None) or str(e)
+        if not msg.startswith(("process.", "hooks.")):  # those name their JSON path already
+            msg = f"exec {proc['args'][0]}: {msg}"
         try:
             os.write(fifo, b"E" + msg.encode()) if fifo is not None else None
         except OSError:

@@ -28,17 +28,27 @@ file descriptor can ride along with SCM_RIGHTS.
     init     {"t": "console"} + fd                the pty master (terminal: true)
     init     {"t": "seccomp"} + fd                the seccomp listener fd (SCMP_ACT_NOTIFY): parent
                                                     sends it to linux.seccomp.listenerPath
-    init     {"t": "ready"}                       init blocks on exec.fifo now: create may return
+    init     {"t": "ready"}                       init is done; parent writes state.json, then
+    parent   {"t": "recorded"}                      the hand-over: init blocks on exec.fifo, create
+                                                    returns (init no longer dies with create)
     init     {"t": "error", "phase", "message",   a phase failed; parent cleans up and re-raises
               "syscall", "path", "errno"}           it as InitError (one line on the CLI)
     parent   {"t": "abort"}                       stepper said stop: init exits
 
 Every receive names what it expected, so a protocol slip reads "expected continue, got ready"
 instead of hanging or failing obscurely. An empty read means the other end died: init then exits
-quietly (its creator is gone, nobody will start it), and the parent reports that init died.
+quietly (its creator is gone, nobody will start it), and the parent reports that init died, in
+which phase and of what ("init died during phase mount (killed by SIGKILL)").
+
+The sockets are `_socket`'s, the C module under `socket`, and the JSON is `_json`'s (fastjson):
+`socket` and `json` import enum, re and more, a third of what create costs in imports.
 """
-import json
-import socket
+import _socket
+import sys
+
+from .. import fastjson
+
+_FD_SIZE = 4    # an fd in an SCM_RIGHTS message is a C int
 
 
 class ProtocolError(Exception):
@@ -46,27 +56,39 @@ class ProtocolError(Exception):
 
 
 def pair():
-    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    return a, b
+    """Two connected SOCK_SEQPACKET unix sockets (close-on-exec)."""
+    return _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
 
 
 def send(sock, msg, fds=()):
-    data = json.dumps(msg, separators=(",", ":")).encode()
+    data = fastjson.dumps(msg, compact=True).encode()
     if fds:
-        socket.send_fds(sock, [data], list(fds))
+        ints = b"".join(fd.to_bytes(_FD_SIZE, sys.byteorder, signed=True) for fd in fds)
+        sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, ints)])
     else:
         sock.send(data)
+
+
+def _recv_with_fds(sock, max_fds=4):
+    """One message and the fds that came with it (SCM_RIGHTS)."""
+    data, ancillary, _, _ = sock.recvmsg(1 << 16, _socket.CMSG_SPACE(max_fds * _FD_SIZE))
+    fds = []
+    for level, kind, ints in ancillary:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            fds += [int.from_bytes(ints[i:i + _FD_SIZE], sys.byteorder, signed=True)
+                    for i in range(0, len(ints) - _FD_SIZE + 1, _FD_SIZE)]
+    return data, fds
 
 
 def recv(sock, expect=None, with_fds=False):
     """Receive one message; with `expect`, anything but that type (or "error") is a ProtocolError."""
     if with_fds:
-        data, fds, _, _ = socket.recv_fds(sock, 1 << 16, 4)
+        data, fds = _recv_with_fds(sock)
     else:
         data, fds = sock.recv(1 << 16), []
     if not data:
         raise EOFError(f"peer closed while waiting for {expect or 'a message'}")
-    msg = json.loads(data)
+    msg = fastjson.loads(data)
     if expect is not None and msg.get("t") not in (expect, "error"):
         raise ProtocolError(f"expected {expect!r}, got {msg.get('t')!r}")
     if with_fds:

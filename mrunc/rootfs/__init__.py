@@ -11,8 +11,9 @@ an order where each step needs the one before:
                     the rootfs, never through a symlink out of it (see inroot); each bind source
                     mounted from an fd — opened by the runtime in a user namespace (see sources)
     setup_dev       /dev/null & co, linux.devices, /dev/fd links, the /dev/console placeholder
-    bind_cgroup_entries   user namespace without a cgroup namespace only: the cgroup
-                    filesystem cannot be mounted there, so bind the container's own cgroup dirs
+    bind_cgroup_entries   no cgroup namespace of the container's own: a cgroup filesystem
+                    mounted there would show (v1) or reconfigure (v2) the host's hierarchy, or
+                    cannot be mounted (user namespace): bind the container's own cgroup dirs
   pivot_root phase:
     pivot           the rootfs becomes "/", the host's tree is detached
     set_hostname, apply_sysctl   (sysctl before readonly_paths: that makes /proc/sys read-only)

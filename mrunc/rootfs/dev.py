@@ -30,8 +30,8 @@ def setup_dev(sys, config, rootfs, terminal):
     ours = _dev_is_ours(config)
     if ours:
         asked = {clean(d["path"]) for d in devices}
-        nodes = [(f"default device /dev/{n}", {"type": "c", "path": f"/dev/{n}", "major": ma,
-                                               "minor": mi, "fileMode": 0o666})
+        nodes = [(_default_where(config, f"/dev/{n}"),
+                  {"type": "c", "path": f"/dev/{n}", "major": ma, "minor": mi, "fileMode": 0o666})
                  for n, ma, mi in DEFAULT_DEVICES if f"/dev/{n}" not in asked]
     nodes += [(f"linux.devices[{i}]", d) for i, d in enumerate(devices)]
     root_fd = open_root(rootfs)
@@ -55,6 +55,14 @@ def setup_dev(sys, config, rootfs, terminal):
             _make_console_file(dev_fd)
     finally:
         os.close(dev_fd)
+
+
+def _default_where(config, path):
+    """Who to blame when a default device's place is taken: the last mounts[] entry there."""
+    for i, m in reversed(list(enumerate(config.get("mounts") or []))):
+        if clean(m["destination"]) == path:
+            return f"mounts[{i}] over default device {path}"
+    return f"default device {path}"
 
 
 def _dev_is_ours(config):

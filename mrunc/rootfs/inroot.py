@@ -141,13 +141,11 @@ def _resolve(root_fd, path, create):
             raise
         try:
             fd = _make_missing(root_fd, parts, create)
-        except (BlockingIOError, FileNotFoundError, OSError) as e:
-            if isinstance(e, NotADirectoryError) or getattr(e, "errno", None) not in (
-                    errno.EAGAIN, errno.ENOENT, errno.ELOOP, errno.EXDEV, errno.EEXIST):
+        except OSError as e:
+            if e.errno not in (errno.EAGAIN, errno.ENOENT, errno.ELOOP, errno.EXDEV, errno.EEXIST):
                 raise
             continue  # someone changed the path while we made it: start again from the root
-        if fd is not None:
-            return fd
+        return fd  # None: a name to create through a symlink; the walk knows how
     return None
 
 
@@ -187,9 +185,11 @@ def _make_missing(root_fd, parts, create):
             nxt = linux.openat2(fd, name, flags, _JUST_THIS)  # ELOOP/EXDEV: swapped meanwhile
             os.close(fd)
             fd = nxt
-        return os.dup(fd)
+        done, fd = fd, None
+        return done
     finally:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
 
 
 def _walk(root_fd, path, create):

@@ -97,9 +97,11 @@ def mount_entries(sys, config, rootfs, bundle, skip=("cgroup", "cgroup2"), open_
 def bind_cgroup_entries(sys, config, rootfs, dirs):
     """The cgroup entries of mounts[] when there is no cgroup namespace to mount them in.
 
-    Two cases: a user namespace (the kernel lets it mount a cgroup filesystem only inside a
-    cgroup namespace of its own), and cgroup v1 (a fresh v1 mount would show the host's whole
-    tree, so the container would read the root's limits, not its own). Then do what runc does:
+    Three cases (process.parent._needs_cgroup_bind): a user namespace (the kernel lets it mount
+    a cgroup filesystem only inside a cgroup namespace of its own), cgroup v1 (a fresh v1 mount
+    would show the host's whole tree, so the container would read the root's limits, not its
+    own), and cgroup v2 (a mount from the host's cgroup namespace resets the host's cgroup2
+    options). Then do what runc does for the first two:
     bind the container's own cgroup directories from the host's hierarchies (read-only unless
     the entry says rw) — the container sees its own cgroup, never the host's tree (S15).
     `dirs` is [(name under the destination, host directory)]: one ("", dir) on a cgroup v2
@@ -110,29 +112,34 @@ def bind_cgroup_entries(sys, config, rootfs, dirs):
     """
     keep = {"nosuid", "nodev", "noexec", "relatime"}
     entries = []
-    for m in config.get("mounts") or []:
+    for i, m in enumerate(config.get("mounts") or []):
         opts = m.get("options") or []
         if m.get("type") not in ("cgroup", "cgroup2") or {"bind", "rbind"} & set(opts):
             continue
         flags = [o for o in opts if o in keep] + ["ro"]
         dest = clean(m["destination"])
+        at = f"mounts[{i}] {m['destination']}"
         if len(dirs) == 1 and dirs[0][0] == "":
-            entries.append({"destination": dest, "type": "bind", "source": dirs[0][1],
-                            "options": ["rbind", *flags]})
+            entries.append((at, {"destination": dest, "type": "bind", "source": dirs[0][1],
+                                 "options": ["rbind", *flags]}))
             continue
-        entries.append({"destination": dest, "type": "tmpfs", "source": "tmpfs",
-                        "options": [o for o in flags if o not in ("ro", "rw")] + ["mode=755"]})
-        entries += [{"destination": f"{dest}/{name}", "type": "bind", "source": host_dir,
-                     "options": ["rbind", *flags]} for name, host_dir in dirs]
-        entries.append({"links": dest, "names": [name for name, _ in dirs]})
+        entries.append((at, {"destination": dest, "type": "tmpfs", "source": "tmpfs",
+                             "options": [o for o in flags if o not in ("ro", "rw")] + ["mode=755"]}))
+        entries += [(at, {"destination": f"{dest}/{name}", "type": "bind", "source": host_dir,
+                          "options": ["rbind", *flags]}) for name, host_dir in dirs]
+        entries.append((at, {"links": dest, "names": [name for name, _ in dirs]}))
     open_source = opener(sys)  # the runtime's own directories, in a cgroupfs open to all
     root_fd = open_root(rootfs)
     try:
-        for e in entries:
-            if "links" in e:
-                _comount_links(root_fd, rootfs, e["links"], e["names"])
-            else:
-                _mount_entry(sys, e, rootfs, root_fd, "/", open_source)
+        for at, e in entries:
+            try:
+                if "links" in e:
+                    _comount_links(root_fd, rootfs, e["links"], e["names"])
+                else:
+                    _mount_entry(sys, e, rootfs, root_fd, "/", open_source)
+            except OSError as err:
+                raise OSError(err.errno, f"{at}: {e.get('destination', e.get('links'))}: "
+                                         f"{err.strerror}", err.filename) from None
     finally:
         os.close(root_fd)
 
@@ -228,9 +235,10 @@ def mount_cgroup_entries(sys, config, cgroup_version, v1_hierarchies=(), root="/
     in it one directory per v1 hierarchy of the host — v1_hierarchies, [(dir name, options)] as
     read from the host's /proc/self/mountinfo before pivot_root, e.g. ("cpu,cpuacct",
     "cpu,cpuacct") — each a `cgroup` mount, symlinks cpu and cpuacct to the comounted one.
-    (Without a cgroup namespace, v1 hosts and user namespaces take bind_cgroup_entries instead;
-    a v2 mount without one is made read-only whatever the entry says, S15. A cgroup namespace
-    joined by path is not ours either: its root is another container's cgroup.)
+    Only ever called in a cgroup namespace init made: without one (none, or one joined by path)
+    the parent has chosen bind_cgroup_entries — a cgroup2 mount from the host's cgroup namespace
+    would reset the host's cgroup2 options (nsdelegate…), and a v1 mount shows the host's tree.
+    If it were called without one, the mount would still be made read-only (S15).
     """
     own_ns = any(n.get("type") == "cgroup" and not n.get("path")
                  for n in (config.get("linux") or {}).get("namespaces") or [])

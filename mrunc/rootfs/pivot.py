@@ -1,4 +1,5 @@
 """Phase "pivot_root": the rootfs becomes "/", then what must be done from inside it."""
+import contextlib
 import errno
 import os
 import stat
@@ -68,20 +69,37 @@ def mask_paths(sys, config, root="/"):
     """
     null_fd = None
     try:
-        for p in (config.get("linux") or {}).get("maskedPaths") or []:
-            path = _at(root, p)
-            st = _exists(path)
-            if st is None:
-                continue
-            if stat.S_ISDIR(st.st_mode):
-                sys.mount("tmpfs", path, "tmpfs", MS_RDONLY)
-                continue
-            if null_fd is None:
-                null_fd = _open_null(root)
-            sys.mount(fdpath(null_fd), path, None, MS_BIND)
+        for where, p in _listed(config, "maskedPaths"):
+            with _named(where, p):
+                path = _at(root, p)
+                st = _exists(path)
+                if st is None:
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    sys.mount("tmpfs", path, "tmpfs", MS_RDONLY)
+                    continue
+                if null_fd is None:
+                    null_fd = _open_null(root)
+                sys.mount(fdpath(null_fd), path, None, MS_BIND)
     finally:
         if null_fd is not None:
             os.close(null_fd)
+
+
+def _listed(config, key):
+    """(JSON path, container path) of each entry of linux.<key>."""
+    paths = (config.get("linux") or {}).get(key) or []
+    return [(f"linux.{key}[{i}]", p) for i, p in enumerate(paths)]
+
+
+@contextlib.contextmanager
+def _named(where, path):
+    """An OSError inside names the entry it came from (`linux.maskedPaths[2] /loop: Too many
+    levels of symbolic links`): a path alone does not say which field to fix."""
+    try:
+        yield
+    except OSError as e:
+        raise OSError(e.errno, f"{where} {path}: {e.strerror}", path) from None
 
 
 def _open_null(root):
@@ -102,12 +120,13 @@ def readonly_paths(sys, config, root="/"):
     the mount's nosuid/nodev/noexec (kept_flags): in a user namespace dropping them is EPERM.
     Missing paths are skipped.
     """
-    for p in (config.get("linux") or {}).get("readonlyPaths") or []:
-        path = _at(root, p)
-        if _exists(path) is None:
-            continue
-        sys.mount(path, path, None, MS_BIND | MS_REC)
-        sys.mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | kept_flags(path))
+    for where, p in _listed(config, "readonlyPaths"):
+        with _named(where, p):
+            path = _at(root, p)
+            if _exists(path) is None:
+                continue
+            sys.mount(path, path, None, MS_BIND | MS_REC)
+            sys.mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | kept_flags(path))
 
 
 def finish_root(sys, config):

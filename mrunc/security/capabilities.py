@@ -40,6 +40,13 @@ def cap_mask(names, last_cap=LAST_CAP, skipped=None):
     return mask
 
 
+def unavailable_warning(where, names, last_cap):
+    """The one wording for capabilities that are skipped, config.json's and `exec --cap`'s alike
+    (runc's words: engines and users grep for them)."""
+    return (f"{where}: ignoring unknown or unavailable capabilities: {', '.join(names)} "
+            f"(this kernel's cap_last_cap is {last_cap})")
+
+
 def host_last_cap():
     """The highest capability number the running kernel knows, read once. A 5.4 kernel stops at
     37 (CAP_AUDIT_READ): asking it to keep CAP_BPF is asking for something it doesn't have."""
@@ -59,7 +66,8 @@ def cap_sets(caps, last_cap=None, uid=None):
     Absent (None) gives five empty sets: runc 1.1.5 (finalizeNamespace) then drops every
     capability, and so do we; an absent key inside it is an empty set too. The spec says caps that
     cannot be granted are logged and skipped, not fatal; so are, with a warning each:
-      * names we don't know, and caps the running kernel doesn't have;
+      * caps the running kernel doesn't have (and names we don't know: validation refuses those
+        in config.json), all in one warning;
       * effective caps not in permitted (capset would refuse: permitted is effective's ceiling);
       * inheritable caps not in bounding (capset refuses those too);
       * ambient caps not in both permitted and inheritable (the raise would fail with EPERM;
@@ -72,20 +80,16 @@ def cap_sets(caps, last_cap=None, uid=None):
     if caps is not None and not isinstance(caps, dict):
         raise SpecError("process.capabilities: must be an object")
     caps = caps or {}
-    masks, warnings = {}, []
+    masks, warnings, skipped = {}, [], []
     for key in CAPABILITY_SETS:
         names = caps.get(key) or []
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise SpecError(f"process.capabilities.{key}: must be an array of strings")
-        skipped = []
         masks[key] = cap_mask(names, last, skipped)
-        unknown = [n for n in skipped if n not in CAPABILITIES]
-        missing = [n for n in skipped if n in CAPABILITIES]
-        if unknown:
-            warnings.append(f"process.capabilities.{key}: ignoring unknown {', '.join(unknown)}")
-        if missing:
-            warnings.append(f"process.capabilities.{key}: ignoring {', '.join(missing)}: "
-                            f"not in this kernel (cap_last_cap is {last})")
+    if skipped:
+        # One cap listed in four sets is one cause: one line. (Validation has refused names
+        # that are no capability at all; what is left here are the ones this kernel lacks.)
+        warnings.append(unavailable_warning("process.capabilities", dict.fromkeys(skipped), last))
 
     def limit(key, allowed, why, quiet=0):
         extra = masks[key] & ~allowed

@@ -51,3 +51,17 @@ def apply_oom_score_adj(sys, value, pid="self", proc=None):
     finally:
         if proc is None:
             handle.close()
+
+
+def explain_emfile(rlimits, e):
+    """An EMFILE in init after a low RLIMIT_NOFILE is that limit's doing, not the file's: name the
+    rlimit (init itself still opens a few files before exec). Returns e otherwise."""
+    import errno
+    if not isinstance(e, OSError) or e.errno != errno.EMFILE:
+        return e
+    for i, rl in enumerate(rlimits or ()):
+        if rl.get("type") == "RLIMIT_NOFILE":
+            return OSError(e.errno, f"process.rlimits[{i}]: RLIMIT_NOFILE soft limit {rl.get('soft')} "
+                                    f"leaves the runtime too few file descriptors before exec: "
+                                    f"{e.strerror}", e.filename)
+    return e

@@ -22,13 +22,14 @@ The checks are in `checks.CHECKS`, one small function each; `features()` tells e
 facts ahead of time, and `default_config()` is what `mrunc spec` writes.
 """
 
-import json
 import os
 import sys
 
+from mrunc import fastjson
 from mrunc.errors import SpecError
 
-from .checks import CHECKS, UNSUPPORTED, _show, check_unsupported, process_fields, resources_fields
+from .checks import (CHECKS, UNSUPPORTED, _show, check_strings, check_unsupported, process_fields,
+                     resources_fields, version_numbers)
 from .consts import (CAPABILITIES, CAPABILITY_SETS, HOOK_KINDS, NAMESPACE_TYPES, OCI_VERSION_MAX,
                      OCI_VERSION_MIN, RLIMITS)
 from .defaults import default_config
@@ -39,7 +40,7 @@ __all__ = [
     "load", "validate", "validate_process", "validate_resources", "default_config", "features",
     "parse_mount_options", "CHECKS", "UNSUPPORTED", "NAMESPACE_TYPES", "CAPABILITIES",
     "CAPABILITY_SETS", "RLIMITS", "HOOK_KINDS", "MOUNT_FLAGS", "PROPAGATION_FLAGS",
-    "UNSUPPORTED_MOUNT_OPTIONS", "OCI_VERSION_MIN", "OCI_VERSION_MAX",
+    "UNSUPPORTED_MOUNT_OPTIONS", "OCI_VERSION_MIN", "OCI_VERSION_MAX", "version_numbers",
 ]
 
 
@@ -60,11 +61,13 @@ def load(bundle, *, warn=print_warning):
     except OSError as e:
         raise SpecError(f"config.json: cannot read: {e.strerror}") from None
     try:
-        config = json.loads(raw)  # bytes: json detects UTF-8/16/32 itself
-    except json.JSONDecodeError as e:
-        raise SpecError(f"config.json: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+        config = fastjson.loads(raw)  # bytes: UTF-8/16/32, detected as json does
     except UnicodeDecodeError as e:
         raise SpecError(f"config.json: not valid UTF-8 at byte {e.start}") from None
+    except ValueError as e:     # json.JSONDecodeError
+        raise SpecError(f"config.json: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    except RecursionError:
+        raise SpecError("config.json: nested too deeply") from None
     validate(config, bundle, warn=warn)
     return config
 
@@ -82,11 +85,13 @@ def validate(config, bundle, *, warn=print_warning):
 
 def validate_process(process, *, warn=print_warning):
     """Check a bare process object (`mrunc exec --process process.json`)."""
+    check_strings({"process": process}, None, warn)
     check_unsupported({"process": process}, None, warn)
     process_fields(process, "process", warn)
 
 
 def validate_resources(resources):
     """Check a bare linux.resources object (`mrunc update --resources file`)."""
+    check_strings({"linux": {"resources": resources}}, None, None)
     check_unsupported({"linux": {"resources": resources}}, None, None)
     resources_fields(resources, "linux.resources")

@@ -13,6 +13,10 @@ a test *can* leak, compared exactly:
     the `mr` fixture's state root;
   - the flags (UP…) and addresses of the interfaces that existed before.
 
+Tests that drive runc (mark `runc`) are not held to the /sys/fs/cgroup part: runc mounts cgroup2
+from the host's cgroup namespace for a config without one, which resets the host's cgroup2
+options (nsdelegate, memory_recursiveprot) — seen in the v2 VM; mrunc binds instead.
+
 Exceptions, on purpose: mounts elsewhere (other test runs share this machine and mount under
 their own dirs: podman's and containerd's stores under /tmp/mrunc-*, other worktrees), and
 interfaces that appear or vanish meanwhile (another run's lab network): these cannot be told
@@ -52,14 +56,14 @@ def _addresses():
     return addrs
 
 
-def snapshot(tops):
+def snapshot(tops, cgroupfs=True):
     st = os.stat("/")
     mounts = {}
     with open("/proc/self/mountinfo") as f:
         for line in f:
             fields = line.split()
             mp = unescape(fields[4])
-            if mp == "/" or _under(mp, [CGROUP_ROOT, *tops]):
+            if mp == "/" or _under(mp, [*([CGROUP_ROOT] if cgroupfs else []), *tops]):
                 mounts[line.rstrip("\n")] = mp
     with open("/proc/sys/kernel/domainname") as f:
         domain = f.read().strip()

@@ -76,6 +76,8 @@ CONFIG_CASES = [
     ("program not found", _set(["process", "args"], ["/no/such/program"]), "no/such/program"),
     ("program not in PATH", _set(["process", "args"], ["nosuchprogram"]), "nosuchprogram"),
     ("unsupported field", _set(["linux", "intelRdt"], {"closID": "x"}), "linux.intelRdt"),
+    ("unknown capability", lambda c: c["process"]["capabilities"]["bounding"].append("CAP_BOGUS"),
+     'process.capabilities.bounding[3]: unknown capability "CAP_BOGUS"'),
     ("unknown seccomp action", _set(["linux", "seccomp"], {"defaultAction": "SCMP_ACT_FOO"}),
      "linux.seccomp.defaultAction"),
     ("bad mount fs type", lambda c: c["mounts"].append({"destination": "/mnt", "type": "nosuchfs",
@@ -176,3 +178,12 @@ def test_start_of_running_container(mr):
     mr.cli("run", "-d", "--bundle", mr.bundle(args=["sleep", "10"]), cid, check=True)
     p = mr.cli("start", cid)
     assert p.returncode != 0 and len(p.stderr.strip().splitlines()) == 1 and "running" in p.stderr
+
+
+@pytest.mark.skipif(os.path.exists("/sys/fs/selinux/enforce"), reason="this host has SELinux")
+def test_mount_label_without_selinux_is_one_warning_and_the_container_runs(mr):
+    """crun's choice (runc refuses): with no SELinux on the host there is no label to honour."""
+    p = mr.run("echo", "ran", edit=_set(["linux", "mountLabel"], "system_u:object_r:container_file_t:s0"))
+    assert p.returncode == 0 and p.stdout == "ran\n"
+    assert p.stderr.splitlines() == [
+        "mrunc: warning: linux.mountLabel: ignored: SELinux is not enabled on this host"]

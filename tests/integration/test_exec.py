@@ -216,6 +216,31 @@ def test_capabilities_as_configured_and_cap_adds_to_bounding_effective_permitted
     assert int(added["CapInh"], 16) == 0 and int(added["CapAmb"], 16) == 0  # CVE-2022-29162
 
 
+@pytest.mark.parametrize("unknown", ["CAP_UNKNOWN", "CAP_SYS_ADMIN2"])
+def test_cap_unknown_is_skipped_with_a_warning_and_the_process_runs(mr, unknown):
+    """runc (and crun): an unknown or unavailable --cap is ignored with a warning, and the process
+    runs with the caps it would have had plus the known ones asked for."""
+    cid, pid = running(mr)
+    init = status_fields(open(f"/proc/{pid}/status").read())
+    p = ex(mr, cid, "sh", "-c", "echo ran; cat /proc/self/status",
+           flags=["--cap", unknown, "--cap", "CAP_SYS_ADMIN"])
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[0] == "ran"
+    assert p.stderr.splitlines() == [
+        f"mrunc: warning: exec --cap: ignoring unknown or unavailable capabilities: {unknown} "
+        f"(this kernel's cap_last_cap is {open('/proc/sys/kernel/cap_last_cap').read().strip()})"]
+    got = status_fields(p.stdout)
+    for key in ("CapPrm", "CapEff", "CapBnd"):
+        assert int(got[key], 16) == int(init[key], 16) | 1 << CAP_SYS_ADMIN, key
+    assert int(got["CapInh"], 16) == 0 and int(got["CapAmb"], 16) == 0
+    # alone: the process runs with exactly the container's own sets
+    p = ex(mr, cid, "cat", "/proc/self/status", flags=["--cap", unknown])
+    assert p.returncode == 0 and "ignoring unknown or unavailable capabilities" in p.stderr
+    got = status_fields(p.stdout)
+    for key in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+        assert got[key] == init[key], key
+
+
 def test_no_new_privs(mr):
     cid, _ = running(mr, lambda c: c["process"].__setitem__("noNewPrivileges", False))
     assert status_fields(ok(mr, cid, "cat /proc/self/status"))["NoNewPrivs"] == "0"
@@ -574,8 +599,13 @@ def test_errors_are_one_line(mr):
     assert "executable file not found in $PATH" in one_line_error(p) and p.returncode == 255
     p = ex(mr, cid, "true", flags=["--user", "nobody"])
     assert "--user" in one_line_error(p) and p.returncode == 255
-    p = ex(mr, cid, "true", flags=["--cap", "CAP_NOPE"])
-    assert "CAP_NOPE" in one_line_error(p)
+    # --cap CAP_NOPE only warns (test_cap_unknown_is_skipped_...); a process file is config.json's
+    path = mr.tmp / "process.json"
+    path.write_text(json.dumps({"args": ["true"], "cwd": "/",
+                                "capabilities": {"bounding": ["CAP_NOPE"]}}))
+    p = ex(mr, cid, flags=["--process", str(path)])
+    assert one_line_error(p) == ('mrunc: exec failed: process.capabilities.bounding[0]: '
+                                 'unknown capability "CAP_NOPE"') and p.returncode == 255
     p = ex(mr, cid, "true", flags=["-d", "-t"])
     assert "console socket" in one_line_error(p)
     p = ex(mr, cid, "true", flags=["--console-socket", str(mr.tmp / "x.sock")])

@@ -51,10 +51,11 @@ def test_all_hooks_in_order_with_state_and_namespace(mr, tmp_path):
     assert [e[0] for e in entries] == ["prestart", "createRuntime", "createContainer"]
     host_mnt = os.readlink("/proc/self/ns/mnt")
     prestart, create_rt, create_ct = entries
-    assert prestart[1:3] == ["creating", host_pid] and prestart[3] == host_mnt
-    assert create_rt[1:3] == ["creating", host_pid] and create_rt[3] == host_mnt
+    # "created": runtime.md's "creating" is lifecycle step 2, these hooks are steps 3-5
+    assert prestart[1:3] == ["created", host_pid] and prestart[3] == host_mnt
+    assert create_rt[1:3] == ["created", host_pid] and create_rt[3] == host_mnt
     # createContainer: in the container's mount namespace, pid as seen inside (1)
-    assert create_ct[1:3] == ["creating", "1"] and create_ct[3] != host_mnt
+    assert create_ct[1:3] == ["created", "1"] and create_ct[3] != host_mnt
     mr.cli("start", cid, check=True)
     import time
     deadline = time.time() + 5
@@ -99,7 +100,12 @@ def test_hook_timeout(mr, tmp_path):
 
 
 def test_failing_poststart_stops_the_container(mr, tmp_path):
+    """runtime-spec 1.3.0 (and runc, crun): an error, and the container is stopped."""
     b, log = _hooks_bundle(mr, tmp_path, fail="poststart", args=("sleep", "30"))
+    cfg_path = os.path.join(b, "config.json")
+    cfg = json.load(open(cfg_path))
+    cfg["ociVersion"] = "1.3.0"
+    json.dump(cfg, open(cfg_path, "w"))
     cid = mr.new_id()
     mr.cli("create", "--bundle", b, cid, check=True)
     p = mr.cli("start", cid)
@@ -134,3 +140,26 @@ def test_poststart_runs_after_the_program_started(mr, tmp_path):
     assert not out.exists()  # not at create time
     mr.cli("start", cid, check=True)
     assert out.read_text().strip() == "sleep"
+
+
+@pytest.mark.parametrize("version", ["1.0.2-dev", "1.2.1"])
+def test_failing_poststart_before_spec_1_3_is_a_warning(mr, tmp_path, version):
+    """runtime-spec up to 1.2.1: a failed poststart hook is logged as a warning, and the remaining
+    hooks and the lifecycle continue as if it had succeeded."""
+    out = tmp_path / "second-hook"
+
+    def edit(cfg):
+        cfg["ociVersion"] = version
+        cfg["hooks"] = {"poststart": [
+            {"path": "/bin/sh", "args": ["sh", "-c", "echo hook-said-no >&2; exit 3"]},
+            {"path": "/bin/sh", "args": ["sh", "-c", f"echo post-start called > {out}"]}]}
+    cid = mr.new_id()
+    mr.cli("create", "--bundle", mr.bundle(edit, args=["sleep", "30"]), cid, check=True)
+    p = mr.cli("start", cid)
+    assert p.returncode == 0, p.stderr
+    assert p.stderr.splitlines() == [
+        "mrunc: warning: hooks.poststart[0]: /bin/sh exited with status 3: hook-said-no"]
+    assert out.read_text() == "post-start called\n"
+    state = json.loads(mr.cli("state", cid, check=True).stdout)
+    assert state["status"] == "running"
+    assert open(f"/proc/{state['pid']}/comm").read().strip() == "sleep"

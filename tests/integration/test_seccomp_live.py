@@ -453,3 +453,24 @@ def test_rootless_container_gets_its_filter(home, nnp):
     f = status_fields(p.stdout)
     assert "No space left on device" in p.stdout
     assert f["Seccomp"] == "2" and f["NoNewPrivs"] == ("1" if nnp else "0")
+
+
+@pytest.mark.parametrize("nnp", [False, True], ids=["filter-before-user", "filter-last"])
+def test_a_profile_that_blocks_getcwd_still_runs_in_its_cwd(mr, nnp):
+    """The cwd check (CVE-2024-21626) must not need a syscall the filter may block: without
+    noNewPrivileges the filter is loaded before the user and the cwd are set. The program runs in
+    process.cwd (read through /proc, not getcwd), and getcwd is refused as the profile says;
+    `exec` into it gets the same filter and the same check."""
+    def also(cfg):
+        cfg["process"]["noNewPrivileges"] = nnp
+        cfg["process"]["cwd"] = "/etc"
+    edit = with_profile(deny(["getcwd"]), also)
+    cid = mr.new_id()
+    script = "sleep 1000"
+    mr.cli("run", "-d", "--bundle", mr.bundle(edit, args=["sh", "-c", script]), cid, check=True)
+    pid = json.loads(mr.cli("state", cid, check=True).stdout)["pid"]
+    assert os.readlink(f"/proc/{pid}/cwd").endswith("/etc")
+    p = mr.cli("exec", "--cwd", "/usr", cid, "sh", "-c", "readlink /proc/self/cwd; /bin/pwd; echo rc=$?")
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0] == "/usr" and lines[-1] == "rc=1" and "Traceback" not in p.stderr

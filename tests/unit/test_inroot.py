@@ -2,22 +2,11 @@
 for kernels older than 5.6 — and against a swapper thread that turns a directory into a symlink
 out of the rootfs while the runtime makes a path below it (S7, CVE-2024-45310)."""
 import os
-import shutil
-import threading
 
 import pytest
 
-from mrunc import linux
+from conftest import flipping
 from mrunc.rootfs import inroot
-
-
-@pytest.fixture(params=["openat2", "walk"])
-def path_kind(request, monkeypatch):
-    if request.param == "openat2" and not linux.has_openat2():
-        pytest.skip("this kernel has no openat2")
-    if request.param == "walk":
-        monkeypatch.setattr(linux, "has_openat2", lambda: False)
-    return request.param
 
 
 @pytest.fixture
@@ -40,7 +29,7 @@ def _open(root, path, create=None):
         os.close(root_fd)
 
 
-def test_symlinks_resolve_inside_the_root(path_kind, tree):
+def test_symlinks_resolve_inside_the_root(resolution, tree):
     root, outside = tree
     (root / "etc").symlink_to(str(outside))      # absolute: from the rootfs, not from "/"
     (root / "up").symlink_to("../../../..")      # ".." stops at the rootfs
@@ -50,14 +39,14 @@ def test_symlinks_resolve_inside_the_root(path_kind, tree):
     assert os.listdir(outside) == []
 
 
-def test_dangling_symlink_is_created_through_inside(path_kind, tree):
+def test_dangling_symlink_is_created_through_inside(resolution, tree):
     root, outside = tree
     (root / "a").symlink_to("/b/c")
     assert _open(root, "/a/d", create="dir") == f"{root}/b/c/d"
     assert os.path.isdir(root / "b" / "c" / "d")
 
 
-def test_missing_without_create_and_loops(path_kind, tree):
+def test_missing_without_create_and_loops(resolution, tree):
     root, _ = tree
     with pytest.raises(FileNotFoundError):
         _open(root, "/nope")
@@ -71,7 +60,7 @@ def test_missing_without_create_and_loops(path_kind, tree):
 
 
 @pytest.mark.parametrize("create", ["dir", "file"])
-def test_racing_swapper_never_makes_anything_outside(path_kind, tree, create):
+def test_racing_swapper_never_makes_anything_outside(resolution, tree, create):
     """A thread flips rootfs/vol/sub between a directory and a symlink to a directory outside the
     rootfs (what a process sharing the volume could do) while the runtime makes vol/sub/a/b —
     hundreds of times. Whatever wins each race, nothing appears outside, and every fd returned
@@ -79,30 +68,8 @@ def test_racing_swapper_never_makes_anything_outside(path_kind, tree, create):
     root, outside = tree
     vol = root / "vol"
     vol.mkdir()
-    stop = threading.Event()
-
-    def swap():
-        i = 0
-        while not stop.is_set():
-            i += 1
-            old = vol / f".old{i}"
-            try:
-                os.rename(vol / "sub", old)  # whatever is there now, out of the way
-            except OSError:
-                pass
-            try:
-                os.symlink(outside, vol / "sub") if i % 2 else os.mkdir(vol / "sub")
-            except OSError:
-                pass  # the runtime made it first
-            if old.is_symlink():
-                old.unlink()
-            elif old.exists():
-                shutil.rmtree(old, ignore_errors=True)
-
-    t = threading.Thread(target=swap, daemon=True)
-    t.start()
     made = 0
-    try:
+    with flipping(vol, outside):
         for _ in range(400):
             try:
                 where = _open(root, "/vol/sub/a/b", create=create)
@@ -110,8 +77,5 @@ def test_racing_swapper_never_makes_anything_outside(path_kind, tree, create):
                 continue  # a race lost cleanly is fine; a write outside is not
             assert where.startswith(f"{root}/"), where
             made += 1
-    finally:
-        stop.set()
-        t.join()
     assert os.listdir(outside) == [], "something was made outside the rootfs"
     assert made > 0

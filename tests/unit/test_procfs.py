@@ -10,12 +10,8 @@ from mrunc import linux, procfs
 from mrunc.linux import RecordingSyscalls
 
 
-@pytest.fixture(params=["openat2", "walk"])
-def proc(request, monkeypatch):
-    if request.param == "openat2" and not linux.has_openat2():
-        pytest.skip("this kernel has no openat2")
-    if request.param == "walk":
-        monkeypatch.setattr(linux, "has_openat2", lambda: False)
+@pytest.fixture
+def proc(resolution):
     handle = procfs.Proc.at("/proc")
     yield handle
     handle.close()

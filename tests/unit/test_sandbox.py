@@ -148,14 +148,23 @@ def test_rootless_what_works_and_what_does_not(monkeypatch, tmp_path, rootfs):
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     monkeypatch.setattr(SB, "_userns_unavailable", lambda: None)
     assert SB.check_available(rootfs) is False              # rootless, not refused
+    for d in ("state", "state.bundles"):                    # uid 1000's own dirs (userdirs checks)
+        (tmp_path / d).mkdir(mode=0o700)
+        os.chown(tmp_path / d, 1000, 1000)
     sb = Sandbox(root=str(tmp_path / "state"), rootfs=rootfs, mrunc=FAKE, check=False)
     try:
         assert sb.rootless
         sb._no_cgroup = "/sys/fs/cgroup is not delegated to uid 1000"
-        sb.notes = [SB.ROOTLESS_NOTE.format(uid=1000, cgroups="and no limits")]
+        sb.notes = [SB.ROOTLESS_NOTE.format(uid=1000)]
         assert "read-only" in sb.notes[0] and "only uid 0" in sb.notes[0]
-        with pytest.raises(SandboxError, match="^memory: no limits rootless here: /sys/fs/cgroup is not"):
-            sb.run("true", memory="32M")
+        # limits are skipped, not fatal: the container is made without them and says why
+        c = sb._prepare("true", None, "lim", {"memory": "32M", "pids": 5, "hostname": "h"})
+        assert c.skipped == ("memory=32M only as an address-space cap per process (RLIMIT_AS), pids=5 "
+                             "skipped: no cgroup limits here (/sys/fs/cgroup is not delegated to uid 1000)")
+        res = c.config["linux"].get("resources") or {}
+        assert "memory" not in res and "pids" not in res and c.config["hostname"] == "h"
+        assert {"type": "RLIMIT_AS", "hard": 32 << 20, "soft": 32 << 20} in c.config["process"]["rlimits"]
+        assert next(iter(_run_of(c))) == ("stderr", f"mrunc: {c.skipped}\n")
         with pytest.raises(SandboxError, match="only root \\(uid 0\\) exists"):
             sb.run("true", user="mrunc")
         c = sb._prepare("true", None, "rl", {"user": "0"})
@@ -167,6 +176,13 @@ def test_rootless_what_works_and_what_does_not(monkeypatch, tmp_path, rootfs):
         assert "resources" not in cfg["linux"] or not cfg["linux"]["resources"].get("memory")
     finally:
         sb.close()
+
+
+def _run_of(c):
+    """A Run over `c` whose first item is all we read (no process started)."""
+    r = SB.Run.__new__(SB.Run)
+    r.container, r.keep = c, False
+    return r
 
 
 def test_missing_rootfs(monkeypatch, tmp_path):

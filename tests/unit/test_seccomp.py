@@ -516,7 +516,8 @@ def test_security_phase_loads_after_the_program_is_found(monkeypatch):
     from mrunc.process import init
     order = []
     monkeypatch.setattr(init, "scheduling", lambda sys, config: None)
-    monkeypatch.setattr(init, "enter_cwd", lambda cwd: order.append("cwd"))
+    monkeypatch.setattr(init, "check_cwd", lambda cwd: order.append("check cwd") or (1, 2))
+    monkeypatch.setattr(init, "enter_cwd", lambda cwd, checked: order.append("cwd"))
     monkeypatch.setattr(init, "find_executable", lambda n, env: order.append("lookup") or "/bin/sh")
 
     class S:
@@ -532,7 +533,8 @@ def test_security_phase_loads_after_the_program_is_found(monkeypatch):
     config = {"process": {"args": ["sh"], "noNewPrivileges": True},
               "linux": {"seccomp": {"defaultAction": "SCMP_ACT_ALLOW"}}}
     assert init.security_phase(RecordingSyscalls(), config) == "/bin/sh"
-    assert order == ["apply", "cwd", "lookup", "load"]
+    # the cwd is checked (getcwd) before apply(), which loads the filter without noNewPrivileges
+    assert order == ["check cwd", "apply", "cwd", "lookup", "load"]
 
 
 # ---- the seccomp agent's message --------------------------------------------------------------------

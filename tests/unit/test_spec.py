@@ -130,8 +130,12 @@ BROKEN = [
     ({"process.rlimits[0].soft": -1}, "process.rlimits[0].soft: expected unsigned 64-bit integer, got -1"),
     ({"process.rlimits[0].soft": 2048}, "process.rlimits[0].soft: 2048 is above the hard limit 1024"),
     ({"process.rlimits": {"RLIMIT_NOFILE": 1}}, "process.rlimits: expected array, got object"),
-    # process.capabilities (unknown names only warn: see test_unknown_capability_warns)
+    # process.capabilities (a name the kernel lacks only warns, in the security phase)
     ({"process.capabilities": ["CAP_KILL"]}, "process.capabilities: expected object, got array"),
+    ({"process.capabilities.bounding[1]": "CAP_BOGUS"},
+     'process.capabilities.bounding[1]: unknown capability "CAP_BOGUS"'),
+    ({"process.capabilities.ambient[0]": "cap_kill"},
+     'process.capabilities.ambient[0]: unknown capability "cap_kill"'),
     ({"process.capabilities.bounding": "CAP_KILL"}, 'process.capabilities.bounding: expected array, got "CAP_KILL"'),
     ({"process.capabilities.ambient[1]": 5}, "process.capabilities.ambient[1]: expected string, got 5"),
     # linux.namespaces
@@ -458,23 +462,45 @@ def test_validate_refuses_a_non_object(bundle):
 
 # ---- warnings ----------------------------------------------------------------------------------
 
-def test_unknown_capability_warns_and_passes(bundle):
+def test_unknown_capability_is_an_error_in_every_set(bundle):
+    """A name outside capabilities(7) is a typo: refused with its JSON path, in every set."""
+    for kind in spec.CAPABILITY_SETS:
+        config = spec.default_config()
+        config["process"]["capabilities"][kind] = ["CAP_KILL", "CAP_BOGUS"]
+        assert errors_of(config, bundle) == \
+            f'process.capabilities.{kind}[1]: unknown capability "CAP_BOGUS"'
+
+
+def test_mount_label_without_selinux_warns_once_and_passes(bundle, monkeypatch):
+    from mrunc.spec import checks
+    monkeypatch.setattr(checks, "selinux_enabled", lambda: False)
     config = spec.default_config()
-    config["process"]["capabilities"]["bounding"].insert(1, "CAP_FOO")
-    config["process"]["capabilities"]["inheritable"] = ["CAP_KILL", "CAP_BAR"]
+    config["linux"]["mountLabel"] = "system_u:object_r:container_file_t:s0:c1,c2"
     warnings = []
     spec.validate(config, bundle, warn=warnings.append)
-    assert warnings == [
-        'process.capabilities.bounding[1]: unknown capability "CAP_FOO", ignored',
-        'process.capabilities.inheritable[1]: unknown capability "CAP_BAR", ignored',
-    ]
+    assert warnings == ["linux.mountLabel: ignored: SELinux is not enabled on this host"]
+    config["linux"]["mountLabel"] = 5
+    assert errors_of(config, bundle) == "linux.mountLabel: expected string, got 5"
 
 
-def test_default_warn_prints_to_stderr(bundle, capsys):
+def test_mount_label_with_selinux_is_refused(bundle, monkeypatch):
+    from mrunc.spec import checks
+    monkeypatch.setattr(checks, "selinux_enabled", lambda: True)
     config = spec.default_config()
-    config["process"]["capabilities"]["ambient"].append("CAP_FUTURE")
+    config["linux"]["mountLabel"] = "system_u:object_r:container_file_t:s0"
+    assert errors_of(config, bundle) == \
+        "linux.mountLabel: not supported by mrunc yet (this host has SELinux)"
+    config["linux"]["mountLabel"] = ""   # Go's "unset"
     spec.validate(config, bundle)
-    assert capsys.readouterr().err == 'mrunc: warning: process.capabilities.ambient[3]: unknown capability "CAP_FUTURE", ignored\n'
+
+
+def test_default_warn_prints_to_stderr(bundle, capsys, monkeypatch):
+    from mrunc.spec import checks
+    monkeypatch.setattr(checks, "selinux_enabled", lambda: False)
+    config = spec.default_config()
+    config["linux"]["mountLabel"] = "x"
+    spec.validate(config, bundle)
+    assert capsys.readouterr().err == "mrunc: warning: linux.mountLabel: ignored: SELinux is not enabled on this host\n"
 
 
 def test_known_capabilities_do_not_warn(bundle):
@@ -538,12 +564,14 @@ def test_load_validates(tmp_path):
         spec.load(write_bundle(tmp_path, json.dumps(config)))
 
 
-def test_load_passes_warn_on(tmp_path):
+def test_load_passes_warn_on(tmp_path, monkeypatch):
+    from mrunc.spec import checks
+    monkeypatch.setattr(checks, "selinux_enabled", lambda: False)
     config = spec.default_config()
-    config["process"]["capabilities"]["bounding"] = ["CAP_NEW"]
+    config["linux"]["mountLabel"] = "x"
     warnings = []
     spec.load(write_bundle(tmp_path, json.dumps(config)), warn=warnings.append)
-    assert warnings == ['process.capabilities.bounding[0]: unknown capability "CAP_NEW", ignored']
+    assert warnings == ["linux.mountLabel: ignored: SELinux is not enabled on this host"]
 
 
 # ---- validate_process / validate_resources ----------------------------------------------------------
@@ -634,3 +662,13 @@ def test_validate_is_fast(bundle):
     runs = 200
     seconds = min(timeit.repeat(lambda: spec.validate(config, bundle), number=runs, repeat=3)) / runs
     assert seconds < 0.001, f"validate took {seconds * 1e6:.0f} µs"
+
+
+def test_bare_process_and_resources_get_the_string_checks_too():
+    """exec --process and update --resources files: a NUL or a lone surrogate is refused by path."""
+    with pytest.raises(SpecError, match=r"^process\.args\[0\]: contains a NUL character"):
+        spec.validate_process({"args": ["sh\0"], "cwd": "/"})
+    with pytest.raises(SpecError, match=r'^linux\.resources\.unified\["memory\.max"\]: not valid Unicode'):
+        spec.validate_resources({"unified": {"memory.max": "\ud800"}})
+    with pytest.raises(SpecError, match=r'^process\.env\[0\]: must be "KEY=VALUE", got "=x"'):
+        spec.validate_process({"args": ["sh"], "cwd": "/", "env": ["=x"]})

@@ -1,0 +1,106 @@
+"""The hot verbs import only what they need.
+
+An engine runs `state`, `start`, `kill`, `delete` (and `list`, `--version`) as separate commands
+over and over; each heavy module imported costs about as much as the interpreter's start itself
+(../shared/PERF.md: re, json, enum via signal or socket, subprocess, ctypes). Each verb runs here
+under `-X importtime` against a real container, and the test names every module it should not
+have imported and what imported it.
+"""
+import os
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+pytestmark = pytest.mark.root
+
+# Never on a hot verb (the package of each imported module is what is checked).
+HEAVY = {"re", "enum", "json", "signal", "socket", "selectors", "subprocess", "ctypes", "struct",
+         "threading", "argparse", "typing", "dataclasses", "functools", "collections", "inspect",
+         "tempfile", "shutil", "uuid", "logging", "traceback", "site", "pyroute2", "ipywidgets",
+         "IPython", "ipykernel"}
+
+
+def imports(mr, *args):
+    """The modules `mrunc --root R *args` imports, as (name, chain of importers) — run as the
+    launcher runs it: isolated, no site, main() of mrunc.cli as __main__'s."""
+    code = (f"import sys; sys.path[:] = {[p for p in sys.path if p]!r}; sys.argv[0] = 'mrunc'; "
+            "from mrunc.cli import main; sys.exit(main())")
+    # stderr to a file: a created container inherits it, a pipe would not end until it exits
+    with tempfile.TemporaryFile("w+") as err:
+        p = subprocess.run([sys.executable, "-I", "-S", "-X", "importtime", "-c", code,
+                            "--root", mr.root, *args], stdout=subprocess.DEVNULL, stderr=err,
+                           text=True, timeout=30, stdin=subprocess.DEVNULL)
+        err.seek(0)
+        report = err.read()
+    assert p.returncode == 0, report
+    got = []
+    for line in report.splitlines():
+        if not line.startswith("import time:") or line.count("|") != 2:
+            continue
+        name = line.split("|")[2]
+        if not name.strip() or name.strip() == "imported package":
+            continue
+        depth = (len(name) - len(name.lstrip(" ")) - 1) // 2
+        # importtime prints a module after its own imports: deeper lines came before their parent
+        got.append((depth, name.strip()))
+    out = []
+    for i, (depth, mod) in enumerate(got):
+        chain, want = [], depth - 1
+        for d, m in got[i + 1:]:
+            if d == want:
+                chain.append(m)
+                want -= 1
+        out.append((mod, chain))
+    return out
+
+
+def heavy(mod):
+    return mod.split(".")[0] in HEAVY
+
+
+def offenders(found):
+    """The heavy modules imported, each with who imported it; not those a heavy one pulled in."""
+    return [f"{mod} (via {' <- '.join(chain) or 'the verb itself'})"
+            for mod, chain in found if heavy(mod) and not any(map(heavy, chain))]
+
+
+def test_hot_verbs_import_nothing_heavy(mr):
+    cid = mr.new_id()
+    b = mr.bundle(args=["sleep", "100"])
+    mr.cli("create", "--bundle", b, cid, check=True)
+    bad = {}
+    for verb in (["--version"], ["state", cid], ["list"], ["start", cid], ["state", cid],
+                 ["kill", cid, "KILL"]):
+        found = imports(mr, *verb)
+        assert any(m == "mrunc.cli" for m, _ in found)
+        if offenders(found):
+            bad[" ".join(verb[:1])] = offenders(found)
+    st = mr.cli("state", cid, check=True).stdout
+    for _ in range(500):    # kill is asynchronous: delete wants it stopped
+        if '"stopped"' in st:
+            break
+        st = mr.cli("state", cid, check=True).stdout
+    found = imports(mr, "delete", cid)
+    if offenders(found):
+        bad["delete"] = offenders(found)
+    assert not os.path.exists(os.path.join(mr.root, cid)), "delete did not delete"
+    assert not bad, "heavy imports on hot verbs:\n" + "\n".join(
+        f"  {verb}: {', '.join(mods)}" for verb, mods in bad.items())
+
+
+def test_create_run_exec_import_only_the_syscall_layer(mr):
+    """create, run and exec need mrunc.linux (ctypes, the one syscall layer) and nothing else
+    heavy: no json/re, socket, signal's enums."""
+    allowed = {"ctypes", "struct"}      # struct: ctypes' own import
+    cid = mr.new_id()
+    bad = {}
+    for verb in (["run", "--bundle", mr.bundle(args=["true"]), mr.new_id()],
+                 ["create", "--bundle", mr.bundle(args=["sleep", "100"]), cid],
+                 ["exec", cid, "true"]):
+        found = [(m, chain) for m, chain in imports(mr, *verb) if m.split(".")[0] not in allowed]
+        if offenders(found):
+            bad[verb[0]] = offenders(found)
+    assert not bad, "heavy imports:\n" + "\n".join(
+        f"  {verb}: {', '.join(mods)}" for verb, mods in bad.items())

@@ -1,0 +1,195 @@
+"""The state directory's guarantees (mrunc/state.py): a container appears whole or not at all,
+its lock never outlives its holder, debris of killed runtimes is swept, and `start` never takes
+a program that exited at once for an init that died unstarted. No root needed: plain files,
+fifos and flock in a temp dir."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from mrunc import api, state
+from mrunc.errors import StateError, UsageError
+
+
+def _record(pid=0, creator=None):
+    d = {"id": "c1", "pid": pid, "start_time": None, "bundle": "/b", "rootfs": "/b/rootfs",
+         "created": state.now_rfc3339(), "config": {}, "cgroup": None}
+    if creator:
+        d["creator"] = creator
+    return d
+
+
+def _me():
+    return {"pid": os.getpid(), "start_time": state.proc_stat(os.getpid())[0]}
+
+
+def test_reserve_makes_the_whole_directory_at_once(tmp_path):
+    root = str(tmp_path / "root")
+    c = state.Container(root, "c1")
+    c.reserve(_record(creator=_me()))
+    try:
+        assert sorted(os.listdir(c.dir)) == ["exec.fifo", "state.json"]
+        assert os.listdir(root) == ["c1"]           # no hidden directory left behind
+        assert c.status() == "creating"               # its creator (we) is alive
+        again = state.Container(root, "c1")
+        with pytest.raises(StateError, match="already exists"):
+            again.reserve(_record(creator=_me()))
+        assert os.listdir(root) == ["c1"]
+    finally:
+        c.unlock()
+
+
+def test_a_dead_creator_means_abandoned_and_stopped(tmp_path):
+    root = str(tmp_path)
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    dead = {"pid": p.pid, "start_time": 1}
+    c = state.Container(root, "c1")
+    c.reserve(_record(creator=dead))
+    c.unlock()
+    loaded = state.Container.load(root, "c1")
+    assert loaded.status() == "stopped"
+    assert loaded.oci_state()["pid"] == 0
+    assert [s["status"] for s in api.list_containers(root)] == ["stopped"]
+    api.delete("c1", root)
+    assert os.listdir(root) == []
+
+
+def test_lock_is_released_when_its_holder_is_killed(tmp_path):
+    d = str(tmp_path / "c1")
+    os.mkdir(d)
+    holder = subprocess.Popen([sys.executable, "-c",
+                               "import fcntl, os, sys, time\n"
+                               f"fd = os.open({d!r}, os.O_RDONLY)\n"
+                               "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+                               "print('held', flush=True)\n"
+                               "time.sleep(60)\n"], stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline() == b"held\n"
+        with pytest.raises(StateError, match="busy"):
+            state.lock_dir(d, timeout=0.2)
+        holder.kill()
+        holder.wait()
+        t0 = time.monotonic()
+        fd = state.lock_dir(d, timeout=2)
+        assert fd is not None and time.monotonic() - t0 < 0.5
+        os.close(fd)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+
+
+def test_a_waiter_finds_the_container_deleted_meanwhile(tmp_path):
+    root = str(tmp_path)
+    c = state.Container(root, "c1")
+    c.reserve(_record(creator=_me()))
+    # another holder's lock (a different open file description) on the same directory
+    import threading
+    got = {}
+
+    def wait():
+        try:
+            got["c"] = state.Container.load(root, "c1", lock=True)
+        except StateError as e:
+            got["err"] = str(e)
+    t = threading.Thread(target=wait)
+    t.start()
+    time.sleep(0.1)
+    assert t.is_alive()                 # waiting for our lock
+    c.remove()
+    c.unlock()
+    t.join(5)
+    assert got == {"err": "container c1 does not exist"}
+
+
+def test_sweep_removes_only_debris_of_dead_runtimes(tmp_path):
+    root = str(tmp_path)
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    for name in (f".new-{p.pid}-aa", f".old-{p.pid}-bb", f".new-{os.getpid()}-cc"):
+        os.mkdir(os.path.join(root, name))
+        open(os.path.join(root, name, "state.json"), "w").close()
+    state.sweep(root)
+    assert os.listdir(root) == [f".new-{os.getpid()}-cc"]   # ours: still at work
+    assert api.list_containers(root) == []                   # hidden ones are never listed
+
+
+def test_reserved_id_prefixes_are_refused():
+    with pytest.raises(UsageError, match="reserved"):
+        state.validate_id(".new-1-aa")
+
+
+def test_delete_force_removes_a_directory_without_state(tmp_path):
+    root = str(tmp_path)
+    os.makedirs(os.path.join(root, "c1"))
+    open(os.path.join(root, "c1", "exec.fifo"), "w").close()
+    with pytest.raises(StateError, match="does not exist"):
+        api.delete("c1", root, force=True)
+    assert os.listdir(root) == []
+
+
+def test_state_replaced_whole_while_read(tmp_path):
+    """write_atomic: a reader in a loop never sees a partial state.json."""
+    root = str(tmp_path)
+    c = state.Container(root, "c1")
+    c.reserve(_record(creator=_me()))
+    try:
+        import threading
+        stop, bad = threading.Event(), []
+
+        def writer():
+            n = 0
+            while not stop.is_set():
+                c.data["config"] = {"annotations": {"n": str(n), "pad": "x" * (n % 5000)}}
+                c.save()
+                n += 1
+        t = threading.Thread(target=writer)
+        t.start()
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            try:
+                state.Container.load(root, "c1")
+            except StateError as e:
+                bad.append(str(e))
+        stop.set()
+        t.join()
+        assert bad == []
+        assert sorted(os.listdir(c.dir)) == ["exec.fifo", "state.json"]
+    finally:
+        c.unlock()
+
+
+class _FakeInit:
+    """A container whose init writes "0" to exec.fifo and execs a program that exits at once —
+    all between two looks of `start`: the moment start first asks whether init is alive."""
+
+    def __init__(self, d):
+        self.dir, self.id, self.asked = d, "c1", 0
+
+    def init_alive(self):
+        self.asked += 1
+        if self.asked == 1:
+            fd = os.open(os.path.join(self.dir, "exec.fifo"), os.O_WRONLY | os.O_NONBLOCK)
+            os.write(fd, b"0")
+            os.close(fd)   # execve closed it; and the program is already gone
+        return False
+
+
+def test_start_takes_a_program_that_exited_at_once_for_success(tmp_path):
+    os.mkfifo(str(tmp_path / "exec.fifo"))
+    api._release_init(_FakeInit(str(tmp_path)))        # no "init died before it could be started"
+    assert not os.path.exists(tmp_path / "exec.fifo")
+
+
+def test_start_reports_an_init_that_died_unstarted(tmp_path):
+    os.mkfifo(str(tmp_path / "exec.fifo"))
+
+    class Dead(_FakeInit):
+        def init_alive(self):
+            return False
+    with pytest.raises(StateError, match="init died before it could be started"):
+        api._release_init(Dead(str(tmp_path)))
