@@ -191,7 +191,7 @@ class Container:
             os.mkfifo(fifo, 0o622)
             os.chmod(fifo, 0o622)  # mkfifo obeys the umask; any uid may signal readiness
             self.data = data
-            write_atomic(os.path.join(tmp, STATE_FILE), json.dumps(data))
+            write_atomic(os.path.join(tmp, STATE_FILE), fastjson.dumps(data))
             os.rename(tmp, self.dir)
         except BaseException as e:
             self.unlock()
