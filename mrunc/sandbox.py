@@ -888,7 +888,9 @@ class Container:
     def stats(self) -> dict | None:
         """{"memory": {current, peak, limit, oom_kills}, "cpu": {usage_usec}, "pids": {...}}."""
         mgr = self.cgroup()
-        if mgr is None:
+        # None too while create has not made the cgroup yet (the state says "creating"): figures
+        # of a directory that is not there would all read None, not zero.
+        if mgr is None or not mgr.exists():
             return None
         try:
             return mgr.stats()
