@@ -31,6 +31,20 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="host has no cgroup v1 hierarchies"))
 
 
+def copy_rootfs(dst):
+    """A private copy of the busybox rootfs: directories, regular files and symlinks only. A
+    device node or fifo left in the image (by a failed run) would be *read* by copytree — once,
+    /dev/full copied as 74 GB of zeros and filled the disk."""
+    import stat
+
+    def copy(src, dest):
+        if stat.S_ISREG(os.lstat(src).st_mode):
+            return shutil.copy2(src, dest)
+        return None
+    shutil.copytree(ROOTFS, dst, symlinks=True, copy_function=copy)
+    return dst
+
+
 def base_config():
     from mrunc import spec
     cfg = spec.default_config()

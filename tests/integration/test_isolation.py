@@ -159,10 +159,9 @@ def test_readonly_root_refuses_writes(mr):
 
 def test_writable_root_when_not_readonly(mr, tmp_path):
     # a private copy of a tiny rootfs so the shared busybox tree stays clean
-    import shutil
-    from conftest import ROOTFS
+    from conftest import copy_rootfs
     root = tmp_path / "rootfs"
-    shutil.copytree(ROOTFS, root, symlinks=True)
+    copy_rootfs(root)
 
     def edit(cfg):
         cfg["root"] = {"path": str(root), "readonly": False}

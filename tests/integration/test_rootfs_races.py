@@ -7,13 +7,12 @@ write. In both, the runtime may lose a race (fail cleanly), never write or creat
 """
 import json
 import os
-import shutil
 import subprocess
 import sys
 
 import pytest
 
-from conftest import REPO, ROOTFS, flipping
+from conftest import REPO, copy_rootfs, flipping
 
 pytestmark = pytest.mark.root
 
@@ -23,7 +22,7 @@ def test_mount_target_in_a_volume_swapped_for_a_symlink(mr, tmp_path):
     while containers bind something at /vol/sub/a/b, many times over. Nothing is ever made in the
     host directory; the containers that win see their mount inside."""
     rootfs, vol, outside, data = (tmp_path / n for n in ("rootfs", "vol", "outside", "data"))
-    shutil.copytree(ROOTFS, rootfs, symlinks=True)  # in-root creation may land in the image
+    copy_rootfs(rootfs)  # in-root creation may land in the image
     for d in (vol, outside, data):
         d.mkdir()
     (data / "marker").write_text("bound\n")
