@@ -343,7 +343,13 @@ def lab_user():
                 os.kill(int(pid), signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        subprocess.run(["userdel", name], check=False)
+        # userdel refuses (8) while a process of the user is still dying: try again, briefly
+        deadline = time.monotonic() + 10
+        while subprocess.run(["userdel", name], capture_output=True).returncode == 8 \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert subprocess.run(["id", name], capture_output=True).returncode != 0, \
+            f"test user {name} is left behind"
 
 
 def live_processes(user):
