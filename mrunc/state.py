@@ -244,8 +244,10 @@ class Container:
             # Never rebuilt: a directory that became writable since would give a manager for a
             # cgroup the container never joined — and maybe someone else's processes in it.
             return cgroups.DisabledManager("create used no cgroup", cg["path"], cg.get("rootless", False))
-        return cgroups.manager(cg["path"], self.id, paths=cg.get("paths"),
-                               rootless=cg.get("rootless", False))
+        mgr = cgroups.manager(cg["path"], self.id, paths=cg.get("paths"),
+                              rootless=cg.get("rootless", False))
+        mgr.created = list(cg.get("created") or [])  # remove() takes these too, when empty
+        return mgr
 
     def status(self):
         creator = self.creator

@@ -399,6 +399,11 @@ def _record(c, config, bundle, state):
     pid = state["init_pid"]
     c.data.pop("creator", None)
     c.data.update(pid=pid, start_time=proc_start_time(pid)[0], created=now_rfc3339())
+    cg = state.get("cgroup")
+    if cg is not None and c.data.get("cgroup") is not None and cg.created:
+        # Every directory create made, parents of a nested cgroupsPath ("a/b/c") included:
+        # `delete` is another process, and removes them again only if it knows them.
+        c.data["cgroup"]["created"] = list(cg.created)
     c.save()
 
 

@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 
 import pytest
 
@@ -246,3 +247,26 @@ def test_host_namespaces_untouched_by_create(mr):
     before = {k: host_ns(k) for k in ("mnt", "net", "pid", "uts", "ipc")}
     mr.sh("true")
     assert before == {k: host_ns(k) for k in before}
+
+
+@pytest.mark.both_layouts
+def test_delete_removes_the_parent_cgroups_create_made(mr):
+    """A nested cgroupsPath makes its parents too; `delete` (another process) removes them again,
+    from what create recorded — a fuzzed "a/b/c" once left /a/b in every hierarchy."""
+    import glob
+    top = f"mrunc-nest-{uuid.uuid4().hex[:8]}"
+    cid = mr.new_id()
+    b = mr.bundle(lambda c: c["linux"].__setitem__("cgroupsPath", f"/{top}/inner/{cid}"),
+                  args=["sleep", "100"])
+    tops = lambda: glob.glob(f"/sys/fs/cgroup/*/{top}") + glob.glob(f"/sys/fs/cgroup/{top}")  # noqa: E731
+    try:
+        mr.cli("run", "-d", "--bundle", b, cid, check=True)
+        assert all(os.path.isdir(f"{t}/inner/{cid}") for t in tops()) and tops(), \
+            "the container's nested cgroup was not made"
+        mr.cli("delete", "--force", cid, check=True)
+        assert tops() == [], f"delete left the parents it made: {tops()}"
+    finally:
+        for t in tops():        # the test's own directories, whatever happened (empty by now)
+            for d in (f"{t}/inner/{cid}", f"{t}/inner", t):
+                if os.path.isdir(d):
+                    os.rmdir(d)
