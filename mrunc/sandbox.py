@@ -573,9 +573,8 @@ class Sandbox:
                     pid, start = f.read().split()
             except (OSError, ValueError):
                 continue
-            from .state import proc_start_time
-            now, st = proc_start_time(int(pid))
-            if str(now) == start and st not in ("Z", "X"):
+            from .state import alive_as
+            if start.isdigit() and alive_as(int(pid), int(start)):
                 continue                    # its sandbox is alive (another kernel)
             self.cli("delete", "--force", name, check=False)
             _remove_bundle_dir(d)

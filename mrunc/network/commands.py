@@ -62,10 +62,10 @@ def _show(path):
 def plan_owner_alive(plan):
     """Is the sandbox process that made this plan still running (the same process, not a pid
     that was reused)?"""
-    from ..state import proc_start_time
+    from ..state import alive_as
     try:
         pid, start = plan["owner"]
-        return proc_start_time(int(pid))[0] == start
+        return alive_as(int(pid), start)
     except (KeyError, ValueError, TypeError, OSError):
         return False
 

@@ -201,9 +201,9 @@ class NetnsHolder:
 
 def holder_alive(plan):
     """The rootless lab's holder is the process we started (not a recycled pid)."""
-    from ..state import proc_start_time
+    from ..state import alive_as
     pid, start = plan["holder"]
-    return proc_start_time(pid)[0] == start
+    return alive_as(pid, start)
 
 
 def as_lab(plan, fn, *args):
