@@ -5,6 +5,9 @@ for notebooks mrunc.sandbox (`mrunc.Sandbox`); both are imported lazily so that 
 (and so the CLI) stays fast. `%load_ext mrunc` loads the IPython magics (mrunc.notebook).
 """
 __version__ = "0.1.0"
+# The runtime-spec version this runtime follows: what `state` reports as ociVersion, the newest
+# config.json it accepts, and what `--version` prints.
+OCI_VERSION = "1.3.0"
 
 _API = ("create", "start", "state", "kill", "delete", "run", "list_containers")
 

@@ -13,8 +13,9 @@ import time
 from . import signals
 from .errors import MruncError, StateError
 from .state import Container, fifo_path
+from .userdirs import RUN
 
-DEFAULT_ROOT = "/run/mrunc"
+DEFAULT_ROOT = os.path.join(RUN, "mrunc")   # root's; the CLI's default is per user (userdirs)
 
 
 def create(cid, bundle, root=DEFAULT_ROOT, **kw):

@@ -8,10 +8,7 @@ Errors are one line on stderr (and a {"level":"error","msg":…} line in --log w
 import os
 import sys
 
-from . import fastjson
-
-VERSION = "0.1.0"
-SPEC_VERSION = "1.3.0"
+from . import OCI_VERSION, __version__, fastjson
 
 
 class _Log:
@@ -731,7 +728,7 @@ def _main(argv):
         a = parse_args(argv)
         log = _Log(a.log, a.log_format, a.debug)
         if a.version:
-            print(f"mrunc version {VERSION}\nspec: {SPEC_VERSION}\npython: {sys.version.split()[0]}")
+            print(f"mrunc version {__version__}\nspec: {OCI_VERSION}\npython: {sys.version.split()[0]}")
             return 0
         if not a.verb:
             raise MruncError("no command given (try --help)")

@@ -38,9 +38,8 @@ import errno
 import os
 import time
 
-from . import fastjson
+from . import OCI_VERSION, fastjson
 
-OCI_VERSION = "1.3.0"
 STATE_FILE = "state.json"
 FIFO = "exec.fifo"
 INIT_COMM = "mrunc:[init]"   # init's name (prctl PR_SET_NAME) until it execs the program

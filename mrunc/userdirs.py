@@ -25,6 +25,11 @@ import stat
 from .errors import MruncError
 
 
+# root's runtime base, the FHS's /run: root's state roots are /run/mrunc and /run/mrunc-lab (runc's
+# is /run/runc).
+RUN = "/run"
+
+
 class UnsafeDir(MruncError):
     """A directory someone else made or can write: refused."""
 
@@ -117,5 +122,4 @@ def runtime_base():
 
 def default_root(name="mrunc"):
     """The default state root: /run/<name> for root, else <runtime_base>/<name>."""
-    base = runtime_base()
-    return f"/run/{name}" if base is None else os.path.join(base, name)
+    return os.path.join(runtime_base() or RUN, name)

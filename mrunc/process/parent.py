@@ -8,7 +8,7 @@ what was done — kills init, removes the cgroup and the state dir — and raise
 import os
 import time
 
-from .. import fastjson
+from .. import OCI_VERSION, fastjson
 from ..errors import InitError, MruncError
 from ..signals import SIGKILL, SIGSYS, name as signal_name
 from ..state import Container, now_rfc3339, proc_start_time, wait_gone, write_atomic
@@ -408,7 +408,7 @@ def _record(c, config, bundle, state):
 
 
 def _hook_state(c, config, bundle, state, status):
-    return {"ociVersion": "1.3.0", "id": c.id, "status": status, "pid": state["init_pid"],
+    return {"ociVersion": OCI_VERSION, "id": c.id, "status": status, "pid": state["init_pid"],
             "bundle": bundle, "annotations": config.get("annotations") or {}}
 
 

@@ -45,6 +45,7 @@ trace (`--trace`, the stepper) counts them on the seccomp call of the security p
 import json
 import os
 
+from mrunc import OCI_VERSION
 from mrunc.linux import seccomp as lsc
 
 # Validation (mrunc.spec.checks.check_seccomp) guarantees the shape; this module assumes it.
@@ -222,7 +223,7 @@ def listener_message(config, state, pid):
     """The Container Process State the runtime sends to the seccomp agent (runtime-spec
     config-linux "seccomp"): the fd rides along with SCM_RIGHTS, named by `fds`."""
     seccomp = (config.get("linux") or {}).get("seccomp") or {}
-    msg = {"ociVersion": state.get("ociVersion", "1.3.0"), "fds": ["seccompFd"], "pid": pid,
+    msg = {"ociVersion": state.get("ociVersion", OCI_VERSION), "fds": ["seccompFd"], "pid": pid,
            "metadata": seccomp.get("listenerMetadata") or "", "state": state}
     return json.dumps(msg).encode()
 

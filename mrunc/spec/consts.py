@@ -4,10 +4,10 @@ The spec names things (`"CAP_KILL"`, `"RLIMIT_NOFILE"`, `"pid"`); the kernel wan
 tables are the one place that translation lives, so the checks, `features()` and the phases that
 apply a field all agree on what "known" means.
 """
+from mrunc import OCI_VERSION as OCI_VERSION_MAX  # the newest: the one we follow
 
 # The versions of runtime-spec whose config.json we accept (and `features()` advertises).
 OCI_VERSION_MIN = "1.0.0"
-OCI_VERSION_MAX = "1.3.0"
 
 # The eight namespace types of config-linux.md, in the spec's order.
 NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
