@@ -17,9 +17,9 @@ The status is *derived*, never stored, so it cannot go stale:
     otherwise                                                            -> running
 
 A container appears whole or not at all. `create` builds its directory under a hidden name
-(`.new-<pid>-<random>`: state.json saying "creating" with the runtime's pid and start time, the
+(`.new-<pid>-<start time>-<random>`: state.json saying "creating" with the runtime's pid and start time, the
 cgroup paths it will use, and exec.fifo), then renames it to `<id>` — one atomic step, which fails
-if the id is taken. `delete` does the reverse: it renames `<id>` to `.old-<pid>-<random>` before
+if the id is taken. `delete` does the reverse: it renames `<id>` to `.old-<pid>-<start time>-<random>` before
 emptying it. A hidden directory whose runtime is dead is debris of a killed create or delete; it
 holds no process and no cgroup, and the next create or delete sweeps it away. So whenever a
 runtime is SIGKILLed, the id is either free (the rename had not happened) or names a container
@@ -213,8 +213,10 @@ class Container:
         _remove_flat(tmp)
 
     def _hidden(self, kind):
-        """.new-<pid>-<random> / .old-<pid>-<random>: the pid tells sweep() when it is debris."""
-        return os.path.join(self.root, f".{kind}-{os.getpid()}-{os.urandom(4).hex()}")
+        """.new-<pid>-<start>-<random> / .old-…: the runtime's pid and start time tell sweep()
+        when it is debris (its runtime is gone)."""
+        me = os.getpid()
+        return os.path.join(self.root, f".{kind}-{me}-{proc_start_time(me)[0]}-{os.urandom(4).hex()}")
 
     # -- derived facts --
     @property
@@ -326,8 +328,9 @@ def sweep(root):
         return
     for name in names:
         if name.startswith(_HIDDEN):
-            pid = name.split("-")[1]
-            if pid.isdigit() and not pid_alive(int(pid)):
+            parts = name.split("-")         # .new, pid, start time, random (see _hidden)
+            ours = len(parts) == 4 and parts[1].isdigit() and parts[2].isdigit()
+            if not (ours and alive_as(int(parts[1]), int(parts[2]))):
                 _remove_flat(os.path.join(root, name))
 
 
@@ -354,14 +357,6 @@ def _remove_flat(d):
 
 def fifo_path(container_dir):
     return os.path.join(container_dir, FIFO)
-
-
-def pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-        return True
-    except OSError as e:
-        return e.errno == errno.EPERM
 
 
 def wait_gone(pid, timeout=5.0):

@@ -253,14 +253,6 @@ def requested(resources, prefix=R):
     return out
 
 
-def first_field(obj, prefix, keys=None):
-    """The JSON path of the first set field of `obj` (for messages about a whole controller)."""
-    for key, value in (obj or {}).items():
-        if value is not None and (keys is None or key in keys):
-            return f"{prefix}.{key}"
-    return prefix
-
-
 def device_rule(rule, field):
     """An OCI device rule as (allow, "c 1:3 rwm") — the v1 devices.allow/deny syntax."""
     kind = rule.get("type") or "a"

@@ -437,11 +437,6 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         return left
 
 
-def mrunc_has_exec(mrunc):
-    """The `exec` verb exists (`mrunc exec --help` succeeds)."""
-    return sh([mrunc, "exec", "--help"]).returncode == 0
-
-
 if __name__ == "__main__":
     # `python tests/integration/engines.py OUT.tar`: the busybox image as an OCI archive, the one
     # the containerd tests import (README, "Use with containerd").

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from engines import IMAGE, Containerd, mrunc_has_exec
+from engines import IMAGE, Containerd
 
 pytestmark = [pytest.mark.root, pytest.mark.containerd]
 
@@ -35,12 +35,6 @@ def cd():
         yield env
     finally:
         env.close()
-
-
-@pytest.fixture(scope="module")
-def needs_exec(cd):
-    if not mrunc_has_exec(cd.mrunc):
-        pytest.skip("mrunc has no exec verb yet (`mrunc exec --help` fails)")
 
 
 def test_run_rm_echo(cd):
@@ -141,14 +135,14 @@ def test_run_detached(cd, task):
     assert state["pid"] == pid and state["status"] == "running"
 
 
-def test_task_exec(cd, task, needs_exec):
+def test_task_exec(cd, task):
     p = cd.ctr(*cd.exec_argv("--exec-id", "e1", task, "sh", "-c", "echo from exec; cat /proc/1/comm"))
     assert p.stdout == "from exec\nsh\n", p.stderr
     p = cd.ctr(*cd.exec_argv("--exec-id", "e2", task, "sh", "-c", "exit 9"), check=False)
     assert p.returncode == 9, p.stderr
 
 
-def test_task_exec_tty(cd, task, needs_exec):
+def test_task_exec_tty(cd, task):
     rc, out = cd.in_pty(*cd.exec_argv("-t", "--exec-id", "e3", task, "sh", "-c",
                                      "tty; [ -t 0 ] && echo stdin-is-a-tty"))
     # ctr resizes the pty after the process may already be gone, and then says so: not ours.
@@ -170,7 +164,7 @@ def test_task_pause_resume(cd, task):
     assert tasks(cd)[task][1] == "RUNNING"
 
 
-def test_task_kill_term_then_kill(cd, task, needs_exec):
+def test_task_kill_term_then_kill(cd, task):
     """TERM is trapped (init of a PID namespace only gets signals it handles); KILL is not."""
     cd.ctr("task", "kill", task)  # SIGTERM
     wait_for(lambda: cd.ctr(*cd.exec_argv("--exec-id", "t1", task, "test", "-e", "/tmp/got-term"),

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from engines import IMAGE, Podman, mrunc_has_exec
+from engines import IMAGE, Podman
 
 pytestmark = [pytest.mark.root, pytest.mark.podman]
 
@@ -29,12 +29,6 @@ def pm():
         yield env
     finally:
         env.close()
-
-
-@pytest.fixture(scope="module")
-def needs_exec(pm):
-    if not mrunc_has_exec(pm.mrunc):
-        pytest.skip("mrunc has no exec verb yet (`mrunc exec --help` fails)")
 
 
 def test_run_rm_echo(pm):
@@ -142,24 +136,24 @@ def test_run_detached_and_ps(pm, box):
     assert status(pm, box) == "running"
 
 
-def test_exec_plain(pm, box, needs_exec):
+def test_exec_plain(pm, box):
     assert pm("exec", box, "sh", "-c", "echo from exec; cat /proc/1/comm").stdout == \
         "from exec\nsh\n"
     p = pm("exec", box, "sh", "-c", "exit 9", check=False)
     assert p.returncode == 9, p.stderr
 
 
-def test_exec_tty(pm, box, needs_exec):
+def test_exec_tty(pm, box):
     rc, out = pm.in_pty("exec", "-t", box, "sh", "-c", "tty; [ -t 0 ] && echo stdin-is-a-tty")
     assert rc == 0, out
     assert "/dev/pts/" in out and "stdin-is-a-tty" in out
 
 
-def test_exec_stdin(pm, box, needs_exec):
+def test_exec_stdin(pm, box):
     assert pm("exec", "-i", box, "cat", input="through exec\n").stdout == "through exec\n"
 
 
-def test_exec_detached(pm, box, needs_exec):
+def test_exec_detached(pm, box):
     pm("exec", "-d", box, "sh", "-c", "echo detached > /tmp/exec-d")
     wait_for(lambda: pm("exec", box, "cat", "/tmp/exec-d", check=False).stdout == "detached\n")
 

@@ -109,12 +109,17 @@ def test_a_waiter_finds_the_container_deleted_meanwhile(tmp_path):
 def test_sweep_removes_only_debris_of_dead_runtimes(tmp_path):
     root = str(tmp_path)
     p = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead = state.proc_start_time(p.pid)[0]
     p.wait()
-    for name in (f".new-{p.pid}-aa", f".old-{p.pid}-bb", f".new-{os.getpid()}-cc"):
+    me, start = os.getpid(), state.proc_start_time(os.getpid())[0]
+    # a dead runtime; a live pid with another start time (the pid was reused); an older name
+    # without a start time; ours, at work
+    for name in (f".new-{p.pid}-{dead}-aa", f".old-{me}-{start + 1}-bb", f".new-{me}-dd",
+                 f".new-{me}-{start}-cc"):
         os.mkdir(os.path.join(root, name))
         open(os.path.join(root, name, "state.json"), "w").close()
     state.sweep(root)
-    assert os.listdir(root) == [f".new-{os.getpid()}-cc"]   # ours: still at work
+    assert os.listdir(root) == [f".new-{me}-{start}-cc"]
     assert api.list_containers(root) == []                   # hidden ones are never listed
 
 
