@@ -196,8 +196,55 @@ def run(cid, bundle, root=DEFAULT_ROOT, detach=False, keep=False, network=None, 
         create(cid, bundle, root, **kw)
         start(cid, root)
         return 0
-    from .process.foreground import run_foreground
-    return run_foreground(cid, bundle, root, keep=keep, network=network, **kw)
+    return _run_foreground(cid, bundle, root, keep, network, **kw)
+
+
+def _run_foreground(cid, bundle, root, keep, network, **kw):
+    """Create, start, stay with init until it exits (mrunc.process.foreground), then delete
+    (unless `keep`)."""
+    from .process import foreground
+    box = {}
+    holder = None
+    if network:
+        from .network.step import hold_netns
+        holder = hold_netns(network)        # rootless: the container's network namespace, made now
+        if holder:
+            kw["netns_path"] = holder.path
+    try:
+        c = create(cid, bundle, root, on_console=lambda fd: box.__setitem__("pty", fd), **kw)
+        if network:
+            _network_step(cid, root, network, c.pid, kw.get("events"), holder)
+    finally:
+        if holder:
+            holder.release()                # init is in the namespace now: it lives on with it
+    handlers = foreground.forward_signals(c.pid)
+    try:
+        start(cid, root)
+        return foreground.stay(c.pid, box.get("pty"))
+    finally:
+        foreground.restore_signals(handlers)
+        if not keep:
+            try:
+                delete(cid, root, force=True)
+            except Exception:  # noqa: BLE001 — already gone is fine
+                pass
+
+
+def _network_step(cid, root, network, pid, events, holder=None):
+    """Wire the created container to its lab network before it starts (see mrunc.network.step);
+    if that fails, the container goes, as if create had failed."""
+    from .network.step import run_step
+    from .process.parent import Events
+    try:
+        run_step(network, pid, events or Events(), netns=holder and holder.path)
+    except BaseException as e:
+        if events is not None:
+            events.error(e)
+        try:
+            delete(cid, root, force=True)
+        except Exception:  # noqa: BLE001 — the error that matters is the network's
+            pass
+        raise
 
 
 def exec(cid, args=None, root=DEFAULT_ROOT, *, process=None, detach=False, pid_file=None,  # noqa: A001
@@ -211,6 +258,7 @@ def exec(cid, args=None, root=DEFAULT_ROOT, *, process=None, detach=False, pid_f
     to the caller's subreaper, who waits for it.
     """
     from .process import exec as ex
+    from .process.common import check_terminal
     c = Container.load(root, cid)
     st = c.status()
     if st in ("stopped", "creating"):
@@ -223,7 +271,7 @@ def exec(cid, args=None, root=DEFAULT_ROOT, *, process=None, detach=False, pid_f
         process = ex.process_from_config(c.config.get("process") or {}, args, **overrides)
     from . import spec
     spec.validate_process(process)
-    ex.check_terminal(process, detach, console_socket, on_console)
+    check_terminal(process, detach, console_socket, on_console)
     return ex.run(c, process, detach=detach, pid_file=pid_file, console_socket=console_socket,
                   preserve_fds=preserve_fds, on_console=on_console)
 

@@ -48,6 +48,8 @@ import _signal as signal   # the C module under `signal`: same calls, without it
 import os
 
 from ..errors import MruncError
+from . import foreground
+from .common import close_fds, close_inherited, environ, kill_reap, pass_console, pass_seccomp_fd
 
 # The namespaces the process joins, in order (steps 7-9 above), as /proc/<pid>/ns file names.
 # pid is not here: the runtime joins it for its child (step 3).
@@ -128,15 +130,6 @@ def _grantable(caps, warn=None):
     return [c for c in caps if c not in skipped]
 
 
-def check_terminal(process, detach, console_socket, on_console=None):
-    """runc's rules: a tty needs someone to hold its master."""
-    terminal = bool(process.get("terminal"))
-    if detach and terminal and not console_socket and on_console is None:
-        raise MruncError("cannot allocate tty if mrunc will detach without setting console socket")
-    if console_socket and (not detach or not terminal):
-        raise MruncError("cannot use console socket if mrunc will not detach or allocate tty")
-
-
 # ---------------------------------------------------------------- the runtime side
 
 def run(c, process, *, detach=False, pid_file=None, console_socket=None, preserve_fds=0,
@@ -152,8 +145,7 @@ def run(c, process, *, detach=False, pid_file=None, console_socket=None, preserv
     box = {}
     if on_console is None:
         if console_socket:
-            from .parent import _pass_console
-            on_console = lambda fd: _pass_console(fd, console_socket, None)  # noqa: E731
+            on_console = lambda fd: pass_console(fd, console_socket, None)  # noqa: E731
         else:
             on_console = lambda fd: box.__setitem__("pty", fd)  # noqa: E731
     job = _Job(c, process, preserve_fds, _seccomp_filter(c.config))
@@ -164,8 +156,7 @@ def run(c, process, *, detach=False, pid_file=None, console_socket=None, preserv
     if not detach:
         # Signals for the process that come before we can forward them wait (blocked) until we
         # can; the process gets our mask back before it execs.
-        from .foreground import _FORWARD
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _FORWARD)
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, foreground.FORWARD)
     job.sigmask = mask
     nsfds, rootfd = [], None
     try:
@@ -191,27 +182,27 @@ def run(c, process, *, detach=False, pid_file=None, console_socket=None, preserv
     restore = {}
     try:
         if mask is not None:  # foreground: from now on, what we get goes to the process
-            restore = _forward_signals(pid)
+            restore = foreground.forward_signals(pid)
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         try:
-            _serve(mine, on_console, lambda fd: _pass_seccomp_fd(c, pid, fd))
+            _serve(mine, on_console, lambda fd: pass_seccomp_fd(c.config, c.oci_state(), pid, fd))
         finally:
             mine.close()
         if pid_file:
             from ..state import write_atomic
             write_atomic(os.path.abspath(pid_file), str(pid), 0o644)
     except BaseException:
-        _restore(restore)
-        _kill_reap(pid)
+        foreground.restore_signals(restore)
+        kill_reap(pid)
         if "pty" in box:
             os.close(box["pty"])
         raise
     if detach:
         return pid
     try:
-        return _foreground(pid, box.get("pty"))
+        return foreground.stay(pid, box.get("pty"))
     finally:
-        _restore(restore)
+        foreground.restore_signals(restore)
 
 
 class _Job:
@@ -242,19 +233,6 @@ def _seccomp_filter(config):
     return Seccomp(cfg)
 
 
-def _pass_seccomp_fd(c, pid, fd):
-    """SCMP_ACT_NOTIFY: the new process's listener goes to the agent with the container's state
-    and the process's pid, as for init. The process already runs under the filter, so failing
-    to deliver it fails the exec."""
-    from ..security.seccomp import send_to_listener
-    try:
-        send_to_listener(c.config, c.oci_state(), pid, fd)
-    except OSError as e:
-        raise MruncError(e.strerror or str(e)) from None
-    finally:
-        os.close(fd)
-
-
 def _above(sock, low):
     """The same socket on an fd numbered `low` or more (close-on-exec)."""
     import _socket
@@ -279,38 +257,6 @@ def _serve(sock, on_console, on_seccomp):
             on_seccomp(msg["_fds"][0])
         elif t == "error":
             raise ExecError(msg)
-
-
-def _forward_signals(pid):
-    """Signals we get go to `pid` (as foreground run does); returns the handlers to restore."""
-    from .foreground import _FORWARD, _forward
-    return {s: signal.signal(s, lambda n, _f: _forward(pid, n)) for s in _FORWARD
-            if signal.getsignal(s) != signal.SIG_IGN or s in (signal.SIGTERM, signal.SIGINT)}
-
-
-def _restore(handlers):
-    for s, h in handlers.items():
-        signal.signal(s, h)
-
-
-def _foreground(pid, master):
-    """Stay with the process (signals are forwarded already): proxy the terminal if we hold it,
-    return the process's exit status."""
-    from .foreground import _wait, _with_terminal
-    if master is not None:
-        return _with_terminal(pid, master)
-    return _wait(pid)
-
-
-def _kill_reap(pid):
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
 
 
 # ---------------------------------------------------------------- the fork
@@ -447,14 +393,13 @@ def _process(sock, job, nsfds, rootfd):
     """Steps 5-10 of the module doc. Never returns."""
     from . import protocol
     from .. import linux, security
-    from .init import (_close_fds, _close_inherited, _env, check_cwd, enter_cwd, find_executable,
-                       home_of, new_pty, scheduling)
+    from .init import check_cwd, enter_cwd, find_executable, home_of, new_pty, scheduling
     sys = linux.Syscalls()
     proc = job.process
     step = "cgroup"
     try:
-        _close_inherited(keep={0, 1, 2, sock.fileno(), rootfd, *(fd for _, fd in nsfds),
-                               *range(3, 3 + job.preserve_fds)})
+        close_inherited(keep={0, 1, 2, sock.fileno(), rootfd, *(fd for _, fd in nsfds),
+                              *range(3, 3 + job.preserve_fds)})
         _join_v1(job)
         if job.v2_dir and not job.in_v2:
             _join_v2(job)
@@ -477,7 +422,7 @@ def _process(sock, job, nsfds, rootfd):
         if proc.get("terminal"):
             _console(sock, proc, pty)
         step = "security"
-        env = _env(proc.get("env") or [])
+        env = environ(proc.get("env") or [])
         user = proc.get("user") or {}
         if "HOME" not in env:
             env["HOME"] = home_of(user.get("uid", 0))  # the container's /etc/passwd, read as root
@@ -500,7 +445,7 @@ def _process(sock, job, nsfds, rootfd):
         enter_cwd(cwd, checked)
         step = "exec"
         path = find_executable(proc["args"][0], [f"{k}={v}" for k, v in env.items()])
-        _close_fds(3 + job.preserve_fds)
+        close_fds(3 + job.preserve_fds)
         if filt is not None:
             step = "security"
             filt.load(sys)  # last: the fewer of our own calls run under the filter, the better

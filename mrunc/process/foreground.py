@@ -1,70 +1,36 @@
-"""`mrunc run` in the foreground: create, start, stay with the container until it exits.
+"""Staying with a process in the foreground, until it exits: `mrunc run`, and `mrunc exec`
+without --detach.
 
 Three jobs, as runc's foreground mode does them:
-  * be the container's parent: we are a *child subreaper*, so when the clone child exits, init is
-    re-parented to us (not to the host's PID 1) and we can wait for its exit status;
-  * forward the signals we get (Ctrl-C, kill) to init;
+  * be there for its exit status: the process is our child (exec), or init re-parented to us
+    because we are a *child subreaper* (run: the clone child exits, init comes to us, not to
+    the host's PID 1);
+  * forward the signals we get (Ctrl-C, kill) to it;
   * with terminal: true, copy bytes between our terminal and the pty master.
-The exit status is the container's: its exit code, or 128+N if signal N killed it.
+The exit status is the process's: its exit code, or 128+N if signal N killed it.
 """
 import _signal as signal   # the C module under `signal`: same calls, without its enums (≈ 4 ms)
 import os
 
-from .. import api
 from ..signals import NAMED
 
-_FORWARD = sorted(NAMED - {signal.SIGCHLD, signal.SIGKILL, signal.SIGSTOP, signal.SIGWINCH,
-                           signal.SIGURG, signal.SIGPIPE})
+# What we forward: every named signal but those about ourselves (SIGCHLD: our children; SIGWINCH:
+# our terminal, copied by _with_terminal; SIGURG, SIGPIPE: our sockets and pipes) and those that
+# cannot be caught.
+FORWARD = sorted(NAMED - {signal.SIGCHLD, signal.SIGKILL, signal.SIGSTOP, signal.SIGWINCH,
+                          signal.SIGURG, signal.SIGPIPE})
 
 
-def run_foreground(cid, bundle, root, keep=False, network=None, **kw):
-    box = {}
-    holder = None
-    if network:
-        from ..network.step import hold_netns
-        holder = hold_netns(network)        # rootless: the container's network namespace, made now
-        if holder:
-            kw["netns_path"] = holder.path
-    try:
-        c = api.create(cid, bundle, root, on_console=lambda fd: box.__setitem__("pty", fd), **kw)
-        pid = c.pid
-        if network:
-            _network_step(cid, root, network, pid, kw.get("events"), holder)
-    finally:
-        if holder:
-            holder.release()                # init is in the namespace now: it lives on with it
-    old = {s: signal.signal(s, lambda n, _f: _forward(pid, n)) for s in _FORWARD
-           if signal.getsignal(s) != signal.SIG_IGN or s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        api.start(cid, root)
-        if "pty" in box:
-            return _with_terminal(pid, box["pty"])
-        return _wait(pid)
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-        if not keep:
-            try:
-                api.delete(cid, root, force=True)
-            except Exception:  # noqa: BLE001 — already gone is fine
-                pass
+def forward_signals(pid):
+    """From now on, the signals we get go to `pid`; returns the handlers for restore_signals. A
+    signal the caller ignores stays ignored (nohup), but SIGTERM and SIGINT are always passed on."""
+    return {s: signal.signal(s, lambda n, _f: _forward(pid, n)) for s in FORWARD
+            if signal.getsignal(s) != signal.SIG_IGN or s in (signal.SIGTERM, signal.SIGINT)}
 
 
-def _network_step(cid, root, network, pid, events, holder=None):
-    """Wire the created container to its lab network before it starts (see mrunc.network.step);
-    if that fails, the container goes, as if create had failed."""
-    from ..network.step import run_step
-    from .parent import Events
-    try:
-        run_step(network, pid, events or Events(), netns=holder and holder.path)
-    except BaseException as e:
-        if events is not None:
-            events.error(e)
-        try:
-            api.delete(cid, root, force=True)
-        except Exception:  # noqa: BLE001 — the error that matters is the network's
-            pass
-        raise
+def restore_signals(handlers):
+    for s, h in handlers.items():
+        signal.signal(s, h)
 
 
 def _forward(pid, signum):
@@ -74,15 +40,21 @@ def _forward(pid, signum):
         pass
 
 
-def _wait(pid, options=0):
-    """Reap children until init's status comes; others are orphans re-parented to us."""
+def stay(pid, master=None):
+    """Wait for `pid` — copying the terminal through the pty `master` if we hold it — and return
+    its exit status. Signals are forwarded already (forward_signals)."""
+    if master is not None:
+        return _with_terminal(pid, master)
+    return wait(pid)
+
+
+def wait(pid):
+    """Reap children until `pid`'s status comes; others are orphans re-parented to us."""
     while True:
         try:
-            wpid, status = os.waitpid(-1, options)
+            wpid, status = os.waitpid(-1, 0)
         except ChildProcessError:
             return 255
-        if wpid == 0:
-            return None
         if wpid == pid:
             return exit_code(status)
 
@@ -110,7 +82,7 @@ def _with_terminal(pid, master):
             if master in r:
                 try:
                     data = os.read(master, 65536)
-                except OSError:  # EIO: every slave end is closed — the container is done
+                except OSError:  # EIO: every slave end is closed — the process is done
                     data = b""
                 if not data:
                     break
@@ -125,7 +97,7 @@ def _with_terminal(pid, master):
         if saved is not None:
             termios.tcsetattr(0, termios.TCSADRAIN, saved)
         os.close(master)
-    return _wait(pid)
+    return wait(pid)
 
 
 def _copy_winsize(src, dst):

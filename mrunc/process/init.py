@@ -48,6 +48,7 @@ from .. import linux
 from ..linux import Syscalls
 from ..spec.consts import IOPRIO_CLASSES, SCHED_FLAGS, SCHED_POLICIES
 from . import protocol
+from .common import close_fds, close_inherited, environ
 
 
 class Ctx:
@@ -85,8 +86,8 @@ def clone_child(sock, config, ctx):
     sys = Syscalls()
     t0 = time.perf_counter()
     try:
-        _close_inherited(keep={0, 1, 2, sock.fileno(), ctx.state_dirfd,
-                               *range(3, 3 + ctx.preserve_fds)})
+        close_inherited(keep={0, 1, 2, sock.fileno(), ctx.state_dirfd,
+                              *range(3, 3 + ctx.preserve_fds)})
         _die_with_parent(sys, ctx.runtime_pid)
         nss = {n["type"]: n.get("path") for n in _namespaces(config)}
         if "user" in nss:
@@ -143,19 +144,6 @@ def _die_with_runtime(sys, sock):
 def _socket_flags():
     import _socket  # the C module: `socket` would import enum and selectors (PERF.md)
     return _socket.MSG_PEEK | _socket.MSG_DONTWAIT
-
-
-def _close_inherited(keep):
-    """We are a fork of `mrunc create`, so we hold every fd it had: the stepper's channel, a log
-    file, the caller's pipes. The container must not keep those open (a reader waiting for EOF
-    would wait forever, and a host fd inside a container is a way out), so close all but `keep`."""
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd not in keep:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
 
 
 def _enter_user_namespace(sys, sock, nss, config):
@@ -595,7 +583,7 @@ def find_executable(name, env):
 def exec_phase(sock, config, ctx, path):
     """Tell create we are ready, block until start, then become the user's program."""
     proc = config["process"]
-    env = _env(proc.get("env") or [])
+    env = environ(proc.get("env") or [])
     if "HOME" not in env:
         env["HOME"] = home_of((proc.get("user") or {}).get("uid", 0))
     protocol.send(sock, {"t": "ready"})
@@ -615,7 +603,7 @@ def exec_phase(sock, config, ctx, path):
         if "startContainer" in ctx.has_hooks:
             from .. import hooks
             hooks.run_in_container(config, "startContainer", dict(ctx.hook_state, status="created"))
-        _close_fds(3 + ctx.preserve_fds)
+        close_fds(3 + ctx.preserve_fds)
         # Python ignores SIGPIPE and SIGXFSZ, and ignored signals survive execve: give the
         # program the defaults (or `yes | head` would never end).
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
@@ -638,28 +626,3 @@ def exec_phase(sock, config, ctx, path):
         if fifo is None:
             os.write(2, f"mrunc: {msg}\n".encode())
         os._exit(127)
-
-
-def _env(pairs):
-    env = {}
-    for kv in pairs:
-        k, _, v = kv.partition("=")
-        env[k] = v
-    return env
-
-
-def _close_fds(first):
-    """Leave the program only stdio and the preserved fds: any other fd is a way out (S3).
-    Our own fds are O_CLOEXEC already; this catches whatever the caller of create leaked to us."""
-    for name in os.listdir("/proc/self/fd") if os.path.isdir("/proc/self/fd") else []:
-        fd = int(name)
-        if fd >= first:
-            try:
-                os.set_inheritable(fd, False)
-            except OSError:
-                pass
-    for fd in range(3, first):
-        try:
-            os.set_inheritable(fd, True)
-        except OSError:
-            pass

@@ -13,6 +13,7 @@ from ..errors import InitError, MruncError
 from ..signals import SIGKILL, SIGSYS, name as signal_name
 from ..state import Container, now_rfc3339, proc_start_time, wait_gone, write_atomic
 from . import protocol
+from .common import check_terminal, pass_console, pass_seccomp_fd, reap
 from .init import Ctx, clone_child
 
 HOOKS_IN_INIT = ("createContainer", "startContainer")
@@ -87,7 +88,7 @@ def create(root, cid, bundle, *, pid_file=None, console_socket=None, no_pivot=Fa
         for ns in config["linux"]["namespaces"]:
             if ns["type"] == "network":
                 ns["path"] = netns_path
-    _check_terminal(config, console_socket, on_console)
+    check_terminal(config.get("process") or {}, True, console_socket, on_console)  # create detaches
     events.phase("spec", round((time.perf_counter() - t0) * 1000, 3), [["read", f"{bundle}/config.json"]])
 
     cg = _cgroup_manager(config, cid)
@@ -157,15 +158,6 @@ def warned_mark():
     return os.path.join(base, f".mrunc-warned-{os.geteuid()}")
 
 
-def _check_terminal(config, console_socket, on_console):
-    terminal = bool((config.get("process") or {}).get("terminal"))
-    if terminal and not console_socket and on_console is None:
-        raise MruncError("process.terminal is true: --console-socket is required "
-                         "(cannot allocate a tty when mrunc detaches without a console socket)")
-    if console_socket and not terminal:
-        raise MruncError("--console-socket given but process.terminal is false")
-
-
 def _needs_cgroup_bind(config):
     """Bind the container's own cgroup dirs (read-only) rather than mount the cgroup filesystem,
     whenever the container has no cgroup namespace of its own (none, or one joined by path):
@@ -228,7 +220,7 @@ def _create(c, config, bundle, state, events, cg, *, no_pivot, preserve_fds, con
         mine.close()
         if helper:
             helper.close()
-        _reap(clone_pid)
+        reap(clone_pid)
 
 
 def _serve(c, config, bundle, state, events, sock, clone_pid, cg, console_socket, on_console,
@@ -302,7 +294,7 @@ def _answer(c, config, bundle, state, events, sock, clone_pid, cg, console_socke
             state["init_pid"] = msg["pid"]
             # The clone child exits now: once it is reaped, init is our child (we are its
             # subreaper), and its parent-death signal may be armed (init._Phases.done)
-            _reap(clone_pid)
+            reap(clone_pid)
         elif t == "phase":
             events.phase(msg["phase"], msg["ms"], msg["calls"], state["init_pid"])
             protocol.send(sock, {"t": "continue"})
@@ -323,9 +315,10 @@ def _answer(c, config, bundle, state, events, sock, clone_pid, cg, console_socke
                 hooks.run(config, kind, st)
             protocol.send(sock, {"t": "hooks-done"})
         elif t == "console":
-            _pass_console(msg["_fds"][0], console_socket, on_console)
+            pass_console(msg["_fds"][0], console_socket, on_console)
         elif t == "seccomp":
-            _pass_seccomp_fd(msg["_fds"][0], c, config, bundle, state)
+            pass_seccomp_fd(config, _hook_state(c, config, bundle, state, "creating"),
+                            state["init_pid"], msg["_fds"][0])
         elif t == "ready":
             return
 
@@ -412,35 +405,6 @@ def _hook_state(c, config, bundle, state, status):
             "bundle": bundle, "annotations": config.get("annotations") or {}}
 
 
-def _pass_console(master, console_socket, on_console):
-    """Hand the pty master over, as runc does: SCM_RIGHTS on a connected unix socket."""
-    if on_console is not None:
-        on_console(master)
-        return
-    import socket
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        try:
-            s.connect(console_socket)
-        except OSError as e:
-            raise MruncError(f"--console-socket {console_socket}: {e.strerror}") from None
-        socket.send_fds(s, [b"/dev/ptmx"], [master])
-    os.close(master)
-
-
-def _pass_seccomp_fd(fd, c, config, bundle, state):
-    """SCMP_ACT_NOTIFY: the filter's listener fd goes to the seccomp agent at listenerPath with
-    the container's state (runtime-spec "Container Process State"). init is already running under
-    the filter, so this must not fail silently: an error fails create."""
-    from ..security.seccomp import send_to_listener
-    try:
-        send_to_listener(config, _hook_state(c, config, bundle, state, "creating"),
-                         state["init_pid"], fd)
-    except OSError as e:
-        raise MruncError(e.strerror or str(e)) from None
-    finally:
-        os.close(fd)
-
-
 def write_id_maps(pid, config):
     """Map container ids to host ids. Only a process privileged in the *parent* user namespace
     may write these files for another process, which is why the parent, not init, does it.
@@ -474,13 +438,6 @@ def _v1_hierarchies(cg):
         if key:  # "" is the unified (v2) tree of a hybrid host, not a v1 hierarchy
             by_mountpoint.setdefault(mountpoint, []).append(key)
     return [(os.path.basename(mp), ",".join(keys)) for mp, keys in sorted(by_mountpoint.items())]
-
-
-def _reap(pid):
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
 
 
 def _death(pid, timeout=1.0):

@@ -22,7 +22,8 @@ from ..linux import CLONE_NEWNS, Syscalls
 from ..rootfs.inroot import fdpath
 from ..rootfs.sources import open_source
 from . import protocol
-from .init import _close_inherited, _jsonable
+from .common import close_inherited
+from .init import _jsonable
 
 
 class SourceHelper:
@@ -63,7 +64,7 @@ class SourceHelper:
 
 
 def _serve(sock):
-    _close_inherited(keep={0, 1, 2, sock.fileno()})  # the runtime's fds: init's channel, the stepper's
+    close_inherited(keep={0, 1, 2, sock.fileno()})  # the runtime's fds: init's channel, the stepper's
     sys = Syscalls()
     sys.set_name("mrunc:[sources]")
     joined = False  # never answer from the runtime's own mount namespace: see rootfs.sources

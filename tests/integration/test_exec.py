@@ -607,9 +607,11 @@ def test_errors_are_one_line(mr):
     assert one_line_error(p) == ('mrunc: exec failed: process.capabilities.bounding[0]: '
                                  'unknown capability "CAP_NOPE"') and p.returncode == 255
     p = ex(mr, cid, "true", flags=["-d", "-t"])
-    assert "console socket" in one_line_error(p)
+    assert "--console-socket is required" in one_line_error(p)      # the rules of create too
     p = ex(mr, cid, "true", flags=["--console-socket", str(mr.tmp / "x.sock")])
-    assert "console socket" in one_line_error(p)
+    assert "--console-socket given but process.terminal is false" in one_line_error(p)
+    p = ex(mr, cid, "true", flags=["-t", "--console-socket", str(mr.tmp / "x.sock")])
+    assert "--console-socket given without --detach" in one_line_error(p)
     p = ex(mr, cid, flags=[])
     assert "args" in one_line_error(p)
     assert "does not exist" in one_line_error(ex(mr, "t-no-such-container", "true"))
