@@ -54,6 +54,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from mrunc.cgroups import usage
 from mrunc.cgroups.fs import unescape  # mountinfo's \ooo escapes, read the same way everywhere
 
 __all__ = ["take", "diff", "read_cgroup", "parse_mountinfo", "parse_routes", "parse_arp",
@@ -456,53 +457,22 @@ def read_cgroup(pid, proc="/proc", host="self", fsroot="/", manager=None) -> Cgr
     else:
         main = own.get("memory", next(iter(own.values()), "/"))
 
-    def num(ctrl, name):
-        d = where(ctrl, own[ctrl]) if ctrl in own else None
-        text = _read_or(os.path.join(d, name)) if d else None
-        if text is None or text.split()[0] == "max":
-            return None
-        n = int(text.split()[0])
-        return None if n >= 1 << 62 else n       # v1 writes "unlimited" as a huge number
-
-    def keyed(ctrl, name, key):
-        d = where(ctrl, own[ctrl]) if ctrl in own else None
-        for line in (_read_or(os.path.join(d, name), "") if d else "").splitlines():
-            k, _, v = line.partition(" ")
-            if k == key:
-                return int(v)
-        return None
-
-    if version == "v2":
-        cpu_max = (_read_or(os.path.join(where("", main) or "/nonexistent", "cpu.max")) or "").split()
-        stats = dict(memory_current=num("", "memory.current"), memory_peak=num("", "memory.peak"),
-                     memory_limit=num("", "memory.max"),
-                     oom_kills=keyed("", "memory.events", "oom_kill"),
-                     pids_current=num("", "pids.current"), pids_limit=num("", "pids.max"),
-                     cpu_usage_usec=keyed("", "cpu.stat", "usage_usec"),
-                     cpu_quota_usec=int(cpu_max[0]) if cpu_max and cpu_max[0] != "max" else None,
-                     cpu_period_usec=int(cpu_max[1]) if len(cpu_max) > 1 else None,
-                     cpu_weight=num("", "cpu.weight"))
-    else:
-        usage = num("cpuacct", "cpuacct.usage")
-        quota = num("cpu", "cpu.cfs_quota_us")
-        stats = dict(memory_current=num("memory", "memory.usage_in_bytes"),
-                     memory_peak=num("memory", "memory.max_usage_in_bytes"),
-                     memory_limit=num("memory", "memory.limit_in_bytes"),
-                     oom_kills=keyed("memory", "memory.oom_control", "oom_kill"),
-                     pids_current=num("pids", "pids.current"), pids_limit=num("pids", "pids.max"),
-                     cpu_usage_usec=None if usage is None else usage // 1000,
-                     cpu_quota_usec=quota if quota is not None and quota > 0 else None,
-                     cpu_period_usec=num("cpu", "cpu.cfs_period_us"),
-                     cpu_weight=num("cpu", "cpu.shares"))
+    # The one reader of usage files (mrunc.cgroups.usage), over the directories found above.
+    files = usage.Files({c: where(c, p) for c, p in own.items()}, version == "v2")
+    numbers = [usage.summary(files)]
     if manager is not None:                 # the manager knows its cgroup even if the pid is gone
-        s = manager.stats()
+        numbers.append(manager.stats())
+    stats = {}
+    for s in numbers:                       # the manager's, where known, over the pid's
         for key, value in (("memory_current", s["memory"]["current"]), ("memory_peak", s["memory"]["peak"]),
                            ("memory_limit", s["memory"]["limit"]), ("oom_kills", s["memory"]["oom_kills"]),
                            ("pids_current", s["pids"]["current"]), ("pids_limit", s["pids"]["limit"]),
                            ("cpu_usage_usec", s["cpu"]["usage_usec"])):
-            if value is not None:
+            if value is not None or key not in stats:
                 stats[key] = value
-    return Cgroup(version=version, path=main, paths=paths, **stats)
+    quota, period, weight = usage.cpu_limit(files)
+    return Cgroup(version=version, path=main, paths=paths, cpu_quota_usec=quota,
+                  cpu_period_usec=period, cpu_weight=weight, **stats)
 
 
 def _ipv4(hex_le):

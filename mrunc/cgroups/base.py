@@ -12,7 +12,7 @@ import time
 from mrunc.errors import CgroupError
 from mrunc.signals import SIGKILL
 
-from . import fs
+from . import fs, usage
 
 R = "linux.resources"
 
@@ -195,17 +195,16 @@ class Manager:
         return "thawed"
 
     def stats(self):
-        return empty_stats()
+        """Usage and limits: memory, cpu, pids, io (mrunc.cgroups.usage.summary); None = unknown."""
+        return usage.summary(usage.Files.of(self))
 
     def __repr__(self):
         return f"<{type(self).__name__} {self.layout} {self.path!r}>"
 
 
 def empty_stats():
-    return {"memory": {"current": None, "peak": None, "limit": None, "oom_kills": None},
-            "cpu": {"usage_usec": None},
-            "pids": {"current": None, "limit": None},
-            "io": {"read_bytes": None, "write_bytes": None}}
+    """stats() with nothing known (no cgroup)."""
+    return usage.summary(usage.Files({}, False))
 
 
 def _wait(check, timeout):

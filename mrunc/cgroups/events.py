@@ -36,29 +36,7 @@ import os
 import select
 
 from . import fs
-
-MAX_U64 = (1 << 64) - 1
-
-
-def _num(text, default=0):
-    """A cgroup number; "max" is Go's MaxUint64 (runc's GetCgroupParamUint)."""
-    if text is None:
-        return default
-    text = text.strip().split()[0] if text.strip() else ""
-    if text == "max":
-        return MAX_U64
-    try:
-        return int(text)
-    except ValueError:
-        return default
-
-
-def _read_num(d, name, default=0):
-    return _num(fs.read(fs.at(d, name)), default)
-
-
-def _keyed(d, name):
-    return fs.read_keyed(fs.at(d, name)) if d else {}
+from .usage import MAX_U64, Files
 
 
 def _omitempty(obj, *keys):
@@ -106,103 +84,97 @@ _CPUSET_FLAGS = ("cpu_exclusive", "mem_hardwall", "mem_exclusive", "memory_migra
                  "sched_load_balance", "sched_relax_domain_level")
 
 
-def _cpuset(d, v2):
-    cpus = fs.read(fs.at(d, "cpuset.cpus.effective" if v2 else "cpuset.cpus"))
-    mems = fs.read(fs.at(d, "cpuset.mems.effective" if v2 else "cpuset.mems"))
+def _cpuset(f):
+    cpus = f.text("cpuset", "cpuset.cpus.effective" if f.v2 else "cpuset.cpus")
+    mems = f.text("cpuset", "cpuset.mems.effective" if f.v2 else "cpuset.mems")
     out = {"cpus": _cpulist(cpus)}
     # runc's struct order: cpus, cpu_exclusive, mems, then the other flags
-    out["cpu_exclusive"] = 0 if v2 else _read_num(d, "cpuset.cpu_exclusive")
+    out["cpu_exclusive"] = 0 if f.v2 else f.number("cpuset", "cpuset.cpu_exclusive", 0)
     out["mems"] = _cpulist(mems)
     for flag in _CPUSET_FLAGS[1:]:
-        out[flag] = 0 if v2 else _read_num(d, "cpuset." + flag)
+        out[flag] = 0 if f.v2 else f.number("cpuset", "cpuset." + flag, 0)
     return _omitempty(out, "cpus", "mems")
 
 
-def _hugetlb(d, v2):
+def _hugetlb(f):
     out = {}
+    d = f.dir("hugetlb")
     if not d or not os.path.isdir(d):
         return out
-    suffix = ".max" if v2 else ".limit_in_bytes"
+    suffix = ".max" if f.v2 else ".limit_in_bytes"
     for name in sorted(os.listdir(d)):
         if not (name.startswith("hugetlb.") and name.endswith(suffix)) or ".rsvd." in name:
             continue
         size = name[len("hugetlb."):-len(suffix)]
         p = f"hugetlb.{size}."
-        if v2:
-            entry = {"usage": _read_num(d, p + "current"), "max": 0,
-                     "failcnt": _keyed(d, p + "events").get("max", 0)}
+        if f.v2:
+            entry = {"usage": f.number("hugetlb", p + "current", 0), "max": 0,
+                     "failcnt": f.keyed("hugetlb", p + "events").get("max", 0)}
         else:
-            entry = {"usage": _read_num(d, p + "usage_in_bytes"),
-                     "max": _read_num(d, p + "max_usage_in_bytes"),
-                     "failcnt": _read_num(d, p + "failcnt")}
+            entry = {"usage": f.number("hugetlb", p + "usage_in_bytes", 0),
+                     "max": f.number("hugetlb", p + "max_usage_in_bytes", 0),
+                     "failcnt": f.number("hugetlb", p + "failcnt", 0)}
         out[size] = _omitempty(entry, "usage", "max")
     return out
 
 
-def _stats_v1(mgr):
+def _stats_v1(f):
     ticks = os.sysconf("SC_CLK_TCK") or 100
-    acct, cpu = mgr.dir("cpuacct"), mgr.dir("cpu")
     percpu_user, percpu_kernel = [], []
-    for line in (fs.read(fs.at(acct, "cpuacct.usage_all")) or "").splitlines()[1:]:
+    for line in (f.text("cpuacct", "cpuacct.usage_all") or "").splitlines()[1:]:
         parts = line.split()
         if len(parts) == 3:
             percpu_user.append(int(parts[1]))
             percpu_kernel.append(int(parts[2]))
-    times = _keyed(acct, "cpuacct.stat")
-    usage = {"total": _read_num(acct, "cpuacct.usage"),
-             "percpu": [int(x) for x in (fs.read(fs.at(acct, "cpuacct.usage_percpu")) or "").split()],
+    times = f.keyed("cpuacct", "cpuacct.stat")
+    usage = {"total": f.number("cpuacct", "cpuacct.usage", 0),
+             "percpu": [int(x) for x in (f.text("cpuacct", "cpuacct.usage_percpu") or "").split()],
              "percpu_kernel": percpu_kernel, "percpu_user": percpu_user,
              "kernel": times.get("system", 0) * 10**9 // ticks,
              "user": times.get("user", 0) * 10**9 // ticks}
-    st = _keyed(cpu, "cpu.stat")
+    st = f.keyed("cpu", "cpu.stat")
     throttling = {"periods": st.get("nr_periods", 0), "throttledPeriods": st.get("nr_throttled", 0),
                   "throttledTime": st.get("throttled_time", 0)}
 
-    m = mgr.dir("memory")
-
     def mem(prefix):
-        if not fs.exists(fs.at(m, prefix + ".limit_in_bytes")):
+        if not f.exists("memory", prefix + ".limit_in_bytes"):
             return _entry()
-        return _entry(_read_num(m, prefix + ".limit_in_bytes"), _read_num(m, prefix + ".usage_in_bytes"),
-                      _read_num(m, prefix + ".max_usage_in_bytes"), _read_num(m, prefix + ".failcnt"))
-    raw = _keyed(m, "memory.stat")
+        return _entry(*(f.number("memory", prefix + suffix, 0) for suffix in
+                        (".limit_in_bytes", ".usage_in_bytes", ".max_usage_in_bytes", ".failcnt")))
+    raw = f.keyed("memory", "memory.stat")
     memory = {"cache": raw.get("cache", 0), "usage": mem("memory"), "swap": mem("memory.memsw"),
               "kernel": mem("memory.kmem"), "kernelTCP": mem("memory.kmem.tcp"),
               "raw": dict(sorted(raw.items()))}
 
-    b = mgr.dir("blkio")
-    kind = "blkio.bfq." if fs.exists(fs.at(b, "blkio.bfq.io_service_bytes_recursive")) else "blkio.throttle."
-    blkio = {"ioServiceBytesRecursive": _blkio_entries(fs.read(fs.at(b, kind + "io_service_bytes_recursive"))),
-             "ioServicedRecursive": _blkio_entries(fs.read(fs.at(b, kind + "io_serviced_recursive")))}
-    p = mgr.dir("pids")
-    pids = {"current": _read_num(p, "pids.current"), "limit": _num(fs.read(fs.at(p, "pids.max")))}
-    return _document(usage, throttling, _cpuset(mgr.dir("cpuset"), False), memory, pids, blkio,
-                     _hugetlb(mgr.dir("hugetlb"), False))
+    kind = "blkio.bfq." if f.exists("blkio", "blkio.bfq.io_service_bytes_recursive") else "blkio.throttle."
+    blkio = {"ioServiceBytesRecursive": _blkio_entries(f.text("blkio", kind + "io_service_bytes_recursive")),
+             "ioServicedRecursive": _blkio_entries(f.text("blkio", kind + "io_serviced_recursive"))}
+    pids = {"current": f.number("pids", "pids.current", 0), "limit": f.number("pids", "pids.max", 0)}
+    return _document(usage, throttling, _cpuset(f), memory, pids, blkio, _hugetlb(f))
 
 
-def _stats_v2(mgr):
-    d = mgr.dir("")
-    st = _keyed(d, "cpu.stat")
+def _stats_v2(f):
+    st = f.keyed("cpu", "cpu.stat")
     usage = {"total": st.get("usage_usec", 0) * 1000, "kernel": st.get("system_usec", 0) * 1000,
              "user": st.get("user_usec", 0) * 1000}
     throttling = {"periods": st.get("nr_periods", 0), "throttledPeriods": st.get("nr_throttled", 0),
                   "throttledTime": st.get("throttled_usec", 0) * 1000}
-    raw = _keyed(d, "memory.stat")
-    current, limit = _read_num(d, "memory.current"), _read_num(d, "memory.max", MAX_U64)
-    events = _keyed(d, "memory.events")
+    raw = f.keyed("memory", "memory.stat")
+    current, limit = f.number("memory", "memory.current", 0), f.number("memory", "memory.max", MAX_U64)
+    events = f.keyed("memory", "memory.events")
     swap = _entry()
-    if fs.exists(fs.at(d, "memory.swap.current")):
-        swap_max = _read_num(d, "memory.swap.max", MAX_U64)
+    if f.exists("memory", "memory.swap.current"):
+        swap_max = f.number("memory", "memory.swap.max", MAX_U64)
         swap = _entry(MAX_U64 if swap_max == MAX_U64 else swap_max + limit,
-                      _read_num(d, "memory.swap.current") + current)
+                      f.number("memory", "memory.swap.current", 0) + current)
     memory = {"cache": raw.get("file", 0),
-              "usage": _entry(limit, current, _read_num(d, "memory.peak"), events.get("max", 0)),
+              "usage": _entry(limit, current, f.number("memory", "memory.peak", 0), events.get("max", 0)),
               "swap": swap, "kernel": _entry(), "kernelTCP": _entry(),
               "raw": dict(sorted(raw.items()))}
     blkio = {"ioServiceBytesRecursive": [], "ioServicedRecursive": []}
     table = {"rbytes": ("ioServiceBytesRecursive", "Read"), "wbytes": ("ioServiceBytesRecursive", "Write"),
              "rios": ("ioServicedRecursive", "Read"), "wios": ("ioServicedRecursive", "Write")}
-    for line in (fs.read(fs.at(d, "io.stat")) or "").splitlines():
+    for line in (f.text("io", "io.stat") or "").splitlines():
         dev, *items = line.split()
         major, _, minor = dev.partition(":")
         for item in items:
@@ -211,10 +183,8 @@ def _stats_v2(mgr):
                 name, op = table[key]
                 blkio[name].append(_omitempty({"major": int(major), "minor": int(minor), "op": op,
                                                "value": int(value)}, "major", "minor", "value"))
-    pids = {"current": _read_num(d, "pids.current"), "limit": _num(fs.read(fs.at(d, "pids.max")))}
-    if pids["limit"] == MAX_U64:
-        pids["limit"] = 0
-    return _document(usage, throttling, _cpuset(d, True), memory, pids, blkio, _hugetlb(d, True))
+    pids = {"current": f.number("pids", "pids.current", 0), "limit": f.number("pids", "pids.max", 0)}
+    return _document(usage, throttling, _cpuset(f), memory, pids, blkio, _hugetlb(f))
 
 
 def _document(usage, throttling, cpuset, memory, pids, blkio, hugetlb):
@@ -237,7 +207,8 @@ def runc_stats(mgr):
     """The `data` of a runc stats event for this cgroup (None without cgroups, like runc)."""
     if mgr is None or mgr.layout in ("disabled", "none"):
         return None
-    return _stats_v2(mgr) if mgr.layout == "v2" else _stats_v1(mgr)
+    f = Files.of(mgr)
+    return _stats_v2(f) if f.v2 else _stats_v1(f)
 
 
 class OomWatcher:

@@ -21,9 +21,7 @@ import os
 from mrunc.errors import CgroupError
 
 from . import fs
-from .base import R, Manager, _wait, device_rule, empty_stats, given, nonzero
-
-UNLIMITED = 1 << 62   # v1 shows "no limit" as PAGE_COUNTER_MAX pages (0x7ffffffffffff000)
+from .base import R, Manager, _wait, device_rule, given, nonzero
 
 
 def kmem_limit_works(release=None):
@@ -307,34 +305,3 @@ class V1Manager(Manager):
     def freezer_state(self):
         d = self.dir("freezer")
         return "frozen" if fs.read(fs.at(d, "freezer.state")) == "FROZEN" else "thawed"
-
-    # -- usage --------------------------------------------------------------------------------
-    def stats(self):
-        s = empty_stats()
-        m = self.dir("memory")
-        if m and os.path.isdir(m):
-            limit = fs.read_int(os.path.join(m, "memory.limit_in_bytes"))
-            s["memory"] = {"current": fs.read_int(os.path.join(m, "memory.usage_in_bytes")),
-                           "peak": fs.read_int(os.path.join(m, "memory.max_usage_in_bytes")),
-                           "limit": None if limit is None or limit >= UNLIMITED else limit,
-                           "oom_kills": fs.read_keyed(os.path.join(m, "memory.oom_control")).get("oom_kill")}
-        a = self.dir("cpuacct")
-        usage = fs.read_int(fs.at(a, "cpuacct.usage"))       # nanoseconds
-        s["cpu"]["usage_usec"] = None if usage is None else usage // 1000
-        p = self.dir("pids")
-        if p and os.path.isdir(p):
-            s["pids"] = {"current": fs.read_int(os.path.join(p, "pids.current")),
-                         "limit": fs.read_int(os.path.join(p, "pids.max"))}
-        b = self.dir("blkio")
-        text = fs.read(fs.at(b, "blkio.throttle.io_service_bytes_recursive"))
-        if text is not None:
-            rd = wr = 0
-            for line in text.splitlines():
-                parts = line.split()
-                if len(parts) == 3 and parts[1] in ("Read", "Write"):
-                    if parts[1] == "Read":
-                        rd += int(parts[2])
-                    else:
-                        wr += int(parts[2])
-            s["io"] = {"read_bytes": rd, "write_bytes": wr}
-        return s

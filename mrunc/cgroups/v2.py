@@ -28,7 +28,7 @@ from mrunc.errors import CgroupError
 from mrunc.signals import SIGKILL
 
 from . import fs
-from .base import R, Manager, _wait, empty_stats, given, nonzero
+from .base import R, Manager, _wait, given, nonzero
 from .v1 import THROTTLES, _devnum, _rate, cpuset, pids, rdma  # noqa: F401  (same files on v2)
 from .v1 import hugetlb as _v1_hugetlb
 
@@ -311,29 +311,3 @@ class V2Manager(Manager):
             return "thawed"
         events = fs.read_keyed(os.path.join(d, "cgroup.events"))
         return "frozen" if events.get("frozen", 1) == 1 else "thawed"
-
-    # -- usage --------------------------------------------------------------------------------
-    def stats(self):
-        s = empty_stats()
-        d = self.dir("")
-        if not os.path.isdir(d):
-            return s
-        j = lambda name: os.path.join(d, name)   # noqa: E731
-        s["memory"] = {"current": fs.read_int(j("memory.current")),
-                       "peak": fs.read_int(j("memory.peak")),
-                       "limit": fs.read_int(j("memory.max")),
-                       "oom_kills": fs.read_keyed(j("memory.events")).get("oom_kill")}
-        s["cpu"]["usage_usec"] = fs.read_keyed(j("cpu.stat")).get("usage_usec")
-        s["pids"] = {"current": fs.read_int(j("pids.current")), "limit": fs.read_int(j("pids.max"))}
-        text = fs.read(j("io.stat"))
-        if text is not None:
-            rd = wr = 0
-            for line in text.splitlines():
-                for item in line.split()[1:]:
-                    k, _, v = item.partition("=")
-                    if k == "rbytes":
-                        rd += int(v)
-                    elif k == "wbytes":
-                        wr += int(v)
-            s["io"] = {"read_bytes": rd, "write_bytes": wr}
-        return s

@@ -196,3 +196,40 @@ def test_go_duration(text, want):
 def test_go_duration_refuses(text):
     with pytest.raises(UsageError, match="invalid duration"):
         go_duration(text, "--interval")
+
+
+@pytest.mark.parametrize("layout", ["v1", "v2"])
+def test_events_stats_and_snapshots_read_the_same_numbers(tmp_path, layout):
+    """One reader (mrunc.cgroups.usage): runc's document, Manager.stats and the snapshot of a pid
+    in that cgroup (found through its /proc/<pid>/cgroup and the host's mountinfo) agree."""
+    from mrunc import snapshot
+    if layout == "v1":
+        mgr = v1_tree(tmp_path)
+        cgroup = "".join(f"{i}:{c}:/c1\n" for i, c in enumerate(V1, 2))
+        mounts = "".join(f"{40 + i} 31 0:{30 + i} / /cg1/{c} rw - cgroup cgroup rw,{c}\n"
+                         for i, c in enumerate(V1))
+        want = {"memory": {"current": 4096, "peak": 8192, "limit": 64 << 20, "oom_kills": None},
+                "cpu": {"usage_usec": 3000}, "pids": {"current": 2, "limit": None},
+                "io": {"read_bytes": 100, "write_bytes": 20}}
+    else:
+        mgr = v2_tree(tmp_path)
+        cgroup, mounts = "0::/c1\n", "30 23 0:26 / /cg2 rw - cgroup2 cgroup2 rw\n"
+        want = {"memory": {"current": 4096, "peak": 8192, "limit": None, "oom_kills": 1},
+                "cpu": {"usage_usec": 5000}, "pids": {"current": 1, "limit": 20},
+                "io": {"read_bytes": 100, "write_bytes": 20}}
+    put(tmp_path / "proc" / "7", {"cgroup": cgroup})
+    put(tmp_path / "proc" / "1", {"mountinfo": mounts})
+    assert mgr.stats() == want
+    snap = snapshot.read_cgroup(7, str(tmp_path / "proc"), "1", str(tmp_path))
+    assert (snap.memory_current, snap.memory_peak, snap.memory_limit, snap.oom_kills) == \
+        tuple(want["memory"].values())
+    assert (snap.cpu_usage_usec, snap.pids_current, snap.pids_limit) == \
+        (want["cpu"]["usage_usec"], *want["pids"].values())
+    doc = runc_stats(mgr)
+    usage = doc["memory"]["usage"]
+    assert (usage["usage"], usage["max"], usage["limit"]) == \
+        (4096, 8192, want["memory"]["limit"] or MAX_U64)
+    assert doc["cpu"]["usage"]["total"] == want["cpu"]["usage_usec"] * 1000
+    assert doc["pids"] == {k: v for k, v in want["pids"].items() if v}
+    io = doc["blkio"]["ioServiceBytesRecursive"]
+    assert [(e["op"], e["value"]) for e in io] == [("Read", 100), ("Write", 20)]
