@@ -28,8 +28,9 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from mrunc.errors import MruncError
 
 
-def _parse(fn, line, magic):
-    """magic_arguments' parse, with a one-line error naming the magic, and --help."""
+def _parse(fn, line, magic, needs=None):
+    """magic_arguments' parse, with a one-line error naming the magic, and --help (then None).
+    `needs`: the argument that must be given — "name", or "names" (at least one)."""
     try:
         args = parse_argstring(fn, line)
     except UsageError as e:
@@ -37,6 +38,9 @@ def _parse(fn, line, magic):
     if getattr(args, "help", False):
         print(fn.__doc__)
         return None
+    if needs and not getattr(args, needs):
+        what = "at least one NAME" if needs == "names" else "NAME"
+        raise UsageError(f"{magic}: needs {what} (see {magic} --help)")
     return args
 
 
@@ -210,11 +214,9 @@ class ContainerMagics(Magics):
     @line_magic
     def container_inspect(self, line):
         """Show a snapshot of a running container: namespaces, mounts, cgroup, security, processes."""
-        a = _parse(self.container_inspect, line, "%container_inspect")
+        a = _parse(self.container_inspect, line, "%container_inspect", needs="name")
         if a is None:
             return
-        if not a.name:
-            raise UsageError("%container_inspect: needs NAME (see %container_inspect --help)")
         c = self._get(a.name)
         snap = c.snapshot()
         if snap is None:
@@ -231,11 +233,9 @@ class ContainerMagics(Magics):
     @line_magic
     def container_monitor(self, line):
         """Plot a container's memory, CPU and pids against its limits, live."""
-        a = _parse(self.container_monitor, line, "%container_monitor")
+        a = _parse(self.container_monitor, line, "%container_monitor", needs="name")
         if a is None:
             return
-        if not a.name:
-            raise UsageError("%container_monitor: needs NAME (see %container_monitor --help)")
         from IPython.display import display
         from mrunc.notebook.widgets import Monitor
         m = Monitor(self._get(a.name), interval=a.interval)
@@ -248,11 +248,9 @@ class ContainerMagics(Magics):
     @line_magic
     def container_rm(self, line):
         """Stop (SIGKILL) and delete containers."""
-        a = _parse(self.container_rm, line, "%container_rm")
+        a = _parse(self.container_rm, line, "%container_rm", needs="names")
         if a is None:
             return
-        if not a.names:
-            raise UsageError("%container_rm: needs at least one NAME (see %container_rm --help)")
         for name in a.names:
             try:
                 self.sandbox.remove(name)
@@ -296,11 +294,9 @@ class NetworkMagics(Magics):
     def network(self, line):
         """Make a lab network: a network namespace of its own with a bridge (the switch) holding
         the gateway address; containers join it with %%container --net NAME."""
-        a = _parse(self.network, line, "%network")
+        a = _parse(self.network, line, "%network", needs="name")
         if a is None:
             return
-        if not a.name:
-            raise UsageError("%network: needs NAME (see %network --help)")
         plan = self._call(self.sandbox.network, a.name, a.subnet, delay=a.delay, jitter=a.jitter,
                           loss=a.loss, rate=a.rate, mtu=a.mtu, nat=a.nat)
         print(f"network {plan['name']}: {plan['subnet']}, gateway {plan['gateway']}")
@@ -331,11 +327,9 @@ class NetworkMagics(Magics):
     @line_magic
     def network_show(self, line):
         """The live topology of a lab network: namespaces, bridge, veth pairs, addresses, counters."""
-        a = _parse(self.network_show, line, "%network_show")
+        a = _parse(self.network_show, line, "%network_show", needs="name")
         if a is None:
             return
-        if not a.name:
-            raise UsageError("%network_show: needs NAME (see %network_show --help)")
         self._call(self.sandbox.networks.get, a.name)
         from IPython.display import display
         from mrunc.notebook.netview import Topology
@@ -347,11 +341,9 @@ class NetworkMagics(Magics):
     @line_magic
     def network_rm(self, line):
         """Remove lab networks (remove their containers first)."""
-        a = _parse(self.network_rm, line, "%network_rm")
+        a = _parse(self.network_rm, line, "%network_rm", needs="names")
         if a is None:
             return
-        if not a.names:
-            raise UsageError("%network_rm: needs at least one NAME (see %network_rm --help)")
         for name in a.names:
             self._call(self.sandbox.network_rm, name)
             print(f"removed network {name}")

@@ -72,41 +72,34 @@ def _show(value):
     return repr(value)
 
 
+def _expect(value, path, kind, name):
+    """`value` if it is a `kind` (JSON's `name`), else the error saying what came instead."""
+    if not isinstance(value, kind):
+        _fail(path, f"expected {name}, got {_show(value)}")
+    return value
+
+
 def _obj(value, path):
     """An object, or {} for absent/null; anything else is an error."""
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        _fail(path, f"expected object, got {_show(value)}")
-    return value
+    return {} if value is None else _expect(value, path, dict, "object")
 
 
 def _item(value, path):
     """An array element that must be an object: `null` there is not "absent", it is a mistake."""
-    if not isinstance(value, dict):
-        _fail(path, f"expected object, got {_show(value)}")
-    return value
+    return _expect(value, path, dict, "object")
 
 
 def _arr(value, path):
     """An array, or [] for absent/null."""
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        _fail(path, f"expected array, got {_show(value)}")
-    return value
+    return [] if value is None else _expect(value, path, list, "array")
 
 
 def _str(value, path):
-    if not isinstance(value, str):
-        _fail(path, f"expected string, got {_show(value)}")
-    return value
+    return _expect(value, path, str, "string")
 
 
 def _bool(value, path):
-    if not isinstance(value, bool):
-        _fail(path, f"expected boolean, got {_show(value)}")
-    return value
+    return _expect(value, path, bool, "boolean")
 
 
 def _int(value, path, kind=I64):
