@@ -126,6 +126,14 @@ def _required(obj, key, path):
     return value
 
 
+def _known(obj, key, path, known, what):
+    """obj[key]: required, a string, and one of `known` (else: unknown <what> "…")."""
+    value = _str(_required(obj, key, path), f"{path}.{key}")
+    if value not in known:
+        _fail(f"{path}.{key}", f"unknown {what} {_show(value)}")
+    return value
+
+
 def _strings(value, path):
     """An array of strings, or [] for absent/null."""
     items = _arr(value, path)
@@ -395,9 +403,7 @@ def _scheduler(sched, path):
     if sched is None:
         return
     sched = _obj(sched, path)
-    policy = _str(_required(sched, "policy", path), f"{path}.policy")
-    if policy not in consts.SCHED_POLICIES:
-        _fail(f"{path}.policy", f"unknown policy {_show(policy)}")
+    policy = _known(sched, "policy", path, consts.SCHED_POLICIES, "policy")
     if policy == "SCHED_ISO":
         _fail(f"{path}.policy", "SCHED_ISO is not implemented by Linux")
     _fields(sched, path, {"nice": (-20, 19, None), "priority": (0, 99, None),
@@ -414,9 +420,7 @@ def _io_priority(prio, path):
     if prio is None:
         return
     prio = _obj(prio, path)
-    cls = _str(_required(prio, "class", path), f"{path}.class")
-    if cls not in consts.IOPRIO_CLASSES:
-        _fail(f"{path}.class", f"unknown class {_show(cls)}")
+    _known(prio, "class", path, consts.IOPRIO_CLASSES, "class")
     _fields(prio, path, {"priority": (0, 7, None)})
 
 
@@ -438,9 +442,7 @@ def _rlimits(rlimits, path):
     for i, rlimit in enumerate(_arr(rlimits, path)):
         at = f"{path}[{i}]"
         rlimit = _item(rlimit, at)
-        kind = _str(_required(rlimit, "type", at), f"{at}.type")
-        if kind not in RLIMITS:
-            _fail(f"{at}.type", f"unknown rlimit {_show(kind)}")
+        kind = _known(rlimit, "type", at, RLIMITS, "rlimit")
         if kind in seen:  # the spec: duplicates MUST be an error (which one would win?)
             _fail(f"{at}.type", f"duplicate rlimit {_show(kind)}")
         seen.add(kind)
@@ -467,9 +469,7 @@ def check_namespaces(config, bundle, warn):
     for i, ns in enumerate(_arr(_linux(config).get("namespaces"), "linux.namespaces")):
         at = f"linux.namespaces[{i}]"
         ns = _item(ns, at)
-        kind = _str(_required(ns, "type", at), f"{at}.type")
-        if kind not in NAMESPACE_TYPES:
-            _fail(f"{at}.type", f"unknown namespace {_show(kind)}")
+        kind = _known(ns, "type", at, NAMESPACE_TYPES, "namespace")
         if kind in seen:
             _fail(f"{at}.type", f"duplicate namespace {_show(kind)}")
         seen.add(kind)
