@@ -64,14 +64,16 @@ def validate_id(cid):
         raise UsageError("container id: too long")
 
 
-def proc_stat(pid):
-    """(start time, state letter, comm) from /proc/<pid>/stat, or (None, None, None).
+def proc_stat(pid, dir_fd=None):
+    """(start time, state letter, comm) from /proc/<pid>/stat, or (None, None, None). With
+    `dir_fd`, an fd of /proc/<pid> already open, read through it: then it is that process or none.
 
     A pid number can be reused after the process dies; (pid, start time) cannot. The start time
     is field 22 (clock ticks since boot); comm is what prctl(PR_SET_NAME) or execve named it.
     """
+    at = None if dir_fd is None else (lambda path, flags: os.open(path, flags, dir_fd=dir_fd))
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
+        with open(f"/proc/{pid}/stat" if at is None else "stat", "rb", opener=at) as f:
             data = f.read()
     except OSError:
         return None, None, None
@@ -86,9 +88,9 @@ def proc_start_time(pid):
     return proc_stat(pid)[:2]
 
 
-def alive_as(pid, start_time):
-    """Is `pid` still the process that had `start_time` (and not a zombie)?"""
-    start, st, _ = proc_stat(pid) if pid else (None, None, None)
+def alive_as(pid, start_time, dir_fd=None):
+    """Is `pid` still the process that had `start_time` (and not a zombie)? `dir_fd`: see proc_stat."""
+    start, st, _ = proc_stat(pid, dir_fd) if pid else (None, None, None)
     return start is not None and start == start_time and st not in ("Z", "X")
 
 

@@ -48,6 +48,7 @@ import _signal as signal   # the C module under `signal`: same calls, without it
 import os
 
 from ..errors import MruncError
+from ..state import alive_as
 from . import foreground
 from .common import close_fds, close_inherited, environ, kill_reap, pass_console, pass_seccomp_fd
 
@@ -276,7 +277,7 @@ def _open_init(job):
     except FileNotFoundError:
         procfd = None
     try:
-        if procfd is None or not _same_process(procfd, job.start_time):
+        if procfd is None or not alive_as(pid, job.start_time, procfd):
             raise MruncError(f"container init (pid {pid}) is gone: "
                              f"cannot exec in a stopped container")
         nsfds = []
@@ -305,20 +306,6 @@ def _open_init(job):
     finally:
         if procfd is not None:
             os.close(procfd)
-
-
-def _same_process(procfd, start_time):
-    """Is the process of this /proc/<pid> fd alive and started at `start_time` (state.py's)?"""
-    try:
-        fd = os.open("stat", os.O_RDONLY | os.O_CLOEXEC, dir_fd=procfd)
-        try:
-            stat = os.read(fd, 4096)
-        finally:
-            os.close(fd)
-    except OSError:
-        return False
-    fields = stat[stat.rfind(b")") + 2:].split()  # comm may hold spaces and parens
-    return len(fields) > 19 and int(fields[19]) == start_time and fields[0] not in (b"Z", b"X")
 
 
 def _spawn(job, nsfds):

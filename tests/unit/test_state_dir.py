@@ -198,3 +198,23 @@ def test_start_reports_an_init_that_died_unstarted(tmp_path):
             return False
     with pytest.raises(StateError, match="init died before it could be started"):
         api._release_init(Dead(str(tmp_path)))
+
+
+def test_alive_as_through_an_open_proc_dir():
+    """exec checks init through the /proc/<pid> fd it then opens the namespaces from: a process
+    that died after that open is dead through the fd, whatever later got its pid."""
+    me, start = os.getpid(), state.proc_start_time(os.getpid())[0]
+    fd = os.open(f"/proc/{me}", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        assert state.alive_as(me, start, fd) and not state.alive_as(me, start + 1, fd)
+    finally:
+        os.close(fd)
+    p = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    fd = os.open(f"/proc/{p.pid}", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        child = state.proc_start_time(p.pid)[0]
+        assert state.alive_as(p.pid, child, fd)
+        p.communicate(b"")
+        assert not state.alive_as(p.pid, child, fd)      # reaped: its /proc dir is gone
+    finally:
+        os.close(fd)
