@@ -106,6 +106,23 @@ class Container:
         finally:
             log.close()
 
+    def _wait_started(self, timeout=60.0):
+        """Until the shim has started the program (state "running", pid known) or ended. A shim
+        that ended leaving no state.json never made the container: its error is raised."""
+        state = os.path.join(self.sandbox.root, self.name, "state.json")
+        deadline = time.monotonic() + timeout
+        while self.status not in ("running", "paused"):
+            if self.shim.poll() is not None:
+                if os.path.exists(state):
+                    return                  # it ran, and is done already
+                msg = cli_error(self.logs(), f"mrunc run failed ({self.shim.returncode})")
+                self._cleanup()
+                raise SandboxError(msg)
+            if time.monotonic() > deadline:
+                self.delete(force=True)
+                raise SandboxError(f"{self.name}: not running after {timeout:.0f} s")
+            time.sleep(0.005)
+
     def _create(self):
         if self.network:
             self._cleanup()

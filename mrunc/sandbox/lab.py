@@ -133,11 +133,14 @@ class Sandbox:
         return Run(c, trace=trace, keep=keep)
 
     def start(self, script=None, *, args=None, name=None, **opts) -> Container:
-        """A container running in the background; `script` defaults to sleeping forever."""
+        """A container running in the background; `script` defaults to sleeping forever.
+        Returns once its program runs (so its pid is known and snapshot() sees it), or has
+        already ended; raises the runtime's one-line error if the container could not be made."""
         if script is None and args is None:
             args = ["sleep", FOREVER]
         c = self._prepare(script, args, name, opts)
         c._spawn()
+        c._wait_started()
         return c
 
     def create(self, script=None, *, args=None, name=None, **opts) -> Container:
