@@ -49,10 +49,9 @@ import time
 import weakref
 from dataclasses import dataclass, field
 
-from . import userdirs
+from . import phases as _phases, userdirs
 from .errors import MruncError
-
-PHASES = ("spec", "clone", "mount", "pivot_root", "cgroup", "security", "exec")
+from .phases import NAMES as PHASES
 FOREVER = "2147483647"                  # seconds; busybox sleep has no "infinity"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -1199,7 +1198,7 @@ class StepSession:
     def phases(self) -> tuple:
         """This container's steps: with a lab network, `network` comes between create's last
         phase and exec (the runtime wires it while init waits, as an engine's CNI does)."""
-        return PHASES[:-1] + ("network",) + PHASES[-1:] if self.container.network else PHASES
+        return _phases.names(network=bool(self.container.network))
 
     @property
     def upcoming(self) -> str | None:
