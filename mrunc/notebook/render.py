@@ -15,23 +15,15 @@ from __future__ import annotations
 
 import html
 
+from mrunc.phases import NAMES as PHASES, phases as _phases   # the one list of phases
 from mrunc.snapshot import CAP_SETS, NS_MEANING, Diff, Snapshot, human_bytes
 
 __all__ = ["namespace_table", "mount_tree", "cgroup_panel", "security_badges", "process_tree",
            "network_panel", "phase_list", "syscall_list", "summary_list", "page", "PHASES", "CSS"]
 
-PHASES = ("spec", "clone", "mount", "pivot_root", "cgroup", "security", "exec")
-PHASE_TEXT = {
-    "spec": "read and check config.json",
-    "clone": "fork, and unshare the namespaces",
-    "mount": "mount the rootfs, /proc, /dev… (still in the host's /)",
-    "pivot_root": "make the rootfs / and drop the host's root; hostname, masked paths",
-    "cgroup": "create the cgroup, set the limits, move in; then a cgroup namespace",
-    "security": "rlimits, user, capabilities, no_new_privs, seccomp",
-    "network": "wire it to its lab network: veth pair, eth0's address, default route (the runtime, "
-               "before start)",
-    "exec": "wait for `start`, then execve the container's program",
-}
+
+# A phase's one-line title, for the bar's tooltips and the stepper's status line.
+PHASE_TEXT = {p.name: p.title for p in _phases(network=True)}
 NS_LABEL = {"mnt": "mount", "uts": "UTS", "ipc": "IPC", "pid": "PID", "net": "network",
             "user": "user", "cgroup": "cgroup", "time": "time"}
 ALL_CAPS = 41   # CAP_CHOWN … CAP_CHECKPOINT_RESTORE (Linux 5.9+)

@@ -20,7 +20,8 @@ import time
 import ipywidgets as w
 
 from mrunc.notebook import charts, render
-from mrunc.sandbox import PHASES, describe_exit
+from mrunc.phases import NAMES as PHASES
+from mrunc.sandbox import describe_exit
 from mrunc.snapshot import human_bytes
 
 __all__ = ["Stepper", "Monitor", "ContainerList"]

@@ -313,6 +313,10 @@ def _set_signals():
 
 
 def mount_phase(sys, sock, config, ctx):
+    """Build the container's file tree, still under the host's /: make the mount namespace's
+    propagation private, bind the rootfs on itself, mount every mounts[] entry inside it, make
+    /dev's nodes and links. Then the hooks of this point: createRuntime in the runtime,
+    createContainer here. Returns the rootfs path."""
     from .. import procfs
     from .. import rootfs as rfs
     # First, while the runtime's /proc is still in sight: a procfs of our own PID namespace that
@@ -388,6 +392,9 @@ def _make_cwd(config, rootfs):
 
 
 def pivot_root_phase(sys, sock, config, ctx, rootfs):
+    """Make the rootfs our / (pivot_root, and detach the host's old root so nothing of it stays
+    reachable), then what needs the new root: hostname, sysctl, masked and read-only paths, the
+    console."""
     from .. import rootfs as rfs
     process = config.get("process") or {}
     own = own_mount_namespace(config)
@@ -449,6 +456,9 @@ def attach_tty(slave):
 
 
 def cgroup_phase(sys, sock, config, ctx):
+    """Ask the runtime to put us in our cgroup (it writes the limits first), and only then
+    unshare the cgroup namespace: its root is the cgroup we are in at that moment. Then the
+    cgroup filesystem, which shows that namespace's view, and / made read-only if asked."""
     # 1. the parent creates the cgroup, writes the limits and moves us in (it owns the host side)
     protocol.send(sock, {"t": "cgroup"})
     protocol.recv(sock, "cgroup-done")
@@ -492,6 +502,9 @@ def scheduling(sys, config):
 
 
 def security_phase(sys, config, sock=None, procfs=None):
+    """Drop what the program must not have, as late as possible: scheduling, rlimits, groups and
+    ids, capabilities, no_new_privs, and last the seccomp filter. The program is looked up now,
+    so a typo fails `create`, not `start`. Returns its path."""
     from .. import security
     proc = config.get("process") or {}
     filt = _seccomp_filter(config, sock)

@@ -46,7 +46,8 @@ from .host import REPO, ROOTLESS_NOTE, busybox_rootfs, check_available, mrunc_co
 from .lab import LIMITS, Sandbox
 from .options import build_config, cap_name, parse_size, parse_user
 from .run import FOREVER, Run, RunResult, describe_exit
-from .stepping import PHASES, Step, StepSession
+from .stepping import Step, StepSession
+from ..phases import NAMES as PHASES   # the one list of phases
 
 __all__ = ["Sandbox", "Container", "Run", "RunResult", "Step", "StepSession", "SandboxError",
            "Unavailable", "PHASES", "FOREVER", "LIMITS", "REPO", "ROOTLESS_NOTE", "build_config",

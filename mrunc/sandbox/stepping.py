@@ -8,9 +8,8 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
+from .. import phases as _phases
 from .errors import cli_error
-
-PHASES = ("spec", "clone", "mount", "pivot_root", "cgroup", "security", "exec")
 
 
 @dataclass
@@ -80,7 +79,7 @@ class StepSession:
     def phases(self) -> tuple:
         """This container's steps: with a lab network, `network` comes between create's last
         phase and exec (the runtime wires it while init waits, as an engine's CNI does)."""
-        return PHASES[:-1] + ("network",) + PHASES[-1:] if self.container.network else PHASES
+        return _phases.names(network=bool(self.container.network))
 
     @property
     def upcoming(self) -> str | None:
