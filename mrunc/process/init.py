@@ -66,6 +66,7 @@ class Ctx:
         self.runtime_pid = kw.get("runtime_pid")  # `mrunc create`: the clone child's parent
         self.runtime_sources = kw.get("runtime_sources", False)  # the runtime opens bind sources
         self.proc = None  # init's private procfs handle (mrunc.procfs), made in the mount phase
+        self.self_view = kw.get("self_view", False)  # stepping: each report carries init's own view
 
 
 def own_mount_namespace(config):
@@ -238,14 +239,18 @@ def _setns(sys, path, nstype, where):
 class _Phases:
     """Report each phase home and wait for 'continue' (the stepper's pause point)."""
 
-    def __init__(self, sock, sys, t0):
+    def __init__(self, sock, sys, t0, view=None):
         self.sock, self.sys, self.t0 = sock, sys, t0
         self.name = "clone"
+        self.view = view  # stepping: what init sees of itself (process.selfview), sent with each report
 
     def done(self):
         ms = (time.perf_counter() - self.t0) * 1000
         calls = [[n, *map(_jsonable, a)] for n, a in self.sys.take_log()]
-        protocol.send(self.sock, {"t": "phase", "phase": self.name, "ms": round(ms, 3), "calls": calls})
+        msg = {"t": "phase", "phase": self.name, "ms": round(ms, 3), "calls": calls}
+        if self.view:
+            msg["view"] = self.view()
+        protocol.send(self.sock, msg)
         msg = protocol.recv(self.sock, "continue")
         if msg["t"] != "continue":
             os._exit(1)
@@ -258,12 +263,21 @@ def _jsonable(v):
     return v if isinstance(v, (str, int, float, bool, type(None), list)) else str(v)
 
 
+def _self_view(ctx):
+    """While stepping: a function giving init's own view, for a caller who cannot read a
+    non-dumpable init from outside (imported now, before pivot_root hides the host's files)."""
+    if not ctx.self_view:
+        return None
+    from . import selfview
+    return lambda: selfview.report(ctx.proc)
+
+
 def init_main(sock, config, ctx, sys, t0):
     """PID 1 of the container, until it becomes the user's program."""
     _preload(config, ctx)
     _set_signals()
     sys.set_name("mrunc:[init]")
-    ph = _Phases(sock, sys, t0)
+    ph = _Phases(sock, sys, t0, _self_view(ctx))
     try:
         ph.done()
         # create has reaped the clone child, so we are its child now: arm the parent-death signal

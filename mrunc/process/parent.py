@@ -196,7 +196,7 @@ def _create(c, config, bundle, state, events, cg, *, no_pivot, preserve_fds, con
               runtime_pid=os.getpid(),
               cgroup_version=layout, v1_hierarchies=_v1_hierarchies(cg) if layout != "v2" else [],
               has_hooks=hooks, cgroup_bind=_needs_cgroup_bind(config), hook_state=_hook_state(c, config, bundle, {"init_pid": None}, ""),
-              runtime_sources=_runtime_opens_sources(config))
+              runtime_sources=_runtime_opens_sources(config), self_view=events.step is not None)
     if ctx.runtime_sources:
         from .sources import SourceHelper  # now, before the forks: it imports what init needs too
     mine, theirs = protocol.pair()
@@ -301,7 +301,7 @@ def _answer(c, config, bundle, state, events, sock, clone_pid, cg, console_socke
             # subreaper), and its parent-death signal may be armed (init._Phases.done)
             _reap(clone_pid)
         elif t == "phase":
-            events.phase(msg["phase"], msg["ms"], msg["calls"], state["init_pid"])
+            events.phase(msg["phase"], msg["ms"], msg["calls"], state["init_pid"], view=msg.get("view"))
             protocol.send(sock, {"t": "continue"})
         elif t == "cgroup-dirs":
             state["cgroup"] = cg

@@ -18,7 +18,9 @@ plain file reading and is done in the kernel, which is cheap.
 **Stepping.** `step()` runs `mrunc run --step-fd N` with one end of a socketpair as fd N: after each
 phase the runtime writes one JSON line (`{"event": "phase-done", "phase": "clone", "ms": …,
 "calls": […], "pid": …}`) and waits for `continue` (or `abort`). Between two phases the container's
-init is paused, and `mrunc.snapshot` reads it from /proc. The last step is `start`: the runtime
+init is paused, and `mrunc.snapshot` reads it from /proc — and, for what a user without root
+cannot read there (init is not dumpable until it execs), from init's own report of itself, which
+comes with each phase (mrunc.process.selfview). The last step is `start`: the runtime
 releases init, which execs the program.
 
 **Files.** A sandbox has a private state root (`--root`, default $MRUNC_LAB_ROOT or /run/mrunc-lab;

@@ -43,9 +43,10 @@ def _userns_unavailable():
 
 ROOTLESS_NOTE = ("running rootless (uid {uid}, a user namespace maps it to root inside): the root "
                  "filesystem is read-only with a tmpfs on /tmp (an overlay needs root), only "
-                 "uid 0 exists inside; snapshots cannot enter the container's "
-                 "namespaces or read its init before exec (that needs CAP_SYS_ADMIN / "
-                 "CAP_SYS_PTRACE), so some panels stay empty.")
+                 "uid 0 exists inside; while stepping, init reports its own view until it "
+                 "execs (from outside it needs CAP_SYS_PTRACE), and a running container's "
+                 "interfaces show no up/down state (entering its network namespace needs "
+                 "CAP_SYS_ADMIN).")
 
 
 def busybox_rootfs():

@@ -55,6 +55,7 @@ class StepSession:
         self.error = None
         self._sock = self._chan = None
         self._waiting = False           # the runtime is paused, waiting for our answer
+        self._view = None               # init's last report of itself
 
     def __repr__(self):
         at = self.steps[-1].phase if self.steps else "not started"
@@ -112,9 +113,16 @@ class StepSession:
             return self._fail(ev)
         self._waiting = True
         # From clone on the report names init's pid (spec ran before the fork: then we look at
-        # the runtime itself)
+        # the runtime itself), and carries init's own view of itself: what a caller without root
+        # cannot read from outside (mrunc.process.selfview). The runtime's own `network` step
+        # has none: init, waiting for start, is as it was after security — but for its
+        # interfaces, which that step changes (their up/down flags stay unknown).
         pid = ev.get("pid")
-        snap = self._snapshot(pid or self.container.shim.pid)
+        if "view" in ev:
+            self._view = ev["view"]
+        elif self._view is not None:
+            self._view = {k: v for k, v in self._view.items() if k != "ifflags"}
+        snap = self._snapshot(pid or self.container.shim.pid, self._view if pid else None)
         step = Step(ev["phase"], ev.get("ms", 0.0), ev.get("calls") or [], pid, snap,
                     self._diff(snap), network=ev.get("network"))
         self.steps.append(step)
@@ -171,10 +179,10 @@ class StepSession:
             return None
         return json.loads(line)
 
-    def _snapshot(self, pid):
+    def _snapshot(self, pid, view=None):
         from .. import snapshot
         try:
-            return snapshot.take(pid)
+            return snapshot.take(pid, view=view)
         except Exception:  # noqa: BLE001 — a stepper must show what it can
             return None
 
