@@ -1,7 +1,8 @@
 """Widgets: state and callbacks only; every picture is drawn by render.py or charts.py.
 
   Stepper        Next / Run to end / Abort over a StepSession: after each phase, the runtime's
-                 report and the snapshot of the paused init, drawn by render.page.
+                 report, the snapshot of the paused init and the code that ran (module:function,
+                 docstring, source), drawn by render.page.
   Monitor        polls a container's cgroup on a thread and draws memory, CPU and pids against
                  their limits; an OOM kill is marked the moment the kernel's counter moves.
   ContainerList  the sandbox's containers, with Inspect / Stop / Remove.
@@ -145,7 +146,7 @@ class Stepper(w.VBox):
                                                phases=phases)
             else:
                 self.panel.value = render.phase_list(phases, last.phase, times=times) + \
-                    render.syscall_list(last.calls)
+                    render.syscall_list(last.calls) + render.phase_code(last.phase)
 
 
 def _exit_text(session):
