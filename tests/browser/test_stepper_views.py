@@ -79,27 +79,25 @@ def _step_and_shoot(page, server, who, expect_more):
     expect(stepper.locator(".mrunc-status")).to_contain_text("aborted after", timeout=30000)
 
 
+def _in_lab(where, env, who, shown, user=None):
+    """A lab server (as `user`, else root) with the notebook; step it in a browser."""
+    require_browser()
+    with lab(where, {NOTEBOOK: _notebook()}, env, user=user) as server, \
+            browser_page(height=2400) as page:
+        try:
+            _step_and_shoot(page, server, who, shown)
+        except BaseException:
+            page.screenshot(path=str(ARTIFACTS / f"stepper-{who}-failure.png"), full_page=True)
+            raise
+
+
 def test_root_sees_clone_and_cgroup(tmp_path):
-    require_browser()
     lab_root = f"/run/mrunc-browsertest-{secrets.token_hex(4)}"
-    with lab(tmp_path, {NOTEBOOK: _notebook()}, dict(os.environ, MRUNC_LAB_ROOT=lab_root)) as server, \
-            browser_page(height=2400) as page:
-        try:
-            _step_and_shoot(page, server, "root", ROOT_ONLY)
-        except BaseException:
-            page.screenshot(path=str(ARTIFACTS / "stepper-root-failure.png"), full_page=True)
-            raise
-    assert not os.path.exists(lab_root)
+    _in_lab(tmp_path, dict(os.environ, MRUNC_LAB_ROOT=lab_root), "root", ROOT_ONLY)
+    assert not os.path.exists(lab_root)             # the kernel's sandbox closed with it
 
 
-def test_a_student_sees_the_same_namespaces(student, tmp_path):
-    require_browser()
-    home = os.path.join(student.home, "lab")
-    os.mkdir(home)
-    with lab(Path(home), {NOTEBOOK: _notebook()}, student.env(), user=student) as server, \
-            browser_page(height=2400) as page:
-        try:
-            _step_and_shoot(page, server, "student", STUDENT_ONLY)
-        except BaseException:
-            page.screenshot(path=str(ARTIFACTS / "stepper-student-failure.png"), full_page=True)
-            raise
+def test_a_student_sees_the_same_namespaces(student):
+    home = Path(student.home) / "lab"
+    home.mkdir()
+    _in_lab(home, student.env(), "student", STUDENT_ONLY, user=student)
