@@ -10,17 +10,19 @@ file descriptor can ride along with SCM_RIGHTS.
     clone    {"t": "userns"}                      user namespace made; parent writes uid/gid maps
     parent   {"t": "maps-done"}                   clone child may now become root in it and go on
     clone    {"t": "pid", "pid": N}               init forked (N as the parent sees it); clone exits
-    init     {"t": "phase", "phase": P,           phase P finished in ms, making these kernel calls.
-              "ms": F, "calls": [...]}            Parent reports it (trace / stepper), then answers
-    parent   {"t": "continue"}                      "continue" when the next phase may run
+    init     {"t": "phase", "phase": P,           phase P finished in ms, making these kernel calls
+              "ms": F, "calls": [...]}              (mrunc.record). Parent merges its own calls of
+                                                    the phase in, reports the record (trace /
+    parent   {"t": "continue"}                      stepper), then answers when the next may run
     init     {"t": "mount-source", "path": P,     (user namespace, runtime root on the host; mount
               "recursive": B} [+ fd]                phase) open bind source P for me; the first request
                                                     carries an fd of init's mount namespace
     parent   {"t": "mount-source", "how": H,      P opened in there by the runtime (sources.py): a
               "calls": [...]} + fd                  detached mount ("tree") or an O_PATH fd ("path");
                                                     "errno" and "message" instead if it failed
-    init     {"t": "cgroup-dirs"}                 (user namespace without a cgroup namespace, in
-    parent   {"t": "cgroup-dirs", "dirs": [...]}    the mount phase) the cgroup dirs, made early, to bind
+    init     {"t": "cgroup-dirs"}                 (no cgroup namespace of the container's own:
+    parent   {"t": "cgroup-dirs", "dirs": [...]}    parent._needs_cgroup_bind; in the mount phase)
+                                                    the cgroup dirs, made now, to be bound in
     init     {"t": "cgroup"}                      init is ready to be moved into its cgroup
     parent   {"t": "cgroup-done"}                 init is in its cgroup; it may unshare CLONE_NEWCGROUP
     init     {"t": "hooks", "kind": K}            run hooks K (createRuntime…) in the runtime now
@@ -33,7 +35,13 @@ file descriptor can ride along with SCM_RIGHTS.
                                                     returns (init no longer dies with create)
     init     {"t": "error", "phase", "message",   a phase failed; parent cleans up and re-raises
               "syscall", "path", "errno"}           it as InitError (one line on the CLI)
-    parent   {"t": "abort"}                       stepper said stop: init exits
+
+There is no "abort" message: when the stepper says stop, the parent undoes the container — kills
+init (SIGKILL), removes the cgroup and the state dir — as for any failed create.
+
+After the hand-over the socket is closed; the last word goes through exec.fifo, to `start`: "0"
+(then, when create was traced, the exec phase's calls as one JSON line, ending in the execve)
+just before init execs, or "E<message>" if a startContainer hook or the execve failed.
 
 Every receive names what it expected, so a protocol slip reads "expected continue, got ready"
 instead of hanging or failing obscurely. An empty read means the other end died: init then exits
