@@ -57,6 +57,10 @@ import sys
 from .. import fastjson
 
 _FD_SIZE = 4    # an fd in an SCM_RIGHTS message is a C int
+# Room for the largest message a socket's send buffer lets through (net.core.wmem_default is
+# 208 KiB): a datagram longer than the read is cut silently. A phase report of hundreds of
+# mounts is tens of KiB.
+_MAX = 1 << 18
 
 
 class ProtocolError(Exception):
@@ -79,7 +83,7 @@ def send(sock, msg, fds=()):
 
 def _recv_with_fds(sock, max_fds=4):
     """One message and the fds that came with it (SCM_RIGHTS)."""
-    data, ancillary, _, _ = sock.recvmsg(1 << 16, _socket.CMSG_SPACE(max_fds * _FD_SIZE))
+    data, ancillary, _, _ = sock.recvmsg(_MAX, _socket.CMSG_SPACE(max_fds * _FD_SIZE))
     fds = []
     for level, kind, ints in ancillary:
         if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
@@ -93,7 +97,7 @@ def recv(sock, expect=None, with_fds=False):
     if with_fds:
         data, fds = _recv_with_fds(sock)
     else:
-        data, fds = sock.recv(1 << 16), []
+        data, fds = sock.recv(_MAX), []
     if not data:
         raise EOFError(f"peer closed while waiting for {expect or 'a message'}")
     msg = fastjson.loads(data)
