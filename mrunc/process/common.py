@@ -26,14 +26,16 @@ def check_terminal(process, detach, console_socket, on_console=None):
                          "holds the tty itself)")
 
 
-def pass_console(master, console_socket, on_console):
-    """Hand the pty master over, as runc does: SCM_RIGHTS on a connected unix socket."""
+def pass_console(master, console_socket, on_console, sys=None):
+    """Hand the pty master over, as runc does: SCM_RIGHTS on a connected unix socket. `sys`: the
+    runtime's Syscalls, which records the hand-over."""
     if on_console is not None:
         on_console(master)
         return
     import socket
     from ..errors import MruncError
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s, \
+            _syscalls(sys).around("sendmsg", console_socket, "SCM_RIGHTS", "pty master"):
         try:
             s.connect(console_socket)
         except OSError as e:
@@ -42,7 +44,7 @@ def pass_console(master, console_socket, on_console):
     os.close(master)
 
 
-def pass_seccomp_fd(config, state, pid, fd):
+def pass_seccomp_fd(config, state, pid, fd, sys=None):
     """SCMP_ACT_NOTIFY: the filter's listener fd goes to the seccomp agent at listenerPath with
     the container's `state` and the `pid` under the filter (runtime-spec "Container Process
     State"). That process already runs under the filter, so this must not fail silently: an
@@ -50,7 +52,7 @@ def pass_seccomp_fd(config, state, pid, fd):
     from ..errors import MruncError
     from ..security.seccomp import send_to_listener
     try:
-        send_to_listener(config, state, pid, fd)
+        send_to_listener(config, state, pid, fd, sys)
     except OSError as e:
         raise MruncError(e.strerror or str(e)) from None
     finally:
@@ -75,6 +77,14 @@ def kill_reap(pid):
     reap(pid)
 
 
+def _syscalls(sys):
+    """The caller's recorder, or a fresh one (whose record nobody reads)."""
+    if sys is None:
+        from ..linux import Syscalls
+        sys = Syscalls()
+    return sys
+
+
 # ---------------------------------------------------------------- the process side
 
 def close_inherited(keep):
@@ -91,16 +101,10 @@ def close_inherited(keep):
                 pass
 
 
-def close_fds(first):
+def close_fds(first, sys=None):
     """Leave the program only stdio and the preserved fds: any other fd is a way out (S3).
     Our own fds are O_CLOEXEC already; this catches whatever the caller of create leaked to us."""
-    for name in os.listdir("/proc/self/fd") if os.path.isdir("/proc/self/fd") else []:
-        fd = int(name)
-        if fd >= first:
-            try:
-                os.set_inheritable(fd, False)
-            except OSError:
-                pass
+    _syscalls(sys).cloexec_from(first)
     for fd in range(3, first):
         try:
             os.set_inheritable(fd, True)
