@@ -108,6 +108,7 @@ class Watch:
         self._pidns = None               # the container's PID namespace, once we know its init
         self._host_pidns = _pidns(os.getpid())
         self._t0 = time.monotonic()
+        self._unborn = unborn
         self._open(unborn)
         if start:
             self.start()
@@ -245,7 +246,9 @@ class Watch:
         c = self.container
         pid = c.pid
         if pid is None:
-            return c.status in ("stopped", "deleted")
+            # not made yet reads as "stopped" too: a container watched unborn has ended once the
+            # sandbox has deleted it
+            return c.status == "deleted" or (not self._unborn and c.status == "stopped")
         try:
             self._pidfd = os.pidfd_open(pid)
         except ProcessLookupError:

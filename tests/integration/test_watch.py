@@ -101,6 +101,20 @@ def test_exactly_what_the_container_opened_executed_and_modified(lab):
     assert fanotify_fds() == [] and watch_threads() == []
 
 
+def test_a_watch_made_before_the_container_waits_for_it(lab):
+    """Until the runtime has made it, a container reads as "stopped" (no state yet): a watch
+    marked before it starts must not take that for its end (the slow cgroup v2 VM showed it)."""
+    from mrunc.watch import Watch
+    c = lab._prepare("cat /etc/group > /dev/null", None, "late", {})
+    w = Watch(c, unborn=True)           # its thread runs, the container is not even spawned
+    time.sleep(0.6)                     # two ticks of the thread with no container
+    assert not w.finished
+    c._spawn()
+    assert c.wait(20) == 0
+    c.delete()
+    assert w.wait(10) and ("open", "/etc/group") in rows(w), w.events
+
+
 def test_a_read_only_container_is_watched_through_its_own_mount(lab):
     c = lab.start("while :; do cat /etc/group > /dev/null; sleep 0.05; done", name="ro", readonly=True)
     until(lambda: c.status == "running", what="the container to run")
