@@ -64,6 +64,7 @@ class Sandbox:
         self.mrunc = list(mrunc) if mrunc else mrunc_command()
         self.containers: dict[str, Container] = {}
         self.sessions = weakref.WeakSet()
+        self.watches = weakref.WeakSet()     # file-access monitors (mrunc.watch), closed with us
         self._cleaners = []             # threads unmounting and removing bundle dirs
         self.closed = False
         self._no_cgroup = None
@@ -199,11 +200,13 @@ class Sandbox:
     def _watch(self, c, unborn=False):
         from ..watch import Watch, WatchError
         try:
-            return Watch(c, start=not unborn, unborn=unborn)
+            w = Watch(c, start=not unborn, unborn=unborn)
         except WatchError as e:
             if unborn:
                 c._cleanup()
             raise SandboxError(str(e)) from None
+        self.watches.add(w)
+        return w
 
     def ps(self) -> list[dict]:
         """A row per container in our root: name, status, pid, memory use/limit, exit code."""
@@ -262,7 +265,7 @@ class Sandbox:
     # -- cleanup --
     def close(self):
         """Delete every container this sandbox made, and their directories."""
-        for s in list(self.sessions):
+        for s in [*self.sessions, *self.watches]:
             s.close()
         for c in list(self.containers.values()):
             try:

@@ -13,7 +13,7 @@ from conftest import ROOTFS
 from students import make_students
 from test_sandbox_live import lab  # noqa: F401 — the fixture: a sandbox that must leave nothing
 
-from mrunc.sandbox import SandboxError
+from mrunc.sandbox import Sandbox, SandboxError
 from mrunc.watch import WatchError
 
 pytestmark = pytest.mark.root
@@ -143,6 +143,15 @@ def test_close_and_the_container_ending_leave_nothing(lab):
     assert watch_threads() == ["mrunc-watch-idle"]
     w.close()
     assert w.finished and fanotify_fds() == [] and watch_threads() == []
+    # a sandbox watching a container it did not make (same state root): closing it closes the
+    # watch, and leaves the container alone
+    other = Sandbox(root=lab.root, rootfs=ROOTFS, check=False)
+    w1 = other.watch("idle")
+    (fd, marks), = fanotify_fds()
+    assert marks[0].startswith("fanotify mnt_id:"), marks     # its root mount: not ours to know
+    other.close()
+    assert w1.finished and fanotify_fds() == [] and watch_threads() == []
+    assert c.status == "running"
     w2 = lab.watch("idle")              # by name; this one ends with the container
     assert len(fanotify_fds()) == 1
     lab.remove("idle")
