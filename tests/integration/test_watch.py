@@ -232,4 +232,12 @@ def test_container_magic_with_watch_shows_the_live_table(lab, monkeypatch, capsy
     assert isinstance(fw, FileWatch) and fw.watch.wait(10)
     assert {("open", "/tmp/greeting"), ("modify", "/tmp/greeting")} <= rows(fw.watch)
     assert "/tmp/greeting" in fw.static_html() and "ended" in fw.static_html()
+    # lab.watch(c) as a cell's value shows as the live table (%load_ext mrunc registers it)
+    from mrunc.notebook.watchview import register
+    shell = InteractiveShell.instance()
+    register(shell)
+    w = lab.watch(lab.start(name="shown"))
+    shell.display_formatter.format(w)
+    assert isinstance(shown[-1], FileWatch) and shown[-1].watch is w
+    w.close()
     assert fanotify_fds() == [] and watch_threads() == []
