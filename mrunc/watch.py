@@ -50,6 +50,7 @@ fanotify_init says EPERM, and the watch says so in one line (once) and shows not
 """
 from __future__ import annotations
 
+import errno
 import os
 import select
 import sys
@@ -175,7 +176,9 @@ class Watch:
                 os.O_RDONLY | os.O_CLOEXEC | os.O_LARGEFILE | os.O_NONBLOCK)
         except OSError as e:
             self.error = (f"the file-access monitor needs root: {e.strerror} (watching a "
-                          f"container's files takes CAP_SYS_ADMIN in the host's user namespace)")
+                          f"container's files takes CAP_SYS_ADMIN in the host's user namespace)"
+                          if e.errno == errno.EPERM else
+                          f"the file-access monitor cannot start: {e.strerror}")
             if self.error not in _TOLD:
                 _TOLD.add(self.error)
                 print(f"mrunc: {self.error}; the cell runs without it", file=sys.stderr, flush=True)
