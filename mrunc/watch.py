@@ -44,6 +44,7 @@ fanotify_init says EPERM, and the watch says so in one line (once) and shows not
 
     w = Watch(container)              # a thread reads the events until the container ends
     w.events                          # [FileEvent(time, pid, command, operation, path)]
+    w.flush()                         # every access made so far is read
     w.filter(operation="exec", path="/bin")
     w.counts()                        # {"open": 12, "exec": 3, "modify": 1}
     w.close()                         # the fanotify fd is closed (marks and queue go with it)
@@ -105,7 +106,10 @@ class Watch:
         self._names = {}                 # pid -> the last name seen
         self._thread = None
         self._lock = threading.Lock()
-        self._fan = self._pidfd = self._stop = None
+        self._fan = self._pidfd = self._wake = None
+        self._stopping = False
+        self._asked = self._served = 0     # flush() calls made, and answered
+        self._served_cv = threading.Condition()
         self._pidns = None               # the container's PID namespace, once we know its init
         self._host_pidns = _pidns(os.getpid())
         self._t0 = time.monotonic()
@@ -157,11 +161,29 @@ class Watch:
             self._thread.join(timeout)
         return self.finished
 
+    def flush(self, timeout=5.0) -> bool:
+        """Read every event queued until now, and name its processes: the kernel queues an
+        event before the access returns, so what the container has done is in the table once
+        this returns (no sleeping and hoping). False if the thread did not answer in time."""
+        t = self._thread
+        if t is None or not t.is_alive():
+            return self.finished
+        with self._served_cv:
+            self._asked += 1
+            mine = self._asked
+        with self._lock:
+            if self._wake is None:
+                return True
+            os.eventfd_write(self._wake, 1)
+        with self._served_cv:
+            return self._served_cv.wait_for(lambda: self._served >= mine or self.finished, timeout)
+
     def close(self):
         """Stop listening: the thread ends, the fanotify fd is closed (its marks go with it)."""
         with self._lock:
-            if self._stop is not None:
-                os.eventfd_write(self._stop, 1)
+            self._stopping = True
+            if self._wake is not None:
+                os.eventfd_write(self._wake, 1)
         t = self._thread
         if t is not None and t is not threading.current_thread():
             t.join()
@@ -190,7 +212,7 @@ class Watch:
             os.close(self._fan)
             self._fan = None
             raise
-        self._stop = os.eventfd(0, os.EFD_CLOEXEC)
+        self._wake = os.eventfd(0, os.EFD_CLOEXEC)
 
     def _mark(self, unborn):
         """Mark the container's filesystem (its own overlay) or its root mount; returns the mount
@@ -224,14 +246,20 @@ class Watch:
     def _loop(self):
         try:
             while True:
-                wait = [self._fan, self._stop] + ([self._pidfd] if self._pidfd is not None else [])
+                wait = [self._fan, self._wake] + ([self._pidfd] if self._pidfd is not None else [])
                 ready = select.select(wait, [], [], self._timeout())[0]
+                asked = self._asked          # the flushes asked for before this drain
+                if self._wake in ready:
+                    os.eventfd_read(self._wake)      # close() or flush() woke us
                 self._drain()
                 with self._lock:
-                    self._settle()
-                if self._stop in ready or self._pidfd in ready or self._ended():
+                    self._settle(everyone=self._wake in ready)
+                if self._stopping or self._pidfd in ready or self._ended():
                     self._drain()            # what the last processes did before init died
                     break
+                with self._served_cv:
+                    self._served = asked
+                    self._served_cv.notify_all()
                 self._tell()
         finally:
             self._finish()
@@ -329,12 +357,12 @@ class Watch:
             path = path[len(p):] or "/"
         return path
 
-    def _settle(self, pid=None):
+    def _settle(self, pid=None, everyone=False):
         """An exec's event comes as the program is opened, before the process takes its name:
         look again at its next event (`pid`), or a moment later (caller holds the lock)."""
         now, keep = time.monotonic(), []
         for when, p, i in self._settling:
-            if p != pid and when > now:
+            if p != pid and when > now and not everyone:
                 keep.append((when, p, i))
                 continue
             e = self._events[i]
@@ -355,13 +383,15 @@ class Watch:
         with self._lock:
             if self.finished:
                 return
-            for attr in ("_fan", "_pidfd", "_stop"):
+            for attr in ("_fan", "_pidfd", "_wake"):
                 fd = getattr(self, attr)
                 if fd is not None:
                     setattr(self, attr, None)
                     os.close(fd)
             self._settling.clear()
             self.finished = True
+        with self._served_cv:
+            self._served_cv.notify_all()
         self._tell()
 
 
