@@ -93,6 +93,11 @@ class FileWatch(StaticView, w.VBox):
         """The table as it is now, with its filter: self-contained HTML for an exported notebook."""
         return self._html()
 
+    def export_finish(self):
+        """Before an export draws us: every access made so far is in the table."""
+        self.watch.flush()
+        self.draw()
+
     def draw(self):
         with self._lock:
             self._drawn = (len(self.watch.events), self.watch.finished)

@@ -22,6 +22,7 @@ class FakeWatch:
 
     def __init__(self, events):
         self._events, self.finished, self.listeners, self.closed = list(events), False, [], 0
+        self.pending = []                # queued in the kernel, not read yet
 
     events = property(lambda self: list(self._events))
     counts = Watch.counts
@@ -33,6 +34,11 @@ class FakeWatch:
     def close(self):
         self.closed += 1
         self.finished = True
+
+    def flush(self):
+        self._events += self.pending
+        self.pending = []
+        return True
 
 
 def drawn_paths(html):
@@ -80,6 +86,10 @@ def test_widget_filters_and_static_html_is_what_it_shows():
     wt.listeners[0]()
     assert len(drawn_paths(fw.view.value)) == 5
     assert "watching…" in fw.view.value and not fw.stop_button.disabled
+    # an export asks for every event made so far before it draws
+    wt.pending = [FileEvent(0.03, 9, "cat", "open", "/etc/group")]
+    fw.export_finish()
+    assert drawn_paths(fw.static_html())[-1] == "/etc/group" and wt.pending == []
     fw.stop_button.click()
     assert wt.closed == 1 and fw.stop_button.disabled and "ended" in fw.view.value
 
