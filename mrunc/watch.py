@@ -65,6 +65,7 @@ from .errors import MruncError
 OPERATIONS = ("open", "exec", "modify")
 MASK = linux.FAN_OPEN | linux.FAN_OPEN_EXEC | linux.FAN_MODIFY | linux.FAN_CLOSE_WRITE
 _SETTLE = 0.003                     # an exec's process is named again this much later
+LIMIT = 100_000                     # rows a watch keeps (a busy container runs for days)
 _TICK = 0.25                         # listeners hear at least this often (a live table redraws)
 _TOLD = set()                        # the "needs root" line is said once per process
 
@@ -98,6 +99,8 @@ class Watch:
         self.name = container.name
         self.error = None
         self.lost = False                # the kernel's queue overflowed: some events are missing
+        self.limit = LIMIT               # rows kept; the later ones are only counted
+        self.dropped = 0
         self.finished = False
         self._events = []
         self._listeners = []
@@ -328,6 +331,9 @@ class Watch:
             if "exec" not in rows:
                 self._settle(pid)        # it ran its program: the earlier exec rows get its name
             for op in rows:
+                if len(self._events) >= self.limit:
+                    self.dropped += 1
+                    continue
                 if op == "exec":
                     self._settling.append((time.monotonic() + _SETTLE, pid, len(self._events)))
                 self._events.append(FileEvent(t, pid, command, op, path))

@@ -116,8 +116,10 @@ class FileWatch(StaticView, w.VBox):
         op, path = self.operation.value, self.path.value
         check_filter(op, path)
         status = (wt.error and "not watching") or ("ended" if wt.finished else "watching…")
-        note = wt.error or ("the kernel's queue overflowed: some accesses are missing"
-                            if wt.lost else None)
+        note = wt.error or " · ".join(
+            ([f"only the first {wt.limit} accesses are kept: {wt.dropped} more were not"]
+             if wt.dropped else []) +
+            (["the kernel's queue overflowed: some accesses are missing"] if wt.lost else [])) or None
         return table(wt.events, name=wt.name, counts=wt.counts(), operation=op, path=path,
                      status=status, note=note)
 

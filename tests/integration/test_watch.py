@@ -146,6 +146,10 @@ def test_close_and_the_container_ending_leave_nothing(lab):
     # has its accesses in the table at once (the kernel queued them before they returned)
     assert c.exec("cat /etc/group > /tmp/copy").returncode == 0
     assert w.flush() and {("open", "/etc/group"), ("modify", "/tmp/copy")} <= rows(w), w.events
+    # a watch keeps `limit` rows, and counts the rest
+    w.limit = len(w.events)
+    assert c.exec("cat /etc/group /etc/passwd > /dev/null").returncode == 0
+    assert w.flush() and len(w.events) == w.limit and w.dropped >= 2
     assert watch_threads() == ["mrunc-watch-idle"]
     w.close()
     assert w.finished and fanotify_fds() == [] and watch_threads() == []

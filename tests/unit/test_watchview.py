@@ -18,7 +18,7 @@ EVENTS = [FileEvent(0.010, 7, "sh", "exec", "/bin/busybox"),
 
 class FakeWatch:
     """What FileWatch reads of a mrunc.watch.Watch, with events the test chooses."""
-    name, error, lost = "web", None, False
+    name, error, lost, limit, dropped = "web", None, False, 100_000, 0
 
     def __init__(self, events):
         self._events, self.finished, self.listeners, self.closed = list(events), False, [], 0
@@ -92,6 +92,14 @@ def test_widget_filters_and_static_html_is_what_it_shows():
     assert drawn_paths(fw.static_html())[-1] == "/etc/group" and wt.pending == []
     fw.stop_button.click()
     assert wt.closed == 1 and fw.stop_button.disabled and "ended" in fw.view.value
+
+
+def test_widget_says_what_is_missing():
+    wt = FakeWatch(EVENTS)
+    wt.limit, wt.dropped, wt.lost = 5, 7, True
+    page = FileWatch(wt).static_html()
+    assert "only the first 5 accesses are kept: 7 more were not" in page
+    assert "the kernel&#x27;s queue overflowed" in page
 
 
 def test_widget_says_why_when_there_is_no_watch():
