@@ -101,6 +101,7 @@ class Watch:
         self.lost = False                # the kernel's queue overflowed: some events are missing
         self.limit = LIMIT               # rows kept; the later ones are only counted
         self.dropped = 0
+        self.version = 0                 # grows with every row added or renamed (for redraws)
         self.finished = False
         self._events = []
         self._listeners = []
@@ -337,6 +338,7 @@ class Watch:
                 if op == "exec":
                     self._settling.append((time.monotonic() + _SETTLE, pid, len(self._events)))
                 self._events.append(FileEvent(t, pid, command, op, path))
+                self.version += 1
         return bool(rows)
 
     def _command(self, pid, program=None):
@@ -376,6 +378,7 @@ class Watch:
             if name is not None and name != e.command:
                 self._names[p] = name
                 self._events[i] = replace(e, command=name)
+                self.version += 1
         self._settling = keep
 
     def _tell(self):

@@ -79,7 +79,7 @@ class FileWatch(StaticView, w.VBox):
         super().__init__([bar, self.view], **kw)
         self.add_class("mrunc-file-watch")
         self._lock = threading.Lock()
-        self._drawn = (-1, None)         # (events, finished) at the last draw
+        self._drawn = (-1, None)         # (version, finished) of the watch at the last draw
         self._last = 0.0
         self.draw()
         watch.subscribe(self._changed)
@@ -100,14 +100,14 @@ class FileWatch(StaticView, w.VBox):
 
     def draw(self):
         with self._lock:
-            self._drawn = (len(self.watch.events), self.watch.finished)
+            self._drawn = (self.watch.version, self.watch.finished)
             self._last = time.monotonic()
             self.view.value = self._html()
             self.stop_button.disabled = self.watch.finished
 
     def _changed(self):
         """From the watch's thread: redraw when something changed, at most every _REDRAW s."""
-        now = (len(self.watch.events), self.watch.finished)
+        now = (self.watch.version, self.watch.finished)
         if now != self._drawn and (self.watch.finished or time.monotonic() - self._last >= _REDRAW):
             self.draw()
 

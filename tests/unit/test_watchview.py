@@ -25,6 +25,7 @@ class FakeWatch:
         self.pending = []                # queued in the kernel, not read yet
 
     events = property(lambda self: list(self._events))
+    version = property(lambda self: len(self._events))
     counts = Watch.counts
     filter = Watch.filter
 
