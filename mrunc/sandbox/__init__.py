@@ -35,7 +35,7 @@ sandbox made and those directories; a sandbox that finds the leftovers of a dead
 **Where each idea lives.**
 
     options.py    keyword options -> config.json (build_config, parse_size, parse_user)
-    lab.py        Sandbox: the state root, making containers, ps, lab networks, close and sweep
+    lab.py        Sandbox: the state root, making containers, ps, watch, lab networks, close and sweep
     container.py  Container: its bundle and overlay, state, start/wait/kill/stop/exec/delete
     run.py        Run: a foreground run's output as it comes; RunResult, describe_exit
     stepping.py   StepSession and Step: one phase per next(), a snapshot at every pause

@@ -64,6 +64,7 @@ class Sandbox:
         self.mrunc = list(mrunc) if mrunc else mrunc_command()
         self.containers: dict[str, Container] = {}
         self.sessions = weakref.WeakSet()
+        self.watches = weakref.WeakSet()     # file-access monitors (mrunc.watch), closed with us
         self._cleaners = []             # threads unmounting and removing bundle dirs
         self.closed = False
         self._no_cgroup = None
@@ -127,10 +128,22 @@ class Sandbox:
                 on_output(stream, text)
         return r.result
 
-    def stream(self, script=None, *, args=None, name=None, trace=False, keep=False, **opts) -> Run:
-        """Like run(), as an iterator of (stream, text); `.result` once it is exhausted."""
+    def stream(self, script=None, *, args=None, name=None, trace=False, keep=False, watch=False,
+               **opts) -> Run:
+        """Like run(), as an iterator of (stream, text); `.result` once it is exhausted.
+        watch=True: `.watch` is a mrunc.watch.Watch of it, marked before it starts."""
         c = self._prepare(script, args, name, opts)
-        return Run(c, trace=trace, keep=keep)
+        w = self._watch(c, unborn=True) if watch else None
+        try:
+            r = Run(c, trace=trace, keep=keep)
+        except BaseException:
+            if w is not None:
+                w.close()
+            raise
+        r.watch = w
+        if w is not None:
+            w.start()
+        return r
 
     def start(self, script=None, *, args=None, name=None, **opts) -> Container:
         """A container running in the background; `script` defaults to sleeping forever.
@@ -173,6 +186,27 @@ class Sandbox:
             raise SandboxError(f"no container named {name!r} in {self.root}") from None
         # Made elsewhere (another kernel, the CLI): usable, but not ours to delete at close().
         return Container(self, name, bundle=None, config=None)
+
+    def watch(self, container):
+        """Which files a container (or the name of one) opens, executes and modifies, live: a
+        mrunc.watch.Watch (`.events`, `.filter()`, `.counts()`, `.close()`); in a notebook it
+        shows as a filterable table. Root only: elsewhere it stays empty and says why, once."""
+        if isinstance(container, str):
+            container = self.get(container)
+        elif not isinstance(container, Container):
+            raise SandboxError(f"watch: expected a container or its name, not {container!r}")
+        return self._watch(container)
+
+    def _watch(self, c, unborn=False):
+        from ..watch import Watch, WatchError
+        try:
+            w = Watch(c, start=not unborn, unborn=unborn)
+        except WatchError as e:
+            if unborn:
+                c._cleanup()
+            raise SandboxError(str(e)) from None
+        self.watches.add(w)
+        return w
 
     def ps(self) -> list[dict]:
         """A row per container in our root: name, status, pid, memory use/limit, exit code."""
@@ -231,7 +265,7 @@ class Sandbox:
     # -- cleanup --
     def close(self):
         """Delete every container this sandbox made, and their directories."""
-        for s in list(self.sessions):
+        for s in [*self.sessions, *self.watches]:
             s.close()
         for c in list(self.containers.values()):
             try:

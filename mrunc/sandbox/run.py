@@ -61,6 +61,7 @@ class Run:
     def __init__(self, container, trace=False, keep=False):
         self.container, self.keep = container, keep
         self.result = None
+        self.watch = None               # its mrunc.watch.Watch, from stream(watch=True)
         self._t0 = time.perf_counter()
         c = container
         if keep:
