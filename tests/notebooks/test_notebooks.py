@@ -42,6 +42,12 @@ REPLACE = (
     (HTML, r"↑[^<]*", "↑COUNTERS"),
     (HTML, r"<tr><td>[0-9.]+</td><td>[0-9a-f:]*</td><td>[^<]*</td><td>[a-z]+</td></tr>", ""),
     (HTML, r"<tr><td colspan=4>no neighbours yet</td></tr>", ""),
+    # the widgets' drawings beside their live views (mrunc.notebook.export): their words are
+    # compared, not the samples, times and names of one run
+    (HTML, r"\blab-[0-9a-f]{6}\b", "lab-ID"),
+    (HTML, r'(?s)<svg class="mr-chart".*?</svg>', "CHART"),
+    (HTML, r"\b\d+(\.\d+)? (s|ms)\b", r"N \2"),
+    (HTML, r"memory reached [^,<]*", "memory reached N"),
 )
 
 
