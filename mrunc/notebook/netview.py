@@ -103,5 +103,5 @@ class Topology(StaticView, w.VBox):
     def static_html(self) -> str:
         """The diagram with every container's routes and neighbours (no buttons on paper)."""
         if self.net is None:
-            return f'<span class="mrunc-status mrunc-bad">✗ {html.escape(str(self.error))}</span>'
+            return f'<span class="mrunc-status mrunc-bad">✗ {html.escape(str(self.error), quote=False)}</span>'
         return topology.figure(self.net, title=f"lab {self.name}", all_tables=True)

@@ -636,6 +636,7 @@ _FILM_CSS = """
 .mrunc .mr-frame{margin:0;border-top:3px solid var(--mr-ok);overflow-wrap:anywhere}
 .mrunc .mr-frame.mr-failed{border-top-color:var(--mr-bad)}
 .mrunc .mr-frame .mr-what{color:var(--mr-fg2);font-size:12px;margin:0 0 6px 0}
+.mrunc .mr-frame.mr-wide{grid-column:1/-1}
 """
 
 
@@ -647,9 +648,12 @@ def _frame(i, step) -> str:
             + (f'<div class="mr-banner mr-bad"><div class="mr-sub">{_e(step.error)}</div></div>'
                if failed else _summary_list(step.diff) if step.diff is not None else
                '<span class="mr-muted">first look: nothing to compare with yet</span>'))
-    return (f'<div class="mr-card mr-frame{" mr-failed" if failed else ""}" data-phase="{_e(step.phase)}">'
+    # the network step also draws the lab as it left it: a frame as wide as the strip
+    network = getattr(step, "network", None)
+    cls = "mr-card mr-frame" + (" mr-failed" if failed else "") + (" mr-wide" if network else "")
+    return (f'<div class="{cls}" data-phase="{_e(step.phase)}">'
             f'<h3>{i}. <code class="mr-pname">{_e(step.phase)}</code><small>{note}</small></h3>'
-            f'{body}</div>')
+            f'{body}{_network_step(network)}</div>')
 
 
 def filmstrip(steps, phases=PHASES, *, title="") -> str:
