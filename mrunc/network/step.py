@@ -32,6 +32,8 @@ def hold_netns(path):
 
 
 def run_step(path, pid, events, netns=None):
+    """Wire the created container `pid` to its lab network (plan and place read from `path`),
+    then report the step: its netlink requests, its time, and the views if someone is stepping."""
     from . import lab as netlab
     plan, member = load(path)
     t0 = time.perf_counter()

@@ -1,7 +1,8 @@
 """Widgets: state and callbacks only; every picture is drawn by render.py or charts.py.
 
   Stepper        Next / Run to end / Abort over a StepSession: after each phase, the runtime's
-                 report and the snapshot of the paused init, drawn by render.page.
+                 report, the snapshot of the paused init and the code that ran (module:function,
+                 docstring, source), drawn by render.page.
   Monitor        polls a container's cgroup on a thread and draws memory, CPU and pids against
                  their limits; an OOM kill is marked the moment the kernel's counter moves.
   ContainerList  the sandbox's containers, with Inspect / Stop / Remove.
@@ -21,7 +22,8 @@ import ipywidgets as w
 
 from mrunc.notebook import charts, render
 from mrunc.notebook.export import StaticView
-from mrunc.sandbox import PHASES, describe_exit
+from mrunc.phases import NAMES as PHASES
+from mrunc.sandbox import describe_exit
 from mrunc.snapshot import human_bytes
 
 __all__ = ["Stepper", "Monitor", "ContainerList"]
@@ -157,7 +159,7 @@ class Stepper(StaticView, w.VBox):
                                                phases=phases)
             else:
                 self.panel.value = render.phase_list(phases, last.phase, times=times) + \
-                    render.syscall_list(last.calls)
+                    render.syscall_list(last.calls) + render.phase_code(last.phase)
         self.redraw_static()        # a phase done (or failed): the saved notebook shows it
 
 

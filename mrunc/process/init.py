@@ -66,6 +66,7 @@ class Ctx:
         self.runtime_pid = kw.get("runtime_pid")  # `mrunc create`: the clone child's parent
         self.runtime_sources = kw.get("runtime_sources", False)  # the runtime opens bind sources
         self.proc = None  # init's private procfs handle (mrunc.procfs), made in the mount phase
+        self.self_view = kw.get("self_view", False)  # stepping: each report carries init's own view
 
 
 def own_mount_namespace(config):
@@ -238,14 +239,18 @@ def _setns(sys, path, nstype, where):
 class _Phases:
     """Report each phase home and wait for 'continue' (the stepper's pause point)."""
 
-    def __init__(self, sock, sys, t0):
+    def __init__(self, sock, sys, t0, view=None):
         self.sock, self.sys, self.t0 = sock, sys, t0
         self.name = "clone"
+        self.view = view  # stepping: what init sees of itself (process.selfview), sent with each report
 
     def done(self):
         ms = (time.perf_counter() - self.t0) * 1000
         calls = [[n, *map(_jsonable, a)] for n, a in self.sys.take_log()]
-        protocol.send(self.sock, {"t": "phase", "phase": self.name, "ms": round(ms, 3), "calls": calls})
+        msg = {"t": "phase", "phase": self.name, "ms": round(ms, 3), "calls": calls}
+        if self.view:
+            msg["view"] = self.view()
+        protocol.send(self.sock, msg)
         msg = protocol.recv(self.sock, "continue")
         if msg["t"] != "continue":
             os._exit(1)
@@ -258,12 +263,21 @@ def _jsonable(v):
     return v if isinstance(v, (str, int, float, bool, type(None), list)) else str(v)
 
 
+def _self_view(ctx):
+    """While stepping: a function giving init's own view, for a caller who cannot read a
+    non-dumpable init from outside (imported now, before pivot_root hides the host's files)."""
+    if not ctx.self_view:
+        return None
+    from . import selfview
+    return lambda: selfview.report(ctx.proc)
+
+
 def init_main(sock, config, ctx, sys, t0):
     """PID 1 of the container, until it becomes the user's program."""
     _preload(config, ctx)
     _set_signals()
     sys.set_name("mrunc:[init]")
-    ph = _Phases(sock, sys, t0)
+    ph = _Phases(sock, sys, t0, _self_view(ctx))
     try:
         ph.done()
         # create has reaped the clone child, so we are its child now: arm the parent-death signal
@@ -313,6 +327,10 @@ def _set_signals():
 
 
 def mount_phase(sys, sock, config, ctx):
+    """Build the container's file tree, still under the host's /: make the mount namespace's
+    propagation private, bind the rootfs on itself, mount every mounts[] entry inside it, make
+    /dev's nodes and links. Then the hooks of this point: createRuntime in the runtime,
+    createContainer here. Returns the rootfs path."""
     from .. import procfs
     from .. import rootfs as rfs
     # First, while the runtime's /proc is still in sight: a procfs of our own PID namespace that
@@ -388,6 +406,9 @@ def _make_cwd(config, rootfs):
 
 
 def pivot_root_phase(sys, sock, config, ctx, rootfs):
+    """Make the rootfs our / (pivot_root, and detach the host's old root so nothing of it stays
+    reachable), then what needs the new root: hostname, sysctl, masked and read-only paths, the
+    console."""
     from .. import rootfs as rfs
     process = config.get("process") or {}
     own = own_mount_namespace(config)
@@ -449,6 +470,9 @@ def attach_tty(slave):
 
 
 def cgroup_phase(sys, sock, config, ctx):
+    """Ask the runtime to put us in our cgroup (it writes the limits first), and only then
+    unshare the cgroup namespace: its root is the cgroup we are in at that moment. Then the
+    cgroup filesystem, which shows that namespace's view, and / made read-only if asked."""
     # 1. the parent creates the cgroup, writes the limits and moves us in (it owns the host side)
     protocol.send(sock, {"t": "cgroup"})
     protocol.recv(sock, "cgroup-done")
@@ -492,6 +516,9 @@ def scheduling(sys, config):
 
 
 def security_phase(sys, config, sock=None, procfs=None):
+    """Drop what the program must not have, as late as possible: scheduling, rlimits, groups and
+    ids, capabilities, no_new_privs, and last the seccomp filter. The program is looked up now,
+    so a typo fails `create`, not `start`. Returns its path."""
     from .. import security
     proc = config.get("process") or {}
     filt = _seccomp_filter(config, sock)

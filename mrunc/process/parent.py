@@ -8,16 +8,13 @@ what was done — kills init, removes the cgroup and the state dir — and raise
 import os
 import time
 
-from .. import fastjson
+from .. import fastjson, phases
 from ..errors import InitError, MruncError
 from ..signals import SIGKILL, SIGSYS, name as signal_name
 from ..state import Container, now_rfc3339, proc_start_time, wait_gone, write_atomic
 from . import protocol
 from .init import Ctx, clone_child
 
-HOOKS_IN_INIT = ("createContainer", "startContainer")
-# The phases in order, as the stepper and --trace name them; "exec" is init's wait for start.
-PHASES = ("spec", "clone", "mount", "pivot_root", "cgroup", "security", "exec")
 
 
 class Events:
@@ -199,7 +196,7 @@ def _create(c, config, bundle, state, events, cg, *, no_pivot, preserve_fds, con
               runtime_pid=os.getpid(),
               cgroup_version=layout, v1_hierarchies=_v1_hierarchies(cg) if layout != "v2" else [],
               has_hooks=hooks, cgroup_bind=_needs_cgroup_bind(config), hook_state=_hook_state(c, config, bundle, {"init_pid": None}, ""),
-              runtime_sources=_runtime_opens_sources(config))
+              runtime_sources=_runtime_opens_sources(config), self_view=events.step is not None)
     if ctx.runtime_sources:
         from .sources import SourceHelper  # now, before the forks: it imports what init needs too
     mine, theirs = protocol.pair()
@@ -250,7 +247,7 @@ def _died(config, state, events, clone_pid):
     """The error for a create whose init or clone child died: in which phase, of what — and,
     when the config makes one likely, the field that killed it."""
     done = [r["phase"] for r in events.records]
-    phase = PHASES[PHASES.index(done[-1]) + 1] if done and done[-1] in PHASES[:-1] else "clone"
+    phase = (phases.after(done[-1]) if done and done[-1] in phases.NAMES else None) or "clone"
     pid, who = (state["init_pid"], "init") if state.get("init_pid") else (clone_pid, "clone child")
     info = _death(pid)
     killed = info is not None and info.si_code in (os.CLD_KILLED, os.CLD_DUMPED)
@@ -304,7 +301,7 @@ def _answer(c, config, bundle, state, events, sock, clone_pid, cg, console_socke
             # subreaper), and its parent-death signal may be armed (init._Phases.done)
             _reap(clone_pid)
         elif t == "phase":
-            events.phase(msg["phase"], msg["ms"], msg["calls"], state["init_pid"])
+            events.phase(msg["phase"], msg["ms"], msg["calls"], state["init_pid"], view=msg.get("view"))
             protocol.send(sock, {"t": "continue"})
         elif t == "cgroup-dirs":
             state["cgroup"] = cg
@@ -315,7 +312,7 @@ def _answer(c, config, bundle, state, events, sock, clone_pid, cg, console_socke
             for fd in fds:
                 os.close(fd)
         elif t == "cgroup":
-            _join_cgroup(cg, config, state)
+            join_cgroup(cg, config, state)
             protocol.send(sock, {"t": "cgroup-done"})
         elif t == "hooks":
             st = _hook_state(c, config, bundle, state, hooks.CREATE_STATUS)
@@ -330,7 +327,7 @@ def _answer(c, config, bundle, state, events, sock, clone_pid, cg, console_socke
             return
 
 
-def _join_cgroup(cg, config, state):
+def join_cgroup(cg, config, state):
     """Limits first, then move init in: it never runs a moment unlimited (runc's order too)."""
     from ..cgroups import device_rules
     state["cgroup"] = cg

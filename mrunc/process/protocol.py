@@ -12,6 +12,8 @@ file descriptor can ride along with SCM_RIGHTS.
     clone    {"t": "pid", "pid": N}               init forked (N as the parent sees it); clone exits
     init     {"t": "phase", "phase": P,           phase P finished in ms, making these kernel calls.
               "ms": F, "calls": [...]}            Parent reports it (trace / stepper), then answers
+              (+ "view": {...} when stepping:       init's own view of itself (selfview.py), for a
+                                                    caller who cannot read it from outside)
     parent   {"t": "continue"}                      "continue" when the next phase may run
     init     {"t": "mount-source", "path": P,     (user namespace, runtime root on the host; mount
               "recursive": B} [+ fd]                phase) open bind source P for me; the first request

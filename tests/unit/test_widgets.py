@@ -101,6 +101,8 @@ def test_click_next_through_every_phase():
         assert '<li class="mr-now" title=' in panel
         if phase in EXPECT:
             assert EXPECT[phase] in panel, phase
+        from mrunc import phases
+        assert f"<b>{phases.get(phase).function}</b>" in panel   # the code that just ran
         if phase != "exec":
             assert f"{len(session.steps[-1].calls)} calls" in st.status.value
             assert not st.next_button.disabled
