@@ -153,7 +153,9 @@ def _first_error(nb, exc) -> str:
     for i, cell in enumerate(nb.cells):
         for o in cell.get("outputs", ()):
             if o.get("output_type") == "error":
-                return f"cell {i + 1} failed: {o.get('ename')}: {o.get('evalue')}"
+                what = ("drawing the widgets failed" if cell.source == _COLLECT_CELL else
+                        f"cell {i + 1} failed")
+                return f"{what}: {o.get('ename')}: {o.get('evalue')}"
     return str(exc).strip().splitlines()[-1]
 
 

@@ -197,3 +197,22 @@ def test_shown_widgets_redraw_their_drawing_in_place():
     assert len(m_updates) == 1                        # the end of the watch, not every sample
     assert "OOM killed at" in m_updates[-1].data["text/html"]
     assert m_updates[-1].data[WIDGET_VIEW] == first_m.data[WIDGET_VIEW]   # the live view stays
+
+
+def test_slides_take_reveal_from_where_they_are_told():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# One"), nbformat.v4.new_markdown_cell("## Two")]
+    cdn = export._slides(nb, None)
+    local = export._slides(nb, "reveal.js-4")
+    assert 'href="reveal.js-4/dist/reveal.css"' in local and '"reveal.js-4/dist/reveal.js"' in local
+    assert "reveal.js-4/dist" not in cdn
+    assert local.count("<section") == 2 * 2              # a slide (outer + inner section) per heading
+    assert "slideshow" not in nb.cells[0].metadata          # the caller's notebook is left as it was
+
+
+def test_an_error_while_drawing_is_named_so():
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell(export._COLLECT_CELL)
+    cell.outputs = [nbformat.v4.new_output("error", ename="KeyError", evalue="'x'", traceback=[])]
+    nb.cells = [nbformat.v4.new_code_cell("1"), cell]
+    assert export._first_error(nb, None) == "drawing the widgets failed: KeyError: 'x'"
