@@ -21,6 +21,7 @@ import os
 
 from mrunc import phases as _phase_defs
 from mrunc.phases import NAMES as PHASES, phases as _phases   # the one list of phases
+from mrunc.record import CallRecord
 from mrunc.snapshot import CAP_SETS, NS_MEANING, Diff, Snapshot, human_bytes
 
 __all__ = ["namespace_table", "mount_tree", "cgroup_panel", "security_badges", "process_tree",
@@ -134,6 +135,7 @@ box-shadow:0 0 0 4px color-mix(in srgb,var(--mr-accent) 22%,transparent)}
 .mrunc ol.mr-calls li::marker{color:var(--mr-fg3)}
 .mrunc ol.mr-calls .mr-fn{color:var(--mr-accent);font-weight:600}
 .mrunc ol.mr-calls .mr-arg{color:var(--mr-fg2)}
+.mrunc ol.mr-calls .mr-who{display:inline-block;min-width:4.5em;color:var(--mr-fg3)}
 .mrunc ul.mr-summary{margin:0;padding:0 0 0 18px}
 .mrunc ul.mr-summary li{margin:2px 0}
 .mrunc ul.mr-summary li::marker{color:var(--mr-ok)}
@@ -593,24 +595,29 @@ def _syscall_list(calls) -> str:
         return '<span class="mr-muted">no system calls recorded</span>'
     # Runs of one call differing only in its last argument (the bounding set dropped one cap at a
     # time, /dev nodes made one by one) are drawn as one line.
+    # Each call says which process made it (runtime, clone, init, hook: mrunc.record), if known.
     runs = []
     for call in calls:
+        call = CallRecord.of(call) if isinstance(call, dict) else call   # as the runtime sent it
         name, *args = call
+        who = getattr(call, "who", None)
         shown = _call_args(name, args)
         last = runs[-1] if runs else None
-        if last and last[0] == name and shown and len(last[1]) == len(shown) and last[1][:-1] == shown[:-1]:
+        if last and last[0] == name and last[3] == who and shown and len(last[1]) == len(shown) \
+                and last[1][:-1] == shown[:-1]:
             last[2].append(shown[-1])
         else:
-            runs.append((name, shown, [shown[-1]] if shown else []))
+            runs.append((name, shown, [shown[-1]] if shown else [], who))
     items = []
-    for name, shown, lasts in runs:
+    for name, shown, lasts, who in runs:
+        badge = f'<span class="mr-who">{_e(who)}</span>' if who else ""
         if len(lasts) > 2:
             vals = ", ".join(lasts[:3]) + (f", … {lasts[-1]}" if len(lasts) > 3 else "")
             lines = [(shown[:-1] + ["…"], f' <span class="mr-dim">× {len(lasts)}: {_e(vals)}</span>')]
         else:
             lines = [(shown[:-1] + [v] if shown else [], "") for v in lasts or [None]]
         for args, more in lines:
-            items.append(f'<li><span class="mr-fn">{_e(name)}</span>(<span class="mr-arg">'
+            items.append(f'<li>{badge}<span class="mr-fn">{_e(name)}</span>(<span class="mr-arg">'
                          f'{", ".join(_e(a) for a in args)}</span>){more}</li>')
     return f'<div class="mr-scroll" style="max-height:320px"><ol class="mr-calls">{"".join(items)}</ol></div>'
 

@@ -145,7 +145,10 @@ class Stepper(StaticView, w.VBox):
                                             times=times, phases=phases) if before is not None else
                                 render.phase_list(phases, None, failed=last.phase, times=times))
         else:
-            if s.done:
+            if s.done and getattr(s, "error", None):     # aborted between two phases
+                self.status.value = _status(f"✗ aborted after <b>{_e(last.phase)}</b>: the runtime "
+                                            f"undid what it had done ({_e(s.error)})", "bad", last.phase)
+            elif s.done:
                 text = (f"done: <code>{_e(s.name)}</code> runs its program "
                         f"(exec {last.ms:.1f} ms)" if last.snapshot is not None else
                         f"done: the program already ended ({_e(_exit_text(s))})")

@@ -44,7 +44,7 @@ import _signal as signal   # the C module under `signal`: same calls, without it
 import os
 import time
 
-from .. import linux
+from .. import fastjson, linux, record
 from ..linux import Syscalls
 from ..spec.consts import IOPRIO_CLASSES, SCHED_FLAGS, SCHED_POLICIES
 from . import protocol
@@ -66,6 +66,7 @@ class Ctx:
         self.runtime_pid = kw.get("runtime_pid")  # `mrunc create`: the clone child's parent
         self.runtime_sources = kw.get("runtime_sources", False)  # the runtime opens bind sources
         self.proc = None  # init's private procfs handle (mrunc.procfs), made in the mount phase
+        self.report_exec = kw.get("report_exec", False)  # someone traces: exec's calls go to `start`
         self.self_view = kw.get("self_view", False)  # stepping: each report carries init's own view
 
 
@@ -82,8 +83,10 @@ def _namespaces(config):
 # ---------------------------------------------------------------- clone (in the clone child)
 
 def clone_child(sock, config, ctx):
-    """Runs in the first child. Never returns: forks init, reports its pid, exits."""
-    sys = Syscalls()
+    """Fork-and-unshare, the runtime writing our id maps: enter (or make) the user namespace
+    first, then the others in one unshare, and fork init — the first process that is *in* the
+    new PID namespace. Runs in the clone child; never returns: reports init's pid, exits."""
+    sys = Syscalls(who="clone")
     t0 = time.perf_counter()
     try:
         _close_inherited(keep={0, 1, 2, sock.fileno(), ctx.state_dirfd,
@@ -246,7 +249,7 @@ class _Phases:
 
     def done(self):
         ms = (time.perf_counter() - self.t0) * 1000
-        calls = [[n, *map(_jsonable, a)] for n, a in self.sys.take_log()]
+        calls = record.as_dicts(self.sys.take_log())
         msg = {"t": "phase", "phase": self.name, "ms": round(ms, 3), "calls": calls}
         if self.view:
             msg["view"] = self.view()
@@ -257,10 +260,6 @@ class _Phases:
 
     def begin(self, name):
         self.name, self.t0 = name, time.perf_counter()
-
-
-def _jsonable(v):
-    return v if isinstance(v, (str, int, float, bool, type(None), list)) else str(v)
 
 
 def _self_view(ctx):
@@ -277,6 +276,9 @@ def init_main(sock, config, ctx, sys, t0):
     _preload(config, ctx)
     _set_signals()
     sys.set_name("mrunc:[init]")
+    # Our calls from here on are init's. Its pid as the runtime knows it is not ours to see
+    # (getpid says 1): the runtime fills it in.
+    sys.who, sys.pid = "init", None
     ph = _Phases(sock, sys, t0, _self_view(ctx))
     try:
         ph.done()
@@ -302,7 +304,7 @@ def init_main(sock, config, ctx, sys, t0):
         e = explain_emfile((config.get("process") or {}).get("rlimits"), e)
         protocol.send(sock, protocol.error_message(ph.name, e))
         os._exit(1)
-    exec_phase(sock, config, ctx, path)
+    exec_phase(sys, sock, config, ctx, path)
 
 
 def _preload(config, ctx):
@@ -346,7 +348,9 @@ def mount_phase(sys, sock, config, ctx):
                 sources.close()
         rfs.setup_dev(sys, config, rootfs, bool((config.get("process") or {}).get("terminal")))
         if ctx.cgroup_bind:
-            # the parent makes our cgroup directories now (limits and joining stay in the cgroup phase)
+            # The runtime makes our cgroup directories now, in the mount phase: they are bound
+            # into the rootfs (no cgroup namespace of our own to mount a cgroup fs in, see
+            # parent._needs_cgroup_bind). Limits and joining stay in the cgroup phase.
             protocol.send(sock, {"t": "cgroup-dirs"})
             rfs.bind_cgroup_entries(sys, config, rootfs, protocol.recv(sock, "cgroup-dirs")["dirs"])
     else:
@@ -362,7 +366,7 @@ def mount_phase(sys, sock, config, ctx):
     if "createContainer" in ctx.has_hooks:
         from .. import hooks
         hooks.run_in_container(config, "createContainer",
-                               dict(ctx.hook_state, status=hooks.CREATE_STATUS))
+                               dict(ctx.hook_state, status=hooks.CREATE_STATUS), sys)
     return rootfs
 
 
@@ -382,7 +386,9 @@ class _RuntimeSources:
         self.sent = True
         answer = protocol.recv(self.sock, "mount-source", with_fds=True)
         # what the runtime asked the kernel for us shows in this phase's record, in its place
-        self.sys.log += [(c[0], tuple(c[1:])) for c in answer.get("calls") or []]
+        for c in answer.get("calls") or []:
+            self.sys.add(c["call"], *c["args"], t=c["t"], ms=c["ms"] or 0.0, who=c["who"],
+                         pid=c["pid"], ret=c.get("ret"), err=c.get("errno"))
         if "errno" in answer:
             raise OSError(answer["errno"], answer["message"], path)
         fd = answer["_fds"][0]
@@ -619,8 +625,10 @@ def find_executable(name, env):
 
 # ---------------------------------------------------------------- exec (at `mrunc start`)
 
-def exec_phase(sock, config, ctx, path):
-    """Tell create we are ready, block until start, then become the user's program."""
+def exec_phase(sys, sock, config, ctx, path):
+    """Tell create we are ready, block until `start` opens exec.fifo, run the startContainer
+    hooks, close every fd the program must not get, and execve it. With someone tracing, our
+    calls up to and including the execve go to `start` through the fifo, just before it."""
     proc = config["process"]
     env = _env(proc.get("env") or [])
     if "HOME" not in env:
@@ -636,22 +644,28 @@ def exec_phase(sock, config, ctx, path):
     try:
         # Blocks until `mrunc start` opens the other end. Opened relative to the state dir fd we
         # kept from before pivot_root: the host path is unreachable from inside the rootfs.
-        fifo = os.open("exec.fifo", os.O_WRONLY | os.O_CLOEXEC, dir_fd=ctx.state_dirfd)
+        with sys.around("open", "exec.fifo", "O_WRONLY") as call:
+            call.note = "blocks until `start` opens the other end"
+            fifo = os.open("exec.fifo", os.O_WRONLY | os.O_CLOEXEC, dir_fd=ctx.state_dirfd)
         sock.close()
         os.close(ctx.state_dirfd)
         if "startContainer" in ctx.has_hooks:
             from .. import hooks
-            hooks.run_in_container(config, "startContainer", dict(ctx.hook_state, status="created"))
-        _close_fds(3 + ctx.preserve_fds)
+            hooks.run_in_container(config, "startContainer", dict(ctx.hook_state, status="created"),
+                                   sys)
+        _close_fds(3 + ctx.preserve_fds, sys)
         # Python ignores SIGPIPE and SIGXFSZ, and ignored signals survive execve: give the
         # program the defaults (or `yes | head` would never end).
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
         # "0": all went well. The fifo is close-on-exec, so `start` sees end-of-file at the very
         # moment execve succeeds: that is when the program has started (and poststart may run).
-        os.write(fifo, b"0")
+        # Traced, this phase's calls follow, one JSON line, the execve last (see api.start).
+        def ready(log):
+            line = fastjson.dumps(record.as_dicts(log), compact=True).encode() + b"\n"
+            os.write(fifo, b"0" + line if ctx.report_exec else b"0")
         try:
-            os.execve(path, proc["args"], env)
+            sys.execve(path, proc["args"], env, ready)
         except OSError as e:  # found at create, but a bind mount may cover it with anything
             raise OSError(e.errno, f"process.args[0]: exec {proc['args'][0]}: {e.strerror}") from None
     except BaseException as e:  # noqa: BLE001 — report to `start` if it is listening, else stderr
@@ -675,16 +689,10 @@ def _env(pairs):
     return env
 
 
-def _close_fds(first):
+def _close_fds(first, sys=None):
     """Leave the program only stdio and the preserved fds: any other fd is a way out (S3).
     Our own fds are O_CLOEXEC already; this catches whatever the caller of create leaked to us."""
-    for name in os.listdir("/proc/self/fd") if os.path.isdir("/proc/self/fd") else []:
-        fd = int(name)
-        if fd >= first:
-            try:
-                os.set_inheritable(fd, False)
-            except OSError:
-                pass
+    (sys or Syscalls()).cloexec_from(first)
     for fd in range(3, first):
         try:
             os.set_inheritable(fd, True)

@@ -8,7 +8,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
-from .. import phases as _phases
+from .. import phases as _phases, record
 from .errors import cli_error
 
 
@@ -17,7 +17,7 @@ class Step:
     """One phase the runtime ran while we watched (see StepSession)."""
     phase: str
     ms: float = 0.0
-    calls: list = field(default_factory=list)
+    calls: list = field(default_factory=list)  # mrunc.record.CallRecord: [name, *args] + who, ms…
     pid: int | None = None
     snapshot: object = None             # mrunc.snapshot.Snapshot
     diff: object = None                 # mrunc.snapshot.Diff vs the previous step's snapshot
@@ -123,7 +123,7 @@ class StepSession:
         elif self._view is not None:
             self._view = {k: v for k, v in self._view.items() if k != "ifflags"}
         snap = self._snapshot(pid or self.container.shim.pid, self._view if pid else None)
-        step = Step(ev["phase"], ev.get("ms", 0.0), ev.get("calls") or [], pid, snap,
+        step = Step(ev["phase"], ev.get("ms", 0.0), record.calls(ev.get("calls")), pid, snap,
                     self._diff(snap), network=ev.get("network"))
         self.steps.append(step)
         return step
@@ -194,25 +194,20 @@ class StepSession:
         return snapshot.diff(prev, snap)
 
     def _exec(self, t0):
-        """The last step: `continue` lets create finish; `run` then starts the container and
-        init execve()s the program. We watch for the new program to appear."""
+        """The last step: `continue` lets create finish; `run` then starts the container, init
+        execve()s the program, and the runtime reports the exec phase (init's calls and its own)
+        once it has seen the execve work. It does not wait for an answer."""
         pid = self.steps[-1].pid
-        before = _comm(pid)
         self._answer(b"continue")
+        ev = self._read_event() or {}
+        if ev.get("event") != "phase-done":
+            ev = {}     # the runtime failed or exited first: the error is found below
         deadline = time.monotonic() + self.timeout
-        while time.monotonic() < deadline:
-            now = _comm(pid)
-            # execve renames the process after the program, a moment before its argv is in place
-            if now != before and _has_cmdline(pid):
-                break
-            if self.container.shim.poll() is not None:
-                break
-            time.sleep(0.001)
-        ms = round((time.perf_counter() - t0) * 1000, 3)
+        while ev and time.monotonic() < deadline and not _has_cmdline(pid):
+            time.sleep(0.001)   # execve renames the process a moment before its argv is in place
+        ms = ev.get("ms") or round((time.perf_counter() - t0) * 1000, 3)
         snap = self._snapshot(pid) if _comm(pid) is not None else None
-        args = (self.container.config.get("process") or {}).get("args") or []
-        calls = [["open", "exec.fifo", "O_WRONLY"], ["execve", args[0] if args else "", " ".join(args)]]
-        step = Step("exec", ms, calls, pid, snap, self._diff(snap))
+        step = Step("exec", ms, record.calls(ev.get("calls")), pid, snap, self._diff(snap))
         if snap is None:
             code = self.container.wait(5)
             if code not in (None, 0) and self.container.status in ("stopped", "deleted") and \

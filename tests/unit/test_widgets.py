@@ -137,6 +137,7 @@ def test_abort():
     st.abort_button.click()
     assert session.answers[-1] == "abort"
     assert st.next_button.disabled and st.abort_button.disabled
+    assert "aborted after <b>clone</b>" in st.status.value and "runs its program" not in st.status.value
 
 
 def test_failed_phase_is_red_with_the_error():
