@@ -15,14 +15,13 @@ import secrets
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from labserver import REPO, browser_page, require_browser
+
 NOTEBOOKS = REPO / "notebooks"
 ARTIFACTS = REPO / "test-artifacts" / "export"
-CHROMIUM = "/usr/bin/chromium"
 
 pytestmark = [pytest.mark.browser, pytest.mark.root, pytest.mark.slow]
 
@@ -63,10 +62,7 @@ def exported(tmp_path_factory):
 @pytest.fixture(scope="module")
 def offline(exported):
     """A page in a browser context with no network: (page, the outside URLs it tried)."""
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} missing: apt-get install chromium (make setup does)")
-    pytest.importorskip("playwright.sync_api", reason="pip install playwright (make setup)")
-    from playwright.sync_api import sync_playwright
+    require_browser()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     tried = []
 
@@ -76,17 +72,10 @@ def offline(exported):
         else:
             tried.append(route.request.url)
             route.abort()
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"])
-        try:
-            ctx = browser.new_context(offline=True, viewport={"width": 1400, "height": 1000})
-            ctx.route("**/*", only_files)
-            yield ctx.new_page(), tried
-        finally:
-            browser.close()
+    with browser_page(1400, 1000) as page:
+        page.context.set_offline(True)
+        page.context.route("**/*", only_files)
+        yield page, tried
 
 
 def _open(page, path):
