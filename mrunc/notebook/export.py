@@ -10,8 +10,10 @@ self-contained HTML/SVG (`static_html()`), and its output carries that drawing b
 nbconvert show when there is no kernel).
 
 A drawing made at display time is already stale by the next click. So a widget is shown with a
-display id and redraws its drawing in place (`redraw_static()`, an update_display_data) at the
-moments worth keeping: the stepper after each phase, the monitor when its container stopped.
+display id and redraws its drawing in place (`redraw_static()`, an update_display_data) when it
+reaches its end state: the stepper when the walk is over, the monitor when its container stopped.
+Not at every change: JupyterLab re-creates the live view on each update (a click on it then
+could be lost).
 That keeps a notebook saved from JupyterLab, or executed by nbclient (Jupyter Book, MyST), current.
 An export goes further and asks the widgets themselves at the end of the run, in the same kernel:
 
@@ -68,8 +70,8 @@ class StaticView:
     def redraw_static(self):
         """Bring the drawing in this widget's outputs up to date (update_display_data), so a
         notebook saved from JupyterLab, or run by nbclient (Jupyter Book, MyST), keeps the
-        state. JupyterLab redraws the live view too: widgets call this when a moment is worth
-        keeping (a phase done, the end), not at every sample."""
+        state. JupyterLab re-creates the live view too: widgets call this when a moment is
+        worth keeping (the end of a walk or a watch), not at every change."""
         handles = getattr(self, "_static_handles", ())
         if handles:
             bundle = self._repr_mimebundle_()

@@ -163,7 +163,11 @@ class Stepper(StaticView, w.VBox):
             else:
                 self.panel.value = render.phase_list(phases, last.phase, times=times) + \
                     render.syscall_list(last.calls) + render.phase_code(last.phase)
-        self.redraw_static()        # a phase done (or failed): the saved notebook shows it
+        if done:
+            # The walk is over (or failed): the saved notebook shows the whole filmstrip. Not
+            # after each phase: JupyterLab re-creates the live view on every update, and a
+            # click on Next landing on the old one would be lost.
+            self.redraw_static()
 
 
 def _exit_text(session):
