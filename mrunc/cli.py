@@ -395,11 +395,13 @@ def do_network(a, log):
 
 def _export_verb(cmd):
     s = cmd("export", "run a notebook and write it as HTML (and reveal.js slides) whose widgets "
-                      "show their state without a kernel: export NOTEBOOK [--out DIR] [--slides]")
+                      "show their state without a kernel: export NOTEBOOK [--out DIR] [--slides] [--ipynb]")
     s.add_argument("notebook", help="the .ipynb to run")
     s.add_argument("--out", help="directory for NAME.html, NAME.slides.html (default: export/ "
                    "beside the notebook)")
     s.add_argument("--slides", action="store_true", help="also write reveal.js slides")
+    s.add_argument("--ipynb", action="store_true", help="also write the executed notebook, widgets "
+                   "drawn (for GitHub, Jupyter Book / MyST without execution)")
     s.add_argument("--reveal-prefix", help="where the slides load reveal.js from (default: its CDN; "
                    "a local copy for a talk without network)")
     s.add_argument("--timeout", type=int, default=600, help="seconds a cell may run (default 600)")
@@ -417,7 +419,7 @@ def do_export(a, log):
     try:
         from .notebook.export import ExportError, export
         t0 = time.monotonic()
-        paths = export(a.notebook, a.out, slides=a.slides, timeout=a.timeout,
+        paths = export(a.notebook, a.out, slides=a.slides, ipynb=a.ipynb, timeout=a.timeout,
                        reveal_prefix=a.reveal_prefix)
     except ImportError as e:
         raise MruncError(f"export: {e.name} is missing: pip install 'mrunc[notebook]'") from None

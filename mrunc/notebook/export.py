@@ -22,7 +22,9 @@ An export goes further and asks the widgets themselves at the end of the run, in
      phase: `export_finish()`) and hands over `static_html()`, keyed by its model id;
   2. that cell is dropped; in every output showing one of those widgets, the widget view is
      replaced by its drawing (and the saved widget state goes when no widget view is left);
-  3. nbconvert writes `NAME.html` and, with slides, `NAME.slides.html` (reveal.js).
+  3. nbconvert writes `NAME.html` and, with slides, `NAME.slides.html` (reveal.js); with ipynb,
+     the executed notebook itself is kept too (`NAME.ipynb`, for GitHub or a Jupyter Book /
+     MyST site built without executing).
 
 The interface a widget needs to take part (course widgets, e.g. the file-access monitor): derive
 from StaticView (before the ipywidgets class) and define `static_html() -> str`; call
@@ -99,10 +101,12 @@ class ExportError(Exception):
     """One line for the command: what failed, where."""
 
 
-def export(notebook, out_dir=None, *, html=True, slides=True, timeout=600, kernel_name=None,
-           reveal_prefix=None) -> list[Path]:
-    """Run `notebook` in a fresh kernel (its own directory as cwd) and write NAME.html and/or
-    NAME.slides.html into `out_dir` (default: beside the notebook, in export/). Returns the paths."""
+def export(notebook, out_dir=None, *, html=True, slides=True, ipynb=False, timeout=600,
+           kernel_name=None, reveal_prefix=None) -> list[Path]:
+    """Run `notebook` in a fresh kernel (its own directory as cwd) and write NAME.html,
+    NAME.slides.html and/or NAME.ipynb (executed, widgets drawn: for GitHub, or a Jupyter Book /
+    MyST site that does not execute) into `out_dir` (default: export/ beside the notebook).
+    Returns the paths."""
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import DeadKernelError
@@ -135,6 +139,8 @@ def export(notebook, out_dir=None, *, html=True, slides=True, timeout=600, kerne
         written.append(_write(out / f"{src.stem}.html", _html(nb)))
     if slides:
         written.append(_write(out / f"{src.stem}.slides.html", _slides(nb, reveal_prefix)))
+    if ipynb:
+        written.append(_write(out / f"{src.stem}.ipynb", nbformat.writes(nb)))
     return written
 
 

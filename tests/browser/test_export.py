@@ -44,7 +44,7 @@ def exported(tmp_path_factory):
     lab_root = f"/run/mrunc-exporttest-{secrets.token_hex(4)}"
     env = dict(os.environ, MRUNC_LAB_ROOT=lab_root)
     seconds = {}
-    for name, extra in (("inside-a-container", ["--slides"]), ("networking", [])):
+    for name, extra in (("inside-a-container", ["--slides", "--ipynb"]), ("networking", [])):
         t0 = time.monotonic()
         p = subprocess.run([sys.executable, "-m", "mrunc", "export", str(NOTEBOOKS / f"{name}.ipynb"),
                             "--out", str(out), *extra], env=env, capture_output=True, text=True,
@@ -52,7 +52,7 @@ def exported(tmp_path_factory):
         seconds[name] = time.monotonic() - t0
         assert p.returncode == 0, p.stderr
         assert p.stdout.split() == [str(out / f"{name}.html")] + (
-            [str(out / f"{name}.slides.html")] if extra else [])
+            [str(out / f"{name}.slides.html"), str(out / f"{name}.ipynb")] if extra else [])
     print(f"export times: {', '.join(f'{k} {v:.1f} s' for k, v in seconds.items())}")
     assert not os.path.exists(lab_root), f"the export's kernel left containers: {os.listdir(lab_root)}"
     assert not os.path.exists(lab_root + ".bundles")
@@ -128,6 +128,21 @@ def test_exported_html_shows_every_phase_and_the_oom_chart_offline(exported, off
     finally:
         page.screenshot(path=str(ARTIFACTS / "html-top.png"))
     assert tried, "the page should have tried (and failed) to load its CDN scripts: not offline?"
+
+
+def test_exported_notebook_carries_the_drawings_not_the_widgets(exported):
+    """NAME.ipynb, for GitHub or a Jupyter Book built without executing: every output that was a
+    widget is its drawing now, and no widget state is left to need a kernel or a CDN."""
+    import nbformat
+    nb = nbformat.read(exported / "inside-a-container.ipynb", as_version=4)
+    datas = [o.get("data", {}) for c in nb.cells for o in c.get("outputs", ())]
+    assert not any("application/vnd.jupyter.widget-view+json" in d for d in datas)
+    assert "widgets" not in nb.metadata
+    html = [d["text/html"] for d in datas if "text/html" in d]
+    strip = next(h for h in html if "mrunc-filmstrip" in h)
+    assert re.findall(r'mr-frame[^"]*" data-phase="(\w+)"', strip) == list(CHANGED)
+    assert any("OOM killed at" in h and "<svg" in h for h in html)
+    assert not any("mrunc.notebook.export" in "".join(c.source) for c in nb.cells)  # the collecting cell
 
 
 def test_exported_slides_show_the_same_offline(exported, offline):
