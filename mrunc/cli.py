@@ -397,8 +397,8 @@ def _export_verb(cmd):
     s = cmd("export", "run a notebook and write it as HTML (and reveal.js slides) whose widgets "
                       "show their state without a kernel: export NOTEBOOK [--out DIR] [--slides] [--ipynb]")
     s.add_argument("notebook", help="the .ipynb to run")
-    s.add_argument("--out", help="directory for NAME.html, NAME.slides.html (default: export/ "
-                   "beside the notebook)")
+    s.add_argument("--out", help="directory for the files written (default: export/ beside the "
+                   "notebook)")
     s.add_argument("--slides", action="store_true", help="also write reveal.js slides")
     s.add_argument("--ipynb", action="store_true", help="also write the executed notebook, widgets "
                    "drawn (for GitHub, Jupyter Book / MyST without execution)")
