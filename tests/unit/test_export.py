@@ -1,9 +1,11 @@
 """The widgets on paper (mrunc.notebook.export): each one's static drawing of its current state,
-the collection an export runs in the kernel, and the rewrite of a notebook's widget outputs.
-No kernel, no browser: the fakes of test_widgets drive the real widgets (tests/browser/test_export.py
-opens a real export offline)."""
+the collection an export runs in the kernel, the rewrite of a notebook's widget outputs, and (two
+slow tests, a plain Python kernel) the command end to end. No root, no containers, no browser: the
+fakes of test_widgets drive the real widgets (tests/browser/test_export.py opens a real export of
+the real notebooks offline)."""
 import html
 import re
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -220,3 +222,35 @@ def test_an_error_while_drawing_is_named_so():
     cell.outputs = [nbformat.v4.new_output("error", ename="KeyError", evalue="'x'", traceback=[])]
     nb.cells = [nbformat.v4.new_code_cell("1"), cell]
     assert export._first_error(nb, None) == "drawing the widgets failed: KeyError: 'x'"
+
+
+@pytest.mark.slow
+def test_export_end_to_end_without_containers(tmp_path):
+    """The whole pipeline — nbclient, the collecting cell, the rewrite, nbconvert — on widgets over
+    this file's fakes: a stepper nobody walked and a monitor that saw its OOM kill after it was
+    displayed. Both must be on paper in their end state."""
+    here = Path(__file__).parent
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# Fakes"),
+        nbformat.v4.new_code_cell(f"import sys; sys.path.insert(0, {str(here)!r})\n"
+                                  "from test_widgets import FakeContainer, FakeSession\n"
+                                  "from mrunc.notebook.widgets import Monitor, Stepper\n"
+                                  "Stepper(FakeSession())"),
+        nbformat.v4.new_code_cell("m = Monitor(FakeContainer(), autostart=False)\nm"),
+        nbformat.v4.new_code_cell("for _ in range(5):\n    m.poll()"),
+    ]
+    nbformat.write(nb, tmp_path / "fakes.ipynb")
+    paths = export.export(tmp_path / "fakes.ipynb", tmp_path / "out", slides=True, ipynb=True,
+                          timeout=120)
+    assert [p.name for p in paths] == ["fakes.html", "fakes.slides.html", "fakes.ipynb"]
+    done = nbformat.read(tmp_path / "out" / "fakes.ipynb", as_version=4)
+    assert len(done.cells) == 4                                   # the collecting cell is gone
+    stepper, monitor = (c.outputs[0]["data"] for c in done.cells[1:3])
+    assert WIDGET_VIEW not in stepper and WIDGET_VIEW not in monitor
+    assert [p for p, _ in frames(stepper["text/html"])] == list(PHASES)
+    assert "OOM killed at" in monitor["text/html"] and len(_points(monitor["text/html"])) == 5
+    for page in paths[:2]:
+        text = page.read_text()
+        assert text.count('class="mr-card mr-frame') == len(PHASES) and "OOM killed at" in text
+        assert "application/vnd.jupyter.widget-view+json" not in text
