@@ -26,13 +26,15 @@ rootfs, so they are made in the mount phase — the record shows the call in the
 Plain tuples and one small class: this module is imported by every `mrunc create`.
 """
 
-RUNTIME, INIT, HOOK = "runtime", "init", "hook"
+# Who runs a phase, and who makes a call in the record (mrunc.record): the runtime, the clone
+# child (it unshares, then forks init), init, or a hook's own process.
+RUNTIME, CLONE, INIT, HOOK = "runtime", "clone", "init", "hook"
 
 
 class Phase:
     """One phase: `name` (as --trace prints it), a short `title`, what the `kernel` is asked in
-    plain words, which `process` runs it, the `function` implementing it ("module:function"),
-    and `also`, the other process's functions that take part."""
+    plain words, which `process` runs it (RUNTIME, CLONE or INIT), the `function` implementing
+    it ("module:function"), and `also`, the other process's functions that take part."""
 
     __slots__ = ("name", "title", "kernel", "process", "function", "also")
 
@@ -51,7 +53,7 @@ PHASES = (
     Phase("clone", "fork, and unshare the namespaces",
           "fork, then unshare: the new process gets its own user, PID, mount, UTS, IPC and "
           "network namespaces (the runtime writes the user namespace's uid/gid maps)",
-          INIT, "mrunc.process.init:clone_child", ("mrunc.process.parent:write_id_maps",)),
+          CLONE, "mrunc.process.init:clone_child", ("mrunc.process.parent:write_id_maps",)),
     Phase("mount", "mount the rootfs, /proc, /dev… (still in the host's /)",
           "mount: / made private, the rootfs bound, /proc, /dev, /sys… mounted inside it — still "
           "under the host's /",

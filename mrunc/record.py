@@ -10,8 +10,9 @@ A call, as it travels (JSON) and as Step.calls holds it:
 
     {"call": "write", "args": ["/sys/fs/cgroup/pids/c1/cgroup.procs", "4242"],
      "who": "runtime", "pid": 4200, "t": 1733541234.123456, "ms": 0.512}
-    + "errno": "EPERM" if it failed, "ret": 7 for a non-zero result (a new fd, a hook's exit
-      status), "note": "…" when a call runs in a phase one would not expect, and why.
+    "pid" and "ms" are left out when unknown; "errno": "EPERM" is added if it failed, "ret": 7
+    for a non-zero result (a new fd, a hook's exit status), "note": "…" when a call runs in a
+    phase one would not expect, and why.
 
 `who`: "runtime"; "clone" (the clone child, which unshares and forks init); "init"; "hook" (a
 hook's own process, run by the runtime or by init). Step.calls holds them as `CallRecord` lists —
@@ -24,8 +25,11 @@ Plain functions over plain data: imported by every `mrunc create`, and by the no
 def as_dict(c):
     """A Syscalls log entry (mrunc.linux.Call) as the record's JSON object."""
     name, args = c
-    d = {"call": name, "args": [_jsonable(a) for a in args], "who": c.who, "pid": c.pid,
-         "t": round(c.t, 6), "ms": c.ms}
+    d = {"call": name, "args": [_jsonable(a) for a in args], "who": c.who, "t": round(c.t, 6)}
+    if c.pid is not None:       # init's is filled in by the runtime (init sees itself as 1)
+        d["pid"] = c.pid
+    if c.ms is not None:        # a fake's calls, and an execve, take no measured time
+        d["ms"] = c.ms
     if c.errno:
         d["errno"] = c.errno
     elif c.ret:
@@ -82,11 +86,23 @@ def calls(records):
 
 # ---- the text of --trace and --debug ------------------------------------------------------------
 
+def _spent(rec):
+    """Where the phase's time went, by process: "  (in calls: runtime 2.9 ms, init 0.4 ms)". A
+    phase lasts as long as its slowest party; this says who that was."""
+    by = {}
+    for c in rec.get("calls") or ():
+        if isinstance(c, dict) and c.get("ms") is not None:
+            by[c.get("who")] = by.get(c.get("who"), 0.0) + c["ms"]
+    if not by:
+        return ""
+    return "  (in calls: " + ", ".join(f"{who} {ms:.3f} ms" for who, ms in by.items()) + ")"
+
+
 def format_phase(rec):
     """One line per phase, then its calls: who made each (and its pid), how long it took, how it
     ended. A run of the same call by the same process with the same first argument (38 ×
     prctl(PR_CAPBSET_DROP, …)) is folded into one line, with the total time."""
-    lines = [f"mrunc: phase {rec['phase']:<10} {rec['ms']:8.3f} ms\n"]
+    lines = [f"mrunc: phase {rec['phase']:<10} {rec['ms']:8.3f} ms{_spent(rec)}\n"]
     runs = []
     for c in rec.get("calls") or ():
         c = c if isinstance(c, dict) else CallRecord.of(c).as_dict()

@@ -215,14 +215,10 @@ class Syscalls:
         gives, to set `ret` or `pid` on."""
         return _Around(self, name, args, who)
 
-    # -- files: mkdir, rmdir, write (cgroupfs, /proc) --
+    # -- files: a cgroup is a directory (writes: see write_file below) --
     def mkdir(self, path, mode=0o755):
         self._rec("mkdir", path, oct(mode))
         os.mkdir(path, mode)
-
-    def rmdir(self, path):
-        self._rec("rmdir", path)
-        os.rmdir(path)
 
     # -- namespaces --
     def unshare(self, flags):
@@ -504,6 +500,7 @@ def _timed(method):
     return timed
 
 
+# Every method that logs a call gets its duration and outcome (those that log none: no effect).
 for _name, _fn in list(vars(Syscalls).items()):
     if not _name.startswith("_") and callable(_fn) and _name not in ("take_log", "add", "around",
                                                                     "capget", "set_name"):

@@ -728,7 +728,8 @@ def _phase_code(name) -> str:
         ph = _phase_defs.get(name)
     except KeyError:
         return ""
-    other = _phase_defs.RUNTIME if ph.process == _phase_defs.INIT else _phase_defs.INIT
+    # `also`: the other side's part — the runtime's, for a phase of the container's processes
+    other = _phase_defs.INIT if ph.process == _phase_defs.RUNTIME else _phase_defs.RUNTIME
     body = _function(ph.function, ph.process) + "".join(_function(ref, other) for ref in ph.also)
     return _card("The code that ran", body, f"{_e(ph.function)}"
                  + (f" · with the {other}'s part" if ph.also else ""))

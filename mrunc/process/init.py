@@ -10,20 +10,24 @@ fork, and that saves a whole interpreter start):
                 from then on, the container's PID 1 *is* the user's program.
 
     clone       unshare(user) -> parent writes uid/gid maps -> join/unshare the rest -> fork init
-    mount       / made rslave, rootfs bound on itself, mounts[] in order, /dev nodes and links
+    mount       / made rslave, rootfs bound on itself, mounts[] in order, /dev nodes and links;
+                without a cgroup namespace of its own the container's cgroup dirs are bound in
+                now, so the parent makes them now (they show in this phase's record)
     pivot_root  the rootfs becomes /, the old root is detached; masked and read-only paths,
                 hostname, sysctl, the console
                 (without a mount namespace of its own, init mounts nothing at all and enters
                 the rootfs with chroot: the mount table it shares is the host's)
-    cgroup      the parent puts init in its cgroup and writes the limits; *then* init unshares the
-                cgroup namespace — so inside, its own cgroup is "/" — and mounts the cgroup fs
+    cgroup      the parent writes the limits and moves init into its cgroup; *then* init unshares
+                the cgroup namespace — so inside, its own cgroup is "/" — and mounts the cgroup fs
+                (unless it was bound in the mount phase), then makes / read-only if asked
     security    rlimits, oom_score_adj, groups/gid/uid, capabilities, no_new_privs, cwd; the
                 program is looked up now so a typo fails `create`, not `start`
     exec        wait for `start` on exec.fifo, then execve (the fd table closed down to stdio)
 
 After each phase init reports what it did to the parent (duration and kernel calls) and waits for
-"continue": that is how `--trace` prints the phases and how the notebook stepper pauses a real
-container between two of them.
+"continue": the parent adds the calls it made itself meanwhile (mrunc.record), and that one record
+is what `--trace` prints and where the notebook stepper pauses a real container. The phases,
+their order and the function of each are listed once, in mrunc.phases.
 
 Neither process may outlive a `create` that is killed before it has handed the container over
 (recorded it in state.json): nobody could find, start or delete it. Two guards, as runc has:
@@ -62,7 +66,7 @@ class Ctx:
         self.v1_hierarchies = kw.get("v1_hierarchies", [])
         self.has_hooks = kw.get("has_hooks", set())
         self.hook_state = kw.get("hook_state", {})  # id, bundle, annotations: for in-container hooks
-        self.cgroup_bind = kw.get("cgroup_bind", False)  # userns without cgroupns: bind, not mount
+        self.cgroup_bind = kw.get("cgroup_bind", False)  # no own cgroupns: bind, not mount
         self.runtime_pid = kw.get("runtime_pid")  # `mrunc create`: the clone child's parent
         self.runtime_sources = kw.get("runtime_sources", False)  # the runtime opens bind sources
         self.proc = None  # init's private procfs handle (mrunc.procfs), made in the mount phase

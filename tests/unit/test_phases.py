@@ -16,7 +16,7 @@ def test_order_is_the_kernels():
 
 def test_every_phase_names_its_function_and_process():
     for p in phases.phases(network=True):
-        assert p.process in (phases.RUNTIME, phases.INIT), p
+        assert p.process in (phases.RUNTIME, phases.CLONE, phases.INIT), p
         assert p.title and p.kernel, p
         for ref in (p.function, *p.also):
             module, _, name = ref.partition(":")

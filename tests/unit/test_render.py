@@ -323,6 +323,7 @@ def test_each_phase_shows_the_code_that_ran(phase):
     # the phase's own process, and the other one's part
     badges = [b.all_text() for b in card.find("mr-badge")]
     assert badges[0] == ph.process and len(badges) == 1 + len(ph.also)
+    assert all(b == phases.RUNTIME for b in badges[1:]) or ph.process == phases.RUNTIME
 
 
 def test_the_page_of_a_phase_opens_its_code():
