@@ -405,6 +405,8 @@ def _export_verb(cmd):
     s.add_argument("--reveal-prefix", help="where the slides load reveal.js from (default: its CDN; "
                    "a local copy for a talk without network)")
     s.add_argument("--timeout", type=int, default=600, help="seconds a cell may run (default 600)")
+    s.add_argument("--kernel", help="the kernel to run it in (default: the notebook's own, e.g. "
+                   "python3; \"mrunc\" after `mrunc kernel install`)")
 
 
 def do_export(a, log):
@@ -420,7 +422,7 @@ def do_export(a, log):
         from .notebook.export import ExportError, export
         t0 = time.monotonic()
         paths = export(a.notebook, a.out, slides=a.slides, ipynb=a.ipynb, timeout=a.timeout,
-                       reveal_prefix=a.reveal_prefix)
+                       kernel_name=a.kernel, reveal_prefix=a.reveal_prefix)
     except ImportError as e:
         raise MruncError(f"export: {e.name} is missing: pip install 'mrunc[notebook]'") from None
     except ExportError as e:

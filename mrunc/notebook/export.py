@@ -126,7 +126,8 @@ def export(notebook, out_dir=None, *, html=True, slides=True, ipynb=False, timeo
     # The kernel's own log (its warnings about TCP, a crash) goes to a file, read if it died.
     with tempfile.TemporaryFile("w+") as kernel_log:
         try:
-            _run(client, nb, notebook, timeout, kernel_log)
+            _run(client, nb, notebook, timeout, kernel_log,
+                 "--kernel" if kernel_name else "the notebook's metadata.kernelspec.name")
         except DeadKernelError:
             kernel_log.seek(0)
             last = kernel_log.read().strip().splitlines()[-1:] or ["(no message)"]
@@ -144,7 +145,7 @@ def export(notebook, out_dir=None, *, html=True, slides=True, ipynb=False, timeo
     return written
 
 
-def _run(client, nb, notebook, timeout, kernel_log):
+def _run(client, nb, notebook, timeout, kernel_log, kernel_from):
     from jupyter_client.kernelspec import NoSuchKernel
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
     try:
@@ -154,7 +155,7 @@ def _run(client, nb, notebook, timeout, kernel_log):
     except CellTimeoutError:
         raise ExportError(f"{notebook}: a cell ran longer than {timeout} s (--timeout)") from None
     except NoSuchKernel as e:
-        raise ExportError(f"{notebook}: no kernel named {e.name!r} (metadata.kernelspec.name)") from None
+        raise ExportError(f"{notebook}: no kernel named {e.name!r} ({kernel_from})") from None
 
 
 def _first_error(nb, exc) -> str:

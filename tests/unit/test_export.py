@@ -158,6 +158,17 @@ def test_export_of_what_is_not_a_notebook_fails_in_one_line(tmp_path):
 
 
 @pytest.mark.slow
+def test_export_in_a_kernel_that_does_not_exist_fails_in_one_line(tmp_path):
+    nbformat.write(nbformat.v4.new_notebook(), tmp_path / "k.ipynb")
+    p = _mrunc_export(str(tmp_path / "k.ipynb"), "--kernel", "no-such-kernel", "--out",
+                      str(tmp_path / "out"))
+    assert p.returncode == 1
+    assert p.stderr == f"mrunc: export: {tmp_path / 'k.ipynb'}: no kernel named 'no-such-kernel' " \
+        "(--kernel)\n"
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
 def test_a_failing_cell_names_the_cell_and_writes_nothing(tmp_path):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_markdown_cell("# t"), nbformat.v4.new_code_cell("x = 1"),
