@@ -265,3 +265,24 @@ def test_export_end_to_end_without_containers(tmp_path):
         text = page.read_text()
         assert text.count('class="mr-card mr-frame') == len(PHASES) and "OOM killed at" in text
         assert "application/vnd.jupyter.widget-view+json" not in text
+
+
+def test_every_mrunc_widget_can_be_drawn_on_paper():
+    """A widget class of mrunc.notebook that is not a StaticView would be a blank (or a CDN-loaded,
+    dead) box in every export: each one derives from StaticView and draws itself."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import ipywidgets
+
+    import mrunc.notebook
+    found = []
+    for mod in pkgutil.iter_modules(mrunc.notebook.__path__):
+        m = importlib.import_module(f"mrunc.notebook.{mod.name}")
+        for _, cls in inspect.getmembers(m, inspect.isclass):
+            if cls.__module__ == m.__name__ and issubclass(cls, ipywidgets.DOMWidget):
+                found.append(cls)
+                assert issubclass(cls, export.StaticView), f"{cls.__qualname__} is not a StaticView"
+                assert cls.static_html is not export.StaticView.static_html, cls.__qualname__
+    assert {c.__name__ for c in found} >= {"Stepper", "Monitor", "ContainerList", "Topology"}
