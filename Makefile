@@ -11,6 +11,7 @@
 #   make conformance RUNTIME_TOOLS=<built runtime-tools tree>   the OCI validation suite
 #   make classroom-load  30 real students on a real JupyterHub, a %%container cell each
 #   make lab      JupyterLab on notebooks/ with the "Python 3 (mrunc)" kernel (root or not)
+#   make export   each notebook run and written as HTML + slides into export/ (widgets drawn)
 #   make clean    remove rootfs builds and stamps (distclean: also .venv)
 
 SHELL      := /bin/bash
@@ -39,10 +40,10 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # One thing at a time: the VM step is CPU-bound, and the steps share .venv and rootfs/.
 .NOTPARALLEL:
 
-.PHONY: help setup apt pyc rootfs demo test test-host test-v2 fuzz bench load classroom-load conformance conformance-tree lab clean distclean
+.PHONY: help setup apt pyc rootfs demo test test-host test-v2 fuzz bench load classroom-load conformance conformance-tree lab export clean distclean
 
 help:
-	@sed -n '3,14s/^# //p' Makefile
+	@sed -n '3,15s/^# //p' Makefile
 
 # ---- setup ---------------------------------------------------------------------
 setup: apt $(STAMP) pyc
@@ -184,6 +185,18 @@ lab: setup rootfs
 	@echo "make lab: JupyterLab on notebooks/ — open the http://$(LAB_IP):$(LAB_PORT)/lab?token=... URL below"
 	cd notebooks && exec ../$(VENV)/bin/jupyter lab --no-browser --ip=$(LAB_IP) --port=$(LAB_PORT) \
 	  $$([ "$$(id -u)" = 0 ] && echo --allow-root)
+
+# ---- export --------------------------------------------------------------------
+# For talks and theses: each notebook run top to bottom in a fresh kernel and written as
+# EXPORT_DIR/NAME.html and NAME.slides.html (reveal.js), in which every mrunc widget shows its
+# state without a kernel or network (docs/export.md). EXPORT_NOTEBOOKS=notebooks/x.ipynb for one.
+# As root, like the notebooks themselves (real containers).
+EXPORT_NOTEBOOKS ?= $(wildcard notebooks/*.ipynb)
+EXPORT_DIR       ?= export
+export: setup rootfs
+	@for nb in $(EXPORT_NOTEBOOKS); do \
+	  echo "mrunc export $$nb"; $(MRUNC) export "$$nb" --out $(EXPORT_DIR) --slides; \
+	done
 
 # ---- clean ---------------------------------------------------------------------
 clean:

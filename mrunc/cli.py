@@ -219,6 +219,7 @@ def _parser():
                       "line says the fix")
     s.add_argument("--json", action="store_true", help="the report as JSON, for scripts")
     _network_verb(cmd)
+    _export_verb(cmd)
     p.help += "\n\ncommands:\n" + "\n".join(f"  {n:<10} {c.help}" for n, c in cmds.items())
     return p, cmds
 
@@ -389,7 +390,46 @@ def do_network(a, log):
     return run(a.action, a.path)
 
 
-VERBS_EXTRA = {"kernel": do_kernel, "doctor": do_doctor, "network": do_network}
+def _export_verb(cmd):
+    s = cmd("export", "run a notebook and write it as HTML (and reveal.js slides) whose widgets "
+                      "show their state without a kernel: export NOTEBOOK [--out DIR] [--slides] [--ipynb]")
+    s.add_argument("notebook", help="the .ipynb to run")
+    s.add_argument("--out", help="directory for the files written (default: export/ beside the "
+                   "notebook)")
+    s.add_argument("--slides", action="store_true", help="also write reveal.js slides")
+    s.add_argument("--ipynb", action="store_true", help="also write the executed notebook, widgets "
+                   "drawn (for GitHub, Jupyter Book / MyST without execution)")
+    s.add_argument("--reveal-prefix", help="where the slides load reveal.js from (default: its CDN; "
+                   "a local copy for a talk without network)")
+    s.add_argument("--timeout", type=int, default=600, help="seconds a cell may run (default 600)")
+    s.add_argument("--kernel", help="the kernel to run it in (default: the notebook's own, e.g. "
+                   "python3; \"mrunc\" after `mrunc kernel install`)")
+
+
+def do_export(a, log):
+    """Only here: nbclient, nbconvert and the kernel machinery (the hot verbs never see them)."""
+    import time
+    from .errors import MruncError
+    if "site" not in sys.modules:
+        # The fast launcher starts Python without site (mrunc/launcher.py): no venv prefix, so
+        # Jupyter would find neither nbconvert's templates nor the kernels. A slow verb anyway:
+        # start again as a normal interpreter.
+        os.execv(sys.executable, [sys.executable, "-m", "mrunc", *sys.argv[1:]])
+    try:
+        from .notebook.export import ExportError, export
+        t0 = time.monotonic()
+        paths = export(a.notebook, a.out, slides=a.slides, ipynb=a.ipynb, timeout=a.timeout,
+                       kernel_name=a.kernel, reveal_prefix=a.reveal_prefix)
+    except ImportError as e:
+        raise MruncError(f"export: {e.name} is missing: pip install 'mrunc[notebook]'") from None
+    except ExportError as e:
+        raise MruncError(f"export: {e}") from None
+    for path in paths:
+        print(path)
+    log.debug(f"export: {a.notebook} in {time.monotonic() - t0:.1f} s")
+
+
+VERBS_EXTRA = {"kernel": do_kernel, "doctor": do_doctor, "network": do_network, "export": do_export}
 
 
 # ---------------------------------------------------------------- resource control verbs
@@ -701,7 +741,7 @@ VERBS = {"spec": do_spec, "create": do_create, "run": do_run, "start": do_start,
 
 
 # Verbs that never touch the state root.
-NO_STATE_VERBS = {"spec", "features", "kernel", "doctor", "network"}
+NO_STATE_VERBS = {"spec", "features", "kernel", "doctor", "network", "export"}
 
 
 def _state_root(root, creates):

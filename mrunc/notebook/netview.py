@@ -7,16 +7,18 @@ ping or a transfer runs. One button per container shows its routes and neighbour
 """
 from __future__ import annotations
 
+import html
 import threading
 
 import ipywidgets as w
 
 from mrunc.notebook import topology
+from mrunc.notebook.export import StaticView
 
 __all__ = ["Topology"]
 
 
-class Topology(w.VBox):
+class Topology(StaticView, w.VBox):
     def __init__(self, sandbox, name, interval=1.0, autostart=True, **kw):
         self.sandbox, self.name, self.interval = sandbox, name, interval
         self.net = None                 # the last view: {"lab", "containers", "shaping"}
@@ -88,7 +90,7 @@ class Topology(w.VBox):
 
     def _draw(self):
         if self.net is None:
-            self.picture.value = f'<span class="mrunc-status mrunc-bad">✗ {self.error}</span>'
+            self.picture.value = self.static_html()
             return
         names = sorted(self.net.get("containers") or {})
         if list(self.pick.options) != names:
@@ -98,9 +100,8 @@ class Topology(w.VBox):
         self.picture.value = topology.figure(self.net, title=f"lab {self.name}",
                                              selected=self.selected) + note
 
-    def _repr_mimebundle_(self, **kw):
-        """A static picture beside the live widget: what an exported notebook shows."""
-        bundle = super()._repr_mimebundle_(**kw) or {}
-        if self.net is not None:
-            bundle["text/html"] = topology.figure(self.net, title=f"lab {self.name}", all_tables=True)
-        return bundle
+    def static_html(self) -> str:
+        """The diagram with every container's routes and neighbours (no buttons on paper)."""
+        if self.net is None:
+            return f'<span class="mrunc-status mrunc-bad">✗ {html.escape(str(self.error), quote=False)}</span>'
+        return topology.figure(self.net, title=f"lab {self.name}", all_tables=True)

@@ -25,8 +25,8 @@ from mrunc.record import CallRecord
 from mrunc.snapshot import CAP_SETS, NS_MEANING, Diff, Snapshot, human_bytes
 
 __all__ = ["namespace_table", "mount_tree", "cgroup_panel", "security_badges", "process_tree",
-           "network_panel", "phase_list", "syscall_list", "summary_list", "phase_code", "page", "PHASES",
-           "CSS"]
+           "network_panel", "phase_list", "syscall_list", "summary_list", "filmstrip", "phase_code",
+           "page", "PHASES", "CSS"]
 
 
 # A phase's one-line title, for the bar's tooltips and the stepper's status line.
@@ -637,6 +637,52 @@ def _summary_list(diff: Diff | None) -> str:
 def summary_list(diff: Diff | None) -> str:
     """Diff.summary() as a bullet list."""
     return _root(_summary_list(diff))
+
+
+# ---- the filmstrip (a stepper on paper) -----------------------------------------------------------
+
+_FILM_CSS = """
+.mrunc .mr-film{display:grid;grid-template-columns:repeat(auto-fill,minmax(260px,1fr));gap:10px}
+.mrunc .mr-frame{margin:0;border-top:3px solid var(--mr-ok);overflow-wrap:anywhere}
+.mrunc .mr-frame.mr-failed{border-top-color:var(--mr-bad)}
+.mrunc .mr-frame .mr-what{color:var(--mr-fg2);font-size:12px;margin:0 0 6px 0}
+.mrunc .mr-frame.mr-wide{grid-column:1/-1}
+"""
+
+
+def _frame(i, step) -> str:
+    """One phase of a walk: its name, time and calls, what it is for, and what it changed."""
+    failed = bool(step.error)
+    note = f"{step.ms:.1f} ms · {len(step.calls or ())} calls" if not failed else "failed"
+    body = (f'<div class="mr-what">{_e(PHASE_TEXT.get(step.phase, ""))}</div>'
+            + (f'<div class="mr-banner mr-bad"><div class="mr-sub">{_e(step.error)}</div></div>'
+               if failed else _summary_list(step.diff) if step.diff is not None else
+               '<span class="mr-muted">first look: nothing to compare with yet</span>'))
+    # the network step also draws the lab as it left it: a frame as wide as the strip
+    network = getattr(step, "network", None)
+    cls = "mr-card mr-frame" + (" mr-failed" if failed else "") + (" mr-wide" if network else "")
+    return (f'<div class="{cls}" data-phase="{_e(step.phase)}">'
+            f'<h3>{i}. <code class="mr-pname">{_e(step.phase)}</code><small>{note}</small></h3>'
+            f'{body}{_network_step(network)}</div>')
+
+
+def filmstrip(steps, phases=PHASES, *, title="") -> str:
+    """Every phase a stepper has walked, side by side, each with what it changed: the stepper as
+    one static picture (for exports, where there is no kernel to press Next with). `steps` are
+    the session's Steps (.phase, .ms, .calls, .diff, .error)."""
+    steps = list(steps)
+    last = steps[-1] if steps else None
+    failed = last.phase if last is not None and last.error else None
+    current = None if failed else last.phase if last is not None else None
+    times = {s.phase: s.ms for s in steps if not s.error}
+    if not steps:
+        frames = '<span class="mr-muted">not started: no phase has run yet</span>'
+    else:
+        frames = '<div class="mr-film">' + "".join(_frame(i + 1, s) for i, s in enumerate(steps)) + "</div>"
+    head = (f'<div class="mr-head"><span class="mr-title">{_e(title)}</span>'
+            f'<span class="mr-muted">{len(steps)} of {len(phases)} phases</span></div>' if title else "")
+    return (f'<div class="mrunc mrunc-filmstrip"><style>{CSS}{_FILM_CSS}</style>{head}'
+            f'{_phase_list(phases, current, failed, times)}{frames}</div>')
 
 
 # ---- the code that ran ----------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import time
 import ipywidgets as w
 
 from mrunc.notebook import charts, render
+from mrunc.notebook.export import StaticView
 from mrunc.phases import NAMES as PHASES
 from mrunc.sandbox import describe_exit
 from mrunc.snapshot import human_bytes
@@ -41,7 +42,7 @@ def _status(text, kind="", phase=None):
             f'{text}</span>')
 
 
-class Stepper(w.VBox):
+class Stepper(StaticView, w.VBox):
     """A container made one phase at a time, each phase's changes drawn as it pauses."""
 
     def __init__(self, session, **kw):
@@ -97,6 +98,18 @@ class Stepper(w.VBox):
             self.error = str(e)
         self._draw()
 
+    # -- on paper (mrunc.notebook.export) --
+    def static_html(self) -> str:
+        """Every phase walked so far, each with what it changed: a filmstrip."""
+        s = self.session
+        strip = render.filmstrip(s.steps, getattr(s, "phases", PHASES), title=f"container {s.name}")
+        return strip + (f'<div class="mrunc">{_status(f"✗ {_e(self.error)}", "bad")}</div>'
+                        if self.error is not None else "")
+
+    def export_finish(self):
+        """An export shows the whole walk: the phases nobody pressed Next for run now."""
+        self.run_to_end()
+
     # -- drawing --
     def _busy(self, on):
         for b in (self.next_button, self.run_button, self.abort_button):
@@ -150,6 +163,11 @@ class Stepper(w.VBox):
             else:
                 self.panel.value = render.phase_list(phases, last.phase, times=times) + \
                     render.syscall_list(last.calls) + render.phase_code(last.phase)
+        if done:
+            # The walk is over (or failed): the saved notebook shows the whole filmstrip. Not
+            # after each phase: JupyterLab re-creates the live view on every update, and a
+            # click on Next landing on the old one would be lost.
+            self.redraw_static()
 
 
 def _exit_text(session):
@@ -158,7 +176,7 @@ def _exit_text(session):
     return describe_exit(code) if code is not None else "exit status not known yet"
 
 
-class Monitor(w.VBox):
+class Monitor(StaticView, w.VBox):
     """Memory, CPU and pids of a running container, polled every `interval` seconds.
 
     `container` needs .name, .stats() (mrunc.cgroups stats, or None), .status, .exit_code and
@@ -271,12 +289,18 @@ class Monitor(w.VBox):
                             f"{human_bytes(self.limits['memory_limit'])}")
         return "\n".join(lines) or "no samples yet"
 
-    def _draw(self):
+    def static_html(self) -> str:
+        """The chart of the samples so far (OOM kills marked): what the widget shows now."""
         status = "stopped" if self.finished else ("monitoring" if not self._stop.is_set() else "paused")
         if any(k == "oom" for _t, k, _x in self.events):
             status += " · OOM killed"
-        self.chart.value = charts.usage_chart(self.samples, self.events, name=self.container.name,
-                                              status=status, **self.limits)
+        return charts.usage_chart(self.samples, self.events, name=self.container.name,
+                                  status=status, **self.limits)
+
+    def _draw(self):
+        self.chart.value = self.static_html()
+        if self.finished or self._stop.is_set():
+            self.redraw_static()    # the end of the watch, not every sample
         if self.finished:
             self.stop_button.disabled = True
 
@@ -289,7 +313,7 @@ def _cpu_limit(container):
     return None
 
 
-class ContainerList(w.VBox):
+class ContainerList(StaticView, w.VBox):
     """The sandbox's containers; pick one to inspect (a snapshot drawn by render.page), stop or
     remove."""
 
@@ -311,6 +335,10 @@ class ContainerList(w.VBox):
         super().__init__([self.table, bar, self.message, self.detail], **kw)
         self.add_class("mrunc-container-list")
         self.refresh()
+
+    def static_html(self) -> str:
+        """The table as last refreshed, and the snapshot last inspected."""
+        return self.table.value + self.detail.value
 
     def refresh(self):
         rows = self.sandbox.ps()

@@ -232,3 +232,19 @@ def test_snapshot_reads_routes_and_neighbours_and_the_diff_names_new_routes():
     assert Snapshot.from_dict(after.to_dict()) == after
     html = render.network_panel(after, d)
     assert "default via 10.89.0.1 dev eth0" in html and "class=mr-new" in html
+
+
+def test_the_filmstrip_draws_the_network_step_wide():
+    from mrunc.sandbox import Step
+    phases = PHASES[:-1] + ("network", "exec")
+    net = views()
+    steps = [Step(p, 1.0) for p in phases[:-2]] + [
+        Step("network", 12.5, [["link", "add"]], network={"lab": net["lab"],
+                                                         "container": net["containers"]["a"]})]
+    html = render.filmstrip(steps, phases)
+    frame = html[html.index('data-phase="network"') - 60:]
+    assert 'class="mr-card mr-frame mr-wide" data-phase="network"' in html
+    assert "The lab network now" in frame and '<svg class="mrunc-topology"' in frame
+    assert "container a" in frame
+    assert html.count('<svg class="mrunc-topology"') == 1         # only the network step draws it
+    assert re.search(r'mr-now".*?network', html)

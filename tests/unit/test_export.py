@@ -1,0 +1,288 @@
+"""The widgets on paper (mrunc.notebook.export): each one's static drawing of its current state,
+the collection an export runs in the kernel, the rewrite of a notebook's widget outputs, and (two
+slow tests, a plain Python kernel) the command end to end. No root, no containers, no browser: the
+fakes of test_widgets drive the real widgets (tests/browser/test_export.py opens a real export of
+the real notebooks offline)."""
+import html
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from mrunc.notebook import export
+from mrunc.notebook.export import MIME, WIDGET_VIEW
+from mrunc.notebook.widgets import Monitor, Stepper
+from mrunc.sandbox import PHASES
+from test_widgets import FakeContainer, FakeSession, MiB
+
+
+def frames(page):
+    """[(phase, the frame's html)] in the order drawn."""
+    starts = [(m.start(), m.group(1)) for m in re.finditer(r'<div class="mr-card mr-frame[^"]*" data-phase="(\w+)"', page)]
+    return [(phase, page[at:starts[i + 1][0] if i + 1 < len(starts) else len(page)])
+            for i, (at, phase) in enumerate(starts)]
+
+
+def test_filmstrip_shows_every_phase_with_what_it_changed():
+    session = FakeSession()
+    st = Stepper(session)
+    assert "not started" in st.static_html() and not frames(st.static_html())
+    st.export_finish()                     # what an export does: the walk nobody clicked through
+    page = st.static_html()
+    got = frames(page)
+    assert [p for p, _ in got] == list(PHASES)
+    for (phase, frame), step in zip(got, session.steps):
+        assert step.phase == phase
+        assert f"{step.ms:.1f} ms · {len(step.calls)} calls" in frame
+        lines = step.summary()
+        if phase != "spec":
+            assert lines, phase                    # every later phase changed something visible
+        for line in lines:
+            assert html.escape(line) in frame, (phase, line)
+    pivot = dict(got)["pivot_root"]
+    assert "root switched (pivot_root)" in pivot
+    assert "memory limit set" in dict(got)["cgroup"]
+    assert page.count('class="mr-done"') == len(PHASES) - 1   # the phase bar: all walked
+    assert "7 of 7 phases" in page and "container lab-fake" in page
+
+
+def test_filmstrip_of_a_failed_walk_ends_red():
+    st = Stepper(FakeSession(fail_at="mount"))
+    st.export_finish()
+    got = frames(st.static_html())
+    assert [p for p, _ in got] == ["spec", "clone", "mount"]
+    assert "mr-failed" in got[-1][1] and "mount /nope: no such file or directory" in got[-1][1]
+    assert "mr-failed" not in got[1][1]
+
+
+def test_monitor_chart_has_every_sample_and_the_oom_kill():
+    m = Monitor(FakeContainer(), autostart=False)
+    m.poll()
+    m.poll()
+    early = m.static_html()
+    assert "OOM" not in early and len(_points(early)) == 2
+    for _ in range(3):
+        m.poll()
+    page = m.static_html()
+    assert page == m.chart.value                    # the drawing is what the widget shows now
+    assert len(_points(page)) == len(m.samples) == 5
+    assert page.count('class="mr-oom"') == 3 and "OOM killed at" in page
+    assert "<svg" in page and f"{32 * MiB // MiB:.1f} MiB" in page
+
+
+def _points(page):
+    """The points of the memory line (the first polyline drawn)."""
+    m = re.search(r'<polyline class="mr-use" points="([^"]*)"', page)
+    return m.group(1).split() if m else []
+
+
+def test_display_carries_the_drawing_and_collect_brings_it_up_to_date():
+    st = Stepper(FakeSession())
+    bundle = st._repr_mimebundle_()
+    model_id = bundle[WIDGET_VIEW]["model_id"]
+    assert bundle["text/html"] == st.static_html()         # the state when displayed…
+    assert "not started" in bundle["text/html"]
+    drawings = export.collect()                             # …and at the end of an export run
+    assert [p for p, _ in frames(drawings[model_id])] == list(PHASES)
+    unshown = Stepper(FakeSession())
+    assert unshown.model_id not in export.collect()         # never displayed: no output to redraw
+
+
+def _nb(*model_ids, state=True):
+    nb = nbformat.v4.new_notebook()
+    for mid in model_ids:
+        cell = nbformat.v4.new_code_cell("w")
+        cell.outputs = [nbformat.v4.new_output("display_data", data={
+            "text/plain": "VBox()", "text/html": "stale", WIDGET_VIEW: {"model_id": mid}})]
+        nb.cells.append(cell)
+    if state:
+        nb.metadata["widgets"] = {export.WIDGET_STATE: {"state": {}}}
+    return nb
+
+
+def test_export_replaces_widget_views_by_their_drawings():
+    nb = _nb("a", "b")
+    assert export.replace_views(nb, {"a": "<svg>A</svg>", "b": "<b>B</b>"}) == 2
+    datas = [c.outputs[0]["data"] for c in nb.cells]
+    assert datas[0]["text/html"] == "<svg>A</svg>" and datas[1]["text/html"] == "<b>B</b>"
+    assert not any(WIDGET_VIEW in d for d in datas)
+    assert "widgets" not in nb.metadata                # no view left to read the saved state
+
+
+def test_other_widgets_keep_their_view_and_state():
+    nb = _nb("a", "slider")
+    assert export.replace_views(nb, {"a": "<svg>A</svg>"}) == 1
+    assert WIDGET_VIEW in nb.cells[1].outputs[0]["data"]
+    assert "widgets" in nb.metadata
+
+
+def test_collected_drawings_are_read_from_the_last_cell():
+    cell = nbformat.v4.new_code_cell("")
+    cell.outputs = [nbformat.v4.new_output("display_data", data={MIME: {"a": "<p>x</p>"}})]
+    assert export._collected(cell) == {"a": "<p>x</p>"}
+
+
+def test_slide_breaks_at_headings_unless_the_author_set_them():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# Title"), nbformat.v4.new_code_cell("1"),
+                nbformat.v4.new_markdown_cell("text"), nbformat.v4.new_markdown_cell("## Next")]
+    export.slide_breaks(nb)
+    assert [c.metadata.get("slideshow", {}).get("slide_type") for c in nb.cells] == \
+        ["slide", None, None, "slide"]
+    nb.cells[1].metadata["slideshow"] = {"slide_type": "fragment"}
+    nb.cells[0].metadata.pop("slideshow")
+    export.slide_breaks(nb)
+    assert "slideshow" not in nb.cells[0].metadata     # the author's choices stand
+
+
+# ---- the command's bad input: one line, nothing written ---------------------------------------------
+
+def _mrunc_export(*args):
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-m", "mrunc", "export", *args], capture_output=True,
+                          text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+
+def test_export_of_what_is_not_a_notebook_fails_in_one_line(tmp_path):
+    (tmp_path / "x.ipynb").write_text("{not json")
+    (tmp_path / "empty.ipynb").write_text("{}")
+    for arg, says in ((str(tmp_path / "none.ipynb"), "none.ipynb: No such file or directory"),
+                      (str(tmp_path / "x.ipynb"), "x.ipynb: not a notebook: "),
+                      (str(tmp_path / "empty.ipynb"), "empty.ipynb: not a notebook: ")):
+        p = _mrunc_export(arg, "--out", str(tmp_path / "out"))
+        assert p.returncode == 1 and p.stderr.count("\n") == 1, p.stderr
+        assert p.stderr.startswith("mrunc: export: ") and says in p.stderr, p.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_export_in_a_kernel_that_does_not_exist_fails_in_one_line(tmp_path):
+    nbformat.write(nbformat.v4.new_notebook(), tmp_path / "k.ipynb")
+    p = _mrunc_export(str(tmp_path / "k.ipynb"), "--kernel", "no-such-kernel", "--out",
+                      str(tmp_path / "out"))
+    assert p.returncode == 1
+    assert p.stderr == f"mrunc: export: {tmp_path / 'k.ipynb'}: no kernel named 'no-such-kernel' " \
+        "(--kernel)\n"
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_failing_cell_names_the_cell_and_writes_nothing(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# t"), nbformat.v4.new_code_cell("x = 1"),
+                nbformat.v4.new_code_cell("1 / 0")]
+    nbformat.write(nb, tmp_path / "bad.ipynb")
+    p = _mrunc_export(str(tmp_path / "bad.ipynb"), "--out", str(tmp_path / "out"), "--slides")
+    assert p.returncode == 1, p.stderr
+    assert p.stderr == "mrunc: export: " + str(tmp_path / "bad.ipynb") + \
+        ": cell 3 failed: ZeroDivisionError: division by zero\n"
+    assert not (tmp_path / "out").exists()
+
+
+def test_shown_widgets_redraw_their_drawing_in_place():
+    """Displayed with a display id; the end of the walk (and of the watch) updates that output,
+    so a saved or nbclient-run notebook keeps the end state, not the first look — and only the
+    end: JupyterLab re-creates the live view on each update."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.display import display
+    from IPython.utils.capture import capture_output
+    InteractiveShell.instance()
+    st = Stepper(FakeSession())
+    m = Monitor(FakeContainer(), autostart=False)
+    with capture_output() as shown:
+        display(st)
+        display(m)
+        st.next_button.click()
+        st.next_button.click()
+        mid_walk = len(shown.outputs)
+        st.run_button.click()
+        for _ in range(5):
+            m.poll()
+    outs = shown.outputs
+    first_st, first_m = outs[0], outs[1]
+    ids = {o.transient["display_id"] for o in (first_st, first_m)}
+    assert len(ids) == 2 and not first_st.update and WIDGET_VIEW in first_st.data
+    updates = [o for o in outs[2:] if o.update]
+    assert len(updates) == len(outs) - 2
+    st_updates = [o for o in updates if o.transient["display_id"] == first_st.transient["display_id"]]
+    assert mid_walk == 2                              # no update while the walk goes on
+    assert len(st_updates) == 1                       # the walk is over
+    assert [p for p, _ in frames(st_updates[-1].data["text/html"])] == list(PHASES)
+    m_updates = [o for o in updates if o.transient["display_id"] == first_m.transient["display_id"]]
+    assert len(m_updates) == 1                        # the end of the watch, not every sample
+    assert "OOM killed at" in m_updates[-1].data["text/html"]
+    assert m_updates[-1].data[WIDGET_VIEW] == first_m.data[WIDGET_VIEW]   # the live view stays
+
+
+def test_slides_take_reveal_from_where_they_are_told():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# One"), nbformat.v4.new_markdown_cell("## Two")]
+    cdn = export._slides(nb, None)
+    local = export._slides(nb, "reveal.js-4")
+    assert 'href="reveal.js-4/dist/reveal.css"' in local and '"reveal.js-4/dist/reveal.js"' in local
+    assert "reveal.js-4/dist" not in cdn
+    assert local.count("<section") == 2 * 2              # a slide (outer + inner section) per heading
+    assert "slideshow" not in nb.cells[0].metadata          # the caller's notebook is left as it was
+
+
+def test_an_error_while_drawing_is_named_so():
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell(export._COLLECT_CELL)
+    cell.outputs = [nbformat.v4.new_output("error", ename="KeyError", evalue="'x'", traceback=[])]
+    nb.cells = [nbformat.v4.new_code_cell("1"), cell]
+    assert export._first_error(nb, None) == "drawing the widgets failed: KeyError: 'x'"
+
+
+@pytest.mark.slow
+def test_export_end_to_end_without_containers(tmp_path):
+    """The whole pipeline — nbclient, the collecting cell, the rewrite, nbconvert — on widgets over
+    this file's fakes: a stepper nobody walked and a monitor that saw its OOM kill after it was
+    displayed. Both must be on paper in their end state."""
+    here = Path(__file__).parent
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# Fakes"),
+        nbformat.v4.new_code_cell(f"import sys; sys.path.insert(0, {str(here)!r})\n"
+                                  "from test_widgets import FakeContainer, FakeSession\n"
+                                  "from mrunc.notebook.widgets import Monitor, Stepper\n"
+                                  "Stepper(FakeSession())"),
+        nbformat.v4.new_code_cell("m = Monitor(FakeContainer(), autostart=False)\nm"),
+        nbformat.v4.new_code_cell("for _ in range(5):\n    m.poll()"),
+    ]
+    nbformat.write(nb, tmp_path / "fakes.ipynb")
+    paths = export.export(tmp_path / "fakes.ipynb", tmp_path / "out", slides=True, ipynb=True,
+                          timeout=120)
+    assert [p.name for p in paths] == ["fakes.html", "fakes.slides.html", "fakes.ipynb"]
+    done = nbformat.read(tmp_path / "out" / "fakes.ipynb", as_version=4)
+    assert len(done.cells) == 4                                   # the collecting cell is gone
+    stepper, monitor = (c.outputs[0]["data"] for c in done.cells[1:3])
+    assert WIDGET_VIEW not in stepper and WIDGET_VIEW not in monitor
+    assert [p for p, _ in frames(stepper["text/html"])] == list(PHASES)
+    assert "OOM killed at" in monitor["text/html"] and len(_points(monitor["text/html"])) == 5
+    for page in paths[:2]:
+        text = page.read_text()
+        assert text.count('class="mr-card mr-frame') == len(PHASES) and "OOM killed at" in text
+        assert "application/vnd.jupyter.widget-view+json" not in text
+
+
+def test_every_mrunc_widget_can_be_drawn_on_paper():
+    """A widget class of mrunc.notebook that is not a StaticView would be a blank (or a CDN-loaded,
+    dead) box in every export: each one derives from StaticView and draws itself."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import ipywidgets
+
+    import mrunc.notebook
+    found = []
+    for mod in pkgutil.iter_modules(mrunc.notebook.__path__):
+        m = importlib.import_module(f"mrunc.notebook.{mod.name}")
+        for _, cls in inspect.getmembers(m, inspect.isclass):
+            if cls.__module__ == m.__name__ and issubclass(cls, ipywidgets.DOMWidget):
+                found.append(cls)
+                assert issubclass(cls, export.StaticView), f"{cls.__qualname__} is not a StaticView"
+                assert cls.static_html is not export.StaticView.static_html, cls.__qualname__
+    assert {c.__name__ for c in found} >= {"Stepper", "Monitor", "ContainerList", "Topology"}
