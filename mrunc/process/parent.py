@@ -12,7 +12,7 @@ merged with init's into the phase's record (mrunc.record).
 import os
 import time
 
-from .. import fastjson, phases, record
+from .. import fastjson
 from ..errors import InitError, MruncError
 from ..signals import SIGKILL, SIGSYS, name as signal_name
 from ..state import Container, now_rfc3339, proc_start_time, wait_gone, write_atomic
@@ -44,6 +44,7 @@ class Events:
         if not self.listening:
             self.records.append({"phase": name})
             return
+        from .. import record
         for c in calls:
             if c.get("pid") is None:
                 c["pid"] = pid
@@ -201,7 +202,7 @@ def _create(c, config, bundle, state, events, cg, *, no_pivot, preserve_fds, con
               cgroup_version=layout, v1_hierarchies=_v1_hierarchies(cg) if layout != "v2" else [],
               has_hooks=hooks, cgroup_bind=_needs_cgroup_bind(config),
               hook_state=_hook_state(c, config, bundle, {"init_pid": None}, ""),
-              runtime_sources=_runtime_opens_sources(config), report_exec=events.listening)
+              runtime_sources=_runtime_opens_sources(config), recording=events.listening)
     if ctx.runtime_sources:
         from .sources import SourceHelper  # now, before the forks: it imports what init needs too
     mine, theirs = protocol.pair()
@@ -251,6 +252,7 @@ def _serve(c, config, bundle, state, events, sock, clone_pid, cg, console_socket
 def _died(config, state, events, clone_pid):
     """The error for a create whose init or clone child died: in which phase, of what — and,
     when the config makes one likely, the field that killed it."""
+    from .. import phases
     done = [r["phase"] for r in events.records]
     phase = (phases.after(done[-1]) if done and done[-1] in phases.NAMES else None) or "clone"
     pid, who = (state["init_pid"], "init") if state.get("init_pid") else (clone_pid, "clone child")
