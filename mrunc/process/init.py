@@ -111,7 +111,7 @@ def clone_child(sock, config, ctx):
         told_r, told_w = os.pipe()
         pid = os.fork()
     except BaseException as e:  # noqa: BLE001 — everything goes home as one structured error
-        protocol.send(sock, protocol.error_message("clone", e))
+        _send_error(sock, "clone", e, sys, ctx.recording)
         os._exit(1)
     if pid == 0:
         try:
@@ -298,9 +298,19 @@ def init_main(sock, config, ctx, sys, t0):
     except BaseException as e:  # noqa: BLE001
         from ..security.rlimits import explain_emfile
         e = explain_emfile((config.get("process") or {}).get("rlimits"), e)
-        protocol.send(sock, protocol.error_message(ph.name, e))
+        _send_error(sock, ph.name, e, sys, ctx.recording)
         os._exit(1)
     exec_phase(sys, sock, config, ctx, path)
+
+
+def _send_error(sock, phase, e, sys, recording):
+    """The structured error, with — when someone reads the record — the calls of the phase so
+    far: the one that failed last, with its errno."""
+    msg = protocol.error_message(phase, e)
+    if recording:
+        from .. import record   # preloaded (see _preload)
+        msg["calls"] = record.as_dicts(sys.take_log())
+    protocol.send(sock, msg)
 
 
 def _preload(config, ctx):

@@ -63,9 +63,23 @@ class Events:
             if line != b"continue":
                 raise MruncError(f"{name}: stopped by the stepper ({line.decode() or 'channel closed'})")
 
-    def error(self, err):
+    def error(self, err, pid=None):
+        """A phase failed: its record so far — init's calls (sent with its error) and ours, the
+        failed call with its errno — goes out with the message."""
+        own = self.sys.take_log()
+        if not self.listening:
+            return
+        from .. import record
+        calls = getattr(err, "calls", None) or []
+        for c in calls:
+            if c.get("pid") is None:
+                c["pid"] = pid
+        rec = {"event": "error", "phase": getattr(err, "phase", None), "message": str(err),
+               "calls": record.merge(calls, record.as_dicts(own))}
+        if self.trace and rec["calls"]:
+            self.trace.write(record.format_phase(rec))
+            self.trace.flush()
         if self.step:
-            rec = {"event": "error", "phase": getattr(err, "phase", None), "message": str(err)}
             try:
                 self.step.write(fastjson.dumps(rec).encode() + b"\n")
             except OSError:
@@ -102,7 +116,7 @@ def create(root, cid, bundle, *, pid_file=None, console_socket=None, no_pivot=Fa
         if pid_file:
             write_atomic(os.path.abspath(pid_file), str(c.pid), 0o644)
     except BaseException as e:
-        events.error(e)
+        events.error(e, state.get("init_pid"))
         _undo(c, state)
         raise
     finally:
@@ -298,8 +312,10 @@ def _answer(c, config, bundle, state, events, sock, clone_pid, cg, console_socke
         msg = protocol.recv(sock, with_fds=True)
         t = msg["t"]
         if t == "error":
-            raise InitError(msg["phase"], msg["message"], msg.get("syscall"), msg.get("path"),
+            err = InitError(msg["phase"], msg["message"], msg.get("syscall"), msg.get("path"),
                             msg.get("errno"))
+            err.calls = msg.get("calls") or []      # init's calls in the phase, up to the failure
+            raise err
         if t == "userns":
             write_id_maps(clone_pid, config, sys)
             protocol.send(sock, {"t": "maps-done"})
