@@ -103,8 +103,8 @@ def _release_init(c, sys=None):
     hooks, writes "0" and execs — and its end of the fifo closes with the exec. So: read until
     end-of-file. "0" alone = the program started; "E<message>" = a hook or the exec failed.
     A create that was traced has init write its exec-phase calls after the "0", one JSON line
-    ending in its execve: with `sys` (the runtime's Syscalls) they are returned, with the
-    outcome of that execve as seen here, and our open and read are recorded."""
+    ending in its execve: with `sys` (the runtime's Syscalls) they are returned, and our open
+    and read are recorded — the read's end-of-file is how the execve's success is seen."""
     # A non-blocking open always succeeds for a reader, and a reader is what init's blocked open
     # waits for. Before init has opened its end a read says EOF too (no writer yet): only EOF
     # after some data means init is done with it.

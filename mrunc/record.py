@@ -102,7 +102,8 @@ def format_phase(rec):
     """One line per phase, then its calls: who made each (and its pid), how long it took, how it
     ended. A run of the same call by the same process with the same first argument (38 ×
     prctl(PR_CAPBSET_DROP, …)) is folded into one line, with the total time."""
-    lines = [f"mrunc: phase {rec['phase']:<10} {rec['ms']:8.3f} ms{_spent(rec)}\n"]
+    took = "  failed" if rec.get("event") == "error" else f"{rec['ms']:8.3f} ms"
+    lines = [f"mrunc: phase {rec.get('phase') or '?':<10} {took}{_spent(rec)}\n"]
     runs = []
     for c in rec.get("calls") or ():
         c = c if isinstance(c, dict) else CallRecord.of(c).as_dict()

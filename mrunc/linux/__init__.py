@@ -20,8 +20,8 @@ This module imports nothing of mrunc's (imports flow one way, towards the kernel
 """
 import ctypes
 import os
-import time
 from errno import errorcode as _ERRNO_NAMES
+from time import perf_counter as _perf, time as _now
 
 # --- constants (from <linux/sched.h>, <sys/mount.h>, <linux/prctl.h>, <linux/capability.h>) ---
 CLONE_NEWTIME = 0x00000080
@@ -184,10 +184,11 @@ class Syscalls:
         self.note = None    # set while a batch of calls needs one explanation (see Call.note)
 
     def _rec(self, name, *args):
-        c = Call((name, tuple(_readable(a) for a in args)))
-        c.who, c.pid, c.t = self.who, self.pid, time.time()
+        c = Call((name, tuple(map(_readable, args))))
+        d = c.__dict__
+        d["who"], d["pid"], d["t"] = self.who, self.pid, _now()
         if self.note:
-            c.note = self.note
+            d["note"] = self.note
         self.log.append(c)
         return c
 
@@ -465,11 +466,11 @@ class _Around:
         self.call = Call((name, args))
 
     def __enter__(self):
-        self.t, self.t0 = time.time(), time.perf_counter()
+        self.t, self.t0 = _now(), _perf()
         return self.call
 
     def __exit__(self, kind, err, tb):
-        ms = (time.perf_counter() - self.t0) * 1000
+        ms = (_perf() - self.t0) * 1000
         c = self.sys.add(self.name, *self.args, t=self.t, ms=ms, who=self.who,
                          pid=self.call.pid, ret=self.call.ret,
                          err=None if err is None else getattr(err, "errno", None) or type(err).__name__)
@@ -481,19 +482,20 @@ class _Around:
 def _timed(method):
     """Wrap a Syscalls method: the Call it logs gets the duration and the errno or result."""
     def timed(self, *args, **kw):
-        n, t0 = len(self.log), time.perf_counter()
+        log = self.log
+        n, t0 = len(log), _perf()
         try:
             ret = method(self, *args, **kw)
         except OSError as e:
             if len(self.log) > n:
                 c = self.log[n]
-                c.ms = round((time.perf_counter() - t0) * 1000, 3)
+                c.ms = round((_perf() - t0) * 1000, 3)
                 c.errno = _ERRNO_NAMES.get(e.errno, str(e.errno))
             raise
-        if len(self.log) > n:
-            c = self.log[n]
-            c.ms = round((time.perf_counter() - t0) * 1000, 3)
-            if type(ret) is int and ret:
+        if len(log) > n:
+            c = log[n]
+            c.ms = round((_perf() - t0) * 1000, 3)
+            if ret and type(ret) is int:
                 c.ret = ret
         return ret
     timed.__name__, timed.__doc__ = method.__name__, method.__doc__

@@ -48,7 +48,7 @@ def run_step(path, pid, events, netns=None):
     # The requests in the runtime's phase record, in order; each is timed only as part of the
     # step (pyroute2 makes them: no per-request time is taken).
     calls = [{"call": c[0], "args": list(c[1:]), "who": "runtime", "pid": os.getpid(),
-              "t": started, "ms": None} for c in log]
+              "t": started} for c in log]
     views = None
     if getattr(events, "step", None) is not None:
         seen = netlab.views(plan, {member["container"]: netns or pid})

@@ -48,7 +48,7 @@ import _signal as signal   # the C module under `signal`: same calls, without it
 import os
 import time
 
-from .. import fastjson, linux, record
+from .. import fastjson, linux
 from ..linux import Syscalls
 from ..spec.consts import IOPRIO_CLASSES, SCHED_FLAGS, SCHED_POLICIES
 from . import protocol
@@ -71,7 +71,9 @@ class Ctx:
         self.runtime_pid = kw.get("runtime_pid")  # `mrunc create`: the clone child's parent
         self.runtime_sources = kw.get("runtime_sources", False)  # the runtime opens bind sources
         self.proc = None  # init's private procfs handle (mrunc.procfs), made in the mount phase
-        self.report_exec = kw.get("report_exec", False)  # someone traces: exec's calls go to `start`
+        # Someone reads the record (--trace, --debug, a stepper): send our calls home with each
+        # phase, and exec's to `start`. Nobody (an engine's create): the log is dropped, unsent.
+        self.recording = kw.get("recording", False)
         self.self_view = kw.get("self_view", False)  # stepping: each report carries init's own view
 
 
@@ -111,7 +113,7 @@ def clone_child(sock, config, ctx):
         told_r, told_w = os.pipe()
         pid = os.fork()
     except BaseException as e:  # noqa: BLE001 — everything goes home as one structured error
-        protocol.send(sock, protocol.error_message("clone", e))
+        _send_error(sock, "clone", e, sys, ctx.recording)
         os._exit(1)
     if pid == 0:
         try:
@@ -234,14 +236,18 @@ def _setns(sys, path, nstype, where):
 class _Phases:
     """Report each phase home and wait for 'continue' (the stepper's pause point)."""
 
-    def __init__(self, sock, sys, t0, view=None):
-        self.sock, self.sys, self.t0 = sock, sys, t0
+    def __init__(self, sock, sys, t0, recording=True, view=None):
+        self.sock, self.sys, self.t0, self.recording = sock, sys, t0, recording
         self.name = "clone"
         self.view = view  # stepping: what init sees of itself (process.selfview), sent with each report
 
     def done(self):
         ms = (time.perf_counter() - self.t0) * 1000
-        calls = record.as_dicts(self.sys.take_log())
+        log = self.sys.take_log()   # taken either way: the next phase starts afresh
+        calls = []
+        if self.recording:
+            from .. import record   # preloaded (see _preload)
+            calls = record.as_dicts(log)
         msg = {"t": "phase", "phase": self.name, "ms": round(ms, 3), "calls": calls}
         if self.view:
             msg["view"] = self.view()
@@ -271,7 +277,7 @@ def init_main(sock, config, ctx, sys, t0):
     # Our calls from here on are init's. Its pid as the runtime knows it is not ours to see
     # (getpid says 1): the runtime fills it in.
     sys.who, sys.pid = "init", None
-    ph = _Phases(sock, sys, t0, _self_view(ctx))
+    ph = _Phases(sock, sys, t0, ctx.recording, _self_view(ctx))
     try:
         ph.done()
         # create has reaped the clone child, so we are its child now: arm the parent-death signal
@@ -294,9 +300,19 @@ def init_main(sock, config, ctx, sys, t0):
     except BaseException as e:  # noqa: BLE001
         from ..security.rlimits import explain_emfile
         e = explain_emfile((config.get("process") or {}).get("rlimits"), e)
-        protocol.send(sock, protocol.error_message(ph.name, e))
+        _send_error(sock, ph.name, e, sys, ctx.recording)
         os._exit(1)
     exec_phase(sys, sock, config, ctx, path)
+
+
+def _send_error(sock, phase, e, sys, recording):
+    """The structured error, with — when someone reads the record — the calls of the phase so
+    far: the one that failed last, with its errno."""
+    msg = protocol.error_message(phase, e)
+    if recording:
+        from .. import record   # preloaded (see _preload)
+        msg["calls"] = record.as_dicts(sys.take_log())
+    protocol.send(sock, msg)
 
 
 def _preload(config, ctx):
@@ -304,6 +320,8 @@ def _preload(config, ctx):
     mrunc's own .py files and the standard library — is out of reach."""
     import fcntl, struct  # noqa: E401,F401  (console setup)
     from .. import procfs, rootfs, security  # noqa: F401
+    if ctx.recording:
+        from .. import record  # noqa: F401  (each phase's calls, sent home)
     security.host_last_cap()  # /proc/sys/kernel/cap_last_cap, read while /proc is the host's
     if ctx.has_hooks:
         from .. import hooks  # noqa: F401
@@ -654,8 +672,11 @@ def exec_phase(sys, sock, config, ctx, path):
         # moment execve succeeds: that is when the program has started (and poststart may run).
         # Traced, this phase's calls follow, one JSON line, the execve last (see api.start).
         def ready(log):
-            line = fastjson.dumps(record.as_dicts(log), compact=True).encode() + b"\n"
-            os.write(fifo, b"0" + line if ctx.report_exec else b"0")
+            line = b""
+            if ctx.recording:
+                from .. import record
+                line = fastjson.dumps(record.as_dicts(log), compact=True).encode() + b"\n"
+            os.write(fifo, b"0" + line)
         try:
             sys.execve(path, proc["args"], env, ready)
         except OSError as e:  # found at create, but a bind mount may cover it with anything

@@ -12,7 +12,7 @@ merged with init's into the phase's record (mrunc.record).
 import os
 import time
 
-from .. import OCI_VERSION, fastjson, phases, record
+from .. import OCI_VERSION, fastjson
 from ..errors import InitError, MruncError
 from ..signals import SIGKILL, SIGSYS, name as signal_name
 from ..state import Container, now_rfc3339, proc_start_time, wait_gone, write_atomic
@@ -45,6 +45,7 @@ class Events:
         if not self.listening:
             self.records.append({"phase": name})
             return
+        from .. import record
         for c in calls:
             if c.get("pid") is None:
                 c["pid"] = pid
@@ -63,9 +64,23 @@ class Events:
             if line != b"continue":
                 raise MruncError(f"{name}: stopped by the stepper ({line.decode() or 'channel closed'})")
 
-    def error(self, err):
+    def error(self, err, pid=None):
+        """A phase failed: its record so far — init's calls (sent with its error) and ours, the
+        failed call with its errno — goes out with the message."""
+        own = self.sys.take_log()
+        if not self.listening:
+            return
+        from .. import record
+        calls = getattr(err, "calls", None) or []
+        for c in calls:
+            if c.get("pid") is None:
+                c["pid"] = pid
+        rec = {"event": "error", "phase": getattr(err, "phase", None), "message": str(err),
+               "calls": record.merge(calls, record.as_dicts(own))}
+        if self.trace and rec["calls"]:
+            self.trace.write(record.format_phase(rec))
+            self.trace.flush()
         if self.step:
-            rec = {"event": "error", "phase": getattr(err, "phase", None), "message": str(err)}
             try:
                 self.step.write(fastjson.dumps(rec).encode() + b"\n")
             except OSError:
@@ -102,7 +117,7 @@ def create(root, cid, bundle, *, pid_file=None, console_socket=None, no_pivot=Fa
         if pid_file:
             write_atomic(os.path.abspath(pid_file), str(c.pid), 0o644)
     except BaseException as e:
-        events.error(e)
+        events.error(e, state.get("init_pid"))
         _undo(c, state)
         raise
     finally:
@@ -193,7 +208,7 @@ def _create(c, config, bundle, state, events, cg, *, no_pivot, preserve_fds, con
               cgroup_version=layout, v1_hierarchies=_v1_hierarchies(cg) if layout != "v2" else [],
               has_hooks=hooks, cgroup_bind=_needs_cgroup_bind(config),
               hook_state=_hook_state(c, config, bundle, {"init_pid": None}, ""),
-              runtime_sources=_runtime_opens_sources(config), report_exec=events.listening,
+              runtime_sources=_runtime_opens_sources(config), recording=events.listening,
               self_view=events.step is not None)
     if ctx.runtime_sources:
         from .sources import SourceHelper  # now, before the forks: it imports what init needs too
@@ -244,6 +259,7 @@ def _serve(c, config, bundle, state, events, sock, clone_pid, cg, console_socket
 def _died(config, state, events, clone_pid):
     """The error for a create whose init or clone child died: in which phase, of what — and,
     when the config makes one likely, the field that killed it."""
+    from .. import phases
     done = [r["phase"] for r in events.records]
     phase = (phases.after(done[-1]) if done and done[-1] in phases.NAMES else None) or "clone"
     pid, who = (state["init_pid"], "init") if state.get("init_pid") else (clone_pid, "clone child")
@@ -289,8 +305,10 @@ def _answer(c, config, bundle, state, events, sock, clone_pid, cg, console_socke
         msg = protocol.recv(sock, with_fds=True)
         t = msg["t"]
         if t == "error":
-            raise InitError(msg["phase"], msg["message"], msg.get("syscall"), msg.get("path"),
+            err = InitError(msg["phase"], msg["message"], msg.get("syscall"), msg.get("path"),
                             msg.get("errno"))
+            err.calls = msg.get("calls") or []      # init's calls in the phase, up to the failure
+            raise err
         if t == "userns":
             write_id_maps(clone_pid, config, sys)
             protocol.send(sock, {"t": "maps-done"})

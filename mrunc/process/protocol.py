@@ -37,7 +37,8 @@ file descriptor can ride along with SCM_RIGHTS.
     parent   {"t": "recorded"}                      the hand-over: init blocks on exec.fifo, create
                                                     returns (init no longer dies with create)
     init     {"t": "error", "phase", "message",   a phase failed; parent cleans up and re-raises
-              "syscall", "path", "errno"}           it as InitError (one line on the CLI)
+              "syscall", "path", "errno",           it as InitError (one line on the CLI); "calls":
+              "calls": [...]}                       the phase's calls so far (when recording)
 
 There is no "abort" message: when the stepper says stop, the parent undoes the container — kills
 init (SIGKILL), removes the cgroup and the state dir — as for any failed create.

@@ -226,7 +226,7 @@ class StepSession:
             pass
         phase = (ev or {}).get("phase") or self.upcoming or "spec"
         msg = (ev or {}).get("message") or cli_error(c.logs(), "the runtime exited")
-        step = Step(phase, error=msg)
+        step = Step(phase, calls=record.calls((ev or {}).get("calls")), error=msg)
         self.error = msg
         self.steps.append(step)
         self._end()

@@ -92,6 +92,10 @@ def test_run_trace_shows_the_runtimes_cgroup_and_id_map_calls(mr, cgroupns):
     first_proc = cg.index(procs[0])
     assert all(cg.index(c) < first_proc for c in calls(cg, "runtime", "write")
                if not c[3][0].endswith("/cgroup.procs"))
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):     # v2: the device filter
+        bpf = [c[3][0] for c in calls(cg, "runtime", "bpf")]
+        assert bpf[-2:] == ["BPF_PROG_LOAD", "BPF_PROG_ATTACH"], cg
+        assert cg.index(calls(cg, "runtime", "bpf")[-1]) < first_proc
     made_in = "cgroup" if cgroupns else "mount"
     made = calls(phases[made_in], "runtime", "mkdir")
     assert made and any(c[3][0].endswith("/" + cid) for c in made), phases[made_in]

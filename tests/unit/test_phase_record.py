@@ -273,3 +273,33 @@ def test_a_failed_call_is_recorded_with_its_errno(tmp_path):
     (c,) = record.as_dicts(sys.take_log())
     assert c["call"] == "mkdir" and c["errno"] == "ENOENT" and c["who"] == "runtime"
     assert c["pid"] == os.getpid() and c["ms"] >= 0 and abs(c["t"] - time.time()) < 5
+
+
+def test_a_failed_phase_reports_its_calls_so_far_with_the_failed_one(tmp_path):
+    """init's error carries its calls of the phase; the runtime adds its own and reports them,
+    the failed call last with its errno (the stepper marks it, --trace prints it)."""
+    from mrunc.errors import InitError
+    trace = io.StringIO()
+    events = parent.Events(trace=trace)
+    events.sys = Host()
+    mine, theirs = protocol.pair()
+
+    def init():
+        protocol.send(theirs, {"t": "pid", "pid": INIT_PID})
+        protocol.send(theirs, {"t": "error", "phase": "mount", "message": "mount proc: EPERM",
+                               "errno": 1, "calls": [
+                                   {"call": "mount", "args": ["proc", "/proc", "proc"], "who": "init",
+                                    "t": time.time(), "ms": 0.02, "errno": "EPERM"}]})
+    t = threading.Thread(target=init)
+    t.start()
+    state = {"init_pid": None, "cgroup": None}
+    with pytest.raises(InitError) as e:
+        parent._answer(_C(), config(["pid"]), str(tmp_path), state, events, mine, os.getpid(),
+                       None, None, None, None)
+    t.join(10)
+    mine.close()
+    theirs.close()
+    events.error(e.value, state["init_pid"])
+    out = trace.getvalue()
+    assert out.startswith("mrunc: phase mount        failed")
+    assert f"init[{INIT_PID}]" in out and "mount('proc', '/proc', 'proc')  = EPERM" in out
