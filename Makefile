@@ -30,7 +30,8 @@ BUNDLE   := rootfs/bundle/config.json
 # chromium: the real-browser notebook test (tests/browser, Playwright drives /usr/bin/chromium).
 # podman (pulls conmon, containers-common) and containerd (with its runc shim): the engine tests.
 # Rootful with --network none, they need none of their recommends (fuse-overlayfs, slirp4netns, uidmap).
-APT_PKGS ?= python3-venv busybox-static runc iproute2 libseccomp2 chromium podman containerd
+# gcc, libc6-dev: rootfs/build.sh compiles the course's small static tools (rootfs/tools/*.c).
+APT_PKGS ?= python3-venv busybox-static runc iproute2 libseccomp2 chromium podman containerd gcc libc6-dev
 PYTEST_ARGS ?=
 
 export DEBIAN_FRONTEND := noninteractive
@@ -83,7 +84,7 @@ $(STAMP): pyproject.toml | $(PY)
 # ---- rootfs --------------------------------------------------------------------
 rootfs: $(ROOTFS) $(BUNDLE)
 
-$(ROOTFS): rootfs/build.sh | apt
+$(ROOTFS): rootfs/build.sh $(wildcard rootfs/tools/*.c) | apt
 	rootfs/build.sh rootfs
 
 # Also depends on mrunc being installed (mrunc spec), but a pip re-install alone

@@ -173,14 +173,15 @@ def parse_user(user, rootfs):
 
 def build_config(args, *, rootfs=None, base=None, name=None, memory=None, cpus=None, pids=None,
                  hostname=None, readonly=False, user=None, cap_add=(), cap_drop=(), network="none",
-                 env=None, cwd=None, cgroupns=True) -> dict:
+                 env=None, cwd=None, cgroupns=True, mounts=()) -> dict:
     """The config.json for `args` on `rootfs`, from runc's default config (or `base`) + options.
 
     memory -> linux.resources.memory.limit     cpus -> cpu.quota / cpu.period (100 ms periods)
     pids   -> linux.resources.pids.limit       network "none": own network namespace, only lo;
     "host": no network namespace               cap_add/cap_drop -> every capability set listed
     cgroupns -> a cgroup namespace, so the container sees its own cgroup as "/" (docker's default
-    on cgroup v2).
+    on cgroup v2).                      mounts -> appended to mounts[] (OCI entries: volumes are
+    {"destination", "type": "bind", "source", "options": ["rbind", "ro", ...]}).
     """
     from . import spec
     cfg = copy.deepcopy(base) if base is not None else spec.default_config()
@@ -233,6 +234,8 @@ def build_config(args, *, rootfs=None, base=None, name=None, memory=None, cpus=N
         if not str(cwd).startswith("/"):
             raise SandboxError(f"cwd: must be an absolute path, not {cwd!r}")
         proc["cwd"] = str(cwd)
+    if mounts:
+        cfg.setdefault("mounts", []).extend(copy.deepcopy(list(mounts)))
     return cfg
 
 
@@ -621,6 +624,9 @@ class Sandbox:
                 raise SandboxError(f"image: {image} is neither a rootfs directory nor a bundle")
         if opts.get("readonly") is None:
             opts.pop("readonly", None)
+        # runtime flags, not config: `mrunc run --no-pivot` (chroot, for the course's breakout),
+        # `--preserve-fds N` (these fds of ours become 3.. in the container)
+        no_pivot, fds = bool(opts.pop("no_pivot", False)), tuple(opts.pop("fds", None) or ())
         skipped = []
         lab_net = opts.get("network")
         if lab_net in (None, "none", "host"):
@@ -641,6 +647,7 @@ class Sandbox:
             cfg["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
                                   "options": ["nosuid", "nodev", "mode=1777", "size=65536k"]})
         c = Container(self, name, bundle=os.path.join(self.work, name), config=cfg)
+        c.no_pivot, c.fds = no_pivot, fds
         if skipped:
             c.skipped = f"{', '.join(skipped)}: no cgroup limits here ({self.no_cgroup})"
         if lab_net:
@@ -762,6 +769,8 @@ class Container:
         self.deleted = False
         self.skipped = None             # the limits not applied (rootless, no delegation), and why
         self.network = None             # its place on a lab network: address, veth (mrunc.network)
+        self.no_pivot = False           # `--no-pivot`: chroot into the rootfs, not pivot_root
+        self.fds = ()                   # our fds handed to it as 3, 4, … (`--preserve-fds`)
         self._mgr = None
         self._exit = None
         self._rootfs = None
@@ -781,6 +790,11 @@ class Container:
     def _network_flags(self):
         """`mrunc run --network FILE`: the runtime wires it between create and start."""
         return ["--network", os.path.join(self.bundle, "network.json")] if self.network else []
+
+    def _create_flags(self):
+        """--no-pivot and --preserve-fds, for `mrunc create` and `mrunc run`."""
+        return ((["--no-pivot"] if self.no_pivot else []) +
+                (["--preserve-fds", str(len(self.fds))] if self.fds else []))
 
     @property
     def rootfs(self):
@@ -810,14 +824,20 @@ class Container:
             json.dump(self.config, f)
 
     def _popen(self, args, **kw):
-        return subprocess.Popen([*self.sandbox.mrunc, "--root", self.sandbox.root, *args],
-                                stdin=subprocess.DEVNULL, **kw)
+        cmd = [*self.sandbox.mrunc, "--root", self.sandbox.root, *args]
+        if self.fds:
+            # --preserve-fds passes fds 3..N+2: a shell moves ours there (no fork in this process)
+            moves = " ".join(f"{3 + i}<&{fd}" for i, fd in enumerate(self.fds))
+            cmd = ["/bin/sh", "-c", f'exec "$@" {moves}', "sh", *cmd]
+            kw["pass_fds"] = (*kw.get("pass_fds", ()), *self.fds)
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, **kw)
 
     def _spawn(self, extra=(), **kw):
         """The shim: `mrunc run --keep`, output to the log; the container outlives nothing of ours."""
         log = open(self.log_path, "ab")
         try:
-            self.shim = self._popen(["run", "--keep", *self._network_flags(), *extra, "--bundle",
+            self.shim = self._popen(["run", "--keep", *self._network_flags(), *self._create_flags(),
+                                     *extra, "--bundle",
                                      self.bundle, self.name],
                                     stdout=log, stderr=subprocess.STDOUT, **kw)
         finally:
@@ -831,7 +851,7 @@ class Container:
         with open(self.log_path, "ab") as log:
             # create's stdio is inherited by the container: give it the log, never a pipe (that
             # would stay open as long as the container runs)
-            p = self._popen(["create", "--bundle", self.bundle, self.name], stdout=log,
+            p = self._popen(["create", *self._create_flags(), "--bundle", self.bundle, self.name], stdout=log,
                             stderr=subprocess.STDOUT)
             p.wait(60)
         if p.returncode != 0:
@@ -1063,7 +1083,8 @@ class Run:
             c._spawn(["--trace"] if trace else [])
             self.proc = None
         else:
-            self.proc = c._popen(["run", "--keep", *c._network_flags(), *(["--trace"] if trace else []),
+            self.proc = c._popen(["run", "--keep", *c._network_flags(), *c._create_flags(),
+                                  *(["--trace"] if trace else []),
                                   "--bundle", c.bundle, c.name], stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE)
 
