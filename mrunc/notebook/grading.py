@@ -92,6 +92,9 @@ class Report:
     def __bool__(self):
         return self.passed
 
+    def __repr__(self):
+        return f"<Report {self.target}: {len(self.results) - len(self.failed)} of {len(self.results)} met>"
+
     def text(self) -> str:
         lines = [r.line() for r in self.results]
         n, bad = len(self.results), self.failed
@@ -241,24 +244,22 @@ def check(target, *conditions: Condition, wait: float = WAIT) -> Report:
     return Report(subject.label, tuple(results))
 
 
-def expect(target, *conditions: Condition, wait: float = WAIT) -> Report:
+def expect(target, *conditions: Condition, wait: float = WAIT) -> None:
     """For graders (nbgrader hidden tests): raise AssertionError saying, in plain words, which
-    conditions are not met and why; return the Report when all are."""
+    conditions are not met and why; nothing when all are (a passing test cell stays quiet)."""
     report = check(target, *conditions, wait=wait)
     if not report.passed:
         bad = report.failed
         raise AssertionError(f"{report.target}: {len(bad)} of {len(report.results)} "
                              f"condition{'s' if len(report.results) > 1 else ''} not met:\n"
                              + "\n".join("  " + r.line() for r in bad))
-    return report
 
 
-def self_check(target, *conditions: Condition, wait: float = WAIT) -> bool:
-    """For students: print ✓ or ✗ per condition, with what is still wrong; True when all are met.
-    Never raises: run it as often as you like."""
-    report = check(target, *conditions, wait=wait)
-    print(report.text())
-    return report.passed
+def self_check(target, *conditions: Condition, wait: float = WAIT) -> None:
+    """For students: print ✓ or ✗ per condition, with what is still wrong. Never raises: run it
+    as often as you like. (It returns nothing, so a cell ending with it shows only the lines;
+    check() gives the same results as data.)"""
+    print(check(target, *conditions, wait=wait).text())
 
 
 # ---- namespaces ----------------------------------------------------------------------------------
