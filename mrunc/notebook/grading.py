@@ -43,7 +43,7 @@ __all__ = ["Condition", "Result", "Report", "condition", "check", "expect", "sel
            "oom_killed", "not_oom_killed", "has_capability", "lacks_capability", "uid_maps",
            "gid_maps", "runs_as", "read_only", "writable", "mounted", "propagation", "own_root",
            "seccomp", "no_new_privs", "hostname", "has_interface", "only_loopback",
-           "default_route", "pid_one"]
+           "default_route", "reaches", "pid_one"]
 
 WAIT = 10.0                     # seconds a check waits for a just-started container to run its program
 
@@ -624,3 +624,27 @@ def default_route(gateway: str) -> Condition:
             return "it has no default route"
         return None if r.gateway == gateway else f"its default route goes via {r.gateway or r.dev}"
     return Condition(f"its default route goes via {gateway}", test)
+
+
+def reaches(other: str, network: str) -> Condition:
+    """It and container `other` are wired to the lab network `network` so that packets can go
+    between them: both eth0s up, in one subnet, their veths ports of one bridge that is up. Read
+    by netlink from the lab's namespace and theirs (Sandbox.network_show, what the topology view
+    draws); mrunc.network.course says what is missing."""
+    def test(subject):
+        from mrunc.errors import MruncError
+        from mrunc.network.course import can_reach
+        c = subject.container
+        if c is None:
+            return "this check needs the container itself, not a snapshot"
+        deadline = time.monotonic() + WAIT
+        while True:         # `other` may have been started a moment ago: wait for it to be wired
+            try:
+                problems = can_reach(c.sandbox.network_show(network), c.name, other)
+            except MruncError as e:
+                return str(e)
+            peer = c.sandbox.containers.get(other)
+            if not problems or peer is None or peer.status != "creating" or time.monotonic() > deadline:
+                return "; ".join(problems) or None
+            time.sleep(0.05)
+    return Condition(f"it can reach {other} over the lab network {network}", test)

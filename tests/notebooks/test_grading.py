@@ -121,3 +121,22 @@ def test_oom_is_read_from_the_cgroup_after_the_end(lab):
     r = g.check(hog, g.oom_killed(), g.not_oom_killed(), g.own_namespace("pid"))
     assert [x.ok for x in r.results] == [True, False, False], r.text()
     assert "not running any more (it exited with status 137)" in r.results[2].problem
+
+
+@pytest.mark.root
+def test_reaches_reads_the_lab_network(lab):
+    lab.network("gradenet", subnet="10.89.77.0/24")
+    lab.network("gradeoff", subnet="10.89.78.0/24")
+    web = lab.start(name="web", network="gradenet")
+    db = lab.start(name="db", network="gradenet")
+    far = lab.start(name="far", network="gradeoff")
+    r = g.check(web, g.reaches("db", network="gradenet"), g.has_interface("eth0"),
+                g.default_route("10.89.77.1"), g.reaches("far", network="gradenet"),
+                g.reaches("db", network="nonet"), g.only_loopback())
+    assert [x.ok for x in r.results] == [True, True, True, False, False, False], r.text()
+    assert r.results[3].problem == "far is not running on this network"
+    assert "nonet" in r.results[4].problem
+    assert r.results[5].problem == "it also has eth0"
+    assert g.check(db, g.reaches("web", network="gradenet")).passed
+    assert g.check(far, g.default_route("10.89.77.1")).results[0].problem == \
+        "its default route goes via 10.89.78.1"
