@@ -436,10 +436,22 @@ class Sandbox:
                 on_output(stream, text)
         return r.result
 
-    def stream(self, script=None, *, args=None, name=None, trace=False, keep=False, **opts) -> Run:
-        """Like run(), as an iterator of (stream, text); `.result` once it is exhausted."""
+    def stream(self, script=None, *, args=None, name=None, trace=False, keep=False, watch=False,
+               **opts) -> Run:
+        """Like run(), as an iterator of (stream, text); `.result` once it is exhausted.
+        watch=True: `.watch` is a mrunc.watch.Watch of it, marked before it starts."""
         c = self._prepare(script, args, name, opts)
-        return Run(c, trace=trace, keep=keep)
+        w = self._watch(c, unborn=True) if watch else None
+        try:
+            r = Run(c, trace=trace, keep=keep)
+        except BaseException:
+            if w is not None:
+                w.close()
+            raise
+        r.watch = w
+        if w is not None:
+            w.start()
+        return r
 
     def start(self, script=None, *, args=None, name=None, **opts) -> Container:
         """A container running in the background; `script` defaults to sleeping forever."""
@@ -479,6 +491,25 @@ class Sandbox:
             raise SandboxError(f"no container named {name!r} in {self.root}") from None
         # Made elsewhere (another kernel, the CLI): usable, but not ours to delete at close().
         return Container(self, name, bundle=None, config=None)
+
+    def watch(self, container):
+        """Which files a container (or the name of one) opens, executes and modifies, live: a
+        mrunc.watch.Watch (`.events`, `.filter()`, `.counts()`, `.close()`); in a notebook it
+        shows as a filterable table. Root only: elsewhere it stays empty and says why, once."""
+        if isinstance(container, str):
+            container = self.get(container)
+        elif not isinstance(container, Container):
+            raise SandboxError(f"watch: expected a container or its name, not {container!r}")
+        return self._watch(container)
+
+    def _watch(self, c, unborn=False):
+        from .watch import Watch, WatchError
+        try:
+            return Watch(c, start=not unborn, unborn=unborn)
+        except WatchError as e:
+            if unborn:
+                c._cleanup()
+            raise SandboxError(str(e)) from None
 
     def ps(self) -> list[dict]:
         """A row per container in our root: name, status, pid, memory use/limit, exit code."""
@@ -1067,6 +1098,7 @@ class Run:
     def __init__(self, container, trace=False, keep=False):
         self.container, self.keep = container, keep
         self.result = None
+        self.watch = None               # its mrunc.watch.Watch, from stream(watch=True)
         self._t0 = time.perf_counter()
         c = container
         if keep:

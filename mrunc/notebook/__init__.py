@@ -7,6 +7,7 @@ containers through one sandbox per kernel, `sandbox()`; nothing here forks the k
     from mrunc.notebook import sandbox, stepper, monitor
     stepper("echo hi; sleep 60", memory="32M")       # the Stepper widget on a new container
     monitor(sandbox().start("sleep 5", memory="32M"))   # its memory, CPU and pids, live
+    watch("web")                                         # the files it opens, execs, modifies
 """
 
 _MAGICS = {}
@@ -36,7 +37,15 @@ def monitor(container, interval=0.25):
     return Monitor(container, interval=interval)
 
 
+def watch(container):
+    """The file-access monitor's live table on a container (a Container, or the name of one)."""
+    from .watchview import FileWatch
+    return FileWatch(sandbox().watch(container))
+
+
 def load_ipython_extension(ipython):
+    from .watchview import register
+    register(ipython)                   # lab.watch(c) shows as its live table
     from .magics import ContainerMagics, NetworkMagics
     magics = ContainerMagics(ipython)
     _MAGICS[id(ipython)] = magics

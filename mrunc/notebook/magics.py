@@ -1,6 +1,6 @@
 """IPython magics: containers from notebook cells (`%load_ext mrunc`).
 
-    %%container [--memory 64M] [--pids 20] [--net none|host|LAB] [--step] ...
+    %%container [--memory 64M] [--pids 20] [--net none|host|LAB] [--step] [--watch] ...
     echo "this cell body is a shell script, run in a fresh busybox container"
 
     %container_ps [--widget]       the containers of this kernel's sandbox
@@ -103,6 +103,8 @@ class ContainerMagics(Magics):
     @argument("--step", action="store_true",
               help="show the Stepper: make the container one phase at a time")
     @argument("--trace", action="store_true", help="print each phase, its time and kernel calls")
+    @argument("--watch", action="store_true",
+              help="show which files it opens, executes and modifies, live (fanotify; root only)")
     @line_cell_magic
     def container(self, line, cell=None):
         """Run the cell body as a shell script in a fresh container; its output streams into
@@ -117,7 +119,12 @@ class ContainerMagics(Magics):
                     hostname=a.hostname, readonly=a.readonly, user=a.user, cap_add=a.cap_add,
                     cap_drop=a.cap_drop, network=a.net, cwd=a.cwd,
                     env=dict(_kv(e) for e in a.env) or None)
+        if a.step and a.watch:
+            raise UsageError("%%container: --watch and --step do not go together: watch a stepped "
+                             "container with lab.watch(NAME) once it runs")
         try:
+            if a.watch:
+                return self._watched(cell, a, opts)
             if a.step:
                 from mrunc.notebook.widgets import Stepper
                 from IPython.display import display
@@ -128,10 +135,24 @@ class ContainerMagics(Magics):
             r = self.sandbox.run(cell, on_output=_write, trace=a.trace, keep=a.keep, **opts)
         except MruncError as e:
             raise UsageError(str(e)) from None
+        self._report(r, a.keep)
+
+    def _watched(self, cell, a, opts):
+        """%%container --watch: the file-access table under the cell, live, then the output."""
+        from IPython.display import display
+        from mrunc.notebook.watchview import FileWatch
+        run = self.sandbox.stream(cell, trace=a.trace, keep=a.keep, watch=True, **opts)
+        if run.watch.error is None:
+            display(FileWatch(run.watch))
+        for stream, text in run:
+            _write(stream, text)
+        self._report(run.result, a.keep)
+
+    def _report(self, r, keep):
         self.last = r
         if r.exit_code != 0:
             _write("stderr", f"✗ container {r.name}: {r.describe()}\n")
-        if a.keep and r.name in self.sandbox.containers:
+        if keep and r.name in self.sandbox.containers:
             _write("stdout", f"▶ {r.name} keeps running: %container_exec {r.name} CMD, "
                              f"%container_rm {r.name}\n")
 
