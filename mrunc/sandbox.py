@@ -785,6 +785,16 @@ def _remove_bundle_dir(d):
     shutil.rmtree(d, ignore_errors=True)
 
 
+# argv: N, N fds, then the command: fds 3..N+2 become copies of them (each first copied above
+# N+2, close-on-exec, so that moving one never overwrites another still to be moved)
+_MOVE_FDS = ("import fcntl, os, sys\n"
+             "n = int(sys.argv[1])\n"
+             "high = [fcntl.fcntl(int(fd), fcntl.F_DUPFD_CLOEXEC, 3 + n) for fd in sys.argv[2:2 + n]]\n"
+             "for i, fd in enumerate(high):\n"
+             "    os.dup2(fd, 3 + i)\n"
+             "os.execvp(sys.argv[2 + n], sys.argv[2 + n:])\n")
+
+
 class Container:
     """One container of a sandbox. Its parent is a `mrunc run` process (the shim) when it was
     started by us, so its exit status is known; state and usage are read from the state root."""
@@ -857,9 +867,9 @@ class Container:
     def _popen(self, args, **kw):
         cmd = [*self.sandbox.mrunc, "--root", self.sandbox.root, *args]
         if self.fds:
-            # --preserve-fds passes fds 3..N+2: a shell moves ours there (no fork in this process)
-            moves = " ".join(f"{3 + i}<&{fd}" for i, fd in enumerate(self.fds))
-            cmd = ["/bin/sh", "-c", f'exec "$@" {moves}', "sh", *cmd]
+            # --preserve-fds passes fds 3..N+2: a small interpreter moves ours there, then execs
+            # mrunc (this process never forks; subprocess cannot renumber fds but 0-2)
+            cmd = [sys.executable, "-c", _MOVE_FDS, str(len(self.fds)), *map(str, self.fds), *cmd]
             kw["pass_fds"] = (*kw.get("pass_fds", ()), *self.fds)
         return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, **kw)
 

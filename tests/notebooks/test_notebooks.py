@@ -42,6 +42,13 @@ REPLACE = (
     (HTML, r"↑[^<]*", "↑COUNTERS"),
     (HTML, r"<tr><td>[0-9.]+</td><td>[0-9a-f:]*</td><td>[^<]*</td><td>[a-z]+</td></tr>", ""),
     (HTML, r"<tr><td colspan=4>no neighbours yet</td></tr>", ""),
+    # the course notebooks (pivot-root-vs-chroot, propagation-and-volumes, overlay-layers,
+    # oci-bundle-lifecycle, escapes): host paths, sandbox roots and tags, and the host's counts
+    (TEXT, r"/tmp/mrunc-course-[^/\s\"']+", "/tmp/mrunc-course-X"),
+    (TEXT, r"/run/mrunc-[^/\s\"']+", "/run/mrunc-ROOT"),
+    (TEXT, r"\bmrunc-lab-[0-9a-f]{8}-", "mrunc-lab-TAG-"),
+    (TEXT, r"\b\d+ (mounts|processes|open file descriptors|of them)\b", r"N \1"),
+    (TEXT, r"\b(from its view at pivot_root|in both|fd/3/\.\./\.\. ?): \d+", r"\1: N"),
 )
 
 
