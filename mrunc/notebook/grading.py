@@ -334,10 +334,15 @@ def _human(n):
 
 
 def _on_cgroup(text, judge):
-    """A condition on the container's cgroup: judge(Cgroup) says what is wrong, or None."""
+    """A condition on the container's cgroup: judge(Cgroup) says what is wrong, or None. Where the
+    lab cannot set limits at all (rootless without a delegated cgroup), the problem says so."""
     def test(subject):
         cg, why = _snap_part(subject.snapshot, "cgroup", "cgroup")
-        return why or judge(cg)
+        problem = why or judge(cg)
+        lab = getattr(subject.container, "sandbox", None)
+        if problem and getattr(lab, "no_cgroup", None):
+            problem += f" — this lab cannot set cgroup limits: {lab.no_cgroup}"
+        return problem
     return Condition(text, test)
 
 
