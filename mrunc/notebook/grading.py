@@ -43,7 +43,8 @@ __all__ = ["Condition", "Result", "Report", "condition", "check", "expect", "sel
            "oom_killed", "not_oom_killed", "has_capability", "lacks_capability", "uid_maps",
            "gid_maps", "runs_as", "read_only", "writable", "mounted", "propagation", "own_root",
            "seccomp", "no_new_privs", "hostname", "has_interface", "only_loopback",
-           "default_route", "reaches", "pid_one"]
+           "default_route", "reaches", "pid_one", "only_capabilities", "command_works",
+           "command_refused"]
 
 WAIT = 10.0                     # seconds a check waits for a just-started container to run its program
 
@@ -444,6 +445,22 @@ def lacks_capability(name: str, which: str = "effective") -> Condition:
     return _cap_condition(name, which, False)
 
 
+def only_capabilities(*names: str, which: str = "effective") -> Condition:
+    """Its `which` capability set holds these capabilities and nothing else (none: empty)."""
+    caps = sorted({_cap(n) for n in names})
+    if which not in _SETS:
+        raise ValueError(f"unknown capability set {which!r} (known: {', '.join(_SETS)})")
+
+    def judge(sec, _):
+        have = set(sec.caps(which))
+        extra, missing = sorted(have - set(caps)), sorted(set(caps) - have)
+        bits = ([f"it also holds {', '.join(extra)}"] if extra else []) + \
+            ([f"it lacks {', '.join(missing)}"] if missing else [])
+        return "; ".join(bits) or None
+    return _on_security(f"its {which} set holds {', '.join(caps) or 'no capability'}"
+                        + (" and nothing else" if caps else ""), "capabilities", judge)
+
+
 def _maps(kind, inside, outside):
     def judge(sec, snap):
         user = snap.ns("user")
@@ -544,6 +561,46 @@ def own_root() -> Condition:
         root, why = _snap_part(subject.snapshot, "root", "root directory")
         return why or ("its / is the host's /" if root.is_host else None)
     return Condition("its / is not the host's /", test)
+
+
+# ---- what happens when it tries -----------------------------------------------------------------
+
+def _exec(subject, script):
+    if subject.container is None or not hasattr(subject.container, "exec"):
+        return None, "this check runs a command in the container: it needs the container, not a snapshot"
+    r = subject.container.exec(script, timeout=30)
+    return r, None
+
+
+def command_works(script: str) -> Condition:
+    """The shell command `script`, run in the container (mrunc exec, as its process runs: same
+    namespaces, capabilities, seccomp filter), exits 0."""
+    def test(subject):
+        r, why = _exec(subject, script)
+        if why or r.returncode == 0:
+            return why
+        return f"it failed (exit {r.returncode}): {(r.stderr or r.stdout).strip()[-200:] or 'no message'}"
+    return Condition(f"`{script}` works in it", test)
+
+
+# EPERM as programs word it: strerror, and busybox mount's own wording
+_EPERM = ("operation not permitted", "permission denied")
+
+
+def command_refused(script: str) -> Condition:
+    """The shell command `script`, run in the container, fails with EPERM ("Operation not
+    permitted"): the kernel refused it — a missing capability, a seccomp rule."""
+    def test(subject):
+        r, why = _exec(subject, script)
+        if why:
+            return why
+        if r.returncode == 0:
+            return "it worked"
+        said = (r.stderr + r.stdout).strip()
+        if any(w in said.lower() for w in _EPERM):
+            return None
+        return f"it failed, but not with EPERM (exit {r.returncode}): {said[-200:] or 'no message'}"
+    return Condition(f"`{script}` is refused with EPERM in it", test)
 
 
 # ---- process, hostname, network ------------------------------------------------------------------

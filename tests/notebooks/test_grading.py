@@ -149,3 +149,17 @@ def test_capability_sets_are_named():
                                               "it is in CapPrm (/proc/<pid>/status)"]
     with pytest.raises(ValueError, match="unknown capability set 'efective'"):
         g.has_capability("KILL", "efective")
+
+
+@pytest.mark.root
+def test_commands_and_capability_sets_of_a_real_container(lab):
+    c = lab.start(name="caps", cap_drop="ALL", cap_add=["NET_BIND_SERVICE", "KILL"])
+    r = g.check(c, g.only_capabilities("NET_BIND_SERVICE", "kill"), g.only_capabilities("KILL"),
+                g.only_capabilities("KILL", "NET_BIND_SERVICE", which="bounding"), g.command_works("touch /tmp/x && echo ok"),
+                g.command_refused("touch /tmp/y && chown 1000 /tmp/y"), g.command_refused("true"),
+                g.command_refused("ls /nowhere"), g.command_works("chown 1000 /tmp/x"))
+    assert [x.problem for x in r.results[:4]] == ["", "it also holds CAP_NET_BIND_SERVICE", "", ""], r.text()
+    assert r.results[4].ok and r.results[5].problem == "it worked"
+    assert r.results[6].problem.startswith("it failed, but not with EPERM (exit 1): ls: /nowhere")
+    assert r.results[7].problem.startswith("it failed (exit 1): chown: /tmp/x: Operation not permitted")
+    assert "needs the container" in g.check(c.snapshot(), g.command_works("true")).results[0].problem
