@@ -95,14 +95,17 @@ $(BUNDLE): rootfs/build.sh $(ROOTFS) | $(STAMP)
 	rootfs/build.sh bundle
 
 # ---- demo ----------------------------------------------------------------------
-# A throwaway copy of the default bundle with other args; removed, and the
-# container deleted, whatever happens.
+# A throwaway copy of the default bundle with other args and two limits (so the
+# trace's cgroup phase shows limit writes); removed, and the container deleted,
+# whatever happens.
 demo: setup rootfs
 	@id=demo-$$$$; tmp=$$(mktemp -d /tmp/mrunc-demo.XXXXXX); \
 	trap '$(MRUNC) --root /run/mrunc-demo delete --force $$id >/dev/null 2>&1 || true; rm -rf "$$tmp"; rmdir /run/mrunc-demo 2>/dev/null || true' EXIT; \
 	cp $(BUNDLE) "$$tmp/config.json"; \
 	$(PY) -c 'import json, sys; p = sys.argv[1]; c = json.load(open(p)); \
 	c["process"]["args"] = ["sh", "-c", "hostname; id; echo I am PID $$$$"]; \
+	c["linux"]["resources"] = dict(c["linux"].get("resources") or {}, pids={"limit": 64}, \
+	                               memory={"limit": 64 << 20}); \
 	json.dump(c, open(p, "w"), indent=2)' "$$tmp/config.json"; \
 	echo "+ mrunc --root /run/mrunc-demo run --trace --bundle $$tmp $$id"; \
 	$(MRUNC) --root /run/mrunc-demo run --trace --bundle "$$tmp" $$id

@@ -22,27 +22,40 @@ def create(cid, bundle, root=DEFAULT_ROOT, **kw):
     return _create(root, cid, bundle, **kw)
 
 
-def start(cid, root=DEFAULT_ROOT):
-    """Open exec.fifo: init, blocked writing to it, wakes and execs the user program."""
+def start(cid, root=DEFAULT_ROOT, events=None):
+    """Open exec.fifo: init, blocked writing to it, wakes and execs the user program.
+    `events` (mrunc.process.parent.Events, from `run`): report the exec phase — init's calls,
+    sent through the fifo, and ours — once the program runs (and poststart is done)."""
+    t0 = time.perf_counter()
+    sys = events.sys if events is not None and events.listening else None
     with Container.load(root, cid, lock=True) as c:
         st = c.status()
         if st != "created":
             raise StateError(f"cannot start a container that is {st} (only a created container can be started)")
-        _release_init(c)
+        calls = _release_init(c, sys)
+    try:
+        _poststart(c, sys)
+    finally:
+        if sys is not None:
+            events.phase("exec", round((time.perf_counter() - t0) * 1000, 3), calls, c.pid,
+                         wait=False)
+    return c
+
+
+def _poststart(c, sys):
     if (c.config.get("hooks") or {}).get("poststart"):
         from . import hooks
         # Lifecycle step 9: the program was started, so "running" with init's pid, even if a
         # quick program (`true`) has exited by now (crun says "running" too).
         state = dict(c.oci_state(), status="running", pid=c.pid)
         if not _poststart_failure_is_fatal(c.config):
-            hooks.run(c.config, "poststart", state, warn=_warn)
-            return c
+            hooks.run(c.config, "poststart", state, warn=_warn, sys=sys)
+            return
         try:
-            hooks.run(c.config, "poststart", state)
+            hooks.run(c.config, "poststart", state, sys=sys)
         except MruncError:
             _kill_everything(c)
             raise
-    return c
 
 
 def _poststart_failure_is_fatal(config):
@@ -84,10 +97,13 @@ def _signal_cgroup(c, signum):
     return False
 
 
-def _release_init(c):
+def _release_init(c, sys=None):
     """Open exec.fifo: init, blocked opening it for writing, wakes; it runs the startContainer
     hooks, writes "0" and execs — and its end of the fifo closes with the exec. So: read until
-    end-of-file. "0" alone = the program started; "E<message>" = a hook or the exec failed."""
+    end-of-file. "0" alone = the program started; "E<message>" = a hook or the exec failed.
+    A create that was traced has init write its exec-phase calls after the "0", one JSON line
+    ending in its execve: with `sys` (the runtime's Syscalls) they are returned, with the
+    outcome of that execve as seen here, and our open and read are recorded."""
     # A non-blocking open always succeeds for a reader, and a reader is what init's blocked open
     # waits for. Before init has opened its end a read says EOF too (no writer yet): only EOF
     # after some data means init is done with it.
@@ -95,7 +111,9 @@ def _release_init(c):
     # while we hold it open, so "dead before an empty read" really means it never wrote. (Asked
     # after the read, a program that exits at once looked like an init that died unstarted.)
     fifo = fifo_path(c.dir)
+    t, t0 = time.time(), time.perf_counter()
     fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    opened = time.perf_counter()
     got = b""
     try:
         while True:
@@ -118,8 +136,20 @@ def _release_init(c):
     finally:
         os.close(fd)
         os.unlink(fifo)
-    if got[:1] != b"0" or b"E" in got[:2]:
-        raise MruncError(got.lstrip(b"0")[1:].decode(errors="replace") or "container init failed")
+    report, rest = b"", got[1:]
+    if got[:1] == b"0" and rest[:1] == b"[":
+        report, _, rest = rest.partition(b"\n")
+    if got[:1] != b"0" or rest[:1] == b"E":
+        raise MruncError((rest if got[:1] == b"0" else got)[1:].decode(errors="replace")
+                         or "container init failed")
+    if sys is None:
+        return []
+    from . import fastjson
+    sys.add("open", fifo, "O_RDONLY|O_NONBLOCK", t=t, ms=(opened - t0) * 1000)
+    sys.add("read", fifo, "until end-of-file", t=t + (opened - t0),
+            ms=(time.perf_counter() - opened) * 1000).note = (
+        "end-of-file: init's end of the fifo closed with its execve, which worked")
+    return fastjson.loads(report) if report else []
 
 
 def state(cid, root=DEFAULT_ROOT):

@@ -22,11 +22,12 @@ from .errors import MruncError
 CREATE_STATUS = "created"
 
 
-def run(config, kind, state, warn=None):
-    """Run every hook of `kind` in order. Raise MruncError (or warn, for poststop) on failure."""
+def run(config, kind, state, warn=None, sys=None):
+    """Run every hook of `kind` in order. Raise MruncError (or warn, for poststop) on failure.
+    `sys`: the Syscalls whose record each run joins (process "hook": its pid, time, status)."""
     for i, hook in enumerate((config.get("hooks") or {}).get(kind) or []):
         try:
-            _run_one(hook, state)
+            _run_one(hook, state, sys, kind)
         except MruncError as e:
             msg = f"hooks.{kind}[{i}]: {e}"
             if warn is None:
@@ -34,13 +35,29 @@ def run(config, kind, state, warn=None):
             warn(msg)
 
 
-def run_in_container(config, kind, state):
+def run_in_container(config, kind, state, sys=None):
     """createContainer/startContainer: run by init, so inside the container's namespaces.
     The state's pid is init's pid as seen in the container's PID namespace."""
-    run(config, kind, dict(state, pid=os.getpid()))
+    run(config, kind, dict(state, pid=os.getpid()), sys=sys)
 
 
-def _run_one(hook, state):
+def _run_one(hook, state, sys=None, kind="hook"):
+    path = hook["path"]
+    args = hook.get("args") or [path]
+    if sys is None:
+        p = _spawn(hook, state)
+    else:
+        with sys.around(kind, path, *args[1:], who="hook") as call:  # createRuntime('/bin/x', …)
+            p = _spawn(hook, state, call)
+            call.ret = p.returncode
+    if p.returncode != 0:
+        out = (p.stderr or p.stdout).decode(errors="replace").strip().splitlines()
+        detail = f": {out[-1]}" if out else ""
+        raise MruncError(f"{path} exited with status {p.returncode}{detail}")
+
+
+def _spawn(hook, state, call=None):
+    """Run the hook, the state on its stdin; its CompletedProcess. `call` gets its pid."""
     import subprocess
     from .fastjson import dumps
     path = hook["path"]
@@ -48,13 +65,16 @@ def _run_one(hook, state):
     env = hook.get("env")
     env = None if env is None else dict(kv.partition("=")[::2] for kv in env)
     try:
-        p = subprocess.run([args[0], *args[1:]], executable=path, input=dumps(state).encode(),
-                           env=env, capture_output=True, timeout=hook.get("timeout"))
-    except subprocess.TimeoutExpired:
-        raise MruncError(f"{path}: timed out after {hook['timeout']}s (killed)") from None
+        p = subprocess.Popen([args[0], *args[1:]], executable=path, env=env, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     except OSError as e:
         raise MruncError(f"{path}: {e.strerror}") from None
-    if p.returncode != 0:
-        out = (p.stderr or p.stdout).decode(errors="replace").strip().splitlines()
-        detail = f": {out[-1]}" if out else ""
-        raise MruncError(f"{path} exited with status {p.returncode}{detail}")
+    if call is not None:
+        call.pid = p.pid
+    try:
+        out, err = p.communicate(dumps(state).encode(), timeout=hook.get("timeout"))
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        raise MruncError(f"{path}: timed out after {hook['timeout']}s (killed)") from None
+    return subprocess.CompletedProcess(p.args, p.returncode, out, err)

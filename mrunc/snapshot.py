@@ -38,6 +38,12 @@ of a container with its own user namespace is read by `nsenter --user --uts` (th
 can only be entered by a single-threaded process); what stays unreadable is None, and `notes`
 says why.
 
+**A process that is not dumpable** (the runtime's init, until it execs the program: see
+mrunc.process.selfview) keeps /proc/<pid>/ns/*, root and exe closed to a caller without
+CAP_SYS_PTRACE — a student without root sees no namespace at all. While stepping, init reports its
+own view of itself at every pause; `take(pid, view=…)` uses it for each part it could not read
+from outside (the same data, read from the other side), and a note says which.
+
 A snapshot never raises for a process that exits under it: every part is read on its own, and
 what failed is named in `error` (the rest of the snapshot is still good).
 """
@@ -55,13 +61,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from mrunc.cgroups.fs import unescape  # mountinfo's \ooo escapes, read the same way everywhere
+from mrunc.process.selfview import NS_KINDS, if_flags, interfaces
 
 __all__ = ["take", "diff", "read_cgroup", "parse_mountinfo", "parse_routes", "parse_arp",
            "look_inside", "human_bytes", "Snapshot", "Diff", "Namespace", "Mount", "Root", "Cgroup",
            "Security", "Interface", "Route", "Neighbour", "Proc",
            "Change", "CapChange", "NS_KINDS", "NS_MEANING", "CAP_SETS"]
 
-NS_KINDS = ("mnt", "uts", "ipc", "pid", "net", "user", "cgroup", "time")
 # What a namespace of its own gives a process (the teaching line next to each row).
 NS_MEANING = {
     "mnt": "its own mount table",
@@ -590,22 +596,6 @@ def _network(pid, proc, flags):
 
 # ---- what only a thread inside the namespaces can see ----------------------------------------------
 
-_SIOCGIFFLAGS = 0x8913
-
-
-def _if_flags(names):
-    out = {}
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        import fcntl
-        for name in names:
-            try:
-                req = struct.pack("16sH14x", name.encode()[:15], 0)
-                out[name] = struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), _SIOCGIFFLAGS, req))[1]
-            except OSError:
-                pass
-    return out
-
-
 def look_inside(pid, enter, ifnames, proc="/proc"):
     """Hostname, domainname and interface flags as the process sees them.
 
@@ -635,7 +625,7 @@ def look_inside(pid, enter, ifnames, proc="/proc"):
             out["hostname"] = os.uname().nodename
             dom = (_read_or("/proc/sys/kernel/domainname") or "").strip()
             out["domainname"] = None if dom in ("", "(none)") else dom   # "(none)": never set
-            out["flags"] = _if_flags(ifnames)
+            out["flags"] = if_flags(ifnames)
         except OSError as e:
             out["error"] = f"{e.strerror or e}"
             if e.errno == errno.EPERM:
@@ -682,23 +672,34 @@ def _gone(base):
 
 
 def take(pid: int, *, host_pid: int | None = None, cgroup_manager=None, proc: str = "/proc",
-         fsroot: str = "/", inside=look_inside) -> Snapshot:
+         fsroot: str = "/", inside=look_inside, view: dict | None = None) -> Snapshot:
     """A Snapshot of process `pid`, compared with the host (the caller, or `host_pid`).
 
-    `cgroup_manager` (a mrunc.cgroups manager) supplies usage numbers via its `stats()`. `proc`,
+    `cgroup_manager` (a mrunc.cgroups manager) supplies usage numbers via its `stats()`. `view`
+    is what the process reported of itself (mrunc.process.selfview: the stepper's paused init):
+    each part that cannot be read from outside is taken from it, and a note says which. `proc`,
     `fsroot` (where the host's cgroup mount points are) and `inside` exist for tests.
     """
     t0 = time.perf_counter()
     host = "self" if host_pid is None else str(host_pid)
     base = f"{proc}/{pid}"
-    parts, errors, notes = {}, [], []
+    parts, errors, notes, by_init = {}, [], [], []
 
-    def part(name, fn):
+    def part(name, fn, own=None):
         try:
             parts[name] = fn()
+            return
         except Exception as e:              # a live monitor must never see a traceback
-            errors.append(f"{name}: process {pid} has exited" if _gone(base) else
-                          f"{name}: {type(e).__name__}: {e}")
+            error = (f"{name}: process {pid} has exited" if _gone(base) else
+                     f"{name}: {type(e).__name__}: {e}")
+        if own is not None and view is not None:
+            try:                            # what the process told us of itself, if it did
+                parts[name] = own()
+                by_init.append(name)
+                return
+            except (KeyError, TypeError, ValueError):
+                pass
+        errors.append(error)
 
     if not os.path.isdir(base):
         return Snapshot(pid=pid, taken_at=time.time(), error=f"no process {pid}")
@@ -711,45 +712,71 @@ def take(pid: int, *, host_pid: int | None = None, cgroup_manager=None, proc: st
             exe = os.readlink(f"{base}/exe")
         except OSError:
             exe = None                      # a kernel thread, or no permission
+            if view is not None and view.get("exe"):
+                exe = view["exe"]
+                by_init.append("exe")
         parts["status"] = status
         return dataclasses.replace(tree, ns_pid=ns_pids[-1] if ns_pids else None, exe=exe,
                                    threads=int(status.get("Threads", 0)) or None)
 
-    def namespaces():
+    def namespaces(inode):
         out = []
         for kind in NS_KINDS:
-            ino = _ns_inode(f"{base}/ns/{kind}")
+            ino = inode(kind)
             if ino is None and not os.path.exists(base):
                 raise ProcessLookupError(pid)
             out.append(Namespace(kind, ino, _ns_inode(f"{proc}/{host}/ns/{kind}")))
         return tuple(out)
 
-    def root():
-        st, hst = os.stat(f"{base}/root"), os.stat(f"{proc}/{host}/root")
+    def root(dev_ino):
+        st, hst = dev_ino(), os.stat(f"{proc}/{host}/root")
         top = next((m for m in reversed(parts.get("mounts", ())) if m.mount_point == "/"), None)
-        return Root(st.st_dev, st.st_ino, hst.st_dev, hst.st_ino, top and top.root,
+        return Root(st[0], st[1], hst.st_dev, hst.st_ino, top and top.root,
                     top and top.source, top and top.fstype)
 
-    part("process", process)
-    part("namespaces", namespaces)
-    part("mounts", lambda: parse_mountinfo(_read(f"{base}/mountinfo")))
-    part("root", root)
-    part("cgroup", lambda: read_cgroup(pid, proc, host, fsroot, cgroup_manager))
-    if "status" in parts:
-        part("security", lambda: _security(parts["status"], _read_or(f"{base}/uid_map"),
-                                           _read_or(f"{base}/gid_map")))
-    part("ifnames", lambda: [ln.partition(":")[0].strip()
-                             for ln in _read(f"{base}/net/dev").splitlines()[2:]])
+    def outside_root():
+        st = os.stat(f"{base}/root")
+        return st.st_dev, st.st_ino
 
-    seen = {}
+    part("process", process)
+    part("namespaces", lambda: namespaces(lambda kind: _ns_inode(f"{base}/ns/{kind}")),
+         own=lambda: namespaces(view["ns"].__getitem__))
+    part("mounts", lambda: parse_mountinfo(_read(f"{base}/mountinfo")),
+         own=lambda: parse_mountinfo(view["mountinfo"]))
+    part("root", lambda: root(outside_root), own=lambda: root(lambda: tuple(view["root"])))
+    part("cgroup", lambda: read_cgroup(pid, proc, host, fsroot, cgroup_manager))
+    if "status" not in parts and view is not None and "status" in view:
+        parts["status"] = _status(view["status"])
+        by_init.append("status")
+    if "status" in parts:
+        maps = {m: _read_or(f"{base}/{m}") for m in ("uid_map", "gid_map")}
+        for m in maps:
+            if maps[m] is None and view is not None and view.get(m) is not None:
+                maps[m] = view[m]
+        part("security", lambda: _security(parts["status"], maps["uid_map"], maps["gid_map"]))
+    part("ifnames", lambda: interfaces(_read(f"{base}/net/dev")))
+
     nss = {n.kind: n for n in parts.get("namespaces", ())}
     enter = [k for k in ("uts", "net") if k in nss and nss[k].isolated]
-    try:
-        seen = inside(pid, enter, parts.get("ifnames", []), proc) if os.path.isdir(base) else {}
-    except Exception as e:                  # same: say it, don't raise it
-        seen = {"error": str(e)}
+    if "namespaces" not in parts:
+        # Not knowing its namespaces, we cannot know whose hostname uname() would give: never
+        # show ours as its.
+        seen = {"error": "its namespaces could not be read"}
+    else:
+        try:
+            seen = inside(pid, enter, parts.get("ifnames", []), proc) if os.path.isdir(base) else {}
+        except Exception as e:              # same: say it, don't raise it
+            seen = {"error": str(e)}
+    if "error" in seen and view is not None and "hostname" in view:
+        seen = {"hostname": view["hostname"], "domainname": view.get("domainname"),
+                "flags": view.get("ifflags")}
+        by_init.append("hostname and interface states")
     if "error" in seen:
         notes.append(f"not everything inside could be read: {seen['error']}")
+    if by_init:
+        notes.append(f"read by the process itself ({', '.join(by_init)}): from outside, only "
+                     "CAP_SYS_PTRACE can read a process that is not dumpable, as the runtime's "
+                     "init is until it execs the program")
     part("network", lambda: _network(pid, proc, seen.get("flags")))
     part("routes", lambda: parse_routes(_read_or(f"{base}/net/route")))      # no IPv4: none
     part("neighbours", lambda: parse_arp(_read_or(f"{base}/net/arp")))
@@ -921,8 +948,10 @@ def diff(before: Snapshot, after: Snapshot) -> Diff:
     ib, ia = {i.name: i for i in before.network}, {i.name: i for i in after.network}
     d["interfaces_added"] = tuple(i for n, i in ia.items() if n not in ib)
     d["interfaces_removed"] = tuple(i for n, i in ib.items() if n not in ia)
+    # up/down unknown on one side (the namespace could not be entered) is no change
     d["interfaces_changed"] = tuple(Change(n, ib[n], i) for n, i in ia.items() if n in ib and
-                                    (ib[n].up, ib[n].addresses) != (i.up, i.addresses))
+                                    (ib[n].addresses != i.addresses or None not in (ib[n].up, i.up)
+                                     and ib[n].up != i.up))
     d["routes_added"] = tuple(r for r in after.routes if r not in before.routes)
     d["routes_removed"] = tuple(r for r in before.routes if r not in after.routes)
 

@@ -44,12 +44,14 @@ fanotify_init says EPERM, and the watch says so in one line (once) and shows not
 
     w = Watch(container)              # a thread reads the events until the container ends
     w.events                          # [FileEvent(time, pid, command, operation, path)]
+    w.flush()                         # every access made so far is read
     w.filter(operation="exec", path="/bin")
     w.counts()                        # {"open": 12, "exec": 3, "modify": 1}
     w.close()                         # the fanotify fd is closed (marks and queue go with it)
 """
 from __future__ import annotations
 
+import errno
 import os
 import select
 import sys
@@ -63,6 +65,7 @@ from .errors import MruncError
 OPERATIONS = ("open", "exec", "modify")
 MASK = linux.FAN_OPEN | linux.FAN_OPEN_EXEC | linux.FAN_MODIFY | linux.FAN_CLOSE_WRITE
 _SETTLE = 0.003                     # an exec's process is named again this much later
+LIMIT = 100_000                     # rows a watch keeps (a busy container runs for days)
 _TICK = 0.25                         # listeners hear at least this often (a live table redraws)
 _TOLD = set()                        # the "needs root" line is said once per process
 
@@ -96,6 +99,9 @@ class Watch:
         self.name = container.name
         self.error = None
         self.lost = False                # the kernel's queue overflowed: some events are missing
+        self.limit = LIMIT               # rows kept; the later ones are only counted
+        self.dropped = 0
+        self.version = 0                 # grows with every row added or renamed (for redraws)
         self.finished = False
         self._events = []
         self._listeners = []
@@ -104,10 +110,14 @@ class Watch:
         self._names = {}                 # pid -> the last name seen
         self._thread = None
         self._lock = threading.Lock()
-        self._fan = self._pidfd = self._stop = None
+        self._fan = self._pidfd = self._wake = None
+        self._stopping = False
+        self._asked = self._served = 0     # flush() calls made, and answered
+        self._served_cv = threading.Condition()
         self._pidns = None               # the container's PID namespace, once we know its init
         self._host_pidns = _pidns(os.getpid())
         self._t0 = time.monotonic()
+        self._unborn = unborn
         self._open(unborn)
         if start:
             self.start()
@@ -155,11 +165,29 @@ class Watch:
             self._thread.join(timeout)
         return self.finished
 
+    def flush(self, timeout=5.0) -> bool:
+        """Read every event queued until now, and name its processes: the kernel queues an
+        event before the access returns, so what the container has done is in the table once
+        this returns (no sleeping and hoping). False if the thread did not answer in time."""
+        t = self._thread
+        if t is None or not t.is_alive():
+            return self.finished
+        with self._served_cv:
+            self._asked += 1
+            mine = self._asked
+        with self._lock:
+            if self._wake is None:
+                return True
+            os.eventfd_write(self._wake, 1)
+        with self._served_cv:
+            return self._served_cv.wait_for(lambda: self._served >= mine or self.finished, timeout)
+
     def close(self):
         """Stop listening: the thread ends, the fanotify fd is closed (its marks go with it)."""
         with self._lock:
-            if self._stop is not None:
-                os.eventfd_write(self._stop, 1)
+            self._stopping = True
+            if self._wake is not None:
+                os.eventfd_write(self._wake, 1)
         t = self._thread
         if t is not None and t is not threading.current_thread():
             t.join()
@@ -174,7 +202,9 @@ class Watch:
                 os.O_RDONLY | os.O_CLOEXEC | os.O_LARGEFILE | os.O_NONBLOCK)
         except OSError as e:
             self.error = (f"the file-access monitor needs root: {e.strerror} (watching a "
-                          f"container's files takes CAP_SYS_ADMIN in the host's user namespace)")
+                          f"container's files takes CAP_SYS_ADMIN in the host's user namespace)"
+                          if e.errno == errno.EPERM else
+                          f"the file-access monitor cannot start: {e.strerror}")
             if self.error not in _TOLD:
                 _TOLD.add(self.error)
                 print(f"mrunc: {self.error}; the cell runs without it", file=sys.stderr, flush=True)
@@ -186,7 +216,7 @@ class Watch:
             os.close(self._fan)
             self._fan = None
             raise
-        self._stop = os.eventfd(0, os.EFD_CLOEXEC)
+        self._wake = os.eventfd(0, os.EFD_CLOEXEC)
 
     def _mark(self, unborn):
         """Mark the container's filesystem (its own overlay) or its root mount; returns the mount
@@ -220,14 +250,20 @@ class Watch:
     def _loop(self):
         try:
             while True:
-                wait = [self._fan, self._stop] + ([self._pidfd] if self._pidfd is not None else [])
+                wait = [self._fan, self._wake] + ([self._pidfd] if self._pidfd is not None else [])
                 ready = select.select(wait, [], [], self._timeout())[0]
+                asked = self._asked          # the flushes asked for before this drain
+                if self._wake in ready:
+                    os.eventfd_read(self._wake)      # close() or flush() woke us
                 self._drain()
                 with self._lock:
-                    self._settle()
-                if self._stop in ready or self._pidfd in ready or self._ended():
+                    self._settle(everyone=self._wake in ready)
+                if self._stopping or self._pidfd in ready or self._ended():
                     self._drain()            # what the last processes did before init died
                     break
+                with self._served_cv:
+                    self._served = asked
+                    self._served_cv.notify_all()
                 self._tell()
         finally:
             self._finish()
@@ -245,7 +281,9 @@ class Watch:
         c = self.container
         pid = c.pid
         if pid is None:
-            return c.status in ("stopped", "deleted")
+            # not made yet reads as "stopped" too: a container watched unborn has ended once the
+            # sandbox has deleted it
+            return c.status == "deleted" or (not self._unborn and c.status == "stopped")
         try:
             self._pidfd = os.pidfd_open(pid)
         except ProcessLookupError:
@@ -294,9 +332,13 @@ class Watch:
             if "exec" not in rows:
                 self._settle(pid)        # it ran its program: the earlier exec rows get its name
             for op in rows:
+                if len(self._events) >= self.limit:
+                    self.dropped += 1
+                    continue
                 if op == "exec":
                     self._settling.append((time.monotonic() + _SETTLE, pid, len(self._events)))
                 self._events.append(FileEvent(t, pid, command, op, path))
+                self.version += 1
         return bool(rows)
 
     def _command(self, pid, program=None):
@@ -323,12 +365,12 @@ class Watch:
             path = path[len(p):] or "/"
         return path
 
-    def _settle(self, pid=None):
+    def _settle(self, pid=None, everyone=False):
         """An exec's event comes as the program is opened, before the process takes its name:
         look again at its next event (`pid`), or a moment later (caller holds the lock)."""
         now, keep = time.monotonic(), []
         for when, p, i in self._settling:
-            if p != pid and when > now:
+            if p != pid and when > now and not everyone:
                 keep.append((when, p, i))
                 continue
             e = self._events[i]
@@ -336,6 +378,7 @@ class Watch:
             if name is not None and name != e.command:
                 self._names[p] = name
                 self._events[i] = replace(e, command=name)
+                self.version += 1
         self._settling = keep
 
     def _tell(self):
@@ -349,13 +392,15 @@ class Watch:
         with self._lock:
             if self.finished:
                 return
-            for attr in ("_fan", "_pidfd", "_stop"):
+            for attr in ("_fan", "_pidfd", "_wake"):
                 fd = getattr(self, attr)
                 if fd is not None:
                     setattr(self, attr, None)
                     os.close(fd)
             self._settling.clear()
             self.finished = True
+        with self._served_cv:
+            self._served_cv.notify_all()
         self._tell()
 
 

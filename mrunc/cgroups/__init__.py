@@ -15,7 +15,8 @@ uses v1 for the controllers on hybrid hosts, like runc.
 Usage (the runtime core, and `delete`/`kill --all`/`pause`/`update` later from the state file):
 
     mgr = cgroups.manager(cgroups_path, container_id)      # detects the layout under root
-    mgr.apply(pid); mgr.set(resources)                       # the "cgroup" phase
+    mgr.set(resources); mgr.apply(pid)                       # the "cgroup" phase: limits first
+    # (create sets mgr.sys, its Syscalls: then every mkdir and write is recorded in the trace)
     state["cgroup_paths"] = mgr.paths                        # save it...
     mgr = cgroups.manager(cgroups_path, container_id, paths=state["cgroup_paths"])  # ...rebuild
 

@@ -34,6 +34,7 @@ class Manager:
         self.paths = dict(paths)            # key -> inner path, e.g. "/mrunc/c1"
         self.rootless = rootless
         self.created = []                   # directories apply()/set() made, parents first
+        self.sys = None                     # create's Syscalls: its calls are recorded (fs doc)
 
     # -- where ------------------------------------------------------------------------------
     @property
@@ -88,14 +89,14 @@ class Manager:
     def create(self):
         """Make the cgroup directories (idempotent)."""
         for d in self.dirs():
-            fs.mkdir(d, self.created)
+            fs.mkdir(d, self.created, self.sys)
 
     def apply(self, pid=None):
         """Create the cgroup in every hierarchy, then move `pid` (all its threads) in."""
         self.create()
         if pid is not None:
             for d in self.dirs():
-                fs.join(d, pid)
+                fs.join(d, pid, self.sys)
 
     def kernel_memory_ignored(self):
         """(memory fields this layout and kernel have no knob for any more, why). Such a limit
@@ -126,10 +127,9 @@ class Manager:
                                   f"(the kernel lacks this knob or the controller is not enabled)")
         return writes
 
-    @staticmethod
-    def _write(writes):
+    def _write(self, writes):
         for d, name, value, field in writes:
-            fs.write(os.path.join(d, name), value, field)
+            fs.write(os.path.join(d, name), value, field, self.sys)
 
     def _plan(self, resources):
         raise NotImplementedError

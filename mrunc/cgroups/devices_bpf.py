@@ -36,8 +36,8 @@ mrunc builds that program in pure Python, one 8-byte instruction at a time:
    filter of ours is detached.
 
 `disassemble(program(rules))` lists the program in the kernel verifier's notation (the notebook
-shows it). Only `install`, `load` and `attached` talk to the kernel (through mrunc.linux.bpf);
-the rest is plain Python.
+shows it). Only `install`, `load` and `attached` talk to the kernel (through Syscalls.bpf, which
+records each call in the trace); the rest is plain Python.
 """
 
 import errno
@@ -300,9 +300,10 @@ def _why(e):
     return e.strerror or os.strerror(e.errno)     # "bpf(BPF_PROG_LOAD): Operation not permitted"
 
 
-def load(insns, f=F):
+def load(insns, f=F, sys=None):
     """bpf(BPF_PROG_LOAD): the program's fd. The verifier's complaint, if any, ends the error."""
     from mrunc import linux
+    sys = sys or linux.Syscalls()
     code, lic = bytearray(assemble(insns)), bytearray(LICENSE)
 
     def attempt(log):
@@ -313,7 +314,8 @@ def load(insns, f=F):
             struct.pack_into("=II", attr, 24, 1, len(log))      # log_level 1, log_size
             ptrs[32] = log                                      # log_buf
         attr[48:48 + 13] = b"mrunc_devices"                     # prog_name (bpftool shows it)
-        return linux.bpf(linux.BPF_PROG_LOAD, attr, ptrs)
+        return sys.bpf(linux.BPF_PROG_LOAD, attr, ptrs, "BPF_PROG_TYPE_CGROUP_DEVICE",
+                       f"{len(insns)} instructions", "mrunc_devices")
 
     log = bytearray(LOG_SIZE)
     try:
@@ -335,30 +337,31 @@ def load(insns, f=F):
         raise CgroupError(msg) from e
 
 
-def _query(dfd):
+def _query(dfd, sys=None, where=None):
     """Ids of the device programs attached to the cgroup itself (not its parents)."""
     from mrunc import linux
     ids = bytearray(4 * MAX_PROGS)
     attr = bytearray(40)
     struct.pack_into("=III", attr, 0, dfd, ATTACH_CGROUP_DEVICE, 0)
     struct.pack_into("=I", attr, 24, MAX_PROGS)                 # prog_cnt in: room; out: count
-    linux.bpf(linux.BPF_PROG_QUERY, attr, {16: ids})            # prog_ids
+    (sys or linux.Syscalls()).bpf(linux.BPF_PROG_QUERY, attr, {16: ids}, where)  # prog_ids
     count = struct.unpack_from("=I", attr, 24)[0]
     return list(struct.unpack_from(f"={count}I", ids))
 
 
-def _prog_fd(prog_id):
+def _prog_fd(prog_id, sys):
     from mrunc import linux
     attr = bytearray(12)
     struct.pack_into("=I", attr, 0, prog_id)
-    return linux.bpf(linux.BPF_PROG_GET_FD_BY_ID, attr)
+    return sys.bpf(linux.BPF_PROG_GET_FD_BY_ID, attr, None, prog_id)
 
 
-def _attach(cmd, dfd, pfd, flags=0, replace_fd=0):
-    from mrunc import linux
+def _attach(sys, cmd, dfd, pfd, where, flags=0, replace_fd=0):
     attr = bytearray(20)
     struct.pack_into("=IIIII", attr, 0, dfd, pfd, ATTACH_CGROUP_DEVICE, flags, replace_fd)
-    linux.bpf(cmd, attr)
+    names = "|".join(n for bit, n in ((F_ALLOW_MULTI, "BPF_F_ALLOW_MULTI"),
+                                      (F_REPLACE, "BPF_F_REPLACE")) if flags & bit)
+    sys.bpf(cmd, attr, None, where, "BPF_CGROUP_DEVICE", *([names] if names else []))
 
 
 def attached(cgroup_dir):
@@ -373,12 +376,14 @@ def attached(cgroup_dir):
         os.close(dfd)
 
 
-def install(cgroup_dir, rules, f=F):
+def install(cgroup_dir, rules, f=F, sys=None):
     """Make `rules` the one device filter of a cgroup v2 directory (see the module doc).
 
     Returns the instructions attached ([] when the rules allow everything and none is needed).
+    `sys`: the Syscalls that makes (and records) the bpf calls.
     """
     from mrunc import linux
+    sys = sys or linux.Syscalls()
     state = replay(rules, f)
     dfd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -388,19 +393,19 @@ def install(cgroup_dir, rules, f=F):
             raise CgroupError(f"{f}: {cgroup_dir} is not in a cgroup2 filesystem (an eBPF device "
                               f"filter attaches to a cgroup v2 directory)")
         try:
-            old = _query(dfd)
+            old = _query(dfd, sys, cgroup_dir)
         except OSError as e:
             if state.allows_everything() and e.errno in (errno.EPERM, errno.ENOSYS, errno.EINVAL):
                 return []           # we could not have attached anything either
             raise CgroupError(f"{f}: cannot list the eBPF device filters of {cgroup_dir}: "
                               f"{_why(e)}") from e
         if state.allows_everything():
-            _detach_all(dfd, old, cgroup_dir, f)
+            _detach_all(sys, dfd, old, cgroup_dir, f)
             return []
         insns = emit(state)
-        pfd = load(insns, f)
+        pfd = load(insns, f, sys)
         try:
-            _replace(dfd, pfd, old, cgroup_dir, f)
+            _replace(sys, dfd, pfd, old, cgroup_dir, f)
         finally:
             os.close(pfd)           # the attachment keeps the program alive
         return insns
@@ -408,17 +413,17 @@ def install(cgroup_dir, rules, f=F):
         os.close(dfd)
 
 
-def _replace(dfd, pfd, old, where, f):
+def _replace(sys, dfd, pfd, old, where, f):
     from mrunc import linux
     if len(old) == 1:
         # One filter there (ours, from create): swap it atomically for the new one (Linux 5.6+).
         try:
-            ofd = _prog_fd(old[0])
+            ofd = _prog_fd(old[0], sys)
         except OSError:
             ofd = None              # gone meanwhile
         if ofd is not None:
             try:
-                _attach(linux.BPF_PROG_ATTACH, dfd, pfd, F_ALLOW_MULTI | F_REPLACE, ofd)
+                _attach(sys, linux.BPF_PROG_ATTACH, dfd, pfd, where, F_ALLOW_MULTI | F_REPLACE, ofd)
                 return
             except OSError as e:
                 if e.errno != errno.EINVAL:     # EINVAL: a kernel without BPF_F_REPLACE
@@ -429,23 +434,23 @@ def _replace(dfd, pfd, old, where, f):
     # Otherwise the new one first, then the old ones off: meanwhile both run, and an access goes
     # through only if both allow it, so the container never gets more than either list grants.
     try:
-        _attach(linux.BPF_PROG_ATTACH, dfd, pfd, F_ALLOW_MULTI)
+        _attach(sys, linux.BPF_PROG_ATTACH, dfd, pfd, where, F_ALLOW_MULTI)
     except OSError as e:
         raise CgroupError(f"{f}: cannot attach the eBPF device filter to {where}: {_why(e)}") from e
-    _detach_all(dfd, old, where, f)
+    _detach_all(sys, dfd, old, where, f)
 
 
-def _detach_all(dfd, ids, where, f):
+def _detach_all(sys, dfd, ids, where, f):
     from mrunc import linux
     for prog_id in ids:
         try:
-            ofd = _prog_fd(prog_id)
+            ofd = _prog_fd(prog_id, sys)
         except OSError as e:
             if e.errno == errno.ENOENT:
                 continue            # freed meanwhile
             raise CgroupError(f"{f}: cannot open eBPF program {prog_id} on {where}: {_why(e)}") from e
         try:
-            _attach(linux.BPF_PROG_DETACH, dfd, ofd)
+            _attach(sys, linux.BPF_PROG_DETACH, dfd, ofd, where)
         except OSError as e:
             if e.errno != errno.ENOENT:
                 raise CgroupError(f"{f}: cannot detach eBPF program {prog_id} from {where}: "

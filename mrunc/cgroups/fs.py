@@ -1,9 +1,14 @@
 """The cgroup filesystem: reading and writing its files, and finding its hierarchies.
 
-Everything the kernel is asked goes through `write()` here, one `write(2)` per value (the kernel
-parses each write on its own: one device rule, one `io.max` line, one pid). A failed write
-becomes a CgroupError that names the value and the file, e.g.
+Everything the kernel is asked goes through `write()` and `mkdir()` here, one `write(2)` per
+value (the kernel parses each write on its own: one device rule, one `io.max` line, one pid). A
+failed write becomes a CgroupError that names the value and the file, e.g.
 "writing 100 to /sys/fs/cgroup/memory/x/memory.limit_in_bytes: Invalid argument".
+
+`sys`: `create` passes its Syscalls (the manager's `sys`), so each mkdir and write is made by the
+syscall layer and recorded in the phase it runs in (`--trace`, the stepper). Without one — the
+verbs that print no trace: update, pause, kill, delete — the same calls are made directly: the
+syscall layer is ctypes, and importing it would cost those hot verbs more than their work.
 
 Files are opened without O_CREAT: on cgroupfs a file that is absent means the kernel has no such
 knob (controller not enabled, feature too new or too old) and creating it is impossible anyway;
@@ -36,15 +41,18 @@ def _reason(e):
     return os.strerror(e.errno) if e.errno else str(e)
 
 
-def write(path, value, field=None):
+def write(path, value, field=None, sys=None):
     """Write str(value) to a cgroup file in one write(2); OSError -> CgroupError naming both."""
     data = str(value)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
-        try:
-            os.write(fd, data.encode())
-        finally:
-            os.close(fd)
+        if sys is not None:
+            sys.write_file(path, data, truncate=True)
+        else:
+            fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+            try:
+                os.write(fd, data.encode())
+            finally:
+                os.close(fd)
     except OSError as e:
         msg = f"writing {data} to {path}: {_reason(e)}"
         raise CgroupError(f"{field}: {msg}" if field else msg) from e
@@ -92,15 +100,18 @@ def at(d, name):
     return os.path.join(d, name) if d else None
 
 
-def mkdir(path, created):
+def mkdir(path, created, sys=None):
     """mkdir -p; append every directory actually created (parents first) to `created`."""
     if os.path.isdir(path):
         return
     parent = os.path.dirname(path)
     if parent != path:
-        mkdir(parent, created)
+        mkdir(parent, created, sys)
     try:
-        os.mkdir(path, 0o755)
+        if sys is not None:
+            sys.mkdir(path, 0o755)
+        else:
+            os.mkdir(path, 0o755)
         created.append(path)
     except FileExistsError:
         pass
@@ -122,18 +133,18 @@ def rmdir(path):
             time.sleep(delay)
 
 
-def join(dirpath, pid):
+def join(dirpath, pid, sys=None):
     """Move a whole process (all its threads) into a cgroup."""
     path = os.path.join(dirpath, "cgroup.procs")
     for _ in range(5):
         try:
-            return write(path, pid)
+            return write(path, pid, sys=sys)
         except CgroupError as e:
             # EINVAL can mean the task is still being created (TASK_NEW): retry briefly.
             if getattr(e.__cause__, "errno", None) != errno.EINVAL:
                 raise
             time.sleep(0.03)
-    write(path, pid)
+    write(path, pid, sys=sys)
 
 
 def procs(dirpath):

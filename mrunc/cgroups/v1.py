@@ -251,7 +251,8 @@ class V1Manager(Manager):
                 for name in ("cpuset.cpus", "cpuset.mems"):
                     mine = fs.read(os.path.join(cur, name))
                     if mine is not None and not mine.strip():
-                        fs.write(os.path.join(cur, name), fs.read(os.path.join(parent, name)) or "")
+                        fs.write(os.path.join(cur, name), fs.read(os.path.join(parent, name)) or "",
+                                 sys=self.sys)
 
     def _plan(self, res):
         if res.get("unified"):
@@ -286,23 +287,23 @@ class V1Manager(Manager):
         if d is None:
             raise CgroupError(f"cannot freeze {self.path}: the freezer controller is not mounted")
         state = os.path.join(d, "freezer.state")
-        fs.write(state, "FROZEN")
+        fs.write(state, "FROZEN", sys=self.sys)
         tries = [0]
 
         def frozen():
             tries[0] += 1
             if tries[0] % 50 == 0:      # tasks forked meanwhile: ask again
-                fs.write(state, "FROZEN")
+                fs.write(state, "FROZEN", sys=self.sys)
             return fs.read(state) == "FROZEN"
         if not _wait(frozen, timeout):
             now = fs.read(state)
-            fs.write(state, "THAWED")
+            fs.write(state, "THAWED", sys=self.sys)
             raise CgroupError(f"freezing {d}: still {now} after {timeout:g}s, thawed it again")
 
     def thaw(self):
         d = self.dir("freezer")
         if d and os.path.isdir(d):
-            fs.write(os.path.join(d, "freezer.state"), "THAWED")
+            fs.write(os.path.join(d, "freezer.state"), "THAWED", sys=self.sys)
 
     def freezer_state(self):
         d = self.dir("freezer")

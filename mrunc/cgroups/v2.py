@@ -230,11 +230,11 @@ class V2Manager(Manager):
                 continue
             sc = os.path.join(a, "cgroup.subtree_control")
             try:
-                fs.write(sc, " ".join("+" + c for c in missing))
+                fs.write(sc, " ".join("+" + c for c in missing), sys=self.sys)
             except CgroupError:
                 for c in missing:
                     try:
-                        fs.write(sc, "+" + c)
+                        fs.write(sc, "+" + c, sys=self.sys)
                     except CgroupError:
                         pass
 
@@ -249,7 +249,7 @@ class V2Manager(Manager):
                 raise CgroupError(f"{field}: the {ctrl} controller is not available in {a} "
                                   f"(cgroup.controllers: {' '.join(have) or 'empty'})")
             if ctrl not in (fs.read(os.path.join(a, "cgroup.subtree_control")) or "").split():
-                fs.write(os.path.join(a, "cgroup.subtree_control"), "+" + ctrl, field)
+                fs.write(os.path.join(a, "cgroup.subtree_control"), "+" + ctrl, field, self.sys)
         if ctrl not in (fs.read(os.path.join(d, "cgroup.controllers")) or "").split():
             raise CgroupError(f"{field}: the {ctrl} controller is not enabled for {d}")
 
@@ -259,7 +259,7 @@ class V2Manager(Manager):
         writes = self._checked_plan(res)
         if res.get("devices") is not None and not self.rootless:
             from . import devices_bpf
-            devices_bpf.install(self.dir(""), res["devices"])
+            devices_bpf.install(self.dir(""), res["devices"], sys=self.sys)
         self._write(writes)
 
     def _plan(self, res):
@@ -284,7 +284,7 @@ class V2Manager(Manager):
     def kill_all(self, signum):
         d = self.dir("")
         if signum == SIGKILL and fs.exists(os.path.join(d, "cgroup.kill")):
-            fs.write(os.path.join(d, "cgroup.kill"), 1)   # 5.14+: the kernel kills the whole subtree
+            fs.write(os.path.join(d, "cgroup.kill"), 1, sys=self.sys)   # 5.14+: the kernel kills the whole subtree
             return
         super().kill_all(signum)
 
@@ -296,14 +296,14 @@ class V2Manager(Manager):
         d = self.dir("")
         if not self.can_freeze():
             raise CgroupError(f"cannot freeze {d}: no cgroup.freeze (kernel older than 5.2?)")
-        fs.write(os.path.join(d, "cgroup.freeze"), 1)
+        fs.write(os.path.join(d, "cgroup.freeze"), 1, sys=self.sys)
         if not _wait(lambda: self.freezer_state() == "frozen", timeout):
-            fs.write(os.path.join(d, "cgroup.freeze"), 0)
+            fs.write(os.path.join(d, "cgroup.freeze"), 0, sys=self.sys)
             raise CgroupError(f"freezing {d}: not frozen after {timeout:g}s, thawed it again")
 
     def thaw(self):
         if self.can_freeze():
-            fs.write(os.path.join(self.dir(""), "cgroup.freeze"), 0)
+            fs.write(os.path.join(self.dir(""), "cgroup.freeze"), 0, sys=self.sys)
 
     def freezer_state(self):
         d = self.dir("")

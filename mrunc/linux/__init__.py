@@ -5,11 +5,14 @@ made a handful of system calls — unshare/setns (namespaces), mount/pivot_root 
 sethostname, prctl, capset. Python 3.11 wraps some of them (os.setresuid, os.setgroups, os.mknod,
 os.chroot, resource.setrlimit); the rest are reached here through libc with ctypes.
 
-Every privileged call the runtime makes goes through one `Syscalls` object. That gives us:
+Every privileged call goes through a `Syscalls` object — one per process: the runtime's, the
+clone child's, init's. That gives us:
   * errors that name the syscall and the path (`OSError(EPERM, "mount proc on /proc: ...")`),
     raised as the right subclass (PermissionError, FileNotFoundError…);
-  * a log of what the kernel was asked, per phase, which `--trace` prints and the notebook stepper
-    shows;
+  * a log of what the kernel was asked: each entry a `Call` — (name, args), plus who made it
+    (runtime / clone / init / hook) and its pid, when (wall clock, comparable across processes),
+    how long it took and how it ended (errno). The runtime merges its own log with init's, by
+    time, into one record per phase (mrunc.record), which `--trace` prints and the stepper shows;
   * a `RecordingSyscalls` fake that logs and does nothing, so unit tests check the exact call
     sequence without root.
 
@@ -17,6 +20,8 @@ This module imports nothing of mrunc's (imports flow one way, towards the kernel
 """
 import ctypes
 import os
+import time
+from errno import errorcode as _ERRNO_NAMES
 
 # --- constants (from <linux/sched.h>, <sys/mount.h>, <linux/prctl.h>, <linux/capability.h>) ---
 CLONE_NEWTIME = 0x00000080
@@ -159,19 +164,61 @@ def _check(ret, what, path=None):
     return ret
 
 
-class Syscalls:
-    """The real thing. Every call is appended to `self.log` as (name, args) before it is made."""
+class Call(tuple):
+    """One entry of a Syscalls log: the tuple (name, args), which is what tests compare, and
+    as attributes who made it and its pid, `t` (time.time() at the start: init's and the
+    runtime's clocks agree, whatever a time namespace does to CLOCK_MONOTONIC), `ms`, and how
+    it ended: `errno` (a name, "EPERM") or `ret` (a non-zero result: a new fd). `note` says why
+    a call ran where it did, when that is not obvious."""
 
-    def __init__(self):
+    who, pid, t, ms, ret, errno, note = "runtime", None, 0.0, None, None, None, None
+
+
+class Syscalls:
+    """The real thing. Every call is appended to `self.log` as a Call before it is made; when it
+    returns, the Call gets its duration and outcome. `who` and `pid` name the process."""
+
+    def __init__(self, who="runtime", pid=None):
         self.log = []
+        self.who, self.pid = who, pid or os.getpid()
+        self.note = None    # set while a batch of calls needs one explanation (see Call.note)
 
     def _rec(self, name, *args):
-        self.log.append((name, tuple(_readable(a) for a in args)))
+        c = Call((name, tuple(_readable(a) for a in args)))
+        c.who, c.pid, c.t = self.who, self.pid, time.time()
+        if self.note:
+            c.note = self.note
+        self.log.append(c)
+        return c
 
     def take_log(self):
         """Return and clear the calls made since the last take (one phase's worth)."""
         log, self.log = self.log, []
         return log
+
+    def add(self, name, *args, t, ms, who=None, pid=None, ret=None, err=None):
+        """Record a call timed by the caller: made by other means (a socket send, a child
+        process) or seen from here (a hook's run, the outcome of init's execve)."""
+        c = self._rec(name, *args)
+        c.t, c.ms = t, round(ms, 3)
+        if who:
+            c.who, c.pid = who, pid
+        if err is not None:
+            c.errno = _ERRNO_NAMES.get(err, str(err)) if isinstance(err, int) else err
+        elif ret:
+            c.ret = ret
+        return c
+
+    def around(self, name, *args, who=None):
+        """`with sys.around("sendmsg", path, "SCM_RIGHTS"):` — record what the block does (a
+        library's call: libseccomp, a socket), with its time and errno. The Call is what `as`
+        gives, to set `ret` or `pid` on."""
+        return _Around(self, name, args, who)
+
+    # -- files: a cgroup is a directory (writes: see write_file below) --
+    def mkdir(self, path, mode=0o755):
+        self._rec("mkdir", path, oct(mode))
+        os.mkdir(path, mode)
 
     # -- namespaces --
     def unshare(self, flags):
@@ -368,9 +415,11 @@ class Syscalls:
             s.close()
 
     # -- plain file writes to /proc, logged like syscalls since they change kernel state --
-    def write_file(self, path, data):
+    def write_file(self, path, data, truncate=False):
+        """open and write(2) once. `truncate`: O_TRUNC, for a cgroup file (which ignores it) that
+        a unit test's fake tree holds as a plain file."""
         self._rec("write", path, data)
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC | (os.O_TRUNC if truncate else 0))
         try:
             _write(fd, data, path)
         finally:
@@ -380,6 +429,82 @@ class Syscalls:
         """write(2) to `fd`, a file we opened (and checked) ourselves; `path` only names it."""
         self._rec("write", path, data)
         _write(fd, data, path)
+
+    def bpf(self, cmd, attr, pointers=None, *shown):
+        """bpf(2) (see the module function `bpf`); `shown`: what the trace says it is about."""
+        self._rec("bpf", _BPF_NAMES.get(cmd, cmd), *shown)
+        return bpf(cmd, attr, pointers)
+
+    def cloexec_from(self, first):
+        """Mark every fd >= `first` close-on-exec (fcntl FD_CLOEXEC): the fd table a program
+        gets is stdio and the preserved fds, nothing else of ours (S3)."""
+        fds = [int(n) for n in os.listdir("/proc/self/fd")] if os.path.isdir("/proc/self/fd") else []
+        fds = sorted(fd for fd in fds if fd >= first)
+        self._rec("fcntl", "F_SETFD", "FD_CLOEXEC", fds)
+        for fd in fds:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass    # the listing's own fd, closed since
+
+    def execve(self, path, args, env, before=None):
+        """Become the program. Recorded first, with no outcome: when it works nothing of ours
+        runs any more; whoever waits for it (`start`, on exec.fifo) sees how it went.
+        `before(log)`, if given, gets the log up to and including this call, just before it."""
+        self._rec("execve", path, list(args))
+        if before is not None:
+            before(self.take_log())
+        os.execve(path, args, env)
+
+
+class _Around:
+    __slots__ = ("sys", "name", "args", "who", "t", "t0", "call")
+
+    def __init__(self, sys, name, args, who):
+        self.sys, self.name, self.args, self.who = sys, name, args, who
+        self.call = Call((name, args))
+
+    def __enter__(self):
+        self.t, self.t0 = time.time(), time.perf_counter()
+        return self.call
+
+    def __exit__(self, kind, err, tb):
+        ms = (time.perf_counter() - self.t0) * 1000
+        c = self.sys.add(self.name, *self.args, t=self.t, ms=ms, who=self.who,
+                         pid=self.call.pid, ret=self.call.ret,
+                         err=None if err is None else getattr(err, "errno", None) or type(err).__name__)
+        if self.call.note:
+            c.note = self.call.note
+        return False
+
+
+def _timed(method):
+    """Wrap a Syscalls method: the Call it logs gets the duration and the errno or result."""
+    def timed(self, *args, **kw):
+        n, t0 = len(self.log), time.perf_counter()
+        try:
+            ret = method(self, *args, **kw)
+        except OSError as e:
+            if len(self.log) > n:
+                c = self.log[n]
+                c.ms = round((time.perf_counter() - t0) * 1000, 3)
+                c.errno = _ERRNO_NAMES.get(e.errno, str(e.errno))
+            raise
+        if len(self.log) > n:
+            c = self.log[n]
+            c.ms = round((time.perf_counter() - t0) * 1000, 3)
+            if type(ret) is int and ret:
+                c.ret = ret
+        return ret
+    timed.__name__, timed.__doc__ = method.__name__, method.__doc__
+    return timed
+
+
+# Every method that logs a call gets its duration and outcome (those that log none: no effect).
+for _name, _fn in list(vars(Syscalls).items()):
+    if not _name.startswith("_") and callable(_fn) and _name not in ("take_log", "add", "around",
+                                                                    "capget", "set_name"):
+        setattr(Syscalls, _name, _timed(_fn))
 
 
 def _write(fd, data, path):
@@ -429,7 +554,7 @@ def bpf(cmd, attr, pointers=None):
     whose address goes there (instructions, license, log buffer, id array): the kernel reads and
     writes those in place. Returns the syscall's result (a new fd for LOAD and GET_FD_BY_ID).
 
-    Not a Syscalls method: like the cgroup file writes, it is made by the cgroups package.
+    The kernel call itself; the cgroups package makes it through Syscalls.bpf, which records it.
     """
     keep = []          # the ctypes views must outlive the call
     for off, buf in (pointers or {}).items():
@@ -474,12 +599,10 @@ def fork_into_cgroup(cgroup_fd):
 class RecordingSyscalls(Syscalls):
     """A fake for unit tests: records every call and makes none (capget reports full caps)."""
 
-    def _noop(self, *a, **k):
-        return 0
-
     def __getattribute__(self, name):
         attr = object.__getattribute__(self, name)
-        if name.startswith("_") or name in ("log", "take_log", "capget") or not callable(attr):
+        if name.startswith("_") or name in ("log", "take_log", "capget", "add", "around") or \
+                not callable(attr):
             return attr
         rec = object.__getattribute__(self, "_rec")
         return lambda *args, **kw: rec(name, *args) or 0

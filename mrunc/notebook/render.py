@@ -13,25 +13,24 @@ escaped.
 """
 from __future__ import annotations
 
+import functools
 import html
+import importlib
+import inspect
+import os
 
+from mrunc import phases as _phase_defs
+from mrunc.phases import NAMES as PHASES, phases as _phases   # the one list of phases
+from mrunc.record import CallRecord
 from mrunc.snapshot import CAP_SETS, NS_MEANING, Diff, Snapshot, human_bytes
 
 __all__ = ["namespace_table", "mount_tree", "cgroup_panel", "security_badges", "process_tree",
-           "network_panel", "phase_list", "syscall_list", "summary_list", "page", "PHASES", "CSS"]
+           "network_panel", "phase_list", "syscall_list", "summary_list", "phase_code", "page", "PHASES",
+           "CSS"]
 
-PHASES = ("spec", "clone", "mount", "pivot_root", "cgroup", "security", "exec")
-PHASE_TEXT = {
-    "spec": "read and check config.json",
-    "clone": "fork, and unshare the namespaces",
-    "mount": "mount the rootfs, /proc, /dev… (still in the host's /)",
-    "pivot_root": "make the rootfs / and drop the host's root; hostname, masked paths",
-    "cgroup": "create the cgroup, set the limits, move in; then a cgroup namespace",
-    "security": "rlimits, user, capabilities, no_new_privs, seccomp",
-    "network": "wire it to its lab network: veth pair, eth0's address, default route (the runtime, "
-               "before start)",
-    "exec": "wait for `start`, then execve the container's program",
-}
+
+# A phase's one-line title, for the bar's tooltips and the stepper's status line.
+PHASE_TEXT = {p.name: p.title for p in _phases(network=True)}
 NS_LABEL = {"mnt": "mount", "uts": "UTS", "ipc": "IPC", "pid": "PID", "net": "network",
             "user": "user", "cgroup": "cgroup", "time": "time"}
 ALL_CAPS = 41   # CAP_CHOWN … CAP_CHECKPOINT_RESTORE (Linux 5.9+)
@@ -136,6 +135,7 @@ box-shadow:0 0 0 4px color-mix(in srgb,var(--mr-accent) 22%,transparent)}
 .mrunc ol.mr-calls li::marker{color:var(--mr-fg3)}
 .mrunc ol.mr-calls .mr-fn{color:var(--mr-accent);font-weight:600}
 .mrunc ol.mr-calls .mr-arg{color:var(--mr-fg2)}
+.mrunc ol.mr-calls .mr-who{display:inline-block;min-width:4.5em;color:var(--mr-fg3)}
 .mrunc ul.mr-summary{margin:0;padding:0 0 0 18px}
 .mrunc ul.mr-summary li{margin:2px 0}
 .mrunc ul.mr-summary li::marker{color:var(--mr-ok)}
@@ -144,6 +144,12 @@ box-shadow:0 0 0 4px color-mix(in srgb,var(--mr-accent) 22%,transparent)}
 .mrunc details>summary{cursor:pointer;color:var(--mr-fg2);font-size:12px;margin-top:6px}
 .mrunc .mr-struck{text-decoration:line-through;color:var(--mr-fg3)}
 .mrunc svg text{font-family:var(--mr-mono)}
+.mrunc .mr-doc{margin:4px 0 2px 0;color:var(--mr-fg)}
+.mrunc .mr-doc p{margin:0 0 4px 0}
+.mrunc pre.mr-code{font-family:var(--mr-mono);font-size:11.5px;line-height:1.4;margin:4px 0 0 0;
+padding:8px 10px;background:var(--mr-bg2);border:1px solid var(--mr-line);border-radius:6px;
+max-height:420px;overflow:auto;white-space:pre;color:var(--mr-fg)}
+.mrunc .mr-code-fn + .mr-code-fn{margin-top:10px;padding-top:8px;border-top:1px dashed var(--mr-line)}
 """
 
 
@@ -589,24 +595,29 @@ def _syscall_list(calls) -> str:
         return '<span class="mr-muted">no system calls recorded</span>'
     # Runs of one call differing only in its last argument (the bounding set dropped one cap at a
     # time, /dev nodes made one by one) are drawn as one line.
+    # Each call says which process made it (runtime, clone, init, hook: mrunc.record), if known.
     runs = []
     for call in calls:
+        call = CallRecord.of(call) if isinstance(call, dict) else call   # as the runtime sent it
         name, *args = call
+        who = getattr(call, "who", None)
         shown = _call_args(name, args)
         last = runs[-1] if runs else None
-        if last and last[0] == name and shown and len(last[1]) == len(shown) and last[1][:-1] == shown[:-1]:
+        if last and last[0] == name and last[3] == who and shown and len(last[1]) == len(shown) \
+                and last[1][:-1] == shown[:-1]:
             last[2].append(shown[-1])
         else:
-            runs.append((name, shown, [shown[-1]] if shown else []))
+            runs.append((name, shown, [shown[-1]] if shown else [], who))
     items = []
-    for name, shown, lasts in runs:
+    for name, shown, lasts, who in runs:
+        badge = f'<span class="mr-who">{_e(who)}</span>' if who else ""
         if len(lasts) > 2:
             vals = ", ".join(lasts[:3]) + (f", … {lasts[-1]}" if len(lasts) > 3 else "")
             lines = [(shown[:-1] + ["…"], f' <span class="mr-dim">× {len(lasts)}: {_e(vals)}</span>')]
         else:
             lines = [(shown[:-1] + [v] if shown else [], "") for v in lasts or [None]]
         for args, more in lines:
-            items.append(f'<li><span class="mr-fn">{_e(name)}</span>(<span class="mr-arg">'
+            items.append(f'<li>{badge}<span class="mr-fn">{_e(name)}</span>(<span class="mr-arg">'
                          f'{", ".join(_e(a) for a in args)}</span>){more}</li>')
     return f'<div class="mr-scroll" style="max-height:320px"><ol class="mr-calls">{"".join(items)}</ol></div>'
 
@@ -626,6 +637,63 @@ def _summary_list(diff: Diff | None) -> str:
 def summary_list(diff: Diff | None) -> str:
     """Diff.summary() as a bullet list."""
     return _root(_summary_list(diff))
+
+
+# ---- the code that ran ----------------------------------------------------------------------------
+
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@functools.lru_cache(maxsize=None)
+def _code(ref):
+    """(docstring, source, "file:line") of a "module:function" reference; None if not found."""
+    module, _, name = ref.partition(":")
+    try:
+        fn = getattr(importlib.import_module(module), name)
+        lines, first = inspect.getsourcelines(fn)
+        where = os.path.relpath(inspect.getsourcefile(fn), _REPO)
+    except (ImportError, AttributeError, OSError, TypeError):
+        return None
+    return inspect.getdoc(fn) or "", "".join(lines), f"{where}:{first}"
+
+
+def _doc_html(doc):
+    """A docstring's paragraphs as text (its line breaks are only the source's wrapping)."""
+    paras = [" ".join(p.split()) for p in doc.split("\n\n") if p.strip()]
+    return "".join(f"<p>{_e(p)}</p>" for p in paras) or '<p class="mr-dim">no docstring</p>'
+
+
+def _function(ref, who):
+    code = _code(ref)
+    if code is None:
+        return (f'<div class="mr-code-fn"><code>{_e(ref)}</code> '
+                f'<span class="mr-muted">(source not found)</span></div>')
+    doc, src, where = code
+    n = src.count("\n")
+    return (f'<div class="mr-code-fn"><div class="mr-row"><code class="mr-fn-ref"><b>{_e(ref)}</b></code>'
+            f'{_badge(who, "mr-acc", f"runs in the {who} process")}</div>'
+            f'<div class="mr-doc">{_doc_html(doc)}</div>'
+            f'<details class="mr-source"><summary>source · {n} lines · <code>{_e(where)}</code>'
+            f'</summary><pre class="mr-code">{_e(src)}</pre></details></div>')
+
+
+def _phase_code(name) -> str:
+    try:
+        ph = _phase_defs.get(name)
+    except KeyError:
+        return ""
+    other = _phase_defs.RUNTIME if ph.process == _phase_defs.INIT else _phase_defs.INIT
+    body = _function(ph.function, ph.process) + "".join(_function(ref, other) for ref in ph.also)
+    return _card("The code that ran", body, f"{_e(ph.function)}"
+                 + (f" · with the {other}'s part" if ph.also else ""))
+
+
+def phase_code(name) -> str:
+    """The functions that implement phase `name` (from mrunc.phases): "module:function", the
+    process it runs in, its docstring, and its source behind an expander — so a student can read
+    the code that just ran. The other process's part of the phase (the runtime's id maps in
+    clone, its limits in cgroup) follows."""
+    return _root(_phase_code(name))
 
 
 # ---- the page -------------------------------------------------------------------------------------
@@ -667,6 +735,7 @@ def page(snap: Snapshot, diff: Diff | None = None, phase=None, *, phases=PHASES,
         if "calls" in ev else ""
     inner = (_phase_list(phases, name, failed, times) + head + alerts
              + (f'<div class="mr-grid"><div>{changes}</div><div>{calls}</div></div>' if calls else changes)
+             + _phase_code(name)
              + _network_step(ev.get("network"))
              + f'<div class="mr-grid"><div>{_namespace_table(snap, diff)}</div>'
              + f'<div>{_security_badges(snap, diff)}</div></div>'

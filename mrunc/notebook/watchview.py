@@ -79,7 +79,7 @@ class FileWatch(StaticView, w.VBox):
         super().__init__([bar, self.view], **kw)
         self.add_class("mrunc-file-watch")
         self._lock = threading.Lock()
-        self._drawn = (-1, None)         # (events, finished) at the last draw
+        self._drawn = (-1, None)         # (version, finished) of the watch at the last draw
         self._last = 0.0
         self.draw()
         watch.subscribe(self._changed)
@@ -93,16 +93,21 @@ class FileWatch(StaticView, w.VBox):
         """The table as it is now, with its filter: self-contained HTML for an exported notebook."""
         return self._html()
 
+    def export_finish(self):
+        """Before an export draws us: every access made so far is in the table."""
+        self.watch.flush()
+        self.draw()
+
     def draw(self):
         with self._lock:
-            self._drawn = (len(self.watch.events), self.watch.finished)
+            self._drawn = (self.watch.version, self.watch.finished)
             self._last = time.monotonic()
             self.view.value = self._html()
             self.stop_button.disabled = self.watch.finished
 
     def _changed(self):
         """From the watch's thread: redraw when something changed, at most every _REDRAW s."""
-        now = (len(self.watch.events), self.watch.finished)
+        now = (self.watch.version, self.watch.finished)
         if now != self._drawn and (self.watch.finished or time.monotonic() - self._last >= _REDRAW):
             self.draw()
 
@@ -111,8 +116,10 @@ class FileWatch(StaticView, w.VBox):
         op, path = self.operation.value, self.path.value
         check_filter(op, path)
         status = (wt.error and "not watching") or ("ended" if wt.finished else "watching…")
-        note = wt.error or ("the kernel's queue overflowed: some accesses are missing"
-                            if wt.lost else None)
+        note = wt.error or " · ".join(
+            ([f"only the first {wt.limit} accesses are kept: {wt.dropped} more were not"]
+             if wt.dropped else []) +
+            (["the kernel's queue overflowed: some accesses are missing"] if wt.lost else [])) or None
         return table(wt.events, name=wt.name, counts=wt.counts(), operation=op, path=path,
                      status=status, note=note)
 

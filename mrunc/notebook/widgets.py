@@ -1,7 +1,8 @@
 """Widgets: state and callbacks only; every picture is drawn by render.py or charts.py.
 
   Stepper        Next / Run to end / Abort over a StepSession: after each phase, the runtime's
-                 report and the snapshot of the paused init, drawn by render.page.
+                 report, the snapshot of the paused init and the code that ran (module:function,
+                 docstring, source), drawn by render.page.
   Monitor        polls a container's cgroup on a thread and draws memory, CPU and pids against
                  their limits; an OOM kill is marked the moment the kernel's counter moves.
   ContainerList  the sandbox's containers, with Inspect / Stop / Remove.
@@ -20,7 +21,8 @@ import time
 import ipywidgets as w
 
 from mrunc.notebook import charts, render
-from mrunc.sandbox import PHASES, describe_exit
+from mrunc.phases import NAMES as PHASES
+from mrunc.sandbox import describe_exit
 from mrunc.snapshot import human_bytes
 
 __all__ = ["Stepper", "Monitor", "ContainerList"]
@@ -130,7 +132,10 @@ class Stepper(w.VBox):
                                             times=times, phases=phases) if before is not None else
                                 render.phase_list(phases, None, failed=last.phase, times=times))
         else:
-            if s.done:
+            if s.done and getattr(s, "error", None):     # aborted between two phases
+                self.status.value = _status(f"✗ aborted after <b>{_e(last.phase)}</b>: the runtime "
+                                            f"undid what it had done ({_e(s.error)})", "bad", last.phase)
+            elif s.done:
                 text = (f"done: <code>{_e(s.name)}</code> runs its program "
                         f"(exec {last.ms:.1f} ms)" if last.snapshot is not None else
                         f"done: the program already ended ({_e(_exit_text(s))})")
@@ -144,7 +149,7 @@ class Stepper(w.VBox):
                                                phases=phases)
             else:
                 self.panel.value = render.phase_list(phases, last.phase, times=times) + \
-                    render.syscall_list(last.calls)
+                    render.syscall_list(last.calls) + render.phase_code(last.phase)
 
 
 def _exit_text(session):

@@ -36,7 +36,7 @@ def run_foreground(cid, bundle, root, keep=False, network=None, **kw):
     old = {s: signal.signal(s, lambda n, _f: _forward(pid, n)) for s in _FORWARD
            if signal.getsignal(s) != signal.SIG_IGN or s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        api.start(cid, root)
+        api.start(cid, root, events=kw.get("events"))
         if "pty" in box:
             return _with_terminal(pid, box["pty"])
         return _wait(pid)

@@ -10,20 +10,24 @@ fork, and that saves a whole interpreter start):
                 from then on, the container's PID 1 *is* the user's program.
 
     clone       unshare(user) -> parent writes uid/gid maps -> join/unshare the rest -> fork init
-    mount       / made rslave, rootfs bound on itself, mounts[] in order, /dev nodes and links
+    mount       / made rslave, rootfs bound on itself, mounts[] in order, /dev nodes and links;
+                without a cgroup namespace of its own the container's cgroup dirs are bound in
+                now, so the parent makes them now (they show in this phase's record)
     pivot_root  the rootfs becomes /, the old root is detached; masked and read-only paths,
                 hostname, sysctl, the console
                 (without a mount namespace of its own, init mounts nothing at all and enters
                 the rootfs with chroot: the mount table it shares is the host's)
-    cgroup      the parent puts init in its cgroup and writes the limits; *then* init unshares the
-                cgroup namespace — so inside, its own cgroup is "/" — and mounts the cgroup fs
+    cgroup      the parent writes the limits and moves init into its cgroup; *then* init unshares
+                the cgroup namespace — so inside, its own cgroup is "/" — and mounts the cgroup fs
+                (unless it was bound in the mount phase), then makes / read-only if asked
     security    rlimits, oom_score_adj, groups/gid/uid, capabilities, no_new_privs, cwd; the
                 program is looked up now so a typo fails `create`, not `start`
     exec        wait for `start` on exec.fifo, then execve (the fd table closed down to stdio)
 
 After each phase init reports what it did to the parent (duration and kernel calls) and waits for
-"continue": that is how `--trace` prints the phases and how the notebook stepper pauses a real
-container between two of them.
+"continue": the parent adds the calls it made itself meanwhile (mrunc.record), and that one record
+is what `--trace` prints and where the notebook stepper pauses a real container. The phases,
+their order and the function of each are listed once, in mrunc.phases.
 
 Neither process may outlive a `create` that is killed before it has handed the container over
 (recorded it in state.json): nobody could find, start or delete it. Two guards, as runc has:
@@ -44,7 +48,7 @@ import _signal as signal   # the C module under `signal`: same calls, without it
 import os
 import time
 
-from .. import linux
+from .. import fastjson, linux, record
 from ..linux import Syscalls
 from ..spec.consts import IOPRIO_CLASSES, SCHED_FLAGS, SCHED_POLICIES
 from . import protocol
@@ -62,10 +66,12 @@ class Ctx:
         self.v1_hierarchies = kw.get("v1_hierarchies", [])
         self.has_hooks = kw.get("has_hooks", set())
         self.hook_state = kw.get("hook_state", {})  # id, bundle, annotations: for in-container hooks
-        self.cgroup_bind = kw.get("cgroup_bind", False)  # userns without cgroupns: bind, not mount
+        self.cgroup_bind = kw.get("cgroup_bind", False)  # no own cgroupns: bind, not mount
         self.runtime_pid = kw.get("runtime_pid")  # `mrunc create`: the clone child's parent
         self.runtime_sources = kw.get("runtime_sources", False)  # the runtime opens bind sources
         self.proc = None  # init's private procfs handle (mrunc.procfs), made in the mount phase
+        self.report_exec = kw.get("report_exec", False)  # someone traces: exec's calls go to `start`
+        self.self_view = kw.get("self_view", False)  # stepping: each report carries init's own view
 
 
 def own_mount_namespace(config):
@@ -81,8 +87,10 @@ def _namespaces(config):
 # ---------------------------------------------------------------- clone (in the clone child)
 
 def clone_child(sock, config, ctx):
-    """Runs in the first child. Never returns: forks init, reports its pid, exits."""
-    sys = Syscalls()
+    """Fork-and-unshare, the runtime writing our id maps: enter (or make) the user namespace
+    first, then the others in one unshare, and fork init — the first process that is *in* the
+    new PID namespace. Runs in the clone child; never returns: reports init's pid, exits."""
+    sys = Syscalls(who="clone")
     t0 = time.perf_counter()
     try:
         _close_inherited(keep={0, 1, 2, sock.fileno(), ctx.state_dirfd,
@@ -238,14 +246,18 @@ def _setns(sys, path, nstype, where):
 class _Phases:
     """Report each phase home and wait for 'continue' (the stepper's pause point)."""
 
-    def __init__(self, sock, sys, t0):
+    def __init__(self, sock, sys, t0, view=None):
         self.sock, self.sys, self.t0 = sock, sys, t0
         self.name = "clone"
+        self.view = view  # stepping: what init sees of itself (process.selfview), sent with each report
 
     def done(self):
         ms = (time.perf_counter() - self.t0) * 1000
-        calls = [[n, *map(_jsonable, a)] for n, a in self.sys.take_log()]
-        protocol.send(self.sock, {"t": "phase", "phase": self.name, "ms": round(ms, 3), "calls": calls})
+        calls = record.as_dicts(self.sys.take_log())
+        msg = {"t": "phase", "phase": self.name, "ms": round(ms, 3), "calls": calls}
+        if self.view:
+            msg["view"] = self.view()
+        protocol.send(self.sock, msg)
         msg = protocol.recv(self.sock, "continue")
         if msg["t"] != "continue":
             os._exit(1)
@@ -254,8 +266,13 @@ class _Phases:
         self.name, self.t0 = name, time.perf_counter()
 
 
-def _jsonable(v):
-    return v if isinstance(v, (str, int, float, bool, type(None), list)) else str(v)
+def _self_view(ctx):
+    """While stepping: a function giving init's own view, for a caller who cannot read a
+    non-dumpable init from outside (imported now, before pivot_root hides the host's files)."""
+    if not ctx.self_view:
+        return None
+    from . import selfview
+    return lambda: selfview.report(ctx.proc)
 
 
 def init_main(sock, config, ctx, sys, t0):
@@ -263,7 +280,10 @@ def init_main(sock, config, ctx, sys, t0):
     _preload(config, ctx)
     _set_signals()
     sys.set_name("mrunc:[init]")
-    ph = _Phases(sock, sys, t0)
+    # Our calls from here on are init's. Its pid as the runtime knows it is not ours to see
+    # (getpid says 1): the runtime fills it in.
+    sys.who, sys.pid = "init", None
+    ph = _Phases(sock, sys, t0, _self_view(ctx))
     try:
         ph.done()
         # create has reaped the clone child, so we are its child now: arm the parent-death signal
@@ -288,7 +308,7 @@ def init_main(sock, config, ctx, sys, t0):
         e = explain_emfile((config.get("process") or {}).get("rlimits"), e)
         protocol.send(sock, protocol.error_message(ph.name, e))
         os._exit(1)
-    exec_phase(sock, config, ctx, path)
+    exec_phase(sys, sock, config, ctx, path)
 
 
 def _preload(config, ctx):
@@ -313,6 +333,10 @@ def _set_signals():
 
 
 def mount_phase(sys, sock, config, ctx):
+    """Build the container's file tree, still under the host's /: make the mount namespace's
+    propagation private, bind the rootfs on itself, mount every mounts[] entry inside it, make
+    /dev's nodes and links. Then the hooks of this point: createRuntime in the runtime,
+    createContainer here. Returns the rootfs path."""
     from .. import procfs
     from .. import rootfs as rfs
     # First, while the runtime's /proc is still in sight: a procfs of our own PID namespace that
@@ -328,7 +352,9 @@ def mount_phase(sys, sock, config, ctx):
                 sources.close()
         rfs.setup_dev(sys, config, rootfs, bool((config.get("process") or {}).get("terminal")))
         if ctx.cgroup_bind:
-            # the parent makes our cgroup directories now (limits and joining stay in the cgroup phase)
+            # The runtime makes our cgroup directories now, in the mount phase: they are bound
+            # into the rootfs (no cgroup namespace of our own to mount a cgroup fs in, see
+            # parent._needs_cgroup_bind). Limits and joining stay in the cgroup phase.
             protocol.send(sock, {"t": "cgroup-dirs"})
             rfs.bind_cgroup_entries(sys, config, rootfs, protocol.recv(sock, "cgroup-dirs")["dirs"])
     else:
@@ -344,7 +370,7 @@ def mount_phase(sys, sock, config, ctx):
     if "createContainer" in ctx.has_hooks:
         from .. import hooks
         hooks.run_in_container(config, "createContainer",
-                               dict(ctx.hook_state, status=hooks.CREATE_STATUS))
+                               dict(ctx.hook_state, status=hooks.CREATE_STATUS), sys)
     return rootfs
 
 
@@ -364,7 +390,9 @@ class _RuntimeSources:
         self.sent = True
         answer = protocol.recv(self.sock, "mount-source", with_fds=True)
         # what the runtime asked the kernel for us shows in this phase's record, in its place
-        self.sys.log += [(c[0], tuple(c[1:])) for c in answer.get("calls") or []]
+        for c in answer.get("calls") or []:
+            self.sys.add(c["call"], *c["args"], t=c["t"], ms=c["ms"] or 0.0, who=c["who"],
+                         pid=c["pid"], ret=c.get("ret"), err=c.get("errno"))
         if "errno" in answer:
             raise OSError(answer["errno"], answer["message"], path)
         fd = answer["_fds"][0]
@@ -388,6 +416,9 @@ def _make_cwd(config, rootfs):
 
 
 def pivot_root_phase(sys, sock, config, ctx, rootfs):
+    """Make the rootfs our / (pivot_root, and detach the host's old root so nothing of it stays
+    reachable), then what needs the new root: hostname, sysctl, masked and read-only paths, the
+    console."""
     from .. import rootfs as rfs
     process = config.get("process") or {}
     own = own_mount_namespace(config)
@@ -449,6 +480,9 @@ def attach_tty(slave):
 
 
 def cgroup_phase(sys, sock, config, ctx):
+    """Ask the runtime to put us in our cgroup (it writes the limits first), and only then
+    unshare the cgroup namespace: its root is the cgroup we are in at that moment. Then the
+    cgroup filesystem, which shows that namespace's view, and / made read-only if asked."""
     # 1. the parent creates the cgroup, writes the limits and moves us in (it owns the host side)
     protocol.send(sock, {"t": "cgroup"})
     protocol.recv(sock, "cgroup-done")
@@ -492,6 +526,9 @@ def scheduling(sys, config):
 
 
 def security_phase(sys, config, sock=None, procfs=None):
+    """Drop what the program must not have, as late as possible: scheduling, rlimits, groups and
+    ids, capabilities, no_new_privs, and last the seccomp filter. The program is looked up now,
+    so a typo fails `create`, not `start`. Returns its path."""
     from .. import security
     proc = config.get("process") or {}
     filt = _seccomp_filter(config, sock)
@@ -592,8 +629,10 @@ def find_executable(name, env):
 
 # ---------------------------------------------------------------- exec (at `mrunc start`)
 
-def exec_phase(sock, config, ctx, path):
-    """Tell create we are ready, block until start, then become the user's program."""
+def exec_phase(sys, sock, config, ctx, path):
+    """Tell create we are ready, block until `start` opens exec.fifo, run the startContainer
+    hooks, close every fd the program must not get, and execve it. With someone tracing, our
+    calls up to and including the execve go to `start` through the fifo, just before it."""
     proc = config["process"]
     env = _env(proc.get("env") or [])
     if "HOME" not in env:
@@ -609,22 +648,28 @@ def exec_phase(sock, config, ctx, path):
     try:
         # Blocks until `mrunc start` opens the other end. Opened relative to the state dir fd we
         # kept from before pivot_root: the host path is unreachable from inside the rootfs.
-        fifo = os.open("exec.fifo", os.O_WRONLY | os.O_CLOEXEC, dir_fd=ctx.state_dirfd)
+        with sys.around("open", "exec.fifo", "O_WRONLY") as call:
+            call.note = "blocks until `start` opens the other end"
+            fifo = os.open("exec.fifo", os.O_WRONLY | os.O_CLOEXEC, dir_fd=ctx.state_dirfd)
         sock.close()
         os.close(ctx.state_dirfd)
         if "startContainer" in ctx.has_hooks:
             from .. import hooks
-            hooks.run_in_container(config, "startContainer", dict(ctx.hook_state, status="created"))
-        _close_fds(3 + ctx.preserve_fds)
+            hooks.run_in_container(config, "startContainer", dict(ctx.hook_state, status="created"),
+                                   sys)
+        _close_fds(3 + ctx.preserve_fds, sys)
         # Python ignores SIGPIPE and SIGXFSZ, and ignored signals survive execve: give the
         # program the defaults (or `yes | head` would never end).
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
         # "0": all went well. The fifo is close-on-exec, so `start` sees end-of-file at the very
         # moment execve succeeds: that is when the program has started (and poststart may run).
-        os.write(fifo, b"0")
+        # Traced, this phase's calls follow, one JSON line, the execve last (see api.start).
+        def ready(log):
+            line = fastjson.dumps(record.as_dicts(log), compact=True).encode() + b"\n"
+            os.write(fifo, b"0" + line if ctx.report_exec else b"0")
         try:
-            os.execve(path, proc["args"], env)
+            sys.execve(path, proc["args"], env, ready)
         except OSError as e:  # found at create, but a bind mount may cover it with anything
             raise OSError(e.errno, f"process.args[0]: exec {proc['args'][0]}: {e.strerror}") from None
     except BaseException as e:  # noqa: BLE001 — report to `start` if it is listening, else stderr
@@ -648,16 +693,10 @@ def _env(pairs):
     return env
 
 
-def _close_fds(first):
+def _close_fds(first, sys=None):
     """Leave the program only stdio and the preserved fds: any other fd is a way out (S3).
     Our own fds are O_CLOEXEC already; this catches whatever the caller of create leaked to us."""
-    for name in os.listdir("/proc/self/fd") if os.path.isdir("/proc/self/fd") else []:
-        fd = int(name)
-        if fd >= first:
-            try:
-                os.set_inheritable(fd, False)
-            except OSError:
-                pass
+    (sys or Syscalls()).cloexec_from(first)
     for fd in range(3, first):
         try:
             os.set_inheritable(fd, True)

@@ -4,42 +4,61 @@ The parent does what only the host side can do: write the user namespace's id ma
 cgroup and move init into it, run the runtime-namespace hooks, pass the console on. Everything
 else happens in the container's own processes (init.py). If anything fails, the parent undoes
 what was done — kills init, removes the cgroup and the state dir — and raises one error.
+
+Every call the parent makes goes through one Syscalls object, `events.sys`; when init reports a
+phase, the parent's calls since the previous report — made while init was in that phase — are
+merged with init's into the phase's record (mrunc.record).
 """
 import os
 import time
 
-from .. import fastjson
+from .. import fastjson, phases, record
 from ..errors import InitError, MruncError
 from ..signals import SIGKILL, SIGSYS, name as signal_name
 from ..state import Container, now_rfc3339, proc_start_time, wait_gone, write_atomic
 from . import protocol
 from .init import Ctx, clone_child
 
-HOOKS_IN_INIT = ("createContainer", "startContainer")
-# The phases in order, as the stepper and --trace name them; "exec" is init's wait for start.
-PHASES = ("spec", "clone", "mount", "pivot_root", "cgroup", "security", "exec")
 
 
 class Events:
-    """Where phase reports go: the --trace printer and the stepper's channel (either may be off)."""
+    """Where phase records go: the --trace printer and the stepper's channel (either may be off).
+    `sys` is the runtime's own Syscalls: what it logged since the last phase is part of the next."""
 
     def __init__(self, trace=None, step_fd=None):
+        from ..linux import Syscalls
         self.trace = trace            # a file (stderr) or None
         self.step = os.fdopen(step_fd, "r+b", buffering=0) if step_fd is not None else None
+        self.sys = Syscalls()
         self.records = []
 
-    def phase(self, name, ms, calls, pid=None, **extra):
-        rec = {"event": "phase-done", "phase": name, "ms": ms, "calls": calls}
+    @property
+    def listening(self):
+        """Is anyone reading the records? If not, nothing is built (create stays cheap)."""
+        return self.trace is not None or self.step is not None
+
+    def phase(self, name, ms, calls=(), pid=None, wait=True, **extra):
+        """Phase `name` is over: merge the calls of the other processes (init's: their pid is
+        `pid`) with ours, by time, and report the record. `wait`: pause for the stepper."""
+        own = self.sys.take_log()
+        if not self.listening:
+            self.records.append({"phase": name})
+            return
+        for c in calls:
+            if c.get("pid") is None:
+                c["pid"] = pid
+        rec = {"event": "phase-done", "phase": name, "ms": ms,
+               "calls": record.merge(calls, record.as_dicts(own))}
         if pid:
             rec["pid"] = pid
         rec.update({k: v for k, v in extra.items() if v is not None})   # network: the views
         self.records.append(rec)
         if self.trace:
-            self.trace.write(format_phase(rec))
+            self.trace.write(record.format_phase(rec))
             self.trace.flush()
         if self.step:
             self.step.write(fastjson.dumps(rec).encode() + b"\n")
-            line = self.step.readline().strip()
+            line = self.step.readline().strip() if wait else b"continue"
             if line != b"continue":
                 raise MruncError(f"{name}: stopped by the stepper ({line.decode() or 'channel closed'})")
 
@@ -50,25 +69,6 @@ class Events:
                 self.step.write(fastjson.dumps(rec).encode() + b"\n")
             except OSError:
                 pass
-
-
-def format_phase(rec):
-    """One line per phase, then its kernel calls; a run of the same call with the same first
-    argument (38 × prctl(PR_CAPBSET_DROP, …)) is folded into one line."""
-    lines = [f"mrunc: phase {rec['phase']:<10} {rec['ms']:8.3f} ms\n"]
-    runs = []
-    for name, *args in rec["calls"]:
-        if runs and len(args) == 2 and runs[-1][0] == name and runs[-1][1][:1] == args[:1]:
-            runs[-1][2].append(args[1])
-        else:
-            runs.append((name, args, [args[1]] if len(args) == 2 else None))
-    for name, args, rest in runs:
-        if rest and len(rest) > 1:
-            args = [args[0], f"{{{', '.join(map(str, rest))}}}"]
-            lines.append(f"         {name}({args[0]!r}, {args[1]})  × {len(rest)}\n")
-        else:
-            lines.append(f"         {name}({', '.join(map(repr, args))})\n")
-    return "".join(lines)
 
 
 def create(root, cid, bundle, *, pid_file=None, console_socket=None, no_pivot=False,
@@ -82,15 +82,16 @@ def create(root, cid, bundle, *, pid_file=None, console_socket=None, no_pivot=Fa
     t0 = time.perf_counter()
     validate_id(cid)
     bundle = os.path.abspath(bundle)
-    config = spec.load(bundle)
+    config = spec.load(bundle, sys=events.sys)  # the read and every check, in the record
     if netns_path:
         for ns in config["linux"]["namespaces"]:
             if ns["type"] == "network":
                 ns["path"] = netns_path
     _check_terminal(config, console_socket, on_console)
-    events.phase("spec", round((time.perf_counter() - t0) * 1000, 3), [["read", f"{bundle}/config.json"]])
+    events.phase("spec", round((time.perf_counter() - t0) * 1000, 3))
 
     cg = _cgroup_manager(config, cid)
+    cg.sys = events.sys
     c = Container(root, cid)
     c.reserve(_creating_record(c, config, bundle, cg))  # takes the container's lock
     state = {"init_pid": None, "cgroup": None}
@@ -198,16 +199,18 @@ def _create(c, config, bundle, state, events, cg, *, no_pivot, preserve_fds, con
     ctx = Ctx(bundle=bundle, state_dirfd=dirfd, no_pivot=no_pivot, preserve_fds=preserve_fds,
               runtime_pid=os.getpid(),
               cgroup_version=layout, v1_hierarchies=_v1_hierarchies(cg) if layout != "v2" else [],
-              has_hooks=hooks, cgroup_bind=_needs_cgroup_bind(config), hook_state=_hook_state(c, config, bundle, {"init_pid": None}, ""),
-              runtime_sources=_runtime_opens_sources(config))
+              has_hooks=hooks, cgroup_bind=_needs_cgroup_bind(config),
+              hook_state=_hook_state(c, config, bundle, {"init_pid": None}, ""),
+              runtime_sources=_runtime_opens_sources(config), report_exec=events.listening,
+              self_view=events.step is not None)
     if ctx.runtime_sources:
         from .sources import SourceHelper  # now, before the forks: it imports what init needs too
     mine, theirs = protocol.pair()
     # Be a child subreaper: when the clone child exits, init becomes *our* child, so a failed
     # create can reap it (no zombie left behind) and `run` can wait for its exit status. When
     # create returns, init passes on to the next subreaper up — conmon, containerd's shim.
-    from ..linux import PR_SET_CHILD_SUBREAPER, Syscalls
-    Syscalls().prctl(PR_SET_CHILD_SUBREAPER, 1)
+    from ..linux import PR_SET_CHILD_SUBREAPER
+    events.sys.prctl(PR_SET_CHILD_SUBREAPER, 1)
     clone_pid = os.fork()
     if clone_pid == 0:
         try:
@@ -250,7 +253,7 @@ def _died(config, state, events, clone_pid):
     """The error for a create whose init or clone child died: in which phase, of what — and,
     when the config makes one likely, the field that killed it."""
     done = [r["phase"] for r in events.records]
-    phase = PHASES[PHASES.index(done[-1]) + 1] if done and done[-1] in PHASES[:-1] else "clone"
+    phase = (phases.after(done[-1]) if done and done[-1] in phases.NAMES else None) or "clone"
     pid, who = (state["init_pid"], "init") if state.get("init_pid") else (clone_pid, "clone child")
     info = _death(pid)
     killed = info is not None and info.si_code in (os.CLD_KILLED, os.CLD_DUMPED)
@@ -289,6 +292,7 @@ def _culprit(config, phase, sig):
 def _answer(c, config, bundle, state, events, sock, clone_pid, cg, console_socket, on_console,
             helper):
     from .. import hooks
+    sys = events.sys
     while True:
         msg = protocol.recv(sock, with_fds=True)
         t = msg["t"]
@@ -296,7 +300,7 @@ def _answer(c, config, bundle, state, events, sock, clone_pid, cg, console_socke
             raise InitError(msg["phase"], msg["message"], msg.get("syscall"), msg.get("path"),
                             msg.get("errno"))
         if t == "userns":
-            write_id_maps(clone_pid, config)
+            write_id_maps(clone_pid, config, sys)
             protocol.send(sock, {"t": "maps-done"})
         elif t == "pid":
             state["init_pid"] = msg["pid"]
@@ -304,34 +308,36 @@ def _answer(c, config, bundle, state, events, sock, clone_pid, cg, console_socke
             # subreaper), and its parent-death signal may be armed (init._Phases.done)
             _reap(clone_pid)
         elif t == "phase":
-            events.phase(msg["phase"], msg["ms"], msg["calls"], state["init_pid"])
+            events.phase(msg["phase"], msg["ms"], msg["calls"], state["init_pid"], view=msg.get("view"))
             protocol.send(sock, {"t": "continue"})
         elif t == "cgroup-dirs":
             state["cgroup"] = cg
-            protocol.send(sock, {"t": "cgroup-dirs", "dirs": _cgroup_dirs(cg)})
+            protocol.send(sock, {"t": "cgroup-dirs", "dirs": _cgroup_dirs(cg, sys)})
         elif t == "mount-source":
             answer, fds = helper.open(msg)
             protocol.send(sock, answer, fds)
             for fd in fds:
                 os.close(fd)
         elif t == "cgroup":
-            _join_cgroup(cg, config, state)
+            join_cgroup(cg, config, state)
             protocol.send(sock, {"t": "cgroup-done"})
         elif t == "hooks":
             st = _hook_state(c, config, bundle, state, hooks.CREATE_STATUS)
             for kind in ("prestart", "createRuntime"):
-                hooks.run(config, kind, st)
+                hooks.run(config, kind, st, sys=sys)
             protocol.send(sock, {"t": "hooks-done"})
         elif t == "console":
-            _pass_console(msg["_fds"][0], console_socket, on_console)
+            _pass_console(msg["_fds"][0], console_socket, on_console, sys)
         elif t == "seccomp":
-            _pass_seccomp_fd(msg["_fds"][0], c, config, bundle, state)
+            _pass_seccomp_fd(msg["_fds"][0], c, config, bundle, state, sys)
         elif t == "ready":
             return
 
 
-def _join_cgroup(cg, config, state):
-    """Limits first, then move init in: it never runs a moment unlimited (runc's order too)."""
+def join_cgroup(cg, config, state):
+    """The runtime's half of the cgroup phase: make the cgroup (if the mount phase has not),
+    write the limits, then move init in — limits first, so it never runs a moment unlimited
+    (runc's order too). Every mkdir and write is recorded by the manager's `sys`."""
     from ..cgroups import device_rules
     state["cgroup"] = cg
     resources, gone = cg.drop_gone(dict((config.get("linux") or {}).get("resources") or {}))
@@ -355,7 +361,9 @@ def _warm_cgroup_lock(cg, state):
     take several (moving init took 12.7 ms median with one early write, 0.8 ms with these, on a
     loaded 2-core VM). It stops once init is in its cgroup (state["cgroup_joined"]), and after a
     second at most (a stepper may pause for minutes: then the phase just waits as it would have).
-    Errors are irrelevant: it only ever saves time.
+    Errors are irrelevant: it only ever saves time. Not in the record: it moves the runtime
+    where it already is, which changes nothing (and a thread must not write into the log the
+    main thread takes phase by phase).
     """
     mounts = getattr(cg, "mounts", None)
     if not mounts:
@@ -379,9 +387,15 @@ def _warm_cgroup_lock(cg, state):
     _thread.start_new_thread(move_self, ())
 
 
-def _cgroup_dirs(cg):
-    """Create the container's cgroup directories; [(name in the container, host dir)]."""
-    cg.create()
+def _cgroup_dirs(cg, sys):
+    """Create the container's cgroup directories; [(name in the container, host dir)].
+    Asked for in the mount phase, and recorded there, saying why."""
+    sys.note = ("made in the mount phase, to be bound into the rootfs: no cgroup namespace of "
+                "the container's own to mount a cgroup filesystem in (parent._needs_cgroup_bind)")
+    try:
+        cg.create()
+    finally:
+        sys.note = None
     mounts = getattr(cg, "mounts", {})
     if list(mounts) == [""] and cg.layout == "v2":
         return [["", cg.dir("")]]
@@ -412,13 +426,17 @@ def _hook_state(c, config, bundle, state, status):
             "bundle": bundle, "annotations": config.get("annotations") or {}}
 
 
-def _pass_console(master, console_socket, on_console):
+def _pass_console(master, console_socket, on_console, sys=None):
     """Hand the pty master over, as runc does: SCM_RIGHTS on a connected unix socket."""
     if on_console is not None:
         on_console(master)
         return
     import socket
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+    if sys is None:
+        from ..linux import Syscalls
+        sys = Syscalls()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s, \
+            sys.around("sendmsg", console_socket, "SCM_RIGHTS", "pty master"):
         try:
             s.connect(console_socket)
         except OSError as e:
@@ -427,29 +445,28 @@ def _pass_console(master, console_socket, on_console):
     os.close(master)
 
 
-def _pass_seccomp_fd(fd, c, config, bundle, state):
+def _pass_seccomp_fd(fd, c, config, bundle, state, sys=None):
     """SCMP_ACT_NOTIFY: the filter's listener fd goes to the seccomp agent at listenerPath with
     the container's state (runtime-spec "Container Process State"). init is already running under
     the filter, so this must not fail silently: an error fails create."""
     from ..security.seccomp import send_to_listener
     try:
         send_to_listener(config, _hook_state(c, config, bundle, state, "creating"),
-                         state["init_pid"], fd)
+                         state["init_pid"], fd, sys)
     except OSError as e:
         raise MruncError(e.strerror or str(e)) from None
     finally:
         os.close(fd)
 
 
-def write_id_maps(pid, config):
+def write_id_maps(pid, config, sys):
     """Map container ids to host ids. Only a process privileged in the *parent* user namespace
     may write these files for another process, which is why the parent, not init, does it.
     Written below a checked handle of our /proc (mrunc.procfs): nothing mounted over
     /proc/<pid>/uid_map can take the write."""
-    from ..linux import Syscalls
     from ..procfs import Proc
     lin = config.get("linux") or {}
-    sys, proc = Syscalls(), Proc.at("/proc")
+    proc = Proc.at("/proc")
     try:
         if os.geteuid() != 0:
             # Unprivileged, the kernel accepts a gid map only once setgroups(2) is disabled in the

@@ -10,17 +10,22 @@ file descriptor can ride along with SCM_RIGHTS.
     clone    {"t": "userns"}                      user namespace made; parent writes uid/gid maps
     parent   {"t": "maps-done"}                   clone child may now become root in it and go on
     clone    {"t": "pid", "pid": N}               init forked (N as the parent sees it); clone exits
-    init     {"t": "phase", "phase": P,           phase P finished in ms, making these kernel calls.
-              "ms": F, "calls": [...]}            Parent reports it (trace / stepper), then answers
-    parent   {"t": "continue"}                      "continue" when the next phase may run
+    init     {"t": "phase", "phase": P,           phase P finished in ms, making these kernel calls
+              "ms": F, "calls": [...]               (mrunc.record). Parent merges its own calls of
+              [, "view": {...}]}                    the phase in, reports the record (trace /
+    parent   {"t": "continue"}                      stepper), then answers when the next may run.
+                                                    "view", only when stepping: init's own view of
+                                                    itself, for a caller who cannot read a
+                                                    non-dumpable init from outside (selfview.py)
     init     {"t": "mount-source", "path": P,     (user namespace, runtime root on the host; mount
               "recursive": B} [+ fd]                phase) open bind source P for me; the first request
                                                     carries an fd of init's mount namespace
     parent   {"t": "mount-source", "how": H,      P opened in there by the runtime (sources.py): a
               "calls": [...]} + fd                  detached mount ("tree") or an O_PATH fd ("path");
                                                     "errno" and "message" instead if it failed
-    init     {"t": "cgroup-dirs"}                 (user namespace without a cgroup namespace, in
-    parent   {"t": "cgroup-dirs", "dirs": [...]}    the mount phase) the cgroup dirs, made early, to bind
+    init     {"t": "cgroup-dirs"}                 (no cgroup namespace of the container's own:
+    parent   {"t": "cgroup-dirs", "dirs": [...]}    parent._needs_cgroup_bind; in the mount phase)
+                                                    the cgroup dirs, made now, to be bound in
     init     {"t": "cgroup"}                      init is ready to be moved into its cgroup
     parent   {"t": "cgroup-done"}                 init is in its cgroup; it may unshare CLONE_NEWCGROUP
     init     {"t": "hooks", "kind": K}            run hooks K (createRuntime…) in the runtime now
@@ -33,7 +38,13 @@ file descriptor can ride along with SCM_RIGHTS.
                                                     returns (init no longer dies with create)
     init     {"t": "error", "phase", "message",   a phase failed; parent cleans up and re-raises
               "syscall", "path", "errno"}           it as InitError (one line on the CLI)
-    parent   {"t": "abort"}                       stepper said stop: init exits
+
+There is no "abort" message: when the stepper says stop, the parent undoes the container — kills
+init (SIGKILL), removes the cgroup and the state dir — as for any failed create.
+
+After the hand-over the socket is closed; the last word goes through exec.fifo, to `start`: "0"
+(then, when create was traced, the exec phase's calls as one JSON line, ending in the execve)
+just before init execs, or "E<message>" if a startContainer hook or the execve failed.
 
 Every receive names what it expected, so a protocol slip reads "expected continue, got ready"
 instead of hanging or failing obscurely. An empty read means the other end died: init then exits
@@ -49,6 +60,10 @@ import sys
 from .. import fastjson
 
 _FD_SIZE = 4    # an fd in an SCM_RIGHTS message is a C int
+# Room for the largest message a socket's send buffer lets through (net.core.wmem_default is
+# 208 KiB): a datagram longer than the read is cut silently. A phase report of hundreds of
+# mounts is tens of KiB.
+_MAX = 1 << 18
 
 
 class ProtocolError(Exception):
@@ -71,7 +86,7 @@ def send(sock, msg, fds=()):
 
 def _recv_with_fds(sock, max_fds=4):
     """One message and the fds that came with it (SCM_RIGHTS)."""
-    data, ancillary, _, _ = sock.recvmsg(1 << 16, _socket.CMSG_SPACE(max_fds * _FD_SIZE))
+    data, ancillary, _, _ = sock.recvmsg(_MAX, _socket.CMSG_SPACE(max_fds * _FD_SIZE))
     fds = []
     for level, kind, ints in ancillary:
         if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
@@ -85,7 +100,7 @@ def recv(sock, expect=None, with_fds=False):
     if with_fds:
         data, fds = _recv_with_fds(sock)
     else:
-        data, fds = sock.recv(1 << 16), []
+        data, fds = sock.recv(_MAX), []
     if not data:
         raise EOFError(f"peer closed while waiting for {expect or 'a message'}")
     msg = fastjson.loads(data)

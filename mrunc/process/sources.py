@@ -17,12 +17,13 @@ returns.
 import errno
 import os
 
+from .. import record
 from ..errors import MruncError
 from ..linux import CLONE_NEWNS, Syscalls
 from ..rootfs.inroot import fdpath
 from ..rootfs.sources import open_source
 from . import protocol
-from .init import _close_inherited, _jsonable
+from .init import _close_inherited
 
 
 class SourceHelper:
@@ -87,7 +88,7 @@ def _serve(sock):
             answer["how"], fds = src.how, [src.fd]
         except OSError as e:
             answer.update(errno=e.errno, message=e.strerror or str(e))
-        answer["calls"] = [[n, *map(_jsonable, a)] for n, a in sys.take_log()]
+        answer["calls"] = record.as_dicts(sys.take_log())  # made by the runtime's helper
         protocol.send(sock, answer, fds)
         for fd in fds:
             os.close(fd)

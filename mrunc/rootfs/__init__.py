@@ -13,14 +13,16 @@ an order where each step needs the one before:
     setup_dev       /dev/null & co, linux.devices, /dev/fd links, the /dev/console placeholder
     bind_cgroup_entries   no cgroup namespace of the container's own: a cgroup filesystem
                     mounted there would show (v1) or reconfigure (v2) the host's hierarchy, or
-                    cannot be mounted (user namespace): bind the container's own cgroup dirs
+                    cannot be mounted (user namespace): bind the container's own cgroup dirs —
+                    which the runtime makes now, in this phase (a trace shows its mkdirs here)
   pivot_root phase:
     pivot           the rootfs becomes "/", the host's tree is detached
     set_hostname, apply_sysctl   (sysctl before readonly_paths: that makes /proc/sys read-only)
     mask_paths, readonly_paths   hide or freeze parts of /proc and /sys
     bind_console    terminal: true — the pty over /dev/console
   cgroup phase (in the new cgroup namespace):
-    mount_cgroup_entries   the cgroup filesystem, which shows that namespace's view
+    mount_cgroup_entries   the cgroup filesystem, which shows that namespace's view (only with
+                    a cgroup namespace of the container's own: else it was bound already)
     finish_root     root.readonly, rootfsPropagation: last, nothing is made in "/" after it
 
 Without a mount namespace of its own (none asked for, or one joined by path) the mount table is

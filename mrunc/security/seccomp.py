@@ -227,13 +227,16 @@ def listener_message(config, state, pid):
     return json.dumps(msg).encode()
 
 
-def send_to_listener(config, state, pid, fd):
+def send_to_listener(config, state, pid, fd, sys=None):
     """Connect to linux.seccomp.listenerPath and send the state and the notify fd, once.
-    Failing to deliver it is an error: the container would block on its first notified call."""
+    Failing to deliver it is an error: the container would block on its first notified call.
+    `sys`: the runtime's Syscalls, which records the hand-over (connect + sendmsg)."""
     import socket
+    from mrunc.linux import Syscalls
     path = config["linux"]["seccomp"]["listenerPath"]
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as s:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as s, \
+                (sys or Syscalls()).around("sendmsg", path, "SCM_RIGHTS", "seccomp notify fd + state"):
             s.connect(path)
             socket.send_fds(s, [listener_message(config, state, pid)], [fd])
     except OSError as e:

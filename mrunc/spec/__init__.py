@@ -49,12 +49,15 @@ def print_warning(message):
     print(f"mrunc: warning: {message}", file=sys.stderr)
 
 
-def load(bundle, *, warn=print_warning):
-    """Read, parse and validate <bundle>/config.json; return the parsed dict, unchanged."""
+def load(bundle, *, warn=print_warning, sys=None):
+    """Read, parse and validate <bundle>/config.json; return the parsed dict, unchanged.
+    `sys`: the Syscalls that records the read and each check (the trace's "spec" phase)."""
     if not os.path.isdir(bundle):
         raise SpecError(f"bundle {bundle}: no such directory")
+    sys = sys or _syscalls()
+    path = os.path.join(bundle, "config.json")
     try:
-        with open(os.path.join(bundle, "config.json"), "rb") as f:
+        with sys.around("read", path), open(path, "rb") as f:
             raw = f.read()
     except FileNotFoundError:
         raise SpecError(f"config.json: not found in bundle {bundle}") from None
@@ -68,19 +71,27 @@ def load(bundle, *, warn=print_warning):
         raise SpecError(f"config.json: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
     except RecursionError:
         raise SpecError("config.json: nested too deeply") from None
-    validate(config, bundle, warn=warn)
+    validate(config, bundle, warn=warn, sys=sys)
     return config
 
 
-def validate(config, bundle, *, warn=print_warning):
+def validate(config, bundle, *, warn=print_warning, sys=None):
     """Run every check of CHECKS; raise SpecError on the first failure, warn(message) for the rest.
 
-    bundle is the directory relative paths (root.path) are resolved against.
+    bundle is the directory relative paths (root.path) are resolved against. Each check that
+    ran is recorded by `sys` (a Syscalls), with its time: the trace lists what was checked.
     """
     if not isinstance(config, dict):
         raise SpecError(f"config.json: expected object, got {_show(config)}")
+    sys = sys or _syscalls()
     for check in CHECKS:
-        check(config, bundle, warn)
+        with sys.around("check", check.__name__):
+            check(config, bundle, warn)
+
+
+def _syscalls():
+    from mrunc.linux import Syscalls
+    return Syscalls()
 
 
 def validate_process(process, *, warn=print_warning):

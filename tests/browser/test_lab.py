@@ -6,24 +6,18 @@ makes; checks the live monitor drew the OOM kill. Screenshots go to test-artifac
 Needs root (real containers), /usr/bin/chromium (`apt-get install chromium`) and the Python
 playwright package — never `playwright install`.
 """
-import json
 import os
 import secrets
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from mrunc import phases
+
+from labserver import ARTIFACTS, IDLE, REPO, browser_page, lab, open_notebook, require_browser, \
+    shutdown_kernels
+
 NOTEBOOK = REPO / "notebooks" / "inside-a-container.ipynb"
-ARTIFACTS = REPO / "test-artifacts" / "browser"
-CHROMIUM = "/usr/bin/chromium"
 
 pytestmark = [pytest.mark.browser, pytest.mark.root, pytest.mark.slow]
 
@@ -40,91 +34,19 @@ EXPECT = {
 PHASES = list(EXPECT)
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def lab_server(tmp_path_factory):
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} missing: apt-get install chromium (make setup does)")
-    pytest.importorskip("playwright.sync_api", reason="pip install playwright (make setup)")
-    tmp = tmp_path_factory.mktemp("lab")
-    env = dict(os.environ, MRUNC_LAB_ROOT=f"/run/mrunc-browsertest-{secrets.token_hex(4)}")
-    for var in ("JUPYTER_CONFIG_DIR", "JUPYTER_RUNTIME_DIR", "JUPYTERLAB_WORKSPACES_DIR",
-                "JUPYTERLAB_SETTINGS_DIR"):
-        env[var] = str(tmp / var.lower())
-        os.makedirs(env[var])
-    settings = Path(env["JUPYTERLAB_SETTINGS_DIR"])
-    (settings / "@jupyterlab" / "notebook-extension").mkdir(parents=True)
-    (settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings").write_text(
-        json.dumps({"autoStartDefaultKernel": True}))
-    (settings / "@jupyterlab" / "apputils-extension").mkdir(parents=True)
-    (settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings").write_text(
-        json.dumps({"fetchNews": "false", "checkForUpdates": False}))
-    root = tmp / "notebooks"
-    root.mkdir()
-    shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
-    port, token = _free_port(), secrets.token_hex(16)
-    log = open(tmp / "lab.log", "wb")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ip=127.0.0.1",
-         f"--port={port}", "--port-retries=0", f"--IdentityProvider.token={token}",
-         f"--ServerApp.root_dir={root}", "--LabApp.expose_app_in_browser=True"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if server.poll() is not None or time.time() > deadline:
-                pytest.fail("jupyter lab did not start: " + (tmp / "lab.log").read_text()[-2000:])
-            time.sleep(0.3)
-        yield {"base": base, "token": token, "root": root, "lab_root": env["MRUNC_LAB_ROOT"]}
-    finally:
-        _shutdown_kernels(base, token)
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
-
-
-def _shutdown_kernels(base, token):
-    """Through the server, as a user closing the notebook would: the kernel closes its sandbox."""
-    try:
-        with urllib.request.urlopen(f"{base}/api/kernels?token={token}", timeout=5) as r:
-            kernels = json.load(r)
-        for k in kernels:
-            req = urllib.request.Request(f"{base}/api/kernels/{k['id']}?token={token}", method="DELETE")
-            urllib.request.urlopen(req, timeout=30).close()
-    except OSError:
-        pass
+    require_browser()
+    lab_root = f"/run/mrunc-browsertest-{secrets.token_hex(4)}"
+    env = dict(os.environ, MRUNC_LAB_ROOT=lab_root)
+    with lab(tmp_path_factory.mktemp("lab"), {NOTEBOOK.name: NOTEBOOK.read_text()}, env) as server:
+        yield dict(server, lab_root=lab_root)
 
 
 @pytest.fixture(scope="module")
 def page(lab_server):
-    from playwright.sync_api import sync_playwright
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"])
-        pg = browser.new_page(viewport={"width": 1400, "height": 2800})
-        try:
-            yield pg
-        finally:
-            browser.close()
+    with browser_page() as pg:
+        yield pg
 
 
 def test_run_all_then_step_through_every_phase(lab_server, page):
@@ -137,18 +59,8 @@ def test_run_all_then_step_through_every_phase(lab_server, page):
 
 def _run_all_then_step(lab_server, page):
     from playwright.sync_api import expect
-    url = f"{lab_server['base']}/lab/tree/{NOTEBOOK.name}?token={lab_server['token']}"
-    page.goto(url)
-    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60000)
-    idle = ".jp-Notebook-ExecutionIndicator[data-status='idle']"
-    page.wait_for_selector(idle, timeout=60000)
-    page.locator(".jp-Notebook .jp-Cell").first.click()      # the notebook is the current widget
-    # the kernel really connected (the indicator says idle before that, too)
-    page.wait_for_function("""() => {
-        const w = window.jupyterapp.shell.currentWidget;
-        const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
-        return w.sessionContext.isReady && k && k.connectionStatus === 'connected' && k.status === 'idle';
-    }""", timeout=60000)
+    open_notebook(page, lab_server, NOTEBOOK.name)
+    idle = IDLE
     page.evaluate("window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs')")
     expect(page.locator(".jp-OutputArea-output")).to_have_count(0, timeout=10000)
     page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
@@ -180,6 +92,7 @@ def _run_all_then_step(lab_server, page):
         expect(stepper.locator(f".mrunc-status[data-phase='{phase}']")).to_have_count(1, timeout=30000)
         for words in EXPECT[phase]:
             expect(panel).to_contain_text(words, timeout=10000)
+        expect(panel.locator(".mr-fn-ref").first).to_have_text(phases.get(phase).function)
         # the phase bar: this phase is current, every one before it done
         expect(panel.locator("ol.mr-phases li.mr-done")).to_have_count(i)
         expect(panel.locator("ol.mr-phases li.mr-now .mr-pname")).to_have_text(phase)
@@ -192,7 +105,7 @@ def _run_all_then_step(lab_server, page):
 
 
 def test_nothing_left_after_the_kernel_stops(lab_server, page):
-    _shutdown_kernels(lab_server["base"], lab_server["token"])
+    shutdown_kernels(lab_server["base"], lab_server["token"])
     deadline = time.time() + 30
     lab_root = lab_server["lab_root"]
     while time.time() < deadline and (os.path.exists(lab_root) or os.path.exists(lab_root + ".bundles")):

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import ROOTFS, host_ns
 
-from mrunc.sandbox import PHASES, Sandbox
+from mrunc.sandbox import PHASES, Sandbox, SandboxError
 
 pytestmark = pytest.mark.root
 MiB = 1 << 20
@@ -189,6 +189,24 @@ def test_lifecycle_api(lab):
     snap = bg.snapshot()
     assert snap.process.comm == "sleep" and snap.ns("pid").isolated
     assert bg.stop(timeout=1) == 137 and bg.status == "stopped"
+
+
+def test_start_returns_a_running_container_a_check_can_look_at(lab, tmp_path):
+    # a graded check calls snapshot() right after start(): it must see the program, never None
+    c = lab.start("exec sleep 600", name="checked", memory="64M")
+    snap = c.snapshot()
+    assert c.status == "running" and snap is not None and snap.pid == c.pid
+    assert snap.process.comm == "sleep" and snap.ns("pid").isolated and snap.ns("net").isolated
+    assert snap.cgroup.memory_limit == 64 * MiB
+    # a program that ends at once: start still returns (the container ran), with its status
+    quick = lab.start("exit 3", name="quick")
+    assert quick.wait(10) == 3 and quick.status == "stopped" and quick.snapshot() is None
+    # a container that cannot be made: the runtime's one line, and nothing left of it
+    with pytest.raises(SandboxError) as e:
+        lab.start(args=["/no/such/program"], name="broken")
+    assert "/no/such/program" in str(e.value) and "\n" not in str(e.value)
+    assert "broken" not in lab.containers and not os.path.exists(os.path.join(lab.work, "broken"))
+    assert not os.path.exists(os.path.join(lab.root, "broken"))
 
 
 def test_sweep_removes_what_a_dead_kernel_left(lab):

@@ -116,9 +116,9 @@ def fake_kernel(monkeypatch):
     (default values; a v2 child's cgroup.controllers is its parent's cgroup.subtree_control)."""
     real = fs.mkdir
 
-    def mkdir(path, created):
+    def mkdir(path, created, sys=None):
         before = len(created)
-        real(path, created)
+        real(path, created, sys)
         for d in created[before:]:
             parent = os.path.dirname(d)
             names = [n for n in os.listdir(parent) if os.path.isfile(os.path.join(parent, n))]
@@ -136,11 +136,11 @@ def writes(monkeypatch):
     log = []
     real = fs.write
 
-    def record(path, value, field=None):
+    def record(path, value, field=None, sys=None):
         log.append((path, str(value)))
         d = os.path.dirname(path)
         if not path.endswith("/cgroup.subtree_control") or not os.path.exists(path):
-            return real(path, value, field)
+            return real(path, value, field, sys)
         on = set(read(d, "cgroup.subtree_control").split())
         for tok in str(value).split():
             (on.add if tok[0] == "+" else on.discard)(tok[1:])

@@ -550,16 +550,16 @@ def mgr(root, rootless=False):
 @pytest.fixture
 def installs(monkeypatch):
     calls = []
-    monkeypatch.setattr(d, "install", lambda path, rules: calls.append((path, rules)))
+    monkeypatch.setattr(d, "install", lambda path, rules, sys=None: calls.append((path, rules)))
     return calls
 
 
 def test_set_attaches_the_filter_before_writing(v2dir, installs, monkeypatch):
     order = []
-    monkeypatch.setattr(d, "install", lambda path, rules: order.append(("install", path, rules)))
+    monkeypatch.setattr(d, "install", lambda path, rules, sys=None: order.append(("install", path, rules)))
     from mrunc.cgroups import fs
     real = fs.write
-    monkeypatch.setattr(fs, "write", lambda p, v, f=None: order.append(("write", p)) or real(p, v, f))
+    monkeypatch.setattr(fs, "write", lambda p, v, f=None, sys=None: order.append(("write", p)) or real(p, v, f, sys))
     mgr(v2dir).set({"pids": {"limit": 5}, "devices": LIST})
     assert order == [("install", f"{v2dir}/c1", LIST), ("write", f"{v2dir}/c1/pids.max")]
     assert (v2dir / "c1" / "pids.max").read_text() == "5"

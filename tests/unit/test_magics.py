@@ -183,7 +183,7 @@ def test_rm_and_inspect(ip, fake, capsys):
 def test_not_root_is_one_clear_line(ip, monkeypatch):
     import mrunc.sandbox as SB
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    monkeypatch.setattr(SB, "_userns_unavailable", lambda: "/proc/sys/user/max_user_namespaces is 0")
+    monkeypatch.setattr(SB.host, "_userns_unavailable", lambda: "/proc/sys/user/max_user_namespaces is 0")
     monkeypatch.setattr("mrunc.notebook._SANDBOX", None)
     ip.register_magics(ContainerMagics(ip))            # no sandbox yet: made at first use
     with pytest.raises(UsageError) as e:

@@ -294,3 +294,39 @@ def test_partial_snapshot_renders():
     root = dom(R.page(s, S.diff(snap("exec"), s), "exec"))
     assert "Partial snapshot: mounts: process 42 has exited" in root.all_text()
     assert "the process is gone" in root.all_text()
+
+
+# ---- the code that ran ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("phase", R.PHASES + ("network",))
+def test_each_phase_shows_the_code_that_ran(phase):
+    import inspect
+    from mrunc import phases
+    ph = phases.get(phase)
+    root = dom(R.phase_code(phase))
+    card = root.find("mr-card")[0]
+    assert card.find(tag="h3")[0].all_text().startswith("The code that ran")
+    refs = [c.all_text() for c in card.find("mr-fn-ref")]
+    assert refs == [ph.function, *ph.also]
+    for ref, fn_div in zip(refs, card.find("mr-code-fn")):
+        module, _, name = ref.partition(":")
+        fn = getattr(__import__(module, fromlist=[name]), name)
+        # its docstring, as words; its source behind an expander (closed), exactly as in the file
+        assert " ".join(inspect.getdoc(fn).split()) in " ".join(fn_div.find("mr-doc")[0].all_text().split())
+        details = fn_div.find("mr-source")[0]
+        assert details.tag == "details" and "open" not in details.attrs
+        assert details.find("mr-code")[0].all_text() == inspect.getsource(fn)
+        src_file = inspect.getsourcefile(fn)
+        line = inspect.getsourcelines(fn)[1]
+        assert src_file.endswith(details.find(tag="summary")[0].find(tag="code")[0].all_text()
+                                 .rsplit(":", 1)[0]) and f":{line}" in details.all_text()
+    # the phase's own process, and the other one's part
+    badges = [b.all_text() for b in card.find("mr-badge")]
+    assert badges[0] == ph.process and len(badges) == 1 + len(ph.also)
+
+
+def test_the_page_of_a_phase_opens_its_code():
+    after, d = step("mount")
+    root = dom(R.page(after, d, PHASES["events"]["mount"]))
+    assert [c.all_text() for c in root.find("mr-fn-ref")] == ["mrunc.process.init:mount_phase"]
+    assert R.phase_code("no-such-phase") == R._root("")

@@ -135,7 +135,7 @@ def test_describe_exit():
 
 def test_non_root_without_user_namespaces_says_why(monkeypatch, rootfs):
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    monkeypatch.setattr(SB, "_userns_unavailable", lambda: "/proc/sys/user/max_user_namespaces is 0")
+    monkeypatch.setattr(SB.host, "_userns_unavailable", lambda: "/proc/sys/user/max_user_namespaces is 0")
     with pytest.raises(SB.Unavailable) as e:
         Sandbox(root="/nonexistent/x", rootfs=rootfs)
     msg = str(e.value)
@@ -146,7 +146,7 @@ def test_non_root_without_user_namespaces_says_why(monkeypatch, rootfs):
 
 def test_rootless_what_works_and_what_does_not(monkeypatch, tmp_path, rootfs):
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    monkeypatch.setattr(SB, "_userns_unavailable", lambda: None)
+    monkeypatch.setattr(SB.host, "_userns_unavailable", lambda: None)
     assert SB.check_available(rootfs) is False              # rootless, not refused
     for d in ("state", "state.bundles"):                    # uid 1000's own dirs (userdirs checks)
         (tmp_path / d).mkdir(mode=0o700)

@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 
-from mrunc.sandbox import _MOVE_FDS
+from mrunc.sandbox.container import _MOVE_FDS
 
 SHOW = "import os; print(*(os.readlink(f'/proc/self/fd/{n}') for n in (3, 4, 5)))"
 

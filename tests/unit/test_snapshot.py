@@ -383,3 +383,60 @@ def test_interfaces_and_ids_in_the_same_namespaces():
 def test_human_bytes():
     assert [S.human_bytes(n) for n in (None, 0, 1023, 1024, 64 << 20, 3 << 40)] == \
         ["unlimited", "0 B", "1023 B", "1.0 KiB", "64.0 MiB", "3.0 TiB"]
+
+
+# ---- a process that cannot be read from outside: its own view fills in ---------------------------
+
+def _closed(proc):
+    """As a caller without CAP_SYS_PTRACE finds a non-dumpable process: ns/, root and exe fail
+    (here ELOOP and EINVAL; EACCES for real)."""
+    d = proc / str(CID)
+    shutil.rmtree(d / "ns")
+    for name in ("ns", "root"):
+        if os.path.lexists(d / name):
+            os.unlink(d / name)
+        os.symlink(name, d / name)
+    os.unlink(d / "exe")
+    (d / "exe").mkdir()
+
+
+def test_a_closed_process_shows_no_namespace_and_never_our_hostname(tmp_path):
+    proc = fake_proc(tmp_path)
+    _closed(proc)
+    inside = Inside({"hostname": "the-callers-own", "flags": {"lo": 0x49}})
+    s = S.take(CID, host_pid=HOST, proc=str(proc), fsroot=str(tmp_path / "fs"), inside=inside)
+    assert s.namespaces == () and s.root is None and s.process.exe is None
+    assert "namespaces: OSError" in s.error and "root: OSError" in s.error
+    assert s.hostname is None and inside.calls == []     # whose hostname would uname() give?
+
+
+def test_its_own_view_fills_what_cannot_be_read_from_outside(tmp_path):
+    full = take_fake(tmp_path / "a")
+    proc = fake_proc(tmp_path / "b")
+    _closed(proc)
+    st = os.stat(tmp_path / "b" / "rootfs")
+    view = {"ns": {n.kind: n.inode for n in full.namespaces}, "root": [st.st_dev, st.st_ino],
+            "exe": "/bin/busybox", "hostname": "stepped", "domainname": None, "ifflags": {"lo": 0x49}}
+    inside = Inside({"error": "entering its namespaces needs CAP_SYS_ADMIN (run as root)"})
+    s = S.take(CID, host_pid=HOST, proc=str(proc), fsroot=str(tmp_path / "b" / "fs"), inside=inside,
+               view=view)
+    assert s.error is None
+    assert s.namespaces == full.namespaces and s.process.exe == "/bin/busybox"
+    assert (s.root.dev, s.root.ino) == (st.st_dev, st.st_ino) and s.root.fs_root == ROOTFS
+    assert s.hostname == "stepped" and s.network == full.network
+    assert s.mounts == full.mounts and s.security == full.security    # read from outside still
+    assert s.notes == ("read by the process itself (exe, namespaces, root, hostname and interface "
+                       "states): from outside, only CAP_SYS_PTRACE can read a process that is not "
+                       "dumpable, as the runtime's init is until it execs the program",)
+    # a view is used only where reading from outside failed
+    again = take_fake(tmp_path / "c", view={**view, "ns": {k: 1 for k in view["ns"]}})
+    assert again.namespaces == full.namespaces and again.notes == ()
+
+
+def test_unknown_up_down_state_is_no_change():
+    lo = S.Interface("lo", True, True, ("127.0.0.1/8",))
+    a, b = S.Snapshot(pid=1, network=(lo,)), S.Snapshot(pid=1, network=(lo.__class__("lo", None, True,
+                                                                                       lo.addresses),))
+    assert S.diff(a, b).interfaces_changed == ()
+    c = S.Snapshot(pid=1, network=(S.Interface("lo", False, True, ("127.0.0.1/8",)),))
+    assert [x.what for x in S.diff(a, c).interfaces_changed] == ["lo"]

@@ -18,12 +18,14 @@ EVENTS = [FileEvent(0.010, 7, "sh", "exec", "/bin/busybox"),
 
 class FakeWatch:
     """What FileWatch reads of a mrunc.watch.Watch, with events the test chooses."""
-    name, error, lost = "web", None, False
+    name, error, lost, limit, dropped = "web", None, False, 100_000, 0
 
     def __init__(self, events):
         self._events, self.finished, self.listeners, self.closed = list(events), False, [], 0
+        self.pending = []                # queued in the kernel, not read yet
 
     events = property(lambda self: list(self._events))
+    version = property(lambda self: len(self._events))
     counts = Watch.counts
     filter = Watch.filter
 
@@ -33,6 +35,11 @@ class FakeWatch:
     def close(self):
         self.closed += 1
         self.finished = True
+
+    def flush(self):
+        self._events += self.pending
+        self.pending = []
+        return True
 
 
 def drawn_paths(html):
@@ -80,8 +87,20 @@ def test_widget_filters_and_static_html_is_what_it_shows():
     wt.listeners[0]()
     assert len(drawn_paths(fw.view.value)) == 5
     assert "watching…" in fw.view.value and not fw.stop_button.disabled
+    # an export asks for every event made so far before it draws
+    wt.pending = [FileEvent(0.03, 9, "cat", "open", "/etc/group")]
+    fw.export_finish()
+    assert drawn_paths(fw.static_html())[-1] == "/etc/group" and wt.pending == []
     fw.stop_button.click()
     assert wt.closed == 1 and fw.stop_button.disabled and "ended" in fw.view.value
+
+
+def test_widget_says_what_is_missing():
+    wt = FakeWatch(EVENTS)
+    wt.limit, wt.dropped, wt.lost = 5, 7, True
+    page = FileWatch(wt).static_html()
+    assert "only the first 5 accesses are kept: 7 more were not" in page
+    assert "the kernel&#x27;s queue overflowed" in page
 
 
 def test_widget_says_why_when_there_is_no_watch():

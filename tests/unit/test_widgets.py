@@ -101,6 +101,8 @@ def test_click_next_through_every_phase():
         assert '<li class="mr-now" title=' in panel
         if phase in EXPECT:
             assert EXPECT[phase] in panel, phase
+        from mrunc import phases
+        assert f"<b>{phases.get(phase).function}</b>" in panel   # the code that just ran
         if phase != "exec":
             assert f"{len(session.steps[-1].calls)} calls" in st.status.value
             assert not st.next_button.disabled
@@ -135,6 +137,7 @@ def test_abort():
     st.abort_button.click()
     assert session.answers[-1] == "abort"
     assert st.next_button.disabled and st.abort_button.disabled
+    assert "aborted after <b>clone</b>" in st.status.value and "runs its program" not in st.status.value
 
 
 def test_failed_phase_is_red_with_the_error():

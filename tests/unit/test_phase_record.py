@@ -1,0 +1,275 @@
+"""The phase record pinned: which process makes which call, in which phase, for a root, a rootless
+(user namespace with id maps) and a cgroup v2 configuration.
+
+The runtime's half is the real code (process.parent's answers to init: id maps, cgroup dirs,
+limits, cgroup.procs, hooks, the device filter) with a recording fake for the host: cgroupfs is a
+temp tree whose mkdir fills a new cgroup's files as the kernel does, /proc writes and bpf(2) are
+recorded and not made. init's half is a script speaking the protocol, with the calls init makes
+(tests/unit/test_rootfs.py and test_security.py pin those). What is checked is the merge: every
+call of both processes in the phase it ran in, in the order it ran, said by whom.
+"""
+import io
+import os
+import struct
+import threading
+import time
+
+import pytest
+
+from mrunc import linux, record
+from mrunc import cgroups
+from mrunc.process import parent, protocol
+
+INIT_PID = 4242
+
+
+class Host(linux.Syscalls):
+    """The runtime's Syscalls on a pretend host (see the module doc)."""
+
+    def mkdir(self, path, mode=0o755):
+        super().mkdir(path, mode)          # recorded, and made in the temp tree
+        parent_dir = os.path.dirname(path)
+        for name in os.listdir(parent_dir):
+            src = os.path.join(parent_dir, name)
+            if os.path.isfile(src) and name not in ("tasks",):
+                value = ""
+                if name == "cgroup.controllers":   # v2: what the parent enables for its children
+                    value = _read(os.path.join(parent_dir, "cgroup.subtree_control"))
+                _write(os.path.join(path, name), value)
+
+    def write_file(self, path, data, truncate=False):
+        if not path.endswith("/cgroup.subtree_control"):
+            return super().write_file(path, data, truncate)
+        self._rec("write", path, data)     # as the kernel takes "+cpu +pids"
+        on = set(_read(path).split())
+        for tok in data.split():
+            (on.add if tok[0] == "+" else on.discard)(tok[1:])
+        _write(path, " ".join(sorted(on)))
+        for sub in os.listdir(os.path.dirname(path)):
+            ctl = os.path.join(os.path.dirname(path), sub, "cgroup.controllers")
+            if os.path.exists(ctl):
+                _write(ctl, " ".join(sorted(on)))
+
+    def write_fd(self, path, data, *, fd):
+        self._rec("write", path, data)     # /proc/<pid>/uid_map: not ours to write in a test
+
+    def bpf(self, cmd, attr, pointers=None, *shown):
+        self._rec("bpf", linux._BPF_NAMES[cmd], *shown)
+        if cmd == linux.BPF_PROG_QUERY:
+            struct.pack_into("=I", attr, 24, 0)             # nothing attached yet
+        return os.open(os.devnull, os.O_RDONLY) if cmd == linux.BPF_PROG_LOAD else 0
+
+
+def _read(path):
+    with open(path) as f:
+        return f.read().strip()
+
+
+def _write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def v1_host(root):
+    """A hybrid host's hierarchies, without the container's cgroup."""
+    files = {"devices": ["devices.allow", "devices.deny"], "memory": ["memory.limit_in_bytes"],
+             "pids": ["pids.max"], "cpuset": ["cpuset.cpus", "cpuset.mems"]}
+    for h, names in files.items():
+        os.makedirs(root / h)
+        for n in names + ["tasks", "cgroup.procs"]:
+            _write(root / h / n, {"cpuset.cpus": "0-3", "cpuset.mems": "0"}.get(n, ""))
+    os.makedirs(root / "unified")
+    for n, v in (("cgroup.controllers", ""), ("cgroup.subtree_control", ""), ("cgroup.procs", "")):
+        _write(root / "unified" / n, v)
+
+
+def v2_host(root):
+    os.makedirs(root)
+    for n, v in (("cgroup.controllers", "memory pids"), ("cgroup.subtree_control", ""),
+                 ("cgroup.procs", ""), ("memory.max", "max"), ("pids.max", "max")):
+        _write(root / n, v)
+
+
+class Init:
+    """init (and the clone child) as a script: their calls, and the protocol's messages."""
+
+    def __init__(self, sock):
+        self.sock, self.calls = sock, []
+
+    def call(self, who, name, *args):
+        self.calls.append({"call": name, "args": list(args), "who": who,
+                           "pid": 4241 if who == "clone" else None, "t": time.time(), "ms": 0.01})
+        time.sleep(0.001)
+
+    def ask(self, t, answer):
+        protocol.send(self.sock, {"t": t})
+        assert protocol.recv(self.sock, answer)["t"] == answer
+        time.sleep(0.001)
+
+    def phase(self, name):
+        calls, self.calls = self.calls, []
+        protocol.send(self.sock, {"t": "phase", "phase": name, "ms": 1.0, "calls": calls})
+        assert protocol.recv(self.sock, "continue")["t"] == "continue"
+
+
+def script(init, userns, bind, cgroupns, hooks):
+    if userns:
+        init.call("clone", "unshare", "CLONE_NEWUSER")
+        init.ask("userns", "maps-done")
+        init.call("clone", "setresgid", 0)
+    init.call("clone", "unshare", "CLONE_NEWPID|CLONE_NEWNS")
+    protocol.send(init.sock, {"t": "pid", "pid": INIT_PID})
+    init.phase("clone")
+    init.call("init", "mount", None, "/", None, "REC|SLAVE", None)
+    if bind:
+        protocol.send(init.sock, {"t": "cgroup-dirs"})
+        dirs = protocol.recv(init.sock, "cgroup-dirs")["dirs"]
+        for name, d in dirs:
+            init.call("init", "mount", d, f"/rootfs/sys/fs/cgroup/{name}", None, "BIND|REC", None)
+    if hooks:
+        init.ask("hooks", "hooks-done")
+    init.phase("mount")
+    init.call("init", "pivot_root", ".", ".")
+    init.phase("pivot_root")
+    init.ask("cgroup", "cgroup-done")
+    if cgroupns:
+        init.call("init", "unshare", "CLONE_NEWCGROUP")
+    init.phase("cgroup")
+    init.call("init", "capset", "0x0", "0x0", "0x0")
+    init.phase("security")
+    protocol.send(init.sock, {"t": "ready"})
+
+
+class _C:
+    id = "c1"
+
+
+def create(tmp_path, config, layout):
+    """Run the runtime's half against the script; {phase: [(who, call, args...)]} and the trace."""
+    cgroot = tmp_path / "cgroup"
+    (v1_host if layout == "hybrid" else v2_host)(cgroot)
+    cg = cgroups.manager("/mrunc/c1", "c1", root=str(cgroot), mountinfo=None)
+    assert cg.layout == layout
+    trace = io.StringIO()
+    events = parent.Events(trace=trace)
+    events.sys = cg.sys = Host()
+    nss = {n["type"] for n in config["linux"]["namespaces"]}
+    mine, theirs = protocol.pair()
+    t = threading.Thread(target=script, args=(Init(theirs), "user" in nss,
+                                              parent._needs_cgroup_bind(config), "cgroup" in nss,
+                                              bool(config.get("hooks"))))
+    t.start()
+    state = {"init_pid": None, "cgroup": None}
+    try:
+        parent._answer(_C(), config, str(tmp_path), state, events, mine, os.getpid(), cg,
+                       None, None, None)
+    finally:
+        t.join(10)
+        mine.close()
+        theirs.close()
+    root = str(cgroot)
+    out = {}
+    for rec in events.records:
+        out[rec["phase"]] = [(c["who"], c["call"], *[a.replace(root, "") if isinstance(a, str)
+                                                     else a for a in c["args"]])
+                             for c in rec["calls"]]
+        assert [c["t"] for c in rec["calls"]] == sorted(c["t"] for c in rec["calls"])
+        assert all(c["pid"] for c in rec["calls"]), rec
+        assert all(c["pid"] == INIT_PID for c in rec["calls"] if c["who"] == "init")
+    return out, events.records, trace.getvalue()
+
+
+def config(namespaces, **linux_extra):
+    return {"process": {"args": ["true"]},
+            "linux": dict({"namespaces": [{"type": n} for n in namespaces],
+                           "resources": {"memory": {"limit": 64 << 20}, "pids": {"limit": 64}}},
+                          **linux_extra)}
+
+
+def test_root_on_a_hybrid_host_binds_cgroup_dirs_made_in_the_mount_phase(tmp_path):
+    cfg = config(["pid", "mount", "network"])
+    cfg["hooks"] = {"createRuntime": [{"path": "/bin/true", "args": ["true", "x"]}]}
+    phases, records, trace = create(tmp_path, cfg, "hybrid")
+    assert list(phases) == ["clone", "mount", "pivot_root", "cgroup", "security"]
+    assert phases["clone"] == [("clone", "unshare", "CLONE_NEWPID|CLONE_NEWNS")]   # no id maps
+    mount = phases["mount"]
+    made = [c for c in mount if c[:2] == ("runtime", "mkdir")]
+    # the cgroup dirs, by the runtime, in the mount phase: after init's first mount, before the binds
+    assert [c[2] for c in made] == [f"/{h}/mrunc{leaf}" for h in ("unified", "cpuset", "devices",
+                                                                  "memory", "pids")
+                                    for leaf in ("", "/c1")]
+    first_bind = next(i for i, c in enumerate(mount) if c[-2:] == ("BIND|REC", None))
+    assert mount.index(made[-1]) < first_bind and mount[0][:2] == ("init", "mount")
+    assert ("runtime", "write", "/cpuset/mrunc/c1/cpuset.cpus", "0-3") in mount   # v1 cpuset copy
+    rec = {r["phase"]: r for r in records}
+    notes = {c.get("note") for c in rec["mount"]["calls"] if c["who"] == "runtime" and c["call"] == "mkdir"}
+    assert len(notes) == 1 and "bound into the rootfs" in notes.pop()
+    hook = next(c for c in rec["mount"]["calls"] if c["who"] == "hook")
+    assert (hook["call"], hook["args"]) == ("createRuntime", ["/bin/true", "x"])
+    assert hook["pid"] not in (os.getpid(), None) and hook["ms"] > 0 and not hook.get("errno")
+    # the cgroup phase: limits, then init moved in — all by the runtime; nothing made any more
+    cg = phases["cgroup"]
+    assert all(c[0] == "runtime" and c[1] == "write" for c in cg)
+    files = [c[2] for c in cg]
+    assert files[:2] == ["/devices/mrunc/c1/devices.deny", "/devices/mrunc/c1/devices.allow"]
+    assert ("runtime", "write", "/memory/mrunc/c1/memory.limit_in_bytes", str(64 << 20)) in cg
+    assert ("runtime", "write", "/pids/mrunc/c1/pids.max", "64") in cg
+    procs = [c for c in cg if c[2].endswith("/cgroup.procs")]
+    assert {c[3] for c in procs} == {str(INIT_PID)} and len(procs) == 5
+    assert cg.index(procs[0]) > max(i for i, c in enumerate(cg) if not c[2].endswith("cgroup.procs"))
+    assert "runtime[" in trace and "  ^ made in the mount phase" in trace
+    assert trace.count("^ made in the mount phase") == 1      # said once for the run of mkdirs
+
+
+def test_rootless_clone_phase_shows_the_id_maps_between_the_clone_childs_calls(tmp_path, monkeypatch):
+    cfg = config(["user", "pid", "mount", "cgroup"],
+                 uidMappings=[{"containerID": 0, "hostID": 1000, "size": 1}],
+                 gidMappings=[{"containerID": 0, "hostID": 1000, "size": 1}])
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)     # unprivileged: setgroups "deny" first
+    phases, _records, _trace = create(tmp_path, cfg, "hybrid")
+    pid = os.getpid()   # the fake clone child's pid, as the runtime was told
+    assert phases["clone"] == [
+        ("clone", "unshare", "CLONE_NEWUSER"),
+        ("runtime", "write", f"/proc/{pid}/setgroups", "deny"),
+        ("runtime", "write", f"/proc/{pid}/uid_map", "0 1000 1\n"),
+        ("runtime", "write", f"/proc/{pid}/gid_map", "0 1000 1\n"),
+        ("clone", "setresgid", 0),
+        ("clone", "unshare", "CLONE_NEWPID|CLONE_NEWNS")]
+    # a cgroup namespace of its own: nothing is bound, so the cgroup is made in the cgroup phase
+    assert all(c[0] == "init" for c in phases["mount"])
+    cg = phases["cgroup"]
+    assert cg[0][:2] == ("runtime", "mkdir") and cg[-1] == ("init", "unshare", "CLONE_NEWCGROUP")
+    assert [c for c in cg if c[2].endswith("cgroup.procs")][-1] == cg[-2]
+
+
+def test_cgroup_v2_limits_device_filter_and_join_then_the_namespace(tmp_path, monkeypatch):
+    monkeypatch.setattr(linux, "fstatfs_type", lambda fd: linux.CGROUP2_SUPER_MAGIC)
+    cfg = config(["pid", "mount", "cgroup"])
+    phases, records, _trace = create(tmp_path, cfg, "v2")
+    assert all(c[0] == "init" for c in phases["mount"])
+    assert phases["cgroup"] == [
+        ("runtime", "mkdir", "/mrunc", "0o755"),
+        ("runtime", "mkdir", "/mrunc/c1", "0o755"),
+        ("runtime", "write", "/cgroup.subtree_control", "+memory +pids"),
+        ("runtime", "write", "/mrunc/cgroup.subtree_control", "+memory +pids"),
+        ("runtime", "bpf", "BPF_PROG_QUERY", "/mrunc/c1"),
+        ("runtime", "bpf", "BPF_PROG_LOAD", "BPF_PROG_TYPE_CGROUP_DEVICE",
+         next(c[4] for c in phases["cgroup"] if c[2:3] == ("BPF_PROG_LOAD",)), "mrunc_devices"),
+        ("runtime", "bpf", "BPF_PROG_ATTACH", "/mrunc/c1", "BPF_CGROUP_DEVICE", "BPF_F_ALLOW_MULTI"),
+        ("runtime", "write", "/mrunc/c1/pids.max", "64"),
+        ("runtime", "write", "/mrunc/c1/memory.max", str(64 << 20)),
+        ("runtime", "write", "/mrunc/c1/cgroup.procs", str(INIT_PID)),
+        ("init", "unshare", "CLONE_NEWCGROUP")]
+    rec = next(r for r in records if r["phase"] == "cgroup")
+    timed = [c for c in rec["calls"] if c["call"] == "mkdir" or c["args"][0].endswith(".max")]
+    assert len(timed) == 4 and all(c["ms"] is not None for c in timed)   # (the fake's own: not)
+    assert record.format_phase(rec).count("\n") == 1 + len(rec["calls"])
+
+
+def test_a_failed_call_is_recorded_with_its_errno(tmp_path):
+    sys = linux.Syscalls()
+    with pytest.raises(FileNotFoundError):
+        sys.mkdir(str(tmp_path / "no" / "such"))
+    (c,) = record.as_dicts(sys.take_log())
+    assert c["call"] == "mkdir" and c["errno"] == "ENOENT" and c["who"] == "runtime"
+    assert c["pid"] == os.getpid() and c["ms"] >= 0 and abs(c["t"] - time.time()) < 5
