@@ -79,19 +79,24 @@ def config_html(config: dict, phase: str | None = None, phases=PHASES) -> str:
             f'font-size:12px">{"".join(lines)}</table></div>')
 
 
-def BundleStepper(session):
-    """A Stepper over `session` with its container's config.json above it, lit by phase."""
-    import ipywidgets as w
+def _stepper():
     from mrunc.notebook.widgets import Stepper
-    stepper = Stepper(session)
-    panel = w.HTML()
-    phases = getattr(session, "phases", PHASES)
+    return Stepper
 
-    def redraw(_change=None):
-        panel.value = config_html(session.container.config, session.current, phases)
-    stepper.status.observe(redraw, names="value")
-    redraw()
-    box = w.VBox([panel, stepper])
-    box.add_class("mrunc-bundle-stepper")
-    box.stepper, box.panel = stepper, panel
-    return box
+
+class BundleStepper(_stepper()):
+    """A Stepper over `session` with its container's config.json above it, lit by phase."""
+
+    def __init__(self, session, **kw):
+        import ipywidgets as w
+        self.config_panel = w.HTML()
+        self.config_panel.add_class("mrunc-bundle-panel")
+        super().__init__(session, **kw)
+        self.children = (self.config_panel, *self.children)
+        self.add_class("mrunc-bundle-stepper")
+        self.status.observe(lambda _change: self._draw_config(), names="value")
+        self._draw_config()
+
+    def _draw_config(self):
+        phases = getattr(self.session, "phases", PHASES)
+        self.config_panel.value = config_html(self.session.container.config, self.session.current, phases)
