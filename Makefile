@@ -12,6 +12,8 @@
 #   make classroom-load  30 real students on a real JupyterHub, a %%container cell each
 #   make lab      JupyterLab on notebooks/ with the "Python 3 (mrunc)" kernel (root or not)
 #   make export   each notebook run and written as HTML + slides into export/ (widgets drawn)
+#   make course   the students' release of notebooks/ (nbgrader: no solutions, no hidden tests)
+#   make course-check  nbgrader autogrades every notebook: instructor version full, blank zero
 #   make clean    remove rootfs builds and stamps (distclean: also .venv)
 
 SHELL      := /bin/bash
@@ -31,7 +33,8 @@ BUNDLE   := rootfs/bundle/config.json
 # chromium: the real-browser notebook test (tests/browser, Playwright drives /usr/bin/chromium).
 # podman (pulls conmon, containers-common) and containerd (with its runc shim): the engine tests.
 # Rootful with --network none, they need none of their recommends (fuse-overlayfs, slirp4netns, uidmap).
-APT_PKGS ?= python3-venv busybox-static runc iproute2 libseccomp2 chromium podman containerd
+# gcc, libc6-dev: rootfs/build.sh compiles the course's small static tools (rootfs/tools/*.c).
+APT_PKGS ?= python3-venv busybox-static runc iproute2 libseccomp2 chromium podman containerd gcc libc6-dev
 PYTEST_ARGS ?=
 
 export DEBIAN_FRONTEND := noninteractive
@@ -40,10 +43,10 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # One thing at a time: the VM step is CPU-bound, and the steps share .venv and rootfs/.
 .NOTPARALLEL:
 
-.PHONY: help setup apt pyc rootfs demo test test-host test-v2 fuzz bench load classroom-load conformance conformance-tree lab export clean distclean
+.PHONY: help setup apt pyc rootfs demo test test-host test-v2 fuzz bench load classroom-load conformance conformance-tree lab export course course-check clean distclean
 
 help:
-	@sed -n '3,15s/^# //p' Makefile
+	@sed -n '3,17s/^# //p' Makefile
 
 # ---- setup ---------------------------------------------------------------------
 setup: apt $(STAMP) pyc
@@ -84,7 +87,7 @@ $(STAMP): pyproject.toml | $(PY)
 # ---- rootfs --------------------------------------------------------------------
 rootfs: $(ROOTFS) $(BUNDLE)
 
-$(ROOTFS): rootfs/build.sh | apt
+$(ROOTFS): rootfs/build.sh $(wildcard rootfs/tools/*.c) | apt
 	rootfs/build.sh rootfs
 
 # Also depends on mrunc being installed (mrunc spec), but a pip re-install alone
@@ -197,6 +200,27 @@ export: setup rootfs
 	@for nb in $(EXPORT_NOTEBOOKS); do \
 	  echo "mrunc export $$nb"; $(MRUNC) export "$$nb" --out $(EXPORT_DIR) --slides; \
 	done
+
+# ---- course --------------------------------------------------------------------
+# The notebooks are the instructor versions. Each becomes an nbgrader assignment of its own, named
+# after it, in COURSE_DIR (source/<name>/<name>.ipynb); nbgrader generate_assignment writes
+# release/<name>/ — solutions replaced by a stub, hidden tests removed, outputs cleared — for the
+# students, with the index beside it. notebooks/nbgrader_config.py has the course's settings (and
+# tells how to grade). nbgrader finds its alembic on PATH.
+COURSE_DIR ?= build/course
+course: setup
+	@rm -rf --one-file-system "$(COURSE_DIR)/source" "$(COURSE_DIR)/release"
+	@for nb in notebooks/*.ipynb; do a=$$(basename "$$nb" .ipynb); \
+	  mkdir -p "$(COURSE_DIR)/source/$$a"; cp "$$nb" "$(COURSE_DIR)/source/$$a/"; done
+	cd notebooks && PATH="$(abspath $(VENV))/bin:$$PATH" MRUNC_COURSE_DIR="$(abspath $(COURSE_DIR))" \
+	  "$(abspath $(VENV))/bin/nbgrader" generate_assignment '*' --force --log-level=WARN
+	@cp notebooks/README.md "$(COURSE_DIR)/release/README.md"
+	@echo "make course: the students' release is $(COURSE_DIR)/release/ (one directory per notebook)"
+
+# Every notebook autograded by nbgrader, as root: the instructor version gets full marks, the blank
+# release zero (make test does it for the first notebooks only; the rest by their stored outputs).
+course-check: setup rootfs
+	MRUNC_AUTOGRADE_ALL=1 $(PY) -m pytest tests/notebooks/test_course.py -q $(PYTEST_ARGS)
 
 # ---- clean ---------------------------------------------------------------------
 clean:

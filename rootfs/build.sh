@@ -9,6 +9,8 @@
 #                    and the empty directories a container needs to mount onto, and
 #                    /etc/hosts (lab networks bind their hosts file on it: a read-only
 #                    rootless root cannot get a new file to mount onto).
+#                    Plus the course's small tools (rootfs/tools/*.c, built static
+#                    with gcc into /usr/local/bin: the image has no libc).
 #   rootfs/bundle/   an OCI bundle whose config.json is `mrunc spec`'s default with
 #                    root.path = the absolute path of rootfs/busybox and
 #                    process.terminal = false (tests and `make demo` have no tty).
@@ -71,6 +73,7 @@ lab:x:1001:mrunc
 nogroup:x:65534:
 EOF
   printf '127.0.0.1\tlocalhost\n' > etc/hosts
+  build_tools "$tmp/usr/local/bin"
   chmod 644 etc/passwd etc/group etc/hosts
   chmod 1777 tmp
   chmod 700 root
@@ -79,6 +82,17 @@ EOF
   cd "$HERE"
   replace_dir "$tmp" "$ROOTFS"
   echo "rootfs/build.sh: built $ROOTFS ($("$BUSYBOX" --list-full | wc -l) applets)"
+}
+
+# The course notebooks' tools the busybox image lacks (chroot-breakout: the classic climb out of
+# a chroot). Static: the image has no libc. Stripped: they are copied into every image build.
+build_tools() {
+  command -v gcc >/dev/null || die "gcc not found: apt-get install gcc libc6-dev (or run make setup)"
+  mkdir -p "$1"
+  local src
+  for src in "$HERE"/tools/*.c; do
+    gcc -static -O2 -s -Wall -o "$1/$(basename "$src" .c)" "$src" || die "gcc $src failed (libc6-dev installed?)"
+  done
 }
 
 build_bundle() {

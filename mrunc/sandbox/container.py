@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 
@@ -30,6 +31,16 @@ def remove_bundle_dir(d):
     shutil.rmtree(d, ignore_errors=True)
 
 
+# argv: N, N fds, then the command: fds 3..N+2 become copies of them (each first copied above
+# N+2, close-on-exec, so that moving one never overwrites another still to be moved)
+_MOVE_FDS = ("import fcntl, os, sys\n"
+             "n = int(sys.argv[1])\n"
+             "high = [fcntl.fcntl(int(fd), fcntl.F_DUPFD_CLOEXEC, 3 + n) for fd in sys.argv[2:2 + n]]\n"
+             "for i, fd in enumerate(high):\n"
+             "    os.dup2(fd, 3 + i)\n"
+             "os.execvp(sys.argv[2 + n], sys.argv[2 + n:])\n")
+
+
 class Container:
     """One container of a sandbox. Its parent is a `mrunc run` process (the shim) when it was
     started by us, so its exit status is known; state and usage are read from the state root."""
@@ -45,6 +56,8 @@ class Container:
         self.deleted = False
         self.skipped = None             # the limits not applied (rootless, no delegation), and why
         self.network = None             # its place on a lab network: address, veth (mrunc.network)
+        self.no_pivot = False           # `--no-pivot`: chroot into the rootfs, not pivot_root
+        self.fds = ()                   # our fds handed to it as 3, 4, … (`--preserve-fds`)
         self._mgr = None
         self._exit = None
         self._rootfs = None
@@ -92,15 +105,26 @@ class Container:
         with open(os.path.join(self.bundle, "config.json"), "w") as f:
             json.dump(self.config, f)
 
+    def _create_flags(self):
+        """--no-pivot and --preserve-fds, for `mrunc create` and `mrunc run`."""
+        return ((["--no-pivot"] if self.no_pivot else []) +
+                (["--preserve-fds", str(len(self.fds))] if self.fds else []))
+
     def _popen(self, args, **kw):
-        return subprocess.Popen([*self.sandbox.mrunc, "--root", self.sandbox.root, *args],
-                                stdin=subprocess.DEVNULL, **kw)
+        cmd = [*self.sandbox.mrunc, "--root", self.sandbox.root, *args]
+        if self.fds:
+            # --preserve-fds passes fds 3..N+2: a small interpreter moves ours there, then execs
+            # mrunc (this process never forks; subprocess cannot renumber fds but 0-2)
+            cmd = [sys.executable, "-c", _MOVE_FDS, str(len(self.fds)), *map(str, self.fds), *cmd]
+            kw["pass_fds"] = (*kw.get("pass_fds", ()), *self.fds)
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, **kw)
 
     def _spawn(self, extra=(), **kw):
         """The shim: `mrunc run --keep`, output to the log; the container outlives nothing of ours."""
         log = open(self.log_path, "ab")
         try:
-            self.shim = self._popen(["run", "--keep", *self._network_flags(), *extra, "--bundle",
+            self.shim = self._popen(["run", "--keep", *self._network_flags(), *self._create_flags(),
+                                     *extra, "--bundle",
                                      self.bundle, self.name],
                                     stdout=log, stderr=subprocess.STDOUT, **kw)
         finally:
@@ -131,7 +155,7 @@ class Container:
         with open(self.log_path, "ab") as log:
             # create's stdio is inherited by the container: give it the log, never a pipe (that
             # would stay open as long as the container runs)
-            p = self._popen(["create", "--bundle", self.bundle, self.name], stdout=log,
+            p = self._popen(["create", *self._create_flags(), "--bundle", self.bundle, self.name], stdout=log,
                             stderr=subprocess.STDOUT)
             p.wait(60)
         if p.returncode != 0:

@@ -352,6 +352,9 @@ class Sandbox:
                 raise SandboxError(f"image: {image} is neither a rootfs directory nor a bundle")
         if opts.get("readonly") is None:
             opts.pop("readonly", None)
+        # runtime flags, not config: `mrunc run --no-pivot` (chroot, for the course's breakout),
+        # `--preserve-fds N` (these fds of ours become 3.. in the container)
+        no_pivot, fds = bool(opts.pop("no_pivot", False)), tuple(opts.pop("fds", None) or ())
         skipped = []
         lab_net = opts.get("network")
         if lab_net in (None, "none", "host"):
@@ -372,6 +375,7 @@ class Sandbox:
             cfg["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
                                   "options": ["nosuid", "nodev", "mode=1777", "size=65536k"]})
         c = Container(self, name, bundle=os.path.join(self.work, name), config=cfg)
+        c.no_pivot, c.fds = no_pivot, fds
         if skipped:
             c.skipped = f"{', '.join(skipped)}: no cgroup limits here ({self.no_cgroup})"
         if lab_net:

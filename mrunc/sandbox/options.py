@@ -65,14 +65,15 @@ def parse_user(user, rootfs):
 
 def build_config(args, *, rootfs=None, base=None, name=None, memory=None, cpus=None, pids=None,
                  hostname=None, readonly=False, user=None, cap_add=(), cap_drop=(), network="none",
-                 env=None, cwd=None, cgroupns=True) -> dict:
+                 env=None, cwd=None, cgroupns=True, mounts=()) -> dict:
     """The config.json for `args` on `rootfs`, from runc's default config (or `base`) + options.
 
     memory -> linux.resources.memory.limit     cpus -> cpu.quota / cpu.period (100 ms periods)
     pids   -> linux.resources.pids.limit       network "none": own network namespace, only lo;
     "host": no network namespace               cap_add/cap_drop -> every capability set listed
     cgroupns -> a cgroup namespace, so the container sees its own cgroup as "/" (docker's default
-    on cgroup v2).
+    on cgroup v2).                      mounts -> appended to mounts[] (OCI entries: volumes are
+    {"destination", "type": "bind", "source", "options": ["rbind", "ro", ...]}).
     """
     from .. import spec
     cfg = copy.deepcopy(base) if base is not None else spec.default_config()
@@ -114,6 +115,8 @@ def build_config(args, *, rootfs=None, base=None, name=None, memory=None, cpus=N
         if not str(cwd).startswith("/"):
             raise SandboxError(f"cwd: must be an absolute path, not {cwd!r}")
         proc["cwd"] = str(cwd)
+    if mounts:
+        cfg.setdefault("mounts", []).extend(copy.deepcopy(list(mounts)))
     return cfg
 
 

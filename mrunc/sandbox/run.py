@@ -78,7 +78,8 @@ class Run:
             c._spawn(["--trace"] if trace else [])
             self.proc = None
         else:
-            self.proc = c._popen(["run", "--keep", *c._network_flags(), *(["--trace"] if trace else []),
+            self.proc = c._popen(["run", "--keep", *c._network_flags(), *c._create_flags(),
+                                  *(["--trace"] if trace else []),
                                   "--bundle", c.bundle, c.name], stdout=subprocess.PIPE,
                                  stderr=subprocess.PIPE)
 

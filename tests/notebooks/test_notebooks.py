@@ -49,6 +49,13 @@ REPLACE = (
     (HTML, r'(?s)<svg class="mr-chart".*?</svg>', "CHART"),
     (HTML, r"\b\d+(\.\d+)? (s|ms)\b", r"N \2"),
     (HTML, r"memory reached [^,<]*", "memory reached N"),
+    # the course notebooks (pivot-root-vs-chroot, propagation-and-volumes, overlay-layers,
+    # oci-bundle-lifecycle, escapes): host paths, sandbox roots and tags, and the host's counts
+    (TEXT, r"/tmp/mrunc-course-[^/\s\"']+", "/tmp/mrunc-course-X"),
+    (TEXT, r"/run/mrunc-[^/\s\"']+", "/run/mrunc-ROOT"),
+    (TEXT, r"\bmrunc-lab-[0-9a-f]{8}-", "mrunc-lab-TAG-"),
+    (TEXT, r"\b\d+ (mounts|processes|open file descriptors|of them)\b", r"N \1"),
+    (TEXT, r"\b(from its view at pivot_root|in both|fd/3/\.\./\.\. ?): \d+", r"\1: N"),
 )
 
 
