@@ -11,6 +11,8 @@
 #   make conformance RUNTIME_TOOLS=<built runtime-tools tree>   the OCI validation suite
 #   make classroom-load  30 real students on a real JupyterHub, a %%container cell each
 #   make lab      JupyterLab on notebooks/ with the "Python 3 (mrunc)" kernel (root or not)
+#   make course   the students' release of notebooks/ (nbgrader: no solutions, no hidden tests)
+#   make course-check  nbgrader autogrades every notebook: instructor version full, blank zero
 #   make clean    remove rootfs builds and stamps (distclean: also .venv)
 
 SHELL      := /bin/bash
@@ -39,10 +41,10 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # One thing at a time: the VM step is CPU-bound, and the steps share .venv and rootfs/.
 .NOTPARALLEL:
 
-.PHONY: help setup apt pyc rootfs demo test test-host test-v2 fuzz bench load classroom-load conformance conformance-tree lab clean distclean
+.PHONY: help setup apt pyc rootfs demo test test-host test-v2 fuzz bench load classroom-load conformance conformance-tree lab course course-check clean distclean
 
 help:
-	@sed -n '3,14s/^# //p' Makefile
+	@sed -n '3,16s/^# //p' Makefile
 
 # ---- setup ---------------------------------------------------------------------
 setup: apt $(STAMP) pyc
@@ -181,6 +183,27 @@ lab: setup rootfs
 	@echo "make lab: JupyterLab on notebooks/ — open the http://$(LAB_IP):$(LAB_PORT)/lab?token=... URL below"
 	cd notebooks && exec ../$(VENV)/bin/jupyter lab --no-browser --ip=$(LAB_IP) --port=$(LAB_PORT) \
 	  $$([ "$$(id -u)" = 0 ] && echo --allow-root)
+
+# ---- course --------------------------------------------------------------------
+# The notebooks are the instructor versions. Each becomes an nbgrader assignment of its own, named
+# after it, in COURSE_DIR (source/<name>/<name>.ipynb); nbgrader generate_assignment writes
+# release/<name>/ — solutions replaced by a stub, hidden tests removed, outputs cleared — for the
+# students, with the index beside it. notebooks/nbgrader_config.py has the course's settings (and
+# tells how to grade). nbgrader finds its alembic on PATH.
+COURSE_DIR ?= build/course
+course: setup
+	@rm -rf --one-file-system "$(COURSE_DIR)/source" "$(COURSE_DIR)/release"
+	@for nb in notebooks/*.ipynb; do a=$$(basename "$$nb" .ipynb); \
+	  mkdir -p "$(COURSE_DIR)/source/$$a"; cp "$$nb" "$(COURSE_DIR)/source/$$a/"; done
+	cd notebooks && PATH="$(abspath $(VENV))/bin:$$PATH" MRUNC_COURSE_DIR="$(abspath $(COURSE_DIR))" \
+	  "$(abspath $(VENV))/bin/nbgrader" generate_assignment '*' --force --log-level=WARN
+	@cp notebooks/README.md "$(COURSE_DIR)/release/README.md"
+	@echo "make course: the students' release is $(COURSE_DIR)/release/ (one directory per notebook)"
+
+# Every notebook autograded by nbgrader, as root: the instructor version gets full marks, the blank
+# release zero (make test does it for the first notebooks only; the rest by their stored outputs).
+course-check: setup rootfs
+	MRUNC_AUTOGRADE_ALL=1 $(PY) -m pytest tests/notebooks/test_course.py -q $(PYTEST_ARGS)
 
 # ---- clean ---------------------------------------------------------------------
 clean:

@@ -43,7 +43,8 @@ __all__ = ["Condition", "Result", "Report", "condition", "check", "expect", "sel
            "oom_killed", "not_oom_killed", "has_capability", "lacks_capability", "uid_maps",
            "gid_maps", "runs_as", "read_only", "writable", "mounted", "propagation", "own_root",
            "seccomp", "no_new_privs", "hostname", "has_interface", "only_loopback",
-           "default_route", "reaches", "pid_one"]
+           "default_route", "reaches", "pid_one", "only_capabilities", "command_works",
+           "command_refused"]
 
 WAIT = 10.0                     # seconds a check waits for a just-started container to run its program
 
@@ -333,50 +334,44 @@ def _human(n):
     return human_bytes(n)
 
 
+def _on_cgroup(text, judge):
+    """A condition on the container's cgroup: judge(Cgroup) says what is wrong, or None. Where the
+    lab cannot set limits at all (rootless without a delegated cgroup), the problem says so."""
+    def test(subject):
+        cg, why = _snap_part(subject.snapshot, "cgroup", "cgroup")
+        problem = why or judge(cg)
+        lab = getattr(subject.container, "sandbox", None)
+        if problem and getattr(lab, "no_cgroup", None):
+            problem += f" — this lab cannot set cgroup limits: {lab.no_cgroup}"
+        return problem
+    return Condition(text, test)
+
+
 def memory_limit(size) -> Condition:
     """The memory limit in its cgroup is `size` (64M, "64MiB" or bytes): memory.max on cgroup v2,
     memory.limit_in_bytes on v1. None: it has no limit."""
     want = None if size is None else _bytes(size)
-    text = f"the memory limit in its cgroup is {_human(want)}" if want else "its memory is unlimited"
-
-    def test(subject):
-        cg, why = _snap_part(subject.snapshot, "cgroup", "cgroup")
-        if why:
-            return why
-        if cg.memory_limit == want:
-            return None
-        return f"it is {_human(cg.memory_limit)}"
-    return Condition(text, test)
+    return _on_cgroup(f"the memory limit in its cgroup is {_human(want)}" if want else "its memory is unlimited",
+                      lambda cg: None if cg.memory_limit == want else f"it is {_human(cg.memory_limit)}")
 
 
 def pids_limit(n) -> Condition:
     """pids.max in its cgroup is `n` (None: unlimited)."""
-    text = f"pids.max in its cgroup is {n}" if n is not None else "its number of processes is unlimited"
-
-    def test(subject):
-        cg, why = _snap_part(subject.snapshot, "cgroup", "cgroup")
-        if why:
-            return why
+    def judge(cg):
         if cg.pids_limit == n:
             return None
         return f"pids.max is {'max (unlimited)' if cg.pids_limit is None else cg.pids_limit}"
-    return Condition(text, test)
+    return _on_cgroup(f"pids.max in its cgroup is {n}" if n is not None else
+                      "its number of processes is unlimited", judge)
 
 
 def cpu_limit(cpus, tolerance: float = 0.1) -> Condition:
     """Its cgroup's CPU quota / period is `cpus` CPUs, ± `tolerance` (a fraction: 0.1 = 10 %)."""
-    text = f"its cgroup may use {cpus:g} CPU" + ("s" if cpus != 1 else "")
-
-    def test(subject):
-        cg, why = _snap_part(subject.snapshot, "cgroup", "cgroup")
-        if why:
-            return why
+    def judge(cg):
         if cg.cpus is None:
             return "it has no CPU limit (no quota)"
-        if abs(cg.cpus - cpus) <= cpus * tolerance:
-            return None
-        return f"its quota allows {cg.cpus:.2f} CPUs"
-    return Condition(text, test)
+        return None if abs(cg.cpus - cpus) <= cpus * tolerance else f"its quota allows {cg.cpus:.2f} CPUs"
+    return _on_cgroup(f"its cgroup may use {cpus:g} CPU" + ("s" if cpus != 1 else ""), judge)
 
 
 def _oom_kills(subject):
@@ -410,29 +405,34 @@ def not_oom_killed() -> Condition:
 
 # ---- security ------------------------------------------------------------------------------------
 
+def _on_security(text, what, judge):
+    """A condition on /proc/<pid>/status and the id maps: judge(Security, Snapshot) says what is
+    wrong, or None; `what` names the part in the sentence when it could not be read."""
+    def test(subject):
+        sec, why = _snap_part(subject.snapshot, "security", what)
+        return why or judge(sec, subject.snapshot)
+    return Condition(text, test)
+
+
 def _cap(name):
     n = str(name).strip().upper()
     return n if n.startswith("CAP_") else "CAP_" + n
 
 
-_SETS = ("effective", "permitted", "inheritable", "bounding", "ambient")
+_SETS = {"effective": "CapEff", "permitted": "CapPrm", "inheritable": "CapInh",
+         "bounding": "CapBnd", "ambient": "CapAmb"}
 
 
 def _cap_condition(name, which, present):
     cap = _cap(name)
     if which not in _SETS:
         raise ValueError(f"unknown capability set {which!r} (known: {', '.join(_SETS)})")
-    text = f"{cap} is {'' if present else 'not '}in its {which} set"
 
-    def test(subject):
-        sec, why = _snap_part(subject.snapshot, "security", "capabilities")
-        if why:
-            return why
-        there = cap in sec.caps(which)
-        if there == present:
+    def judge(sec, _):
+        if (cap in sec.caps(which)) == present:
             return None
-        return f"it is {'missing' if present else 'there'} (CapEff etc. in /proc/<pid>/status)"
-    return Condition(text, test)
+        return f"it is {'missing from' if present else 'in'} {_SETS[which]} (/proc/<pid>/status)"
+    return _on_security(f"{cap} is {'' if present else 'not '}in its {which} set", "capabilities", judge)
 
 
 def has_capability(name: str, which: str = "effective") -> Condition:
@@ -445,23 +445,33 @@ def lacks_capability(name: str, which: str = "effective") -> Condition:
     return _cap_condition(name, which, False)
 
 
-def _maps(kind, inside, outside):
-    text = f"{kind} {inside} inside maps to {kind} {outside} outside"
+def only_capabilities(*names: str, which: str = "effective") -> Condition:
+    """Its `which` capability set holds these capabilities and nothing else (none: empty)."""
+    caps = sorted({_cap(n) for n in names})
+    if which not in _SETS:
+        raise ValueError(f"unknown capability set {which!r} (known: {', '.join(_SETS)})")
 
-    def test(subject):
-        sec, why = _snap_part(subject.snapshot, "security", f"{kind}_map")
-        if why:
-            return why
-        table = getattr(sec, f"{kind}_map")
-        user = subject.snapshot.ns("user")
+    def judge(sec, _):
+        have = set(sec.caps(which))
+        extra, missing = sorted(have - set(caps)), sorted(set(caps) - have)
+        bits = ([f"it also holds {', '.join(extra)}"] if extra else []) + \
+            ([f"it lacks {', '.join(missing)}"] if missing else [])
+        return "; ".join(bits) or None
+    return _on_security(f"its {which} set holds {', '.join(caps) or 'no capability'}"
+                        + (" and nothing else" if caps else ""), "capabilities", judge)
+
+
+def _maps(kind, inside, outside):
+    def judge(sec, snap):
+        user = snap.ns("user")
         if user is not None and user.isolated is False:
             return f"it has no user namespace of its own: {kind} {inside} is {kind} {inside} on the host too"
-        for first_in, first_out, count in table:
+        for first_in, first_out, count in getattr(sec, f"{kind}_map"):
             if first_in <= inside < first_in + count:
                 got = first_out + inside - first_in
                 return None if got == outside else f"{kind} {inside} inside is {kind} {got} outside"
         return f"{kind} {inside} is not mapped"
-    return Condition(text, test)
+    return _on_security(f"{kind} {inside} inside maps to {kind} {outside} outside", f"{kind}_map", judge)
 
 
 def uid_maps(inside: int, outside: int) -> Condition:
@@ -476,36 +486,24 @@ def gid_maps(inside: int, outside: int) -> Condition:
 
 def runs_as(uid: int) -> Condition:
     """Its effective uid, as the host sees it, is `uid` (e.g. root inside is a plain uid outside)."""
-    def test(subject):
-        sec, why = _snap_part(subject.snapshot, "security", "user ids")
-        if why:
-            return why
+    def judge(sec, _):
         got = sec.uid[1] if len(sec.uid) > 1 else None
         return None if got == uid else f"it runs as uid {got} on the host"
-    return Condition(f"it runs as uid {uid} on the host", test)
+    return _on_security(f"it runs as uid {uid} on the host", "user ids", judge)
 
 
 def seccomp(mode: str = "filter") -> Condition:
     """Its seccomp mode (/proc/<pid>/status Seccomp) is `mode`: "filter", "strict" or "disabled"."""
     if mode not in ("filter", "strict", "disabled"):
         raise ValueError(f"unknown seccomp mode {mode!r} (filter, strict, disabled)")
-
-    def test(subject):
-        sec, why = _snap_part(subject.snapshot, "security", "seccomp mode")
-        if why:
-            return why
-        return None if sec.seccomp_mode == mode else f"it is {sec.seccomp_mode}"
-    return Condition(f"its seccomp mode is {mode}", test)
+    return _on_security(f"its seccomp mode is {mode}", "seccomp mode",
+                        lambda sec, _: None if sec.seccomp_mode == mode else f"it is {sec.seccomp_mode}")
 
 
 def no_new_privs(on: bool = True) -> Condition:
     """no_new_privs is set (on=False: clear): execve can never grant it privileges again."""
-    def test(subject):
-        sec, why = _snap_part(subject.snapshot, "security", "no_new_privs flag")
-        if why:
-            return why
-        return None if sec.no_new_privs == on else f"it is {'clear' if on else 'set'}"
-    return Condition(f"no_new_privs is {'set' if on else 'clear'}", test)
+    return _on_security(f"no_new_privs is {'set' if on else 'clear'}", "no_new_privs flag",
+                        lambda sec, _: None if sec.no_new_privs == on else f"it is {'clear' if on else 'set'}")
 
 
 # ---- mounts and root -----------------------------------------------------------------------------
@@ -563,6 +561,46 @@ def own_root() -> Condition:
         root, why = _snap_part(subject.snapshot, "root", "root directory")
         return why or ("its / is the host's /" if root.is_host else None)
     return Condition("its / is not the host's /", test)
+
+
+# ---- what happens when it tries -----------------------------------------------------------------
+
+def _exec(subject, script):
+    if subject.container is None or not hasattr(subject.container, "exec"):
+        return None, "this check runs a command in the container: it needs the container, not a snapshot"
+    r = subject.container.exec(script, timeout=30)
+    return r, None
+
+
+def command_works(script: str) -> Condition:
+    """The shell command `script`, run in the container (mrunc exec, as its process runs: same
+    namespaces, capabilities, seccomp filter), exits 0."""
+    def test(subject):
+        r, why = _exec(subject, script)
+        if why or r.returncode == 0:
+            return why
+        return f"it failed (exit {r.returncode}): {(r.stderr or r.stdout).strip()[-200:] or 'no message'}"
+    return Condition(f"`{script}` works in it", test)
+
+
+# EPERM as programs word it: strerror, and busybox mount's own wording
+_EPERM = ("operation not permitted", "permission denied")
+
+
+def command_refused(script: str) -> Condition:
+    """The shell command `script`, run in the container, fails with EPERM ("Operation not
+    permitted"): the kernel refused it — a missing capability, a seccomp rule."""
+    def test(subject):
+        r, why = _exec(subject, script)
+        if why:
+            return why
+        if r.returncode == 0:
+            return "it worked"
+        said = (r.stderr + r.stdout).strip()
+        if any(w in said.lower() for w in _EPERM):
+            return None
+        return f"it failed, but not with EPERM (exit {r.returncode}): {said[-200:] or 'no message'}"
+    return Condition(f"`{script}` is refused with EPERM in it", test)
 
 
 # ---- process, hostname, network ------------------------------------------------------------------

@@ -45,7 +45,7 @@ def test_each_wrong_value_is_named():
                 g.seccomp("disabled"), g.hostname("web"), g.uid_maps(0, 100000))
     assert [x.problem for x in r.results] == [
         "it is in the host's network namespace", "it has a pid namespace of its own",
-        "it is 64 MiB", "pids.max is 20", "it is there (CapEff etc. in /proc/<pid>/status)",
+        "it is 64 MiB", "pids.max is 20", "it is in CapEff (/proc/<pid>/status)",
         "it is filter", "it is 'db'",
         "it has no user namespace of its own: uid 0 is uid 0 on the host too"]
     assert not r and "0 of 8 met" in r.text()
@@ -109,7 +109,7 @@ def test_real_containers_right_and_wrong(lab, monkeypatch):
         "it shares the host's network namespace": "it has a network namespace of its own",
         "the memory limit in its cgroup is 64 MiB": "it is 32 MiB",
         "pids.max in its cgroup is 20": "pids.max is max (unlimited)",
-        "CAP_NET_RAW is not in its effective set": "it is there (CapEff etc. in /proc/<pid>/status)",
+        "CAP_NET_RAW is not in its effective set": "it is in CapEff (/proc/<pid>/status)",
         "the mount at / is read-only": "it is read-write",
         "its hostname is 'web'": "it is 'db'"}, r.text()
 
@@ -140,3 +140,26 @@ def test_reaches_reads_the_lab_network(lab):
     assert g.check(db, g.reaches("web", network="gradenet")).passed
     assert g.check(far, g.default_route("10.89.77.1")).results[0].problem == \
         "its default route goes via 10.89.78.1"
+
+
+def test_capability_sets_are_named():
+    r = g.check(snap(), g.has_capability("NET_ADMIN"), g.has_capability("kill", "bounding"),
+                g.lacks_capability("CAP_KILL", "permitted"))
+    assert [x.problem for x in r.results] == ["it is missing from CapEff (/proc/<pid>/status)", "",
+                                              "it is in CapPrm (/proc/<pid>/status)"]
+    with pytest.raises(ValueError, match="unknown capability set 'efective'"):
+        g.has_capability("KILL", "efective")
+
+
+@pytest.mark.root
+def test_commands_and_capability_sets_of_a_real_container(lab):
+    c = lab.start(name="caps", cap_drop="ALL", cap_add=["NET_BIND_SERVICE", "KILL"])
+    r = g.check(c, g.only_capabilities("NET_BIND_SERVICE", "kill"), g.only_capabilities("KILL"),
+                g.only_capabilities("KILL", "NET_BIND_SERVICE", which="bounding"), g.command_works("touch /tmp/x && echo ok"),
+                g.command_refused("touch /tmp/y && chown 1000 /tmp/y"), g.command_refused("true"),
+                g.command_refused("ls /nowhere"), g.command_works("chown 1000 /tmp/x"))
+    assert [x.problem for x in r.results[:4]] == ["", "it also holds CAP_NET_BIND_SERVICE", "", ""], r.text()
+    assert r.results[4].ok and r.results[5].problem == "it worked"
+    assert r.results[6].problem.startswith("it failed, but not with EPERM (exit 1): ls: /nowhere")
+    assert r.results[7].problem.startswith("it failed (exit 1): chown: /tmp/x: Operation not permitted")
+    assert "needs the container" in g.check(c.snapshot(), g.command_works("true")).results[0].problem
