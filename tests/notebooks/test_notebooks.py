@@ -49,6 +49,10 @@ REPLACE = (
     (TEXT, r"\bmeasured: [0-9.]+ CPU over [0-9.]+ s", "measured: N CPU over N s"),
     (TEXT, r"\bthrottled in \d+ of \d+ periods", "throttled in N of N periods"),
     (HTML, r"/proc/\d+/", "/proc/PID/"),                          # a snapshot card's source
+    # capabilities the security phase dropped: as many as the caller had (this dev machine's root
+    # lacks CAP_SYS_RESOURCE; a fresh machine's has it)
+    (HTML, r"· \d+ dropped", "· N dropped"),
+    (HTML, r'<del class="mr-badge mr-bad" title="CAP_SYS_RESOURCE \(dropped\)">sys_resource</del>', ""),
 )
 
 
