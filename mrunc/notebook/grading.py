@@ -26,9 +26,11 @@ yet), a container's name in this kernel's sandbox, or a Snapshot. Anything else 
 that forgot to keep its container — fails every condition with a sentence saying so; a check never
 crashes.
 
-A condition is a sentence and a test. The factories below cover namespaces, cgroup limits,
-capabilities, user ids, mounts, seccomp, hostname and network; `condition(text, test)` makes any
-other (`test(snapshot)` returns None or "" when met, else what is wrong, in words; or a bool).
+A condition is a sentence and a test. The factories below cover namespaces, cgroup limits and OOM
+kills, capabilities, user ids, mounts, seccomp, hostname and network, and what the kernel does when
+the container tries something (command_works / command_refused: `mrunc exec` into it, EPERM);
+`condition(text, test)` makes any other (`test(snapshot)` returns None or "" when met, else what is
+wrong, in words; or a bool).
 """
 from __future__ import annotations
 
