@@ -56,6 +56,17 @@ REPLACE = (
     (TEXT, r"\bmrunc-lab-[0-9a-f]{8}-", "mrunc-lab-TAG-"),
     (TEXT, r"\b\d+ (mounts|processes|open file descriptors|of them)\b", r"N \1"),
     (TEXT, r"\b(from its view at pivot_root|in both|fd/3/\.\./\.\. ?): \d+", r"\1: N"),
+    # memory, pids and cpu: counters and measurements that change with the machine's load
+    (TEXT, r"(?m)^(nr_periods|nr_throttled) \d+$", r"\1 N"),                   # cpu.stat
+    (TEXT, r"\bsaw at most \d+ processes", "saw at most N processes"),
+    (TEXT, r"\bpids\.events: max \d+", "pids.events: max N"),
+    (TEXT, r"\bmeasured: [0-9.]+ CPU over [0-9.]+ s", "measured: N CPU over N s"),
+    (TEXT, r"\bthrottled in \d+ of \d+ periods", "throttled in N of N periods"),
+    (HTML, r"/proc/\d+/", "/proc/PID/"),                          # a snapshot card's source
+    # capabilities the security phase dropped: as many as the caller had (this dev machine's root
+    # lacks CAP_SYS_RESOURCE; a fresh machine's has it)
+    (HTML, r"· \d+ dropped", "· N dropped"),
+    (HTML, r'<del class="mr-badge mr-bad" title="CAP_SYS_RESOURCE \(dropped\)">sys_resource</del>', ""),
 )
 
 
