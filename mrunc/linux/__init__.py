@@ -568,6 +568,7 @@ def bpf(cmd, attr, pointers=None):
     return _check(ret, f"bpf({_BPF_NAMES.get(cmd, cmd)})")
 
 
+CLONE_PARENT = 0x00008000
 CLONE_INTO_CGROUP = 0x200000000
 _SYS_CLONE3 = 435  # the same number on x86_64 and aarch64 (the generic table)
 
@@ -593,9 +594,26 @@ def fork_into_cgroup(cgroup_fd):
     cgroup that has enabled controllers for its children), EACCES (not ours to write).
     Not a Syscalls method: like os.fork, it is how a process is made, not a change to record.
     """
-    args = _CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=17, cgroup=cgroup_fd)  # 17: SIGCHLD
+    return _clone3(_CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=17, cgroup=cgroup_fd),  # SIGCHLD
+                   "clone3(CLONE_INTO_CGROUP)")
+
+
+def fork_as_sibling():
+    """fork(), the child born as our *parent's* child, not ours: clone3(CLONE_PARENT), Linux 5.3+.
+    Returns like os.fork: 0 in the child, here its pid in our PID namespace.
+
+    Why: a process that joined a PID namespace (setns) is not in it itself, only its children
+    are; when that process is a short-lived helper of the runtime, CLONE_PARENT makes the child
+    the runtime's own — it waits for it and gets its exit status — and the helper just exits
+    (runc's nsexec forks its stages the same way). The child's exit signal is the helper's
+    (SIGCHLD): clone3 wants exit_signal 0 with CLONE_PARENT (else EINVAL). Same caveats as
+    fork_into_cgroup: single-threaded callers whose child execs."""
+    return _clone3(_CloneArgs(flags=CLONE_PARENT), "clone3(CLONE_PARENT)")
+
+
+def _clone3(args, what):
     ret = _libc.syscall(_SYS_CLONE3, ctypes.byref(args), ctypes.c_size_t(ctypes.sizeof(args)))
-    return _check(ret, "clone3(CLONE_INTO_CGROUP)")
+    return _check(ret, what)
 
 
 class RecordingSyscalls(Syscalls):

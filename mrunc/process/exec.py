@@ -19,7 +19,12 @@ The order, and why:
                        it or open its fds or /proc/<pid>/exe — the host's interpreter
                        (CVE-2016-9962, CVE-2019-5736). execve of the program ends it.
   3. pid               (runtime) setns(CLONE_NEWPID) changes only the namespace of the caller's
-                       *children*: we set it, fork, and set ours back.
+                       *children*: we set it, fork, and set ours back. The kernel asks for
+                       CAP_SYS_ADMIN both in the user namespace that owns the PID namespace and
+                       in our own: host root has it; an ordinary user (a rootless container) has
+                       it in neither until it joins the container's user namespace — which is for
+                       good (no way back to the host's). Then the pid join is the fork's, after
+                       step 7 ("late pid", _late_pid): see 7b.
   4. fork              into the cgroup v2 directory (clone3 CLONE_INTO_CGROUP): see _spawn.
   5. close inherited   (the process, from here on) the caller's fds but stdio and
                        --preserve-fds never reach the container.
@@ -30,6 +35,9 @@ The order, and why:
   7. user              first of the namespaces: it owns the others, and joining it makes us root
                        *in it* with every capability over them. rlimits before it: only host
                        root may raise a hard limit.
+  7b. late pid        the fork joins the PID namespace, after `user`, and (after 9) forks once
+                       more with CLONE_PARENT: *that* child is in the container's PID namespace,
+                       and the runtime's child — the fork tells the runtime its pid and exits.
   8. ipc uts net time cgroup   in any order.
   9. mount             last: setns resets our root and cwd to the namespace's root, so we then
                        chroot to init's own root (the fd from 1) — the `/` init sees, also with
@@ -41,6 +49,8 @@ The order, and why:
 One SOCK_SEQPACKET socketpair (protocol.py), one JSON message per datagram, from the process:
     {"t": "console"} + fd     the pty master (-t): to --console-socket, or to our terminal
     {"t": "seccomp"} + fd     the seccomp listener (SCMP_ACT_NOTIFY): to the agent at listenerPath
+    {"t": "pid", "pid": N}    late pid (7b): the fork's child is the process, host pid N; from the
+                              fork, which exits — the process may have sent its own messages first
     {"t": "error", ...}       what failed, as one line; the CLI exits 255
 The socket is close-on-exec, so end-of-file without an error means the program was exec'd.
 """
@@ -53,8 +63,8 @@ from . import foreground
 from .common import close_fds, close_inherited, environ, kill_reap, pass_console, pass_seccomp_fd
 
 # The namespaces the process joins, in order (steps 7-9 above), as /proc/<pid>/ns file names.
-# pid is not here: the runtime joins it for its child (step 3).
-_ORDER = ("user", "ipc", "uts", "net", "time", "cgroup", "mnt")
+# pid: the runtime joins it for its child (step 3) and takes it out, unless it cannot (7b).
+_ORDER = ("user", "pid", "ipc", "uts", "net", "time", "cgroup", "mnt")
 
 
 class ExecError(MruncError):
@@ -180,13 +190,16 @@ def run(c, process, *, detach=False, pid_file=None, console_socket=None, preserv
     for _, fd in nsfds:
         os.close(fd)
     os.close(rootfd)
-    restore = {}
+    restore, early = {}, ()
     try:
+        if job.late_pid:
+            pid, early = _sibling(mine, pid)
         if mask is not None:  # foreground: from now on, what we get goes to the process
             restore = foreground.forward_signals(pid)
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         try:
-            _serve(mine, on_console, lambda fd: pass_seccomp_fd(c.config, c.oci_state(), pid, fd))
+            _serve(mine, on_console, lambda fd: pass_seccomp_fd(c.config, c.oci_state(), pid, fd),
+                   early)
         finally:
             mine.close()
         if pid_file:
@@ -220,6 +233,7 @@ class _Job:
         self.linux = c.config.get("linux") or {}
         self.sigmask = None
         self.in_v2 = False  # born in the v2 cgroup (set by _spawn)
+        self.late_pid = False  # the process joins the PID namespace and forks again (7b)
         from .init import own_mount_namespace
         self.own_mntns = own_mount_namespace(c.config)  # else: no devpts of the container's
 
@@ -243,12 +257,45 @@ def _above(sock, low):
     return _socket.socket(fileno=fd)
 
 
-def _serve(sock, on_console, on_seccomp):
-    """Read the process's reports until end-of-file (the program was exec'd) or an error."""
+def _sibling(sock, helper):
+    """Late pid (7b): our child `helper` forks the process as our child too, reports its pid and
+    exits; reap it and return (the process's pid, the messages the process sent before that).
+    An error from either is raised once both are reaped."""
     from . import protocol
+    from .common import reap
+    early, error, pid = [], None, None
+    try:
+        while pid is None:
+            try:
+                msg = protocol.recv(sock, with_fds=True)
+            except EOFError:
+                break  # the helper failed (its error came first) or was killed
+            if msg["t"] == "pid":
+                pid = msg["pid"]
+            elif msg["t"] == "error":
+                error = error or msg
+            else:
+                early.append(msg)
+        reap(helper)
+    except BaseException:
+        kill_reap(helper)
+        raise
+    if error is not None or pid is None:
+        if pid is not None:
+            reap(pid)  # it sent the error and exits
+        raise ExecError(error or {"message": "exec: the process joining the container's "
+                                             "namespaces died before it forked"})
+    return pid, early
+
+
+def _serve(sock, on_console, on_seccomp, early=()):
+    """Read the process's reports until end-of-file (the program was exec'd) or an error;
+    `early`: those read already."""
+    from . import protocol
+    early = list(early)
     while True:
         try:
-            msg = protocol.recv(sock, with_fds=True)
+            msg = early.pop(0) if early else protocol.recv(sock, with_fds=True)
         except EOFError:
             return
         t = msg["t"]
@@ -281,7 +328,7 @@ def _open_init(job):
             raise MruncError(f"container init (pid {pid}) is gone: "
                              f"cannot exec in a stopped container")
         nsfds = []
-        for name in ("pid", *_ORDER):
+        for name in _ORDER:
             where = f"/proc/{pid}/ns/{name}"
             try:
                 fd = os.open(f"ns/{name}", os.O_RDONLY | os.O_CLOEXEC, dir_fd=procfd)
@@ -310,14 +357,15 @@ def _open_init(job):
 
 def _spawn(job, nsfds):
     """Steps 2-4: fork the process into the container's PID namespace and, on cgroup v2 (and the
-    hybrid layout's unified tree), into its cgroup; return like os.fork. Takes "pid" out of nsfds.
-    Here, afterwards, our own children are born in our PID namespace again, and we are as
-    dumpable as before (an API caller may live on)."""
+    hybrid layout's unified tree), into its cgroup; return like os.fork. Takes "pid" out of nsfds
+    (unless it is the process's to join: _late_pid). Here, afterwards, our own children are born
+    in our PID namespace again, and we are as dumpable as before (an API caller may live on)."""
     from .. import linux
     sys = linux.Syscalls()
     ours = None
+    job.late_pid = _late_pid(sys, nsfds)
     for name, fd in list(nsfds):
-        if name == "pid":
+        if name == "pid" and not job.late_pid:
             nsfds.remove((name, fd))
             ours = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
             try:
@@ -336,6 +384,20 @@ def _spawn(job, nsfds):
                 sys.setns(ours, linux.CLONE_NEWPID, "/proc/self/ns/pid")
                 os.close(ours)
     return pid
+
+
+def _late_pid(sys, nsfds):
+    """Whether the process, not the runtime, joins the PID namespace (step 7b): when we lack
+    CAP_SYS_ADMIN in our own user namespace — an ordinary user — and there is a user namespace
+    of the container's to join first, which gives it (the kernel's rule for setns(CLONE_NEWPID):
+    the capability in the caller's user namespace and in the one owning the PID namespace).
+    Without a user namespace to join, the runtime tries, and the kernel's EPERM says why."""
+    from .. import linux
+    names = [name for name, _ in nsfds]
+    if "pid" not in names or "user" not in names:
+        return False
+    cap_sys_admin = 1 << linux.CAP_NAMES.index("CAP_SYS_ADMIN")
+    return not sys.capget()[0] & cap_sys_admin
 
 
 def _fork_into_cgroup(job):
@@ -399,6 +461,8 @@ def _process(sock, job, nsfds, rootfd):
             if name == "user":
                 sys.setresgid(0)  # root of that namespace (its maps say who that is on the host)
                 sys.setresuid(0)
+        if job.late_pid:
+            _fork_in_pid_namespace(sock)
         pty = None
         if proc.get("terminal") and not job.own_mntns:
             pty = new_pty(proc.get("consoleSize"))  # the /dev/ptmx of the mount table init shares
@@ -443,6 +507,18 @@ def _process(sock, job, nsfds, rootfd):
             protocol.send(sock, protocol.error_message(step, e))
         finally:
             os._exit(127)
+
+
+def _fork_in_pid_namespace(sock):
+    """Step 7b: we joined the PID namespace, so our children are born in it; fork the process as
+    the runtime's child (CLONE_PARENT), tell the runtime its pid and exit. The process goes on."""
+    from . import protocol
+    from .. import linux
+    pid = linux.fork_as_sibling()
+    if pid == 0:
+        return
+    protocol.send(sock, {"t": "pid", "pid": pid})
+    os._exit(0)
 
 
 def _join_v1(job):
