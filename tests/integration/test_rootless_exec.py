@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from students import make_students
+from students import delegated_cgroup, make_students
 
 pytestmark = [pytest.mark.root, pytest.mark.userns,
               pytest.mark.skipif(not shutil.which("useradd"), reason="useradd is not installed")]
@@ -225,3 +225,33 @@ def test_sandbox_exec_as_a_student(pair):
     assert exec_ns == init_ns, p.stdout
     assert not set(exec_ns) & set(host_ns), p.stdout
     assert last == "5 ['/tmp', 'y']", p.stdout
+
+
+DELEGATED = """
+from mrunc.sandbox import Sandbox
+lab = Sandbox()
+try:
+    c = lab.start(name="lim", pids=20)
+    r = c.exec(["sh", "-c", "cat /proc/self/cgroup /proc/1/cgroup /sys/fs/cgroup/pids.max; echo $$"])
+    print(r.returncode, r.stderr.strip() or "-")
+    print(r.stdout, end="")
+    print(open("/proc/%d/cgroup" % c.pid).read(), end="")
+finally:
+    lab.close()
+"""
+
+
+@pytest.mark.cgroup_v2
+def test_exec_joins_a_delegated_cgroup(pair):
+    """In the cgroup v2 VM, with a subtree delegated to the student: the exec'd process is born in
+    the container's cgroup (clone3 CLONE_INTO_CGROUP, by the student), under its limits."""
+    a, _b, env, _ = pair
+    with delegated_cgroup(a) as cg:
+        p = a.python(DELEGATED, cgroup=cg, timeout=300,
+                     env=dict(env, PATH=f"{os.path.dirname(sys.executable)}:/usr/bin:/bin"))
+        assert p.returncode == 0, p.stderr[-2000:]
+    status, mine, inits, pids_max, me, host_view = p.stdout.splitlines()
+    assert status == "0 -", p.stdout
+    assert mine == inits and ".." not in mine, p.stdout     # init's cgroup, seen from its namespace
+    assert pids_max == "20" and int(me) > 1, p.stdout
+    assert host_view == f"0::{cg[len('/sys/fs/cgroup'):]}/lim", p.stdout
