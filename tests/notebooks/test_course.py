@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.root, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def course():
     """`make course` into a temporary course directory of ours (0700, removed afterwards)."""
-    d = Path(tempfile.mkdtemp(prefix="mrunc-course-"))
+    d = Path(tempfile.mkdtemp(prefix="mrunc-nbgrader-"))
     try:
         # -o setup: the suite runs after setup; apt and pip are not this test's business
         p = subprocess.run(["make", "-s", "-o", "setup", "course", f"COURSE_DIR={d}"], cwd=REPO,
