@@ -304,14 +304,10 @@ print("CELLS", len(nb.cells))
 """
 
 NOTEBOOKS = sorted(f for f in os.listdir(os.path.join(REPO, "notebooks")) if f.endswith(".ipynb"))
-# Known rootless failure, left to the lab-network work: as a student, the second lab network's
-# container gets no address (cell 9: IndexError) and ping finds nobody (cells 11, 15).
-ROOTLESS_BROKEN = {"networking.ipynb": "rootless lab networks: no address on a second network, ping fails"}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(reason=ROOTLESS_BROKEN[n], strict=True))
-                                  if n in ROOTLESS_BROKEN else n for n in NOTEBOOKS])
+@pytest.mark.parametrize("name", NOTEBOOKS)
 def test_every_notebook_runs_for_a_student(students, name):
     """`make lab` as a normal user: every cell of every notebook runs, rootless, without an error;
     what does not work here is said once."""
