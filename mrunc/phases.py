@@ -55,8 +55,8 @@ PHASES = (
           "network namespaces (the runtime writes the user namespace's uid/gid maps)",
           CLONE, "mrunc.process.init:clone_child", ("mrunc.process.parent:write_id_maps",)),
     Phase("mount", "mount the rootfs, /proc, /dev… (still in the host's /)",
-          "mount: / made private, the rootfs bound, /proc, /dev, /sys… mounted inside it — still "
-          "under the host's /",
+          "mount: / made a slave of the host's mounts (nothing goes back), the rootfs bound, "
+          "/proc, /dev, /sys… mounted inside it — still under the host's /",
           INIT, "mrunc.process.init:mount_phase"),
     Phase("pivot_root", "make the rootfs / and drop the host's root",
           "pivot_root swaps the root and the host's old root is detached; masked and read-only "

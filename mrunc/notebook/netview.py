@@ -8,17 +8,17 @@ ping or a transfer runs. One button per container shows its routes and neighbour
 from __future__ import annotations
 
 import html
-import threading
 
 import ipywidgets as w
 
 from mrunc.notebook import topology
 from mrunc.notebook.export import StaticView
+from mrunc.notebook.refresh import Refreshing
 
 __all__ = ["Topology"]
 
 
-class Topology(StaticView, w.VBox):
+class Topology(StaticView, Refreshing, w.VBox):
     def __init__(self, sandbox, name, interval=1.0, autostart=True, **kw):
         self.sandbox, self.name, self.interval = sandbox, name, interval
         self.net = None                 # the last view: {"lab", "containers", "shaping"}
@@ -31,8 +31,7 @@ class Topology(StaticView, w.VBox):
         self.pick.observe(self._picked, names="value")
         self.stop_button = w.Button(description="Stop", icon="pause", tooltip="stop refreshing")
         self.stop_button.on_click(lambda _b: self.stop())
-        self._stop = threading.Event()
-        self._thread = None
+        self._init_refresh()
         super().__init__([self.picture, w.HBox([self.pick, self.stop_button])], **kw)
         self.add_class("mrunc-topology-widget")
         self.poll()
@@ -65,12 +64,7 @@ class Topology(StaticView, w.VBox):
 
     # -- the refresh thread --
     def start(self):
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, daemon=True,
-                                        name=f"mrunc-topology-{self.name}")
-        self._thread.start()
+        self._start_refresh(f"topology-{self.name}")
 
     def _loop(self):
         while not self._stop.wait(self.interval):
@@ -79,9 +73,7 @@ class Topology(StaticView, w.VBox):
             self.poll()
 
     def stop(self):
-        self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(5)
+        self._stop_refresh()
         self.stop_button.disabled = True
 
     # -- drawing --

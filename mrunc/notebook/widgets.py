@@ -15,13 +15,13 @@ only reads cgroup files.
 from __future__ import annotations
 
 import html
-import threading
 import time
 
 import ipywidgets as w
 
 from mrunc.notebook import charts, render
 from mrunc.notebook.export import StaticView
+from mrunc.notebook.refresh import Refreshing
 from mrunc.phases import NAMES as PHASES
 from mrunc.sandbox import describe_exit
 from mrunc.snapshot import human_bytes
@@ -176,7 +176,7 @@ def _exit_text(session):
     return describe_exit(code) if code is not None else "exit status not known yet"
 
 
-class Monitor(StaticView, w.VBox):
+class Monitor(StaticView, Refreshing, w.VBox):
     """Memory, CPU and pids of a running container, polled every `interval` seconds.
 
     `container` needs .name, .stats() (mrunc.cgroups stats, or None), .status, .exit_code and
@@ -191,8 +191,7 @@ class Monitor(StaticView, w.VBox):
         self._t0 = None
         self._cpu = None                # (monotonic, usage_usec) of the last sample
         self._ooms = 0
-        self._thread = None
-        self._stop = threading.Event()
+        self._init_refresh()
         self.limits = {"memory_limit": None, "pids_limit": None, "cpu_limit": _cpu_limit(container)}
         self.chart = w.HTML()
         self.chart.add_class("mrunc-monitor")
@@ -246,12 +245,7 @@ class Monitor(StaticView, w.VBox):
         return sample
 
     def start(self):
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, daemon=True,
-                                        name=f"mrunc-monitor-{self.container.name}")
-        self._thread.start()
+        self._start_refresh(f"monitor-{self.container.name}")
 
     def _loop(self):
         while not self._stop.is_set() and not self.finished:
@@ -264,9 +258,7 @@ class Monitor(StaticView, w.VBox):
             self._stop.wait(self.interval)
 
     def stop(self):
-        self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(5)
+        self._stop_refresh()
         self.stop_button.disabled = True
         self._draw()
 

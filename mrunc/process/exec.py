@@ -334,6 +334,8 @@ def _open_init(job):
                 fd = os.open(f"ns/{name}", os.O_RDONLY | os.O_CLOEXEC, dir_fd=procfd)
             except FileNotFoundError:
                 continue  # a kernel without this namespace type
+            except PermissionError:  # the kernel's ptrace check
+                raise MruncError(f"open {where}: permission denied: {_why_not(procfd)}") from None
             except OSError as e:
                 raise MruncError(f"open {where}: {e.strerror}") from None
             theirs = os.fstat(fd)
@@ -353,6 +355,15 @@ def _open_init(job):
     finally:
         if procfd is not None:
             os.close(procfd)
+
+
+def _why_not(procfd):
+    """Why an ordinary user may not open init's namespaces: it is another user's process — or
+    ours, but not dumpable before it execs the program (init.py: CVE-2019-5736), when only a
+    process with CAP_SYS_PTRACE over the host may look in."""
+    if os.fstat(procfd).st_uid != os.geteuid():
+        return "the container's init is not yours"
+    return "its init lets nobody but root in before it runs the program (`mrunc start` it first)"
 
 
 def _spawn(job, nsfds):

@@ -339,8 +339,9 @@ def _set_signals():
 
 
 def mount_phase(sys, sock, config, ctx):
-    """Build the container's file tree, still under the host's /: make the mount namespace's
-    propagation private, bind the rootfs on itself, mount every mounts[] entry inside it, make
+    """Build the container's file tree, still under the host's /: make every mount of the new
+    namespace a slave (the host's mounts still arrive, ours never go back; or
+    linux.rootfsPropagation), bind the rootfs on itself, mount every mounts[] entry inside it, make
     /dev's nodes and links. Then the hooks of this point: createRuntime in the runtime,
     createContainer here. Returns the rootfs path."""
     from .. import procfs

@@ -9,6 +9,7 @@ import sys
 import tempfile
 import time
 import uuid
+from contextlib import contextmanager
 
 from conftest import REPO, ROOTFS
 
@@ -89,3 +90,25 @@ def make_students(n=2):
                     and time.monotonic() < deadline:
                 s.kill_leftovers()
                 time.sleep(0.2)
+
+
+@contextmanager
+def delegated_cgroup(student):
+    """/sys/fs/cgroup/<x> chowned to `student` (the directory, cgroup.procs,
+    cgroup.subtree_control, cgroup.threads: what systemd chowns for Delegate=), cgroup v2 only.
+    Removed afterwards, leaf first, its processes killed."""
+    from mrunc.cgroups import fs
+    cg = f"/sys/fs/cgroup/mrunc-student-{uuid.uuid4().hex[:8]}"
+    os.mkdir(cg)
+    for name in ("", "cgroup.procs", "cgroup.subtree_control", "cgroup.threads"):
+        os.chown(os.path.join(cg, name), student.uid, -1)
+    try:
+        yield cg
+    finally:
+        for pid in fs.procs(cg):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        for d in fs.subdirs_leaf_first(cg):
+            fs.rmdir(d)

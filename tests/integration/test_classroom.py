@@ -7,7 +7,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -16,7 +15,7 @@ import uuid
 import pytest
 
 from conftest import REPO, ROOTFS
-from students import make_students
+from students import delegated_cgroup, make_students
 
 pytestmark = [pytest.mark.root, pytest.mark.userns,
               pytest.mark.skipif(not shutil.which("useradd"), reason="useradd is not installed")]
@@ -198,24 +197,8 @@ def test_rootless_notebook_cells_run_without_delegation_and_say_so_once(students
 
 @pytest.fixture
 def delegated(students):
-    """/sys/fs/cgroup/<x> chowned to student A (the directory, cgroup.procs, cgroup.subtree_control,
-    cgroup.threads: what systemd chowns for Delegate=). Removed afterwards, leaf first."""
-    from mrunc.cgroups import fs
-    a, _ = students
-    cg = f"/sys/fs/cgroup/mrunc-student-{uuid.uuid4().hex[:8]}"
-    os.mkdir(cg)
-    for name in ("", "cgroup.procs", "cgroup.subtree_control", "cgroup.threads"):
-        os.chown(os.path.join(cg, name), a.uid, -1)
-    try:
+    with delegated_cgroup(students[0]) as cg:
         yield cg
-    finally:
-        for pid in fs.procs(cg):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        for d in fs.subdirs_leaf_first(cg):
-            fs.rmdir(d)
 
 
 LIMITED = """
