@@ -72,7 +72,7 @@ class Sandbox:
         # Part of every container's cgroup name: runc's default cgroup is /<id>, and two sandboxes
         # (two students, two kernels) may both call a container "web".
         self.tag = secrets.token_hex(4)
-        # What does not work here, and why, in words (the magics show them once): rootless, what
+        # What does not work here, and why, in words (mrunc.notebook says them once): rootless, what
         # a user namespace cannot do; then `mrunc doctor`'s problems (no limits, and the fix).
         self.notes = [ROOTLESS_NOTE.format(uid=os.geteuid())] if self.rootless else []
         if check:
