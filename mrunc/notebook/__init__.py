@@ -10,17 +10,34 @@ containers through one sandbox per kernel, `sandbox()`; nothing here forks the k
     watch("web")                                         # the files it opens, execs, modifies
 """
 
+import sys
+import weakref
+
 _MAGICS = {}
 _SANDBOX = None
+_TOLD = weakref.WeakSet()       # the sandboxes whose notes were shown
 
 
 def sandbox():
-    """This kernel's Sandbox (state root /run/mrunc-lab), made at first use; the magics use it too."""
+    """This kernel's Sandbox (state root /run/mrunc-lab), made at first use; the magics use it too.
+    What does not work here (rootless) is said once, when it is made."""
     global _SANDBOX
     if _SANDBOX is None or _SANDBOX.closed:
         from mrunc.sandbox import Sandbox
         _SANDBOX = Sandbox()
+    tell(_SANDBOX)
     return _SANDBOX
+
+
+def tell(sb):
+    """Say a sandbox's notes (what does not work here, and why) on stderr — once per sandbox,
+    whether a notebook first reaches it through sandbox() or a %%container cell."""
+    if sb in _TOLD:
+        return
+    _TOLD.add(sb)
+    for note in getattr(sb, "notes", ()):
+        sys.stderr.write(f"mrunc: {note}\n")
+    sys.stderr.flush()
 
 
 def stepper(script=None, **opts):

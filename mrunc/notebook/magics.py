@@ -55,23 +55,19 @@ class ContainerMagics(Magics):
     def __init__(self, shell=None, sandbox=None):
         super().__init__(shell)
         self._sandbox = sandbox
-        self._told = False              # the sandbox's notes were shown
         self.last = None                # the last %%container's RunResult (or StepSession)
 
     @property
     def sandbox(self):
         """This kernel's sandbox, made at first use; a one-line error when there cannot be one.
         What does not work here (rootless) is said once, at first use."""
+        from mrunc import notebook
         if self._sandbox is None or self._sandbox.closed:
-            from mrunc import notebook
             try:
                 self._sandbox = notebook.sandbox()
             except MruncError as e:
                 raise UsageError(str(e)) from None
-        if not self._told:
-            self._told = True
-            for note in getattr(self._sandbox, "notes", ()):
-                _write("stderr", f"mrunc: {note}\n")
+        notebook.tell(self._sandbox)
         return self._sandbox
 
     def close(self):

@@ -46,7 +46,7 @@ from .container import Container
 from .errors import SandboxError, Unavailable
 from .host import REPO, ROOTLESS_NOTE, busybox_rootfs, check_available, mrunc_command
 from .lab import LIMITS, Sandbox
-from .options import build_config, cap_name, parse_size, parse_user
+from .options import build_config, cap_name, parse_size, parse_user, rootless_ready
 from .run import FOREVER, Run, RunResult, describe_exit
 from .stepping import Step, StepSession
 from ..phases import NAMES as PHASES   # the one list of phases
@@ -54,4 +54,4 @@ from ..phases import NAMES as PHASES   # the one list of phases
 __all__ = ["Sandbox", "Container", "Run", "RunResult", "Step", "StepSession", "SandboxError",
            "Unavailable", "PHASES", "FOREVER", "LIMITS", "REPO", "ROOTLESS_NOTE", "build_config",
            "busybox_rootfs", "cap_name", "check_available", "describe_exit", "mrunc_command",
-           "parse_size", "parse_user"]
+           "parse_size", "parse_user", "rootless_ready"]

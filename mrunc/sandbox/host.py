@@ -42,7 +42,7 @@ def _userns_unavailable():
 
 
 ROOTLESS_NOTE = ("running rootless (uid {uid}, a user namespace maps it to root inside): the root "
-                 "filesystem is read-only with a tmpfs on /tmp (an overlay needs root), only "
+                 "filesystem is read-only with a tmpfs on /tmp and /run (an overlay needs root), only "
                  "uid 0 exists inside; while stepping, init reports its own view until it "
                  "execs (from outside it needs CAP_SYS_PTRACE), and a running container's "
                  "interfaces show no up/down state (entering its network namespace needs "

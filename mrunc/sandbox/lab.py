@@ -15,7 +15,7 @@ from .container import Container, remove_bundle_dir
 from .errors import SandboxError, cli_error, guard, net_call
 from .host import ROOTLESS_NOTE, busybox_rootfs, check_available, delegated_subtree_problem, \
     mark_warned, mrunc_command
-from .options import build_config, parse_size
+from .options import build_config, parse_size, rootless_ready
 from .run import FOREVER, Run, RunResult
 from .stepping import StepSession
 
@@ -72,7 +72,7 @@ class Sandbox:
         # Part of every container's cgroup name: runc's default cgroup is /<id>, and two sandboxes
         # (two students, two kernels) may both call a container "web".
         self.tag = secrets.token_hex(4)
-        # What does not work here, and why, in words (the magics show them once): rootless, what
+        # What does not work here, and why, in words (mrunc.notebook says them once): rootless, what
         # a user namespace cannot do; then `mrunc doctor`'s problems (no limits, and the fix).
         self.notes = [ROOTLESS_NOTE.format(uid=os.geteuid())] if self.rootless else []
         if check:
@@ -371,9 +371,6 @@ class Sandbox:
         cfg = build_config(args, rootfs=rootfs, base=base, name=name, **opts)
         if not self.rootless and not cfg["linux"].get("cgroupsPath"):
             cfg["linux"]["cgroupsPath"] = f"/mrunc-lab-{self.tag}-{name}"
-        if self.rootless:
-            cfg["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
-                                  "options": ["nosuid", "nodev", "mode=1777", "size=65536k"]})
         c = Container(self, name, bundle=os.path.join(self.work, name), config=cfg)
         c.no_pivot, c.fds = no_pivot, fds
         if skipped:
@@ -401,8 +398,8 @@ class Sandbox:
         if user is not None and str(user).partition(":")[0] not in ("0", "root"):
             raise SandboxError(f"user: rootless, only root (uid 0) exists in the container: the "
                                f"user namespace maps just your uid {os.geteuid()}")
-        if base is None:
-            base = spec.default_config(rootless=True)
+        # a bundle written for root (no user namespace) is made runnable as you, as our default is
+        base = rootless_ready(base if base is not None else spec.default_config(rootless=True))
         if memory is not None:
             # Unbounded, a memory hog would take the whole server (and its OOM killer would pick
             # anyone's process): each process gets an address-space cap instead (RLIMIT_AS).

@@ -154,3 +154,45 @@ def _edit_caps(proc, add, drop):
                 have.append(c)
         caps[which] = have
 
+
+
+# The empty directories of the image a rootless container gets a tmpfs on: its root is the host's
+# image, read-only and root's, where container root (your uid) cannot create a file or a mount
+# point (podman mounts a tmpfs on /run in every container, too).
+ROOTLESS_TMPFS = ("/tmp", "/run")
+
+
+def rootless_ready(config) -> dict:
+    """A copy of a bundle's config that a user without privileges can run, made the way
+    `mrunc spec --rootless` makes the default one: a user namespace mapping only your uid and gid
+    to root (a hand-written config has none, and without it unshare(CLONE_NEWPID…) is refused),
+    the default mounts a user namespace cannot make (devpts with gid=5) in their rootless form, no
+    device rules (not ours to set), a tmpfs on /dev if it has none (for the default devices), and
+    a tmpfs on /tmp and /run to write in. A config that has a user namespace already is the
+    author's choice: only the tmpfs are added."""
+    from .. import spec
+    cfg = copy.deepcopy(config)
+    linux = cfg.setdefault("linux", {})
+    namespaces = linux.setdefault("namespaces", [])
+    if not any(n.get("type") == "user" for n in namespaces):
+        rootless = spec.default_config(rootless=True)
+        namespaces.append({"type": "user"})
+        for key in ("uidMappings", "gidMappings"):
+            linux[key] = rootless["linux"][key]
+        (linux.get("resources") or {}).pop("devices", None)
+        # a default mount the user namespace cannot make is swapped for its rootless form
+        root_form = {m["destination"]: m for m in spec.default_config()["mounts"]}
+        rootless_form = {m["destination"]: m for m in rootless["mounts"]}
+        has_net = any(n.get("type") == "network" for n in namespaces)
+        cfg["mounts"] = [rootless_form[m["destination"]]
+                         if m == root_form.get(m.get("destination")) and (m["type"] != "sysfs" or not has_net)
+                         else m for m in cfg.get("mounts") or []]
+    mounts = cfg.setdefault("mounts", [])
+    have = {m.get("destination") for m in mounts}
+    if "/dev" not in have:          # the runtime's default devices need a /dev of the container's
+        mounts.insert(0, next(m for m in spec.default_config()["mounts"] if m["destination"] == "/dev"))
+    mounts.extend({"destination": d, "type": "tmpfs", "source": "tmpfs",
+                   "options": ["nosuid", "nodev", "mode=1777" if d == "/tmp" else "mode=755",
+                               "size=65536k"]}
+                  for d in ROOTLESS_TMPFS if d not in have)
+    return cfg

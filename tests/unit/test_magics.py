@@ -223,6 +223,20 @@ def test_rootless_limits_are_said_once(ip, capsys):
     assert err.count("running rootless (uid 1000): no limits") == 1
 
 
+def test_rootless_notes_are_said_once_by_the_kernels_sandbox_too(ip, capsys, monkeypatch):
+    """A notebook that never runs %%container (lab = sandbox(); lab.start(...)) hears the notes
+    too — once, however it reaches the sandbox."""
+    from mrunc import notebook
+    sb = FakeSandbox()
+    sb.notes = ["running rootless (uid 1000): no limits"]
+    monkeypatch.setattr(notebook, "_SANDBOX", sb)
+    assert notebook.sandbox() is sb and notebook.sandbox() is sb
+    assert capsys.readouterr().err == "mrunc: running rootless (uid 1000): no limits\n"
+    ip.register_magics(ContainerMagics(ip))
+    cell(ip, "")
+    assert "running rootless" not in capsys.readouterr().err
+
+
 def test_step_inspect_and_monitor_display_widgets(ip, monkeypatch):
     from test_widgets import FakeContainer as OomContainer, FakeSession, frozen
     from mrunc.notebook import widgets

@@ -174,6 +174,29 @@ def test_rootless_what_works_and_what_does_not(monkeypatch, tmp_path, rootfs):
         assert cfg["linux"]["uidMappings"] == [{"containerID": 0, "hostID": 1000, "size": 1}]
         assert any(m["destination"] == "/tmp" and m["type"] == "tmpfs" for m in cfg["mounts"])
         assert "resources" not in cfg["linux"] or not cfg["linux"]["resources"].get("memory")
+        # a bundle written for root (no user namespace) is made runnable as uid 1000, as the
+        # default is; user mounts come after our tmpfs, so a mount point under /run can be made
+        import json
+        from mrunc import spec
+        hand = spec.default_config()
+        hand["root"] = {"path": rootfs}
+        hand["mounts"] = [m for m in hand["mounts"] if m["destination"] != "/dev"]
+        bundle = tmp_path / "hand"
+        bundle.mkdir()
+        (bundle / "config.json").write_text(json.dumps(hand))
+        c = sb._prepare("", None, "hand", {"image": str(bundle),
+                                           "mounts": [{"destination": "/run/x", "type": "bind",
+                                                       "source": str(tmp_path), "options": ["rbind"]}]})
+        cfg = c.config
+        assert [n["type"] for n in cfg["linux"]["namespaces"]].count("user") == 1
+        assert cfg["linux"]["uidMappings"] == [{"containerID": 0, "hostID": 1000, "size": 1}]
+        assert "devices" not in (cfg["linux"].get("resources") or {})
+        devpts = next(m for m in cfg["mounts"] if m["type"] == "devpts")
+        assert "gid=5" not in devpts["options"]
+        where = [m["destination"] for m in cfg["mounts"]]
+        assert where[0] == "/dev" and where.index("/run") < where.index("/run/x")
+        assert where.count("/tmp") == 1
+        assert "namespaces" in hand["linux"] and {"type": "user"} not in hand["linux"]["namespaces"]
     finally:
         sb.close()
 
