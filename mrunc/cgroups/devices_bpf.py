@@ -349,11 +349,11 @@ def _query(dfd, sys=None, where=None):
     return list(struct.unpack_from(f"={count}I", ids))
 
 
-def _prog_fd(prog_id, sys):
+def _prog_fd(prog_id, sys=None):
     from mrunc import linux
     attr = bytearray(12)
     struct.pack_into("=I", attr, 0, prog_id)
-    return sys.bpf(linux.BPF_PROG_GET_FD_BY_ID, attr, None, prog_id)
+    return (sys or linux.Syscalls()).bpf(linux.BPF_PROG_GET_FD_BY_ID, attr, None, prog_id)
 
 
 def _attach(sys, cmd, dfd, pfd, where, flags=0, replace_fd=0):
