@@ -43,21 +43,26 @@ from .plan import BRIDGE, CONTAINER_IF, NetworkError
 
 class Netlink:
     """An IPRoute in one namespace whose requests are written down, so the stepper can show them:
-    each record is [request, action, "in <where>", key=value…]."""
+    each record is [request, action, "in <where>", key=value…]. With `times`, each request's
+    (start, ms, pid) goes there too, in step — for the phase record (mrunc.network.step)."""
 
-    def __init__(self, where, netns, log):
-        self.where, self.log = where, log
+    def __init__(self, where, netns, log, times=None):
+        self.where, self.log, self.times = where, log, times
         self.ipr = IPRoute(netns=netns, flags=0)   # flags=0: never create a namespace by mistake
 
     def __call__(self, request, action, **kw):
         self.log.append([request, action, f"in {self.where}",
                          *(f"{k}={_short(v)}" for k, v in kw.items())])
+        t, t0 = time.time(), time.perf_counter()
         try:
             return getattr(self.ipr, request)(action, **kw)
         except NetlinkError as e:
             raise NetworkError(f"netlink {request} {action} in {self.where} "
                                f"({', '.join(f'{k}={_short(v)}' for k, v in kw.items())}): "
                                f"{os.strerror(e.code)}") from None
+        finally:
+            if self.times is not None:
+                self.times.append((t, round((time.perf_counter() - t0) * 1000, 3), os.getpid()))
 
     def index(self, name):
         found = self.ipr.link_lookup(ifname=name)
@@ -390,16 +395,20 @@ def down(plan, log):
 
 # ---- attaching a container ------------------------------------------------------------------------
 
-def attach(plan, member, pid, log, netns=None):
+def attach(plan, member, pid, log, netns=None, times=None):
     """Wire the container whose init is `pid` to the lab's bridge (see the module doc). `netns`:
-    the path of its network namespace, when not /proc/<pid>/ns/net (rootless: NetnsHolder)."""
-    log.extend(as_lab(plan, _attach, plan, member, pid, netns or f"/proc/{pid}/ns/net"))
+    the path of its network namespace, when not /proc/<pid>/ns/net (rootless: NetnsHolder).
+    `times`: gets each request's (start, ms, pid), in the order of `log`."""
+    calls, timed = as_lab(plan, _attach, plan, member, pid, netns or f"/proc/{pid}/ns/net")
+    log.extend(calls)
+    if times is not None:
+        times.extend(tuple(x) for x in timed)
 
 
 def _attach(plan, member, pid, netns):
-    log = []
+    log, times = [], []
     veth, tmp = member["veth"], member["peer"]
-    with Netlink(f"lab {plan['name']}", plan["netns"], log) as lab:
+    with Netlink(f"lab {plan['name']}", plan["netns"], log, times) as lab:
         lab("link", "add", ifname=veth, kind="veth", peer=tmp, mtu=plan["mtu"])
         v, p = lab.index(veth), lab.index(tmp)
         lab("link", "set", index=v, master=lab.index(BRIDGE))
@@ -407,7 +416,7 @@ def _attach(plan, member, pid, netns):
         lab("link", "set", index=v, state="up")
         if plan.get("netem"):
             lab("tc", "add", kind="netem", index=v, **_netem_args(plan["netem"]))
-    with Netlink(f"container {member['container']}", netns, log) as ctr:
+    with Netlink(f"container {member['container']}", netns, log, times) as ctr:
         i = ctr.index(tmp)
         ctr("link", "set", index=i, ifname=CONTAINER_IF, mtu=plan["mtu"])
         ctr("addr", "add", index=i, address=member["address"], prefixlen=plan["prefixlen"])
@@ -415,7 +424,7 @@ def _attach(plan, member, pid, netns):
         lo = ctr.index("lo")
         ctr("link", "set", index=lo, state="up")
         ctr("route", "add", dst="0.0.0.0/0", gateway=plan["gateway"])
-    return log
+    return log, times
 
 
 def _netem_args(netem):

@@ -7,7 +7,6 @@ phase: its netlink requests, its time, and — when someone is stepping — what
 lab's namespaces look like now (interfaces, addresses, routes, neighbours).
 """
 import json
-import os
 import time
 
 
@@ -37,18 +36,18 @@ def run_step(path, pid, events, netns=None):
     then report the step: its netlink requests, its time, and the views if someone is stepping."""
     from . import lab as netlab
     plan, member = load(path)
-    t0, started = time.perf_counter(), time.time()
-    log = []
+    t0 = time.perf_counter()
+    log, times = [], []
     try:
-        netlab.attach(plan, member, pid, log, netns=netns)
+        netlab.attach(plan, member, pid, log, netns=netns, times=times)
     except Exception as e:
         e.phase = "network"             # the stepper marks this step as the one that failed
         raise
     ms = round((time.perf_counter() - t0) * 1000, 3)
-    # The requests in the runtime's phase record, in order; each is timed only as part of the
-    # step (pyroute2 makes them: no per-request time is taken).
-    calls = [{"call": c[0], "args": list(c[1:]), "who": "runtime", "pid": os.getpid(),
-              "t": started} for c in log]
+    # The requests in the runtime's phase record, in order, each with its own time: taken around
+    # the pyroute2 request, by us or (rootless) by the helper that joined the lab's user namespace.
+    calls = [{"call": c[0], "args": list(c[1:]), "who": "runtime", "pid": pid_, "t": round(t, 6),
+              "ms": ms} for c, (t, ms, pid_) in zip(log, times, strict=True)]
     views = None
     if getattr(events, "step", None) is not None:
         seen = netlab.views(plan, {member["container"]: netns or pid})

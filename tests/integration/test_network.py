@@ -215,6 +215,11 @@ def test_the_network_step_is_in_the_stepper_with_its_netlink_requests(lab):
     add = next(c for c in net.calls if c[:2] == ["link", "add"])
     assert "ifname=v-stepped" in add and "kind=veth" in add
     assert any("gateway=10.89.14.1" in c for c in net.calls if c[0] == "route")
+    # each request is the runtime's, timed on its own, and in the order they were made
+    assert {c.who for c in net.calls} == {"runtime"}
+    assert all(c.ms is not None and 0 <= c.ms < net.ms for c in net.calls)
+    assert [c.t for c in net.calls] == sorted(c.t for c in net.calls)
+    assert sum(c.ms for c in net.calls) <= net.ms
     # the snapshots the runtime took right after the step
     ctr = {i["name"]: i for i in net.network["container"]["interfaces"]}
     assert "10.89.14.2/24" in ctr["eth0"]["addresses"] and ctr["eth0"]["up"]
