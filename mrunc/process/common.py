@@ -112,6 +112,14 @@ def close_fds(first, sys=None):
             pass
 
 
+def default_signals():
+    """Python ignores SIGPIPE and SIGXFSZ, and an ignored signal stays ignored across execve: give
+    the program the defaults back (or `yes | head` would never end)."""
+    import _signal as signal
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+
+
 def environ(pairs):
     """process.env ("K=V" entries) as a dict: a later entry of a name wins."""
     env = {}

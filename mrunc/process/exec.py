@@ -60,7 +60,8 @@ import os
 from ..errors import MruncError
 from ..state import alive_as
 from . import foreground
-from .common import close_fds, close_inherited, environ, kill_reap, pass_console, pass_seccomp_fd
+from .common import (close_fds, close_inherited, default_signals, environ, kill_reap, pass_console,
+                     pass_seccomp_fd)
 
 # The namespaces the process joins, in order (steps 7-9 above), as /proc/<pid>/ns file names.
 # pid: the runtime joins it for its child (step 3) and takes it out, unless it cannot (7b).
@@ -488,10 +489,9 @@ def _process(sock, job, nsfds, rootfd):
         user = proc.get("user") or {}
         if "HOME" not in env:
             env["HOME"] = home_of(user.get("uid", 0))  # the container's /etc/passwd, read as root
-        # Python ignores SIGPIPE and SIGXFSZ, the runtime blocked what it forwards: an ignored or
-        # blocked signal would stay so across execve.
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-        signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+        # An ignored or blocked signal would stay so across execve: Python ignores two, and the
+        # runtime blocked what it forwards.
+        default_signals()
         if job.sigmask is not None:
             signal.pthread_sigmask(signal.SIG_SETMASK, job.sigmask)
         scheduling(sys, {"process": proc, "linux": job.linux})

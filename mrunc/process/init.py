@@ -52,7 +52,7 @@ from .. import fastjson, linux
 from ..linux import Syscalls
 from ..spec.consts import IOPRIO_CLASSES, SCHED_FLAGS, SCHED_POLICIES
 from . import protocol
-from .common import close_fds, close_inherited, environ
+from .common import close_fds, close_inherited, default_signals, environ
 
 
 class Ctx:
@@ -644,20 +644,10 @@ def exec_phase(sys, sock, config, ctx, path):
     env = environ(proc.get("env") or [])
     if "HOME" not in env:
         env["HOME"] = home_of((proc.get("user") or {}).get("uid", 0))
-    protocol.send(sock, {"t": "ready"})
-    try:
-        protocol.recv(sock, "recorded")  # create has written state.json: we are findable now
-    except (EOFError, OSError):
-        os._exit(1)  # create died first: nobody can find us, let alone start us
-    if ctx.proc is not None:
-        ctx.proc.close()  # close-on-exec anyway; but the startContainer hooks need no procfs of ours
+    _wait_until_recorded(sock, ctx)
     fifo = None
     try:
-        # Blocks until `mrunc start` opens the other end. Opened relative to the state dir fd we
-        # kept from before pivot_root: the host path is unreachable from inside the rootfs.
-        with sys.around("open", "exec.fifo", "O_WRONLY") as call:
-            call.note = "blocks until `start` opens the other end"
-            fifo = os.open("exec.fifo", os.O_WRONLY | os.O_CLOEXEC, dir_fd=ctx.state_dirfd)
+        fifo = _wait_for_start(sys, ctx)
         sock.close()
         os.close(ctx.state_dirfd)
         if "startContainer" in ctx.has_hooks:
@@ -665,31 +655,56 @@ def exec_phase(sys, sock, config, ctx, path):
             hooks.run_in_container(config, "startContainer", dict(ctx.hook_state, status="created"),
                                    sys)
         close_fds(3 + ctx.preserve_fds, sys)
-        # Python ignores SIGPIPE and SIGXFSZ, and ignored signals survive execve: give the
-        # program the defaults (or `yes | head` would never end).
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-        signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
-        # "0": all went well. The fifo is close-on-exec, so `start` sees end-of-file at the very
-        # moment execve succeeds: that is when the program has started (and poststart may run).
-        # Traced, this phase's calls follow, one JSON line, the execve last (see api.start).
-        def ready(log):
-            line = b""
-            if ctx.recording:
-                from .. import record
-                line = fastjson.dumps(record.as_dicts(log), compact=True).encode() + b"\n"
-            os.write(fifo, b"0" + line)
+        default_signals()
         try:
-            sys.execve(path, proc["args"], env, ready)
+            sys.execve(path, proc["args"], env, _started(fifo, ctx))
         except OSError as e:  # found at create, but a bind mount may cover it with anything
             raise OSError(e.errno, f"process.args[0]: exec {proc['args'][0]}: {e.strerror}") from None
     except BaseException as e:  # noqa: BLE001 — report to `start` if it is listening, else stderr
-        msg = getattr(e, "strerror", None) or str(e)
-        if not msg.startswith(("process.", "hooks.")):  # those name their JSON path already
-            msg = f"exec {proc['args'][0]}: {msg}"
-        try:
-            os.write(fifo, b"E" + msg.encode()) if fifo is not None else None
-        except OSError:
-            fifo = None
-        if fifo is None:
-            os.write(2, f"mrunc: {msg}\n".encode())
-        os._exit(127)
+        _exec_failed(fifo, proc, e)
+
+
+def _wait_until_recorded(sock, ctx):
+    protocol.send(sock, {"t": "ready"})
+    try:
+        protocol.recv(sock, "recorded")  # create has written state.json: we are findable now
+    except (EOFError, OSError):
+        os._exit(1)  # create died first: nobody can find us, let alone start us
+    if ctx.proc is not None:
+        ctx.proc.close()  # close-on-exec anyway; but the startContainer hooks need no procfs of ours
+
+
+def _wait_for_start(sys, ctx):
+    """Blocks until `mrunc start` opens the other end of exec.fifo. Opened relative to the state
+    dir fd we kept from before pivot_root: the host path is unreachable from inside the rootfs."""
+    with sys.around("open", "exec.fifo", "O_WRONLY") as call:
+        call.note = "blocks until `start` opens the other end"
+        return os.open("exec.fifo", os.O_WRONLY | os.O_CLOEXEC, dir_fd=ctx.state_dirfd)
+
+
+def _started(fifo, ctx):
+    """What execve does just before: write "0" (all went well) to `start`. The fifo is
+    close-on-exec, so `start` sees end-of-file at the very moment execve succeeds: that is when the
+    program has started (and poststart may run). Traced, this phase's calls follow, one JSON line,
+    the execve last (see api.start)."""
+    def ready(log):
+        line = b""
+        if ctx.recording:
+            from .. import record
+            line = fastjson.dumps(record.as_dicts(log), compact=True).encode() + b"\n"
+        os.write(fifo, b"0" + line)
+    return ready
+
+
+def _exec_failed(fifo, proc, e):
+    """Tell `start` why ("E" + the message), or stderr if it is not listening; never return."""
+    msg = getattr(e, "strerror", None) or str(e)
+    if not msg.startswith(("process.", "hooks.")):  # those name their JSON path already
+        msg = f"exec {proc['args'][0]}: {msg}"
+    try:
+        os.write(fifo, b"E" + msg.encode()) if fifo is not None else None
+    except OSError:
+        fifo = None
+    if fifo is None:
+        os.write(2, f"mrunc: {msg}\n".encode())
+    os._exit(127)
