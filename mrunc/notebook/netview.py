@@ -47,8 +47,10 @@ class Topology(StaticView, Refreshing, w.VBox):
             net["shaping"] = row.get("shaping", "")
             self.net, self.error = net, None
         except Exception as e:  # noqa: BLE001 — a live view shows the error, it does not die
-            self.error = str(e)
             self._stop.set()
+            if getattr(self.sandbox, "closing", False):
+                return None         # lab.close() removed the network under us: keep the last view
+            self.error = str(e)
         self._draw()
         return self.net if self.error is None else None
 
@@ -68,7 +70,7 @@ class Topology(StaticView, Refreshing, w.VBox):
 
     def _loop(self):
         while not self._stop.wait(self.interval):
-            if getattr(self.sandbox, "closed", False):
+            if getattr(self.sandbox, "closing", False):
                 break
             self.poll()
 

@@ -67,6 +67,7 @@ class Sandbox:
         self.watches = weakref.WeakSet()     # file-access monitors (mrunc.watch), closed with us
         self._cleaners = []             # threads unmounting and removing bundle dirs
         self.closed = False
+        self.closing = False            # set first by close(): live views stop instead of erring
         self._no_cgroup = None
         self._networks = None
         # Part of every container's cgroup name: runc's default cgroup is /<id>, and two sandboxes
@@ -265,6 +266,7 @@ class Sandbox:
     # -- cleanup --
     def close(self):
         """Delete every container this sandbox made, and their directories."""
+        self.closing = True
         for s in [*self.sessions, *self.watches]:
             s.close()
         for c in list(self.containers.values()):

@@ -117,9 +117,11 @@ def browser_page(width=1400, height=2800):
             browser.close()
 
 
-def open_notebook(page, server, name):
-    """Open notebook `name` and wait until its kernel is really connected and idle."""
-    page.goto(f"{server['base']}/lab/tree/{name}?token={server['token']}")
+def open_notebook(page, server, name, workspace=None):
+    """Open notebook `name` and wait until its kernel is really connected and idle. In a fresh
+    `workspace` if given: the default one would reopen every notebook opened before (and their kernels)."""
+    where = f"/lab/workspaces/{workspace}/tree/" if workspace else "/lab/tree/"
+    page.goto(f"{server['base']}{where}{name}?token={server['token']}")
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60000)
     page.wait_for_selector(IDLE, timeout=60000)
     page.locator(".jp-Notebook .jp-Cell").first.click()      # the notebook is the current widget

@@ -93,7 +93,7 @@ def test_the_stepper_page_shows_the_network_step():
 
 
 class FakeNetSandbox:
-    closed = False
+    closed = closing = False
 
     def __init__(self):
         self.tx = 100
@@ -153,6 +153,22 @@ def test_topology_widget_thread_refreshes_until_stopped():
         time.sleep(0.01)
     t.stop()
     assert sb.tx >= 5000 and not t._thread.is_alive() and t.stop_button.disabled
+
+
+def test_topology_stops_quietly_when_the_lab_closes_under_it():
+    """lab.close() removes the networks while a view's thread may be polling (the networking
+    notebook's last cell): the view keeps its last picture, no ✗, and its thread ends."""
+    from mrunc.notebook.netview import Topology
+    sb = FakeNetSandbox()
+    t = Topology(sb, "net0", autostart=False)
+    before = t.picture.value
+
+    def gone(name):
+        raise SandboxError(f"{name}.json: not a lab network plan")
+    sb.closing, sb.network_show = True, gone
+    assert t.poll() is None
+    assert t.error is None and t.picture.value == before and "mrunc-bad" not in t.picture.value
+    assert t._stop.is_set()
 
 
 @pytest.fixture
