@@ -70,6 +70,7 @@ class Stepper(StaticView, w.VBox):
     # -- actions (the buttons' callbacks) --
     def next(self):
         if self.session.done:
+            self._draw()        # ended elsewhere (lab.close() aborts it): say so, not a dead button
             return None
         self._busy(True)
         try:
@@ -131,6 +132,11 @@ class Stepper(StaticView, w.VBox):
         if self.error is not None:
             self.status.value = _status(f"✗ {_e(self.error)}", "bad")
             self.panel.value = render.phase_list(phases, None, failed=s.upcoming, times=times)
+        elif last is None and s.done:
+            self.status.value = _status(f"✗ container <code>{_e(s.name)}</code> was never made: its "
+                                        f"session ended first ({_e(getattr(s, 'error', None))}; "
+                                        f"lab.close() ends every session)", "bad")
+            self.panel.value = render.phase_list(phases, None, times={})
         elif last is None:
             first = phases[0]
             self.status.value = _status(f"container <code>{_e(s.name)}</code> not started yet: "

@@ -140,6 +140,18 @@ def test_abort():
     assert "aborted after <b>clone</b>" in st.status.value and "runs its program" not in st.status.value
 
 
+def test_next_after_the_lab_closed_says_so():
+    """Run All then Next: the last cell's lab.close() aborted the session before its first phase;
+    the click must not look dead."""
+    session = FakeSession()
+    st = Stepper(session)
+    session.abort()                         # what lab.close() does to an unwalked session
+    st.next_button.click()
+    assert session.steps == [] and st.next_button.disabled
+    assert "mrunc-bad" in st.status.value and "was never made" in st.status.value
+    assert "aborted" in st.status.value
+
+
 def test_failed_phase_is_red_with_the_error():
     session = FakeSession(fail_at="cgroup")
     st = Stepper(session)
