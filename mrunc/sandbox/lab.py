@@ -150,26 +150,20 @@ class Sandbox:
         """A container running in the background; `script` defaults to sleeping forever.
         Returns once its program runs (so its pid is known and snapshot() sees it), or has
         already ended; raises the runtime's one-line error if the container could not be made."""
-        if script is None and args is None:
-            args = ["sleep", FOREVER]
-        c = self._prepare(script, args, name, opts)
+        c = self._prepare(script, _or_forever(script, args), name, opts)
         c._spawn()
         c._wait_started()
         return c
 
     def create(self, script=None, *, args=None, name=None, **opts) -> Container:
         """A container in the `created` state (`mrunc create`): its init waits for start()."""
-        if script is None and args is None:
-            args = ["sleep", FOREVER]
-        c = self._prepare(script, args, name, opts)
+        c = self._prepare(script, _or_forever(script, args), name, opts)
         c._create()
         return c
 
     def step(self, script=None, *, args=None, name=None, **opts) -> StepSession:
         """A StepSession: the container is made one phase per next()."""
-        if script is None and args is None:
-            args = ["sleep", FOREVER]
-        c = self._prepare(script, args, name, opts)
+        c = self._prepare(script, _or_forever(script, args), name, opts)
         s = StepSession(c)
         self.sessions.add(s)
         return s
@@ -418,3 +412,7 @@ class Sandbox:
 
 LIMITS = ("memory", "cpus", "pids")      # the options that need a cgroup
 
+
+def _or_forever(script, args):
+    """A background container with nothing to run sleeps forever (start, create, step)."""
+    return ["sleep", FOREVER] if script is None and args is None else args
