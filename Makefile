@@ -11,7 +11,7 @@
 #   make conformance RUNTIME_TOOLS=<built runtime-tools tree>   the OCI validation suite
 #   make classroom-load  30 real students on a real JupyterHub, a %%container cell each
 #   make lab      JupyterLab on notebooks/ with the "Python 3 (mrunc)" kernel (root or not)
-#   make export   each notebook run and written as HTML + slides into export/ (widgets drawn)
+#   make export   each notebook run and written as HTML + slides into export/ (widgets drawn, offline)
 #   make course   the students' release of notebooks/ (nbgrader: no solutions, no hidden tests)
 #   make course-check  nbgrader autogrades every notebook: instructor version full, blank zero
 #   make clean    remove rootfs builds and stamps (distclean: also .venv)
@@ -34,7 +34,9 @@ BUNDLE   := rootfs/bundle/config.json
 # podman (pulls conmon, containers-common) and containerd (with its runc shim): the engine tests.
 # Rootful with --network none, they need none of their recommends (fuse-overlayfs, slirp4netns, uidmap).
 # gcc, libc6-dev: rootfs/build.sh compiles the course's small static tools (rootfs/tools/*.c).
-APT_PKGS ?= python3-venv busybox-static runc iproute2 libseccomp2 chromium podman containerd gcc libc6-dev
+# nodejs (and npm, only when no npm is on PATH: NodeSource's nodejs carries its own and conflicts
+# with Debian's npm package): `make export-assets` fetches what exported pages load.
+APT_PKGS ?= python3-venv busybox-static runc iproute2 libseccomp2 chromium podman containerd gcc libc6-dev nodejs
 PYTEST_ARGS ?=
 
 export DEBIAN_FRONTEND := noninteractive
@@ -43,7 +45,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # One thing at a time: the VM step is CPU-bound, and the steps share .venv and rootfs/.
 .NOTPARALLEL:
 
-.PHONY: help setup apt pyc rootfs demo test test-host test-v2 fuzz bench load classroom-load conformance conformance-tree lab export course course-check clean distclean
+.PHONY: help setup apt pyc rootfs demo test test-host test-v2 fuzz bench load classroom-load conformance conformance-tree lab export export-assets course course-check clean distclean
 
 help:
 	@sed -n '3,17s/^# //p' Makefile
@@ -115,7 +117,7 @@ demo: setup rootfs
 test: setup rootfs test-host test-v2
 
 # Must really run tests: pytest's exit 5 (none collected) fails here.
-test-host: setup rootfs
+test-host: setup rootfs export-assets
 	$(PY) -m pytest tests -m "not cgroup_v2" -q $(PYTEST_ARGS)
 
 # cgroup v2 tests (and the core tests marked both_layouts) in a QEMU guest booted with
@@ -196,10 +198,21 @@ lab: setup rootfs
 # As root, like the notebooks themselves (real containers).
 EXPORT_NOTEBOOKS ?= $(wildcard notebooks/*.ipynb)
 EXPORT_DIR       ?= export
-export: setup rootfs
+export: setup rootfs export-assets
 	@for nb in $(EXPORT_NOTEBOOKS); do \
 	  echo "mrunc export $$nb"; $(MRUNC) export "$$nb" --out $(EXPORT_DIR) --slides; \
 	done
+
+# What an exported page loads (reveal.js, require.js, jQuery, MathJax) is copied beside it, so the
+# export works offline: fetched once through npm, at the versions pinned in tools/export-assets
+# (package-lock.json), into EXPORT_ASSETS (`mrunc export` looks there, or in $$MRUNC_EXPORT_ASSETS).
+EXPORT_ASSETS ?= build/export-assets
+export-assets: $(EXPORT_ASSETS)/.installed
+$(EXPORT_ASSETS)/.installed: tools/export-assets/package.json tools/export-assets/package-lock.json
+	@command -v npm >/dev/null || $(MAKE) --no-print-directory apt APT_PKGS="nodejs npm"
+	@mkdir -p $(EXPORT_ASSETS) && cp tools/export-assets/package.json tools/export-assets/package-lock.json $(EXPORT_ASSETS)/
+	cd $(EXPORT_ASSETS) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	@touch $@
 
 # ---- course --------------------------------------------------------------------
 # The notebooks are the instructor versions. Each becomes an nbgrader assignment of its own, named

@@ -399,8 +399,8 @@ def _export_verb(cmd):
     s.add_argument("--slides", action="store_true", help="also write reveal.js slides")
     s.add_argument("--ipynb", action="store_true", help="also write the executed notebook, widgets "
                    "drawn (for GitHub, Jupyter Book / MyST without execution)")
-    s.add_argument("--reveal-prefix", help="where the slides load reveal.js from (default: its CDN; "
-                   "a local copy for a talk without network)")
+    s.add_argument("--reveal-prefix", help="where the slides load reveal.js 4 from (default: the copy "
+                   "written beside them in mrunc-assets/, which works offline)")
     s.add_argument("--timeout", type=int, default=600, help="seconds a cell may run (default 600)")
     s.add_argument("--kernel", help="the kernel to run it in (default: the notebook's own, e.g. "
                    "python3; \"mrunc\" after `mrunc kernel install`)")
