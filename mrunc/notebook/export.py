@@ -282,13 +282,25 @@ def _html(nb) -> str:
     return body
 
 
-# nbconvert's slides import mermaid (an ES module: from file:// Chromium refuses it anyway) on
-# every page; load it only when a diagram is there, as its HTML pages do. None of ours has one.
+# nbconvert's slides, with two changes:
+# - they import mermaid (an ES module: from file:// Chromium refuses it anyway) on every page;
+#   load it only when a diagram is there, as its HTML pages do. None of ours has one.
+# - a slide taller than the screen scrolls only once reveal.js moved to it (slidechanged):
+#   the first slide was cut off. Tell the page reveal moved to the first one too.
 _SLIDES_TEMPLATE = """{%- extends 'index.html.j2' -%}
 {% from 'mermaidjs.html.j2' import mermaid_js %}
 {%- block html_head_js_mermaidjs -%}
 {{ mermaid_js(resources.mermaid_js_url, resources.mermaid_layout_elk_js_url) }}
 {%- endblock html_head_js_mermaidjs -%}
+{%- block footer_js -%}
+{{ super() }}
+<script>
+require(["{{ resources.reveal.url_prefix }}/dist/reveal.js"], function (Reveal) {
+  function atFirst() { Reveal.dispatchEvent({type: "slidechanged"}); }
+  if (Reveal.isReady()) { atFirst(); } else { Reveal.on("ready", atFirst); }
+});
+</script>
+{%- endblock footer_js -%}
 """
 
 

@@ -197,6 +197,14 @@ def _wait_present(page, h):
     page.wait_for_timeout(1000)
     assert _reveal(page, "R.getIndices().h") == h
     assert _shown_slides(page) == [h], "one slide at a time"
+    assert _cut_off(page, h) == 0, f"slide {h}: taller than the screen, and it does not scroll"
+
+
+def _cut_off(page, h):
+    """How many parts of slide h go past the bottom of the screen with no scroll bar to reach them."""
+    return page.evaluate(f"""() => [...document.querySelectorAll('.reveal .slides > section')[{h}]
+        .querySelectorAll('section')].filter(s => s.getBoundingClientRect().bottom > innerHeight + 1
+            && !['scroll', 'auto'].includes(getComputedStyle(s).overflowY)).length""")
 
 
 def test_exported_slides_are_slides_offline(exported, offline):
@@ -224,6 +232,28 @@ def test_exported_slides_are_slides_offline(exported, offline):
         _no_widget_view(page)
     finally:
         page.screenshot(path=str(ARTIFACTS / "slides-last.png"))
+    assert tried == [], f"the slides asked the network for {tried}"
+
+
+def test_a_tall_first_slide_scrolls_offline(offline, tmp_path):
+    """nbconvert makes a slide taller than the screen scroll when reveal.js moves to it: the
+    export's slides do it for the first one too (else its end is out of reach)."""
+    import nbformat
+
+    from mrunc.notebook import export
+    page, tried = offline
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# Tall\n\n" + "\n\n".join(f"line {i}" for i in range(60))),
+                nbformat.v4.new_markdown_cell("## Short")]
+    export._write(tmp_path / "tall.slides.html", export._slides(nb, None))
+    export.copy_assets(export.assets_source(), tmp_path)
+    _open(page, tmp_path / "tall.slides.html")
+    page.wait_for_selector(".reveal.ready", timeout=30000)
+    page.wait_for_timeout(1000)
+    overflow = page.evaluate("() => getComputedStyle(document.querySelector("
+                             "'.reveal .slides > section > section')).overflowY")
+    assert overflow == "scroll" and _cut_off(page, 0) == 0
+    page.screenshot(path=str(ARTIFACTS / "slides-tall-first.png"))
     assert tried == [], f"the slides asked the network for {tried}"
 
 
