@@ -40,7 +40,6 @@ nbclient and nbconvert come in inside export(), i.e. only for `mrunc export`.
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 import weakref
 from pathlib import Path
@@ -153,6 +152,7 @@ def check_assets(src: Path) -> None:
 
 def copy_assets(src: Path, out: Path) -> Path:
     """Copy what the pages load into out/mrunc-assets (refreshed at each export)."""
+    import shutil
     dest = out / ASSETS
     for package, files in ASSET_FILES.items():
         for f in files:
