@@ -161,12 +161,15 @@ class StepSession:
         finally:
             theirs.close()
         ours.settimeout(self.timeout)
-        self._sock, self._chan = ours, ours.makefile("rwb", buffering=0)
+        # Read through a buffer: a report is a line of several kB (calls, init's view), which an
+        # unbuffered readline() would take one recv() per byte. Only we read, so nothing the
+        # buffer holds can be lost; answers go straight to the socket.
+        self._sock, self._chan = ours, ours.makefile("rb")
 
     def _answer(self, word):
         self._waiting = False
         try:
-            self._chan.write(word + b"\n")
+            self._sock.sendall(word + b"\n")
         except OSError:
             pass
 
