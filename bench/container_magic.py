@@ -17,11 +17,16 @@
      kernel     (--kernel) the same cell sent to a real ipykernel through jupyter_client, as
                 JupyterLab sends it (output through the kernel's IOPub): wall from the execute
                 request to its reply and the cell's output received; CPU from /proc/<kernel>/stat
-                (its utime+stime and its waited-for children's), in clock ticks.
+                (its utime+stime and its waited-for children's), in clock ticks. --kernel also
+                times a fresh kernel's first cells (`%load_ext mrunc`, the first `%%container`:
+                imports, the sandbox made at first use), once.
 
 2. A stepper walk of all phases under 1 s: a Stepper widget on `Sandbox.step("echo hi")`, Next
    pressed from `spec` to `exec`, each press timed (wall and CPU), as root, and (--as-user) as a
-   real unprivileged user made for the run (useradd; userdel -r after), who steps rootless.
+   real unprivileged user made for the run (useradd; userdel -r after), who steps rootless; with
+   --kernel also a Stepper displayed in the kernel, Next sent as a cell (the widget's updates go
+   out over IOPub). A press's CPU is the notebook side's (snapshot, diff, drawing); the runtime's
+   is in the total, counted when the finished `mrunc run` is reaped.
 
 Needs root and `make rootfs`. Usage:
     .venv/bin/python bench/container_magic.py [--n 30] [--kernel] [--as-user] [--json]
@@ -97,7 +102,7 @@ def cli_runner(mrunc, root):
             p = subprocess.run([*mrunc, "--root", root, "run", "--bundle", bundle, cid],
                                stdin=subprocess.DEVNULL, capture_output=True, text=True)
         assert p.stdout == "hi\n" and p.returncode == 0, (p.stdout, p.stderr)
-        return t
+        return t.wall, t.cpu
     return run
 
 
@@ -110,17 +115,15 @@ def magic_runner(lab):
 
     def run():
         out = io.StringIO()
-        t = Timer().__enter__()
-        with contextlib.redirect_stdout(out):
-            ip.run_cell_magic("container", "", CELL)
-        wall = time.perf_counter() - t._w
-        for th in lab._cleaners:        # the overlay's unmount: CPU the cell costs, after it
-            th.join()
-        lab._cleaners.clear()
-        t.__exit__()
-        t.wall = wall
+        with Timer() as t:
+            with contextlib.redirect_stdout(out):
+                ip.run_cell_magic("container", "", CELL)
+            wall = time.perf_counter() - t._w
+            for th in lab._cleaners:    # the overlay's unmount: CPU the cell costs, after it
+                th.join()
+            lab._cleaners.clear()
         assert out.getvalue() == "hi\n" and magics.last.exit_code == 0, out.getvalue()
-        return t
+        return wall, t.cpu
     return run
 
 
@@ -132,9 +135,9 @@ class KernelRunner:
         env = {**os.environ, "PYTHONPATH": REPO, "MRUNC_LAB_ROOT": lab_root}
         self.km, self.kc = start_new_kernel(kernel_name="python3", startup_timeout=60, env=env)
         self.pid = self.km.provisioner.process.pid
-        self.execute("%load_ext mrunc")
-        for _ in range(2):
-            self.execute("%%container\n" + CELL)
+        # a fresh kernel: what the first cells cost (imports, the sandbox made at first use)
+        self.cold = {"%load_ext mrunc": self._timed("%load_ext mrunc"),
+                     "first %%container": self._timed("%%container\n" + CELL)}
 
     def execute(self, code):
         """-> (wall s, stdout text) once the reply and the kernel's idle status are in."""
@@ -155,13 +158,34 @@ class KernelRunner:
         assert reply["content"]["status"] == "ok", reply["content"]
         return time.perf_counter() - t0, "".join(out)
 
-    def __call__(self):
+    def _timed(self, code):
+        """-> (wall, kernel CPU) of one cell; a %%container's output checked."""
         c0 = proc_cpu(self.pid)
-        wall, out = self.execute("%%container\n" + CELL)
-        assert out == "hi\n", out
-        t = Timer()
-        t.wall, t.cpu = wall, proc_cpu(self.pid) - c0
-        return t
+        wall, out = self.execute(code)
+        assert out == "hi\n" or not code.startswith("%%container"), out
+        return wall, proc_cpu(self.pid) - c0
+
+    def __call__(self):
+        return self._timed("%%container\n" + CELL)
+
+    def stepper_walk(self):
+        """A Stepper displayed in the kernel, Next pressed (as a cell: a click runs the same
+        callback) until exec; the widget's updates go out over IOPub as in JupyterLab.
+        -> {"phase": (wall, kernel CPU), ..., "total": (...)}; the total includes making the
+        widget and deleting the container (the runtime's CPU is counted when it is reaped)."""
+        from mrunc.phases import NAMES
+        walk, c0, t0 = {}, proc_cpu(self.pid), time.perf_counter()
+        self.execute("from mrunc.notebook import stepper as _stepper\n"
+                     "from IPython.display import display as _display\n"
+                     "_st = _stepper('echo hi'); _display(_st)")
+        for phase in NAMES:
+            c = proc_cpu(self.pid)
+            wall, _ = self.execute(f"assert _st.session.upcoming == {phase!r}; _st.next(); "
+                                   f"assert _st.error is None and not _st.session.steps[-1].error")
+            walk[phase] = (wall, proc_cpu(self.pid) - c)
+        self.execute("assert _st.session.done; _st.session.container.delete()")
+        walk["total"] = (time.perf_counter() - t0, proc_cpu(self.pid) - c0)
+        return walk
 
     def close(self):
         self.kc.stop_channels()
@@ -169,7 +193,8 @@ class KernelRunner:
 
 
 def bench_magic(n, kernel=False):
-    """{"plain"|"same-cfg"|"magic"|"kernel": [Timer, ...]}, interleaved."""
+    """{"plain"|"same-cfg"|"magic"|"kernel": [(wall, cpu), ...]} interleaved; with kernel, also
+    "kernel-cold" (a fresh kernel's first cells) and "kernel-stepper" (walks in the kernel)."""
     from mrunc.sandbox import Sandbox, mrunc_command
     tag = uuid.uuid4().hex[:6]
     root = f"/run/mrunc-bench-magic-{tag}"
@@ -193,7 +218,12 @@ def bench_magic(n, kernel=False):
         for _ in range(n):
             for name, fn in runs.items():
                 times[name].append(fn())
-        return times
+        extra = {}
+        if k is not None:
+            extra["kernel-cold"] = k.cold
+            k.stepper_walk()                        # warm-up: the widgets' imports
+            extra["kernel-stepper"] = [k.stepper_walk() for _ in range(n)]
+        return times, extra
     finally:
         if k is not None:
             k.close()
@@ -279,7 +309,7 @@ def stepper_walks_as_user(n):
 def magic_lines(times, n):
     out = [f"%%container of `echo hi` vs `mrunc run`, interleaved, median of {n} (ms)",
            f"  {'':<10}{'wall':>8}{'CPU':>8}"]
-    med = {k: (med_ms([t.wall for t in v]), med_ms([t.cpu for t in v])) for k, v in times.items()}
+    med = {k: (med_ms([t[0] for t in v]), med_ms([t[1] for t in v])) for k, v in times.items()}
     for k, (w, c) in med.items():
         out.append(f"  {k:<10}{w:8.1f}{c:8.1f}")
     for k in ("magic", "kernel"):
@@ -289,8 +319,13 @@ def magic_lines(times, n):
                            f"CPU {med[k][1] / med[base][1]:5.2f}x" +
                            ("   (target <= 1.2x)" if base == "plain" else ""))
     if "kernel" in med:
-        out.append(f"  (kernel CPU in {1000 / os.sysconf('SC_CLK_TCK'):.0f} ms clock ticks)")
+        out.append(f"  (kernel CPU from /proc in {1000 / os.sysconf('SC_CLK_TCK'):.0f} ms clock ticks)")
     return out
+
+
+def cold_lines(cold):
+    return ["a fresh kernel's first cells (ms, wall / kernel CPU): " +
+            ", ".join(f"{k} {w * 1000:.0f} / {c * 1000:.0f}" for k, (w, c) in cold.items())]
 
 
 def stepper_lines(walks, who):
@@ -308,7 +343,9 @@ def stepper_lines(walks, who):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=30)
-    ap.add_argument("--kernel", action="store_true", help="also through a real ipykernel")
+    ap.add_argument("--kernel", action="store_true",
+                    help="also through a real ipykernel (a cell, a fresh kernel's first cells, a "
+                         "stepper walk)")
     ap.add_argument("--as-user", action="store_true", help="also a stepper walk as a new user")
     ap.add_argument("--no-stepper", action="store_true")
     ap.add_argument("--stepper-only", action="store_true")
@@ -316,23 +353,26 @@ def main():
     a = ap.parse_args()
     if os.geteuid() != 0 and not a.stepper_only:
         sys.exit("container_magic.py: needs root (--stepper-only runs as anyone)")
-    result = {}
+    result, lines = {}, []
     if not a.stepper_only:
-        times = bench_magic(a.n, kernel=a.kernel)
-        result["magic"] = {k: [(t.wall, t.cpu) for t in v] for k, v in times.items()}
-        if not a.json:
-            print("\n".join(magic_lines(times, a.n)))
+        result["magic"], extra = bench_magic(a.n, kernel=a.kernel)
+        result.update(extra)
+        lines += magic_lines(result["magic"], a.n)
+        if "kernel-cold" in extra:
+            lines += cold_lines(extra["kernel-cold"])
     if not a.no_stepper:
         result["stepper"] = stepper_walks(a.n)
-        if not a.json:
-            who = "as root" if os.geteuid() == 0 else f"as uid {os.geteuid()}, rootless"
-            print("\n".join(stepper_lines(result["stepper"], who)))
+        who = "as root" if os.geteuid() == 0 else f"as uid {os.geteuid()}, rootless"
+        lines += stepper_lines(result["stepper"], who + ", no kernel")
+        if "kernel-stepper" in result:
+            lines += stepper_lines(result["kernel-stepper"], "in a kernel (Next as a cell; CPU: the kernel's)")
         if a.as_user and os.geteuid() == 0:
-            result["stepper-user"] = walks = stepper_walks_as_user(a.n)
-            if not a.json:
-                print("\n".join(stepper_lines(walks, "as a new unprivileged user, rootless")))
+            result["stepper-user"] = stepper_walks_as_user(a.n)
+            lines += stepper_lines(result["stepper-user"], "as a new unprivileged user, rootless, no kernel")
     if a.json:
         json.dump(result, sys.stdout)
+    else:
+        print("\n".join(lines))
 
 
 if __name__ == "__main__":
