@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
 import os
 import socket
 import struct
@@ -867,10 +868,15 @@ class Diff(_Data):
         return next((c.added for c in self.caps if c.set == which), ())
 
     def __bool__(self):
-        return bool(self.summary())
+        return bool(self._lines)
 
     def summary(self) -> list[str]:
-        return _summary(self)
+        return list(self._lines)
+
+    @functools.cached_property
+    def _lines(self) -> tuple[str, ...]:
+        # A Diff is frozen: its summary is made once. The pages ask `if diff` per mount drawn.
+        return tuple(_summary(self))
 
 
 def _changes(pairs):
