@@ -6,7 +6,7 @@
 #   make demo     run one container with the phase trace
 #   make test     the whole suite (host, then cgroup v2 tests in a VM)
 #   make fuzz     the long config fuzz (20000+ cases, real containers) in a private namespace
-#   make bench    mrunc vs runc (and crun) timings, per verb
+#   make bench    mrunc vs runc (and crun) timings, per verb; %%container and a stepper walk
 #   make load     100 lifecycles, 10 at a time, under a state/list poller
 #   make conformance RUNTIME_TOOLS=<built runtime-tools tree>   the OCI validation suite
 #   make classroom-load  30 real students on a real JupyterHub, a %%container cell each
@@ -150,6 +150,8 @@ BENCH_PKGS ?= crun time
 bench: setup rootfs
 	@$(MAKE) --no-print-directory apt APT_PKGS="$(BENCH_PKGS)"
 	$(PY) bench/bench.py $(BENCH_ARGS)
+	@echo
+	$(PY) bench/container_magic.py --n 10 --kernel --as-user
 
 # Issue 8 §4 at full size (make test runs 30/5): failures and per-verb timings; exit 1 on any failure.
 load: setup rootfs
