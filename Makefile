@@ -34,7 +34,8 @@ BUNDLE   := rootfs/bundle/config.json
 # podman (pulls conmon, containers-common) and containerd (with its runc shim): the engine tests.
 # Rootful with --network none, they need none of their recommends (fuse-overlayfs, slirp4netns, uidmap).
 # gcc, libc6-dev: rootfs/build.sh compiles the course's small static tools (rootfs/tools/*.c).
-APT_PKGS ?= python3-venv busybox-static runc iproute2 libseccomp2 chromium podman containerd gcc libc6-dev
+# uidmap: setuid newuidmap/newgidmap, for rootless maps of /etc/subuid ranges (tests/integration/test_subids.py).
+APT_PKGS ?= python3-venv busybox-static runc iproute2 libseccomp2 chromium podman containerd gcc libc6-dev uidmap
 PYTEST_ARGS ?=
 
 export DEBIAN_FRONTEND := noninteractive
