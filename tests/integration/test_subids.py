@@ -310,3 +310,24 @@ def test_doctor_names_the_ranges(pair):
     assert f"uids 0 → {ranged.uid}, 1-{SIZE} → {first['uid']}-{first['uid'] + SIZE - 1}" in got["detail"]
     got = checks[plain.name]
     assert got["status"] == "info" and "no range for you in /etc/subuid" in got["detail"]
+
+
+@pytest.mark.skipif(not shutil.which("setpriv"), reason="setpriv (util-linux) is not installed")
+def test_under_no_new_privs_the_sandbox_keeps_the_single_id_map_and_the_cli_says_why(pair):
+    """SystemdSpawner's disable_user_sudo (NoNewPrivileges=): setuid newuidmap gains nothing."""
+    ranged, _, first = pair
+    import sys
+    p = ranged.run("setpriv", "--no-new-privs", sys.executable, "-c", PLAIN_SANDBOX, timeout=120)
+    assert p.returncode == 0, p.stderr
+    note, uid_map, _ = json.loads(p.stdout.strip().splitlines()[-1])
+    assert uid_map == ["0", str(ranged.uid), "1"]
+    assert "(a single-id map: no_new_privs is set on this process" in note
+    cid = f"nnp-{uuid.uuid4().hex[:6]}"
+    bundle = ranged.bundle(cid, ["true"])
+    _edit(bundle, _ranged_maps(ranged, first))
+    line = _one_line_error(ranged.run("setpriv", "--no-new-privs", sys.executable, "-m", "mrunc",
+                                      "run", "--bundle", bundle, cid))
+    assert line == ("mrunc: linux.uidMappings: mapping more than your own uid needs newuidmap, but "
+                    "no_new_privs is set on this process (systemd NoNewPrivileges=?): setuid "
+                    "newuidmap cannot work")
+    _nothing_left(ranged)
