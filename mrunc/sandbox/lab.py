@@ -394,10 +394,14 @@ class Sandbox:
         skipped = [f"{k}={opts[k]}" for k in LIMITS if opts.get(k) is not None] if self.no_cgroup else []
         memory = opts.get("memory") if skipped else None
         opts = {k: v for k, v in opts.items() if not (skipped and k in LIMITS)}
-        user = opts.get("user")
-        if user is not None and not self.id_maps and str(user).partition(":")[0] not in ("0", "root"):
+        uid = None if opts.get("user") is None else str(opts["user"]).partition(":")[0]
+        if uid is not None and not self.id_maps and uid not in ("0", "root"):
             raise SandboxError(f"user: rootless, only root (uid 0) exists in the container: the "
                                f"user namespace maps just your uid {os.geteuid()}")
+        top = self.id_maps and sum(m["size"] for m in self.id_maps["uid"]) - 1
+        if top and uid is not None and uid.isdigit() and int(uid) > top:
+            raise SandboxError(f"user: uid {uid} does not exist in the container: its user namespace "
+                               f"maps uids 0-{top} (you, then your ranges in /etc/subuid)")
         # a bundle written for root (no user namespace) is made runnable as you, as our default is
         base = rootless_ready(base if base is not None else spec.default_config(rootless=True),
                               self.id_maps)

@@ -257,6 +257,10 @@ with Sandbox() as lab:
     out["uid_map"] = open(f"/proc/{c.pid}/uid_map").read().split()
     r = lab.run("id -u; cat /proc/self/uid_map", user="1000:1000")
     out["as_1000"] = [r.exit_code, r.stdout, r.stderr]
+    try:
+        lab.run("true", user="65537")
+    except Exception as e:
+        out["unmapped"] = str(e)
 print(json.dumps(out))
 """
 
@@ -270,6 +274,8 @@ def test_the_sandbox_maps_a_students_ranges(pair):
     assert out["owner"] == [first["uid"] + 999, first["gid"] + 999]
     code, stdout, stderr = out["as_1000"]
     assert code == 0 and stdout.split()[0] == "1000", stderr
+    assert out["unmapped"] == (f"user: uid 65537 does not exist in the container: its user namespace "
+                               f"maps uids 0-{SIZE} (you, then your ranges in /etc/subuid)")
     assert f"uids 0-{SIZE} exist inside" in out["note"] and f"{first['uid']}-{first['uid'] + SIZE - 1}" in out["note"]
     _nothing_left(ranged)
 
