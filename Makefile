@@ -36,7 +36,8 @@ BUNDLE   := rootfs/bundle/config.json
 # gcc, libc6-dev: rootfs/build.sh compiles the course's small static tools (rootfs/tools/*.c).
 # nodejs (and npm, only when no npm is on PATH: NodeSource's nodejs carries its own and conflicts
 # with Debian's npm package): `make export-assets` fetches what exported pages load.
-APT_PKGS ?= python3-venv busybox-static runc iproute2 libseccomp2 chromium podman containerd gcc libc6-dev nodejs
+# uidmap: setuid newuidmap/newgidmap, for rootless maps of /etc/subuid ranges (tests/integration/test_subids.py).
+APT_PKGS ?= python3-venv busybox-static runc iproute2 libseccomp2 chromium podman containerd gcc libc6-dev nodejs uidmap
 PYTEST_ARGS ?=
 
 export DEBIAN_FRONTEND := noninteractive

@@ -99,6 +99,7 @@ def create(root, cid, bundle, *, pid_file=None, console_socket=None, no_pivot=Fa
     validate_id(cid)
     bundle = os.path.abspath(bundle)
     config = spec.load(bundle, sys=events.sys)  # the read and every check, in the record
+    _check_id_maps(config, events.sys)
     if netns_path:
         for ns in config["linux"]["namespaces"]:
             if ns["type"] == "network":
@@ -437,21 +438,38 @@ def _hook_state(c, config, bundle, state, status):
             "bundle": bundle, "annotations": config.get("annotations") or {}}
 
 
+def _check_id_maps(config, sys):
+    """Rootless, maps beyond our own id need ranges delegated to us (mrunc.security.subids):
+    checked now, in the spec phase, before the state dir or any process exists."""
+    from ..security import subids
+    if os.geteuid() != 0 and (subids.needs_helper(config, "uid") or subids.needs_helper(config, "gid")):
+        with sys.around("check", "check_subordinate_ids"):
+            subids.check(config)
+
+
 def write_id_maps(pid, config, sys):
     """Map container ids to host ids. Only a process privileged in the *parent* user namespace
     may write these files for another process, which is why the parent, not init, does it.
     Written below a checked handle of our /proc (mrunc.procfs): nothing mounted over
-    /proc/<pid>/uid_map can take the write."""
+    /proc/<pid>/uid_map can take the write. Rootless, a map of more than our own id is written
+    by the setuid helper new{uid,gid}map instead, from the ranges in /etc/sub{uid,gid}."""
     from ..procfs import Proc
+    from ..security import subids
     lin = config.get("linux") or {}
+    helped = {kind: subids.needs_helper(config, kind) for kind in ("uid", "gid")}
     proc = Proc.at("/proc")
     try:
-        if os.geteuid() != 0:
+        if os.geteuid() != 0 and not helped["gid"]:
             # Unprivileged, the kernel accepts a gid map only once setgroups(2) is disabled in the
             # namespace: otherwise the process could drop a group that was denying it access.
+            # (newgidmap leaves it allowed when the map is ranges delegated to us: any group
+            # the container drops is one of ours.)
             proc.write(sys, f"{pid}/setgroups", "deny", "linux.gidMappings")
         for kind in ("uid", "gid"):
             maps = lin.get(f"{kind}Mappings") or []
+            if helped[kind]:
+                subids.write(sys, pid, kind, maps)
+                continue
             text = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps)
             proc.write(sys, f"{pid}/{kind}_map", text, f"linux.{kind}Mappings")
     except OSError as e:

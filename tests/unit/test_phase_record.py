@@ -226,6 +226,7 @@ def test_rootless_clone_phase_shows_the_id_maps_between_the_clone_childs_calls(t
                  uidMappings=[{"containerID": 0, "hostID": 1000, "size": 1}],
                  gidMappings=[{"containerID": 0, "hostID": 1000, "size": 1}])
     monkeypatch.setattr(os, "geteuid", lambda: 1000)     # unprivileged: setgroups "deny" first
+    monkeypatch.setattr(os, "getegid", lambda: 1000)     # own ids only: no newuidmap (subids)
     phases, _records, _trace = create(tmp_path, cfg, "hybrid")
     pid = os.getpid()   # the fake clone child's pid, as the runtime was told
     assert phases["clone"] == [
