@@ -42,10 +42,9 @@ of the program, as runc's): libc reads ENOSYS as "use the older call" (clone3 ->
 lists syscalls newer than many kernels, and a profile must not fail on an older machine. The
 trace (`--trace`, the stepper) counts them on the seccomp call of the security phase.
 """
-import json
 import os
 
-from mrunc import OCI_VERSION
+from mrunc import OCI_VERSION, fastjson   # not `json`: its import costs as much as the interpreter
 from mrunc.linux import seccomp as lsc
 
 # Validation (mrunc.spec.checks.check_seccomp) guarantees the shape; this module assumes it.
@@ -225,7 +224,7 @@ def listener_message(config, state, pid):
     seccomp = (config.get("linux") or {}).get("seccomp") or {}
     msg = {"ociVersion": state.get("ociVersion", OCI_VERSION), "fds": ["seccompFd"], "pid": pid,
            "metadata": seccomp.get("listenerMetadata") or "", "state": state}
-    return json.dumps(msg).encode()
+    return fastjson.dumps(msg).encode()
 
 
 def send_to_listener(config, state, pid, fd, sys=None):
