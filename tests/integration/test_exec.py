@@ -330,6 +330,58 @@ def test_seccomp_of_the_container_applies(mr, nnp):
     assert f["NoNewPrivs"] == ("1" if nnp else "0")
 
 
+_DENIED = ("mkdir /tmp/x 2>&1; touch /tmp/f && echo touched; "
+           "grep -E '^Seccomp_filters:' /proc/self/status")
+
+
+def _allow_all_bpf():
+    """A one-instruction seccomp program: return SECCOMP_RET_ALLOW."""
+    import struct
+    return struct.pack("=HBBI", 0x06, 0, 0, 0x7FFF0000)
+
+
+def test_seccomp_program_is_built_once_and_kept_in_the_state_dir(mr):
+    """The first exec keeps the program it built in the container's state dir (seccomp.bpf, ours,
+    0600); the next ones load it as it is, without libseccomp. A file that someone else could
+    have written, or built from another profile, is not trusted: built again (and rewritten)."""
+    cid, _ = running(mr, _deny_mkdir())
+    cache = os.path.join(mr.root, cid, "seccomp.bpf")
+    assert not os.path.exists(cache)
+    assert "Operation not permitted" in ok(mr, cid, _DENIED)
+    st = os.stat(cache)
+    assert (st.st_mode & 0o7777, st.st_uid) == (0o600, os.geteuid())
+    with open(cache, "rb") as f:
+        kept = f.read()
+    head = kept.partition(b"\n")[0]
+    assert json.loads(head)["config"]["syscalls"][0]["names"] == ["mkdir", "mkdirat"]
+
+    def plant(first_line, mode):
+        with open(cache, "wb") as f:
+            f.write(first_line + b"\n" + _allow_all_bpf())
+        os.chmod(cache, mode)
+
+    # Used as it is: a kept program that allows everything lets mkdir through — proof that
+    # the second exec loaded the file rather than building the filter again.
+    plant(head, 0o600)
+    out = ok(mr, cid, _DENIED)
+    assert "Operation not permitted" not in out and "touched" in out, out
+    assert "Seccomp_filters:\t1" in out, out
+    # Writable by others: ignored, the real filter is built and the file rewritten.
+    plant(head, 0o666)
+    out = ok(mr, cid, _DENIED)
+    assert "Operation not permitted" in out and "touched" in out, out
+    with open(cache, "rb") as f:
+        assert f.read() == kept
+    assert os.stat(cache).st_mode & 0o7777 == 0o600
+    # Built from another profile (the config line differs): ignored likewise.
+    other = json.loads(head)
+    other["config"]["syscalls"][0]["names"] = ["rmdir"]
+    plant(json.dumps(other).encode(), 0o600)
+    assert "Operation not permitted" in ok(mr, cid, _DENIED)
+    with open(cache, "rb") as f:
+        assert f.read() == kept
+
+
 _NOTIF_RECV, _NOTIF_SEND = 0xC0502100, 0xC0182101  # SECCOMP_IOCTL_NOTIF_RECV / _SEND
 
 
