@@ -340,6 +340,28 @@ def _allow_all_bpf():
     return struct.pack("=HBBI", 0x06, 0, 0, 0x7FFF0000)
 
 
+def _runtime_maps(mr, cid):
+    """/proc/<pid>/maps of a foreground `mrunc exec` while its process runs."""
+    p = subprocess.Popen([sys.executable, "-m", "mrunc", "--root", mr.root, "exec", cid,
+                          "sleep", "1000"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not _children(p.pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert _children(p.pid), "exec's process did not start"
+        with open(f"/proc/{p.pid}/maps") as f:
+            return f.read()
+    finally:
+        p.terminate()   # forwarded to the process: both end
+        p.wait(timeout=10)
+
+
+def _children(pid):
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return f.read().split()
+
+
 def test_seccomp_program_is_built_once_and_kept_in_the_state_dir(mr):
     """The first exec keeps the program it built in the container's state dir (seccomp.bpf, ours,
     0600); the next ones load it as it is, without libseccomp. A file that someone else could
@@ -360,6 +382,8 @@ def test_seccomp_program_is_built_once_and_kept_in_the_state_dir(mr):
             f.write(first_line + b"\n" + _allow_all_bpf())
         os.chmod(cache, mode)
 
+    # Loaded without libseccomp: the waiting runtime never mapped it.
+    assert "libseccomp" not in _runtime_maps(mr, cid)
     # Used as it is: a kept program that allows everything lets mkdir through — proof that
     # the second exec loaded the file rather than building the filter again.
     plant(head, 0o600)
