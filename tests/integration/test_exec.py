@@ -410,7 +410,7 @@ _NOTIF_RECV, _NOTIF_SEND = 0xC0502100, 0xC0182101  # SECCOMP_IOCTL_NOTIF_RECV / 
 
 
 def _agent(path, states):
-    """A seccomp agent: for each listener fd it gets (init's, then the exec'd process's), keep
+    """A seccomp agent: for each listener fd it gets (init's, then the exec'd processes'), keep
     the state sent with it and answer every notified call with -ENOMEDIUM."""
     import fcntl
     import struct
@@ -430,7 +430,7 @@ def _agent(path, states):
             fcntl.ioctl(fd, _NOTIF_SEND, bytearray(struct.pack("=QqiI", nid, 0, -123, 0)))
 
     def accept():
-        for _ in range(2):
+        for _ in range(3):
             conn, _ = srv.accept()
             data, fds, _, _ = socket.recv_fds(conn, 1 << 16, 1)
             conn.close()
@@ -451,6 +451,11 @@ def test_seccomp_notify_sends_the_exec_listener_to_the_agent(mr):
     assert "No medium found" in out and "done" in out, out
     assert [s["pid"] for s in states] == [init, int(pidfile.read_text())]
     assert states[1]["state"]["id"] == cid and states[1]["state"]["status"] == "running"
+    # The next exec loads the program the first one kept (seccomp.bpf): a listener all the same.
+    assert os.path.exists(os.path.join(mr.root, cid, "seccomp.bpf"))
+    out = ok(mr, cid, "mkdir /tmp/y 2>&1; echo done", flags=["--pid-file", str(pidfile)])
+    assert "No medium found" in out and "done" in out, out
+    assert [s["pid"] for s in states][2:] == [int(pidfile.read_text())]
 
 
 def test_process_is_out_of_reach_until_it_execs(mr):
