@@ -266,15 +266,18 @@ class Program(_Loadable):
         if not sep or not bpf or len(bpf) % 8 or not isinstance(meta, dict) \
                 or meta.get("config") != cfg:
             return None
-        return cls(bpf, meta["flags"], meta["summary"])
+        flags, summary = meta.get("flags"), meta.get("summary")
+        if not isinstance(flags, int) or not isinstance(summary, str):
+            return None
+        return cls(bpf, flags, summary)
 
 
 # Exec's cache. Building a profile like the engines' default (~350 names, three architectures)
 # costs libseccomp ~10 ms of CPU, and `import json` used to add 5 more — on every exec (runc pays
 # the build in every `runc init`). But the filter is the container's: linux.seccomp cannot
 # change after create. So the first exec keeps the program it built in the container's state
-# directory, and the next ones load it as it is, without libseccomp (crun, likewise, writes the
-# seccomp.bpf of a container into its state directory at create and loads that for exec).
+# directory, and the next ones load it as it is, without libseccomp. (crun too keeps a
+# container's seccomp.bpf in its state directory.)
 EXEC_CACHE = "seccomp.bpf"
 
 

@@ -637,7 +637,7 @@ def test_a_kept_program_loads_like_a_built_one():
 
 
 @pytest.mark.parametrize("spoil", ["other config", "group-writable", "symlink", "odd length",
-                                   "no newline", "bad header", "missing"])
+                                   "no newline", "bad header", "incomplete header", "missing"])
 def test_a_kept_program_not_to_be_trusted_is_ignored(tmp_path, spoil):
     path = _kept(tmp_path, bpf=FakeLib.PROGRAM + (b"\0" if spoil == "odd length" else b""))
     cfg = copy.deepcopy(CFG)
@@ -654,6 +654,9 @@ def test_a_kept_program_not_to_be_trusted_is_ignored(tmp_path, spoil):
     elif spoil == "bad header":
         with open(path, "wb") as f:
             f.write(b"{not json\n" + FakeLib.PROGRAM)
+    elif spoil == "incomplete header":
+        with open(path, "wb") as f:
+            f.write(json.dumps({"config": CFG, "flags": 0}).encode() + b"\n" + FakeLib.PROGRAM)
     elif spoil == "missing":
         os.unlink(path)
     assert sc.Program.read(path, cfg) is None
