@@ -608,7 +608,8 @@ def test_copy_does_not_share_state():
 
 # ---- exec's cache: the program as the first exec built it --------------------------------------
 
-CFG = {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}
+CFG = {"defaultAction": "SCMP_ACT_ERRNO",
+       "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}
 
 
 def _kept(tmp_path, cfg=CFG, bpf=FakeLib.PROGRAM * 3, flags=lsc.FLAG_NEW_LISTENER):
