@@ -10,6 +10,10 @@ slow moment of the machine hits all alike; the figures are medians. Per verb:
   state, kill  `R state ID` and `R kill ID KILL` of a started `sleep` container.
   exec       `R exec ID true` in a `sleep` container started once: what every `podman exec` and
              Kubernetes exec probe costs.
+  exec-seccomp  the same into a container with a seccomp profile shaped like the engines' default
+             (tests/seccomp_profile.py: ~350 names), as podman and containerd always pass one.
+             mrunc builds the filter on the first exec into a container and keeps it (the
+             untimed warm-up round pays that); runc builds it on every exec.
 
 For mrunc the wall time is split into the interpreter's start (`python -I -S -c pass`, median
 over the same rounds), the imports (from `-X importtime` of the same verb, run separately,
@@ -46,8 +50,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PR_SET_CHILD_SUBREAPER = 36
-VERBS = ("--version", "run", "create", "start", "state", "kill", "delete", "exec", "lifecycle")
-LABELS = {"lifecycle": "create→start→wait→delete"}
+VERBS = ("--version", "run", "create", "start", "state", "kill", "delete", "exec", "exec-seccomp",
+         "lifecycle")
+LABELS = {"lifecycle": "create→start→wait→delete", "exec-seccomp": "exec (seccomp profile)"}
 
 
 class Failed(Exception):
@@ -150,7 +155,7 @@ def state_kill(rt, sleeper, cid, out):
     return out
 
 
-def one_round(rt, bundle, sleeper, tag, exec_in):
+def one_round(rt, bundle, sleeper, tag, exec_in, seccomp_in):
     out = {"--version": rt.call("--version")}
     cid = f"{tag}-{rt.name}"
     try:
@@ -160,6 +165,7 @@ def one_round(rt, bundle, sleeper, tag, exec_in):
     lifecycle(rt, bundle, cid + "-l", out)
     state_kill(rt, sleeper, cid + "-k", out)
     out["exec"] = rt.call("exec", exec_in, "true")
+    out["exec-seccomp"] = rt.call("exec", seccomp_in, "true")
     reap_strays()
     return out
 
@@ -190,7 +196,7 @@ def top_level_imports(errfile):
     return got
 
 
-def verb_pass(rt, bundle, sleeper, cid, prefix, errfile, after):
+def verb_pass(rt, bundle, sleeper, cid, prefix, errfile, after, seccomp_in):
     """Every verb once, each run as `*prefix runtime ...`; after(verb) once each has returned."""
     def one(verb, *args):
         rt.call(*args, prefix=prefix, errfile=errfile or os.path.join(rt.tmp, "pass.err"))
@@ -204,6 +210,7 @@ def verb_pass(rt, bundle, sleeper, cid, prefix, errfile, after):
         one("start", "start", cid)
         one("state", "state", cid)
         one("exec", "exec", cid, "true")
+        one("exec-seccomp", "exec", seccomp_in, "true")
         one("kill", "kill", cid, "KILL")
         wait_init(rt, pidfile)
         one("delete", "delete", cid)
@@ -227,7 +234,8 @@ def mrunc_imports(rt, python, bundle, sleeper, tag, n):
         got.setdefault(verb, []).append(ms)
 
     for i in range(n):
-        verb_pass(rt, bundle, sleeper, f"{tag}-imp{i}", prefix, err, after)
+        verb_pass(rt, bundle, sleeper, f"{tag}-imp{i}", prefix, err, after,
+                  f"{tag}-{rt.name}-seccomp")
     return {v: statistics.median(ms) for v, ms in got.items()}
 
 
@@ -244,7 +252,8 @@ def peak_rss(runtimes, bundle, sleeper, tag, n):
                 with open(out) as f:
                     got[rt.name].setdefault(verb, []).append(int(f.read().split()[-1]))
 
-            verb_pass(rt, bundle, sleeper, f"{tag}-rss{i}-{rt.name}", prefix, None, after)
+            verb_pass(rt, bundle, sleeper, f"{tag}-rss{i}-{rt.name}", prefix, None, after,
+                      f"{tag}-{rt.name}-seccomp")
     return got
 
 
@@ -394,10 +403,17 @@ def main():
         config = json.load(f)
     config["process"]["terminal"] = False
     bundles = {}
-    for what, argv in (("bundle", ["true"]), ("sleeper", ["sleep", "1000000"])):
+    sys.path.insert(0, os.path.join(REPO, "tests"))
+    from seccomp_profile import default_profile
+    for what, argv, seccomp in (("bundle", ["true"], None),
+                                ("sleeper", ["sleep", "1000000"], None),
+                                ("seccomp", ["sleep", "1000000"], default_profile())):
         bundles[what] = os.path.join(base, what)
         os.makedirs(bundles[what])
         config["process"]["args"] = argv
+        config["linux"].pop("seccomp", None)
+        if seccomp:
+            config["linux"]["seccomp"] = seccomp
         with open(os.path.join(bundles[what], "config.json"), "w") as f:
             json.dump(config, f, indent=2)
     bundle, sleeper = bundles["bundle"], bundles["sleeper"]
@@ -417,11 +433,12 @@ def main():
     try:
         for rt in runtimes:  # the containers that exec goes into (untimed)
             rt.call("run", "--detach", "--bundle", sleeper, f"{tag}-{rt.name}-sleeper")
+            rt.call("run", "--detach", "--bundle", bundles["seccomp"], f"{tag}-{rt.name}-seccomp")
         for i in range(-args.warmup, args.n):
             interp.append(interpreter(py, tmp))
             for rt in runtimes:
                 t = one_round(rt, bundle, sleeper, f"{tag}-{i + args.warmup}",
-                              f"{tag}-{rt.name}-sleeper")
+                              f"{tag}-{rt.name}-sleeper", f"{tag}-{rt.name}-seccomp")
                 if i >= 0:
                     for k, v in t.items():
                         results[rt.name].setdefault(k, []).append(v)

@@ -96,13 +96,21 @@ def test_create_run_exec_import_only_the_syscall_layer(mr):
     """create, run and exec need mrunc.linux (ctypes, the one syscall layer) and nothing else
     heavy: no json/re, socket, signal's enums."""
     allowed = {"ctypes", "struct"}      # struct: ctypes' own import
-    cid = mr.new_id()
+    cid, sec = mr.new_id(), mr.new_id()
+
+    def seccomp(cfg):   # engines always pass one: the path that builds it must stay light too
+        cfg["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}
     bad = {}
     for verb in (["run", "--bundle", mr.bundle(args=["true"]), mr.new_id()],
                  ["create", "--bundle", mr.bundle(args=["sleep", "100"]), cid],
-                 ["exec", cid, "true"]):
+                 ["exec", cid, "true"],
+                 ["run", "--bundle", mr.bundle(seccomp, args=["true"]), mr.new_id()],
+                 ["run", "-d", "--bundle", mr.bundle(seccomp, args=["sleep", "100"]), sec],
+                 ["exec", sec, "true"],     # builds the filter (and keeps it)
+                 ["exec", sec, "true"]):    # loads the kept one
         found = [(m, chain) for m, chain in imports(mr, *verb) if m.split(".")[0] not in allowed]
         if offenders(found):
-            bad[verb[0]] = offenders(found)
+            bad[" ".join(verb[:2])] = offenders(found)
     assert not bad, "heavy imports:\n" + "\n".join(
         f"  {verb}: {', '.join(mods)}" for verb, mods in bad.items())
