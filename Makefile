@@ -27,6 +27,7 @@ VENV     := .venv
 PY       := $(VENV)/bin/python
 MRUNC    := $(VENV)/bin/mrunc
 STAMP    := $(VENV)/.mrunc-installed
+LAUNCHED := $(VENV)/.mrunc-launcher
 ROOTFS   := rootfs/busybox/bin/busybox
 BUNDLE   := rootfs/bundle/config.json
 # Others may append (e.g. chromium for browser tests): make APT_PKGS+=...
@@ -52,7 +53,7 @@ help:
 	@sed -n '3,17s/^# //p' Makefile
 
 # ---- setup ---------------------------------------------------------------------
-setup: apt $(STAMP) pyc
+setup: apt $(STAMP) pyc $(LAUNCHED)
 
 # Byte-compile mrunc: every command is a fresh interpreter, and without .pyc files (this
 # machine sets PYTHONDONTWRITEBYTECODE, so imports never write them) each one recompiles
@@ -85,6 +86,11 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e '.[test]' --config-settings editable_mode=compat 2>&1 \
 	  | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 	@$(MRUNC) --version >/dev/null    # its first run writes the fast launcher (mrunc/launcher.py)
+	@touch $@
+
+# A launcher written by an older mrunc/launcher.py is not ours to keep: write it again.
+$(LAUNCHED): mrunc/launcher.py $(STAMP)
+	@$(PY) -m mrunc.launcher $(MRUNC)
 	@touch $@
 
 # ---- rootfs --------------------------------------------------------------------

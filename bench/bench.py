@@ -22,6 +22,10 @@ from wait4: the runtime and the children it waited for) is printed too: on a mac
 other work, wall times stretch with the load and CPU times hardly do. Then each verb's peak RSS
 (GNU time's %M), in separate rounds since GNU time adds a fork to the wall time.
 
+Then the short verbs against the floor: mrunc's wall and CPU time next to the interpreter's
+start alone (`-c pass`, and `-c "import os"`, which every runtime in Python needs), what mrunc
+adds above it, and the floor's ratio to runc — the best a verb of a CPython runtime can reach.
+
 Last, `--conc` (100) lifecycles of `true` run `--parallel` (10) at a time per runtime: wall time
 and failures.
 
@@ -257,9 +261,29 @@ def peak_rss(runtimes, bundle, sleeper, tag, n):
     return got
 
 
-def interpreter(python, tmp):
+def interpreter(python, tmp, code="pass"):
     """(wall, CPU) seconds of `python -I -S -c pass`: the floor of any mrunc command."""
-    return spawn([python, "-I", "-S", "-c", "pass"], os.path.join(tmp, "py.err"))[1:]
+    return spawn([python, "-I", "-S", "-c", code], os.path.join(tmp, "py.err"))[1:]
+
+
+SHORT = ("--version", "start", "state", "kill", "delete")
+
+
+def floor_report(results, floors):
+    """The short verbs against the interpreter's start. `floors`: {label: [(wall, CPU)]}, the
+    first `python -I -S -c pass`. Its ÷runc is the best any verb of a CPython runtime can reach
+    here: when it is above the target, no Python-side work can meet the target."""
+    runc, mrunc = results["runc"], results["mrunc"]
+    for what, i in (("wall", 0), ("CPU", 1)):
+        print(f"\nthe floor, {what} (ms): mrunc's verb, the interpreter alone, what mrunc adds, "
+              f"runc's verb; the floor's and mrunc's ratio to runc")
+        print(f"{'verb':<12}{'mrunc':>8}" + "".join(f"{f:>12}" for f in floors) +
+              f"{'mrunc-floor':>12}{'runc':>8}{'floor÷runc':>11}{'÷runc':>7}")
+        for verb in SHORT:
+            m, r = med(mrunc[verb], i), med(runc[verb], i)
+            fl = [med(v, i) for v in floors.values()]
+            print(f"{verb:<12}{m:>8.1f}" + "".join(f"{f:>12.1f}" for f in fl) +
+                  f"{m - fl[0]:>12.1f}{r:>8.1f}{fl[0] / r:>11.2f}{m / r:>7.2f}")
 
 
 # ---- concurrency -------------------------------------------------------------------------------
@@ -428,7 +452,7 @@ def main():
         print(f"bench: in a private mount namespace without {UNIFIED} (crun refuses this "
               f"hybrid layout): all runtimes see cgroup v1 only", flush=True)
     py = interpreter_of(args.mrunc) if "mrunc" in names else sys.executable
-    interp, imports, rss, conc = [], {}, {}, {}
+    interp, interp_os, imports, rss, conc = [], [], {}, {}, {}
     extra_n = max(3, args.n // 4)
     try:
         for rt in runtimes:  # the containers that exec goes into (untimed)
@@ -436,6 +460,7 @@ def main():
             rt.call("run", "--detach", "--bundle", bundles["seccomp"], f"{tag}-{rt.name}-seccomp")
         for i in range(-args.warmup, args.n):
             interp.append(interpreter(py, tmp))
+            interp_os.append(interpreter(py, tmp, "import os"))
             for rt in runtimes:
                 t = one_round(rt, bundle, sleeper, f"{tag}-{i + args.warmup}",
                               f"{tag}-{rt.name}-sleeper", f"{tag}-{rt.name}-seccomp")
@@ -466,6 +491,9 @@ def main():
         shutil.rmtree(base, ignore_errors=True)
 
     report(names, results, args.n, imports, interp[args.warmup:] or interp, rss)
+    if "mrunc" in names and "runc" in names:
+        floor_report(results, {"-c pass": interp[args.warmup:] or interp,
+                               "import os": interp_os[args.warmup:] or interp_os})
     if conc:
         print(f"\n{args.conc} lifecycles of `true`, {args.parallel} at a time")
         for nm, (wall, failures, first) in conc.items():

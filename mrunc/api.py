@@ -167,8 +167,8 @@ parse_signal = signals.number   # runc accepts 9, KILL, SIGKILL, kill
 def kill(cid, sig="SIGTERM", root=DEFAULT_ROOT, all=False):
     signum = parse_signal(sig)
     with Container.load(root, cid, lock=True) as c:
-        st = c.status()
-        if st not in ("created", "running", "paused"):
+        st = c.status(paused=False)     # running or paused: signalled alike
+        if st not in ("created", "running"):
             # "container not running": the words containerd and CRI-O match to treat it as gone
             raise StateError(f"container not running: {cid} is {st}")
         if not (all and _signal_cgroup(c, signum)):
@@ -208,7 +208,7 @@ def delete(cid, root=DEFAULT_ROOT, force=False, warn=None):
             mgr.remove()  # SIGKILLs whatever is left in it first
         st_json = {**c.oci_state(), "status": "stopped", "pid": c.pid}
         c.remove()
-    if c.creator is None:
+    if c.creator is None and (c.config.get("hooks") or {}).get("poststop"):
         from . import hooks
         hooks.run(c.config, "poststop", st_json, warn=warn or _warn)
 
