@@ -217,7 +217,7 @@ course: setup
 	@cp notebooks/README.md "$(COURSE_DIR)/release/README.md"
 	@echo "make course: the students' release is $(COURSE_DIR)/release/ (one directory per notebook)"
 
-# Every notebook autograded by nbgrader, as root (≈ 8 min): the instructor version and a correct
+# Every notebook autograded by nbgrader, as root (4–6 min): the instructor version and a correct
 # submission (the release with the instructor's answers in) get full marks, the blank release zero.
 # make test autogrades every blank release, and all three for start-here and inside-a-container.
 course-check: setup rootfs

@@ -5,7 +5,7 @@ instructor's answers typed in) full marks, a correct submission written another 
 a wrong one zero — because the checks read the containers' kernel state.
 
 make test autogrades the blank release of every notebook, and the instructor version of the first
-two (FULL); `make course-check` all of it for every notebook (MRUNC_AUTOGRADE_ALL=1: ≈ 8 min). The
+two (FULL); `make course-check` all of it for every notebook (MRUNC_AUTOGRADE_ALL=1: 4–6 min). The
 instructor versions make test does not autograde are graded by nbgrader's own rule on the fresh run
 tests/notebooks/test_notebooks.py makes of each (full marks).
 
@@ -27,8 +27,9 @@ REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 # Autograded in make test: every blank release; the instructor version too for FULL, and a correct
-# submission for all (ALL) in `make course-check`. Measured here, autograde of blank and instructor
-# takes 12–42 s a notebook, 5.7 min for the 13; of the blank alone 9–28 s, 2.7 min.
+# submission for all (ALL) in `make course-check`. Measured on the 2-core dev machine while others
+# ran: the 13 blank releases 2.7 min (9–28 s each); all three of every notebook 3.7 min quiet,
+# blank and instructor 5.7 min loaded (pids-and-cpu and networking are the slow ones, 40 s).
 ALL = bool(os.environ.get("MRUNC_AUTOGRADE_ALL"))
 FULL = {p.stem for p in NOTEBOOKS} if ALL else {"start-here", "inside-a-container"}
 
