@@ -13,7 +13,7 @@
 #   make lab      JupyterLab on notebooks/ with the "Python 3 (mrunc)" kernel (root or not)
 #   make export   each notebook run and written as HTML + slides into export/ (widgets drawn, offline)
 #   make course   the students' release of notebooks/ (nbgrader: no solutions, no hidden tests)
-#   make course-check  nbgrader autogrades every notebook: instructor version full, blank zero
+#   make course-check  nbgrader autogrades every notebook: instructor and a correct submission full, blank zero
 #   make clean    remove rootfs builds and stamps (distclean: also .venv)
 
 SHELL      := /bin/bash
@@ -239,8 +239,9 @@ course: setup
 	@cp notebooks/README.md "$(COURSE_DIR)/release/README.md"
 	@echo "make course: the students' release is $(COURSE_DIR)/release/ (one directory per notebook)"
 
-# Every notebook autograded by nbgrader, as root: the instructor version gets full marks, the blank
-# release zero (make test does it for the first notebooks only; the rest by their stored outputs).
+# Every notebook autograded by nbgrader, as root (4–6 min): the instructor version and a correct
+# submission (the release with the instructor's answers in) get full marks, the blank release zero.
+# make test autogrades every blank release, and all three for start-here and inside-a-container.
 course-check: setup rootfs
 	MRUNC_AUTOGRADE_ALL=1 $(PY) -m pytest tests/notebooks/test_course.py -q $(PYTEST_ARGS)
 

@@ -67,6 +67,7 @@ class Sandbox:
         self.sessions = weakref.WeakSet()
         self.watches = weakref.WeakSet()     # file-access monitors (mrunc.watch), closed with us
         self._cleaners = []             # threads unmounting and removing bundle dirs
+        self._at_close = []             # (fn, args) of at_close(), called last by close()
         self.closed = False
         self.closing = False            # set first by close(): live views stop instead of erring
         self._no_cgroup = None
@@ -262,6 +263,13 @@ class Sandbox:
         return net_call(self.networks.show, name)
 
     # -- cleanup --
+    def at_close(self, fn, *args):
+        """Call fn(*args) when this sandbox closes, after its containers are gone, the last given
+        first: a notebook's own files (a host directory its containers mount) and helper processes
+        go with them, at close() or at the kernel's end. So no last cell need close the lab, which
+        would leave a stepper nobody walked yet unwalkable after Run All."""
+        self._at_close.append((fn, args))
+
     def close(self):
         """Delete every container this sandbox made, and their directories."""
         self.closing = True
@@ -277,6 +285,12 @@ class Sandbox:
         self._cleaners.clear()
         if self._networks is not None:
             self._networks.close()
+        while self._at_close:
+            fn, args = self._at_close.pop()
+            try:
+                fn(*args)
+            except Exception:  # noqa: BLE001 — like the containers: clean up the rest anyway
+                pass
         for path in (self.work, self.root):
             try:
                 os.rmdir(path)
