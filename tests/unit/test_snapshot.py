@@ -100,6 +100,14 @@ def test_v4_addresses_from_fib_trie_and_routes():
 
 # ---- the process tree on the real /proc ---------------------------------------------------------
 
+def _comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
 def test_process_tree_from_the_kernels_child_lists_is_the_whole_tree():
     """Children are found through /proc/<n>/task/<t>/children: every thread's list (a child a
     second thread made is listed under that thread only), and grandchildren; the same tree a
@@ -118,11 +126,12 @@ def test_process_tree_from_the_kernels_child_lists_is_the_whole_tree():
     t.start()
     made.wait(10)
     try:
-        def grandchildren():
+        def grandchildren_sleeping():     # forked by sh, and past their execve of sleep
             with open(f"/proc/{sh.pid}/task/{sh.pid}/children") as f:
-                return len(f.read().split())
+                pids = f.read().split()
+            return len(pids) == 2 and all(_comm(p) == "sleep" for p in pids)
         deadline = time.monotonic() + 10
-        while grandchildren() < 2 and time.monotonic() < deadline:
+        while not grandchildren_sleeping() and time.monotonic() < deadline:
             time.sleep(0.01)
         tree = S._process_tree(os.getpid(), "/proc")
         kids = {c.pid: c for c in tree.children}
