@@ -183,17 +183,20 @@ def export(notebook, out_dir=None, *, html=True, slides=True, ipynb=False, timeo
         raise ExportError(f"{notebook}: {e.strerror}") from None
     except (ValueError, nbformat.ValidationError) as e:   # not JSON; JSON but not a notebook
         raise ExportError(f"{notebook}: not a notebook: {str(e).splitlines()[0]}") from None
-    assets = assets_source()
-    check_assets(assets)                    # before the run, not after it
     nb.cells.append(nbformat.v4.new_code_cell(_COLLECT_CELL))
     kw = {"kernel_name": kernel_name} if kernel_name else {}
     client = NotebookClient(nb, timeout=timeout, resources={"metadata": {"path": str(src.parent)}},
                             **kw)
+    kernel_from = "--kernel" if kernel_name else "the notebook's metadata.kernelspec.name"
+    # What the user typed is judged first (the notebook, then its kernel), then what the
+    # installation lacks: all before the run, not after it.
+    _check_kernel(client, notebook, kernel_from)
+    assets = assets_source()
+    check_assets(assets)
     # The kernel's own log (its warnings about TCP, a crash) goes to a file, read if it died.
     with tempfile.TemporaryFile("w+") as kernel_log:
         try:
-            _run(client, nb, notebook, timeout, kernel_log,
-                 "--kernel" if kernel_name else "the notebook's metadata.kernelspec.name")
+            _run(client, nb, notebook, timeout, kernel_log)
         except DeadKernelError:
             kernel_log.seek(0)
             last = kernel_log.read().strip().splitlines()[-1:] or ["(no message)"]
@@ -213,8 +216,17 @@ def export(notebook, out_dir=None, *, html=True, slides=True, ipynb=False, timeo
     return written
 
 
-def _run(client, nb, notebook, timeout, kernel_log, kernel_from):
+def _check_kernel(client, notebook, kernel_from):
+    """The kernel named exists: its spec is looked up (nothing is started; the run reuses the
+    manager made here)."""
     from jupyter_client.kernelspec import NoSuchKernel
+    try:
+        client.create_kernel_manager().kernel_spec
+    except NoSuchKernel as e:
+        raise ExportError(f"{notebook}: no kernel named {e.name!r} ({kernel_from})") from None
+
+
+def _run(client, nb, notebook, timeout, kernel_log):
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
     try:
         client.execute(stderr=kernel_log)
@@ -222,8 +234,6 @@ def _run(client, nb, notebook, timeout, kernel_log, kernel_from):
         raise ExportError(f"{notebook}: {_first_error(nb, e)}") from None
     except CellTimeoutError:
         raise ExportError(f"{notebook}: a cell ran longer than {timeout} s (--timeout)") from None
-    except NoSuchKernel as e:
-        raise ExportError(f"{notebook}: no kernel named {e.name!r} ({kernel_from})") from None
 
 
 def _first_error(nb, exc) -> str:

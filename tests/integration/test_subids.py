@@ -20,7 +20,10 @@ import uuid
 import pytest
 
 from mrunc.security import subids
+from students import drop_subids as _drop_ranges
 from students import make_students
+from students import subid_ranges as _ranges
+from students import usermod as _usermod
 
 pytestmark = [pytest.mark.root, pytest.mark.userns,
               pytest.mark.skipif(not shutil.which("useradd"), reason="useradd is not installed"),
@@ -28,23 +31,6 @@ pytestmark = [pytest.mark.root, pytest.mark.userns,
                                  reason="newuidmap/newgidmap missing (package uidmap)")]
 
 SIZE = 65536
-
-
-def _ranges(name):
-    uid = pwd.getpwnam(name).pw_uid
-    return {k: subids.ranges(k, user=name, uid=uid) for k in ("uid", "gid")}
-
-
-def _usermod(name, *args):
-    p = subprocess.run(["usermod", *args, name], capture_output=True, text=True)
-    assert p.returncode == 0, p.stderr
-
-
-def _drop_ranges(name):
-    """Remove every range of `name` (useradd adds one by itself where /etc/subuid exists)."""
-    for kind, flag in (("uid", "--del-subuids"), ("gid", "--del-subgids")):
-        for first, count in _ranges(name)[kind]:
-            _usermod(name, flag, f"{first}-{first + count - 1}")
 
 
 def _free_base():

@@ -138,11 +138,11 @@ def test_slide_breaks_at_headings_unless_the_author_set_them():
 
 # ---- the command's bad input: one line, nothing written ---------------------------------------------
 
-def _mrunc_export(*args):
+def _mrunc_export(*args, env=None):
     import subprocess
     import sys
     return subprocess.run([sys.executable, "-m", "mrunc", "export", *args], capture_output=True,
-                          text=True, timeout=120, stdin=subprocess.DEVNULL)
+                          text=True, timeout=120, stdin=subprocess.DEVNULL, env=env)
 
 
 def test_export_of_what_is_not_a_notebook_fails_in_one_line(tmp_path):
@@ -165,6 +165,26 @@ def test_export_in_a_kernel_that_does_not_exist_fails_in_one_line(tmp_path):
     assert p.returncode == 1
     assert p.stderr == f"mrunc: export: {tmp_path / 'k.ipynb'}: no kernel named 'no-such-kernel' " \
         "(--kernel)\n"
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_input_is_named_before_missing_assets(tmp_path):
+    """What the user typed (the notebook, --kernel, the notebook's kernelspec) is judged before
+    what the installation lacks (`make export-assets`)."""
+    import os
+    env = dict(os.environ, MRUNC_EXPORT_ASSETS=str(tmp_path / "none"))
+    (tmp_path / "x.ipynb").write_text("{not json")
+    nbformat.write(nbformat.v4.new_notebook(), tmp_path / "k.ipynb")
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "gone", "display_name": "gone"}})
+    nbformat.write(nb, tmp_path / "m.ipynb")
+    for args, said in (([str(tmp_path / "x.ipynb")], "x.ipynb: not a notebook: "),
+                       ([str(tmp_path / "k.ipynb"), "--kernel", "no-such-kernel"],
+                        "k.ipynb: no kernel named 'no-such-kernel' (--kernel)\n"),
+                       ([str(tmp_path / "m.ipynb")],
+                        "m.ipynb: no kernel named 'gone' (the notebook's metadata.kernelspec.name)\n")):
+        p = _mrunc_export(*args, "--out", str(tmp_path / "out"), env=env)
+        assert p.returncode == 1 and p.stderr.count("\n") == 1, p.stderr
+        assert p.stderr.startswith(f"mrunc: export: {tmp_path / said}"), p.stderr
     assert not (tmp_path / "out").exists()
 
 
