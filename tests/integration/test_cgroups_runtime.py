@@ -187,12 +187,13 @@ def test_pids_limit_makes_fork_fail(mr, layout):
 
 @pytest.mark.parametrize("layout", BOTH)
 def test_cpu_quota_slows_a_busy_loop(mr, layout):
-    """A busy loop for 2 s with and without a 20% quota. The CPU time the kernel gave the loop
-    (utime+stime of the shell that runs it) is what the quota caps, whatever else the machine
-    runs; loop counts are compared only when the unlimited loop got the CPU to show a difference
-    (on a loaded machine it may get no more than 20% of a core on its own)."""
+    """A busy loop for ≈ 2 s with and without a 20% quota. The share of a CPU the kernel gave the
+    loop (utime+stime of the shell that runs it, over its life by /proc/uptime) is what the quota
+    caps, whatever else the machine runs; loop counts are compared only when the unlimited loop
+    got the CPU to show a difference (on a loaded machine it may get 20% of a core on its own)."""
     stat = inside(layout, "cpu", "cpu.stat")
-    script = (f"i=0; trap 'echo $i; cat /proc/$$/stat; cat {stat}; exit 0' TERM; "
+    script = (f"read t0 _ < /proc/uptime; i=0; "
+              f"trap 'echo $i; echo $t0; cat /proc/uptime /proc/$$/stat {stat}; exit 0' TERM; "
               "(sleep 2; kill $$) & while :; do i=$((i+1)); done")
     tick = os.sysconf("SC_CLK_TCK")
 
@@ -200,14 +201,16 @@ def test_cpu_quota_slows_a_busy_loop(mr, layout):
         p = mr.run("sh", "-c", script, edit=edit(resources), timeout=60 * SLOW)
         assert p.returncode == 0, p.stderr
         lines = p.stdout.split("\n")
-        fields = lines[1].rsplit(")", 1)[1].split()      # after "pid (comm)": state is [0]
+        elapsed = float(lines[2].split()[0]) - float(lines[1])   # the loop's life, by uptime
+        fields = lines[3].rsplit(")", 1)[1].split()      # after "pid (comm)": state is [0]
         cpu = (int(fields[11]) + int(fields[12])) / tick  # utime + stime, seconds
-        return int(lines[0]), cpu, dict(line.split() for line in lines[2:] if line.strip())
-    free, free_cpu, _ = count({})
-    slow, slow_cpu, cpustat = count({"cpu": {"quota": 20000, "period": 100000}})
-    assert slow_cpu <= 0.2 * 2 * 1.5, (slow_cpu, "s of CPU in 2 s under a 20% quota")
-    if free_cpu >= 1.0:              # the machine had a core's half to give: the quota shows
-        assert free / slow > 2.5, (free, slow, free_cpu, slow_cpu)
+        stat = dict(line.split() for line in lines[4:] if line.strip())
+        return int(lines[0]), cpu / elapsed, stat
+    free, free_share, _ = count({})
+    slow, slow_share, cpustat = count({"cpu": {"quota": 20000, "period": 100000}})
+    assert slow_share <= 0.2 * 1.5, (slow_share, "of a CPU under a 20% quota")
+    if free_share >= 0.5:            # the machine had half a core to give: the quota shows
+        assert free / slow > 2.5, (free, slow, free_share, slow_share)
         assert cpustat["nr_throttled"] != "0"      # the kernel says so too
 
 
