@@ -133,6 +133,22 @@ def rmdir(path):
             time.sleep(delay)
 
 
+def remove(dirs, created=()):
+    """rmdir each of a container's cgroup directories and every cgroup below it (deepest
+    first), then the parents its create made (`created`), if nobody else started using them.
+    The container's processes must be gone: the kernel refuses to remove a cgroup in use."""
+    gone = set()
+    for d in dirs:
+        for sub in subdirs_leaf_first(d):
+            rmdir(sub)
+            gone.add(sub)
+    for d in reversed([d for d in created if d not in gone]):
+        try:
+            rmdir(d)
+        except CgroupError:
+            pass
+
+
 def join(dirpath, pid, sys=None):
     """Move a whole process (all its threads) into a cgroup."""
     path = os.path.join(dirpath, "cgroup.procs")
