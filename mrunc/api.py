@@ -225,9 +225,10 @@ def delete(cid, root=DEFAULT_ROOT, force=False, warn=None):
             if not st_mod.wait_gone(c.pid):
                 raise StateError(f"container {cid}: init (pid {c.pid}) did not die after SIGKILL")
         c.remove_cgroup()  # SIGKILLs whatever is left in it first
-        st_json = {**c.oci_state(), "status": "stopped", "pid": c.pid}
+        poststop = c.creator is None and (c.config.get("hooks") or {}).get("poststop")
+        st_json = {**c.oci_state(), "status": "stopped", "pid": c.pid} if poststop else None
         c.remove()
-    if c.creator is None and (c.config.get("hooks") or {}).get("poststop"):
+    if poststop:
         from . import hooks
         hooks.run(c.config, "poststop", st_json, warn=warn or _warn)
 

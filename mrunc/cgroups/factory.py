@@ -10,10 +10,9 @@ import os
 
 from mrunc.errors import CgroupError
 
-from . import fs
 from .base import Manager
 from .disabled import DisabledManager
-from .fs import detect
+from .layout import clean, detect, hierarchies, own_cgroups, under_mount
 from .v1 import V1Manager
 from .v2 import V2Manager
 
@@ -23,20 +22,20 @@ __all__ = ["manager", "detect", "resolve", "Manager", "V1Manager", "V2Manager",
 
 def resolve(cgroups_path, container_id, layout, mounts, proc_cgroup="/proc/self/cgroup"):
     """{hierarchy key: path inside that hierarchy} for linux.cgroupsPath (see the module doc)."""
-    inner = fs.clean(cgroups_path or "")
+    inner = clean(cgroups_path or "")
     if cgroups_path and inner in ("", "/"):
         raise CgroupError(f"linux.cgroupsPath: {cgroups_path!r} names the cgroup of the caller or "
                           f"the root; give a path below it")
     if not inner:
-        inner = fs.clean(container_id or "")
+        inner = clean(container_id or "")
         if inner in ("", "/"):
             raise CgroupError(f"container id {container_id!r} cannot name a cgroup")
     if inner.startswith("/"):
         return {key: inner for key in mounts}
-    own = fs.own_cgroups(proc_cgroup)
+    own = own_cgroups(proc_cgroup)
     out = {}
     for key, (_mp, mount_root) in mounts.items():
-        base = fs.under_mount(own.get(key, "/"), mount_root)
+        base = under_mount(own.get(key, "/"), mount_root)
         if layout == "v2":
             base = os.path.dirname(base)
         out[key] = os.path.normpath(os.path.join(base, inner))
@@ -63,10 +62,10 @@ def manager(cgroups_path, container_id, root="/sys/fs/cgroup", rootless=False, *
     `paths` (a previous `mgr.paths`) to rebuild exactly the same manager from a state file, and
     `found` (its (layout, mounts), as create recorded them) to skip reading mountinfo again.
     """
-    layout, mounts = found or fs.hierarchies(root, mountinfo)
+    layout, mounts = found or hierarchies(root, mountinfo)
     if layout == "none":
         return DisabledManager(f"no cgroup filesystem is mounted under {root}",
-                               fs.clean(cgroups_path or "") or "/" + fs.clean(container_id or ""),
+                               clean(cgroups_path or "") or "/" + clean(container_id or ""),
                                rootless)
     if paths is None:
         paths = resolve(cgroups_path, container_id, layout, mounts, proc_cgroup)

@@ -45,6 +45,8 @@ def _below_root(path):
 
 
 def holds_processes(cg):
-    """Is any process still in the cgroup (one that outlived init, or init itself)?"""
+    """Is any process still in the cgroup (one that outlived init, or init itself)? One
+    hierarchy says it: the container's processes are in every one (init joined each, and a
+    child is born in its parent's cgroups) — the managers' pids() reads one too."""
     from . import fs
-    return any(fs.procs(d) for d in cg["dirs"] if os.path.isdir(d))
+    return any(fs.procs(d) for d in cg["dirs"][:1] if os.path.isdir(d))

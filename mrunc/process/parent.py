@@ -390,12 +390,12 @@ def _warm_cgroup_lock(cg, state):
     mounts = getattr(cg, "mounts", None)
     if not mounts:
         return
-    from ..cgroups import fs
+    from ..cgroups.layout import own_cgroups, under_mount
     key, (mountpoint, mount_root) = next(iter(mounts.items()))
-    own = fs.own_cgroups().get(key)
+    own = own_cgroups().get(key)
     if own is None:
         return
-    path = os.path.join(mountpoint, fs.under_mount(own, mount_root).lstrip("/"), "cgroup.procs")
+    path = os.path.join(mountpoint, under_mount(own, mount_root).lstrip("/"), "cgroup.procs")
 
     def move_self():
         me = str(os.getpid()).encode()

@@ -21,6 +21,7 @@ import time
 import pytest
 
 from mrunc import cgroups
+from mrunc.cgroups.layout import hierarchies, under_mount
 
 LAYOUT = cgroups.detect()
 V1 = pytest.param("v1", marks=[pytest.mark.cgroup_v1, pytest.mark.skipif(
@@ -424,7 +425,7 @@ def test_create_records_where_the_cgroup_is(mr, layout):
     assert set(kernel.values()) <= set(cg["dirs"])
     for d in cg["dirs"]:
         assert str(pid) in read(os.path.join(d, "cgroup.procs")).split(), d
-    assert {k: tuple(v) for k, v in cg["mounts"].items()} == dict(cgroups.fs.hierarchies()[1])
+    assert {k: tuple(v) for k, v in cg["mounts"].items()} == dict(hierarchies()[1])
     assert cg["freezer"] == (os.path.join(kernel[""], "cgroup.freeze") if layout == "v2"
                              else os.path.join(kernel["freezer"], "freezer.state"))
 
@@ -477,14 +478,14 @@ def test_recorded_paths_outside_the_cgroup_tree_are_not_trusted(mr, tmp_path, la
 
 def _cgroup_dirs_of(pid):
     """{file-owning controller: directory} for a process, from /proc/<pid>/cgroup."""
-    layout, mounts = cgroups.fs.hierarchies()
+    layout, mounts = hierarchies()
     out = {}
     for line in read(f"/proc/{pid}/cgroup").splitlines():
         _, ctrls, path = line.split(":", 2)
         for c in (ctrls.split(",") if ctrls else [""]):
             if c in mounts and (layout == "v2" or c):
                 mp, mroot = mounts[c]
-                out[c] = os.path.join(mp, cgroups.fs.under_mount(path, mroot).lstrip("/"))
+                out[c] = os.path.join(mp, under_mount(path, mroot).lstrip("/"))
     return out
 
 

@@ -27,9 +27,9 @@ HEAVY = {"re", "enum", "json", "signal", "socket", "selectors", "subprocess", "c
 # mrunc's own modules a hot verb may import (exact names): the command line and the state
 # directory. Of the cgroup package, only what reads the cgroup create recorded in state.json
 # (mrunc.cgroups.recorded): state (is it paused? — the freezer file), pause and resume (write
-# it), delete (rmdir the recorded directories). Never the factory, the managers or the mountinfo
-# parser (mrunc.cgroups.factory, base, v1, v2): finding the cgroup again costs as much as the
-# verb's own work. Not kill (running or paused, it signals either), start, --version; not hooks
+# it), delete (rmdir the recorded directories). Never the factory, the managers or the layout
+# discovery (mrunc.cgroups.factory, layout — mountinfo's parser —, base, v1, v2): finding the
+# cgroup again costs as much as the verb's own work. Not kill (running or paused, it signals either), start, --version; not hooks
 # without hooks.
 OWN = {"mrunc", "mrunc.cli", "mrunc.fastjson", "mrunc.errors"}
 OWN_STATE = OWN | {"mrunc.userdirs", "mrunc.api", "mrunc.state", "mrunc.signals"}
