@@ -19,6 +19,8 @@ Usage (the runtime core, and `delete`/`kill --all`/`pause`/`update` later from t
     # (create sets mgr.sys, its Syscalls: then every mkdir and write is recorded in the trace)
     state["cgroup_paths"] = mgr.paths                        # save it...
     mgr = cgroups.manager(cgroups_path, container_id, paths=state["cgroup_paths"])  # ...rebuild
+    # (create records more: where each hierarchy is, the directories, the freezer file — so
+    # that the later commands need not look again: mrunc.cgroups.recorded)
 
 Where the cgroup goes (`linux.cgroupsPath`, cgroupfs semantics of runc 1.1):
 - absolute, e.g. "/mrunc/c1": that path below the root of every hierarchy;
