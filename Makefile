@@ -6,15 +6,15 @@
 #   make demo     run one container with the phase trace
 #   make test     the whole suite (host, then cgroup v2 tests in a VM)
 #   make fuzz     the long config fuzz (20000+ cases, real containers) in a private namespace
-#   make bench    mrunc vs runc (and crun) timings, per verb
+#   make bench    mrunc vs runc (and crun) timings, per verb; %%container and a stepper walk
 #   make load     100 lifecycles, 10 at a time, under a state/list poller
 #   make conformance RUNTIME_TOOLS=<built runtime-tools tree>   the OCI validation suite
 #   make classroom-load  30 real students on a real JupyterHub, a %%container cell each
 #   make classroom-systemd  the SystemdSpawner deployment, systemd booted in the cgroup v2 VM
 #   make lab      JupyterLab on notebooks/ with the "Python 3 (mrunc)" kernel (root or not)
-#   make export   each notebook run and written as HTML + slides into export/ (widgets drawn)
+#   make export   each notebook run and written as HTML + slides into export/ (widgets drawn, offline)
 #   make course   the students' release of notebooks/ (nbgrader: no solutions, no hidden tests)
-#   make course-check  nbgrader autogrades every notebook: instructor version full, blank zero
+#   make course-check  nbgrader autogrades every notebook: instructor and a correct submission full, blank zero
 #   make clean    remove rootfs builds and stamps (distclean: also .venv)
 
 SHELL      := /bin/bash
@@ -28,6 +28,7 @@ VENV     := .venv
 PY       := $(VENV)/bin/python
 MRUNC    := $(VENV)/bin/mrunc
 STAMP    := $(VENV)/.mrunc-installed
+LAUNCHED := $(VENV)/.mrunc-launcher
 ROOTFS   := rootfs/busybox/bin/busybox
 BUNDLE   := rootfs/bundle/config.json
 # Others may append (e.g. chromium for browser tests): make APT_PKGS+=...
@@ -35,8 +36,11 @@ BUNDLE   := rootfs/bundle/config.json
 # podman (pulls conmon, containers-common) and containerd (with its runc shim): the engine tests.
 # Rootful with --network none, they need none of their recommends (fuse-overlayfs, slirp4netns, uidmap).
 # gcc, libc6-dev: rootfs/build.sh compiles the course's small static tools (rootfs/tools/*.c).
+# nodejs (and npm, only when no npm is on PATH: NodeSource's nodejs carries its own and conflicts
+# with Debian's npm package): `make export-assets` fetches what exported pages load.
+# uidmap: setuid newuidmap/newgidmap, for rootless maps of /etc/subuid ranges (tests/integration/test_subids.py).
 # systemd: booted in the cgroup v2 VM for the SystemdSpawner test (make classroom-systemd).
-APT_PKGS ?= python3-venv busybox-static runc iproute2 libseccomp2 chromium podman containerd gcc libc6-dev systemd
+APT_PKGS ?= python3-venv busybox-static runc iproute2 libseccomp2 chromium podman containerd gcc libc6-dev nodejs uidmap systemd
 PYTEST_ARGS ?=
 
 export DEBIAN_FRONTEND := noninteractive
@@ -45,13 +49,13 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # One thing at a time: the VM step is CPU-bound, and the steps share .venv and rootfs/.
 .NOTPARALLEL:
 
-.PHONY: help setup apt pyc rootfs demo test test-host test-v2 fuzz bench load classroom-load classroom-systemd conformance conformance-tree lab export course course-check clean distclean
+.PHONY: help setup apt pyc rootfs demo test test-host test-v2 fuzz bench load classroom-load classroom-systemd conformance conformance-tree lab export export-assets course course-check clean distclean
 
 help:
 	@sed -n '3,17s/^# //p' Makefile
 
 # ---- setup ---------------------------------------------------------------------
-setup: apt $(STAMP) pyc
+setup: apt $(STAMP) pyc $(LAUNCHED)
 
 # Byte-compile mrunc: every command is a fresh interpreter, and without .pyc files (this
 # machine sets PYTHONDONTWRITEBYTECODE, so imports never write them) each one recompiles
@@ -86,6 +90,11 @@ $(STAMP): pyproject.toml | $(PY)
 	@$(MRUNC) --version >/dev/null    # its first run writes the fast launcher (mrunc/launcher.py)
 	@touch $@
 
+# A launcher written by an older mrunc/launcher.py is not ours to keep: write it again.
+$(LAUNCHED): mrunc/launcher.py $(STAMP)
+	@$(PY) -m mrunc.launcher $(MRUNC)
+	@touch $@
+
 # ---- rootfs --------------------------------------------------------------------
 rootfs: $(ROOTFS) $(BUNDLE)
 
@@ -117,7 +126,7 @@ demo: setup rootfs
 test: setup rootfs test-host test-v2
 
 # Must really run tests: pytest's exit 5 (none collected) fails here.
-test-host: setup rootfs
+test-host: setup rootfs export-assets
 	$(PY) -m pytest tests -m "not cgroup_v2" -q $(PYTEST_ARGS)
 
 # cgroup v2 tests (and the core tests marked both_layouts) in a QEMU guest booted with
@@ -150,6 +159,8 @@ BENCH_PKGS ?= crun time
 bench: setup rootfs
 	@$(MAKE) --no-print-directory apt APT_PKGS="$(BENCH_PKGS)"
 	$(PY) bench/bench.py $(BENCH_ARGS)
+	@echo
+	$(PY) bench/container_magic.py --n 10 --kernel --as-user
 
 # Issue 8 §4 at full size (make test runs 30/5): failures and per-verb timings; exit 1 on any failure.
 load: setup rootfs
@@ -205,10 +216,21 @@ lab: setup rootfs
 # As root, like the notebooks themselves (real containers).
 EXPORT_NOTEBOOKS ?= $(wildcard notebooks/*.ipynb)
 EXPORT_DIR       ?= export
-export: setup rootfs
+export: setup rootfs export-assets
 	@for nb in $(EXPORT_NOTEBOOKS); do \
 	  echo "mrunc export $$nb"; $(MRUNC) export "$$nb" --out $(EXPORT_DIR) --slides; \
 	done
+
+# What an exported page loads (reveal.js, require.js, jQuery, MathJax) is copied beside it, so the
+# export works offline: fetched once through npm, at the versions pinned in tools/export-assets
+# (package-lock.json), into EXPORT_ASSETS (`mrunc export` looks there, or in $$MRUNC_EXPORT_ASSETS).
+EXPORT_ASSETS ?= build/export-assets
+export-assets: $(EXPORT_ASSETS)/.installed
+$(EXPORT_ASSETS)/.installed: tools/export-assets/package.json tools/export-assets/package-lock.json
+	@command -v npm >/dev/null || $(MAKE) --no-print-directory apt APT_PKGS="nodejs npm"
+	@mkdir -p $(EXPORT_ASSETS) && cp tools/export-assets/package.json tools/export-assets/package-lock.json $(EXPORT_ASSETS)/
+	cd $(EXPORT_ASSETS) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	@touch $@
 
 # ---- course --------------------------------------------------------------------
 # The notebooks are the instructor versions. Each becomes an nbgrader assignment of its own, named
@@ -226,8 +248,9 @@ course: setup
 	@cp notebooks/README.md "$(COURSE_DIR)/release/README.md"
 	@echo "make course: the students' release is $(COURSE_DIR)/release/ (one directory per notebook)"
 
-# Every notebook autograded by nbgrader, as root: the instructor version gets full marks, the blank
-# release zero (make test does it for the first notebooks only; the rest by their stored outputs).
+# Every notebook autograded by nbgrader, as root (4–6 min): the instructor version and a correct
+# submission (the release with the instructor's answers in) get full marks, the blank release zero.
+# make test autogrades every blank release, and all three for start-here and inside-a-container.
 course-check: setup rootfs
 	MRUNC_AUTOGRADE_ALL=1 $(PY) -m pytest tests/notebooks/test_course.py -q $(PYTEST_ARGS)
 

@@ -10,6 +10,10 @@ slow moment of the machine hits all alike; the figures are medians. Per verb:
   state, kill  `R state ID` and `R kill ID KILL` of a started `sleep` container.
   exec       `R exec ID true` in a `sleep` container started once: what every `podman exec` and
              Kubernetes exec probe costs.
+  exec-seccomp  the same into a container with a seccomp profile shaped like the engines' default
+             (tests/seccomp_profile.py: ~350 names), as podman and containerd always pass one.
+             mrunc builds the filter on the first exec into a container and keeps it (the
+             untimed warm-up round pays that); runc builds it on every exec.
 
 For mrunc the wall time is split into the interpreter's start (`python -I -S -c pass`, median
 over the same rounds), the imports (from `-X importtime` of the same verb, run separately,
@@ -17,6 +21,10 @@ median) and the rest: the kernel work and mrunc's own code. Each verb's CPU time
 from wait4: the runtime and the children it waited for) is printed too: on a machine loaded by
 other work, wall times stretch with the load and CPU times hardly do. Then each verb's peak RSS
 (GNU time's %M), in separate rounds since GNU time adds a fork to the wall time.
+
+Then the short verbs against the floor: mrunc's wall and CPU time next to the interpreter's
+start alone (`-c pass`, and `-c "import os"`, which every runtime in Python needs), what mrunc
+adds above it, and the floor's ratio to runc — the best a verb of a CPython runtime can reach.
 
 Last, `--conc` (100) lifecycles of `true` run `--parallel` (10) at a time per runtime: wall time
 and failures.
@@ -46,8 +54,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PR_SET_CHILD_SUBREAPER = 36
-VERBS = ("--version", "run", "create", "start", "state", "kill", "delete", "exec", "lifecycle")
-LABELS = {"lifecycle": "create→start→wait→delete"}
+VERBS = ("--version", "run", "create", "start", "state", "kill", "delete", "exec", "exec-seccomp",
+         "lifecycle")
+LABELS = {"lifecycle": "create→start→wait→delete", "exec-seccomp": "exec (seccomp profile)"}
 
 
 class Failed(Exception):
@@ -150,7 +159,7 @@ def state_kill(rt, sleeper, cid, out):
     return out
 
 
-def one_round(rt, bundle, sleeper, tag, exec_in):
+def one_round(rt, bundle, sleeper, tag, exec_in, seccomp_in):
     out = {"--version": rt.call("--version")}
     cid = f"{tag}-{rt.name}"
     try:
@@ -160,6 +169,7 @@ def one_round(rt, bundle, sleeper, tag, exec_in):
     lifecycle(rt, bundle, cid + "-l", out)
     state_kill(rt, sleeper, cid + "-k", out)
     out["exec"] = rt.call("exec", exec_in, "true")
+    out["exec-seccomp"] = rt.call("exec", seccomp_in, "true")
     reap_strays()
     return out
 
@@ -190,7 +200,7 @@ def top_level_imports(errfile):
     return got
 
 
-def verb_pass(rt, bundle, sleeper, cid, prefix, errfile, after):
+def verb_pass(rt, bundle, sleeper, cid, prefix, errfile, after, seccomp_in):
     """Every verb once, each run as `*prefix runtime ...`; after(verb) once each has returned."""
     def one(verb, *args):
         rt.call(*args, prefix=prefix, errfile=errfile or os.path.join(rt.tmp, "pass.err"))
@@ -204,6 +214,7 @@ def verb_pass(rt, bundle, sleeper, cid, prefix, errfile, after):
         one("start", "start", cid)
         one("state", "state", cid)
         one("exec", "exec", cid, "true")
+        one("exec-seccomp", "exec", seccomp_in, "true")
         one("kill", "kill", cid, "KILL")
         wait_init(rt, pidfile)
         one("delete", "delete", cid)
@@ -227,7 +238,8 @@ def mrunc_imports(rt, python, bundle, sleeper, tag, n):
         got.setdefault(verb, []).append(ms)
 
     for i in range(n):
-        verb_pass(rt, bundle, sleeper, f"{tag}-imp{i}", prefix, err, after)
+        verb_pass(rt, bundle, sleeper, f"{tag}-imp{i}", prefix, err, after,
+                  f"{tag}-{rt.name}-seccomp")
     return {v: statistics.median(ms) for v, ms in got.items()}
 
 
@@ -244,13 +256,34 @@ def peak_rss(runtimes, bundle, sleeper, tag, n):
                 with open(out) as f:
                     got[rt.name].setdefault(verb, []).append(int(f.read().split()[-1]))
 
-            verb_pass(rt, bundle, sleeper, f"{tag}-rss{i}-{rt.name}", prefix, None, after)
+            verb_pass(rt, bundle, sleeper, f"{tag}-rss{i}-{rt.name}", prefix, None, after,
+                      f"{tag}-{rt.name}-seccomp")
     return got
 
 
-def interpreter(python, tmp):
+def interpreter(python, tmp, code="pass"):
     """(wall, CPU) seconds of `python -I -S -c pass`: the floor of any mrunc command."""
-    return spawn([python, "-I", "-S", "-c", "pass"], os.path.join(tmp, "py.err"))[1:]
+    return spawn([python, "-I", "-S", "-c", code], os.path.join(tmp, "py.err"))[1:]
+
+
+SHORT = ("--version", "start", "state", "kill", "delete")
+
+
+def floor_report(results, floors):
+    """The short verbs against the interpreter's start. `floors`: {label: [(wall, CPU)]}, the
+    first `python -I -S -c pass`. Its ÷runc is the best any verb of a CPython runtime can reach
+    here: when it is above the target, no Python-side work can meet the target."""
+    runc, mrunc = results["runc"], results["mrunc"]
+    for what, i in (("wall", 0), ("CPU", 1)):
+        print(f"\nthe floor, {what} (ms): mrunc's verb, the interpreter alone, what mrunc adds, "
+              f"runc's verb; the floor's and mrunc's ratio to runc")
+        print(f"{'verb':<12}{'mrunc':>8}" + "".join(f"{f:>12}" for f in floors) +
+              f"{'mrunc-floor':>12}{'runc':>8}{'floor÷runc':>11}{'÷runc':>7}")
+        for verb in SHORT:
+            m, r = med(mrunc[verb], i), med(runc[verb], i)
+            fl = [med(v, i) for v in floors.values()]
+            print(f"{verb:<12}{m:>8.1f}" + "".join(f"{f:>12.1f}" for f in fl) +
+                  f"{m - fl[0]:>12.1f}{r:>8.1f}{fl[0] / r:>11.2f}{m / r:>7.2f}")
 
 
 # ---- concurrency -------------------------------------------------------------------------------
@@ -394,10 +427,17 @@ def main():
         config = json.load(f)
     config["process"]["terminal"] = False
     bundles = {}
-    for what, argv in (("bundle", ["true"]), ("sleeper", ["sleep", "1000000"])):
+    sys.path.insert(0, os.path.join(REPO, "tests"))
+    from seccomp_profile import default_profile
+    for what, argv, seccomp in (("bundle", ["true"], None),
+                                ("sleeper", ["sleep", "1000000"], None),
+                                ("seccomp", ["sleep", "1000000"], default_profile())):
         bundles[what] = os.path.join(base, what)
         os.makedirs(bundles[what])
         config["process"]["args"] = argv
+        config["linux"].pop("seccomp", None)
+        if seccomp:
+            config["linux"]["seccomp"] = seccomp
         with open(os.path.join(bundles[what], "config.json"), "w") as f:
             json.dump(config, f, indent=2)
     bundle, sleeper = bundles["bundle"], bundles["sleeper"]
@@ -412,16 +452,18 @@ def main():
         print(f"bench: in a private mount namespace without {UNIFIED} (crun refuses this "
               f"hybrid layout): all runtimes see cgroup v1 only", flush=True)
     py = interpreter_of(args.mrunc) if "mrunc" in names else sys.executable
-    interp, imports, rss, conc = [], {}, {}, {}
+    interp, interp_os, imports, rss, conc = [], [], {}, {}, {}
     extra_n = max(3, args.n // 4)
     try:
         for rt in runtimes:  # the containers that exec goes into (untimed)
             rt.call("run", "--detach", "--bundle", sleeper, f"{tag}-{rt.name}-sleeper")
+            rt.call("run", "--detach", "--bundle", bundles["seccomp"], f"{tag}-{rt.name}-seccomp")
         for i in range(-args.warmup, args.n):
             interp.append(interpreter(py, tmp))
+            interp_os.append(interpreter(py, tmp, "import os"))
             for rt in runtimes:
                 t = one_round(rt, bundle, sleeper, f"{tag}-{i + args.warmup}",
-                              f"{tag}-{rt.name}-sleeper")
+                              f"{tag}-{rt.name}-sleeper", f"{tag}-{rt.name}-seccomp")
                 if i >= 0:
                     for k, v in t.items():
                         results[rt.name].setdefault(k, []).append(v)
@@ -449,6 +491,9 @@ def main():
         shutil.rmtree(base, ignore_errors=True)
 
     report(names, results, args.n, imports, interp[args.warmup:] or interp, rss)
+    if "mrunc" in names and "runc" in names:
+        floor_report(results, {"-c pass": interp[args.warmup:] or interp,
+                               "import os": interp_os[args.warmup:] or interp_os})
     if conc:
         print(f"\n{args.conc} lifecycles of `true`, {args.parallel} at a time")
         for nm, (wall, failures, first) in conc.items():

@@ -55,8 +55,8 @@ class _Cmd:
     the line, as argparse.REMAINDER).
     """
 
-    def __init__(self, name, help_=""):
-        self.name, self.help = name, help_
+    def __init__(self, name, help_="", more_help=None):
+        self.name, self.help, self.more_help = name, help_, more_help
         self.flags, self.positionals, self.defaults = {}, [], {}
 
     def add_argument(self, *names, action=None, default=None, type=None, choices=None, help="",
@@ -79,7 +79,8 @@ class _Cmd:
                        for p in self.positionals)
         if self.name == "mrunc":
             pos = "COMMAND [flags] [ARGS]"
-        lines = [f"usage: {prog} [flags] {pos}".rstrip(), "", self.help, ""]
+        more = self.more_help() if self.more_help else ""    # built only when asked for
+        lines = [f"usage: {prog} [flags] {pos}".rstrip(), "", self.help + more, ""]
         seen = set()
         for opt in self.flags.values():
             if id(opt) not in seen:
@@ -145,24 +146,41 @@ class _Cmd:
         return value
 
 
+class _Args:
+    """The parsed command line: one attribute per flag and positional (argparse's Namespace)."""
+
+
+class _Undeclared:
+    """Stands for a verb not being run: its flags are not declared (see _commands)."""
+
+    def add_argument(self, *names, **kw):
+        return self
+
+
+_UNDECLARED = _Undeclared()
+
+
 def parse_args(argv):
-    """Global flags, then the verb, then the verb's flags and arguments — as runc reads them."""
-    import types
+    """Global flags, then the verb, then the verb's flags and arguments — as runc reads them.
+    Only the verb being run has its flags declared: declaring all ~30 verbs' costs ~0.5 ms,
+    on every command."""
     from .errors import UsageError
-    glob, cmds = _parser()
-    ns = types.SimpleNamespace()
-    rest = glob.parse(argv, ns, stop_at_word=True)
+    ns = _Args()
+    rest = _global_parser().parse(argv, ns, stop_at_word=True)
     ns.verb = rest[0] if rest else None
     if ns.verb is not None:
+        cmds = _commands(only=ns.verb)
         if ns.verb not in cmds:
             raise UsageError(f"unknown command {ns.verb!r} (invalid choice; commands: {', '.join(cmds)})")
         cmds[ns.verb].parse(rest[1:], ns)
     return ns
 
 
-def _parser():
-    """The command line, declared: the global flags and one _Cmd per verb."""
-    p = _Cmd("mrunc", "An OCI container runtime in Python, compatible with runc.")
+def _global_parser():
+    """The flags before the verb; its --help lists the verbs."""
+    def commands():
+        return "\n\ncommands:\n" + "\n".join(f"  {n:<10} {c.help}" for n, c in _commands().items())
+    p = _Cmd("mrunc", "An OCI container runtime in Python, compatible with runc.", commands)
     p.add_argument("--root", default=None, help="state directory (default /run/mrunc; not root: $XDG_RUNTIME_DIR/mrunc, else ~/.local/state/mrunc)")
     p.add_argument("--log", default=None, help="log file (default: stderr only)")
     p.add_argument("--log-format", default="text", choices=["text", "json"])
@@ -170,11 +188,16 @@ def _parser():
     p.add_argument("--systemd-cgroup", action="store_true", help="use systemd to manage cgroups")
     p.add_argument("--rootless", default="auto", choices=["true", "false", "auto"])
     p.add_argument("-v", "--version", action="store_true")
+    return p
+
+
+def _commands(only=None):
+    """{verb: _Cmd}, declared; with `only`, the other verbs get their name and help alone."""
     cmds = {}
 
     def cmd(name, help_):
         cmds[name] = _Cmd(name, help_)
-        return cmds[name]
+        return cmds[name] if only in (None, name) else _UNDECLARED
 
     def create_flags(s):
         s.add_argument("id")
@@ -220,8 +243,7 @@ def _parser():
     s.add_argument("--json", action="store_true", help="the report as JSON, for scripts")
     _network_verb(cmd)
     _export_verb(cmd)
-    p.help += "\n\ncommands:\n" + "\n".join(f"  {n:<10} {c.help}" for n, c in cmds.items())
-    return p, cmds
+    return cmds
 
 
 # ---------------------------------------------------------------- verbs
@@ -399,8 +421,8 @@ def _export_verb(cmd):
     s.add_argument("--slides", action="store_true", help="also write reveal.js slides")
     s.add_argument("--ipynb", action="store_true", help="also write the executed notebook, widgets "
                    "drawn (for GitHub, Jupyter Book / MyST without execution)")
-    s.add_argument("--reveal-prefix", help="where the slides load reveal.js from (default: its CDN; "
-                   "a local copy for a talk without network)")
+    s.add_argument("--reveal-prefix", help="where the slides load reveal.js 4 from (default: the copy "
+                   "written beside them in mrunc-assets/, which works offline)")
     s.add_argument("--timeout", type=int, default=600, help="seconds a cell may run (default 600)")
     s.add_argument("--kernel", help="the kernel to run it in (default: the notebook's own, e.g. "
                    "python3; \"mrunc\" after `mrunc kernel install`)")

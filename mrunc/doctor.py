@@ -15,7 +15,6 @@ import os
 import platform
 import re
 import shutil
-import stat
 from dataclasses import asdict, dataclass
 
 
@@ -74,37 +73,29 @@ def _try_userns():
     return None if p.returncode == 0 else (p.stderr.strip().splitlines() or [f"status {p.returncode}"])[-1]
 
 
-def _subid_ranges(path, user, uid):
-    out = []
-    for line in (_read(path) or "").splitlines():
-        parts = line.strip().split(":")
-        if len(parts) == 3 and parts[0] in (user, str(uid)) and parts[2].isdigit():
-            out.append((int(parts[1]), int(parts[2])))
-    return out
-
-
 def check_subids():
     """Optional: ranges let a container have more than one uid (newuidmap); without them a
-    single-id map (you are root inside, nobody else exists) is used."""
+    single-id map (you are root inside, nobody else exists) is used. Names the maps the notebook
+    sandbox will give containers (mrunc.security.subids.sandbox_maps)."""
     if os.geteuid() == 0:
         return Check("subordinate ids", "ok", "running as root: any map can be written")
-    import pwd
-    uid = os.geteuid()
-    user = pwd.getpwuid(uid).pw_name
-    ranges = {p: _subid_ranges(p, user, uid) for p in ("/etc/subuid", "/etc/subgid")}
-    tools = {t: shutil.which(t) or (f"/usr/bin/{t}" if os.path.exists(f"/usr/bin/{t}") else None)
-             for t in ("newuidmap", "newgidmap")}
-    missing = [p for p, r in ranges.items() if not r] + [t for t, w in tools.items() if not w]
-    if missing:
-        return Check("subordinate ids", "info", f"single-id maps (root inside is you, no other uid "
-                     f"exists): missing {', '.join(missing)}",
-                     f"usermod --add-subuids/--add-subgids for {user} (non-overlapping ranges per "
-                     "student); apt-get install uidmap")
-    setuid = all(os.stat(w).st_mode & stat.S_ISUID for w in tools.values())
-    return Check("subordinate ids", "ok" if setuid else "warn",
-                 f"{ranges['/etc/subuid'][0][1]} ids from {ranges['/etc/subuid'][0][0]}; newuidmap "
-                 + ("installed" if setuid else "is not setuid"),
-                 "" if setuid else "reinstall uidmap (newuidmap must be setuid root)")
+    from .security import subids
+    maps, why = subids.sandbox_maps()
+    if maps is None:
+        if not all(subids.ranges(k) for k in ("uid", "gid")):
+            return Check("subordinate ids", "info", f"single-id maps (root inside is you, no other "
+                         f"uid exists): {why}", f"usermod --add-subuids/--add-subgids for "
+                         f"{subids.user_name()} (non-overlapping ranges per student); apt-get "
+                         "install uidmap")
+        return Check("subordinate ids", "warn", f"you have ranges, but single-id maps are used: {why}",
+                     "apt-get install uidmap (newuidmap/newgidmap setuid root), and no "
+                     "NoNewPrivileges= on the notebook server")
+    def span(first, size):
+        return f"{first}" if size == 1 else f"{first}-{first + size - 1}"
+    shown = "; ".join(f"{k}s " + ", ".join(f"{span(m['containerID'], m['size'])} → {span(m['hostID'], m['size'])}"
+                                          for m in maps[k]) for k in ("uid", "gid"))
+    return Check("subordinate ids", "ok", f"containers get {shown} (newuidmap/newgidmap, from "
+                 "/etc/subuid and /etc/subgid)")
 
 
 # ---- cgroups -------------------------------------------------------------------------------------

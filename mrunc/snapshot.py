@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
 import os
 import socket
 import struct
@@ -413,27 +414,67 @@ def _security(status, uid_map, gid_map):
 
 
 def _process_tree(pid, proc):
-    """The process and every descendant, from the parent pid in each /proc/<n>/stat."""
+    """The process and every descendant. Who is whose child comes from the kernel's own lists,
+    /proc/<n>/task/<t>/children (one per thread: the children that thread made); where those
+    cannot be read (a kernel without CONFIG_PROC_CHILDREN, a /proc made for a test), from the
+    parent pid in every process's stat — reading the whole host's /proc, ~30x more files."""
+    try:
+        mine = _proc_entry(pid, proc)
+    except (OSError, IndexError, ValueError):
+        raise ProcessLookupError(f"process {pid} has exited") from None
+    try:
+        _child_pids(pid, proc)
+        children = _children_listed(proc)
+    except OSError:
+        children = _children_by_parent(proc)
+
+    def build(entry, depth=0):
+        p, comm, state, ppid, start = entry
+        cmd = _read_or(f"{proc}/{p}/cmdline", "")
+        kids = tuple(build(k, depth + 1) for k in sorted(children(p))) if depth < 20 else ()
+        return Proc(pid=p, ppid=ppid, comm=comm, state=state, start_time=start,
+                    cmdline=tuple(cmd.split("\0")[:-1]) if cmd else (), children=kids)
+    return build(mine)
+
+
+def _proc_entry(pid, proc):
+    """(pid, comm, state, ppid, start time) from /proc/<pid>/stat."""
+    return (pid, *_stat(_read(f"{proc}/{pid}/stat")))
+
+
+def _child_pids(pid, proc):
+    """The pids of `pid`'s children: every thread's `children` list (OSError if unreadable)."""
+    task = f"{proc}/{pid}/task"
+    return {int(c) for t in os.listdir(task) for c in _read(f"{task}/{t}/children").split()}
+
+
+def _children_listed(proc):
+    def children(p):
+        try:
+            pids = _child_pids(p, proc)
+        except OSError:
+            return []                       # exited while we looked
+        out = []
+        for c in pids:
+            try:
+                out.append(_proc_entry(c, proc))
+            except (OSError, IndexError, ValueError):
+                continue
+        return out
+    return children
+
+
+def _children_by_parent(proc):
     kids = {}
     for name in os.listdir(proc):
         if not name.isdigit():
             continue
         try:
-            comm, state, ppid, start = _stat(_read(f"{proc}/{name}/stat"))
+            entry = _proc_entry(int(name), proc)
         except (OSError, IndexError, ValueError):
             continue                        # exited while we looked
-        kids.setdefault(ppid, []).append((int(name), comm, state, ppid, start))
-    mine = next((k for ks in kids.values() for k in ks if k[0] == pid), None)
-    if mine is None:
-        raise ProcessLookupError(f"process {pid} has exited")
-
-    def build(entry, depth=0):
-        p, comm, state, ppid, start = entry
-        cmd = _read_or(f"{proc}/{p}/cmdline", "")
-        children = tuple(build(k, depth + 1) for k in sorted(kids.get(p, ()))) if depth < 20 else ()
-        return Proc(pid=p, ppid=ppid, comm=comm, state=state, start_time=start,
-                    cmdline=tuple(cmd.split("\0")[:-1]) if cmd else (), children=children)
-    return build(mine)
+        kids.setdefault(entry[3], []).append(entry)
+    return lambda p: kids.get(p, ())
 
 
 def read_cgroup(pid, proc="/proc", host="self", fsroot="/", manager=None) -> Cgroup:
@@ -827,10 +868,15 @@ class Diff(_Data):
         return next((c.added for c in self.caps if c.set == which), ())
 
     def __bool__(self):
-        return bool(self.summary())
+        return bool(self._lines)
 
     def summary(self) -> list[str]:
-        return _summary(self)
+        return list(self._lines)
+
+    @functools.cached_property
+    def _lines(self) -> tuple[str, ...]:
+        # A Diff is frozen: its summary is made once. The pages ask `if diff` per mount drawn.
+        return tuple(_summary(self))
 
 
 def _changes(pairs):

@@ -167,6 +167,7 @@ class Manager:
 
     def remove(self, timeout=2.0):
         """Kill what is left (SIGKILL), then rmdir the cgroup, its children, and what we created."""
+        gone = set()
         if self.exists():
             if self.pids():
                 self.kill_all(SIGKILL)
@@ -176,8 +177,10 @@ class Manager:
             for d in self.dirs():
                 for sub in fs.subdirs_leaf_first(d):
                     fs.rmdir(sub)
-        # Parents we made ourselves go too, if nobody else started using them.
-        for d in reversed(self.created):
+                    gone.add(sub)
+        # Parents we made ourselves go too, if nobody else started using them (the container's
+        # own directories, in `created` too, went just above: not asked for twice).
+        for d in reversed([d for d in self.created if d not in gone]):
             try:
                 fs.rmdir(d)
             except CgroupError:

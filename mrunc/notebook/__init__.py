@@ -60,8 +60,23 @@ def watch(container):
     return FileWatch(sandbox().watch(container))
 
 
+def register(ipython):
+    """Show a Watch (what lab.watch returns) as its live table (watchview.FileWatch) in this
+    IPython. By the type's name: neither mrunc.watch nor ipywidgets is imported until one is shown
+    (ipywidgets alone is most of what `%load_ext mrunc` would cost)."""
+    if ipython is None:
+        return
+    fmt = ipython.display_formatter.ipython_display_formatter
+    fmt.for_type_by_name("mrunc.watch", "Watch", _show_watch)
+
+
+def _show_watch(wt):
+    from IPython.display import display
+    from .watchview import FileWatch
+    display(FileWatch(wt))
+
+
 def load_ipython_extension(ipython):
-    from .watchview import register
     register(ipython)                   # lab.watch(c) shows as its live table
     from .magics import ContainerMagics, NetworkMagics
     magics = ContainerMagics(ipython)

@@ -24,7 +24,11 @@ An export goes further and asks the widgets themselves at the end of the run, in
      replaced by its drawing (and the saved widget state goes when no widget view is left);
   3. nbconvert writes `NAME.html` and, with slides, `NAME.slides.html` (reveal.js); with ipynb,
      the executed notebook itself is kept too (`NAME.ipynb`, for GitHub or a Jupyter Book /
-     MyST site built without executing).
+     MyST site built without executing);
+  4. what those pages load — require.js, MathJax, and for the slides reveal.js and jQuery — is
+     copied beside them (mrunc-assets/), and the pages point there, not at a CDN: the export
+     dir works offline, and anywhere it is copied. The copies come from npm packages that
+     `make export-assets` fetched at pinned versions (tools/export-assets).
 
 The interface a widget needs to take part (course widgets, e.g. the file-access monitor): derive
 from StaticView (before the ipywidgets class) and define `static_html() -> str`; call
@@ -35,6 +39,7 @@ nbclient and nbconvert come in inside export(), i.e. only for `mrunc export`.
 """
 from __future__ import annotations
 
+import os
 import tempfile
 import weakref
 from pathlib import Path
@@ -101,6 +106,65 @@ class ExportError(Exception):
     """One line for the command: what failed, where."""
 
 
+# ---- offline: what the pages load, copied beside them ------------------------------------------
+
+ASSETS = "mrunc-assets"             # the folder beside the exported files
+# npm package -> the files and folders of it the pages load. MathJax: only the TeX input and
+# the CommonHTML output that nbconvert's configuration (TeX-AMS_CHTML-full) uses, 4 of its 71 MB.
+ASSET_FILES = {
+    "requirejs": ["require.js", "package.json"],      # its licence is in package.json
+    "jquery": ["dist/jquery.min.js", "LICENSE.txt"],
+    "reveal.js": ["dist/reveal.js", "dist/reveal.css", "dist/theme/white.css",
+                  "dist/theme/fonts/source-sans-pro", "plugin/notes", "LICENSE"],
+    "mathjax": ["MathJax.js", "config/TeX-AMS_CHTML-full.js", "config/Safe.js", "extensions",
+                "jax/input/TeX", "jax/output/CommonHTML", "jax/element", "fonts/HTML-CSS/TeX/woff",
+                "localization/en", "LICENSE"],
+}
+# nbconvert's URLs for them (HTMLExporter traits), relative to the exported page
+URLS = {
+    "require_js_url": f"{ASSETS}/requirejs/require.js",
+    "jquery_url": f"{ASSETS}/jquery/dist/jquery.min.js",
+    "mathjax_url": f"{ASSETS}/mathjax/MathJax.js?config=TeX-AMS_CHTML-full,Safe",
+}
+REVEAL = f"{ASSETS}/reveal.js"
+REVEAL_THEME = "white"              # nbconvert's "simple" imports its fonts from Google; white's are local
+
+
+def assets_source() -> Path:
+    """The node_modules `make export-assets` filled (build/export-assets in the repo), or
+    $MRUNC_EXPORT_ASSETS for an mrunc installed elsewhere."""
+    env = os.environ.get("MRUNC_EXPORT_ASSETS")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "build" / "export-assets" / "node_modules"
+
+
+def check_assets(src: Path) -> None:
+    """Before running anything: every file the pages will load is there to copy."""
+    for package, files in ASSET_FILES.items():
+        for f in files:
+            if not (src / package / f).exists():
+                raise ExportError(f"{src / package / f} is missing (what the exported pages load, "
+                                  "to work offline): run `make export-assets`, or point "
+                                  "MRUNC_EXPORT_ASSETS at a node_modules holding "
+                                  f"{', '.join(ASSET_FILES)}")
+
+
+def copy_assets(src: Path, out: Path) -> Path:
+    """Copy what the pages load into out/mrunc-assets (refreshed at each export)."""
+    import shutil
+    dest = out / ASSETS
+    for package, files in ASSET_FILES.items():
+        for f in files:
+            target = dest / package / f
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if (src / package / f).is_dir():
+                shutil.copytree(src / package / f, target, dirs_exist_ok=True)
+            else:
+                shutil.copyfile(src / package / f, target)
+    return dest
+
+
 def export(notebook, out_dir=None, *, html=True, slides=True, ipynb=False, timeout=600,
            kernel_name=None, reveal_prefix=None) -> list[Path]:
     """Run `notebook` in a fresh kernel (its own directory as cwd) and write NAME.html,
@@ -123,11 +187,16 @@ def export(notebook, out_dir=None, *, html=True, slides=True, ipynb=False, timeo
     kw = {"kernel_name": kernel_name} if kernel_name else {}
     client = NotebookClient(nb, timeout=timeout, resources={"metadata": {"path": str(src.parent)}},
                             **kw)
+    kernel_from = "--kernel" if kernel_name else "the notebook's metadata.kernelspec.name"
+    # What the user typed is judged first (the notebook, then its kernel), then what the
+    # installation lacks: all before the run, not after it.
+    _check_kernel(client, notebook, kernel_from)
+    assets = assets_source()
+    check_assets(assets)
     # The kernel's own log (its warnings about TCP, a crash) goes to a file, read if it died.
     with tempfile.TemporaryFile("w+") as kernel_log:
         try:
-            _run(client, nb, notebook, timeout, kernel_log,
-                 "--kernel" if kernel_name else "the notebook's metadata.kernelspec.name")
+            _run(client, nb, notebook, timeout, kernel_log)
         except DeadKernelError:
             kernel_log.seek(0)
             last = kernel_log.read().strip().splitlines()[-1:] or ["(no message)"]
@@ -135,6 +204,8 @@ def export(notebook, out_dir=None, *, html=True, slides=True, ipynb=False, timeo
     drawings = _collected(nb.cells.pop())
     replace_views(nb, drawings)
     out.mkdir(parents=True, exist_ok=True)
+    if html or slides:
+        copy_assets(assets, out)
     written = []
     if html:
         written.append(_write(out / f"{src.stem}.html", _html(nb)))
@@ -145,8 +216,17 @@ def export(notebook, out_dir=None, *, html=True, slides=True, ipynb=False, timeo
     return written
 
 
-def _run(client, nb, notebook, timeout, kernel_log, kernel_from):
+def _check_kernel(client, notebook, kernel_from):
+    """The kernel named exists: its spec is looked up (nothing is started; the run reuses the
+    manager made here)."""
     from jupyter_client.kernelspec import NoSuchKernel
+    try:
+        client.create_kernel_manager().kernel_spec
+    except NoSuchKernel as e:
+        raise ExportError(f"{notebook}: no kernel named {e.name!r} ({kernel_from})") from None
+
+
+def _run(client, nb, notebook, timeout, kernel_log):
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
     try:
         client.execute(stderr=kernel_log)
@@ -154,8 +234,6 @@ def _run(client, nb, notebook, timeout, kernel_log, kernel_from):
         raise ExportError(f"{notebook}: {_first_error(nb, e)}") from None
     except CellTimeoutError:
         raise ExportError(f"{notebook}: a cell ran longer than {timeout} s (--timeout)") from None
-    except NoSuchKernel as e:
-        raise ExportError(f"{notebook}: no kernel named {e.name!r} ({kernel_from})") from None
 
 
 def _first_error(nb, exc) -> str:
@@ -210,17 +288,42 @@ def slide_breaks(nb):
 
 def _html(nb) -> str:
     from nbconvert import HTMLExporter
-    body, _ = HTMLExporter().from_notebook_node(nb)
+    body, _ = HTMLExporter(**URLS).from_notebook_node(nb)
     return body
+
+
+# nbconvert's slides, with two changes:
+# - they import mermaid (an ES module: from file:// Chromium refuses it anyway) on every page;
+#   load it only when a diagram is there, as its HTML pages do. None of ours has one.
+# - a slide taller than the screen scrolls only once reveal.js moved to it (slidechanged):
+#   the first slide was cut off. Tell the page reveal moved to the first one too.
+_SLIDES_TEMPLATE = """{%- extends 'index.html.j2' -%}
+{% from 'mermaidjs.html.j2' import mermaid_js %}
+{%- block html_head_js_mermaidjs -%}
+{{ mermaid_js(resources.mermaid_js_url, resources.mermaid_layout_elk_js_url) }}
+{%- endblock html_head_js_mermaidjs -%}
+{%- block footer_js -%}
+{{ super() }}
+<script>
+require(["{{ resources.reveal.url_prefix }}/dist/reveal.js"], function (Reveal) {
+  function atFirst() { Reveal.dispatchEvent({type: "slidechanged"}); }
+  if (Reveal.isReady()) { atFirst(); } else { Reveal.on("ready", atFirst); }
+});
+</script>
+{%- endblock footer_js -%}
+"""
 
 
 def _slides(nb, reveal_prefix) -> str:
     import copy
 
+    import jinja2
     from nbconvert import SlidesExporter
-    exporter = SlidesExporter(reveal_scroll=True)       # a filmstrip is taller than a slide
-    if reveal_prefix:
-        exporter.reveal_url_prefix = reveal_prefix
+    exporter = SlidesExporter(
+        reveal_scroll=True,                 # a filmstrip is taller than a slide
+        reveal_url_prefix=reveal_prefix or REVEAL, reveal_theme=REVEAL_THEME, **URLS,
+        extra_loaders=[jinja2.DictLoader({"mrunc-slides.html.j2": _SLIDES_TEMPLATE})],
+        template_file="mrunc-slides.html.j2")
     body, _ = exporter.from_notebook_node(slide_breaks(copy.deepcopy(nb)))
     return body
 

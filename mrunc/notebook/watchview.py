@@ -14,7 +14,7 @@ import time
 import ipywidgets as w
 
 from mrunc.notebook.render import CSS
-from mrunc.watch import OPERATIONS, Watch, check_filter, matching
+from mrunc.watch import OPERATIONS, check_filter, matching
 
 try:    # the exporter's mixin (branch course-export): our drawing travels beside the live view
     from mrunc.notebook.export import StaticView
@@ -22,7 +22,7 @@ except ImportError:
     class StaticView:
         """Until the exporter is here: static_html() is only a method."""
 
-__all__ = ["FileWatch", "table", "register"]
+__all__ = ["FileWatch", "table"]
 
 ROWS = 200                          # the newest rows drawn (the data keeps every event)
 _REDRAW = 0.2                       # seconds between two redraws of a live table
@@ -122,12 +122,3 @@ class FileWatch(StaticView, w.VBox):
             (["the kernel's queue overflowed: some accesses are missing"] if wt.lost else [])) or None
         return table(wt.events, name=wt.name, counts=wt.counts(), operation=op, path=path,
                      status=status, note=note)
-
-
-def register(ipython):
-    """Show a Watch (what lab.watch returns) as its live table in this IPython."""
-    if ipython is None:
-        return
-    from IPython.display import display
-    fmt = ipython.display_formatter.ipython_display_formatter
-    fmt.for_type(Watch, lambda wt: display(FileWatch(wt)))

@@ -160,7 +160,7 @@ def run(c, process, *, detach=False, pid_file=None, console_socket=None, preserv
             on_console = lambda fd: pass_console(fd, console_socket, None)  # noqa: E731
         else:
             on_console = lambda fd: box.__setitem__("pty", fd)  # noqa: E731
-    job = _Job(c, process, preserve_fds, _seccomp_filter(c.config))
+    job = _Job(c, process, preserve_fds, _seccomp_filter(c))
     mine, theirs = protocol.pair()
     if preserve_fds and theirs.fileno() < 3 + preserve_fds:
         theirs = _above(theirs, 3 + preserve_fds)  # never inside the range handed to the program
@@ -239,14 +239,17 @@ class _Job:
         self.own_mntns = own_mount_namespace(c.config)  # else: no devpts of the container's
 
 
-def _seccomp_filter(config):
-    """The container's linux.seccomp, built now — errors still reported cleanly, and libseccomp
-    mapped from the host's /usr/lib while we can reach it — and loaded by the process."""
-    cfg = (config.get("linux") or {}).get("seccomp")
+def _seccomp_filter(c):
+    """The container's linux.seccomp, ready to load: built now (errors still reported cleanly,
+    libseccomp mapped from the host's /usr/lib while we can reach it) or by an earlier exec — it
+    is the container's, fixed at create (security.seccomp.exec_program) — and loaded by the
+    process."""
+    cfg = (c.config.get("linux") or {}).get("seccomp")
     if not cfg:
         return None
-    from ..security.seccomp import Seccomp
-    return Seccomp(cfg)
+    from ..security.seccomp import exec_program
+    from ..state import write_atomic
+    return exec_program(cfg, c.dir, write_atomic)
 
 
 def _above(sock, low):

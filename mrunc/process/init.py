@@ -251,10 +251,23 @@ class _Phases:
         msg = {"t": "phase", "phase": self.name, "ms": round(ms, 3), "calls": calls}
         if self.view:
             msg["view"] = self.view()
+        wait = self._waits()
+        if not wait:
+            msg["wait"] = False
         protocol.send(self.sock, msg)
+        if not wait:
+            return
         msg = protocol.recv(self.sock, "continue")
         if msg["t"] != "continue":
             os._exit(1)
+
+    def _waits(self):
+        """Wait for "continue" after this phase? When someone reads the record (--trace, a
+        stepper), yes: it may pause us there. Otherwise (an engine's create) only after clone:
+        that "continue" comes once the runtime has reaped the clone child, which init needs
+        before it arms its parent-death signal (init_main). Each wait is a hand-over between
+        two processes, and on a loaded machine every hand-over waits for a time slice."""
+        return self.recording or self.name == "clone"
 
     def begin(self, name):
         self.name, self.t0 = name, time.perf_counter()

@@ -12,11 +12,14 @@ file descriptor can ride along with SCM_RIGHTS.
     clone    {"t": "pid", "pid": N}               init forked (N as the parent sees it); clone exits
     init     {"t": "phase", "phase": P,           phase P finished in ms, making these kernel calls
               "ms": F, "calls": [...]               (mrunc.record). Parent merges its own calls of
-              [, "view": {...}]}                    the phase in, reports the record (trace /
-    parent   {"t": "continue"}                      stepper), then answers when the next may run.
-                                                    "view", only when stepping: init's own view of
+              [, "view": {...}]                     the phase in, reports the record (trace /
+              [, "wait": false]}                    stepper), then answers when the next may run.
+    parent   {"t": "continue"}                      "view", only when stepping: init's own view of
                                                     itself, for a caller who cannot read a
-                                                    non-dumpable init from outside (selfview.py)
+                                                    non-dumpable init from outside (selfview.py).
+                                                    "wait": false — nobody reads the record, so
+                                                    nobody pauses there: init goes straight on and
+                                                    the parent sends no "continue" (init._Phases)
     init     {"t": "mount-source", "path": P,     (user namespace, runtime root on the host; mount
               "recursive": B} [+ fd]                phase) open bind source P for me; the first request
                                                     carries an fd of init's mount namespace

@@ -29,8 +29,10 @@ mrunc.userdirs; both directories are checked, owner and mode, before every use) 
 directory per container (`<root>.bundles/<name>`) with the generated config.json, the output log
 and, unless the container is read-only, an overlay: the shared busybox rootfs as the lower layer,
 the container's writes in an upper directory of its own — so containers never change the image,
-as with docker. `close()` (also at exit, and for a `with` block) deletes every container the
-sandbox made and those directories; a sandbox that finds the leftovers of a dead one cleans them.
+as with docker. `close()` (also at exit, at a Jupyter kernel's shutdown, and for a `with` block)
+deletes every container the sandbox made and those directories, then calls what `at_close(fn)`
+was given (a notebook's own host directory); a sandbox that finds the leftovers of a dead one
+cleans them.
 
 **Where each idea lives.**
 

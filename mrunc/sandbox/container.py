@@ -135,7 +135,9 @@ class Container:
         that ended leaving no state.json never made the container: its error is raised."""
         state = os.path.join(self.sandbox.root, self.name, "state.json")
         deadline = time.monotonic() + timeout
-        while self.status not in ("running", "paused"):
+        # "running" is written by `start` once init leaves exec.fifo, a moment before its execve:
+        # wait for the execve too, so that a check looking right away sees the program, not init
+        while self.status not in ("running", "paused") or not self._program_runs():
             if self.shim.poll() is not None:
                 if os.path.exists(state):
                     return                  # it ran, and is done already
@@ -146,6 +148,18 @@ class Container:
                 self.delete(force=True)
                 raise SandboxError(f"{self.name}: not running after {timeout:.0f} s")
             time.sleep(0.005)
+
+    def _program_runs(self) -> bool:
+        """Has init exec'd the program? Its name in /proc/<pid>/stat (readable by anyone, also
+        while init is not dumpable) stops being init's at the execve; a gone pid counts as done."""
+        from ..state import INIT_COMM
+        pid = self.pid
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                head = f.read(64)
+        except (OSError, TypeError):
+            return True
+        return f"({INIT_COMM})".encode() not in head
 
     def _create(self):
         if self.network:

@@ -49,6 +49,22 @@ ROOTLESS_NOTE = ("running rootless (uid {uid}, a user namespace maps it to root 
                  "CAP_SYS_ADMIN).")
 
 
+def rootless_note(id_maps=None, single_why=None):
+    """ROOTLESS_NOTE, saying which map the containers get: the single-id one (and why, when
+    ranges were looked for), or uid 0 and the student's subordinate ranges (`id_maps`)."""
+    note = ROOTLESS_NOTE.format(uid=os.geteuid())
+    if id_maps:
+        top = sum(m["size"] for m in id_maps["uid"]) - 1
+        ranges = ", ".join(f"{m['hostID']}-{m['hostID'] + m['size'] - 1}" for m in id_maps["uid"][1:])
+        return note.replace("only uid 0 exists inside", f"uids 0-{top} exist inside (0 is you, "
+                            f"1-{top} your subordinate ids {ranges} from /etc/subuid, written by "
+                            "newuidmap/newgidmap: files chowned to them show those owners outside)")
+    if single_why:
+        return note.replace("only uid 0 exists inside", f"only uid 0 exists inside (a single-id "
+                            f"map: {single_why})")
+    return note
+
+
 def busybox_rootfs():
     """The bundled busybox rootfs (`make rootfs`), or $MRUNC_ROOTFS."""
     return os.environ.get("MRUNC_ROOTFS") or os.path.join(REPO, "rootfs", "busybox")

@@ -11,10 +11,11 @@ import weakref
 
 from .. import userdirs
 from ..errors import MruncError
+from ..security import subids
 from .container import Container, remove_bundle_dir
 from .errors import SandboxError, cli_error, guard, net_call
-from .host import ROOTLESS_NOTE, busybox_rootfs, check_available, delegated_subtree_problem, \
-    mark_warned, mrunc_command
+from .host import busybox_rootfs, check_available, delegated_subtree_problem, mark_warned, \
+    mrunc_command, rootless_note
 from .options import build_config, parse_size, rootless_ready
 from .run import FOREVER, Run, RunResult
 from .stepping import StepSession
@@ -66,6 +67,7 @@ class Sandbox:
         self.sessions = weakref.WeakSet()
         self.watches = weakref.WeakSet()     # file-access monitors (mrunc.watch), closed with us
         self._cleaners = []             # threads unmounting and removing bundle dirs
+        self._at_close = []             # (fn, args) of at_close(), called last by close()
         self.closed = False
         self.closing = False            # set first by close(): live views stop instead of erring
         self._no_cgroup = None
@@ -75,7 +77,10 @@ class Sandbox:
         self.tag = secrets.token_hex(4)
         # What does not work here, and why, in words (mrunc.notebook says them once): rootless, what
         # a user namespace cannot do; then `mrunc doctor`'s problems (no limits, and the fix).
-        self.notes = [ROOTLESS_NOTE.format(uid=os.geteuid())] if self.rootless else []
+        # Rootless, the id maps: 0 → you, 1.. → your /etc/subuid ranges when you have them
+        # (as podman does), else the single-id map (mrunc.security.subids).
+        self.id_maps, single_why = (subids.sandbox_maps() if self.rootless else (None, None))
+        self.notes = [rootless_note(self.id_maps, single_why)] if self.rootless else []
         if check:
             self.no_cgroup              # rootless: the delegated subtree is made ready first
             from .. import doctor
@@ -258,6 +263,13 @@ class Sandbox:
         return net_call(self.networks.show, name)
 
     # -- cleanup --
+    def at_close(self, fn, *args):
+        """Call fn(*args) when this sandbox closes, after its containers are gone, the last given
+        first: a notebook's own files (a host directory its containers mount) and helper processes
+        go with them, at close() or at the kernel's end. So no last cell need close the lab, which
+        would leave a stepper nobody walked yet unwalkable after Run All."""
+        self._at_close.append((fn, args))
+
     def close(self):
         """Delete every container this sandbox made, and their directories."""
         self.closing = True
@@ -273,6 +285,12 @@ class Sandbox:
         self._cleaners.clear()
         if self._networks is not None:
             self._networks.close()
+        while self._at_close:
+            fn, args = self._at_close.pop()
+            try:
+                fn(*args)
+            except Exception:  # noqa: BLE001 — like the containers: clean up the rest anyway
+                pass
         for path in (self.work, self.root):
             try:
                 os.rmdir(path)
@@ -390,12 +408,17 @@ class Sandbox:
         skipped = [f"{k}={opts[k]}" for k in LIMITS if opts.get(k) is not None] if self.no_cgroup else []
         memory = opts.get("memory") if skipped else None
         opts = {k: v for k, v in opts.items() if not (skipped and k in LIMITS)}
-        user = opts.get("user")
-        if user is not None and str(user).partition(":")[0] not in ("0", "root"):
+        uid = None if opts.get("user") is None else str(opts["user"]).partition(":")[0]
+        if uid is not None and not self.id_maps and uid not in ("0", "root"):
             raise SandboxError(f"user: rootless, only root (uid 0) exists in the container: the "
                                f"user namespace maps just your uid {os.geteuid()}")
+        top = self.id_maps and sum(m["size"] for m in self.id_maps["uid"]) - 1
+        if top and uid is not None and uid.isdigit() and int(uid) > top:
+            raise SandboxError(f"user: uid {uid} does not exist in the container: its user namespace "
+                               f"maps uids 0-{top} (you, then your ranges in /etc/subuid)")
         # a bundle written for root (no user namespace) is made runnable as you, as our default is
-        base = rootless_ready(base if base is not None else spec.default_config(rootless=True))
+        base = rootless_ready(base if base is not None else spec.default_config(rootless=True),
+                              self.id_maps)
         if memory is not None:
             # Unbounded, a memory hog would take the whole server (and its OOM killer would pick
             # anyone's process): each process gets an address-space cap instead (RLIMIT_AS).

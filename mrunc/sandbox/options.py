@@ -162,14 +162,22 @@ def _edit_caps(proc, add, drop):
 ROOTLESS_TMPFS = ("/tmp", "/run")
 
 
-def rootless_ready(config) -> dict:
+def _single_id_maps(linux):
+    """Are these the maps of `mrunc spec --rootless` — our uid and gid only, in a new user namespace?"""
+    from ..security import subids
+    new_userns = any(n.get("type") == "user" and not n.get("path") for n in linux.get("namespaces") or [])
+    return new_userns and all(subids.is_own_only(k, linux.get(f"{k}Mappings") or []) for k in ("uid", "gid"))
+
+
+def rootless_ready(config, id_maps=None) -> dict:
     """A copy of a bundle's config that a user without privileges can run, made the way
     `mrunc spec --rootless` makes the default one: a user namespace mapping only your uid and gid
     to root (a hand-written config has none, and without it unshare(CLONE_NEWPID…) is refused),
     the default mounts a user namespace cannot make (devpts with gid=5) in their rootless form, no
     device rules (not ours to set), a tmpfs on /dev if it has none (for the default devices), and
     a tmpfs on /tmp and /run to write in. A config that has a user namespace already is the
-    author's choice: only the tmpfs are added."""
+    author's choice: only the tmpfs are added. `id_maps` ({"uid": [...], "gid": [...]}): the maps
+    to use instead of the single-id one (a student's subordinate ranges: Sandbox.id_maps)."""
     from .. import spec
     cfg = copy.deepcopy(config)
     linux = cfg.setdefault("linux", {})
@@ -187,6 +195,10 @@ def rootless_ready(config) -> dict:
         cfg["mounts"] = [rootless_form[m["destination"]]
                          if m == root_form.get(m.get("destination")) and (m["type"] != "sysfs" or not has_net)
                          else m for m in cfg.get("mounts") or []]
+    if id_maps and _single_id_maps(linux):
+        # the single-id map (`mrunc spec --rootless`'s, or the one just added) was nobody's
+        # choice: the student's ranges replace it
+        linux.update(uidMappings=copy.deepcopy(id_maps["uid"]), gidMappings=copy.deepcopy(id_maps["gid"]))
     mounts = cfg.setdefault("mounts", [])
     have = {m.get("destination") for m in mounts}
     if "/dev" not in have:          # the runtime's default devices need a /dev of the container's

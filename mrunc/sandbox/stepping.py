@@ -160,13 +160,20 @@ class StepSession:
             c._spawn(["--step-fd", str(theirs.fileno())], pass_fds=(theirs.fileno(),))
         finally:
             theirs.close()
-        ours.settimeout(self.timeout)
-        self._sock, self._chan = ours, ours.makefile("rwb", buffering=0)
+        self._listen(ours)
+
+    def _listen(self, sock):
+        """Our end of the step channel. Reports are read through a buffer: each is a line of
+        several kB (calls, init's view of itself), which an unbuffered readline() takes one
+        recv() per byte. Only we read, so nothing the buffer holds is lost; answers go straight
+        to the socket."""
+        sock.settimeout(self.timeout)
+        self._sock, self._chan = sock, sock.makefile("rb")
 
     def _answer(self, word):
         self._waiting = False
         try:
-            self._chan.write(word + b"\n")
+            self._sock.sendall(word + b"\n")
         except OSError:
             pass
 

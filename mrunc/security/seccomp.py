@@ -42,10 +42,9 @@ of the program, as runc's): libc reads ENOSYS as "use the older call" (clone3 ->
 lists syscalls newer than many kernels, and a profile must not fail on an older machine. The
 trace (`--trace`, the stepper) counts them on the seccomp call of the security phase.
 """
-import json
 import os
 
-from mrunc import OCI_VERSION
+from mrunc import OCI_VERSION, fastjson   # not `json`: its import costs as much as the interpreter
 from mrunc.linux import seccomp as lsc
 
 # Validation (mrunc.spec.checks.check_seccomp) guarantees the shape; this module assumes it.
@@ -59,7 +58,39 @@ def action_value(name, errno_ret):
     return base
 
 
-class Seccomp:
+class _Loadable:
+    """What loading a filter takes: its program(), flags and summary(). Seccomp builds them with
+    libseccomp; Program holds them as an earlier build left them (the exec cache below)."""
+
+    loaded = False
+    on_notify_fd = None   # set by the caller when the filter has NOTIFY rules
+    flags = 0             # SECCOMP_FILTER_FLAG_* for seccomp(2)
+
+    def load(self, sys):
+        """seccomp(SECCOMP_SET_MODE_FILTER), then hand the listener fd over (NOTIFY)."""
+        if self.loaded:
+            return
+        program = self.program()
+        if len(program) // 8 > 4096:  # BPF_MAXINSNS: the kernel would only say EINVAL
+            raise OSError(7, f"linux.seccomp: the filter is {len(program) // 8} BPF instructions, "
+                             "the kernel takes at most 4096")
+        try:
+            fd = sys.seccomp_load(program, self.flags, self.summary())
+        except OSError as e:
+            hint = ("" if e.errno not in (1, 13) else
+                    " (without process.noNewPrivileges, loading a filter needs CAP_SYS_ADMIN)")
+            raise OSError(e.errno, f"linux.seccomp: loading the filter: "
+                                   f"{os.strerror(e.errno)}{hint}") from None
+        self.loaded = True
+        if self.flags & lsc.FLAG_NEW_LISTENER and fd is not None:
+            try:
+                if self.on_notify_fd is not None:
+                    self.on_notify_fd(fd)
+            finally:
+                os.close(fd)  # the agent has its own copy now; the program must not inherit it
+
+
+class Seccomp(_Loadable):
     """A filter built from linux.seccomp, ready to load. Build it where errors can still be
     reported cleanly; `load(sys)` installs it, once (a second call does nothing).
 
@@ -190,28 +221,78 @@ class Seccomp:
         stub = lsc.enosys_stub(self.last) if self.last else b""
         return stub + self.filter.export_bpf()
 
-    def load(self, sys):
-        """seccomp(SECCOMP_SET_MODE_FILTER), then hand the listener fd over (NOTIFY)."""
-        if self.loaded:
-            return
-        program = self.program()
-        if len(program) // 8 > 4096:  # BPF_MAXINSNS: the kernel would only say EINVAL
-            raise OSError(7, f"linux.seccomp: the filter is {len(program) // 8} BPF instructions, "
-                             "the kernel takes at most 4096")
+
+class Program(_Loadable):
+    """A filter as an earlier build left it: the BPF, the flags, the summary — nothing of
+    libseccomp. What exec loads (see `exec_program`)."""
+
+    def __init__(self, bpf, flags, summary):
+        self.bpf, self.flags, self._summary = bpf, flags, summary
+
+    @classmethod
+    def build(cls, cfg):
+        filt = Seccomp(cfg)
+        return cls(filt.program(), filt.flags, filt.summary())
+
+    def program(self):
+        return self.bpf
+
+    def summary(self):
+        return self._summary
+
+    def dump(self, cfg):
+        """The cache file's bytes: one JSON line — the linux.seccomp it was built from, the flags,
+        the summary — then the BPF."""
+        head = {"config": cfg, "flags": self.flags, "summary": self._summary}
+        return fastjson.dumps(head).encode() + b"\n" + self.bpf
+
+    @classmethod
+    def read(cls, path, cfg):
+        """The program in cache file `path` if it was built from `cfg` and the file is ours and
+        nobody else may write it; else None (and the caller builds it again)."""
         try:
-            fd = sys.seccomp_load(program, self.flags, self.summary())
-        except OSError as e:
-            hint = ("" if e.errno not in (1, 13) else
-                    " (without process.noNewPrivileges, loading a filter needs CAP_SYS_ADMIN)")
-            raise OSError(e.errno, f"linux.seccomp: loading the filter: "
-                                   f"{os.strerror(e.errno)}{hint}") from None
-        self.loaded = True
-        if self.flags & lsc.FLAG_NEW_LISTENER and fd is not None:
-            try:
-                if self.on_notify_fd is not None:
-                    self.on_notify_fd(fd)
-            finally:
-                os.close(fd)  # the agent has its own copy now; the program must not inherit it
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return None
+        with open(fd, "rb") as f:
+            st = os.fstat(fd)
+            if (st.st_mode & 0o170022) != 0o100000 or st.st_uid != os.geteuid():
+                return None  # not a regular file, or group/other may write it, or not ours
+            head, sep, bpf = f.read().partition(b"\n")
+        try:
+            meta = fastjson.loads(head)
+        except ValueError:
+            return None
+        if not sep or not bpf or len(bpf) % 8 or not isinstance(meta, dict) \
+                or meta.get("config") != cfg:
+            return None
+        flags, summary = meta.get("flags"), meta.get("summary")
+        if not isinstance(flags, int) or not isinstance(summary, str):
+            return None
+        return cls(bpf, flags, summary)
+
+
+# Exec's cache. Building a profile like the engines' default (~350 names, three architectures)
+# costs libseccomp ~10 ms of CPU, and `import json` used to add 5 more — on every exec (runc pays
+# the build in every `runc init`). But the filter is the container's: linux.seccomp cannot
+# change after create. So the first exec keeps the program it built in the container's state
+# directory, and the next ones load it as it is, without libseccomp. (crun too keeps a
+# container's seccomp.bpf in its state directory.)
+EXEC_CACHE = "seccomp.bpf"
+
+
+def exec_program(cfg, state_dir, write):
+    """linux.seccomp `cfg` as a Program: from the cache in `state_dir`, else built now and handed
+    to `write(path, data)` (an atomic write; OSError ignored: then the next exec builds again)."""
+    path = os.path.join(state_dir, EXEC_CACHE)
+    prog = Program.read(path, cfg)
+    if prog is None:
+        prog = Program.build(cfg)
+        try:
+            write(path, prog.dump(cfg))
+        except OSError:
+            pass
+    return prog
 
 
 def preload():
@@ -225,7 +306,7 @@ def listener_message(config, state, pid):
     seccomp = (config.get("linux") or {}).get("seccomp") or {}
     msg = {"ociVersion": state.get("ociVersion", OCI_VERSION), "fds": ["seccompFd"], "pid": pid,
            "metadata": seccomp.get("listenerMetadata") or "", "state": state}
-    return json.dumps(msg).encode()
+    return fastjson.dumps(msg).encode()
 
 
 def send_to_listener(config, state, pid, fd, sys=None):

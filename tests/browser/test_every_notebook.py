@@ -1,9 +1,11 @@
 """Every course notebook in a real JupyterLab, in headless Chromium (recipe: shared/TESTING.md).
 
-For each notebooks/*.ipynb (a copy: JupyterLab autosaves): clear the outputs, run all, wait until
+For each notebooks/*.ipynb (a copy: JupyterLab autosaves): clear the outputs, Run All, wait until
 the kernel is idle and every code cell has run, then check what a student would see: no error
 output, no traceback on stderr, no widget that failed to render, no mrunc widget in its error
-state. A stepper nobody has walked yet is clicked through, Next by Next, until it says done. One
+state. Then, as a teacher presenting would, every stepper nobody has walked yet is clicked through,
+Next by Next, until it says done: after Run All each must still be walkable (no notebook may end by
+closing its lab, which ends every session). One
 full-notebook screenshot each goes to test-artifacts/browser/notebooks/. The kernel is shut down
 between notebooks, and the lab root must then be gone: the kernel deleted its containers.
 pytest-notebook (tests/notebooks) checks the outputs' words; this checks them in the browser, where
@@ -26,15 +28,14 @@ WALKED_ELSEWHERE = {"inside-a-container.ipynb"}
 
 pytestmark = [pytest.mark.browser, pytest.mark.root, pytest.mark.slow]
 
-# In the page: the kernel's state and, per code cell with source (all but the last if `butLast`),
-# its execution count and the outputs a student would call errors. Read from the notebook's model,
-# not from the DOM, so a cell scrolled out of view counts too.
-STATE_JS = """(butLast) => {
+# In the page: the kernel's state and, per code cell with source, its execution count and the
+# outputs a student would call errors. Read from the notebook's model, not from the DOM, so a cell
+# scrolled out of view counts too.
+STATE_JS = """() => {
     const nb = window.jupyterapp.shell.currentWidget;
     const kernel = nb && nb.sessionContext.session && nb.sessionContext.session.kernel;
     const cells = nb.content.widgets.filter(c => c.model.type === 'code'
-                                                 && c.model.sharedModel.getSource().trim())
-                                    .slice(0, butLast ? -1 : undefined);
+                                                 && c.model.sharedModel.getSource().trim());
     return {
         kernel: kernel ? kernel.status : null,
         pending: cells.filter(c => c.model.executionCount === null).length,
@@ -47,15 +48,8 @@ STATE_JS = """(butLast) => {
                 ? `${o.ename}: ${o.evalue}` : String(o.text).slice(-600)))),
     };
 }"""
-DONE_JS = "(butLast) => { const s = (" + STATE_JS + ")(butLast); " \
+DONE_JS = "() => { const s = (" + STATE_JS + ")(); " \
           "return s.kernel === 'idle' && (s.pending === 0 || s.errors.length > 0); }"
-# Make the last code cell the active one (run-all-above stops before it, run-cell runs it).
-LAST_JS = """() => {
-    const nb = window.jupyterapp.shell.currentWidget.content;
-    const code = nb.widgets.map((c, i) => [c, i])
-        .filter(([c]) => c.model.type === 'code' && c.model.sharedModel.getSource().trim());
-    nb.activeCellIndex = code[code.length - 1][1];
-}"""
 
 
 @pytest.fixture(scope="module")
@@ -99,35 +93,31 @@ def test_notebook_runs_clean_in_the_browser(lab_server, browser, notebook):
 
 
 def _run_and_check(server, page, notebook):
-    """Run all but the last code cell, walk the steppers, then run the last one: the notebooks'
-    last cell closes the lab (lab.close()), after which a stepper has no container to make."""
+    """Run All, check, then walk the steppers the notebook left unwalked, and check again."""
     from playwright.sync_api import expect
     open_notebook(page, server, notebook, workspace=f"every-{secrets.token_hex(4)}")
     page.evaluate("window.jupyterapp.commands.execute('notebook:clear-all-cell-outputs')")
     expect(page.locator(".jp-Notebook .jp-OutputArea-output")).to_have_count(0, timeout=10000)
-    page.evaluate(LAST_JS)
-    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-above')")
-    _wait_and_check(page, notebook, but_last=True)
+    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    _wait_and_check(page, notebook)
     if notebook not in WALKED_ELSEWHERE:
         for i in range(page.locator(".mrunc-stepper").count()):
             _walk(page.locator(".mrunc-stepper").nth(i), notebook,
                   SHOTS / f"{notebook[:-len('.ipynb')]}-stepper-{i}.png")
-    page.evaluate(LAST_JS)
-    page.evaluate("window.jupyterapp.commands.execute('notebook:run-cell')")
-    _wait_and_check(page, notebook, but_last=False)
+        _wait_and_check(page, notebook)
 
 
-def _wait_and_check(page, notebook, but_last):
+def _wait_and_check(page, notebook):
     """Wait until the kernel is idle and every cell ran (or one failed); then no error anywhere."""
     from playwright.sync_api import expect
     # every notebook runs in well under a minute on 2 cores; twice that before calling it hung
     try:
-        page.wait_for_function(DONE_JS, arg=but_last, timeout=120000, polling=250)
+        page.wait_for_function(DONE_JS, timeout=120000, polling=250)
     except Exception:
-        state = page.evaluate(STATE_JS, but_last)
+        state = page.evaluate(STATE_JS)
         pytest.fail(f"{notebook}: not done after 120 s: kernel {state['kernel']}, "
                     f"{state['pending']} code cells not run, errors {state['errors']}")
-    state = page.evaluate(STATE_JS, but_last)
+    state = page.evaluate(STATE_JS)
     assert not state["errors"], f"{notebook}: error output\n" + "\n".join(state["errors"])
     assert state["pending"] == 0, f"{notebook}: code cells not run: {state['counts']}"
     assert state["counts"] == sorted(state["counts"]), f"{notebook}: ran out of order: {state['counts']}"
@@ -141,19 +131,24 @@ def _wait_and_check(page, notebook, but_last):
 
 def _walk(stepper, notebook, shot):
     """Next through every phase of a stepper the notebook left unwalked, each phase's status
-    appearing in turn, until the status says done; then its picture."""
+    appearing in turn, until the status says done; then its picture. A stepper that can no
+    longer be walked (its session ended: the lab was closed) fails, with the stepper's words."""
     from playwright.sync_api import expect
     status = stepper.locator(".mrunc-status")
     stepper.scroll_into_view_if_needed()
-    if "not started yet" not in status.text_content():   # text_content: innerText is empty
-                                                          # until content-visibility draws it
+    words = status.text_content()       # text_content: innerText is empty until
+                                        # content-visibility draws it
+    if words.startswith("done:"):
         return                      # the notebook walked it itself (run_to_end in a cell)
+    assert "not started yet" in words, f"{notebook}: a stepper after Run All says: {words}"
     phases = stepper.locator(".mrunc-panel ol.mr-phases li .mr-pname").all_text_contents()
     assert phases and phases[0] == "spec" and phases[-1] == "exec", f"{notebook}: phases {phases}"
     for phase in phases:
         stepper.locator("button.mrunc-next").click()
-        expect(stepper.locator(f".mrunc-status[data-phase='{phase}']")).to_have_count(1, timeout=30000)
-        expect(stepper.locator(".mrunc-bad")).to_have_count(0)
+        reached = stepper.locator(f".mrunc-status[data-phase='{phase}'], .mrunc-status.mrunc-bad")
+        expect(reached).to_have_count(1, timeout=30000)
+        bad = stepper.locator(".mrunc-bad")
+        assert bad.count() == 0, f"{notebook}: Next to {phase} after Run All: {bad.all_text_contents()}"
     expect(status).to_contain_text("done", timeout=30000)
     expect(stepper.locator("button.mrunc-next")).to_be_disabled()
     stepper.scroll_into_view_if_needed()

@@ -92,6 +92,26 @@ def make_students(n=2):
                 time.sleep(0.2)
 
 
+def subid_ranges(name):
+    """{"uid": [(first, count)...], "gid": [...]}: the user's lines in /etc/subuid and /etc/subgid."""
+    from mrunc.security import subids
+    uid = pwd.getpwnam(name).pw_uid
+    return {k: subids.ranges(k, user=name, uid=uid) for k in ("uid", "gid")}
+
+
+def usermod(name, *args):
+    p = subprocess.run(["usermod", *args, name], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+
+
+def drop_subids(name):
+    """Remove every range of `name` (useradd adds one by itself where /etc/subuid exists), with
+    shadow's own tool: it locks the files and keeps everyone else's lines."""
+    for kind, flag in (("uid", "--del-subuids"), ("gid", "--del-subgids")):
+        for first, count in subid_ranges(name)[kind]:
+            usermod(name, flag, f"{first}-{first + count - 1}")
+
+
 @contextmanager
 def delegated_cgroup(student):
     """/sys/fs/cgroup/<x> chowned to `student` (the directory, cgroup.procs,

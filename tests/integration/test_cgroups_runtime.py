@@ -288,6 +288,9 @@ def test_pause_freezes_and_resume_thaws(mr, tmp_path, layout):
     time.sleep(0.5 * min(SLOW, 4))
     assert count() == before, "the counter moved while paused"
     one_line_error(mr.cli("pause", cid), "container not running")
+    # kill takes a paused container as a running one (it reads no freezer: see api.kill)
+    mr.cli("kill", cid, "CONT", check=True)
+    assert state(mr, cid)["status"] == "paused"
 
     mr.cli("resume", cid, check=True)
     assert state(mr, cid)["status"] == "running"

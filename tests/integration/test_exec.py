@@ -330,11 +330,87 @@ def test_seccomp_of_the_container_applies(mr, nnp):
     assert f["NoNewPrivs"] == ("1" if nnp else "0")
 
 
+_DENIED = ("mkdir /tmp/x 2>&1; touch /tmp/f && echo touched; "
+           "grep -E '^Seccomp_filters:' /proc/self/status")
+
+
+def _allow_all_bpf():
+    """A one-instruction seccomp program: return SECCOMP_RET_ALLOW."""
+    import struct
+    return struct.pack("=HBBI", 0x06, 0, 0, 0x7FFF0000)
+
+
+def _runtime_maps(mr, cid):
+    """/proc/<pid>/maps of a foreground `mrunc exec` while its process runs."""
+    p = subprocess.Popen([sys.executable, "-m", "mrunc", "--root", mr.root, "exec", cid,
+                          "sleep", "1000"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not _children(p.pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert _children(p.pid), "exec's process did not start"
+        with open(f"/proc/{p.pid}/maps") as f:
+            return f.read()
+    finally:
+        p.terminate()   # forwarded to the process: both end
+        p.wait(timeout=10)
+
+
+def _children(pid):
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return f.read().split()
+
+
+def test_seccomp_program_is_built_once_and_kept_in_the_state_dir(mr):
+    """The first exec keeps the program it built in the container's state dir (seccomp.bpf, ours,
+    0600); the next ones load it as it is, without libseccomp. A file that someone else could
+    have written, or built from another profile, is not trusted: built again (and rewritten)."""
+    cid, _ = running(mr, _deny_mkdir())
+    cache = os.path.join(mr.root, cid, "seccomp.bpf")
+    assert not os.path.exists(cache)
+    assert "Operation not permitted" in ok(mr, cid, _DENIED)
+    st = os.stat(cache)
+    assert (st.st_mode & 0o7777, st.st_uid) == (0o600, os.geteuid())
+    with open(cache, "rb") as f:
+        kept = f.read()
+    head = kept.partition(b"\n")[0]
+    assert json.loads(head)["config"]["syscalls"][0]["names"] == ["mkdir", "mkdirat"]
+
+    def plant(first_line, mode):
+        with open(cache, "wb") as f:
+            f.write(first_line + b"\n" + _allow_all_bpf())
+        os.chmod(cache, mode)
+
+    # Loaded without libseccomp: the waiting runtime never mapped it.
+    assert "libseccomp" not in _runtime_maps(mr, cid)
+    # Used as it is: a kept program that allows everything lets mkdir through — proof that
+    # the second exec loaded the file rather than building the filter again.
+    plant(head, 0o600)
+    out = ok(mr, cid, _DENIED)
+    assert "Operation not permitted" not in out and "touched" in out, out
+    assert "Seccomp_filters:\t1" in out, out
+    # Writable by others: ignored, the real filter is built and the file rewritten.
+    plant(head, 0o666)
+    out = ok(mr, cid, _DENIED)
+    assert "Operation not permitted" in out and "touched" in out, out
+    with open(cache, "rb") as f:
+        assert f.read() == kept
+    assert os.stat(cache).st_mode & 0o7777 == 0o600
+    # Built from another profile (the config line differs): ignored likewise.
+    other = json.loads(head)
+    other["config"]["syscalls"][0]["names"] = ["rmdir"]
+    plant(json.dumps(other).encode(), 0o600)
+    assert "Operation not permitted" in ok(mr, cid, _DENIED)
+    with open(cache, "rb") as f:
+        assert f.read() == kept
+
+
 _NOTIF_RECV, _NOTIF_SEND = 0xC0502100, 0xC0182101  # SECCOMP_IOCTL_NOTIF_RECV / _SEND
 
 
 def _agent(path, states):
-    """A seccomp agent: for each listener fd it gets (init's, then the exec'd process's), keep
+    """A seccomp agent: for each listener fd it gets (init's, then the exec'd processes'), keep
     the state sent with it and answer every notified call with -ENOMEDIUM."""
     import fcntl
     import struct
@@ -354,7 +430,7 @@ def _agent(path, states):
             fcntl.ioctl(fd, _NOTIF_SEND, bytearray(struct.pack("=QqiI", nid, 0, -123, 0)))
 
     def accept():
-        for _ in range(2):
+        for _ in range(3):
             conn, _ = srv.accept()
             data, fds, _, _ = socket.recv_fds(conn, 1 << 16, 1)
             conn.close()
@@ -375,6 +451,11 @@ def test_seccomp_notify_sends_the_exec_listener_to_the_agent(mr):
     assert "No medium found" in out and "done" in out, out
     assert [s["pid"] for s in states] == [init, int(pidfile.read_text())]
     assert states[1]["state"]["id"] == cid and states[1]["state"]["status"] == "running"
+    # The next exec loads the program the first one kept (seccomp.bpf): a listener all the same.
+    assert os.path.exists(os.path.join(mr.root, cid, "seccomp.bpf"))
+    out = ok(mr, cid, "mkdir /tmp/y 2>&1; echo done", flags=["--pid-file", str(pidfile)])
+    assert "No medium found" in out and "done" in out, out
+    assert [s["pid"] for s in states][2:] == [int(pidfile.read_text())]
 
 
 def test_process_is_out_of_reach_until_it_execs(mr):

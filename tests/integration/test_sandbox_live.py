@@ -193,7 +193,7 @@ def test_lifecycle_api(lab):
 
 def test_start_returns_a_running_container_a_check_can_look_at(lab, tmp_path):
     # a graded check calls snapshot() right after start(): it must see the program, never None
-    c = lab.start("exec sleep 600", name="checked", memory="64M")
+    c = lab.start(args=["sleep", "600"], name="checked", memory="64M")
     snap = c.snapshot()
     assert c.status == "running" and snap is not None and snap.pid == c.pid
     assert snap.process.comm == "sleep" and snap.ns("pid").isolated and snap.ns("net").isolated

@@ -243,7 +243,7 @@ def test_container_magic_with_watch_shows_the_live_table(lab, monkeypatch, capsy
     assert {("open", "/tmp/greeting"), ("modify", "/tmp/greeting")} <= rows(fw.watch)
     assert "/tmp/greeting" in fw.static_html() and "ended" in fw.static_html()
     # lab.watch(c) as a cell's value shows as the live table (%load_ext mrunc registers it)
-    from mrunc.notebook.watchview import register
+    from mrunc.notebook import register
     shell = InteractiveShell.instance()
     register(shell)
     w = lab.watch(lab.start(name="shown"))

@@ -83,12 +83,23 @@ def test_notebook(path, request):
     )
     fixture.diff_color_words = False
     try:
-        fixture.check(str(path))
+        result = fixture.check(str(path))
     finally:        # a regeneration "fails" (NBRegressionError) after writing the file
         if fixture.force_regen:
             strip_widget_state(path)
+    # this fresh run of the instructor version, graded by nbgrader's own rule: full marks (an error,
+    # or anything on stderr, in a graded cell gives it zero). tests/notebooks/test_course.py has
+    # nbgrader autograde the blank release of every notebook to zero.
+    grades = nbgrader_grades(result.nb_final)
+    assert grades and all(got == of for got, of in grades.values()), f"{path.name}: {grades}"
     # nothing of the notebook's kernel is left: its sandbox was closed when the kernel stopped
     assert not os.path.exists(root) and not os.path.exists(root + ".bundles"), os.listdir(root)
+
+
+def nbgrader_grades(nb):
+    """{grade_id: (points given, points)} of an executed notebook, as nbgrader autograde gives them."""
+    from nbgrader.utils import determine_grade, is_grade
+    return {c.metadata.nbgrader.grade_id: determine_grade(c) for c in nb.cells if is_grade(c)}
 
 
 def strip_widget_state(path):

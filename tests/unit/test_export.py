@@ -138,11 +138,11 @@ def test_slide_breaks_at_headings_unless_the_author_set_them():
 
 # ---- the command's bad input: one line, nothing written ---------------------------------------------
 
-def _mrunc_export(*args):
+def _mrunc_export(*args, env=None):
     import subprocess
     import sys
     return subprocess.run([sys.executable, "-m", "mrunc", "export", *args], capture_output=True,
-                          text=True, timeout=120, stdin=subprocess.DEVNULL)
+                          text=True, timeout=120, stdin=subprocess.DEVNULL, env=env)
 
 
 def test_export_of_what_is_not_a_notebook_fails_in_one_line(tmp_path):
@@ -165,6 +165,26 @@ def test_export_in_a_kernel_that_does_not_exist_fails_in_one_line(tmp_path):
     assert p.returncode == 1
     assert p.stderr == f"mrunc: export: {tmp_path / 'k.ipynb'}: no kernel named 'no-such-kernel' " \
         "(--kernel)\n"
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_input_is_named_before_missing_assets(tmp_path):
+    """What the user typed (the notebook, --kernel, the notebook's kernelspec) is judged before
+    what the installation lacks (`make export-assets`)."""
+    import os
+    env = dict(os.environ, MRUNC_EXPORT_ASSETS=str(tmp_path / "none"))
+    (tmp_path / "x.ipynb").write_text("{not json")
+    nbformat.write(nbformat.v4.new_notebook(), tmp_path / "k.ipynb")
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "gone", "display_name": "gone"}})
+    nbformat.write(nb, tmp_path / "m.ipynb")
+    for args, said in (([str(tmp_path / "x.ipynb")], "x.ipynb: not a notebook: "),
+                       ([str(tmp_path / "k.ipynb"), "--kernel", "no-such-kernel"],
+                        "k.ipynb: no kernel named 'no-such-kernel' (--kernel)\n"),
+                       ([str(tmp_path / "m.ipynb")],
+                        "m.ipynb: no kernel named 'gone' (the notebook's metadata.kernelspec.name)\n")):
+        p = _mrunc_export(*args, "--out", str(tmp_path / "out"), env=env)
+        assert p.returncode == 1 and p.stderr.count("\n") == 1, p.stderr
+        assert p.stderr.startswith(f"mrunc: export: {tmp_path / said}"), p.stderr
     assert not (tmp_path / "out").exists()
 
 
@@ -219,10 +239,11 @@ def test_shown_widgets_redraw_their_drawing_in_place():
 def test_slides_take_reveal_from_where_they_are_told():
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_markdown_cell("# One"), nbformat.v4.new_markdown_cell("## Two")]
-    cdn = export._slides(nb, None)
+    default = export._slides(nb, None)
     local = export._slides(nb, "reveal.js-4")
     assert 'href="reveal.js-4/dist/reveal.css"' in local and '"reveal.js-4/dist/reveal.js"' in local
-    assert "reveal.js-4/dist" not in cdn
+    assert "reveal.js-4/dist" not in default
+    assert '"mrunc-assets/reveal.js/dist/reveal.js"' in default    # the copy beside the slides
     assert local.count("<section") == 2 * 2              # a slide (outer + inner section) per heading
     assert "slideshow" not in nb.cells[0].metadata          # the caller's notebook is left as it was
 
@@ -286,3 +307,155 @@ def test_every_mrunc_widget_can_be_drawn_on_paper():
                 assert issubclass(cls, export.StaticView), f"{cls.__qualname__} is not a StaticView"
                 assert cls.static_html is not export.StaticView.static_html, cls.__qualname__
     assert {c.__name__ for c in found} >= {"Stepper", "Monitor", "ContainerList", "Topology"}
+
+
+# ---- offline: every file a page loads is beside it --------------------------------------------------
+
+def _assets():
+    src = export.assets_source()
+    try:
+        export.check_assets(src)
+    except export.ExportError as e:
+        pytest.fail(f"{e} (make test does)")
+    return src
+
+
+class _Loads(__import__("html.parser").parser.HTMLParser):
+    """What a page loads by itself: script src, stylesheet href, img/iframe/source src, CSS
+    url()/@import in <style>, and URL strings in inline scripts (require([...]), import(...)).
+    Not what a reader may click (<a href>), nor prose in comments."""
+
+    def __init__(self):
+        super().__init__()
+        self.urls, self.scripts, self.styles, self._in = [], [], [], None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag in ("script", "img", "iframe", "source", "audio", "video", "embed") and a.get("src"):
+            self.urls.append(a["src"])
+        if tag == "link" and "stylesheet" in (a.get("rel") or "") or tag == "link" and \
+                a.get("rel") in ("preload", "modulepreload", "icon"):
+            self.urls.append(a["href"])
+        if tag == "object" and a.get("data"):
+            self.urls.append(a["data"])
+        self._in = tag if tag in ("script", "style") else None
+
+    def handle_endtag(self, tag):
+        self._in = None
+
+    def handle_data(self, data):
+        if self._in == "script":
+            self.scripts.append(data)
+        elif self._in == "style":
+            self.styles.append(data)
+
+
+def css_urls(css):
+    css = re.sub(r"/\*.*?\*/", "", css, flags=re.S)
+    return [m.group(1) or m.group(2) for m in
+            re.finditer(r"""url\(\s*['"]?([^'")]+)['"]?\s*\)|@import\s+['"]([^'"]+)['"]""", css)]
+
+
+# nbconvert's Mermaid loader: it imports mermaid's module (from its CDN) only when the page has a
+# diagram (.jp-Mermaid), and Chromium never loads a module from file:// anyway. No mrunc notebook
+# has one.
+_MERMAID_LOADER = 'document.querySelectorAll(".jp-Mermaid > pre.mermaid")'
+
+
+def page_loads(page: Path) -> list[str]:
+    """Every URL `page` (an exported HTML file) loads by itself (not its CSS files' own)."""
+    text = page.read_text()
+    parser = _Loads()
+    parser.feed(text)
+    urls = list(parser.urls)
+    for css in parser.styles:
+        urls += css_urls(css)
+    for script in parser.scripts:
+        if _MERMAID_LOADER in script:
+            assert not re.search(r'class="[^"]*\bjp-Mermaid\b', text), \
+                f"{page.name}: a Mermaid diagram needs the network"
+            continue
+        urls += re.findall(r"""["'](https?://[^"']+|[^"' ]+\.(?:js|css|mjs)(?:\?[^"']*)?)["']""",
+                           script)
+    return urls
+
+
+def _resolved(base: Path, url: str) -> Path:
+    assert not re.match(r"^[a-z][a-z0-9+.-]*:", url, re.I) and not url.startswith("//"), \
+        f"{base.name} loads {url}: not beside it (offline, nothing is there)"
+    return (base.parent / url.split("?")[0].split("#")[0]).resolve()
+
+
+def check_self_contained(out: Path) -> int:
+    """Each page's loads — and the CSS files' own url()/@import, transitively — are files inside
+    `out`. Returns how many files were checked."""
+    seen, todo = set(), [(p, u) for p in out.glob("*.html") for u in page_loads(p)]
+    while todo:
+        base, url = todo.pop()
+        if url.startswith("data:"):
+            continue
+        f = _resolved(base, url)
+        assert f.is_file(), f"{base.name} loads {url}: no such file ({f})"
+        assert out.resolve() in f.parents, f"{base.name} loads {url}: outside the export ({f})"
+        if f not in seen and f.suffix == ".css":
+            todo += [(f, u) for u in css_urls(f.read_text())]
+        seen.add(f)
+    return len(seen)
+
+
+def test_exported_pages_load_nothing_from_the_network(tmp_path):
+    """HTML and slides, with math, written and their assets copied as `export()` does; then the
+    export dir is moved elsewhere: every script, stylesheet, font and module they load is a file
+    inside it, none a URL (a CDN, a Google font)."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# One\n$x^2$, a [link](https://example.org)"),
+                nbformat.v4.new_code_cell("1"), nbformat.v4.new_markdown_cell("## Two")]
+    first = tmp_path / "first"
+    first.mkdir()
+    export._write(first / "n.html", export._html(nb))
+    export._write(first / "n.slides.html", export._slides(nb, None))
+    export.copy_assets(_assets(), first)
+    moved = tmp_path / "elsewhere" / "talk"
+    moved.parent.mkdir()
+    first.rename(moved)
+    checked = check_self_contained(moved)
+    files = {f.relative_to(moved / export.ASSETS).as_posix() for f in (moved / export.ASSETS).rglob("*")}
+    for must in ("requirejs/require.js", "jquery/dist/jquery.min.js", "reveal.js/dist/reveal.js",
+                 "reveal.js/plugin/notes/notes.js", "mathjax/MathJax.js"):
+        assert must in files, must
+    assert checked >= 8, checked                  # scripts, stylesheets, the theme's font files
+    assert "https://example.org" in (moved / "n.html").read_text()   # links stay links
+
+
+def test_the_scan_sees_what_a_cdn_page_loads(tmp_path):
+    """The check above fails on nbconvert's own defaults (each one a CDN)."""
+    from nbconvert import HTMLExporter, SlidesExporter
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# One")]
+    for name, exporter in (("h.html", HTMLExporter()), ("s.html", SlidesExporter())):
+        d = tmp_path / name
+        d.mkdir()
+        export._write(d / name, exporter.from_notebook_node(nb)[0])
+        with pytest.raises(AssertionError, match="loads https://"):
+            check_self_contained(d)
+
+
+def test_export_without_its_assets_says_how_to_get_them(tmp_path):
+    """Checked before the notebook runs: one line naming the missing file and the make target,
+    nothing written."""
+    import os
+    import subprocess
+    import sys
+    nbformat.write(nbformat.v4.new_notebook(), tmp_path / "n.ipynb")
+    (tmp_path / "half" / "requirejs").mkdir(parents=True)
+    (tmp_path / "half" / "requirejs" / "require.js").write_text("")
+    for assets, missing in ((tmp_path / "none", "requirejs/require.js"),
+                            (tmp_path / "half", "requirejs/package.json")):
+        p = subprocess.run([sys.executable, "-m", "mrunc", "export", str(tmp_path / "n.ipynb"),
+                            "--out", str(tmp_path / "out"), "--slides"], capture_output=True,
+                           text=True, timeout=120, stdin=subprocess.DEVNULL,
+                           env=dict(os.environ, MRUNC_EXPORT_ASSETS=str(assets)))
+        assert p.returncode == 1 and p.stderr.count("\n") == 1, p.stderr
+        assert p.stderr.startswith(f"mrunc: export: {assets / missing} is missing "), p.stderr
+        assert "run `make export-assets`" in p.stderr and "Traceback" not in p.stderr
+    assert not (tmp_path / "out").exists()

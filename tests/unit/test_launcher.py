@@ -141,3 +141,22 @@ def test_long_interpreter_path_gets_sh_prologue(tmp_path, hostile):
     text = script.read_text()
     assert text.startswith("#!/bin/sh\n'''exec' ") and f'"{python}" -IS' in text, text
     check_isolated([str(script)], hostile, tmp_path)
+
+
+def test_mrunc_is_imported_from_where_the_frozen_path_finds_it(tmp_path):
+    """The launcher imports mrunc with its directory alone on the path (no other directory
+    listed): it must be the directory the whole frozen path would find first — so a copy later
+    on the path is not the one run, and one earlier is."""
+    late = tmp_path / "late"
+    (late / "mrunc").mkdir(parents=True)
+    (late / "mrunc" / "__init__.py").write_text("raise SystemExit('the later mrunc')\n")
+    base = [p for p in launcher.import_path() if p != REPO]
+    for path, first in (([*base, REPO, str(late)], True), ([*base, str(late), REPO], False)):
+        script = tmp_path / "mrunc"
+        fake_pip_script(script, sys.executable)
+        assert launcher.install(str(script), python=sys.executable, path=path)
+        p = run([str(script), "--version"], cwd=tmp_path)
+        if first:
+            assert p.returncode == 0 and p.stdout.startswith("mrunc version"), p
+        else:
+            assert p.returncode != 0 and "the later mrunc" in p.stderr, p

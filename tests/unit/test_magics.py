@@ -264,3 +264,17 @@ def test_step_inspect_and_monitor_display_widgets(ip, monkeypatch):
     ip.run_line_magic("container_monitor", "--interval 0.01 hog")
     monitor = shown[-1]
     assert isinstance(monitor, widgets.Monitor) and monitor.wait(5) and monitor.oom_kills == 1
+
+
+def test_load_ext_leaves_the_widgets_unimported_until_a_watch_is_shown():
+    """`%load_ext mrunc` registers the Watch's view by the type's name: ipywidgets (most of what
+    loading would cost) and mrunc.watch are imported only when a Watch is shown."""
+    code = ("import sys\nfrom IPython.core.interactiveshell import InteractiveShell\n"
+            "ip = InteractiveShell.instance()\nip.run_line_magic('load_ext', 'mrunc')\n"
+            "print(sorted(m for m in ('ipywidgets', 'mrunc.watch', 'mrunc.notebook.watchview') "
+            "if m in sys.modules))\n"
+            "from mrunc.watch import Watch\n"
+            "import mrunc.notebook as nb\n"
+            "print(ip.display_formatter.ipython_display_formatter.lookup_by_type(Watch) is nb._show_watch)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert p.stdout == "[]\nTrue\n", p.stdout + p.stderr

@@ -8,6 +8,7 @@ recorded and not made. init's half is a script speaking the protocol, with the c
 (tests/unit/test_rootfs.py and test_security.py pin those). What is checked is the merge: every
 call of both processes in the phase it ran in, in the order it ran, said by whom.
 """
+import _socket as socket_flags
 import io
 import os
 import struct
@@ -93,8 +94,10 @@ def v2_host(root):
 class Init:
     """init (and the clone child) as a script: their calls, and the protocol's messages."""
 
-    def __init__(self, sock):
+    def __init__(self, sock, listened=True):
         self.sock, self.calls = sock, []
+        self.listened = listened    # does init wait for "continue" (init._Phases._waits)
+        self.errors = []
 
     def call(self, who, name, *args):
         self.calls.append({"call": name, "args": list(args), "who": who,
@@ -108,7 +111,11 @@ class Init:
 
     def phase(self, name):
         calls, self.calls = self.calls, []
-        protocol.send(self.sock, {"t": "phase", "phase": name, "ms": 1.0, "calls": calls})
+        msg = {"t": "phase", "phase": name, "ms": 1.0, "calls": calls}
+        if not self.listened and name != "clone":
+            protocol.send(self.sock, dict(msg, wait=False))
+            return
+        protocol.send(self.sock, msg)
         assert protocol.recv(self.sock, "continue")["t"] == "continue"
 
 
@@ -144,29 +151,43 @@ class _C:
     id = "c1"
 
 
-def create(tmp_path, config, layout):
-    """Run the runtime's half against the script; {phase: [(who, call, args...)]} and the trace."""
+def create(tmp_path, config, layout, listened=True):
+    """Run the runtime's half against the script; {phase: [(who, call, args...)]} and the trace.
+    listened=False: an engine's create, nobody reading the record (no trace, no stepper)."""
     cgroot = tmp_path / "cgroup"
     (v1_host if layout == "hybrid" else v2_host)(cgroot)
     cg = cgroups.manager("/mrunc/c1", "c1", root=str(cgroot), mountinfo=None)
     assert cg.layout == layout
     trace = io.StringIO()
-    events = parent.Events(trace=trace)
+    events = parent.Events(trace=trace if listened else None)
     events.sys = cg.sys = Host()
     nss = {n["type"] for n in config["linux"]["namespaces"]}
     mine, theirs = protocol.pair()
-    t = threading.Thread(target=script, args=(Init(theirs), "user" in nss,
-                                              parent._needs_cgroup_bind(config), "cgroup" in nss,
-                                              bool(config.get("hooks"))))
+    mine.settimeout(10)     # a protocol slip fails the test instead of hanging it
+    init = Init(theirs, listened)
+
+    def run_script():
+        try:
+            script(init, "user" in nss, parent._needs_cgroup_bind(config), "cgroup" in nss,
+                   bool(config.get("hooks")))
+        except Exception as e:  # noqa: BLE001 — reported by the test, not lost in the thread
+            init.errors.append(e)
+    t = threading.Thread(target=run_script)
     t.start()
     state = {"init_pid": None, "cgroup": None}
     try:
         parent._answer(_C(), config, str(tmp_path), state, events, mine, os.getpid(), cg,
                        None, None, None)
+        t.join(10)
+        assert not init.errors, init.errors
+        with pytest.raises(BlockingIOError):    # and nothing left unread for init
+            theirs.recv(1, socket_flags.MSG_DONTWAIT)
     finally:
         t.join(10)
         mine.close()
         theirs.close()
+    if not listened:
+        return [r["phase"] for r in events.records]
     root = str(cgroot)
     out = {}
     for rec in events.records:
@@ -226,6 +247,7 @@ def test_rootless_clone_phase_shows_the_id_maps_between_the_clone_childs_calls(t
                  uidMappings=[{"containerID": 0, "hostID": 1000, "size": 1}],
                  gidMappings=[{"containerID": 0, "hostID": 1000, "size": 1}])
     monkeypatch.setattr(os, "geteuid", lambda: 1000)     # unprivileged: setgroups "deny" first
+    monkeypatch.setattr(os, "getegid", lambda: 1000)     # own ids only: no newuidmap (subids)
     phases, _records, _trace = create(tmp_path, cfg, "hybrid")
     pid = os.getpid()   # the fake clone child's pid, as the runtime was told
     assert phases["clone"] == [
@@ -303,3 +325,15 @@ def test_a_failed_phase_reports_its_calls_so_far_with_the_failed_one(tmp_path):
     out = trace.getvalue()
     assert out.startswith("mrunc: phase mount        failed")
     assert f"init[{INIT_PID}]" in out and "mount('proc', '/proc', 'proc')  = EPERM" in out
+
+
+def test_nobody_listening_init_goes_on_without_continue_after_every_phase_but_clone(tmp_path):
+    """An engine's create: nobody reads the record, so nobody pauses init. It reports each phase
+    marked "wait": false and goes straight on; the runtime notes the phase (a silent death is
+    still told by phase) and sends no "continue" — a stray one would be read as the answer to
+    init's next question. After clone init still waits: that "continue" comes once the clone
+    child is reaped."""
+    cfg = config(["pid", "mount", "network"])
+    cfg["hooks"] = {"createRuntime": [{"path": "/bin/true", "args": ["true", "x"]}]}
+    phases = create(tmp_path, cfg, "hybrid", listened=False)
+    assert phases == ["clone", "mount", "pivot_root", "cgroup", "security"]

@@ -604,3 +604,79 @@ def test_copy_does_not_share_state():
     b = copy.deepcopy(a)
     build(a)
     assert a == b  # building never edits the config
+
+
+# ---- exec's cache: the program as the first exec built it --------------------------------------
+
+CFG = {"defaultAction": "SCMP_ACT_ERRNO",
+       "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}
+
+
+def _kept(tmp_path, cfg=CFG, bpf=FakeLib.PROGRAM * 3, flags=lsc.FLAG_NEW_LISTENER):
+    path = str(tmp_path / sc.EXEC_CACHE)
+    with open(path, "wb") as f:
+        f.write(sc.Program(bpf, flags, "default SCMP_ACT_ERRNO, 1 rules").dump(cfg))
+    os.chmod(path, 0o600)
+    return path
+
+
+def test_a_kept_program_reads_back_as_it_was_built(tmp_path):
+    prog = sc.Program.read(_kept(tmp_path), copy.deepcopy(CFG))
+    assert (prog.program(), prog.flags, prog.summary()) == \
+        (FakeLib.PROGRAM * 3, lsc.FLAG_NEW_LISTENER, "default SCMP_ACT_ERRNO, 1 rules")
+
+
+def test_a_kept_program_loads_like_a_built_one():
+    """The same seccomp(2) call, flags and summary in the trace as Seccomp.load would make."""
+    sys = RecordingSyscalls()
+    prog = sc.Program(FakeLib.PROGRAM * 2, 0, "default SCMP_ACT_ERRNO, 1 rules")
+    prog.load(sys)
+    prog.load(sys)   # once only
+    assert [tuple(c[:2]) for c in sys.log] == [
+        ("seccomp_load", (FakeLib.PROGRAM * 2, 0, "default SCMP_ACT_ERRNO, 1 rules"))]
+    assert prog.loaded
+
+
+@pytest.mark.parametrize("spoil", ["other config", "group-writable", "symlink", "odd length",
+                                   "no newline", "bad header", "incomplete header", "missing"])
+def test_a_kept_program_not_to_be_trusted_is_ignored(tmp_path, spoil):
+    path = _kept(tmp_path, bpf=FakeLib.PROGRAM + (b"\0" if spoil == "odd length" else b""))
+    cfg = copy.deepcopy(CFG)
+    if spoil == "other config":
+        cfg["syscalls"][0]["names"] = ["write"]
+    elif spoil == "group-writable":
+        os.chmod(path, 0o620)
+    elif spoil == "symlink":
+        os.rename(path, path + ".real")
+        os.symlink(path + ".real", path)
+    elif spoil == "no newline":
+        with open(path, "wb") as f:
+            f.write(FakeLib.PROGRAM)
+    elif spoil == "bad header":
+        with open(path, "wb") as f:
+            f.write(b"{not json\n" + FakeLib.PROGRAM)
+    elif spoil == "incomplete header":
+        with open(path, "wb") as f:
+            f.write(json.dumps({"config": CFG, "flags": 0}).encode() + b"\n" + FakeLib.PROGRAM)
+    elif spoil == "missing":
+        os.unlink(path)
+    assert sc.Program.read(path, cfg) is None
+
+
+def test_exec_program_loads_the_kept_one_without_building(tmp_path, monkeypatch):
+    _kept(tmp_path)
+    monkeypatch.setattr(sc.Program, "build", classmethod(lambda cls, cfg: pytest.fail("built")))
+    prog = sc.exec_program(copy.deepcopy(CFG), str(tmp_path), lambda p, d: pytest.fail("written"))
+    assert prog.program() == FakeLib.PROGRAM * 3
+
+
+def test_exec_program_builds_and_keeps_it_or_goes_on_without(tmp_path, monkeypatch):
+    built = sc.Program(FakeLib.PROGRAM, 0, "built now")
+    monkeypatch.setattr(sc.Program, "build", classmethod(lambda cls, cfg: built))
+    written = {}
+    assert sc.exec_program(CFG, str(tmp_path), written.__setitem__) is built
+    assert written == {str(tmp_path / sc.EXEC_CACHE): built.dump(CFG)}
+
+    def refuse(path, data):
+        raise PermissionError(13, "read-only state dir")
+    assert sc.exec_program(CFG, str(tmp_path), refuse) is built   # no cache: still a filter

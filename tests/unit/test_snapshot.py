@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 from mrunc import snapshot as S
@@ -95,6 +96,59 @@ def test_v4_addresses_from_fib_trie_and_routes():
     route = (DATA / "proc" / str(HOST) / "net" / "route").read_text()
     assert S._v4_addresses(fib, route) == {"lo": ["127.0.0.1/8"], "eth0": ["192.0.2.2/24"]}
     assert S._v4_addresses(fib, "") == {"lo": ["127.0.0.1/8"], "?": ["192.0.2.2/32"]}
+
+
+# ---- the process tree on the real /proc ---------------------------------------------------------
+
+def _comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def test_process_tree_from_the_kernels_child_lists_is_the_whole_tree():
+    """Children are found through /proc/<n>/task/<t>/children: every thread's list (a child a
+    second thread made is listed under that thread only), and grandchildren; the same tree a
+    scan of every process's parent pid gives."""
+    import threading
+    procs = []
+    sh = subprocess.Popen(["sh", "-c", "sleep 30 & sleep 30 & wait"], start_new_session=True)
+    procs.append(sh)
+    made, looked = threading.Event(), threading.Event()
+
+    def second_thread():                # alive while we look: its child stays on its list
+        procs.append(subprocess.Popen(["sleep", "30"]))
+        made.set()
+        looked.wait(30)
+    t = threading.Thread(target=second_thread)
+    t.start()
+    made.wait(10)
+    try:
+        def grandchildren_sleeping():     # forked by sh, and past their execve of sleep
+            with open(f"/proc/{sh.pid}/task/{sh.pid}/children") as f:
+                pids = f.read().split()
+            return len(pids) == 2 and all(_comm(p) == "sleep" for p in pids)
+        deadline = time.monotonic() + 10
+        while not grandchildren_sleeping() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        tree = S._process_tree(os.getpid(), "/proc")
+        kids = {c.pid: c for c in tree.children}
+        assert {sh.pid, procs[1].pid} <= set(kids), "a child of another thread is missing"
+        assert [c.comm for c in kids[sh.pid].children] == ["sleep", "sleep"]
+        assert all(c.ppid == sh.pid and c.cmdline == ("sleep", "30") for c in kids[sh.pid].children)
+        by_parent = S._children_by_parent("/proc")
+        listed = S._children_listed("/proc")
+        for p in (os.getpid(), sh.pid):
+            assert sorted(listed(p)) == sorted(by_parent(p))
+    finally:
+        looked.set()
+        t.join()
+        os.killpg(sh.pid, 9)                # sh and its two sleeps
+        for p in procs:
+            p.kill()
+            p.wait()
 
 
 # ---- take() on a fake /proc -----------------------------------------------------------------------
