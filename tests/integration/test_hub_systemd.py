@@ -2,12 +2,12 @@
 runs as PID 1 of a machine of its own (systemd_box.py), the hub runs there as a systemd service
 with the configuration block copied from the docs, and two real students start their servers
 through the REST API — each a transient unit `jupyter-<user>-singleuser` with MemoryMax, CPUQuota,
-TasksMax, Delegate=, ProtectProc=invisible and its RuntimeDirectory.
+TasksMax, Delegate= and its RuntimeDirectory (ProtectProc=invisible hangs rootless containers: docs).
 
 Checked, from kernel state: the unit's limits and delegation in its cgroup files; each kernel
 moving into the unit's `supervisor` leaf and its containers getting cgroups of their own inside the
 student's unit; A's memory hog and fork bomb stopped by A's own MemoryMax/TasksMax (memory.events,
-pids.events) while B's cell succeeds; A's processes invisible to B; B unable to list, delete or
+pids.events) while B's cell succeeds; B unable to list, delete or
 kill A's containers; nothing of either (process, cgroup, runtime dir) once their servers stop.
 
     make classroom-systemd          # 10-20 min under TCG emulation (docs/classroom.md)"""
@@ -167,9 +167,7 @@ def test_systemdspawner_deployment_contains_each_student(classroom):
     out = run_cell(kb, "%%container --name during-bomb\necho B is fine; ls / | wc -l")
     assert "B is fine" in out, out
 
-    # B sees none of A's processes (ProtectProc=invisible), and can touch none of A's containers
-    out = run_cell(kb, f"import os\nprint(os.path.exists('/proc/{a_kernel}'), os.path.exists(f'/proc/{{os.getpid()}}'))")
-    assert out.split() == ["False", "True"]
+    # B can touch none of A's containers
     seen = reach_for(kb, a_root, "bomb", a_kernel)
     assert seen["mine"] == []
     for verb in ("list", "delete"):
