@@ -94,6 +94,35 @@ def alive_as(pid, start_time, dir_fd=None):
     return start is not None and start == start_time and st not in ("Z", "X")
 
 
+def pids_hidden(mountinfo="/proc/self/mountinfo"):
+    """The hidepid= of our /proc, when it hides a rootless container's init from its own runtime;
+    else None.
+
+    Every status (created, running, stopped) is read from /proc/<init>/stat. Until its execve,
+    init is not dumpable (so the container cannot ptrace it), so an unprivileged runtime has no
+    ptrace access to it; a /proc mounted with hidepid=1/2/4 (systemd's ProtectProc=) then hides
+    it: init would look "stopped" the moment create returns. Root (CAP_SYS_PTRACE) and members of
+    the mount's gid= see every process."""
+    if os.geteuid() == 0:
+        return None
+    try:
+        with open(mountinfo) as f:
+            lines = [line.split() for line in f]
+    except OSError:
+        return None
+    procs = [ln for ln in lines if len(ln) > 4 and ln[4] == "/proc" and "-" in ln]
+    if not procs:
+        return None
+    opts = dict(o.partition("=")[::2] for o in procs[-1][-1].split(","))  # the one on top
+    hide = opts.get("hidepid", "0")
+    if hide in ("0", "off"):
+        return None
+    gid = opts.get("gid")
+    if gid and gid.isdigit() and (int(gid) == os.getegid() or int(gid) in os.getgroups()):
+        return None
+    return f"hidepid={hide}"
+
+
 def now_rfc3339():
     t = time.time()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"

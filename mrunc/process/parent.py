@@ -15,7 +15,7 @@ import time
 from .. import OCI_VERSION, fastjson
 from ..errors import InitError, MruncError
 from ..signals import SIGKILL, SIGSYS, name as signal_name
-from ..state import Container, now_rfc3339, proc_start_time, wait_gone, write_atomic
+from ..state import Container, now_rfc3339, pids_hidden, proc_start_time, wait_gone, write_atomic
 from . import protocol
 from .common import check_terminal, pass_console, pass_seccomp_fd, reap
 from .init import Ctx, clone_child
@@ -97,6 +97,7 @@ def create(root, cid, bundle, *, pid_file=None, console_socket=None, no_pivot=Fa
     events = events or Events()
     t0 = time.perf_counter()
     validate_id(cid)
+    _check_pids_visible()
     bundle = os.path.abspath(bundle)
     config = spec.load(bundle, sys=events.sys)  # the read and every check, in the record
     _check_id_maps(config, events.sys)
@@ -124,6 +125,16 @@ def create(root, cid, bundle, *, pid_file=None, console_socket=None, no_pivot=Fa
     finally:
         c.unlock()
     return c
+
+
+def _check_pids_visible():
+    """Refuse, before anything is made, where /proc would hide our own init (see pids_hidden):
+    create would succeed and every later step would find the container gone."""
+    hidden = pids_hidden()
+    if hidden:
+        raise MruncError(f"/proc is mounted with {hidden} (systemd ProtectProc=): a rootless "
+                         "runtime cannot see its container's init there; remove ProtectProc= "
+                         "from the unit (or mount /proc without hidepid=)")
 
 
 def _cgroup_manager(config, cid):
