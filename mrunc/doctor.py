@@ -131,6 +131,18 @@ def check_cgroups(root="/sys/fs/cgroup", mountinfo="/proc/self/mountinfo", proc_
 
 # ---- files ----------------------------------------------------------------------------------------
 
+def check_proc():
+    """A /proc with hidepid= (systemd ProtectProc=) hides a rootless container's init from its
+    runtime (mrunc.state.pids_hidden): create refuses there."""
+    from .state import pids_hidden
+    hidden = pids_hidden()
+    if hidden:
+        return Check("/proc", "FAIL", f"mounted with {hidden}: a rootless runtime cannot see its "
+                     "container's init", "remove ProtectProc= from the notebook server's systemd "
+                     "unit (or mount /proc without hidepid=)")
+    return Check("/proc", "ok", "every process of yours is visible (no hidepid=)")
+
+
 def check_state_dir():
     from . import userdirs
     try:
@@ -181,8 +193,8 @@ def check_kernel(release=None):
     return Check("kernel", "ok", f"{release}: " + ", ".join(w for _, w in FEATURES))
 
 
-CHECKS = (check_userns, check_subids, check_cgroups, check_state_dir, check_rootfs, check_seccomp,
-          check_kernel)
+CHECKS = (check_userns, check_subids, check_cgroups, check_proc, check_state_dir, check_rootfs,
+          check_seccomp, check_kernel)
 
 
 def run_checks():
