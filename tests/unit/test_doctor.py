@@ -57,3 +57,18 @@ def test_report_json_and_problems(capsys):
     assert d["ok"] is False and [c["status"] for c in d["checks"]] == ["ok", "info", "FAIL"]
     text = doctor.report(checks)
     assert "  FAIL  c: broken\n        fix: fix it" in text and "fix: " not in text.split("FAIL")[0]
+
+
+@pytest.mark.parametrize("opts, hidden", [
+    ("rw", None), ("rw,hidepid=off", None), ("rw,hidepid=0", None),
+    ("rw,hidepid=invisible", "hidepid=invisible"), ("rw,hidepid=2", "hidepid=2"),
+    ("rw,hidepid=ptraceable", "hidepid=ptraceable"), ("rw,hidepid=invisible,gid=MYGID", None),
+])
+def test_proc_hiding_our_pids_is_read_from_the_top_proc_mount(tmp_path, monkeypatch, opts, hidden):
+    from mrunc.state import pids_hidden
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)       # root sees every pid: a user's view
+    mi = tmp_path / "mountinfo"
+    mi.write_text("22 1 0:21 / /proc rw,relatime shared:12 - proc proc rw\n"      # the host's, below
+                  "25 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
+                  f"572 22 0:193 / /proc rw,relatime - proc proc {opts.replace('MYGID', str(os.getegid()))}\n")
+    assert pids_hidden(str(mi)) == hidden
