@@ -5,6 +5,7 @@ Global flags come before the verb, as with runc:
 Errors are one line on stderr (and a {"level":"error","msg":…} line in --log with
 --log-format json, which is where containerd and podman read them), and exit status 1.
 """
+import gc
 import os
 import sys
 
@@ -762,6 +763,12 @@ VERBS = {"spec": do_spec, "create": do_create, "run": do_run, "start": do_start,
          **CGROUP_VERBS, "exec": do_exec}
 
 
+# Verbs done in milliseconds: they run with the cyclic GC off, as the launcher left it (see
+# mrunc/launcher.py). Any other verb stays a while (events, export…), and so does a stepped create
+# or run: it turns the GC back on. A foreground run or exec does once it waits for its container.
+SHORT_VERBS = {"spec", "create", "run", "exec", "start", "state", "kill", "delete", "list",
+               "features", "update", "pause", "resume", "ps"}
+
 # Verbs that never touch the state root.
 NO_STATE_VERBS = {"spec", "features", "kernel", "doctor", "network", "export"}
 
@@ -797,6 +804,8 @@ def _main(argv):
         if a.systemd_cgroup:
             raise MruncError("--systemd-cgroup: the systemd cgroup driver is not supported "
                              "(use the default cgroupfs driver)")
+        if a.verb not in SHORT_VERBS or getattr(a, "step_fd", None) is not None:
+            gc.enable()
         if a.verb not in NO_STATE_VERBS:
             a.root = _state_root(a.root, creates=a.verb in ("create", "run"))
         rc = (VERBS.get(a.verb) or VERBS_EXTRA[a.verb])(a, log)
