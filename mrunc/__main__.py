@@ -1,8 +1,5 @@
-import gc
 import sys
 
-gc.disable()    # as the launcher does: mrunc.cli turns it back on for a verb that stays (mrunc/launcher.py)
-
-from mrunc.cli import main  # noqa: E402
+from mrunc.cli import main
 
 sys.exit(main())

@@ -45,17 +45,6 @@ with a two-line sh prologue that execs the interpreter instead (valid Python as 
 
 If the package has moved since (a checkout renamed), the launcher falls back to the full start,
 `python -m mrunc`, which finds mrunc wherever the environment now has it.
-
-No garbage collector while a verb works. CPython's cyclic collector runs whenever allocations
-outnumber frees by 700; importing modules is exactly that (every function, class and constant
-is a new object that stays), so it ran about ten times while mrunc.cli, mrunc.api and the create
-path were imported, each time walking every object alive, to find no garbage: a verb lives a few
-milliseconds and makes no reference cycles worth freeing (refcounting frees the rest at once).
-The launcher turns it off first thing (`gc.disable()`; `python -m mrunc` does the same), which
-saved 1.5-1.9 ms of CPU per verb, measured. A process that stays turns it back on: mrunc.cli
-for any verb but the short ones (`events`, `export`…), and a foreground `run` or `exec` once it
-starts waiting for its container (mrunc.process.foreground.stay). The clone child and init
-inherit it off: each ends in an execve.
 """
 import os
 import sys
@@ -86,9 +75,8 @@ def launcher_text(python, path):
         raise OSError(f"{python}: a path we will not quote in a launcher")
     home = [p for p in path if os.path.isfile(os.path.join(p, "mrunc", "__init__.py"))][:1]
     return (head +
-            "# mrunc launcher: isolated interpreter, fixed import path, no cyclic GC (see mrunc/launcher.py)\n"
-            "import gc, sys\n"
-            "gc.disable()\n"
+            "# mrunc launcher: isolated interpreter, fixed import path (see mrunc/launcher.py)\n"
+            "import sys\n"
             "try:\n" +
             (f"    sys.path[:] = {home!r}   # mrunc from where the path below finds it\n"
              "    import mrunc\n" if home else "") +

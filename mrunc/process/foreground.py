@@ -46,7 +46,7 @@ def stay(pid, master=None):
     its exit status. Signals are forwarded already (forward_signals).
 
     From here this process may live for days: the cyclic garbage collector, off for the short
-    work before (mrunc/launcher.py), is on again."""
+    work before (mrunc.cli's NO_GC_VERBS), is on again."""
     gc.enable()
     if master is not None:
         return _with_terminal(pid, master)
