@@ -10,6 +10,7 @@
 #   make load     100 lifecycles, 10 at a time, under a state/list poller
 #   make conformance RUNTIME_TOOLS=<built runtime-tools tree>   the OCI validation suite
 #   make classroom-load  30 real students on a real JupyterHub, a %%container cell each
+#   make classroom-systemd  the SystemdSpawner deployment, systemd booted in the cgroup v2 VM
 #   make lab      JupyterLab on notebooks/ with the "Python 3 (mrunc)" kernel (root or not)
 #   make export   each notebook run and written as HTML + slides into export/ (widgets drawn, offline)
 #   make course   the students' release of notebooks/ (nbgrader: no solutions, no hidden tests)
@@ -38,7 +39,8 @@ BUNDLE   := rootfs/bundle/config.json
 # nodejs (and npm, only when no npm is on PATH: NodeSource's nodejs carries its own and conflicts
 # with Debian's npm package): `make export-assets` fetches what exported pages load.
 # uidmap: setuid newuidmap/newgidmap, for rootless maps of /etc/subuid ranges (tests/integration/test_subids.py).
-APT_PKGS ?= python3-venv busybox-static runc iproute2 libseccomp2 chromium podman containerd gcc libc6-dev nodejs uidmap
+# systemd: booted in the cgroup v2 VM for the SystemdSpawner test (make classroom-systemd).
+APT_PKGS ?= python3-venv busybox-static runc iproute2 libseccomp2 chromium podman containerd gcc libc6-dev nodejs uidmap systemd
 PYTEST_ARGS ?=
 
 export DEBIAN_FRONTEND := noninteractive
@@ -47,7 +49,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # One thing at a time: the VM step is CPU-bound, and the steps share .venv and rootfs/.
 .NOTPARALLEL:
 
-.PHONY: help setup apt pyc rootfs demo test test-host test-v2 fuzz bench load classroom-load conformance conformance-tree lab export export-assets course course-check clean distclean
+.PHONY: help setup apt pyc rootfs demo test test-host test-v2 fuzz bench load classroom-load classroom-systemd conformance conformance-tree lab export export-assets course course-check clean distclean
 
 help:
 	@sed -n '3,17s/^# //p' Makefile
@@ -132,7 +134,7 @@ test-host: setup rootfs export-assets
 # yet (exit 5) is fine for this step only. A missing VM tool is an error.
 test-v2: setup rootfs
 	@[ -x "$(VM)" ] || { echo "ERROR: $(VM) not found: the cgroup v2 tests need ../shared/tools/cgroup2-vm (set SHARED=/path/to/shared)" >&2; exit 1; }
-	@rc=0; $(VM) -- $(PY) -m pytest -q -m "cgroup_v2 or both_layouts" tests $(PYTEST_ARGS) || rc=$$?; \
+	@rc=0; $(VM) -- $(PY) -m pytest -q -m "(cgroup_v2 or both_layouts) and not systemd_hub" tests $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc = 5 ]; then echo "cgroup v2: no tests collected (none marked cgroup_v2 yet)"; rc=0; fi; \
 	exit $$rc
 
@@ -170,6 +172,13 @@ STUDENTS ?= 30
 CELLS    ?= 3
 classroom-load: setup rootfs
 	STUDENTS=$(STUDENTS) CELLS=$(CELLS) $(PY) bench/classroom_load.py
+
+# docs/classroom.md §3 for real (tests/integration/test_hub_systemd.py): systemd booted in the cgroup
+# v2 VM, a hub with the docs' SystemdSpawner block, two real students; one's fork bomb and memory hog
+# stopped by their own unit's caps while the other works. 10-20 min emulated (TCG): not in `test`.
+classroom-systemd: setup rootfs
+	@[ -x "$(VM)" ] || { echo "ERROR: $(VM) not found: set SHARED=/path/to/shared" >&2; exit 1; }
+	$(VM) -- $(PY) -m pytest -p no:nb_regression -q -m systemd_hub tests/integration/test_hub_systemd.py $(PYTEST_ARGS)
 
 # ---- conformance ---------------------------------------------------------------
 # The OCI validation suite (opencontainers/runtime-tools) against this mrunc, each program in its

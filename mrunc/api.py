@@ -207,18 +207,18 @@ def delete(cid, root=DEFAULT_ROOT, force=False, warn=None):
                              f"{c.creator['pid']})")
         if st in ("running", "paused") and not force:
             raise StateError(f"cannot delete container {cid} that is not stopped: {st}")
-        mgr = c.cgroup()
         if st != "stopped":
-            if st == "paused" and mgr is not None:
-                mgr.thaw()
+            if st == "paused":
+                from .cgroups import freezer
+                freezer.thaw(c.freezer())
             _kill_everything(c)
             if not st_mod.wait_gone(c.pid):
                 raise StateError(f"container {cid}: init (pid {c.pid}) did not die after SIGKILL")
-        if mgr is not None:
-            mgr.remove()  # SIGKILLs whatever is left in it first
-        st_json = {**c.oci_state(), "status": "stopped", "pid": c.pid}
+        c.remove_cgroup()  # SIGKILLs whatever is left in it first
+        poststop = c.creator is None and (c.config.get("hooks") or {}).get("poststop")
+        st_json = {**c.oci_state(), "status": "stopped", "pid": c.pid} if poststop else None
         c.remove()
-    if c.creator is None and (c.config.get("hooks") or {}).get("poststop"):
+    if poststop:
         from . import hooks
         hooks.run(c.config, "poststop", st_json, warn=warn or _warn)
 
@@ -375,17 +375,23 @@ def pause(cid, root=DEFAULT_ROOT):
         st = c.status()
         if st != "running":
             raise StateError(f"cannot pause container {cid}: container not running (status {st})")
-        _cgroup_of(c, "pause").freeze()
+        freezer_file = c.freezer()
+        if freezer_file is None or not os.path.exists(freezer_file):
+            _cgroup_of(c, "pause").freeze()     # no freezer: this raises, saying why
+            return
+        from .cgroups import freezer
+        freezer.freeze(freezer_file)
 
 
 def resume(cid, root=DEFAULT_ROOT):
     """Thaw a paused container."""
     with Container.load(root, cid, lock=True) as c:
+        from .cgroups import freezer
         st = c.status()
-        mgr = c.cgroup() if st not in ("stopped", "creating") else None
-        if mgr is None or mgr.freezer_state() != "frozen":
+        freezer_file = c.freezer() if st not in ("stopped", "creating") else None
+        if freezer_file is None or not freezer.frozen(freezer_file):
             raise StateError(f"cannot resume container {cid}: container not paused (status {st})")
-        mgr.thaw()
+        freezer.thaw(freezer_file)
 
 
 def processes(cid, root=DEFAULT_ROOT):

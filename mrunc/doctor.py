@@ -101,8 +101,9 @@ def check_subids():
 # ---- cgroups -------------------------------------------------------------------------------------
 
 def check_cgroups(root="/sys/fs/cgroup", mountinfo="/proc/self/mountinfo", proc_cgroup="/proc/self/cgroup"):
-    from .cgroups import delegation, fs
-    layout, mounts = fs.hierarchies(root, mountinfo)
+    from .cgroups import delegation
+    from .cgroups.layout import hierarchies
+    layout, mounts = hierarchies(root, mountinfo)
     if os.geteuid() == 0:
         if layout == "none":
             return Check("cgroup limits", "FAIL", f"no cgroup filesystem under {root}",

@@ -243,19 +243,45 @@ class Container:
         if cg is None:
             return None
         from . import cgroups
+        from .cgroups import recorded
         if cg.get("layout") == "disabled":
             # Never rebuilt: a directory that became writable since would give a manager for a
             # cgroup the container never joined — and maybe someone else's processes in it.
             return cgroups.DisabledManager("create used no cgroup", cg["path"], cg.get("rootless", False))
+        # where the hierarchies are mounted, as create found them; from an older mrunc: found again
+        found = (cg["layout"], cg["mounts"]) if recorded.usable(cg) else None
         mgr = cgroups.manager(cg["path"], self.id, paths=cg.get("paths"),
-                              rootless=cg.get("rootless", False))
+                              rootless=cg.get("rootless", False), found=found)
         mgr.created = list(cg.get("created") or [])  # remove() takes these too, when empty
         return mgr
 
+    def freezer(self):
+        """The container's freezer file (mrunc.cgroups.freezer), or None: no cgroup, or no freezer."""
+        cg = self.data.get("cgroup")
+        if cg is None:
+            return None
+        from .cgroups import recorded
+        if recorded.usable(cg):
+            return cg["freezer"]
+        return self.cgroup().freezer_file()     # a state.json from an older mrunc
+
+    def remove_cgroup(self):
+        """rmdir the container's cgroup — SIGKILLing first whatever is still in it (a process
+        that outlived init). Empty, as a stopped container's cgroup is, it goes by the
+        directories create recorded, without rebuilding the manager."""
+        cg = self.data.get("cgroup")
+        if cg is None:
+            return
+        from .cgroups import recorded
+        if recorded.usable(cg) and not recorded.holds_processes(cg):
+            from .cgroups import fs
+            fs.remove(cg["dirs"], cg.get("created") or [])
+        else:
+            self.cgroup().remove()
+
     def status(self, paused=True):
         """The status, derived (see the module's doc). paused=False: a paused container is
-        "running" too, and no cgroup is read — for kill, which signals either (the cgroup
-        package's import and the mountinfo read are a tenth of its time)."""
+        "running" too, and no cgroup is read — for kill, which signals either."""
         creator = self.creator
         if creator:
             # a create still at work, or one killed halfway: abandoned, nothing to start
@@ -269,9 +295,11 @@ class Container:
         if not paused:
             return "running"
         try:
-            mgr = self.cgroup()
-            if mgr is not None and mgr.freezer_state() == "frozen":
-                return "paused"
+            freezer_file = self.freezer()
+            if freezer_file is not None:
+                from .cgroups import freezer
+                if freezer.frozen(freezer_file):
+                    return "paused"
         except Exception:
             pass
         return "running"

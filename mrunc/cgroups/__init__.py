@@ -19,6 +19,8 @@ Usage (the runtime core, and `delete`/`kill --all`/`pause`/`update` later from t
     # (create sets mgr.sys, its Syscalls: then every mkdir and write is recorded in the trace)
     state["cgroup_paths"] = mgr.paths                        # save it...
     mgr = cgroups.manager(cgroups_path, container_id, paths=state["cgroup_paths"])  # ...rebuild
+    # (create records more: where each hierarchy is, the directories, the freezer file — so
+    # that the later commands need not look again: mrunc.cgroups.recorded)
 
 Where the cgroup goes (`linux.cgroupsPath`, cgroupfs semantics of runc 1.1):
 - absolute, e.g. "/mrunc/c1": that path below the root of every hierarchy;
@@ -37,101 +39,17 @@ subtree, e.g. systemd's user@UID.service); otherwise it returns the disabled man
 `reason` the caller prints once.
 """
 
-import os
-
-from mrunc.errors import CgroupError
-
-from . import fs
-from .base import Manager
-from .disabled import DisabledManager
-from .fs import detect
-from .v1 import V1Manager
-from .v2 import V2Manager
-
-__all__ = ["manager", "detect", "resolve", "Manager", "V1Manager", "V2Manager",
-           "DisabledManager", "CgroupError"]
+# The factory (mrunc.cgroups.factory) and the managers load when first asked for, so that a
+# submodule can be imported alone: `state`, `delete`, `pause` and `resume` read what create
+# recorded through .recorded and .freezer, and the rest — every manager, the mountinfo parser —
+# would cost each of them about as much as their own work (≈ 1.4 ms of CPU).
+_FACTORY = {"manager", "detect", "resolve", "device_rules", "Manager", "V1Manager", "V2Manager",
+            "DisabledManager", "CgroupError"}
+__all__ = sorted(_FACTORY)
 
 
-def resolve(cgroups_path, container_id, layout, mounts, proc_cgroup="/proc/self/cgroup"):
-    """{hierarchy key: path inside that hierarchy} for linux.cgroupsPath (see the module doc)."""
-    inner = fs.clean(cgroups_path or "")
-    if cgroups_path and inner in ("", "/"):
-        raise CgroupError(f"linux.cgroupsPath: {cgroups_path!r} names the cgroup of the caller or "
-                          f"the root; give a path below it")
-    if not inner:
-        inner = fs.clean(container_id or "")
-        if inner in ("", "/"):
-            raise CgroupError(f"container id {container_id!r} cannot name a cgroup")
-    if inner.startswith("/"):
-        return {key: inner for key in mounts}
-    own = fs.own_cgroups(proc_cgroup)
-    out = {}
-    for key, (_mp, mount_root) in mounts.items():
-        base = fs.under_mount(own.get(key, "/"), mount_root)
-        if layout == "v2":
-            base = os.path.dirname(base)
-        out[key] = os.path.normpath(os.path.join(base, inner))
-    return out
-
-
-def _delegated(mgr):
-    """Can this (unprivileged) caller create and join the cgroups? Looks at each nearest
-    existing directory: it must be writable, and so must its cgroup.procs."""
-    for d in mgr.dirs():
-        p = d
-        while not os.path.isdir(p) and os.path.dirname(p) != p:
-            p = os.path.dirname(p)
-        if not (os.access(p, os.W_OK) and os.access(os.path.join(p, "cgroup.procs"), os.W_OK)):
-            return False, p
-    return True, None
-
-
-def manager(cgroups_path, container_id, root="/sys/fs/cgroup", rootless=False, *, paths=None,
-            mountinfo="/proc/self/mountinfo", proc_cgroup="/proc/self/cgroup"):
-    """The cgroup manager for a container: V2Manager, V1Manager (v1 and hybrid) or DisabledManager.
-
-    Deterministic from its arguments (and, for relative paths, the caller's own cgroup): pass
-    `paths` (a previous `mgr.paths`) to rebuild exactly the same manager from a state file.
-    """
-    layout, mounts = fs.hierarchies(root, mountinfo)
-    if layout == "none":
-        return DisabledManager(f"no cgroup filesystem is mounted under {root}",
-                               fs.clean(cgroups_path or "") or "/" + fs.clean(container_id or ""),
-                               rootless)
-    if paths is None:
-        paths = resolve(cgroups_path, container_id, layout, mounts, proc_cgroup)
-    paths = {k: v for k, v in paths.items() if k in mounts}
-    cls = V2Manager if layout == "v2" else V1Manager
-    mgr = cls(mounts, paths, rootless, layout)
-    if rootless:
-        ok, where = _delegated(mgr)
-        if not ok:
-            return DisabledManager(f"running rootless and {where} is not delegated to uid "
-                                   f"{os.geteuid()} (no writable cgroup subtree), so no cgroup "
-                                   f"is used", mgr.path, rootless)
-    return mgr
-
-
-# What every container may use whatever its config says, as runc grants it: creating any device
-# node (m), and the standard nodes — null, zero, full, random, urandom, tty, ptmx, the pty slaves
-# (136:*), tun. Without these, `sh -c 'echo > /dev/null'` fails in the default config, whose only
-# rule is "deny everything". No rule for 5:1: /dev/console in a container is a bind mount of a
-# pty slave (136:*), never the host's console (runc's list has none either).
-_ALWAYS_ALLOWED = [("c", None, None, "m"), ("b", None, None, "m"),
-                   ("c", 1, 3, "rwm"), ("c", 1, 5, "rwm"), ("c", 1, 7, "rwm"), ("c", 1, 8, "rwm"),
-                   ("c", 1, 9, "rwm"), ("c", 5, 0, "rwm"), ("c", 5, 2, "rwm"),
-                   ("c", 136, None, "rwm"), ("c", 10, 200, "rwm")]
-
-
-def device_rules(config):
-    """The device rules to apply: the config's, then the always-allowed ones, then one allow rule
-    per `linux.devices` node the config asks to be created (else it could not be opened)."""
-    lin = config.get("linux") or {}
-    rules = list((lin.get("resources") or {}).get("devices") or [])
-    for typ, major, minor, access in _ALWAYS_ALLOWED:
-        rules.append({"allow": True, "type": typ, "major": major, "minor": minor, "access": access})
-    for d in lin.get("devices") or []:
-        if d.get("type") in ("c", "b", "u"):
-            rules.append({"allow": True, "type": "c" if d["type"] == "u" else d["type"],
-                          "major": d.get("major"), "minor": d.get("minor"), "access": "rwm"})
-    return rules
+def __getattr__(name):
+    if name not in _FACTORY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from . import factory
+    return getattr(factory, name)

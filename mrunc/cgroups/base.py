@@ -167,27 +167,19 @@ class Manager:
 
     def remove(self, timeout=2.0):
         """Kill what is left (SIGKILL), then rmdir the cgroup, its children, and what we created."""
-        gone = set()
-        if self.exists():
-            if self.pids():
-                self.kill_all(SIGKILL)
-                deadline = time.monotonic() + timeout
-                while self.pids() and time.monotonic() < deadline:
-                    time.sleep(0.01)
-            for d in self.dirs():
-                for sub in fs.subdirs_leaf_first(d):
-                    fs.rmdir(sub)
-                    gone.add(sub)
-        # Parents we made ourselves go too, if nobody else started using them (the container's
-        # own directories, in `created` too, went just above: not asked for twice).
-        for d in reversed([d for d in self.created if d not in gone]):
-            try:
-                fs.rmdir(d)
-            except CgroupError:
-                pass
+        if self.exists() and self.pids():
+            self.kill_all(SIGKILL)
+            deadline = time.monotonic() + timeout
+            while self.pids() and time.monotonic() < deadline:
+                time.sleep(0.01)
+        fs.remove(self.dirs(), self.created)
         self.created = []
 
-    # -- freezer (overridden where a freezer exists) ------------------------------------------
+    # -- freezer (overridden where a freezer exists: mrunc.cgroups.freezer) -------------------
+    def freezer_file(self):
+        """freezer.state (v1) or cgroup.freeze (v2) of the container's cgroup; None: no freezer."""
+        return None
+
     def freeze(self):
         raise CgroupError(f"cannot freeze {self.path}: no freezer in this cgroup layout")
 
@@ -208,18 +200,6 @@ class Manager:
 def empty_stats():
     """stats() with nothing known (no cgroup)."""
     return usage.summary(usage.Files({}, False))
-
-
-def _wait(check, timeout):
-    deadline = time.monotonic() + timeout
-    delay = 0.001
-    while True:
-        if check():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(delay)
-        delay = min(delay * 2, 0.01)
 
 
 # ---- helpers over linux.resources ---------------------------------------------------------------

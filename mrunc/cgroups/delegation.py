@@ -20,6 +20,7 @@ import os
 from mrunc.errors import CgroupError
 
 from . import fs
+from .layout import hierarchies, own_cgroups, under_mount
 
 LEAF = "supervisor"
 WANTED = ("memory", "pids", "cpu")        # what the notebooks' limits need
@@ -64,13 +65,13 @@ class Subtree:
 
 def find(root="/sys/fs/cgroup", mountinfo="/proc/self/mountinfo", proc_cgroup="/proc/self/cgroup"):
     """The subtree delegated to us, from our own cgroup (or its parent when we are in its leaf)."""
-    layout, mounts = fs.hierarchies(root, mountinfo)
+    layout, mounts = hierarchies(root, mountinfo)
     if layout != "v2":
         what = {"none": "no cgroup filesystem is mounted",
                 "v1": "this host uses cgroup v1", "hybrid": "this host uses cgroup v1 (hybrid)"}[layout]
         return Subtree(reason=f"{what}, and only cgroup v2 can be delegated to a user")
     mp, mount_root = mounts[""]
-    own = fs.under_mount(fs.own_cgroups(proc_cgroup).get("", "/"), mount_root)
+    own = under_mount(own_cgroups(proc_cgroup).get("", "/"), mount_root)
     top = os.path.dirname(own) if os.path.basename(own) == LEAF else own
     path = os.path.normpath(mp + top)
     for name in ("", "cgroup.procs", "cgroup.subtree_control"):

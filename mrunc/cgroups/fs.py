@@ -1,4 +1,4 @@
-"""The cgroup filesystem: reading and writing its files, and finding its hierarchies.
+"""The cgroup filesystem: reading and writing its files, making and removing its directories.
 
 Everything the kernel is asked goes through `write()` and `mkdir()` here, one `write(2)` per
 value (the kernel parses each write on its own: one device rule, one `io.max` line, one pid). A
@@ -14,15 +14,7 @@ Files are opened without O_CREAT: on cgroupfs a file that is absent means the ke
 knob (controller not enabled, feature too new or too old) and creating it is impossible anyway;
 in a unit test's fake tree it means the test said the knob does not exist.
 
-Finding the hierarchies ("layout"):
-- **v2** (unified): `<root>/cgroup.controllers` exists — one tree, one directory per cgroup.
-- **v1**: `<root>/<name>/tasks` exists for one or more hierarchies (`memory`, `cpu,cpuacct`, …),
-  each with its own directory per cgroup.
-- **hybrid**: v1 hierarchies plus a cgroup2 tree at `<root>/unified` that systemd uses for process
-  tracking; controllers stay on v1 (a controller lives in one tree only).
-- **none**: nothing mounted.
-Which controllers a v1 mount carries is read from /proc/self/mountinfo when the root is a real
-mount point, otherwise from the directory names (that is how test trees are built).
+Where the hierarchies are, and where a container's cgroup goes in each: mrunc.cgroups.layout.
 """
 
 import errno
@@ -30,12 +22,6 @@ import os
 import time
 
 from mrunc.errors import CgroupError
-
-# v1 controllers a container is put into (runc's list; named hierarchies other than systemd's are
-# left alone). "" is the unified (v2) tree.
-V1_CONTROLLERS = ("cpuset", "devices", "memory", "cpu", "cpuacct", "pids", "blkio", "hugetlb",
-                  "net_cls", "net_prio", "perf_event", "freezer", "rdma", "misc", "name=systemd")
-
 
 def _reason(e):
     return os.strerror(e.errno) if e.errno else str(e)
@@ -133,6 +119,22 @@ def rmdir(path):
             time.sleep(delay)
 
 
+def remove(dirs, created=()):
+    """rmdir each of a container's cgroup directories and every cgroup below it (deepest
+    first), then the parents its create made (`created`), if nobody else started using them.
+    The container's processes must be gone: the kernel refuses to remove a cgroup in use."""
+    gone = set()
+    for d in dirs:
+        for sub in subdirs_leaf_first(d):
+            rmdir(sub)
+            gone.add(sub)
+    for d in reversed([d for d in created if d not in gone]):
+        try:
+            rmdir(d)
+        except CgroupError:
+            pass
+
+
 def join(dirpath, pid, sys=None):
     """Move a whole process (all its threads) into a cgroup."""
     path = os.path.join(dirpath, "cgroup.procs")
@@ -163,46 +165,6 @@ def subdirs_leaf_first(dirpath):
     return [top for top, _dirs, _files in os.walk(dirpath, topdown=False)]
 
 
-# ---- paths ------------------------------------------------------------------------------------
-
-def clean(path):
-    """runc's CleanPath: normalise, and keep a relative path from climbing out with "..".
-
-    "" stays "", "/a/../b" -> "/b", "../../x" -> "x", ".." -> "".
-    """
-    if not path:
-        return ""
-    norm = os.path.normpath("/" + path)          # "/.." is "/", so nothing climbs above the top
-    norm = "/" + norm.lstrip("/")                # normpath keeps a leading "//"
-    if path.startswith("/"):
-        return norm
-    return norm[1:]
-
-
-def own_cgroups(proc_cgroup="/proc/self/cgroup"):
-    """{controller: path} of the calling process ("" = the v2 line "0::/path")."""
-    out = {}
-    for line in (read(proc_cgroup) or "").splitlines():
-        parts = line.split(":", 2)
-        if len(parts) != 3:
-            continue
-        for name in parts[1].split(",") if parts[1] else [""]:
-            out.setdefault(name, parts[2])
-    return out
-
-
-def under_mount(path, mount_root):
-    """A path from /proc/self/cgroup, made relative to where its hierarchy is mounted."""
-    if mount_root in ("", "/") or not path.startswith(mount_root):
-        return path or "/"
-    rest = path[len(mount_root):]
-    if rest and not rest.startswith("/"):
-        return path
-    return "/" + rest.lstrip("/")
-
-
-# ---- layout -----------------------------------------------------------------------------------
-
 def unescape(s):
     # mountinfo escapes space, tab, newline and backslash as \ooo
     if "\\" not in s:
@@ -216,61 +178,3 @@ def unescape(s):
             out.append(s[i])
             i += 1
     return "".join(out)
-
-
-def _mounts(mountinfo):
-    """(fstype, mountpoint, mount_root, super_options) of every cgroup/cgroup2 mount."""
-    out = []
-    for line in (read(mountinfo) or "").splitlines() if mountinfo else []:
-        pre, sep, post = line.partition(" - ")
-        fields, tail = pre.split(), post.split()
-        if not sep or len(fields) < 5 or len(tail) < 3 or tail[0] not in ("cgroup", "cgroup2"):
-            continue
-        out.append((tail[0], unescape(fields[4]), unescape(fields[3]), tail[2].split(",")))
-    return out
-
-
-def hierarchies(root="/sys/fs/cgroup", mountinfo="/proc/self/mountinfo"):
-    """(layout, {key: (mountpoint, mount_root)}) for the cgroup filesystems under `root`.
-
-    key is a v1 controller name ("memory", "name=systemd") or "" for the unified tree. Controllers
-    mounted together ("cpu,cpuacct") share one mountpoint.
-    """
-    root = os.path.normpath(root)
-    mounts = _mounts(mountinfo)
-    if exists(os.path.join(root, "cgroup.controllers")):
-        mroot = next((r for t, mp, r, _ in mounts if t == "cgroup2" and mp == root), "/")
-        return "v2", {"": (root, mroot)}
-
-    found = {}
-    for fstype, mp, mroot, opts in mounts:
-        if fstype == "cgroup" and os.path.dirname(mp) == root:
-            for name in opts:
-                if name in V1_CONTROLLERS:
-                    found.setdefault(name, (mp, mroot))
-    if not found:  # not a real mount (a test tree): go by directory names
-        try:
-            names = sorted(os.listdir(root))
-        except OSError:
-            names = []
-        for entry in names:
-            mp = os.path.join(root, entry)
-            if os.path.islink(mp) or not exists(os.path.join(mp, "tasks")):
-                continue
-            for name in entry.split(","):
-                name = "name=systemd" if name == "systemd" else name
-                if name in V1_CONTROLLERS:
-                    found.setdefault(name, (mp, "/"))
-    unified = os.path.join(root, "unified")
-    if found and exists(os.path.join(unified, "cgroup.controllers")):
-        mroot = next((r for t, mp, r, _ in mounts if t == "cgroup2" and mp == unified), "/")
-        found[""] = (unified, mroot)
-        return "hybrid", found
-    if found:
-        return "v1", found
-    return "none", {}
-
-
-def detect(root="/sys/fs/cgroup", mountinfo="/proc/self/mountinfo"):
-    """"v2", "v1", "hybrid" or "none": how cgroups are mounted under `root`."""
-    return hierarchies(root, mountinfo)[0]

@@ -20,8 +20,8 @@ import os
 
 from mrunc.errors import CgroupError
 
-from . import fs
-from .base import R, Manager, _wait, device_rule, given, nonzero
+from . import freezer, fs
+from .base import R, Manager, device_rule, given, nonzero
 
 
 def kmem_limit_works(release=None):
@@ -277,32 +277,20 @@ class V1Manager(Manager):
         return out
 
     # -- freezer ------------------------------------------------------------------------------
+    def freezer_file(self):
+        return fs.at(self.dir("freezer"), freezer.V1_FILE)
+
     def can_freeze(self):
         return self.dir("freezer") is not None
 
     def freeze(self, timeout=10.0):
-        d = self.dir("freezer")
-        if d is None:
+        if not self.can_freeze():
             raise CgroupError(f"cannot freeze {self.path}: the freezer controller is not mounted")
-        state = os.path.join(d, "freezer.state")
-        fs.write(state, "FROZEN", sys=self.sys)
-        tries = [0]
-
-        def frozen():
-            tries[0] += 1
-            if tries[0] % 50 == 0:      # tasks forked meanwhile: ask again
-                fs.write(state, "FROZEN", sys=self.sys)
-            return fs.read(state) == "FROZEN"
-        if not _wait(frozen, timeout):
-            now = fs.read(state)
-            fs.write(state, "THAWED", sys=self.sys)
-            raise CgroupError(f"freezing {d}: still {now} after {timeout:g}s, thawed it again")
+        freezer.freeze(self.freezer_file(), timeout, self.sys)
 
     def thaw(self):
-        d = self.dir("freezer")
-        if d and os.path.isdir(d):
-            fs.write(os.path.join(d, "freezer.state"), "THAWED", sys=self.sys)
+        if self.can_freeze():
+            freezer.thaw(self.freezer_file(), self.sys)
 
     def freezer_state(self):
-        d = self.dir("freezer")
-        return "frozen" if fs.read(fs.at(d, "freezer.state")) == "FROZEN" else "thawed"
+        return "frozen" if self.can_freeze() and freezer.frozen(self.freezer_file()) else "thawed"

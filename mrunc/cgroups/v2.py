@@ -27,8 +27,8 @@ import os
 from mrunc.errors import CgroupError
 from mrunc.signals import SIGKILL
 
-from . import fs
-from .base import R, Manager, _wait, given, nonzero
+from . import freezer, fs
+from .base import R, Manager, given, nonzero
 from .v1 import THROTTLES, _devnum, _rate, cpuset, pids, rdma  # noqa: F401  (same files on v2)
 from .v1 import hugetlb as _v1_hugetlb
 
@@ -289,25 +289,19 @@ class V2Manager(Manager):
         super().kill_all(signum)
 
     # -- freezer ------------------------------------------------------------------------------
+    def freezer_file(self):
+        return os.path.join(self.dir(""), freezer.V2_FILE)
+
     def can_freeze(self):
-        return fs.exists(os.path.join(self.dir(""), "cgroup.freeze"))
+        return fs.exists(self.freezer_file())
 
     def freeze(self, timeout=10.0):
-        d = self.dir("")
         if not self.can_freeze():
-            raise CgroupError(f"cannot freeze {d}: no cgroup.freeze (kernel older than 5.2?)")
-        fs.write(os.path.join(d, "cgroup.freeze"), 1, sys=self.sys)
-        if not _wait(lambda: self.freezer_state() == "frozen", timeout):
-            fs.write(os.path.join(d, "cgroup.freeze"), 0, sys=self.sys)
-            raise CgroupError(f"freezing {d}: not frozen after {timeout:g}s, thawed it again")
+            raise CgroupError(f"cannot freeze {self.dir('')}: no cgroup.freeze (kernel older than 5.2?)")
+        freezer.freeze(self.freezer_file(), timeout, self.sys)
 
     def thaw(self):
-        if self.can_freeze():
-            fs.write(os.path.join(self.dir(""), "cgroup.freeze"), 0, sys=self.sys)
+        freezer.thaw(self.freezer_file(), self.sys)
 
     def freezer_state(self):
-        d = self.dir("")
-        if fs.read(os.path.join(d, "cgroup.freeze")) != "1":
-            return "thawed"
-        events = fs.read_keyed(os.path.join(d, "cgroup.events"))
-        return "frozen" if events.get("frozen", 1) == 1 else "thawed"
+        return "frozen" if freezer.frozen(self.freezer_file()) else "thawed"

@@ -138,15 +138,18 @@ def _cgroup_manager(config, cid):
 def _creating_record(c, config, bundle, cg):
     """state.json while create works: who is creating it (pid + start time, so a create killed
     halfway is told from one at work) and the cgroup it will use (so delete can remove that)."""
+    from ..cgroups import recorded
     me = os.getpid()
     root = config["root"]["path"]
     return {
         "id": c.id, "pid": 0, "start_time": None, "bundle": bundle,
         "rootfs": root if os.path.isabs(root) else os.path.join(bundle, root),
         "created": now_rfc3339(), "config": config,
-        # relative cgroup paths depend on the caller's cgroup: keep the resolved ones (runc does too)
+        # relative cgroup paths depend on the caller's cgroup: keep the resolved ones (runc does
+        # too), and where they are, so the later commands need not find them (cgroups.recorded)
         "cgroup": None if cg is None else {"path": cg.path, "paths": cg.paths,
-                                           "rootless": cg.rootless, "layout": cg.layout},
+                                           "rootless": cg.rootless, "layout": cg.layout,
+                                           **recorded.record(cg)},
         "creator": {"pid": me, "start_time": proc_start_time(me)[0]},
     }
 
@@ -387,12 +390,12 @@ def _warm_cgroup_lock(cg, state):
     mounts = getattr(cg, "mounts", None)
     if not mounts:
         return
-    from ..cgroups import fs
+    from ..cgroups.layout import own_cgroups, under_mount
     key, (mountpoint, mount_root) = next(iter(mounts.items()))
-    own = fs.own_cgroups().get(key)
+    own = own_cgroups().get(key)
     if own is None:
         return
-    path = os.path.join(mountpoint, fs.under_mount(own, mount_root).lstrip("/"), "cgroup.procs")
+    path = os.path.join(mountpoint, under_mount(own, mount_root).lstrip("/"), "cgroup.procs")
 
     def move_self():
         me = str(os.getpid()).encode()

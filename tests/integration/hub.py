@@ -51,25 +51,26 @@ c.JupyterHub.cleanup_servers = True
 
 
 class Hub:
-    def __init__(self, users, workdir):
-        self.users, self.dir = list(users), workdir
+    """`config`: more jupyterhub_config.py lines, after the ones above (another spawner...)."""
+
+    def __init__(self, users, workdir, config=""):
+        self.users, self.dir, self.extra = list(users), workdir, config
         self.port, self.token = free_port(), secrets.token_hex(16)
+        self.hub_port, self.proxy_api = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = None
 
     def start(self, timeout=120):
         os.makedirs(self.dir, mode=0o700, exist_ok=True)
         with open(os.path.join(self.dir, "jupyterhub_config.py"), "w") as f:
-            f.write(CONFIG.format(port=self.port, hub_port=free_port(), proxy_api=free_port(),
+            f.write(CONFIG.format(port=self.port, hub_port=self.hub_port, proxy_api=self.proxy_api,
                                   bin=BIN, dir=self.dir, users=self.users, token=self.token))
-        self.log = open(os.path.join(self.dir, "hub.log"), "wb")
-        self.proc = subprocess.Popen([f"{BIN}/jupyterhub", "-f", os.path.join(self.dir, "jupyterhub_config.py")],
-                                     cwd=self.dir, stdin=subprocess.DEVNULL, stdout=self.log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+            f.write(self.extra)
+        self.launch([f"{BIN}/jupyterhub", "-f", os.path.join(self.dir, "jupyterhub_config.py")])
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"jupyterhub exited ({self.proc.returncode}): {self.logs()[-3000:]}")
+            if self.exited():
+                raise RuntimeError(f"jupyterhub exited ({self.exited()}): {self.logs()[-3000:]}")
             try:
                 if requests.get(f"{self.url}/hub/api/", timeout=2).ok:
                     return self
@@ -77,6 +78,24 @@ class Hub:
                 pass
             time.sleep(0.3)
         raise RuntimeError(f"jupyterhub did not answer in {timeout}s: {self.logs()[-3000:]}")
+
+    def launch(self, argv):
+        """Start the hub (as root, output in hub.log); exited() says why it stopped, or ""."""
+        self.log = open(os.path.join(self.dir, "hub.log"), "wb")
+        self.proc = subprocess.Popen(argv, cwd=self.dir, stdin=subprocess.DEVNULL, stdout=self.log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+
+    def exited(self):
+        return "" if self.proc.poll() is None else f"status {self.proc.returncode}"
+
+    def terminate(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)      # the hub stops its proxy (and servers: cleanup_servers)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
 
     def logs(self):
         with open(os.path.join(self.dir, "hub.log"), errors="replace") as f:
@@ -114,17 +133,11 @@ class Hub:
             time.sleep(0.3)
         raise RuntimeError(f"{user}'s server did not stop in {timeout}s")
 
-    def kernel(self, user):
-        return Kernel(self, user)
+    def kernel(self, user, timeout=60):
+        return Kernel(self, user, timeout)
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)      # the hub stops its proxy (and servers: cleanup_servers)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        self.terminate()
         if getattr(self, "log", None):
             self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -133,12 +146,12 @@ class Hub:
 class Kernel:
     """A kernel in a student's server, driven over its /channels websocket."""
 
-    def __init__(self, hub, user):
+    def __init__(self, hub, user, timeout=60):
         import websocket
         self.hub, self.user = hub, user
         base = f"{hub.url}/user/{user}/api/kernels"
         headers = {"Authorization": f"token {hub.token}"}
-        r = requests.post(base, json={"name": "python3"}, headers=headers, timeout=60)
+        r = requests.post(base, json={"name": "python3"}, headers=headers, timeout=timeout)
         r.raise_for_status()
         self.id = r.json()["id"]
         self.session = uuid.uuid4().hex
@@ -149,6 +162,7 @@ class Kernel:
     def execute(self, code, timeout=120):
         """Run code; (stdout, stderr, error or None) once the kernel is idle again."""
         msg_id = uuid.uuid4().hex
+        self.ws.settimeout(timeout)
         self.ws.send(json.dumps({
             "header": {"msg_id": msg_id, "username": self.user, "session": self.session,
                        "msg_type": "execute_request", "version": "5.3",
@@ -178,3 +192,51 @@ class Kernel:
             self.ws.close()
         except Exception:  # noqa: BLE001 — the server may be gone already
             pass
+
+
+# ---- what the tests check about students ------------------------------------------------------
+
+def processes_of(uid):
+    out = []
+    for p in os.listdir("/proc"):
+        try:
+            if p.isdigit() and os.stat(f"/proc/{p}").st_uid == uid:
+                out.append(int(p))
+        except OSError:
+            pass
+    return out
+
+
+def describe(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[:2]
+        return f"{cmd or '?'} (state {state[0]}, parent {state[1]})"
+    except OSError:
+        return "gone"
+
+
+def wait_until_gone(*uids, timeout=30):
+    """{pid: what it is} of the processes these users still have after `timeout` s (none: {})."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(processes_of(u) for u in uids):
+        time.sleep(0.2)
+    return {p: describe(p) for u in uids for p in processes_of(u)}
+
+
+def reach_for(kernel, root, name, pid):
+    """From a student's kernel, try another student's containers (state dir `root`, container
+    `name` with init `pid`): {'mine': its own containers, 'list'/'delete': mrunc's stderr,
+    'kill': os.kill's error}."""
+    mrunc = os.path.join(BIN, "mrunc")
+    out, err, error = kernel.execute(
+        "import os, subprocess, json\nfrom mrunc import notebook\n"
+        "def err(*a):\n    return subprocess.run([" + repr(mrunc) + ", '--root', " + repr(root) + ", *a],"
+        " capture_output=True, text=True).stderr\n"
+        "try:\n    os.kill(" + str(pid) + ", 9)\n    k = 'killed'\nexcept OSError as e:\n    k = e.strerror\n"
+        "print(json.dumps({'mine': [r['name'] for r in notebook.sandbox().ps()], 'list': err('list'),"
+        " 'delete': err('delete', '-f', " + repr(name) + "), 'kill': k}))")
+    assert error is None, (err, error)
+    return json.loads(out.splitlines()[-1])

@@ -130,8 +130,8 @@ def test_a_dir_the_other_student_made_first_is_refused_and_never_used(students):
 # ---- mrunc doctor and rootless notebooks on this host -------------------------------------------
 
 def _layout():
-    from mrunc.cgroups import fs
-    return fs.hierarchies()[0]
+    from mrunc.cgroups.layout import hierarchies
+    return hierarchies()[0]
 
 
 def test_doctor_names_what_is_missing_for_limits(students):

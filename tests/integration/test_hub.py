@@ -5,20 +5,16 @@ see or touch the other's containers, and nothing of either is left once their se
 (Limits — a fork bomb or a memory hog of one student not disturbing the other — need a delegated
 cgroup v2 subtree; this host is cgroup v1, so they are tested in the cgroup v2 VM through the same
 sandbox code: test_classroom.py::test_doctor_passes_and_notebook_limits_work_in_a_delegated_subtree.)"""
-import json
 import os
-import sys
 import tempfile
 
 import pytest
 
-from hub import Hub
+from hub import Hub, reach_for, wait_until_gone
 from students import make_students
 
 pytest.importorskip("jupyterhub")
 pytestmark = [pytest.mark.root, pytest.mark.userns, pytest.mark.slow]
-
-MRUNC = os.path.join(os.path.dirname(sys.executable), "mrunc")
 
 
 @pytest.fixture(scope="module")
@@ -30,28 +26,6 @@ def classroom():
             yield hub, students
         finally:
             hub.stop()
-
-
-def _processes_of(uid):
-    out = []
-    for p in os.listdir("/proc"):
-        try:
-            if p.isdigit() and os.stat(f"/proc/{p}").st_uid == uid:
-                out.append(int(p))
-        except OSError:
-            pass
-    return out
-
-
-def _describe(pid):
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[:2]
-        return f"{cmd or '?'} (state {state[0]}, parent {state[1]})"
-    except OSError:
-        return "gone"
 
 
 def test_two_students_on_a_real_hub(classroom):
@@ -77,18 +51,11 @@ def test_two_students_on_a_real_hub(classroom):
     assert os.stat(f"/proc/{keeper_pid}").st_uid == a.uid
 
     # B sees none of it, and can touch none of it
-    code = ("import os, subprocess, json\nfrom mrunc import notebook\n"
-            "print(json.dumps({'mine': [r['name'] for r in notebook.sandbox().ps()],"
-            f" 'list': subprocess.run([{MRUNC!r}, '--root', {a_root!r}, 'list'], capture_output=True, text=True).stderr,"
-            f" 'delete': subprocess.run([{MRUNC!r}, '--root', {a_root!r}, 'delete', '-f', 'keeper'], capture_output=True, text=True).stderr}}))\n"
-            f"try:\n    os.kill({keeper_pid}, 9)\nexcept PermissionError as e:\n    print('kill:', e.strerror)\n")
-    out, err, error = kb.execute(code)
-    assert error is None, (err, error)
-    seen = json.loads(out.splitlines()[0])
+    seen = reach_for(kb, a_root, "keeper", keeper_pid)
     assert seen["mine"] == []                       # B's own sandbox: nothing of A's
     for verb in ("list", "delete"):
         assert seen[verb] == f"mrunc: state directory {a_root}: not yours (permission denied on the way to it)\n"
-    assert out.splitlines()[1] == "kill: Operation not permitted"
+    assert seen["kill"] == "Operation not permitted"
     out, _, _ = ka.execute("print(lab.get('keeper').status)")
     assert out.strip() == "running"
 
@@ -97,12 +64,7 @@ def test_two_students_on_a_real_hub(classroom):
         k.close()
     for s in (a, b):
         hub.stop_server(s.name)
-    import time
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and (_processes_of(a.uid) or _processes_of(b.uid)):
-        time.sleep(0.2)
-    left = {p: _describe(p) for p in _processes_of(a.uid) + _processes_of(b.uid)}
-    assert left == {}
+    assert wait_until_gone(a.uid, b.uid) == {}
     for s in (a, b):
         lab = os.path.join(s.home, ".local", "state", "mrunc-lab")
         for d in (lab, lab + ".bundles"):

@@ -12,6 +12,7 @@ import pytest
 
 from mrunc import cgroups
 from mrunc.cgroups import base, fs
+from mrunc.cgroups.layout import clean, hierarchies, under_mount
 from mrunc.cgroups.base import allows_all, device_rule, requested
 from mrunc.errors import CgroupError
 
@@ -195,7 +196,7 @@ def test_detect_comounted_dirs_and_symlinks(tmp_path):
     os.symlink("cpu,cpuacct", tmp_path / "cpu")
     os.symlink("cpu,cpuacct", tmp_path / "cpuacct")
     put(tmp_path / "systemd", {"tasks": ""})
-    layout, mounts = fs.hierarchies(str(tmp_path), None)
+    layout, mounts = hierarchies(str(tmp_path), None)
     assert layout == "v1"
     assert mounts == {"cpu": (str(tmp_path / "cpu,cpuacct"), "/"),
                       "cpuacct": (str(tmp_path / "cpu,cpuacct"), "/"),
@@ -216,7 +217,7 @@ def test_detect_from_mountinfo(tmp_path):
         f"35 31 0:32 /sub {esc}/b rw,relatime - cgroup cgroup rw,memory\n"
         f"41 31 0:38 / {esc}/unified rw,relatime - cgroup2 cgroup2 rw\n"
         f"50 23 0:40 / /elsewhere rw - cgroup cgroup rw,pids\n")
-    layout, mounts = fs.hierarchies(str(root), str(mi))
+    layout, mounts = hierarchies(str(root), str(mi))
     assert layout == "hybrid"
     assert mounts == {"cpu": (str(root / "a"), "/"), "cpuacct": (str(root / "a"), "/"),
                       "memory": (str(root / "b"), "/sub"), "": (str(root / "unified"), "/")}
@@ -232,7 +233,7 @@ def test_detect_this_host_layout_is_known():
     ("", ""), ("/a/b", "/a/b"), ("/a/../b", "/b"), ("/../../b", "/b"), ("//a//b/", "/a/b"),
     ("a/b", "a/b"), ("../../x", "x"), ("a/../../x", "x"), ("..", ""), ("./a", "a")])
 def test_clean(given, want):
-    assert fs.clean(given) == want
+    assert clean(given) == want
 
 
 def own(tmp_path, text):
@@ -274,10 +275,10 @@ def test_empty_path_defaults_to_the_id_relative_like_runc(tmp_path):
 
 
 def test_relative_path_strips_the_mount_root(tmp_path):
-    assert fs.under_mount("/docker/abc/sub", "/docker/abc") == "/sub"
-    assert fs.under_mount("/docker/abc", "/docker/abc") == "/"
-    assert fs.under_mount("/docker/abcdef", "/docker/abc") == "/docker/abcdef"
-    assert fs.under_mount("/x", "/") == "/x"
+    assert under_mount("/docker/abc/sub", "/docker/abc") == "/sub"
+    assert under_mount("/docker/abc", "/docker/abc") == "/"
+    assert under_mount("/docker/abcdef", "/docker/abc") == "/docker/abcdef"
+    assert under_mount("/x", "/") == "/x"
 
 
 def test_dotdot_cannot_climb_out(tmp_path):

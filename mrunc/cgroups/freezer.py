@@ -1,0 +1,76 @@
+"""The freezer: how `pause` stops every process of a container at once, and `resume` lets them go.
+
+A frozen process is not signalled or killed: it simply gets no CPU until thawed, wherever it
+was — the kernel stops the whole cgroup, children forked a moment ago included. One file per
+cgroup says and sets it, named differently by the two generations:
+
+    v1  <freezer hierarchy>/<cgroup>/freezer.state   write FROZEN / THAWED; reads FREEZING
+                                                     until every task has stopped
+    v2  <cgroup>/cgroup.freeze                        write 1 / 0; cgroup.events says "frozen 1"
+                                                     once every task has stopped
+
+Each function takes that file's path — the managers know it (`freezer_file()`), and create
+records it in state.json so that `state` (is it paused?), `pause` and `resume` need neither the
+managers nor the hierarchies (mrunc.cgroups.recorded).
+"""
+
+import os
+
+from mrunc.errors import CgroupError
+
+from . import fs
+
+V1_FILE = "freezer.state"
+V2_FILE = "cgroup.freeze"
+
+
+def _v1(path):
+    return os.path.basename(path) == V1_FILE
+
+
+def frozen(path):
+    """Is every process of the cgroup stopped? (Freezing, not yet done, is not frozen.)"""
+    if _v1(path):
+        return fs.read(path) == "FROZEN"
+    if fs.read(path) != "1":
+        return False
+    return fs.read_keyed(os.path.join(os.path.dirname(path), "cgroup.events")).get("frozen", 1) == 1
+
+
+def freeze(path, timeout=10.0, sys=None):
+    """Ask for the freeze and wait until it is done; if it is not within `timeout`, thaw again
+    and raise (a half-frozen container would be neither paused nor running)."""
+    v1 = _v1(path)
+    fs.write(path, "FROZEN" if v1 else 1, sys=sys)
+    tries = [0]
+
+    def done():
+        tries[0] += 1
+        if v1 and tries[0] % 50 == 0:      # v1: tasks forked meanwhile can escape: ask again
+            fs.write(path, "FROZEN", sys=sys)
+        return frozen(path)
+    if not _wait(done, timeout):
+        now = fs.read(path)
+        fs.write(path, "THAWED" if v1 else 0, sys=sys)
+        d = os.path.dirname(path)
+        raise CgroupError(f"freezing {d}: still {now} after {timeout:g}s, thawed it again" if v1
+                             else f"freezing {d}: not frozen after {timeout:g}s, thawed it again")
+
+
+def thaw(path, sys=None):
+    """Let the cgroup's processes run again (nothing to do once the cgroup is gone)."""
+    if os.path.exists(path):
+        fs.write(path, "THAWED" if _v1(path) else 0, sys=sys)
+
+
+def _wait(check, timeout):
+    import time
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while True:
+        if check():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, 0.01)

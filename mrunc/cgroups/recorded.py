@@ -1,0 +1,52 @@
+"""A container's cgroup as `create` recorded it in state.json, for the commands that come after.
+
+Finding a cgroup costs: which hierarchies are mounted where is read from /proc/self/mountinfo,
+and the managers that know each layout are a good part of mrunc — together about as much CPU as
+a whole `state` or `delete` spends on its own work. runc keeps each hierarchy's directory in its
+state (cgroup_paths); mrunc keeps what the commands after create need beside the paths:
+
+    "cgroup": {"path", "paths", "rootless", "layout", "created",
+               "mounts":  {hierarchy: [mountpoint, mount root]},  the manager, rebuilt without
+                                                                   reading mountinfo again
+               "dirs":    [each directory of the cgroup],          delete: rmdir them
+               "freezer": its freezer file, or null}               state: is it paused? pause,
+                                                                   resume (mrunc.cgroups.freezer)
+
+They are trusted as the rest of state.json is — it lies in the container's directory, which
+only its owner can write (checked before every use: mrunc.userdirs) — and, as a second fence,
+only when every one is a clean path below /sys/fs/cgroup. A state.json written by an older
+mrunc has none of them: then the cgroup is found again as create found it.
+"""
+
+import os
+
+ROOT = "/sys/fs/cgroup"      # where create looks for the hierarchies (mrunc.cgroups.factory)
+
+
+def record(mgr):
+    """The fields above, for the state.json of a container that uses `mgr`."""
+    return {"mounts": {key: list(where) for key, where in mgr.mounts.items()},
+            "dirs": mgr.dirs(), "freezer": mgr.freezer_file()}
+
+
+def usable(cg):
+    """Did create record the fields above (this mrunc's create), all of them sound paths?"""
+    try:
+        paths = [mp for mp, _ in cg["mounts"].values()] + list(cg["dirs"])
+        freezer = cg["freezer"]
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return False
+    return all(map(_below_root, paths + ([freezer] if freezer is not None else [])))
+
+
+def _below_root(path):
+    return (isinstance(path, str) and os.path.normpath(path) == path
+            and (path == ROOT or path.startswith(ROOT + "/")))
+
+
+def holds_processes(cg):
+    """Is any process still in the cgroup (one that outlived init, or init itself)? One
+    hierarchy says it: the container's processes are in every one (init joined each, and a
+    child is born in its parent's cgroups) — the managers' pids() reads one too."""
+    from . import fs
+    return any(fs.procs(d) for d in cg["dirs"][:1] if os.path.isdir(d))
