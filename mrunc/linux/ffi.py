@@ -32,47 +32,19 @@ import _ctypes
 from _ctypes import Structure, addressof, byref, get_errno, sizeof  # noqa: F401  (re-exported)
 
 
+def _c_type(name, letter):
+    """A C type: a subclass of `_SimpleCData` named by its `struct` format letter."""
+    return type(name, (_ctypes._SimpleCData,), {"_type_": letter})
+
+
 # The C types, named as in C (<stdint.h> for the sized ones). Only those mrunc uses.
-class c_int(_ctypes._SimpleCData):
-    _type_ = "i"
-
-
-class c_uint(_ctypes._SimpleCData):
-    _type_ = "I"
-
-
-class c_long(_ctypes._SimpleCData):
-    _type_ = "l"
-
-
-class c_ulong(_ctypes._SimpleCData):
-    _type_ = "L"
-
-
-class c_ushort(_ctypes._SimpleCData):
-    _type_ = "H"
-
-
-class c_uint8(_ctypes._SimpleCData):
-    _type_ = "B"
-
-
-class c_uint64(_ctypes._SimpleCData):
-    _type_ = "Q"
-
-
-class c_char(_ctypes._SimpleCData):
-    _type_ = "c"
-
-
-class c_char_p(_ctypes._SimpleCData):    # const char *: bytes or None (NULL) in, bytes out
-    _type_ = "z"
-
-
-class c_void_p(_ctypes._SimpleCData):    # void *: an int, None, an array, byref(...)
-    _type_ = "P"
-
-
+c_int, c_uint = _c_type("c_int", "i"), _c_type("c_uint", "I")
+c_long, c_ulong = _c_type("c_long", "l"), _c_type("c_ulong", "L")
+c_ushort, c_uint8 = _c_type("c_ushort", "H"), _c_type("c_uint8", "B")
+c_uint64 = _c_type("c_uint64", "Q")
+c_char = _c_type("c_char", "c")
+c_char_p = _c_type("c_char_p", "z")     # const char *: bytes or None (NULL) in, bytes out
+c_void_p = _c_type("c_void_p", "P")     # void *: an int, None, an array, byref(...)
 c_int32, c_uint16, c_uint32 = c_int, c_ushort, c_uint
 c_size_t = c_ulong      # on Linux, size_t is unsigned long on every ABI
 POINTER = _ctypes.POINTER
