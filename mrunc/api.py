@@ -19,20 +19,10 @@ DEFAULT_ROOT = os.path.join(RUN, "mrunc")   # root's; the CLI's default is per u
 
 
 def create(cid, bundle, root=DEFAULT_ROOT, **kw):
-    """With the cyclic garbage collector off meanwhile: a create makes no garbage worth
-    collecting, but the modules it imports (process, linux and ctypes, spec, cgroups, rootfs…)
-    allocate enough to set it off a dozen times — ≈ 1.5 ms of CPU here, measured. The clone
-    child and init inherit it off: each ends in an execve. It is turned back on for the caller
-    (a notebook's kernel lives on)."""
-    import gc
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        from .process.parent import create as _create
-        return _create(root, cid, bundle, **kw)
-    finally:
-        if was:
-            gc.enable()
+    """The mrunc command runs it with the cyclic garbage collector off (mrunc.cli's NO_GC_VERBS
+    says why); a caller in Python keeps its own setting."""
+    from .process.parent import create as _create
+    return _create(root, cid, bundle, **kw)
 
 
 def start(cid, root=DEFAULT_ROOT, events=None):

@@ -5,6 +5,7 @@ Global flags come before the verb, as with runc:
 Errors are one line on stderr (and a {"level":"error","msg":…} line in --log with
 --log-format json, which is where containerd and podman read them), and exit status 1.
 """
+import gc
 import os
 import sys
 
@@ -762,6 +763,18 @@ VERBS = {"spec": do_spec, "create": do_create, "run": do_run, "start": do_start,
          **CGROUP_VERBS, "exec": do_exec}
 
 
+# Verbs that import and allocate much and are done in milliseconds: they run without the cyclic
+# garbage collector. It runs whenever allocations outnumber frees by 700, and importing is just
+# that (every function, class and constant stays), so it ran about ten times while create's
+# modules were imported, each time walking every live object to find no garbage: a verb makes no
+# reference cycles worth freeing (refcounting frees the rest at once). Off, it saves ≈ 1.4 ms of
+# CPU on create. A stepped create or run waits for a person: not those. A foreground run or exec
+# turns it back on once it waits for its container (process.foreground.stay); the clone child
+# and init inherit it off and end in an execve. Not the other verbs, nor from the start (the
+# launcher): they import little; off from the start saved `state` ≈ 0.2 ms of CPU in one
+# interleaved run, while its peak RSS measured 0.1-0.2 MiB higher, next to runc's.
+NO_GC_VERBS = {"create", "run", "exec"}
+
 # Verbs that never touch the state root.
 NO_STATE_VERBS = {"spec", "features", "kernel", "doctor", "network", "export"}
 
@@ -797,6 +810,8 @@ def _main(argv):
         if a.systemd_cgroup:
             raise MruncError("--systemd-cgroup: the systemd cgroup driver is not supported "
                              "(use the default cgroupfs driver)")
+        if a.verb in NO_GC_VERBS and getattr(a, "step_fd", None) is None:
+            gc.disable()
         if a.verb not in NO_STATE_VERBS:
             a.root = _state_root(a.root, creates=a.verb in ("create", "run"))
         rc = (VERBS.get(a.verb) or VERBS_EXTRA[a.verb])(a, log)

@@ -40,9 +40,9 @@ shows it). Only `install`, `load` and `attached` talk to the kernel (through Sys
 records each call in the trace); the rest is plain Python.
 """
 
+import _struct as struct  # struct's C module, built in (struct.py only re-exports it)
 import errno
 import os
-import struct
 from collections import namedtuple
 
 from mrunc.errors import CgroupError

@@ -1,9 +1,11 @@
-"""The kernel calls a container runtime makes, and the only module that talks ctypes.
+"""The kernel calls a container runtime makes, and the only package that calls C.
 
 A container is not a thing the kernel knows about: it is an ordinary process on which a runtime
 made a handful of system calls — unshare/setns (namespaces), mount/pivot_root (a new root),
 sethostname, prctl, capset. Python 3.11 wraps some of them (os.setresuid, os.setgroups, os.mknod,
-os.chroot, resource.setrlimit); the rest are reached here through libc with ctypes.
+os.chroot, resource.setrlimit); the rest are reached here through libc, with the C-calling core
+of ctypes (`_ctypes`) and the few C types and prototypes we need (mrunc.linux.ffi, which says
+why not the `ctypes` package: it costs create, run and exec ≈ 3 ms and 1 MiB each).
 
 Every privileged call goes through a `Syscalls` object — one per process: the runtime's, the
 clone child's, init's. That gives us:
@@ -18,10 +20,13 @@ clone child's, init's. That gives us:
 
 This module imports nothing of mrunc's (imports flow one way, towards the kernel).
 """
-import ctypes
 import os
 from errno import errorcode as _ERRNO_NAMES
 from time import perf_counter as _perf, time as _now
+
+from .ffi import (Library, Structure, addressof, byref, c_char, c_char_p, c_int, c_long, c_size_t,
+                  c_uint, c_uint8, c_uint16, c_uint32, c_uint64, c_ulong, c_void_p, char_array,
+                  get_errno, sizeof)
 
 # --- constants (from <linux/sched.h>, <sys/mount.h>, <linux/prctl.h>, <linux/capability.h>) ---
 CLONE_NEWTIME = 0x00000080
@@ -132,24 +137,40 @@ _SYS = {
 # newer calls share one number on every architecture
 _SYS.update(open_tree=428, move_mount=429, fsopen=430, fsconfig=431, fsmount=432, openat2=437)
 
-_libc = ctypes.CDLL(None, use_errno=True)
+# libc's functions we call, from their C prototypes: (result, parameters...). syscall(2) is
+# variadic: each call passes its arguments in the C types that system call takes.
+_libc = Library(None, {
+    "syscall": (c_long, ...),
+    "unshare": (c_int, c_int),                              # int unshare(int flags)
+    "mount": (c_int, c_char_p, c_char_p, c_char_p, c_ulong, c_char_p),  # source, target, type, flags, data
+    "umount2": (c_int, c_char_p, c_int),
+    "sethostname": (c_int, c_char_p, c_size_t),
+    "setdomainname": (c_int, c_char_p, c_size_t),
+    "prlimit": (c_int, c_int, c_int, c_void_p, c_void_p),   # pid, resource, *new, *old
+    "prctl": (c_int, c_int, c_ulong, c_ulong, c_ulong, c_ulong),
+    "capget": (c_int, c_void_p, c_void_p),                  # header, data[2]
+    "capset": (c_int, c_void_p, c_void_p),
+    "personality": (c_int, c_ulong),
+    "fstatfs": (c_int, c_int, c_void_p),
+    "fanotify_init": (c_int, c_uint, c_uint),
+    "fanotify_mark": (c_int, c_int, c_uint, c_uint64, c_int, c_char_p),
+})
 
 
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+class _CapHeader(Structure):
+    _fields_ = [("version", c_uint32), ("pid", c_int)]
 
 
-class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
-                ("inheritable", ctypes.c_uint32)]
+class _CapData(Structure):
+    _fields_ = [("effective", c_uint32), ("permitted", c_uint32), ("inheritable", c_uint32)]
 
 
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+class _OpenHow(Structure):
+    _fields_ = [("flags", c_uint64), ("mode", c_uint64), ("resolve", c_uint64)]
 
 
-class _Rlimit(ctypes.Structure):
-    _fields_ = [("cur", ctypes.c_uint64), ("max", ctypes.c_uint64)]
+class _Rlimit(Structure):
+    _fields_ = [("cur", c_uint64), ("max", c_uint64)]
 
 
 def _b(s):
@@ -159,7 +180,7 @@ def _b(s):
 def _check(ret, what, path=None):
     """libc convention: -1 and errno. Raise OSError(errno, what, path) so Python picks the subclass."""
     if ret == -1:
-        err = ctypes.get_errno()
+        err = get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}", path)
     return ret
 
@@ -224,17 +245,17 @@ class Syscalls:
     # -- namespaces --
     def unshare(self, flags):
         self._rec("unshare", flags_names(flags))
-        _check(_libc.unshare(ctypes.c_int(flags)), f"unshare({flags_names(flags)})")
+        _check(_libc.unshare(flags), f"unshare({flags_names(flags)})")
 
     def setns(self, fd, nstype, path=None):
         self._rec("setns", path or fd, flags_names(nstype))
-        _check(_libc.syscall(_SYS["setns"], ctypes.c_int(fd), ctypes.c_int(nstype)),
+        _check(_libc.syscall(_SYS["setns"], c_int(fd), c_int(nstype)),
                f"setns({flags_names(nstype)})", path)
 
     # -- mounts --
     def mount(self, source, target, fstype, flags=0, data=None):
         self._rec("mount", source, target, fstype, mount_flags_names(flags), data)
-        ret = _libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data))
+        ret = _libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data))
         _check(ret, f"mount {source or fstype} on {target} ({mount_flags_names(flags)})", target)
 
     def open_tree(self, path, recursive=False):
@@ -244,7 +265,7 @@ class Syscalls:
         flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (AT_RECURSIVE if recursive else 0)
         names = "OPEN_TREE_CLONE" + ("|AT_RECURSIVE" if recursive else "")
         self._rec("open_tree", path, names)
-        ret = _libc.syscall(_SYS["open_tree"], ctypes.c_int(_AT_FDCWD), _b(path), ctypes.c_uint(flags))
+        ret = _libc.syscall(_SYS["open_tree"], c_int(_AT_FDCWD), _b(path), c_uint(flags))
         return _check(ret, f"open_tree {path} ({names})", path)
 
     def move_mount(self, tree_fd, target, source=None):
@@ -253,13 +274,13 @@ class Syscalls:
         T_SYMLINKS: follow a symlink at the target, as mount(2) does — /proc/self/fd/N is one."""
         self._rec("move_mount", source or tree_fd, target)
         flags = MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_SYMLINKS
-        ret = _libc.syscall(_SYS["move_mount"], ctypes.c_int(tree_fd), b"", ctypes.c_int(_AT_FDCWD),
-                            _b(target), ctypes.c_uint(flags))
+        ret = _libc.syscall(_SYS["move_mount"], c_int(tree_fd), b"", c_int(_AT_FDCWD),
+                            _b(target), c_uint(flags))
         _check(ret, f"move_mount {source or tree_fd} on {target}", target)
 
     def umount2(self, target, flags=0):
         self._rec("umount2", target, flags)
-        _check(_libc.umount2(_b(target), ctypes.c_int(flags)), "umount2", target)
+        _check(_libc.umount2(_b(target), flags), "umount2", target)
 
     def pivot_root(self, new_root, put_old):
         self._rec("pivot_root", new_root, put_old)
@@ -271,13 +292,13 @@ class Syscalls:
         mount, so no other process can look into it or mount over anything inside it; it is
         gone once the fd is closed. Nothing in any mount table changes."""
         self._rec("fsmount", fstype, attrs)
-        fs = _check(_libc.syscall(_SYS["fsopen"], _b(fstype), ctypes.c_uint(_FSOPEN_CLOEXEC)),
+        fs = _check(_libc.syscall(_SYS["fsopen"], _b(fstype), c_uint(_FSOPEN_CLOEXEC)),
                     f"fsopen {fstype}")
         try:
-            _check(_libc.syscall(_SYS["fsconfig"], ctypes.c_int(fs), ctypes.c_uint(_FSCONFIG_CMD_CREATE),
-                                 None, None, ctypes.c_int(0)), f"fsconfig {fstype} create")
-            return _check(_libc.syscall(_SYS["fsmount"], ctypes.c_int(fs), ctypes.c_uint(_FSMOUNT_CLOEXEC),
-                                        ctypes.c_uint(attrs)), f"fsmount {fstype}")
+            _check(_libc.syscall(_SYS["fsconfig"], c_int(fs), c_uint(_FSCONFIG_CMD_CREATE),
+                                 None, None, c_int(0)), f"fsconfig {fstype} create")
+            return _check(_libc.syscall(_SYS["fsmount"], c_int(fs), c_uint(_FSMOUNT_CLOEXEC),
+                                        c_uint(attrs)), f"fsmount {fstype}")
         finally:
             os.close(fs)
 
@@ -298,12 +319,12 @@ class Syscalls:
     def sethostname(self, name):
         self._rec("sethostname", name)
         raw = name.encode()
-        _check(_libc.sethostname(raw, ctypes.c_size_t(len(raw))), "sethostname")
+        _check(_libc.sethostname(raw, len(raw)), "sethostname")
 
     def setdomainname(self, name):
         self._rec("setdomainname", name)
         raw = name.encode()
-        _check(_libc.setdomainname(raw, ctypes.c_size_t(len(raw))), "setdomainname")
+        _check(_libc.setdomainname(raw, len(raw)), "setdomainname")
 
     def setgroups(self, gids):
         self._rec("setgroups", list(gids))
@@ -333,7 +354,7 @@ class Syscalls:
         # libc prlimit, not resource.setrlimit: that one turns EPERM/EINVAL into errno-less
         # ValueErrors and cannot take 2**64-1.
         new = _Rlimit(soft, hard)
-        _check(_libc.prlimit(ctypes.c_int(pid), ctypes.c_int(resource_no), ctypes.byref(new), None), what)
+        _check(_libc.prlimit(pid, resource_no, byref(new), None), what)
 
     def umask(self, mask):
         self._rec("umask", oct(mask))
@@ -342,19 +363,18 @@ class Syscalls:
     # -- process attributes --
     def prctl(self, option, arg2=0, arg3=0, arg4=0, arg5=0):
         self._rec("prctl", *_prctl_readable(option, arg2, arg3))
-        return _check(_libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3),
-                                  ctypes.c_ulong(arg4), ctypes.c_ulong(arg5)), f"prctl({option})")
+        return _check(_libc.prctl(option, arg2, arg3, arg4, arg5), f"prctl({option})")
 
     def set_name(self, name):
         """PR_SET_NAME: what `ps` and /proc/<pid>/comm show (15 bytes max)."""
-        buf = ctypes.create_string_buffer(name.encode()[:15])
-        _check(_libc.prctl(PR_SET_NAME, buf, 0, 0, 0), "prctl(PR_SET_NAME)")
+        buf = char_array(name.encode()[:15] + b"\0")
+        _check(_libc.prctl(PR_SET_NAME, addressof(buf), 0, 0, 0), "prctl(PR_SET_NAME)")
 
     def capget(self, pid=0):
         """Return (effective, permitted, inheritable) as 64-bit masks."""
         hdr = _CapHeader(_LINUX_CAPABILITY_VERSION_3, pid)
         data = (_CapData * 2)()
-        _check(_libc.capget(ctypes.byref(hdr), data), "capget")
+        _check(_libc.capget(byref(hdr), data), "capget")
         return tuple(getattr(data[0], f) | (getattr(data[1], f) << 32)
                      for f in ("effective", "permitted", "inheritable"))
 
@@ -366,7 +386,7 @@ class Syscalls:
             data[i].effective = (effective >> (32 * i)) & 0xFFFFFFFF
             data[i].permitted = (permitted >> (32 * i)) & 0xFFFFFFFF
             data[i].inheritable = (inheritable >> (32 * i)) & 0xFFFFFFFF
-        _check(_libc.capset(ctypes.byref(hdr), data), "capset")
+        _check(_libc.capset(byref(hdr), data), "capset")
 
     # -- scheduling, I/O priority, execution domain (process.scheduler, ioPriority, personality) --
     def sched_setattr(self, policy, flags=0, nice=0, priority=0, runtime=0, deadline=0, period=0):
@@ -376,8 +396,7 @@ class Syscalls:
         self._rec("sched_setattr", policy, flags, nice, priority, runtime, deadline, period)
         attr = struct.pack("=IIQiIQQQII", 56, policy, flags, nice, priority, runtime, deadline,
                            period, 0, 0)
-        buf = ctypes.create_string_buffer(attr, len(attr))
-        _check(_libc.syscall(_SYS["sched_setattr"], 0, buf, 0), "sched_setattr")
+        _check(_libc.syscall(_SYS["sched_setattr"], 0, char_array(attr), 0), "sched_setattr")
 
     def ioprio_set(self, io_class, level):
         self._rec("ioprio_set", io_class, level)
@@ -386,7 +405,7 @@ class Syscalls:
 
     def personality(self, persona):
         self._rec("personality", hex(persona))
-        _check(_libc.personality(ctypes.c_ulong(persona)), "personality")
+        _check(_libc.personality(persona), "personality")
 
     def seccomp_load(self, program, flags=0, what=""):
         """seccomp(SECCOMP_SET_MODE_FILTER): install a BPF program (struct sock_filter[], from
@@ -404,8 +423,8 @@ class Syscalls:
         does it in microseconds, where importing a netlink library costs ~120 ms on every create.
         """
         import _socket      # not socket: its import pulls in enum and selectors (≈ 5 ms)
+        import _struct as struct    # the C module under struct (built in: imported for free)
         import fcntl
-        import struct
         self._rec("ioctl", "SIOCSIFFLAGS", ifname, "IFF_UP")
         s = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
         try:
@@ -520,8 +539,7 @@ def openat2(dirfd, path, flags, resolve, mode=0):
     """openat(2) with `resolve` rules (RESOLVE_*) the kernel enforces on the whole lookup, atomically
     (Linux 5.6+; OSError ENOSYS before). A lookup, like os.open: not a Syscalls method."""
     how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
-    ret = _libc.syscall(_SYS["openat2"], ctypes.c_int(dirfd), _b(path), ctypes.byref(how),
-                        ctypes.c_size_t(ctypes.sizeof(how)))
+    ret = _libc.syscall(_SYS["openat2"], c_int(dirfd), _b(path), byref(how), c_size_t(sizeof(how)))
     return _check(ret, f"openat2 {path}", path)
 
 
@@ -545,8 +563,8 @@ def fstatfs_type(fd):
 
     Read-only, so not a Syscalls method: it changes nothing and there is nothing to fake.
     """
-    buf = (ctypes.c_long * 16)()  # struct statfs (120 bytes on 64-bit); f_type is its first long
-    _check(_libc.fstatfs(ctypes.c_int(fd), buf), "fstatfs")
+    buf = (c_long * 16)()  # struct statfs (120 bytes on 64-bit); f_type is its first long
+    _check(_libc.fstatfs(fd, buf), "fstatfs")
     return buf[0]
 
 
@@ -558,13 +576,13 @@ def bpf(cmd, attr, pointers=None):
 
     The kernel call itself; the cgroups package makes it through Syscalls.bpf, which records it.
     """
-    keep = []          # the ctypes views must outlive the call
+    keep = []          # the C views must outlive the call
     for off, buf in (pointers or {}).items():
-        view = (ctypes.c_char * len(buf)).from_buffer(buf)
+        view = (c_char * len(buf)).from_buffer(buf)
         keep.append(view)
-        ctypes.c_uint64.from_buffer(attr, off).value = ctypes.addressof(view)
-    raw = (ctypes.c_char * len(attr)).from_buffer(attr)
-    ret = _libc.syscall(_SYS["bpf"], ctypes.c_int(cmd), raw, ctypes.c_uint(len(attr)))
+        c_uint64.from_buffer(attr, off).value = addressof(view)
+    raw = (c_char * len(attr)).from_buffer(attr)
+    ret = _libc.syscall(_SYS["bpf"], c_int(cmd), raw, c_uint(len(attr)))
     return _check(ret, f"bpf({_BPF_NAMES.get(cmd, cmd)})")
 
 
@@ -573,8 +591,8 @@ CLONE_INTO_CGROUP = 0x200000000
 _SYS_CLONE3 = 435  # the same number on x86_64 and aarch64 (the generic table)
 
 
-class _CloneArgs(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_uint64) for name in (
+class _CloneArgs(Structure):
+    _fields_ = [(name, c_uint64) for name in (
         "flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack", "stack_size", "tls",
         "set_tid", "set_tid_size", "cgroup")]
 
@@ -612,7 +630,7 @@ def fork_as_sibling():
 
 
 def _clone3(args, what):
-    ret = _libc.syscall(_SYS_CLONE3, ctypes.byref(args), ctypes.c_size_t(ctypes.sizeof(args)))
+    ret = _libc.syscall(_SYS_CLONE3, byref(args), c_size_t(sizeof(args)))
     return _check(ret, what)
 
 
@@ -711,18 +729,17 @@ FAN_NOFD = -1
 _FANOTIFY_METADATA_VERSION = 3
 
 
-class _FanotifyEvent(ctypes.Structure):
+class _FanotifyEvent(Structure):
     """struct fanotify_event_metadata (<linux/fanotify.h>), 24 bytes."""
-    _fields_ = [("event_len", ctypes.c_uint32), ("vers", ctypes.c_uint8), ("reserved", ctypes.c_uint8),
-                ("metadata_len", ctypes.c_uint16), ("mask", ctypes.c_uint64), ("fd", ctypes.c_int32),
-                ("pid", ctypes.c_int32)]
+    _fields_ = [("event_len", c_uint32), ("vers", c_uint8), ("reserved", c_uint8),
+                ("metadata_len", c_uint16), ("mask", c_uint64), ("fd", c_int), ("pid", c_int)]
 
 
 def fanotify_init(flags, event_f_flags):
     """A new fanotify group: returns its fd, from which events are read. `event_f_flags` are the
     open flags of the fd each event carries (the file that was accessed, opened anew for us).
     Mount and filesystem marks need CAP_SYS_ADMIN in the initial user namespace: EPERM otherwise."""
-    return _check(_libc.fanotify_init(ctypes.c_uint(flags), ctypes.c_uint(event_f_flags)),
+    return _check(_libc.fanotify_init(flags, event_f_flags),
                   "fanotify_init")
 
 
@@ -730,8 +747,7 @@ def fanotify_mark(fan_fd, flags, mask, dirfd, path="."):
     """Add (FAN_MARK_ADD) the events in `mask` for the object at `path` relative to `dirfd` —
     its mount (FAN_MARK_MOUNT) or its filesystem (FAN_MARK_FILESYSTEM). An O_PATH dirfd with "."
     marks what that fd refers to, even in another mount namespace (/proc/<pid>/root)."""
-    ret = _libc.fanotify_mark(ctypes.c_int(fan_fd), ctypes.c_uint(flags), ctypes.c_uint64(mask),
-                              ctypes.c_int(dirfd), _b(path))
+    ret = _libc.fanotify_mark(fan_fd, flags, mask, dirfd, _b(path))
     _check(ret, "fanotify_mark", path)
 
 
@@ -744,9 +760,9 @@ def fanotify_read(fan_fd, size=65536):
     except BlockingIOError:
         return []
     out, off = [], 0
-    while off + ctypes.sizeof(_FanotifyEvent) <= len(buf):
+    while off + sizeof(_FanotifyEvent) <= len(buf):
         ev = _FanotifyEvent.from_buffer_copy(buf, off)
-        if ev.vers != _FANOTIFY_METADATA_VERSION or ev.event_len < ctypes.sizeof(_FanotifyEvent):
+        if ev.vers != _FANOTIFY_METADATA_VERSION or ev.event_len < sizeof(_FanotifyEvent):
             raise OSError(0, f"fanotify: unexpected event metadata version {ev.vers}")
         out.append((ev.mask, ev.fd, ev.pid))
         off += ev.event_len

@@ -1,4 +1,4 @@
-"""libseccomp through ctypes: the few calls a runtime needs to turn linux.seccomp into a filter.
+"""libseccomp called from Python: the few calls a runtime needs to turn linux.seccomp into a filter.
 
 A seccomp filter is a small BPF program the kernel runs on every system call the process makes,
 before the call does anything: it looks at the syscall number, the architecture and the six
@@ -12,10 +12,12 @@ with seccomp(2) (set_mode_filter), after putting a small stub of our own in fron
 Why our own bindings and not a package (decided for mrunc, re-check if the needs grow):
   * `pyseccomp` (PyPI, ctypes, last release 0.1.2 in January 2021) costs ~25 ms to import, most of
     it `ctypes.util.find_library`, which runs `ldconfig -p` in a subprocess; it knows no
-    WAIT_KILLABLE_RECV; and it would be a second ctypes module beside mrunc.linux, which the
-    architecture keeps as the only one. Debian's `python3-seccomp` only exists for the system
-    interpreter, not for our venv. Neither would spare us the BPF stub and the seccomp(2) call.
-  * What we need is a dozen functions with plain C types (below). Loading the library by its
+    WAIT_KILLABLE_RECV; and it would be a second module calling C beside mrunc.linux, which
+    the architecture keeps as the only one (and it imports `ctypes`: mrunc.linux.ffi says why
+    not). Debian's `python3-seccomp` only exists for the system interpreter, not for our venv.
+    Neither would spare us the BPF stub and the seccomp(2) call.
+  * What we need is a dozen functions with plain C types (below), called the way the rest of
+    mrunc.linux calls libc (mrunc.linux.ffi). Loading the library by its
     soname costs well under a millisecond, and only when a config asks for seccomp. No new
     Python dependency; the system package libseccomp2 (>= 2.5) is in the Makefile's APT_PKGS.
 
@@ -25,8 +27,11 @@ host's /usr/lib is out of reach. Nothing here runs at import time except constan
 The name tables (OCI names -> libseccomp values) are here too, so the config checks, `features`
 and the security phase share one source.
 """
-import ctypes
 import os
+
+from . import _libc
+from .ffi import (POINTER, Library, Structure, addressof, byref, c_char_p, c_int, c_uint, c_uint32,
+                  c_uint64, c_ushort, c_void_p, char_array, get_errno)
 
 # --- actions (seccomp.h SCMP_ACT_*): OCI name -> (value, takes an errno/trace value) ---
 ACTIONS = {
@@ -98,14 +103,13 @@ _SYS_SECCOMP = {"x86_64": 317, "aarch64": 277}.get(os.uname().machine)
 _SECCOMP_SET_MODE_FILTER = 1
 
 
-class _ArgCmp(ctypes.Structure):
+class _ArgCmp(Structure):
     """struct scmp_arg_cmp: argument index, operator, and one or two 64-bit values."""
-    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int),
-                ("datum_a", ctypes.c_uint64), ("datum_b", ctypes.c_uint64)]
+    _fields_ = [("arg", c_uint), ("op", c_int), ("datum_a", c_uint64), ("datum_b", c_uint64)]
 
 
-class _Version(ctypes.Structure):
-    _fields_ = [("major", ctypes.c_uint), ("minor", ctypes.c_uint), ("micro", ctypes.c_uint)]
+class _Version(Structure):
+    _fields_ = [("major", c_uint), ("minor", c_uint), ("micro", c_uint)]
 
 
 def _check(ret, what):
@@ -166,30 +170,28 @@ class Filter:
 
 
 class Libseccomp:
-    """libseccomp.so.2, with argument types declared for the functions we call."""
+    """libseccomp.so.2, with the C prototypes of the functions we call (<seccomp.h>):
+    (result, parameters...); a scmp_filter_ctx is a void *."""
 
     def __init__(self, path="libseccomp.so.2"):
-        lib = ctypes.CDLL(path)
-        vp, u32, i, ui = ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint
-        for name, res, args in (
-            ("seccomp_init", vp, [u32]),
-            ("seccomp_release", None, [vp]),
-            ("seccomp_arch_resolve_name", u32, [ctypes.c_char_p]),
-            ("seccomp_arch_add", i, [vp, u32]),
-            ("seccomp_attr_set", i, [vp, i, u32]),
-            ("seccomp_syscall_resolve_name", i, [ctypes.c_char_p]),
-            ("seccomp_rule_add_array", i, [vp, u32, i, ui, ctypes.POINTER(_ArgCmp)]),
-            ("seccomp_load", i, [vp]),
-            ("seccomp_notify_fd", i, [vp]),
-            ("seccomp_export_pfc", i, [vp, i]),
-            ("seccomp_export_bpf", i, [vp, i]),
-            ("seccomp_syscall_resolve_name_arch", i, [u32, ctypes.c_char_p]),
-            ("seccomp_version", ctypes.POINTER(_Version), []),
-            ("seccomp_api_get", ui, []),
-            ("seccomp_arch_native", u32, []),
-        ):
-            fn = getattr(lib, name)
-            fn.restype, fn.argtypes = res, args
+        vp, u32, i, ui = c_void_p, c_uint32, c_int, c_uint
+        lib = Library(path, {
+            "seccomp_init": (vp, u32),
+            "seccomp_release": (None, vp),
+            "seccomp_arch_resolve_name": (u32, c_char_p),
+            "seccomp_arch_add": (i, vp, u32),
+            "seccomp_attr_set": (i, vp, i, u32),
+            "seccomp_syscall_resolve_name": (i, c_char_p),
+            "seccomp_rule_add_array": (i, vp, u32, i, ui, POINTER(_ArgCmp)),
+            "seccomp_load": (i, vp),
+            "seccomp_notify_fd": (i, vp),
+            "seccomp_export_pfc": (i, vp, i),
+            "seccomp_export_bpf": (i, vp, i),
+            "seccomp_syscall_resolve_name_arch": (i, u32, c_char_p),
+            "seccomp_version": (POINTER(_Version),),
+            "seccomp_api_get": (ui,),
+            "seccomp_arch_native": (u32,),
+        })
         self._lib = lib
         v = lib.seccomp_version().contents
         self.version = (v.major, v.minor, v.micro)
@@ -255,18 +257,17 @@ def kernel_flag_supported(flag_bit):
     on the NULL program (EFAULT) or on privileges (EACCES)."""
     if _SYS_SECCOMP is None:
         return False
-    libc = ctypes.CDLL(None, use_errno=True)
     if flag_bit == FLAGS["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"][1]:
         flag_bit |= FLAG_NEW_LISTENER  # only valid together with a listener
-    ret = libc.syscall(_SYS_SECCOMP, _SECCOMP_SET_MODE_FILTER, ctypes.c_uint(flag_bit), None)
-    return ret == -1 and ctypes.get_errno() != 22
+    ret = _libc.syscall(_SYS_SECCOMP, _SECCOMP_SET_MODE_FILTER, c_uint(flag_bit), None)
+    return ret == -1 and get_errno() != 22
 
 
 # ---- loading a program ourselves, with an ENOSYS stub in front (as runc does) ------------------------
 
-class _Fprog(ctypes.Structure):
+class _Fprog(Structure):
     """struct sock_fprog: instruction count and a pointer to them."""
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+    _fields_ = [("len", c_ushort), ("filter", c_void_p)]
 
 
 def flag_names(flags):
@@ -278,12 +279,11 @@ def set_mode_filter(program, flags):
     sock_filter) in this process. Returns the notify fd with FLAG_NEW_LISTENER, else None."""
     if _SYS_SECCOMP is None:
         raise OSError(38, f"seccomp: not supported on {os.uname().machine} by mrunc")
-    libc = ctypes.CDLL(None, use_errno=True)
-    buf = ctypes.create_string_buffer(program, len(program))
-    prog = _Fprog(len(program) // 8, ctypes.addressof(buf))
-    ret = libc.syscall(_SYS_SECCOMP, _SECCOMP_SET_MODE_FILTER, ctypes.c_uint(flags), ctypes.byref(prog))
+    buf = char_array(program)
+    prog = _Fprog(len(program) // 8, addressof(buf))
+    ret = _libc.syscall(_SYS_SECCOMP, _SECCOMP_SET_MODE_FILTER, c_uint(flags), byref(prog))
     if ret == -1:
-        err = ctypes.get_errno()
+        err = get_errno()
         raise OSError(err, f"seccomp(SECCOMP_SET_MODE_FILTER, {flag_names(flags)}): {os.strerror(err)}")
     return ret if flags & FLAG_NEW_LISTENER else None
 
@@ -333,7 +333,7 @@ def enosys_stub(last):
 def _assemble(code):
     """(op, k, jump-if-true label, None) tuples and ("label", name) -> bytes. Conditional jumps
     are relative and 8-bit: fine for a stub of a few dozen instructions."""
-    import struct
+    import _struct as struct    # struct's C module (built in), what struct.py re-exports
     where, pc = {}, 0
     for op, *rest in code:
         if op == "label":

@@ -151,7 +151,7 @@ def run(c, process, *, detach=False, pid_file=None, console_socket=None, preserv
     exit status (128+N if signal N killed it). Detached: return its pid once it has exec'd."""
     # Everything the process uses is imported here, before the fork: after its chroot the host's
     # files (the standard library, mrunc's own) are out of reach.
-    import fcntl, struct  # noqa: E401,F401  (the pty)
+    import _struct, fcntl  # noqa: E401,F401  (the pty; _struct: struct's C module, built in)
     from .. import security  # noqa: F401
     from . import init, protocol  # noqa: F401
     box = {}

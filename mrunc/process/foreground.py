@@ -10,6 +10,7 @@ Three jobs, as runc's foreground mode does them:
 The exit status is the process's: its exit code, or 128+N if signal N killed it.
 """
 import _signal as signal   # the C module under `signal`: same calls, without its enums (≈ 4 ms)
+import gc
 import os
 
 from ..signals import NAMED
@@ -42,7 +43,11 @@ def _forward(pid, signum):
 
 def stay(pid, master=None):
     """Wait for `pid` — copying the terminal through the pty `master` if we hold it — and return
-    its exit status. Signals are forwarded already (forward_signals)."""
+    its exit status. Signals are forwarded already (forward_signals).
+
+    From here this process may live for days: the cyclic garbage collector, off for the short
+    work before (mrunc.cli's NO_GC_VERBS), is on again."""
+    gc.enable()
     if master is not None:
         return _with_terminal(pid, master)
     return wait(pid)

@@ -331,7 +331,7 @@ def _send_error(sock, phase, e, sys, recording):
 def _preload(config, ctx):
     """Import now everything used after pivot_root: from then on the host's filesystem — and so
     mrunc's own .py files and the standard library — is out of reach."""
-    import fcntl, struct  # noqa: E401,F401  (console setup)
+    import _struct, fcntl  # noqa: E401,F401  (console setup; _struct: struct's C module, built in)
     from .. import procfs, rootfs, security  # noqa: F401
     if ctx.recording:
         from .. import record  # noqa: F401  (each phase's calls, sent home)
@@ -478,8 +478,8 @@ def _setup_console(sys, sock, config, pty=None):
 def new_pty(size=None):
     """(master, slave) of a new pty from /dev/ptmx — the devpts of the mount namespace we are in
     (also used by `exec -t`). The slave gets `size` (process.consoleSize) if given."""
+    import _struct as struct
     import fcntl
-    import struct
     master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
     fcntl.ioctl(master, 0x40045431, struct.pack("i", 0))  # TIOCSPTLCK: unlock
     # TIOCGPTPEER opens the slave through the master, not through a path someone could swap (S11)
