@@ -175,7 +175,7 @@ classroom-load: setup rootfs
 
 # docs/classroom.md §3 for real (tests/integration/test_hub_systemd.py): systemd booted in the cgroup
 # v2 VM, a hub with the docs' SystemdSpawner block, two real students; one's fork bomb and memory hog
-# stopped by their own unit's caps while the other works. 10-20 min emulated (TCG): not in `test`.
+# stopped by their own unit's caps while the other works. ≈ 8 min emulated (TCG, 2026-12-07): not in `test`.
 classroom-systemd: setup rootfs
 	@[ -x "$(VM)" ] || { echo "ERROR: $(VM) not found: set SHARED=/path/to/shared" >&2; exit 1; }
 	$(VM) -- $(PY) -m pytest -p no:nb_regression -q -m systemd_hub tests/integration/test_hub_systemd.py $(PYTEST_ARGS)
