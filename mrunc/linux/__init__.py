@@ -392,7 +392,7 @@ class Syscalls:
     def sched_setattr(self, policy, flags=0, nice=0, priority=0, runtime=0, deadline=0, period=0):
         """struct sched_attr (linux/sched/types.h): size, policy, flags, nice, priority, then
         the SCHED_DEADLINE runtime/deadline/period in ns, then two utilisation clamps."""
-        import struct
+        import _struct as struct    # built in: after pivot_root no .py of the host can be imported
         self._rec("sched_setattr", policy, flags, nice, priority, runtime, deadline, period)
         attr = struct.pack("=IIQiIQQQII", 56, policy, flags, nice, priority, runtime, deadline,
                            period, 0, 0)
