@@ -152,14 +152,9 @@ class Container:
     def _program_runs(self) -> bool:
         """Has init exec'd the program? Its name in /proc/<pid>/stat (readable by anyone, also
         while init is not dumpable) stops being init's at the execve; a gone pid counts as done."""
-        from ..state import INIT_COMM
+        from ..state import INIT_COMM, proc_stat
         pid = self.pid
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                head = f.read(64)
-        except (OSError, TypeError):
-            return True
-        return f"({INIT_COMM})".encode() not in head
+        return pid is None or proc_stat(pid)[2] != INIT_COMM
 
     def _create(self):
         if self.network:
