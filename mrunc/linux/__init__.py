@@ -29,6 +29,7 @@ from .ffi import (Library, Structure, addressof, byref, c_char, c_char_p, c_int,
                   get_errno, sizeof)
 
 # --- constants (from <linux/sched.h>, <sys/mount.h>, <linux/prctl.h>, <linux/capability.h>) ---
+CLONE_FS = 0x00000200  # not a namespace: a thread's own root and cwd (process.sources)
 CLONE_NEWTIME = 0x00000080
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
@@ -702,6 +703,8 @@ def flags_names(flags):
     """CLONE_NEWPID|CLONE_NEWNS… for the trace (what a reader wants to see, not a number)."""
     names = [f"CLONE_NEW{n.upper() if n != 'mnt' else 'NS'}" for _, (bit, n) in NAMESPACES.items()
              if flags & bit]
+    if flags & CLONE_FS:
+        names.append("CLONE_FS")
     return "|".join(names) or hex(flags)
 
 

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 
 import pytest
 
@@ -159,3 +160,70 @@ def test_missing_source_is_one_line_and_nothing_left(mr, host_tree):
     assert f"mounts[8] /tmp/x: bind source {missing}: no such file or directory" in p.stderr, p.stderr
     assert json.loads(mr.cli("list", "--format", "json").stdout or "null") in ([], None)
     assert not (os.path.isdir(mr.root) and os.listdir(mr.root))  # no state dir left
+
+
+def test_the_runtimes_helper_is_a_thread_of_the_runtime(mr, host_tree):
+    """The trace of a bind in a user namespace: the runtime itself — the pid of its own calls in
+    the spec phase, no forked helper — unshares CLONE_FS for one thread, joins init's mount
+    namespace and copies the source there, in the mount phase; init attaches the copy."""
+    from test_trace import calls, parse
+    base, _ = host_tree
+    src = os.path.join(base, "d0700", "plain")
+    p = mr.cli("run", "--trace", "--bundle", mr.bundle(lambda c: _userns(c, [
+        {"destination": "/tmp/m", "type": "bind", "source": src, "options": ["bind", "ro"]}]),
+        args=["cat", "/tmp/m/ro-file"]), mr.new_id())
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "plain under 0700\n"
+    phases, _ = parse(p.stderr)
+    runtime_pid = calls(phases["spec"], "runtime")[0][1]
+    mount = phases["mount"]
+    helper = [c for c in calls(mount, "runtime") if c[2] in ("unshare", "setns", "open_tree")]
+    assert [(c[1], c[2], c[3][-1] if c[2] != "open_tree" else c[3][0]) for c in helper] == [
+        (runtime_pid, "unshare", "CLONE_FS"), (runtime_pid, "setns", "CLONE_NEWNS"),
+        (runtime_pid, "open_tree", src)], mount
+    (attach,) = [c for c in calls(mount, "init", "move_mount") if c[3][0] == src]
+    assert mount.index(helper[-1]) < mount.index(attach)
+
+
+def test_the_helper_thread_leaves_the_runtime_where_it_was(tmp_path):
+    """In-process: the helper joins another mount namespace (a tmpfs mounted only there) and
+    opens a source in it; the process calling it — every thread of it — stays in its own mount
+    namespace and working directory, and the helper's thread is gone once it is closed."""
+    from mrunc.process.sources import SourceHelper
+    mark = tmp_path / "mp"
+    mark.mkdir()
+    holder = subprocess.Popen(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                               f"mount -t tmpfs -o size=64k mrunc-test {mark} && "
+                               f"touch {mark}/only-in-there && echo ready && exec sleep 60"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "ready\n"
+        own_ns, cwd = os.readlink("/proc/self/ns/mnt"), os.getcwd()
+        tasks = set(os.listdir("/proc/self/task"))
+        helper = SourceHelper()
+        try:
+            ns = os.open(f"/proc/{holder.pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+            answer, fds = helper.open({"t": "mount-source", "path": str(mark),
+                                       "recursive": False, "_fds": [ns]})
+            assert "errno" not in answer, answer
+            (fd,) = fds
+            try:
+                assert "only-in-there" in os.listdir(f"/proc/self/fd/{fd}")  # their tmpfs
+            finally:
+                os.close(fd)
+            with pytest.raises(OSError):
+                os.fstat(ns)           # the request's fd is closed once answered
+        finally:
+            helper.close()
+        assert not os.listdir(mark)    # ours: the tmpfs is not here
+        assert os.getcwd() == cwd
+        for _ in range(500):           # the thread ends just after close() returns
+            if set(os.listdir("/proc/self/task")) == tasks:
+                break
+            time.sleep(0.01)
+        assert set(os.listdir("/proc/self/task")) == tasks
+        for t in tasks:
+            assert os.readlink(f"/proc/self/task/{t}/ns/mnt") == own_ns
+    finally:
+        holder.kill()
+        holder.wait()

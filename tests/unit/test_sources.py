@@ -121,7 +121,7 @@ def test_helper_never_answers_from_the_runtimes_mount_namespace(tmp_path):
 
 @pytest.mark.parametrize("euid, namespaces, mounts, expect", [
     (0, ["user"], [{"options": ["rbind"]}], True),
-    (0, ["user"], [{"options": ["nosuid"]}], False),  # no bind: no helper to fork
+    (0, ["user"], [{"options": ["nosuid"]}], False),  # no bind: no helper thread
     (0, ["mount"], [{"options": ["bind"]}], False),   # init has the runtime's credentials
     (1000, ["user"], [{"options": ["bind"]}], False),  # rootless: reaches no more than init
 ])
