@@ -200,13 +200,18 @@ class Syscalls:
     """The real thing. Every call is appended to `self.log` as a Call before it is made; when it
     returns, the Call gets its duration and outcome. `who` and `pid` name the process."""
 
+    # Name each /proc/self/fd/N argument by where it points (_readable: a readlink per call)?
+    # Only when someone will read the log: init, whose mounts all go onto such fds, turns it off
+    # when nobody traces (process.init.clone_child).
+    readable = True
+
     def __init__(self, who="runtime", pid=None):
         self.log = []
         self.who, self.pid = who, pid or os.getpid()
         self.note = None    # set while a batch of calls needs one explanation (see Call.note)
 
     def _rec(self, name, *args):
-        c = Call((name, tuple(map(_readable, args))))
+        c = Call((name, tuple(map(_readable, args)) if self.readable else args))
         d = c.__dict__
         d["who"], d["pid"], d["t"] = self.who, self.pid, _now()
         if self.note:

@@ -337,3 +337,20 @@ def test_nobody_listening_init_goes_on_without_continue_after_every_phase_but_cl
     cfg["hooks"] = {"createRuntime": [{"path": "/bin/true", "args": ["true", "x"]}]}
     phases = create(tmp_path, cfg, "hybrid", listened=False)
     assert phases == ["clone", "mount", "pivot_root", "cgroup", "security"]
+
+
+def test_an_fd_argument_is_named_by_its_target_only_when_the_log_is_read(tmp_path):
+    """Mounts go onto /proc/self/fd/N; the log names where N points (a readlink per call) for
+    a reader of the trace — and, when nobody traces (init's `readable` off), keeps the fd path
+    as given: the call itself is the same either way."""
+    fd = os.open(tmp_path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for readable, name in ((True, str(tmp_path / "a")), (False, f"/proc/self/fd/{fd}/b")):
+            sys = linux.Syscalls()
+            sys.readable = readable
+            sys.mkdir(f"/proc/self/fd/{fd}/{os.path.basename(name)}")
+            (call,) = sys.take_log()
+            assert call == ("mkdir", (name, "0o755"))
+            assert (tmp_path / os.path.basename(name)).is_dir()    # made either way
+    finally:
+        os.close(fd)
