@@ -35,6 +35,7 @@ class Manager:
         self.rootless = rootless
         self.created = []                   # directories apply()/set() made, parents first
         self.sys = None                     # create's Syscalls: its calls are recorded (fs doc)
+        self._made = False                  # create() has made them (see create)
 
     # -- where ------------------------------------------------------------------------------
     @property
@@ -87,7 +88,14 @@ class Manager:
 
     # -- lifecycle ----------------------------------------------------------------------------
     def create(self):
-        """Make the cgroup directories (idempotent)."""
+        """Make the cgroup directories (idempotent). Once made by this manager, they are not
+        looked at again: `create` asks three times (its mount phase, set, apply), and each look
+        is a stat per hierarchy and reads (v1's cpuset cpus/mems, v2's controllers)."""
+        if not self._made:
+            self._make()
+            self._made = True
+
+    def _make(self):
         for d in self.dirs():
             fs.mkdir(d, self.created, self.sys)
 
@@ -121,7 +129,11 @@ class Manager:
     def _checked_plan(self, resources):
         """Every write `set()` will make, each file checked to exist: nothing is written yet."""
         writes = self._plan(resources)
+        seen = set()
         for d, name, value, field in writes:
+            if os.path.join(d, name) in seen:
+                continue    # one file, several writes (devices.allow: one rule each)
+            seen.add(os.path.join(d, name))
             if not fs.exists(os.path.join(d, name)):
                 raise CgroupError(f"{field}: {name} is not available in {d} "
                                   f"(the kernel lacks this knob or the controller is not enabled)")
@@ -173,7 +185,7 @@ class Manager:
             while self.pids() and time.monotonic() < deadline:
                 time.sleep(0.01)
         fs.remove(self.dirs(), self.created)
-        self.created = []
+        self.created, self._made = [], False
 
     # -- freezer (overridden where a freezer exists: mrunc.cgroups.freezer) -------------------
     def freezer_file(self):

@@ -234,8 +234,8 @@ class V1Manager(Manager):
         return ("kernel",), ("Linux 5.16 and later have no kernel memory limit (kernel memory "
                              "counts towards the memory limit)")
 
-    def create(self):
-        super().create()
+    def _make(self):
+        super()._make()
         # A new cpuset cgroup starts with no cpus and no mems, and a task cannot join it then:
         # copy the parent's down every level that is still empty (runc does the same).
         d = self.dir("cpuset")

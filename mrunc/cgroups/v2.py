@@ -218,8 +218,8 @@ class V2Manager(Manager):
         out.append(cur)
         return out if d != mp else []
 
-    def create(self):
-        super().create()
+    def _make(self):
+        super()._make()
         # Best effort, like runc: enable every controller each ancestor has. One that cannot be
         # enabled (busy, threaded, not delegated) shows up as a clear error only if a limit needs it.
         for a in self._ancestors():

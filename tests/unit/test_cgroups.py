@@ -341,6 +341,23 @@ def test_v1_apply_creates_every_hierarchy_and_moves_the_pid(tmp_path, writes):
     assert m.created[0].endswith("/mrunc") and len(m.created) == 2 * (len(V1_FILES) + 1)
 
 
+def test_v1_create_set_apply_look_at_the_tree_once(tmp_path, writes, monkeypatch):
+    """create's three asks (mount phase, set, apply) make and look once: cpuset's cpus and mems
+    are read by the first alone, and the cgroup still gets its limits and its pid."""
+    root = make_v1(tmp_path / "cg", leaf="/pre")
+    m = mk(root, "/mrunc/c1")
+    reads = []
+    real = fs.read
+    monkeypatch.setattr(fs, "read", lambda path, default=None: reads.append(path) or real(path, default))
+    m.create()
+    made = list(reads)
+    assert any(p.endswith("/mrunc/c1/cpuset.cpus") for p in made)
+    m.set({"pids": {"limit": 50}, "devices": [{"allow": False, "access": "rwm"}]})
+    m.apply(4242)
+    assert reads == made                     # set and apply: nothing read again
+    assert read(m.dir("pids"), "pids.max") == "50" and read(m.dir("pids"), "cgroup.procs") == "4242"
+
+
 def test_v1_cpuset_keeps_cpus_already_set(tmp_path, writes):
     root = make_v1(tmp_path / "cg", hierarchies=("cpuset",), leaf="/mrunc")
     put(os.path.join(root, "cpuset/mrunc"), {"cpuset.cpus": "1", "cpuset.mems": "0"})
