@@ -215,7 +215,9 @@ def _create(c, config, bundle, state, events, cg, *, no_pivot, preserve_fds, con
             on_console):
     from .. import cgroups
     cg.check_unused()  # once the id is ours: a second create of an id says "already exists"
-    layout = cgroups.detect()
+    # How cgroups are mounted, as the manager found them in mountinfo (not read twice); one that
+    # uses none (rootless, not delegated) still needs the host's layout for init's mounts
+    layout = cg.layout if cg.layout in ("v1", "hybrid", "v2") else cgroups.detect()
     hooks = {k for k, v in (config.get("hooks") or {}).items() if v}
     dirfd = os.open(c.dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     ctx = Ctx(bundle=bundle, state_dirfd=dirfd, no_pivot=no_pivot, preserve_fds=preserve_fds,
