@@ -23,6 +23,7 @@ import errno
 import os
 
 from .. import record
+from ..errors import MruncError
 from ..linux import CLONE_FS, CLONE_NEWNS, Syscalls
 from ..rootfs.inroot import fdpath
 from ..rootfs.sources import open_source
@@ -44,7 +45,11 @@ class SourceHelper:
         fds = request.pop("_fds", [])
         try:
             if not self._running:
-                _thread.start_new_thread(_serve, (self,))
+                try:
+                    _thread.start_new_thread(_serve, (self,))
+                except RuntimeError as e:   # no thread to be had (RLIMIT_NPROC, memory)
+                    raise MruncError(f"opening bind source {request.get('path')}: the "
+                                     f"runtime's helper thread could not start ({e})") from None
                 self._running = True
             self._request = (request, fds)
             self._asked.release()
