@@ -49,8 +49,10 @@ def read(path, default=None):
     if path is None:
         return default
     try:
-        with open(path) as f:
-            return f.read().rstrip("\n")
+        # Bytes, decoded here: the kernel writes ASCII, and a command's first text-mode file
+        # costs ≈ 45 µs more (its decoder is set up) — `state` reads just this one.
+        with open(path, "rb") as f:
+            return f.read().decode().rstrip("\n")
     except (FileNotFoundError, NotADirectoryError):
         return default
     except OSError as e:
