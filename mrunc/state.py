@@ -70,23 +70,28 @@ def proc_stat(pid, dir_fd=None):
     A pid number can be reused after the process dies; (pid, start time) cannot. The start time
     is field 22 (clock ticks since boot); comm is what prctl(PR_SET_NAME) or execve named it.
     """
-    # One read(2) of a plain fd: the kernel formats the whole line at once (well under 4 KiB),
-    # and a file object would add four system calls and a buffer to each status asked.
     try:
-        fd = os.open(f"/proc/{pid}/stat" if dir_fd is None else "stat", os.O_RDONLY | os.O_CLOEXEC,
-                     dir_fd=dir_fd)
+        data = read_file(f"/proc/{pid}/stat" if dir_fd is None else "stat", dir_fd)
     except OSError:
         return None, None, None
-    try:
-        data = os.read(fd, 4096)
-    except OSError:
-        return None, None, None
-    finally:
-        os.close(fd)
     # comm may contain spaces and parens: it runs from the first '(' to the last ')'
     close = data.rindex(b")")
     rest = data[close + 2:].split()
     return int(rest[19]), rest[0].decode(), data[data.index(b"(") + 1:close].decode(errors="replace")
+
+
+def read_file(path, dir_fd=None):
+    """A small file's bytes through a plain fd: open, read to end-of-file, close. Every command
+    reads state.json and /proc/<pid>/stat; a file object would add an fstat, an ioctl, two
+    lseeks and a buffer to each."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def proc_start_time(pid):
@@ -171,8 +176,7 @@ class Container:
             if c._lock is None:
                 raise StateError(f"container {cid} does not exist")
         try:
-            with open(os.path.join(c.dir, STATE_FILE), "rb") as f:
-                c.data = fastjson.loads(f.read())
+            c.data = fastjson.loads(read_file(os.path.join(c.dir, STATE_FILE)))
         except FileNotFoundError:
             c.unlock()
             raise StateError(f"container {cid} does not exist") from None
