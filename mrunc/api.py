@@ -10,7 +10,6 @@ events) take none.
 import os
 import time
 
-from . import signals
 from .errors import MruncError, StateError
 from .state import Container, fifo_path
 from .userdirs import RUN
@@ -71,9 +70,10 @@ def _poststart_failure_is_fatal(config):
 
 
 def _kill_everything(c):
-    _signal_cgroup(c, signals.SIGKILL)
+    from .signals import SIGKILL    # signal numbers: for kill and delete only, not state or start
+    _signal_cgroup(c, SIGKILL)
     try:
-        os.kill(c.pid, signals.SIGKILL)
+        os.kill(c.pid, SIGKILL)
     except ProcessLookupError:
         pass
 
@@ -88,13 +88,14 @@ def _signal_cgroup(c, signum):
     start time are in the state): the caller signals it alone. SIGKILL to the init of a PID
     namespace of its own ends every process in it; otherwise say that the others were not reached.
     """
+    from .signals import SIGKILL
     mgr = c.cgroup()
     if mgr is not None and mgr.layout != "disabled" and c.pid in mgr.pids():
         mgr.kill_all(signum)
         return True
     own_pidns = any(n.get("type") == "pid" and not n.get("path")
                     for n in (c.config.get("linux") or {}).get("namespaces") or [])
-    if not (own_pidns and signum == signals.SIGKILL):
+    if not (own_pidns and signum == SIGKILL):
         _warn(f"container {c.id} has no cgroup to find its processes by: "
               f"only its init (pid {c.pid}) is signalled")
     return False
@@ -171,7 +172,10 @@ def list_containers(root=DEFAULT_ROOT):
     return [c.oci_state() for c in Container.all(root)]
 
 
-parse_signal = signals.number   # runc accepts 9, KILL, SIGKILL, kill
+def parse_signal(sig):
+    """runc accepts 9, KILL, SIGKILL, kill (mrunc.signals: imported by the verbs that signal)."""
+    from . import signals
+    return signals.number(sig)
 
 
 def kill(cid, sig="SIGTERM", root=DEFAULT_ROOT, all=False):

@@ -19,7 +19,6 @@ Where (runc's choice for the first two, the `--root` default):
     otherwise                 ~/.local/state/mrunc  (a spawned notebook server has no session)
 """
 import os
-import pwd
 import stat
 
 from .errors import MruncError
@@ -35,6 +34,7 @@ class UnsafeDir(MruncError):
 
 
 def _who(uid):
+    import pwd      # only to name a user in a refusal: not on the way of every command
     try:
         return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
     except KeyError:
@@ -116,6 +116,7 @@ def runtime_base():
         return run_user
     except UnsafeDir:
         pass
+    import pwd
     home = pwd.getpwuid(euid).pw_dir
     return ensure_private(os.path.join(home, ".local", "state"), what="state base")
 

@@ -49,8 +49,10 @@ def read(path, default=None):
     if path is None:
         return default
     try:
-        with open(path) as f:
-            return f.read().rstrip("\n")
+        # Bytes, decoded here: the kernel writes ASCII, and a command's first text-mode file
+        # costs ≈ 45 µs more (its decoder is set up) — `state` reads just this one.
+        with open(path, "rb") as f:
+            return f.read().decode().rstrip("\n")
     except (FileNotFoundError, NotADirectoryError):
         return default
     except OSError as e:
@@ -122,9 +124,14 @@ def rmdir(path):
 def remove(dirs, created=()):
     """rmdir each of a container's cgroup directories and every cgroup below it (deepest
     first), then the parents its create made (`created`), if nobody else started using them.
-    The container's processes must be gone: the kernel refuses to remove a cgroup in use."""
+    The container's processes must be gone: the kernel refuses to remove a cgroup in use.
+    A container's cgroup seldom has cgroups below it: each is removed at once if it can be, and
+    walked for children (which lists every file of every directory: ≈ 30 µs each) only if not."""
     gone = set()
     for d in dirs:
+        if _rmdir_at_once(d):
+            gone.add(d)
+            continue
         for sub in subdirs_leaf_first(d):
             rmdir(sub)
             gone.add(sub)
@@ -133,6 +140,18 @@ def remove(dirs, created=()):
             rmdir(d)
         except CgroupError:
             pass
+
+
+def _rmdir_at_once(path):
+    """rmdir a cgroup that has no children and no processes left (or is gone); False otherwise
+    (remove() then walks it, and rmdir() waits out a kernel still busy with its last task)."""
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return False
+    return True
 
 
 def join(dirpath, pid, sys=None):

@@ -411,6 +411,23 @@ def test_delete_kills_what_is_left_in_the_cgroup(mr, layout):
     assert not stat or stat.rsplit(")", 1)[1].split()[0] in ("Z", "X"), stat
 
 
+@pytest.mark.parametrize("layout", BOTH)
+def test_delete_removes_the_cgroups_made_below_the_containers(mr, layout):
+    """A container may make cgroups below its own (systemd or a runtime inside it does): its
+    cgroup cannot be removed before them. delete removes each directory at once when it can,
+    and otherwise walks it for its children and removes them deepest first."""
+    cid = start(mr, "sleep 1000", cgroupns=False)
+    made = [os.path.join(d, "made-inside", "deeper") for d in saved(mr, cid)["cgroup"]["dirs"]]
+    for sub in made:
+        os.makedirs(sub, exist_ok=True)     # two names may be one hierarchy (cpu, cpuacct)
+    assert all(os.path.isdir(sub) for sub in made)
+    mr.cli("kill", cid, "KILL", check=True)
+    wait_for(lambda: state(mr, cid)["status"] == "stopped", what="init to die")
+    mr.cli("delete", cid, check=True)
+    assert _named(cid) == []
+    assert [sub for sub in made if os.path.exists(sub)] == []
+
+
 # ---- what create records for the later commands (mrunc.cgroups.recorded) ----------------------
 
 RECORDED = ("mounts", "dirs", "freezer")

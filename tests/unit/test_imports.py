@@ -29,23 +29,30 @@ HEAVY = {"re", "enum", "json", "signal", "socket", "selectors", "subprocess", "c
 # (mrunc.cgroups.recorded): state (is it paused? — the freezer file), pause and resume (write
 # it), delete (rmdir the recorded directories). Never the factory, the managers or the layout
 # discovery (mrunc.cgroups.factory, layout — mountinfo's parser —, base, v1, v2): finding the
-# cgroup again costs as much as the verb's own work. Not kill (running or paused, it signals either), start, --version; not hooks
-# without hooks.
-OWN = {"mrunc", "mrunc.cli", "mrunc.fastjson", "mrunc.errors"}
-OWN_STATE = OWN | {"mrunc.userdirs", "mrunc.api", "mrunc.state", "mrunc.signals"}
+# cgroup again costs as much as the verb's own work. Not kill (running or paused, it signals
+# either), start, --version; not hooks without hooks. --version reads and writes no JSON:
+# not fastjson (whose _json is a shared library to load, ≈ 0.3 ms). Signal numbers
+# (mrunc.signals) only for kill: not for start, state, list, pause, resume, nor for delete of a
+# stopped container.
+OWN = {"mrunc", "mrunc.cli", "mrunc.errors"}
+OWN_STATE = OWN | {"mrunc.fastjson", "mrunc.userdirs", "mrunc.api", "mrunc.state"}
 RECORDED = {"mrunc.cgroups", "mrunc.cgroups.recorded", "mrunc.cgroups.fs"}
 FREEZER = RECORDED | {"mrunc.cgroups.freezer"}
-OWN_MODULES = {"--version": OWN, "start": OWN_STATE, "kill": OWN_STATE,
+OWN_MODULES = {"--version": OWN, "start": OWN_STATE, "kill": OWN_STATE | {"mrunc.signals"},
                "state": OWN_STATE | FREEZER, "list": OWN_STATE | FREEZER,
                "pause": OWN_STATE | FREEZER, "resume": OWN_STATE | FREEZER,
                "delete": OWN_STATE | RECORDED}
+# Light modules of the standard library that these verbs need no more (each costs an import):
+# pwd names a user only in a refusal (and in list's OWNER column); _json is loaded with fastjson.
+NOT_NEEDED = {"pwd"}
+NOT_NEEDED_BY = {"--version": NOT_NEEDED | {"_json"}, "list": set()}
 
 
 def unexpected_own(verb, found):
-    """mrunc modules beyond what the verb needs."""
-    ok = OWN_MODULES[verb]
+    """mrunc modules beyond what the verb needs, and the light ones of NOT_NEEDED."""
+    ok, never = OWN_MODULES[verb], NOT_NEEDED_BY.get(verb, NOT_NEEDED)
     return sorted(f"{mod} (via {' <- '.join(chain) or 'the verb itself'})" for mod, chain in found
-                  if mod.split(".")[0] == "mrunc" and mod not in ok)
+                  if (mod.split(".")[0] == "mrunc" and mod not in ok) or mod in never)
 
 
 def imports(mr, *args):

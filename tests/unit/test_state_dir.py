@@ -218,3 +218,67 @@ def test_alive_as_through_an_open_proc_dir():
         assert not state.alive_as(p.pid, child, fd)      # reaped: its /proc dir is gone
     finally:
         os.close(fd)
+
+
+# ---- wait_gone: how delete --force (and a failed create) waits for a SIGKILLed init ----------
+
+def _sleeper():
+    return os.posix_spawnp("sleep", ["sleep", "100"], os.environ)
+
+
+def _gone_or_zombie(pid):
+    return state.proc_stat(pid)[1] in (None, "Z", "X")
+
+
+def _without_pidfds(monkeypatch):
+    def pidfd_open(pid, flags=0):
+        raise OSError(38, "Function not implemented")     # ENOSYS: a kernel before 5.3
+    monkeypatch.setattr(os, "pidfd_open", pidfd_open)
+
+
+@pytest.mark.parametrize("pidfds", [True, False], ids=["pidfd", "no-pidfd"])
+def test_wait_gone_returns_once_a_killed_child_is_dead_and_reaps_it(monkeypatch, pidfds):
+    """With pidfds it sleeps on one until the process exits; without (kernels before 5.3), it
+    looks at /proc between short sleeps. Either way our own child is reaped."""
+    if not pidfds:
+        _without_pidfds(monkeypatch)
+    pid = _sleeper()
+    try:
+        os.kill(pid, 9)
+        assert state.wait_gone(pid, timeout=5.0)
+        with pytest.raises(ChildProcessError):     # reaped: no zombie left for anyone
+            os.waitpid(pid, os.WNOHANG)
+    finally:
+        try:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+
+
+@pytest.mark.parametrize("pidfds", [True, False], ids=["pidfd", "no-pidfd"])
+def test_wait_gone_gives_up_on_a_process_that_lives(monkeypatch, pidfds):
+    if not pidfds:
+        _without_pidfds(monkeypatch)
+    pid = _sleeper()
+    try:
+        t0 = time.monotonic()
+        assert not state.wait_gone(pid, timeout=0.2)
+        assert time.monotonic() - t0 >= 0.2
+        assert not _gone_or_zombie(pid)
+    finally:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+
+
+def test_wait_gone_waits_for_a_process_that_is_not_our_child():
+    """delete's init is not its child: waitpid cannot wait for it, the pidfd can. Here a
+    grandchild (its parent, a shell, has exited): once killed it is dead — a zombie until its
+    new parent reaps it, or gone."""
+    out = subprocess.run(["sh", "-c", "sleep 100 >/dev/null 2>&1 & echo $!"], capture_output=True,
+                         text=True, check=True).stdout
+    pid = int(out)
+    assert not _gone_or_zombie(pid)
+    os.kill(pid, 9)
+    assert state.wait_gone(pid, timeout=5.0)
+    assert _gone_or_zombie(pid)
