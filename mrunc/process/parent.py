@@ -248,7 +248,7 @@ def _create(c, config, bundle, state, events, cg, *, no_pivot, preserve_fds, con
     helper = None
     try:
         if ctx.runtime_sources:
-            helper = SourceHelper()  # forked before the thread below: it must join a mount ns
+            helper = SourceHelper()  # a fork: single-threaded (joins a mount ns) whatever we run
         from ..cgroups import warm
         warm.start(3 + preserve_fds)  # if the command line has not (the sandbox): see its doc
         _serve(c, config, bundle, state, events, mine, clone_pid, cg, console_socket, on_console,

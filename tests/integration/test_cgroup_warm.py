@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from conftest import REPO, ROOTFS
+from conftest import REPO
 
 pytestmark = pytest.mark.root
 
@@ -35,8 +35,12 @@ def _hierarchies():
             elif fstype == "cgroup":
                 for o in opts.split(","):
                     mounts.setdefault(o, mp)
-    return [(ctrls, mounts[ctrls.split(",")[0]], path) for ctrls, path in _own_cgroups().items()
-            if ctrls.split(",")[0] in mounts and mounts[ctrls.split(",")[0]].startswith("/sys/fs/cgroup/")]
+    out = []
+    for ctrls, path in _own_cgroups().items():
+        mp = mounts.get(ctrls.split(",")[0])
+        if mp and mp.startswith("/sys/fs/cgroup"):
+            out.append((ctrls, mp, path))
+    return out
 
 
 @pytest.fixture
@@ -160,7 +164,7 @@ def test_no_warm_up_thread_where_the_user_may_not_write_its_cgroup():
         if p.returncode != 0 and "user namespace" in p.stderr.lower():
             pytest.skip(f"no unprivileged user namespaces here: {p.stderr.strip()}")
         assert p.returncode == 0, p.stderr
-        assert not [m.group(1) for m in map(THREAD.match, lines) if m and int(m.group(1)) == runtime]
+        assert runtime not in {int(m.group(1)) for m in map(THREAD.match, lines) if m}
         assert not [line for line in lines if WRITE.match(line)]
     finally:
         next(gen, None)

@@ -306,7 +306,7 @@ def test_warm_up_opens_only_a_cgroup_procs_that_lists_us(tmp_path):
     pc = own(tmp_path, "0::/svc\n")
     procs = tmp_path / "cg" / "svc" / "cgroup.procs"
     procs.write_text("1\n22\n")
-    assert warm.open_own_procs(50, str(root), None, pc) is None               # our pid is not in it: not ours
+    assert warm.open_own_procs(50, str(root), None, pc) is None     # it does not list us
     procs.write_text(f"1\n{os.getpid()}\n22\n")
     fd = warm.open_own_procs(50, str(root), None, pc)
     try:
@@ -316,7 +316,7 @@ def test_warm_up_opens_only_a_cgroup_procs_that_lists_us(tmp_path):
         os.close(fd)
     procs.chmod(0o444)
     if os.geteuid() != 0:
-        assert warm.open_own_procs(50, str(root), None, pc) is None           # may not write it: nothing
+        assert warm.open_own_procs(50, str(root), None, pc) is None  # may not write it
 
 
 def test_dotdot_cannot_climb_out(tmp_path):
