@@ -40,7 +40,7 @@ BUNDLE   := rootfs/bundle/config.json
 # with Debian's npm package): `make export-assets` fetches what exported pages load.
 # uidmap: setuid newuidmap/newgidmap, for rootless maps of /etc/subuid ranges (tests/integration/test_subids.py).
 # systemd: booted in the cgroup v2 VM for the SystemdSpawner test (make classroom-systemd).
-APT_PKGS ?= python3-venv busybox-static runc iproute2 libseccomp2 chromium podman containerd gcc libc6-dev nodejs uidmap systemd
+APT_PKGS ?= python3-venv busybox-static runc iproute2 libseccomp2 chromium podman containerd gcc libc6-dev nodejs uidmap systemd strace
 PYTEST_ARGS ?=
 
 export DEBIAN_FRONTEND := noninteractive

@@ -815,6 +815,9 @@ def _main(argv):
         if a.systemd_cgroup:
             raise MruncError("--systemd-cgroup: the systemd cgroup driver is not supported "
                              "(use the default cgroupfs driver)")
+        if a.verb in ("create", "run"):  # first: its grace period overlaps what follows
+            from .cgroups import warm
+            warm.start(3 + max(0, a.preserve_fds))
         if a.verb in NO_GC_VERBS and getattr(a, "step_fd", None) is None:
             gc.disable()
         if a.verb not in NO_STATE_VERBS:

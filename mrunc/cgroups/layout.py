@@ -54,12 +54,20 @@ def own_cgroups(proc_cgroup="/proc/self/cgroup"):
 
 def under_mount(path, mount_root):
     """A path from /proc/self/cgroup, made relative to where its hierarchy is mounted."""
-    if mount_root in ("", "/") or not path.startswith(mount_root):
+    rel = below_mount(path, mount_root)
+    return (path or "/") if rel is None else rel
+
+
+def below_mount(path, mount_root):
+    """Like under_mount, but None when `path` is not at or below the mount's root: then the mount
+    does not show that cgroup (e.g. a cgroup namespace made after the mount: its root is "/..")."""
+    if path is None:
+        return None
+    if mount_root in ("", "/"):
         return path or "/"
-    rest = path[len(mount_root):]
-    if rest and not rest.startswith("/"):
-        return path
-    return "/" + rest.lstrip("/")
+    if path != mount_root and not path.startswith(mount_root.rstrip("/") + "/"):
+        return None
+    return "/" + path[len(mount_root):].lstrip("/")
 
 
 # ---- layout -----------------------------------------------------------------------------------

@@ -251,7 +251,8 @@ def _create(c, config, bundle, state, events, cg, *, no_pivot, preserve_fds, con
     try:
         if ctx.runtime_sources:
             helper = SourceHelper()  # a thread, started at init's first request
-        _warm_cgroup_lock(cg, state)
+        from ..cgroups import warm
+        warm.start(3 + preserve_fds)  # if the command line has not (the sandbox): see its doc
         _serve(c, config, bundle, state, events, mine, clone_pid, cg, console_socket, on_console,
                helper)
     finally:
@@ -378,55 +379,8 @@ def join_cgroup(cg, config, state):
     resources["devices"] = device_rules(config)
     cg.set(resources)
     cg.apply(state["init_pid"])
-    state["cgroup_joined"] = True     # _warm_cgroup_lock's thread may stop
-
-
-def _warm_cgroup_lock(cg, state):
-    """Make the cgroup phase fast, without changing what it does.
-
-    Moving a process between cgroups takes a kernel lock (cgroup_threadgroup_rwsem) for writing;
-    the first writer after a quiet spell waits for an RCU grace period — 5 to 15 ms here, most of
-    the cgroup phase. Later writers are quick while the lock is still warm: up to 8 ms after the
-    last writer always, up to 20 ms mostly (a write after a gap, measured on this 2-core VM). So
-    while init works through clone, mount and pivot_root, a thread of ours moves *this* process
-    into the cgroup it is already in (a no-op), paying that wait in parallel — and again every
-    5 ms, because init's clone, mount and pivot_root take longer than the lock stays warm (moving
-    init took 12.7 ms median with one early write, 0.8 ms with these, on a loaded 2-core VM).
-    Every 5 ms rather than more often: each round wakes a thread, and on a busy machine those
-    wake-ups are CPU every other container's create is waiting for. One fd for all the writes.
-    It stops once init is in its cgroup (state["cgroup_joined"]), and after a second at most (a
-    stepper may pause for minutes: then the phase just waits as it would have). Errors are
-    irrelevant: it only ever saves time. Not in the record: it moves the runtime where it
-    already is, which changes nothing (and a thread must not write into the log the main thread
-    takes phase by phase).
-    """
-    mounts = getattr(cg, "mounts", None)
-    if not mounts:
-        return
-    from ..cgroups.layout import own_cgroups, under_mount
-    key, (mountpoint, mount_root) = next(iter(mounts.items()))
-    own = own_cgroups().get(key)
-    if own is None:
-        return
-    path = os.path.join(mountpoint, under_mount(own, mount_root).lstrip("/"), "cgroup.procs")
-
-    def move_self():
-        me = str(os.getpid()).encode()
-        end = time.monotonic() + 1.0
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-        except OSError:
-            return
-        try:
-            while not state.get("cgroup_joined") and time.monotonic() < end:
-                os.write(fd, me)
-                time.sleep(0.005)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
-    import _thread      # not threading (≈ 1.5 ms to import): a bare thread is all this needs
-    _thread.start_new_thread(move_self, ())
+    from ..cgroups import warm
+    warm.stop()     # its thread may stop: the lock has done its work
 
 
 def _cgroup_dirs(cg, sys):

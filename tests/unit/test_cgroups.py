@@ -11,8 +11,8 @@ import signal
 import pytest
 
 from mrunc import cgroups
-from mrunc.cgroups import base, fs
-from mrunc.cgroups.layout import clean, hierarchies, under_mount
+from mrunc.cgroups import base, fs, warm
+from mrunc.cgroups.layout import below_mount, clean, hierarchies, under_mount
 from mrunc.cgroups.base import allows_all, device_rule, requested
 from mrunc.errors import CgroupError
 
@@ -279,6 +279,44 @@ def test_relative_path_strips_the_mount_root(tmp_path):
     assert under_mount("/docker/abc", "/docker/abc") == "/"
     assert under_mount("/docker/abcdef", "/docker/abc") == "/docker/abcdef"
     assert under_mount("/x", "/") == "/x"
+
+
+def test_below_mount_is_none_where_the_mount_does_not_show_the_cgroup():
+    assert below_mount("/docker/abc/sub", "/docker/abc") == "/sub"
+    assert below_mount("/docker/abc", "/docker/abc") == "/"
+    assert below_mount("/docker/abcdef", "/docker/abc") is None
+    assert below_mount("/", "/..") is None        # a cgroup namespace made after the mount
+    assert below_mount(None, "/") is None
+    assert below_mount("/x", "/") == "/x"
+
+
+def test_warm_up_finds_our_own_cgroup_procs_where_we_are_deepest(tmp_path):
+    root = make_v1(tmp_path / "cg", leaf="/box/deep", hierarchies=("memory", "pids"))
+    pc = own(tmp_path, "8:pids:/box\n4:memory:/box/deep\n")
+    assert warm.own_procs(str(root), None, pc) == f"{root}/memory/box/deep/cgroup.procs"
+    # A mountinfo whose roots are "/..": our "/" is not what the mount shows
+    mi = tmp_path / "mountinfo"
+    mi.write_text("".join(f"{30 + i} 1 0:{40 + i} /.. {root}/{h} rw - cgroup cgroup rw,{h}\n"
+                          for i, h in enumerate(("memory", "pids"))))
+    assert warm.own_procs(str(root), str(mi), own(tmp_path, "8:pids:/\n4:memory:/\n")) is None
+
+
+def test_warm_up_opens_only_a_cgroup_procs_that_lists_us(tmp_path):
+    root = make_v2(tmp_path / "cg", leaf="/svc")
+    pc = own(tmp_path, "0::/svc\n")
+    procs = tmp_path / "cg" / "svc" / "cgroup.procs"
+    procs.write_text("1\n22\n")
+    assert warm.open_own_procs(50, str(root), None, pc) is None     # it does not list us
+    procs.write_text(f"1\n{os.getpid()}\n22\n")
+    fd = warm.open_own_procs(50, str(root), None, pc)
+    try:
+        assert fd >= 50 and not os.get_inheritable(fd)   # above the fds create hands on
+        assert os.readlink(f"/proc/self/fd/{fd}") == str(procs)
+    finally:
+        os.close(fd)
+    procs.chmod(0o444)
+    if os.geteuid() != 0:
+        assert warm.open_own_procs(50, str(root), None, pc) is None  # may not write it
 
 
 def test_dotdot_cannot_climb_out(tmp_path):
