@@ -425,60 +425,7 @@ def fifo_path(container_dir):
 
 def wait_gone(pid, timeout=5.0):
     """Wait until pid is dead (a zombie, or reaped); False if it still lives after `timeout`
-    seconds. It may not be our child (its parent reaps it then); if it is ours, we reap it."""
+    seconds. It may not be our child (its parent reaps it then); if it is ours, we reap it.
+    How, without polling: mrunc.gone (imported only by the commands that wait)."""
+    from .gone import all_gone
     return all_gone([pid], timeout)
-
-
-def all_gone(pids, timeout=5.0):
-    """wait_gone for every one of `pids` (a cgroup's processes, SIGKILLed): True once all are.
-
-    Asleep on pidfds, which the kernel makes readable the moment a process has exited (a
-    zombie), not a poll: a loop asking /proc every few ms is CPU taken from the dying processes
-    themselves (freeing their memory) and from every other container on a busy machine, and
-    answers a few ms late. Kernels before 5.3 have no pidfd: then we poll."""
-    import select   # a C module: nearly free (PERF.md)
-    deadline = time.monotonic() + timeout
-    fds = {}
-    try:
-        for pid in pids:
-            try:
-                fds[os.pidfd_open(pid)] = pid
-            except ProcessLookupError:
-                pass                        # already reaped: not even a zombie is left
-            except OSError:                 # ENOSYS: no pidfd in this kernel
-                if not _poll_gone(pid, deadline):
-                    return False
-        while fds:
-            ready = select.select(list(fds), [], [], max(0.0, deadline - time.monotonic()))[0]
-            if not ready:
-                return False
-            for fd in ready:
-                _reap_if_ours(fds.pop(fd))
-                os.close(fd)
-        return True
-    finally:
-        for fd in fds:
-            os.close(fd)
-
-
-def _reap_if_ours(pid):
-    """A dead child of ours (create's undo: we are init's subreaper) is reaped, not left a zombie."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-
-
-def _poll_gone(pid, deadline):
-    while time.monotonic() < deadline:
-        try:
-            wpid, _ = os.waitpid(pid, os.WNOHANG)
-            if wpid == pid:
-                return True
-        except ChildProcessError:
-            pass
-        _, st = proc_start_time(pid)
-        if st is None or st in ("Z", "X"):
-            return True
-        time.sleep(0.002)
-    return False

@@ -166,10 +166,10 @@ class Manager:
 
     def remove(self, timeout=2.0):
         """Kill what is left (SIGKILL), wait until it is dead (asleep, not polling the cgroup:
-        mrunc.state.all_gone), then rmdir the cgroup, its children, and what we created."""
+        mrunc.gone), then rmdir the cgroup, its children, and what we created."""
         if self.exists() and self.pids():
             self.kill_all(SIGKILL)   # frozen meanwhile where it can be: no new process escapes
-            from mrunc.state import all_gone
+            from mrunc.gone import all_gone
             all_gone(self.pids(), timeout)
         fs.remove(self.dirs(), self.created)
         self.created = []

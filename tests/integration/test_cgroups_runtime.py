@@ -415,7 +415,7 @@ def test_delete_kills_what_is_left_in_the_cgroup(mr, layout):
 def test_delete_force_returns_once_every_process_is_dead(mr, layout):
     """A running container whose init ignores SIGTERM, with children that SIGKILL to init does
     not take along (no pid namespace): delete --force SIGKILLs every process of the cgroup and
-    waits (asleep on pidfds: mrunc.state.all_gone) — when it returns, each one is dead (a zombie
+    waits (asleep on pidfds: mrunc.gone) — when it returns, each one is dead (a zombie
     at most, read at that very moment), and no cgroup or state is left."""
     cid = mr.new_id()
     b = mr.bundle(lambda cfg: cfg["linux"].update(namespaces=[

@@ -1,4 +1,4 @@
-"""state.wait_gone / all_gone: asleep on pidfds until the processes are dead, never later and
+"""state.wait_gone, gone.all_gone: asleep on pidfds until the processes are dead, never later and
 never before — each answer checked against the kernel's own view (/proc/<pid>/stat) at the
 moment it is given. (delete --force waits so for a SIGKILLed init; a cgroup's manager so for
 every process left in it before its rmdir.)"""
@@ -7,7 +7,8 @@ import signal
 import subprocess
 import sys
 
-from mrunc.state import all_gone, proc_start_time, wait_gone
+from mrunc.gone import all_gone
+from mrunc.state import proc_start_time, wait_gone
 
 # A process that ignores SIGTERM (as a container's init does for a signal it has no handler
 # for) and says when that is in place.
