@@ -18,20 +18,27 @@ def all_gone(pids, timeout=5.0):
     that are ours are reaped here."""
     deadline = time.monotonic() + timeout
     fds = {}
+    # poll(2), not select(2): a caller with many files open (a notebook's kernel) may get an fd
+    # above select's 1024
+    waiter = select.poll()
     try:
         for pid in pids:
             try:
-                fds[os.pidfd_open(pid)] = pid
+                fd = os.pidfd_open(pid)
             except ProcessLookupError:
-                pass                        # already reaped: not even a zombie is left
+                continue                    # already reaped: not even a zombie is left
             except OSError:                 # ENOSYS: no pidfd in this kernel
                 if not _poll_gone(pid, deadline):
                     return False
+                continue
+            fds[fd] = pid
+            waiter.register(fd, select.POLLIN)
         while fds:
-            ready = select.select(list(fds), [], [], max(0.0, deadline - time.monotonic()))[0]
+            ready = waiter.poll(max(0, round((deadline - time.monotonic()) * 1000)))
             if not ready:
                 return False
-            for fd in ready:
+            for fd, _ in ready:
+                waiter.unregister(fd)
                 _reap_if_ours(fds.pop(fd))
                 os.close(fd)
         return True

@@ -83,3 +83,21 @@ def test_a_process_already_reaped_is_gone():
     p = subprocess.Popen(["true"])
     p.wait()
     assert wait_gone(p.pid) is True and all_gone([]) is True
+
+
+def test_a_pidfd_above_1024_is_waited_on_too():
+    """A caller with many files open (a notebook's kernel) gets pidfds above select(2)'s 1024."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 2048)), hard))
+    held = []
+    try:
+        while not held or held[-1] < 1100:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+        p = _spawn_stubborn()
+        os.kill(p.pid, signal.SIGKILL)
+        assert all_gone([p.pid]) is True and _state(p.pid) is None
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
