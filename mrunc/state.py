@@ -435,44 +435,8 @@ def fifo_path(container_dir):
 
 
 def wait_gone(pid, timeout=5.0):
-    """Wait until pid is dead (reaped or a zombie), and reap it if it is our child.
-
-    It may not be our child, so waitpid cannot wait for it; a pidfd can: poll(2) on it wakes
-    the moment the process has exited, where sleeping between looks at /proc cost a whole
-    sleep (2 ms) after nearly every SIGKILL. Without pidfds (kernels before 5.3), that loop."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        fd = None                   # already reaped
-    except OSError:
-        return _poll_gone(pid, timeout)
-    if fd is not None:
-        import select   # a C module: nearly free
-        try:
-            waiter = select.poll()
-            waiter.register(fd, select.POLLIN)
-            if not waiter.poll(timeout * 1000):
-                return False
-        finally:
-            os.close(fd)
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-    return True
-
-
-def _poll_gone(pid, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            wpid, _ = os.waitpid(pid, os.WNOHANG)
-            if wpid == pid:
-                return True
-        except ChildProcessError:
-            pass
-        _, st = proc_start_time(pid)
-        if st is None or st in ("Z", "X"):
-            return True
-        time.sleep(0.002)
-    return False
+    """Wait until pid is dead (a zombie, or reaped); False if it still lives after `timeout`
+    seconds. It may not be our child (its parent reaps it then); if it is ours, we reap it.
+    How, without polling: mrunc.gone (imported only by the commands that wait)."""
+    from .gone import all_gone
+    return all_gone([pid], timeout)

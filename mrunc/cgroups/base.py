@@ -7,7 +7,6 @@ cannot honour raises before anything was written — then the writes happen in o
 """
 
 import os
-import time
 
 from mrunc.errors import CgroupError
 from mrunc.signals import SIGKILL
@@ -178,12 +177,12 @@ class Manager:
                 self.thaw()
 
     def remove(self, timeout=2.0):
-        """Kill what is left (SIGKILL), then rmdir the cgroup, its children, and what we created."""
+        """Kill what is left (SIGKILL), wait until it is dead (asleep, not polling the cgroup:
+        mrunc.gone), then rmdir the cgroup, its children, and what we created."""
         if self.exists() and self.pids():
-            self.kill_all(SIGKILL)
-            deadline = time.monotonic() + timeout
-            while self.pids() and time.monotonic() < deadline:
-                time.sleep(0.01)
+            self.kill_all(SIGKILL)   # frozen meanwhile where it can be: no new process escapes
+            from mrunc.gone import all_gone
+            all_gone(self.pids(), timeout)
         fs.remove(self.dirs(), self.created)
         self.created, self._made = [], False
 

@@ -428,6 +428,27 @@ def test_delete_removes_the_cgroups_made_below_the_containers(mr, layout):
     assert [sub for sub in made if os.path.exists(sub)] == []
 
 
+@pytest.mark.parametrize("layout", BOTH)
+def test_delete_force_returns_once_every_process_is_dead(mr, layout):
+    """A running container whose init ignores SIGTERM, with children that SIGKILL to init does
+    not take along (no pid namespace): delete --force SIGKILLs every process of the cgroup and
+    waits (asleep on pidfds: mrunc.gone) — when it returns, each one is dead (a zombie
+    at most, read at that very moment), and no cgroup or state is left."""
+    cid = mr.new_id()
+    b = mr.bundle(lambda cfg: cfg["linux"].update(namespaces=[
+        n for n in cfg["linux"]["namespaces"] if n["type"] != "pid"]),
+        args=["sh", "-c", "trap '' TERM; sleep 1000 & sleep 1000 & sleep 1000 & wait"])
+    mr.cli("run", "-d", "--bundle", b, cid, check=True)
+    mgr = manager(mr, cid)
+    pids = wait_for(lambda: len(mgr.pids()) == 4 and mgr.pids(), what="init and 3 children")
+    mr.cli("kill", cid, "TERM", check=True)                # ignored: it keeps running
+    assert state(mr, cid)["status"] == "running"
+    mr.cli("delete", "--force", cid, check=True)
+    stats = [read(f"/proc/{pid}/stat") for pid in pids]    # gone, or a zombie nobody reaped yet
+    assert all(not s or s.rsplit(")", 1)[1].split()[0] in ("Z", "X") for s in stats), stats
+    assert _named(cid) == [] and not os.path.exists(os.path.join(mr.root, cid))
+
+
 # ---- what create records for the later commands (mrunc.cgroups.recorded) ----------------------
 
 RECORDED = ("mounts", "dirs", "freezer")
