@@ -66,6 +66,7 @@ def _poll_gone(pid, deadline):
             pass
         _, st = proc_start_time(pid)
         if st is None or st in ("Z", "X"):
+            _reap_if_ours(pid)      # it died between the waitpid above and this look
             return True
         time.sleep(0.002)
     return False
