@@ -248,7 +248,7 @@ def _create(c, config, bundle, state, events, cg, *, no_pivot, preserve_fds, con
     helper = None
     try:
         if ctx.runtime_sources:
-            helper = SourceHelper()  # forked before the thread below: it must join a mount ns
+            helper = SourceHelper(ctx.recording)  # forked before the thread below: it must join a mount ns
         _warm_cgroup_lock(cg, state)
         _serve(c, config, bundle, state, events, mine, clone_pid, cg, console_socket, on_console,
                helper)
@@ -469,8 +469,8 @@ def _hook_state(c, config, bundle, state, status):
 def _check_id_maps(config, sys):
     """Rootless, maps beyond our own id need ranges delegated to us (mrunc.security.subids):
     checked now, in the spec phase, before the state dir or any process exists."""
-    from ..security import subids
-    if os.geteuid() != 0 and (subids.needs_helper(config, "uid") or subids.needs_helper(config, "gid")):
+    if any(_helped_maps(config).values()):
+        from ..security import subids
         with sys.around("check", "check_subordinate_ids"):
             subids.check(config)
 
@@ -482,9 +482,8 @@ def write_id_maps(pid, config, sys):
     /proc/<pid>/uid_map can take the write. Rootless, a map of more than our own id is written
     by the setuid helper new{uid,gid}map instead, from the ranges in /etc/sub{uid,gid}."""
     from ..procfs import Proc
-    from ..security import subids
     lin = config.get("linux") or {}
-    helped = {kind: subids.needs_helper(config, kind) for kind in ("uid", "gid")}
+    helped = _helped_maps(config)
     proc = Proc.at("/proc")
     try:
         if os.geteuid() != 0 and not helped["gid"]:
@@ -496,6 +495,7 @@ def write_id_maps(pid, config, sys):
         for kind in ("uid", "gid"):
             maps = lin.get(f"{kind}Mappings") or []
             if helped[kind]:
+                from ..security import subids
                 subids.write(sys, pid, kind, maps)
                 continue
             text = "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps)
@@ -504,6 +504,15 @@ def write_id_maps(pid, config, sys):
         raise MruncError(e.strerror) from None
     finally:
         proc.close()
+
+
+def _helped_maps(config):
+    """{"uid": …, "gid": …}: is that map written by the setuid helper (subids.needs_helper)?
+    Never for root, which writes any map itself: then subids is not even imported (≈ 0.1 ms)."""
+    if os.geteuid() == 0:
+        return {"uid": False, "gid": False}
+    from ..security import subids
+    return {kind: subids.needs_helper(config, kind) for kind in ("uid", "gid")}
 
 
 def _v1_hierarchies(cg):

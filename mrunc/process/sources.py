@@ -17,7 +17,6 @@ returns.
 import errno
 import os
 
-from .. import record
 from ..errors import MruncError
 from ..linux import CLONE_NEWNS, Syscalls
 from ..rootfs.inroot import fdpath
@@ -29,13 +28,18 @@ from .common import close_inherited
 class SourceHelper:
     """The helper process, seen from the runtime."""
 
-    def __init__(self):
+    def __init__(self, recording=True):
+        """`recording`: someone reads the record (--trace, a stepper), so the helper's calls go
+        home with each answer, as init's do; otherwise init drops them, and the helper neither
+        builds them nor imports mrunc.record for it (≈ 0.1 ms of an engine's create)."""
+        if recording:
+            from .. import record  # noqa: F401  (now: the helper cannot import once it has joined)
         mine, theirs = protocol.pair()
         self.pid = os.fork()
         if self.pid == 0:
             try:
                 mine.close()
-                _serve(theirs)
+                _serve(theirs, recording)
             finally:
                 os._exit(0)
         theirs.close()
@@ -63,7 +67,7 @@ class SourceHelper:
             pass
 
 
-def _serve(sock):
+def _serve(sock, recording):
     close_inherited(keep={0, 1, 2, sock.fileno()})  # the runtime's fds: init's channel, the stepper's
     sys = Syscalls()
     sys.set_name("mrunc:[sources]")
@@ -88,7 +92,10 @@ def _serve(sock):
             answer["how"], fds = src.how, [src.fd]
         except OSError as e:
             answer.update(errno=e.errno, message=e.strerror or str(e))
-        answer["calls"] = record.as_dicts(sys.take_log())  # made by the runtime's helper
+        log, answer["calls"] = sys.take_log(), []  # the calls made by the runtime's helper
+        if recording:
+            from .. import record   # imported before the fork (SourceHelper)
+            answer["calls"] = record.as_dicts(log)
         protocol.send(sock, answer, fds)
         for fd in fds:
             os.close(fd)
