@@ -120,7 +120,8 @@ def test_hot_verbs_import_nothing_heavy(mr):
 # (root, no hooks, no --trace): each costs them 0.1-0.3 ms of CPU. The cgroup manager of the
 # other layout, the disabled one, usage figures (events, stats); subordinate ids (rootless
 # only); the record (--trace and the stepper only); `mrunc spec`'s default config; hooks; the
-# notebook side. And create calls process.parent directly, not through mrunc.api.
+# notebook side. create calls process.parent directly, not through mrunc.api; exec joins the
+# cgroup create recorded (mrunc.cgroups.recorded), without the factory and the managers.
 NOT_FOR_CONTAINERS = {"mrunc.cgroups.disabled", "mrunc.cgroups.usage", "mrunc.cgroups.events",
                       "mrunc.security.subids", "mrunc.record", "mrunc.spec.defaults",
                       "mrunc.hooks", "mrunc.doctor", "mrunc.snapshot", "mrunc.watch"}
@@ -131,6 +132,9 @@ PURE_V2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
 def unneeded_for_containers(verb, found):
     """mrunc modules create/run/exec imported though the container did not need them."""
     bad = set(NOT_FOR_CONTAINERS) | ({"mrunc.api"} if verb == "create" else set())
+    if verb == "exec":
+        bad |= {"mrunc.cgroups.factory", "mrunc.cgroups.layout", "mrunc.cgroups.base",
+                "mrunc.cgroups.v1", "mrunc.cgroups.v2"}
     if not PURE_V2:
         bad.add("mrunc.cgroups.v2")     # v1 and hybrid hosts: the v1 manager alone
     return sorted(f"{mod} (via {' <- '.join(chain) or 'the verb itself'})" for mod, chain in found
