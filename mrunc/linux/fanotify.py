@@ -7,7 +7,8 @@ would otherwise pay for building its event structure and prototypes (≈ 0.05 ms
 import os
 
 from . import _b, _check
-from .ffi import Library, Structure, c_char_p, c_int, c_uint, c_uint8, c_uint16, c_uint32, c_uint64, sizeof
+from .ffi import (Library, Structure, c_char_p, c_int, c_uint, c_uint8, c_uint16, c_uint32,
+                  c_uint64, sizeof)
 
 FAN_MODIFY = 0x2
 FAN_CLOSE_WRITE = 0x8
@@ -24,8 +25,9 @@ FAN_NOFD = -1
 _FANOTIFY_METADATA_VERSION = 3
 
 _libc = Library(None, {
-    "fanotify_init": (c_int, c_uint, c_uint),                           # flags, event_f_flags
-    "fanotify_mark": (c_int, c_int, c_uint, c_uint64, c_int, c_char_p),  # fd, flags, mask, dirfd, path
+    "fanotify_init": (c_int, c_uint, c_uint),   # flags, event_f_flags
+    # fd, flags, mask, dirfd, path
+    "fanotify_mark": (c_int, c_int, c_uint, c_uint64, c_int, c_char_p),
 })
 
 

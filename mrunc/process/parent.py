@@ -254,7 +254,8 @@ def _create(c, config, bundle, state, events, cg, *, no_pivot, preserve_fds, con
     helper = None
     try:
         if ctx.runtime_sources:
-            helper = SourceHelper(ctx.recording)  # forked before the thread below: it must join a mount ns
+            # forked before the thread below: it must join a mount namespace
+            helper = SourceHelper(ctx.recording)
         _warm_cgroup_lock(cg, state)
         _serve(c, config, bundle, state, events, mine, clone_pid, cg, console_socket, on_console,
                helper)
