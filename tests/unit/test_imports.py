@@ -169,7 +169,7 @@ def test_create_run_exec_import_only_the_syscall_layer(mr):
 
 @pytest.mark.userns
 def test_create_whose_runtime_opens_bind_sources_stays_light(mr):
-    """Root, a user namespace and a bind mount (the engines' usual rootless-in-userns config):
+    """Root, a user namespace and a bind mount (as the bench's busybox bundle has them):
     the runtime's helper opens the bind sources (mrunc.process.sources). Nobody reads the
     record, so neither it nor init imports mrunc.record."""
     def userns_bind(cfg):
