@@ -18,7 +18,8 @@ DEFAULT_ROOT = os.path.join(RUN, "mrunc")   # root's; the CLI's default is per u
 
 
 def create(cid, bundle, root=DEFAULT_ROOT, **kw):
-    """The mrunc command runs it with the cyclic garbage collector off (mrunc.cli's NO_GC_VERBS
+    """`mrunc create` runs the same function (process.parent.create, without importing this
+    module: mrunc.cli.do_create) with the cyclic garbage collector off (mrunc.cli's NO_GC_VERBS
     says why); a caller in Python keeps its own setting."""
     from .process.parent import create as _create
     return _create(root, cid, bundle, **kw)

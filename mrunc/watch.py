@@ -59,11 +59,11 @@ import threading
 import time
 from dataclasses import dataclass, replace
 
-from . import linux
+from .linux import fanotify
 from .errors import MruncError
 
 OPERATIONS = ("open", "exec", "modify")
-MASK = linux.FAN_OPEN | linux.FAN_OPEN_EXEC | linux.FAN_MODIFY | linux.FAN_CLOSE_WRITE
+MASK = fanotify.FAN_OPEN | fanotify.FAN_OPEN_EXEC | fanotify.FAN_MODIFY | fanotify.FAN_CLOSE_WRITE
 _SETTLE = 0.003                     # an exec's process is named again this much later
 LIMIT = 100_000                     # rows a watch keeps (a busy container runs for days)
 _TICK = 0.25                         # listeners hear at least this often (a live table redraws)
@@ -196,8 +196,8 @@ class Watch:
     # -- making the group and its mark --
     def _open(self, unborn):
         try:
-            self._fan = linux.fanotify_init(
-                linux.FAN_CLASS_NOTIF | linux.FAN_CLOEXEC | linux.FAN_NONBLOCK,
+            self._fan = fanotify.init(
+                fanotify.FAN_CLASS_NOTIF | fanotify.FAN_CLOEXEC | fanotify.FAN_NONBLOCK,
                 # O_NONBLOCK: opening a FIFO the container opened must never wait for a writer
                 os.O_RDONLY | os.O_CLOEXEC | os.O_LARGEFILE | os.O_NONBLOCK)
         except OSError as e:
@@ -228,18 +228,18 @@ class Watch:
                              f"watch (watch it while it runs, or use %%container --watch)")
         bundle = getattr(c, "bundle", None)
         if getattr(c, "overlay", False) and bundle:
-            path, flags = os.path.join(bundle, "rootfs"), linux.FAN_MARK_FILESYSTEM
+            path, flags = os.path.join(bundle, "rootfs"), fanotify.FAN_MARK_FILESYSTEM
         elif unborn:
             raise WatchError(f"watch: container {c.name!r} has no overlay of its own (read-only "
                              f"root): it can be watched only once it runs, through its mount — "
                              f"start it, then watch it")
         else:
             pid = _wait_pid(c)
-            path, flags = f"/proc/{pid}/root", linux.FAN_MARK_MOUNT
+            path, flags = f"/proc/{pid}/root", fanotify.FAN_MARK_MOUNT
         fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            linux.fanotify_mark(self._fan, linux.FAN_MARK_ADD | flags, MASK, fd, ".")
-            host_mnt = _mnt_id(fd) if flags == linux.FAN_MARK_FILESYSTEM else None
+            fanotify.mark(self._fan, fanotify.FAN_MARK_ADD | flags, MASK, fd, ".")
+            host_mnt = _mnt_id(fd) if flags == fanotify.FAN_MARK_FILESYSTEM else None
         except OSError as e:
             raise WatchError(f"watch: cannot watch {c.name!r}: {e.strerror} ({path})") from None
         finally:
@@ -294,11 +294,11 @@ class Watch:
     def _drain(self):
         new = False
         while True:
-            batch = linux.fanotify_read(self._fan)
+            batch = fanotify.read(self._fan)
             if not batch:
                 break
             for mask, fd, pid in batch:
-                if mask & linux.FAN_Q_OVERFLOW:
+                if mask & fanotify.FAN_Q_OVERFLOW:
                     self.lost = True
                 if fd < 0:
                     continue
@@ -317,15 +317,15 @@ class Watch:
         path = self._path(fd)
         t = round(time.monotonic() - self._t0, 6)
         rows = []
-        if mask & linux.FAN_OPEN_EXEC:
+        if mask & fanotify.FAN_OPEN_EXEC:
             rows.append("exec")
-        elif mask & linux.FAN_OPEN:
+        elif mask & fanotify.FAN_OPEN:
             rows.append("open")
         key = (pid, path)
-        if mask & linux.FAN_MODIFY and key not in self._writing:
+        if mask & fanotify.FAN_MODIFY and key not in self._writing:
             rows.append("modify")
             self._writing.add(key)
-        if mask & linux.FAN_CLOSE_WRITE:
+        if mask & fanotify.FAN_CLOSE_WRITE:
             self._writing.discard(key)
         command = self._command(pid, path if "exec" in rows else None)
         with self._lock:

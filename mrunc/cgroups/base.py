@@ -11,7 +11,7 @@ import os
 from mrunc.errors import CgroupError
 from mrunc.signals import SIGKILL
 
-from . import fs, usage
+from . import fs
 
 R = "linux.resources"
 
@@ -201,7 +201,9 @@ class Manager:
         return "thawed"
 
     def stats(self):
-        """Usage and limits: memory, cpu, pids, io (mrunc.cgroups.usage.summary); None = unknown."""
+        """Usage and limits: memory, cpu, pids, io (mrunc.cgroups.usage.summary); None = unknown.
+        Its module is imported now: only `events` and the notebook ask (not create, exec)."""
+        from . import usage
         return usage.summary(usage.Files.of(self))
 
     def __repr__(self):
@@ -210,6 +212,7 @@ class Manager:
 
 def empty_stats():
     """stats() with nothing known (no cgroup)."""
+    from . import usage
     return usage.summary(usage.Files({}, False))
 
 

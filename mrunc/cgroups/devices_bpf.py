@@ -43,7 +43,6 @@ records each call in the trace); the rest is plain Python.
 import _struct as struct  # struct's C module, built in (struct.py only re-exports it)
 import errno
 import os
-from collections import namedtuple
 
 from mrunc.errors import CgroupError
 
@@ -83,9 +82,21 @@ def _num(n):
 
 # ---- 1. the rules, replayed as cgroup v1 keeps them ---------------------------------------------
 
-class State(namedtuple("State", "default_allow exceptions")):
+def _named(count):
+    """Read-only attributes for the items of a tuple, by position — what collections.namedtuple
+    gives, written out: importing `collections` cost every create and run on a cgroup v2 host
+    ≈ 1 ms of CPU (this module builds their device program)."""
+    return (property(lambda self, i=i: self[i]) for i in range(count))
+
+
+class State(tuple):
     """v1's view of a device list: a default, and {(type, major, minor): access bits} that go
-    against it (in the order the kernel keeps them)."""
+    against it (in the order the kernel keeps them). A tuple: (default_allow, exceptions)."""
+    __slots__ = ()
+    default_allow, exceptions = _named(2)
+
+    def __new__(cls, default_allow, exceptions):
+        return super().__new__(cls, (default_allow, exceptions))
 
     def allows_everything(self):
         return self.default_allow and not self.exceptions
@@ -159,8 +170,18 @@ BPF_AND, BPF_RSH, BPF_MOV = 0x50, 0x70, 0xB0                           # ALU ope
 BPF_JA, BPF_JEQ, BPF_JSET, BPF_JNE, BPF_EXIT = 0x00, 0x10, 0x40, 0x50, 0x90   # JMP operations
 
 
-class Insn(namedtuple("Insn", "code dst src off imm comment")):
-    """One eBPF instruction; `comment` is for the listing only."""
+class Insn(tuple):
+    """One eBPF instruction, the tuple (code, dst, src, off, imm, comment); `comment` is for the
+    listing only."""
+    __slots__ = ()
+    code, dst, src, off, imm, comment = _named(6)
+
+    def __new__(cls, code, dst, src, off, imm, comment):
+        return super().__new__(cls, (code, dst, src, off, imm, comment))
+
+    def jumping(self, off):
+        """The same instruction with jump offset `off`."""
+        return Insn(self.code, self.dst, self.src, off, self.imm, self.comment)
 
     def encode(self):
         # dst_reg is the low nibble on little-endian hosts (the only ones _SYS knows: x86_64, arm64)
@@ -252,7 +273,7 @@ def _block(t, major, minor, acc, verdict):
         block.append(goto(None, "no: next rule"))
     block += [mov(0, verdict, "allow" if verdict else "deny"), exit_()]
     n = len(block)
-    return [i._replace(off=n - k - 1) if i.off is None else i for k, i in enumerate(block)]
+    return [i.jumping(n - k - 1) if i.off is None else i for k, i in enumerate(block)]
 
 
 _ALU_OPS = {0x00: "+", 0x10: "-", 0x20: "*", 0x30: "/", 0x40: "|", 0x50: "&", 0x60: "<<",

@@ -39,6 +39,17 @@ def usable(cg):
     return all(map(_below_root, paths + ([freezer] if freezer is not None else [])))
 
 
+def unified(cg):
+    """(the cgroup's directory in the unified hierarchy, where that hierarchy is mounted) — a
+    pure v2 host's, or a hybrid host's /sys/fs/cgroup/unified — or (None, None) where there is
+    none. From a usable record (see usable): `exec` joins the cgroup without rebuilding the
+    manager, whose import costs it ≈ 0.5 ms of CPU (factory, layout, v1, base)."""
+    if "" not in cg["mounts"] or "" not in cg["paths"]:
+        return None, None
+    mountpoint = cg["mounts"][""][0]
+    return os.path.join(mountpoint, cg["paths"][""].lstrip("/")).rstrip("/"), mountpoint
+
+
 def _below_root(path):
     return (isinstance(path, str) and os.path.normpath(path) == path
             and (path == ROOT or path.startswith(ROOT + "/")))

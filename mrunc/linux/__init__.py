@@ -25,8 +25,7 @@ from errno import errorcode as _ERRNO_NAMES
 from time import perf_counter as _perf, time as _now
 
 from .ffi import (Library, Structure, addressof, byref, c_char, c_char_p, c_int, c_long, c_size_t,
-                  c_uint, c_uint8, c_uint16, c_uint32, c_uint64, c_ulong, c_void_p, char_array,
-                  get_errno, sizeof)
+                  c_uint, c_uint32, c_uint64, c_ulong, c_void_p, char_array, get_errno, sizeof)
 
 # --- constants (from <linux/sched.h>, <sys/mount.h>, <linux/prctl.h>, <linux/capability.h>) ---
 CLONE_FS = 0x00000200  # not a namespace: a thread's own root and cwd (process.sources)
@@ -153,8 +152,6 @@ _libc = Library(None, {
     "capset": (c_int, c_void_p, c_void_p),
     "personality": (c_int, c_ulong),
     "fstatfs": (c_int, c_int, c_void_p),
-    "fanotify_init": (c_int, c_uint, c_uint),
-    "fanotify_mark": (c_int, c_int, c_uint, c_uint64, c_int, c_char_p),
 })
 
 
@@ -720,58 +717,4 @@ def mount_flags_names(flags):
     return "|".join(n for v, n in _MS_NAMES if flags & v) or "0"
 
 
-# --- fanotify(7): which files a container opens, executes and modifies (mrunc.watch) ---
-# Not Syscalls methods: a watch changes nothing in the container, it only listens.
-FAN_MODIFY = 0x2
-FAN_CLOSE_WRITE = 0x8
-FAN_OPEN = 0x20
-FAN_OPEN_EXEC = 0x1000
-FAN_Q_OVERFLOW = 0x4000     # the queue was full: events were lost
-FAN_CLOEXEC = 0x1
-FAN_NONBLOCK = 0x2
-FAN_CLASS_NOTIF = 0x0       # only told, never asked to allow (no permission events)
-FAN_MARK_ADD = 0x1
-FAN_MARK_MOUNT = 0x10       # every file reached through one mount
-FAN_MARK_FILESYSTEM = 0x100  # every file of one filesystem (superblock), through any mount
-FAN_NOFD = -1
-_FANOTIFY_METADATA_VERSION = 3
-
-
-class _FanotifyEvent(Structure):
-    """struct fanotify_event_metadata (<linux/fanotify.h>), 24 bytes."""
-    _fields_ = [("event_len", c_uint32), ("vers", c_uint8), ("reserved", c_uint8),
-                ("metadata_len", c_uint16), ("mask", c_uint64), ("fd", c_int), ("pid", c_int)]
-
-
-def fanotify_init(flags, event_f_flags):
-    """A new fanotify group: returns its fd, from which events are read. `event_f_flags` are the
-    open flags of the fd each event carries (the file that was accessed, opened anew for us).
-    Mount and filesystem marks need CAP_SYS_ADMIN in the initial user namespace: EPERM otherwise."""
-    return _check(_libc.fanotify_init(flags, event_f_flags),
-                  "fanotify_init")
-
-
-def fanotify_mark(fan_fd, flags, mask, dirfd, path="."):
-    """Add (FAN_MARK_ADD) the events in `mask` for the object at `path` relative to `dirfd` —
-    its mount (FAN_MARK_MOUNT) or its filesystem (FAN_MARK_FILESYSTEM). An O_PATH dirfd with "."
-    marks what that fd refers to, even in another mount namespace (/proc/<pid>/root)."""
-    ret = _libc.fanotify_mark(fan_fd, flags, mask, dirfd, _b(path))
-    _check(ret, "fanotify_mark", path)
-
-
-def fanotify_read(fan_fd, size=65536):
-    """The events queued on a fanotify fd, as [(mask, fd, pid)] ([] when none: a FAN_NONBLOCK fd).
-    Each fd >= 0 is a new open file the caller must close; `pid` is the process that made the
-    access as our PID namespace numbers it (the thread group's, not the thread's)."""
-    try:
-        buf = os.read(fan_fd, size)
-    except BlockingIOError:
-        return []
-    out, off = [], 0
-    while off + sizeof(_FanotifyEvent) <= len(buf):
-        ev = _FanotifyEvent.from_buffer_copy(buf, off)
-        if ev.vers != _FANOTIFY_METADATA_VERSION or ev.event_len < sizeof(_FanotifyEvent):
-            raise OSError(0, f"fanotify: unexpected event metadata version {ev.vers}")
-        out.append((ev.mask, ev.fd, ev.pid))
-        off += ev.event_len
-    return out
+# fanotify(7), which only `mrunc watch` uses, is in mrunc.linux.fanotify (not paid for by create).

@@ -225,11 +225,8 @@ class _Job:
 
     def __init__(self, c, process, preserve_fds, seccomp):
         self.init_pid, self.start_time = c.pid, c.data.get("start_time")
-        mgr = c.cgroup()
-        dirs = mgr.dirs() if mgr is not None else []
-        self.v2_dir = mgr.dir("") if mgr is not None else None  # the unified (v2) hierarchy
+        dirs, self.v2_dir, self.v2_mount = _cgroup_dirs(c)  # v2: the unified hierarchy
         self.v1_dirs = [d for d in dirs if d != self.v2_dir]
-        self.v2_mount = mgr.mounts[""][0] if self.v2_dir else None
         self.process, self.preserve_fds, self.seccomp = process, preserve_fds, seccomp
         self.linux = c.config.get("linux") or {}
         self.sigmask = None
@@ -237,6 +234,21 @@ class _Job:
         self.late_pid = False  # the process joins the PID namespace and forks again (7b)
         from .init import own_mount_namespace
         self.own_mntns = own_mount_namespace(c.config)  # else: no devpts of the container's
+
+
+def _cgroup_dirs(c):
+    """The container's cgroup directories, its directory in the unified (v2) hierarchy and where
+    that is mounted (None, None: no unified hierarchy) — as create recorded them, or from the
+    manager rebuilt for a state.json of an older mrunc (mrunc.cgroups.recorded)."""
+    cg = c.data.get("cgroup")
+    if cg is None:
+        return [], None, None
+    from ..cgroups import recorded
+    if recorded.usable(cg):
+        return (list(cg["dirs"]), *recorded.unified(cg))
+    mgr = c.cgroup()
+    v2_dir = mgr.dir("")
+    return mgr.dirs(), v2_dir, mgr.mounts[""][0] if v2_dir else None
 
 
 def _seccomp_filter(c):

@@ -22,7 +22,6 @@ import _thread
 import errno
 import os
 
-from .. import record
 from ..errors import MruncError
 from ..linux import CLONE_FS, CLONE_NEWNS, Syscalls
 from ..rootfs.inroot import fdpath
@@ -32,7 +31,14 @@ from ..rootfs.sources import open_source
 class SourceHelper:
     """The helper thread, seen from the runtime's main thread: one request at a time."""
 
-    def __init__(self):
+    def __init__(self, recording=True):
+        """`recording`: someone reads the record (--trace, a stepper), so the helper's calls go
+        home with each answer, as init's do; otherwise init drops them, and the helper neither
+        builds them nor imports mrunc.record for it (≈ 0.1 ms of an engine's create)."""
+        if recording:
+            from .. import record  # noqa: F401  (now: once the thread has joined init's mount
+            #                        namespace, an import would search the container's files)
+        self._recording = recording
         self._request = self._answer = None
         self._asked, self._answered = _thread.allocate_lock(), _thread.allocate_lock()
         self._asked.acquire()
@@ -93,6 +99,9 @@ def _serve(helper):
             answer.update(errno=e.errno, message=e.strerror or str(e))
         except Exception as e:  # noqa: BLE001 — the runtime waits for an answer: never none
             answer.update(errno=errno.EIO, message=f"the runtime's helper failed: {e}")
-        answer["calls"] = record.as_dicts(sys.take_log())  # made by the runtime's helper
+        log, answer["calls"] = sys.take_log(), []  # the calls made by the runtime's helper
+        if helper._recording:
+            from .. import record   # already loaded by SourceHelper(): no file is searched
+            answer["calls"] = record.as_dicts(log)
         helper._answer = (answer, fds)
         helper._answered.release()

@@ -114,6 +114,34 @@ def test_run_trace_shows_the_runtimes_cgroup_and_id_map_calls(mr, cgroupns):
 
 
 @pytest.mark.userns
+def test_trace_shows_the_runtimes_helper_opening_a_bind_source(mr, tmp_path):
+    """Root, a user namespace and a bind mount: the runtime's helper opens the source from inside
+    the container's mount namespace (mrunc.process.sources). Its calls are in the mount phase,
+    under its own pid: sent home only because someone reads the record (SourceHelper's
+    `recording`)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "hello").write_text("from the host\n")
+
+    def edit(cfg):
+        cfg["linux"]["namespaces"].append({"type": "user"})
+        cfg["linux"]["uidMappings"] = cfg["linux"]["gidMappings"] = [
+            {"containerID": 0, "hostID": 100000, "size": 65536}]
+        cfg["mounts"].append({"destination": "/mnt", "type": "bind", "source": str(src),
+                              "options": ["rbind", "ro"]})
+    p = mr.cli("run", "--trace", "--bundle", mr.bundle(edit, args=["cat", "/mnt/hello"]),
+               mr.new_id(), timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "from the host\n"
+    mount = parse(p.stderr)[0]["mount"]
+    (opened,) = [c for c in calls(mount, "runtime", "open_tree") if c[3][0] == str(src)]
+    helper = opened[1]
+    joined = [c for c in calls(mount, "runtime", "setns") if c[1] == helper]
+    assert joined and mount.index(joined[0]) < mount.index(opened), mount
+    assert helper not in {c[1] for c in calls(mount, "init")}
+
+
+@pytest.mark.userns
 def test_rootless_trace_shows_setgroups_and_the_maps(tmp_path):
     """As a user without privileges: setgroups "deny" first, then the maps — by the runtime."""
     home = tempfile.mkdtemp(prefix="mrunc-trace-")

@@ -13,6 +13,7 @@ import random
 import shutil
 import struct
 import subprocess
+import sys
 
 import pytest
 
@@ -597,3 +598,17 @@ def test_device_filter_module_is_imported_lazily():
     code = "import sys; from mrunc import cgroups; print('mrunc.cgroups.devices_bpf' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_program_builder_imports_nothing_heavy():
+    """Every create and run on a cgroup v2 host imports this module (the device filter): no
+    `collections` (≈ 1 ms of CPU for namedtuple), nor anything else test_imports calls heavy.
+    Checked in a fresh isolated interpreter, on any host (test_imports runs the verbs on this
+    host's layout only)."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(d.__file__))))
+    code = (f"import sys; sys.path[:0] = [{root!r}]; import mrunc.cgroups.devices_bpf; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('collections', 'ctypes', 'struct', 're', 'enum', 'json', 'functools')))")
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"

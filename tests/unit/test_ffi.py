@@ -9,7 +9,7 @@ import _ctypes
 import pytest
 
 from mrunc import linux
-from mrunc.linux import ffi
+from mrunc.linux import fanotify, ffi
 
 
 def test_prototypes_call_libc_and_keep_errno():
@@ -49,14 +49,14 @@ def test_a_missing_library_is_an_oserror():
     (linux._Rlimit, 16),          # struct rlimit64
     (linux._CapHeader, 8),        # struct __user_cap_header_struct
     (linux._CapData, 12),         # struct __user_cap_data_struct
-    (linux._FanotifyEvent, 24),   # FAN_EVENT_METADATA_LEN
+    (fanotify._Event, 24),        # FAN_EVENT_METADATA_LEN
 ])
 def test_structures_have_the_kernels_sizes(struct, size):
     assert ffi.sizeof(struct) == size
 
 
 def test_the_syscall_layer_imports_no_ctypes_package():
-    code = ("import sys; import mrunc.linux, mrunc.linux.seccomp; "
+    code = ("import sys; import mrunc.linux, mrunc.linux.seccomp, mrunc.linux.fanotify; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('ctypes', 'struct')))")
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(linux.__file__))))
     out = subprocess.run([sys.executable, "-I", "-S", "-c", f"import sys; sys.path[:0] = [{root!r}]; "

@@ -123,6 +123,31 @@ def test_hot_verbs_import_nothing_heavy(mr):
         f"  {verb}: {', '.join(mods)}" for verb, mods in bad.items())
 
 
+# mrunc's own modules that create, run and exec must not import for the plain containers below
+# (root, no hooks, no --trace): each costs them 0.1-0.3 ms of CPU. The cgroup manager of the
+# other layout, the disabled one, usage figures (events, stats); subordinate ids (rootless
+# only); the record (--trace and the stepper only); `mrunc spec`'s default config; hooks; the
+# notebook side. create calls process.parent directly, not through mrunc.api; exec joins the
+# cgroup create recorded (mrunc.cgroups.recorded), without the factory and the managers.
+NOT_FOR_CONTAINERS = {"mrunc.cgroups.disabled", "mrunc.cgroups.usage", "mrunc.cgroups.events",
+                      "mrunc.security.subids", "mrunc.record", "mrunc.spec.defaults",
+                      "mrunc.hooks", "mrunc.doctor", "mrunc.snapshot", "mrunc.watch"}
+NOT_FOR_CONTAINER_PACKAGES = ("mrunc.sandbox", "mrunc.notebook", "mrunc.network")
+PURE_V2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+
+
+def unneeded_for_containers(verb, found):
+    """mrunc modules create/run/exec imported though the container did not need them."""
+    bad = set(NOT_FOR_CONTAINERS) | ({"mrunc.api"} if verb == "create" else set())
+    if verb == "exec":
+        bad |= {"mrunc.cgroups.factory", "mrunc.cgroups.layout", "mrunc.cgroups.base",
+                "mrunc.cgroups.v1", "mrunc.cgroups.v2"}
+    if not PURE_V2:
+        bad.add("mrunc.cgroups.v2")     # v1 and hybrid hosts: the v1 manager alone
+    return sorted(f"{mod} (via {' <- '.join(chain) or 'the verb itself'})" for mod, chain in found
+                  if mod in bad or mod.startswith(NOT_FOR_CONTAINER_PACKAGES))
+
+
 def test_create_run_exec_import_only_the_syscall_layer(mr):
     """create, run and exec need mrunc.linux (the one syscall layer) and nothing else heavy: no
     json/re, socket, signal's enums — and not the `ctypes` package (≈ 3 ms and 1 MiB each time):
@@ -143,7 +168,23 @@ def test_create_run_exec_import_only_the_syscall_layer(mr):
                  ["exec", sec, "true"],     # builds the filter (and keeps it)
                  ["exec", sec, "true"]):    # loads the kept one
         found = [(m, chain) for m, chain in imports(mr, *verb) if m.split(".")[0] not in allowed]
-        if offenders(found):
-            bad[" ".join(verb[:2])] = offenders(found)
-    assert not bad, "heavy imports:\n" + "\n".join(
+        if offenders(found) or unneeded_for_containers(verb[0], found):
+            bad[" ".join(verb[:2])] = offenders(found) + unneeded_for_containers(verb[0], found)
+    assert not bad, "heavy or unneeded imports:\n" + "\n".join(
         f"  {verb}: {', '.join(mods)}" for verb, mods in bad.items())
+
+
+@pytest.mark.userns
+def test_create_whose_runtime_opens_bind_sources_stays_light(mr):
+    """Root, a user namespace and a bind mount (as the bench's busybox bundle has them):
+    the runtime's helper opens the bind sources (mrunc.process.sources). Nobody reads the
+    record, so neither it nor init imports mrunc.record."""
+    def userns_bind(cfg):
+        cfg["linux"]["namespaces"].append({"type": "user"})
+        cfg["linux"]["uidMappings"] = cfg["linux"]["gidMappings"] = [
+            {"containerID": 0, "hostID": 100000, "size": 65536}]
+        cfg["mounts"].append({"destination": "/mnt", "type": "bind", "source": str(mr.tmp),
+                              "options": ["rbind", "ro"]})
+    found = imports(mr, "run", "--bundle", mr.bundle(userns_bind, args=["true"]), mr.new_id())
+    assert "mrunc.process.sources" in {m for m, _ in found}     # the helper was used
+    assert not offenders(found) + unneeded_for_containers("run", found)
