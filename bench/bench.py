@@ -26,8 +26,13 @@ Then the short verbs against the floor: mrunc's wall and CPU time next to the in
 start alone (`-c pass`, and `-c "import os"`, which every runtime in Python needs), what mrunc
 adds above it, and the floor's ratio to runc — the best a verb of a CPython runtime can reach.
 
-Last, `--conc` (100) lifecycles of `true` run `--parallel` (10) at a time per runtime: wall time
-and failures.
+Last, `--conc` (100) lifecycles of `true` run `--parallel` (10) at a time, as a batch per runtime,
+`--conc-rounds` (3) times with the runtimes interleaved (A B C, B C A, C A B, ...: the order turns
+each round, so that neither a slow moment nor going first favours one runtime): the median wall
+time and CPU time of a batch, their ratio to runc's medians, and the failures of all rounds. A
+batch's CPU time is user + system of every process it ran — the runtime commands, what they
+waited for, and the container inits, which are re-parented to us and which we reap: the growth
+of our RUSAGE_CHILDREN over the batch, measured alike for every runtime.
 
 How we wait is what conmon and containerd's shim do: this process is a child subreaper
 (PR_SET_CHILD_SUBREAPER), so the init that `create` leaves orphaned is re-parented to us and we
@@ -36,13 +41,15 @@ waitpid() on the pid from --pid-file; no polling interval is in the figures.
 Each runtime gets a private --root under /run and unique container ids; every container is
 deleted and the roots removed at the end, also on failure. Needs root. Usage:
 
-    bench/bench.py [--n 20] [--only mrunc,runc] [--conc 100 --parallel 10] [--bundle rootfs/bundle]
+    bench/bench.py [--n 20] [--only mrunc,runc] [--conc 100 --parallel 10 --conc-rounds 3]
+                   [--bundle rootfs/bundle]
 """
 
 import argparse
 import ctypes
 import json
 import os
+import resource
 import shutil
 import signal
 import statistics
@@ -288,8 +295,16 @@ def floor_report(results, floors):
 
 # ---- concurrency -------------------------------------------------------------------------------
 
+def children_cpu():
+    """User + system seconds of all our children reaped so far, and of what they reaped. As a
+    subreaper we also reap every orphan (the container inits), so its CPU time is in here too."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def concurrent(rt, bundle, tag, total, parallel):
-    """`total` lifecycles of `true`, `parallel` at a time: (wall seconds, failures, first error)."""
+    """`total` lifecycles of `true`, `parallel` at a time: (wall seconds, CPU seconds of every
+    process the batch ran, failures, first error)."""
     errors = []
 
     def one(i):
@@ -298,12 +313,44 @@ def concurrent(rt, bundle, tag, total, parallel):
         except Failed as e:
             errors.append(str(e))
 
-    t0 = time.perf_counter()
+    reap_strays()  # an earlier orphan's CPU time is not this batch's
+    cpu0, t0 = children_cpu(), time.perf_counter()
     with ThreadPoolExecutor(parallel) as pool:
         list(pool.map(one, range(total)))
     wall = time.perf_counter() - t0
-    reap_strays()
-    return wall, len(errors), (errors[0] if errors else "")
+    reap_strays()  # this batch's orphans, if a failure left any
+    return wall, children_cpu() - cpu0, len(errors), (errors[0] if errors else "")
+
+
+def concurrent_rounds(runtimes, bundle, tag, total, parallel, rounds):
+    """concurrent() `rounds` times per runtime, interleaved, the order turned by one each round:
+    {runtime: [(wall, CPU, failures, first error)]}."""
+    got = {rt.name: [] for rt in runtimes}
+    for r in range(rounds):
+        k = r % len(runtimes)
+        for rt in runtimes[k:] + runtimes[:k]:
+            got[rt.name].append(concurrent(rt, bundle, f"{tag}-{r}", total, parallel))
+    return got
+
+
+def conc_report(conc, total, parallel):
+    """Median wall and CPU seconds of a batch per runtime, their ratio to runc's, the failures."""
+    rounds = len(next(iter(conc.values())))
+    print(f"\n{total} lifecycles of `true`, {parallel} at a time: median of {rounds} rounds, "
+          f"interleaved (s; CPU: user + system of every process of the batch, inits included)")
+    wall = {nm: med(b, 0, 1) for nm, b in conc.items()}
+    cpu = {nm: med(b, 1, 1) for nm, b in conc.items()}
+    ratio = "runc" in conc
+    print(f"  {'':<6}{'wall':>7}" + (f"{'÷runc':>7}" if ratio else "") + f"{'CPU':>7}" +
+          (f"{'÷runc':>7}" if ratio else "") + "  failed  each round's wall/CPU")
+    for nm, batches in conc.items():
+        failures = sum(b[2] for b in batches)
+        first = next((b[3] for b in batches if b[3]), "")
+        print(f"  {nm:<6}{wall[nm]:>7.2f}" +
+              (f"{wall[nm] / wall['runc']:>7.2f}" if ratio else "") + f"{cpu[nm]:>7.2f}" +
+              (f"{cpu[nm] / cpu['runc']:>7.2f}" if ratio else "") +
+              f"  {failures:>2} of {total * rounds}  " + " ".join(f"{b[0]:.2f}/{b[1]:.2f}" for b in batches) +
+              (f"\n    first failure: {first}" if first else ""))
 
 
 # ---- report ------------------------------------------------------------------------------------
@@ -393,6 +440,8 @@ def main():
     ap.add_argument("--only", help="comma-separated runtimes (default: mrunc,runc and crun if found)")
     ap.add_argument("--conc", type=int, default=100, help="concurrent lifecycles per runtime (100; 0: skip)")
     ap.add_argument("--parallel", type=int, default=10, help="... this many at a time (10)")
+    ap.add_argument("--conc-rounds", type=int, default=3,
+                    help="... that many batches per runtime, interleaved (3)")
     ap.add_argument("--bundle", default=os.path.join(REPO, "rootfs", "bundle"),
                     help="bundle whose config.json is used, with args set to ['true']")
     ap.add_argument("--mrunc", default=os.path.join(REPO, ".venv", "bin", "mrunc"))
@@ -474,9 +523,9 @@ def main():
             rss = peak_rss(runtimes, bundle, sleeper, tag, extra_n)
         else:
             print("bench: no GNU time (/usr/bin/time): no peak RSS figures", file=sys.stderr)
-        if args.conc:
-            for rt in runtimes:
-                conc[rt.name] = concurrent(rt, bundle, tag, args.conc, args.parallel)
+        if args.conc and args.conc_rounds > 0:
+            conc = concurrent_rounds(runtimes, bundle, tag, args.conc, args.parallel,
+                                     args.conc_rounds)
     except Failed as e:
         print(f"bench: FAILED: {e}", file=sys.stderr)
         return 1
@@ -495,11 +544,7 @@ def main():
         floor_report(results, {"-c pass": interp[args.warmup:] or interp,
                                "import os": interp_os[args.warmup:] or interp_os})
     if conc:
-        print(f"\n{args.conc} lifecycles of `true`, {args.parallel} at a time")
-        for nm, (wall, failures, first) in conc.items():
-            ratio = f"  ({wall / conc['runc'][0]:.2f}× runc)" if "runc" in conc else ""
-            print(f"  {nm:<6} {wall:6.2f} s, {failures} failed{ratio}" +
-                  (f": {first}" if first else ""))
+        conc_report(conc, args.conc, args.parallel)
     print(f"\nload average at the end: {loadavg()}")
     return 0
 
