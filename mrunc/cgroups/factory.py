@@ -12,7 +12,7 @@ import os
 
 from mrunc.errors import CgroupError
 
-from .layout import clean, detect, hierarchies, own_cgroups, under_mount
+from .layout import below_mount, clean, detect, hierarchies, own_cgroups
 
 __all__ = ["manager", "detect", "resolve", "Manager", "V1Manager", "V2Manager",
            "DisabledManager", "CgroupError"]
@@ -32,8 +32,17 @@ def resolve(cgroups_path, container_id, layout, mounts, proc_cgroup="/proc/self/
         return {key: inner for key in mounts}
     own = own_cgroups(proc_cgroup)
     out = {}
-    for key, (_mp, mount_root) in mounts.items():
-        base = under_mount(own.get(key, "/"), mount_root)
+    for key, (mp, mount_root) in mounts.items():
+        base = below_mount(own.get(key, "/"), mount_root)
+        if base is None:
+            # A cgroup namespace made after the mount: our cgroup is somewhere below the mount's
+            # root, but where is not said ("/.."). Guessing the root would put the container
+            # outside the caller's cgroup — out of the limits it runs under.
+            raise CgroupError(
+                f"linux.cgroupsPath: {inner!r} is relative to the runtime's own cgroup, which "
+                f"{mp} does not show (mounted from {mount_root!r}: a cgroup namespace made after "
+                f"the mount); give an absolute linux.cgroupsPath, or mount the cgroup filesystem "
+                f"inside the namespace")
         if layout == "v2":
             base = os.path.dirname(base)
         out[key] = os.path.normpath(os.path.join(base, inner))
