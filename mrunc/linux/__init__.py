@@ -201,6 +201,9 @@ class Syscalls:
     # Only when someone will read the log: init, whose mounts all go onto such fds, turns it off
     # when nobody traces (process.init.clone_child).
     readable = True
+    # Keep a log at all? Init turns it off when nobody will read it (an engine's create): each
+    # call is then made as before, errors raised as before, and no Call is built or timed.
+    keeping = True
 
     def __init__(self, who="runtime", pid=None):
         self.log = []
@@ -208,6 +211,8 @@ class Syscalls:
         self.note = None    # set while a batch of calls needs one explanation (see Call.note)
 
     def _rec(self, name, *args):
+        if not self.keeping:
+            return Call((name, args))  # for a caller that sets its fields; kept nowhere
         c = Call((name, tuple(map(_readable, args)) if self.readable else args))
         d = c.__dict__
         d["who"], d["pid"], d["t"] = self.who, self.pid, _now()
@@ -504,6 +509,8 @@ class _Around:
 def _timed(method):
     """Wrap a Syscalls method: the Call it logs gets the duration and the errno or result."""
     def timed(self, *args, **kw):
+        if not self.keeping:
+            return method(self, *args, **kw)
         log = self.log
         n, t0 = len(log), _perf()
         try:
