@@ -66,7 +66,7 @@ def open_in_root(root_fd, rootfs, path, create=None):
     if fd is None:
         fd = _walk(root_fd, path, create)
     try:
-        _check_under(fd, rootfs, path)
+        check_under(fd, rootfs, path)
     except BaseException:
         os.close(fd)
         raise
@@ -231,7 +231,7 @@ def _split(path):
     return [p for p in path.split("/") if p not in ("", ".")]
 
 
-def _check_under(fd, rootfs, path):
+def check_under(fd, rootfs, path):
     """The kernel's name for what we opened must be the rootfs or below it."""
     real = os.readlink(fdpath(fd))
     top = rootfs.rstrip("/")
