@@ -262,9 +262,11 @@ class Syscalls:
 
     # -- mounts --
     def mount(self, source, target, fstype, flags=0, data=None):
-        self._rec("mount", source, target, fstype, mount_flags_names(flags), data)
-        ret = _libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data))
-        _check(ret, f"mount {source or fstype} on {target} ({mount_flags_names(flags)})", target)
+        # The flags' names (≈2 µs) only for a log that is kept, or an error
+        if self.keeping:
+            self._rec("mount", source, target, fstype, mount_flags_names(flags), data)
+        if _libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data)) == -1:
+            _check(-1, f"mount {source or fstype} on {target} ({mount_flags_names(flags)})", target)
 
     def open_tree(self, path, recursive=False):
         """A copy of the mount at `path` — with its submounts if `recursive` — attached nowhere
@@ -370,7 +372,8 @@ class Syscalls:
 
     # -- process attributes --
     def prctl(self, option, arg2=0, arg3=0, arg4=0, arg5=0):
-        self._rec("prctl", *_prctl_readable(option, arg2, arg3))
+        if self.keeping:
+            self._rec("prctl", *_prctl_readable(option, arg2, arg3))
         return _check(_libc.prctl(option, arg2, arg3, arg4, arg5), f"prctl({option})")
 
     def set_name(self, name):
