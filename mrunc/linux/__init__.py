@@ -201,6 +201,9 @@ class Syscalls:
     # Only when someone will read the log: init, whose mounts all go onto such fds, turns it off
     # when nobody traces (process.init.clone_child).
     readable = True
+    # Keep a log at all? Init turns it off when nobody will read it (an engine's create): each
+    # call is then made as before, errors raised as before, and no Call is built or timed.
+    keeping = True
 
     def __init__(self, who="runtime", pid=None):
         self.log = []
@@ -208,6 +211,8 @@ class Syscalls:
         self.note = None    # set while a batch of calls needs one explanation (see Call.note)
 
     def _rec(self, name, *args):
+        if not self.keeping:
+            return Call((name, args))  # for a caller that sets its fields; kept nowhere
         c = Call((name, tuple(map(_readable, args)) if self.readable else args))
         d = c.__dict__
         d["who"], d["pid"], d["t"] = self.who, self.pid, _now()
@@ -257,9 +262,11 @@ class Syscalls:
 
     # -- mounts --
     def mount(self, source, target, fstype, flags=0, data=None):
-        self._rec("mount", source, target, fstype, mount_flags_names(flags), data)
-        ret = _libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data))
-        _check(ret, f"mount {source or fstype} on {target} ({mount_flags_names(flags)})", target)
+        # The flags' names (≈2 µs) only for a log that is kept, or an error
+        if self.keeping:
+            self._rec("mount", source, target, fstype, mount_flags_names(flags), data)
+        if _libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data)) == -1:
+            _check(-1, f"mount {source or fstype} on {target} ({mount_flags_names(flags)})", target)
 
     def open_tree(self, path, recursive=False):
         """A copy of the mount at `path` — with its submounts if `recursive` — attached nowhere
@@ -365,7 +372,8 @@ class Syscalls:
 
     # -- process attributes --
     def prctl(self, option, arg2=0, arg3=0, arg4=0, arg5=0):
-        self._rec("prctl", *_prctl_readable(option, arg2, arg3))
+        if self.keeping:
+            self._rec("prctl", *_prctl_readable(option, arg2, arg3))
         return _check(_libc.prctl(option, arg2, arg3, arg4, arg5), f"prctl({option})")
 
     def set_name(self, name):
@@ -504,6 +512,8 @@ class _Around:
 def _timed(method):
     """Wrap a Syscalls method: the Call it logs gets the duration and the errno or result."""
     def timed(self, *args, **kw):
+        if not self.keeping:
+            return method(self, *args, **kw)
         log = self.log
         n, t0 = len(log), _perf()
         try:

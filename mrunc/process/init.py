@@ -94,7 +94,8 @@ def clone_child(sock, config, ctx):
     first, then the others in one unshare, and fork init — the first process that is *in* the
     new PID namespace. Runs in the clone child; never returns: reports init's pid, exits."""
     sys = Syscalls(who="clone")
-    sys.readable = ctx.recording  # nobody reads the log: no readlink to name each fd in it
+    # Nobody reads the log: keep none (and so no readlink to name each fd in it).
+    sys.readable = sys.keeping = ctx.recording
     t0 = time.perf_counter()
     try:
         close_inherited(keep={0, 1, 2, sock.fileno(), ctx.state_dirfd,

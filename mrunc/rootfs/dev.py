@@ -4,7 +4,7 @@ import os
 import stat
 
 from ..linux import MS_BIND
-from .inroot import clean, fdpath, lstat_at, open_component, open_in_root, open_root
+from .inroot import check_under, clean, fdpath, lstat_at, open_component, open_in_root, open_root
 
 # The spec's default devices (L8): name, major, minor. All 0666, owned by root.
 DEFAULT_DEVICES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8),
@@ -40,12 +40,16 @@ def setup_dev(sys, config, rootfs, terminal):
         if st and stat.S_ISLNK(st.st_mode):
             raise PermissionError(errno.EPERM, "/dev in the rootfs is a symlink: refused", "/dev")
         old = sys.umask(0)  # fileMode is the mode the node gets, umask or not
+        dirs = {}  # parent -> the fd it resolved to: /dev once for the six defaults, not six times
         try:
             for where, d in nodes:
-                _make_node(sys, root_fd, rootfs, where, d)
+                _make_node(sys, root_fd, rootfs, where, d, dirs)
+            dev_fd = _node_dir(root_fd, rootfs, "/dev", dirs)
+            del dirs["/dev"]  # ours to close below
         finally:
             sys.umask(old)
-        dev_fd = open_in_root(root_fd, rootfs, "/dev", create="dir")
+            for fd in dirs.values():
+                os.close(fd)
     finally:
         os.close(root_fd)
     try:
@@ -73,34 +77,41 @@ def _dev_is_ours(config):
     return True
 
 
-def _make_node(sys, root_fd, rootfs, where, d):
+def _node_dir(root_fd, rootfs, parent, dirs):
+    """fd of a node's directory, resolved inside the rootfs the first time; each later use
+    checks again that the directory we hold is still under the rootfs (moved out meanwhile?)."""
+    if parent in dirs:
+        check_under(dirs[parent], rootfs, parent)
+    else:
+        dirs[parent] = open_in_root(root_fd, rootfs, parent, create="dir")
+    return dirs[parent]
+
+
+def _make_node(sys, root_fd, rootfs, where, d, dirs):
     path = clean(d["path"])
     parent, name = path.rsplit("/", 1)
     kind = _KINDS[d["type"]]
     rdev = 0 if kind == stat.S_IFIFO else os.makedev(d["major"], d["minor"])
     mode = kind | ((0o666 if d.get("fileMode") is None else d["fileMode"]) & 0o7777)
-    dir_fd = open_in_root(root_fd, rootfs, parent or "/", create="dir")
-    try:
-        st = lstat_at(dir_fd, name)
-        if st is None:
-            try:
-                sys.mknod(f"{fdpath(dir_fd)}/{name}", mode, rdev)  # mknod never follows a symlink
-            except PermissionError:
-                return _bind_host_node(sys, dir_fd, name, path)
-            except FileExistsError:
-                st = lstat_at(dir_fd, name)
-            else:
-                if d.get("uid") is not None or d.get("gid") is not None:
-                    uid, gid = d.get("uid", 0) or 0, d.get("gid", 0) or 0
-                    sys.chown(f"{fdpath(dir_fd)}/{name}", uid, gid)
-                return None
-        # The spec (L7): a file already there that is not this device is an error.
-        if st and (stat.S_IFMT(st.st_mode) != kind or (kind != stat.S_IFIFO and st.st_rdev != rdev)):
-            what = "fifo" if kind == stat.S_IFIFO else f"{d['type']} {d['major']}:{d['minor']}"
-            raise FileExistsError(errno.EEXIST, f"{where}: {path} exists and is not {what}", path)
-        return None
-    finally:
-        os.close(dir_fd)
+    dir_fd = _node_dir(root_fd, rootfs, parent or "/", dirs)
+    st = lstat_at(dir_fd, name)
+    if st is None:
+        try:
+            sys.mknod(f"{fdpath(dir_fd)}/{name}", mode, rdev)  # mknod never follows a symlink
+        except PermissionError:
+            return _bind_host_node(sys, dir_fd, name, path)
+        except FileExistsError:
+            st = lstat_at(dir_fd, name)
+        else:
+            if d.get("uid") is not None or d.get("gid") is not None:
+                uid, gid = d.get("uid", 0) or 0, d.get("gid", 0) or 0
+                sys.chown(f"{fdpath(dir_fd)}/{name}", uid, gid)
+            return None
+    # The spec (L7): a file already there that is not this device is an error.
+    if st and (stat.S_IFMT(st.st_mode) != kind or (kind != stat.S_IFIFO and st.st_rdev != rdev)):
+        what = "fifo" if kind == stat.S_IFIFO else f"{d['type']} {d['major']}:{d['minor']}"
+        raise FileExistsError(errno.EEXIST, f"{where}: {path} exists and is not {what}", path)
+    return None
 
 
 def _bind_host_node(sys, dir_fd, name, path):

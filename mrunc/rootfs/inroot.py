@@ -66,7 +66,7 @@ def open_in_root(root_fd, rootfs, path, create=None):
     if fd is None:
         fd = _walk(root_fd, path, create)
     try:
-        _check_under(fd, rootfs, path)
+        check_under(fd, rootfs, path)
     except BaseException:
         os.close(fd)
         raise
@@ -99,19 +99,22 @@ def open_component(dir_fd, name, create=None):
 
     O_EXCL and mkdir never follow a symlink, so nothing is ever created through one (S6); if a
     racer puts something at `name` between our two calls, we open what it put there, without
-    following it, and the caller's checks see what it is.
+    following it, and the caller's checks see what it is. An empty file is made first and
+    returned as the (write-only) fd that made it: that very file, no second lookup of its name.
     """
+    if create == "file":
+        try:
+            return os.open(name, os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_WRONLY | os.O_CLOEXEC,
+                           0o644, dir_fd=dir_fd)
+        except FileExistsError:
+            return os.open(name, _O_PATH, dir_fd=dir_fd)
     try:
         return os.open(name, _O_PATH, dir_fd=dir_fd)
     except FileNotFoundError:
         if not create:
             raise
     try:
-        if create == "dir":
-            os.mkdir(name, 0o755, dir_fd=dir_fd)
-        else:
-            flags = os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_WRONLY | os.O_CLOEXEC
-            os.close(os.open(name, flags, 0o644, dir_fd=dir_fd))
+        os.mkdir(name, 0o755, dir_fd=dir_fd)
     except FileExistsError:
         pass
     return os.open(name, _O_PATH, dir_fd=dir_fd)
@@ -231,7 +234,7 @@ def _split(path):
     return [p for p in path.split("/") if p not in ("", ".")]
 
 
-def _check_under(fd, rootfs, path):
+def check_under(fd, rootfs, path):
     """The kernel's name for what we opened must be the rootfs or below it."""
     real = os.readlink(fdpath(fd))
     top = rootfs.rstrip("/")

@@ -183,7 +183,7 @@ def _mount_entry(sys, m, rootfs, root_fd, bundle, open_source):
     fd = open_in_root(root_fd, rootfs, dest)
     try:
         if bind and flags & ~(MS_BIND | MS_REC):
-            keep = kept_flags(fdpath(fd), flags, clear)
+            keep = kept_flags(fd, flags, clear)  # the fd itself: no lookup through /proc/self/fd
             sys.mount(None, fdpath(fd), None, (flags & ~MS_REC) | MS_REMOUNT | keep)
         for p in propagation:
             sys.mount(None, fdpath(fd), None, p)
@@ -207,7 +207,8 @@ def _refuse_unsafe(root_fd, dest, fstype, src):
 
 
 def kept_flags(path, flags=0, clear=0):
-    """Flags of the mount at `path` that a remount must repeat, unless the entry cleared them.
+    """Flags of the mount at `path` (or of an fd we hold on it) that a remount must repeat,
+    unless the entry cleared them.
 
     A remount sets *all* per-mount flags anew: leave out nosuid (or ro) and it is gone. That
     would be a quiet loss of protection — binding a read-only host mount with just "nosuid" would

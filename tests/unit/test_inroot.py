@@ -79,3 +79,26 @@ def test_racing_swapper_never_makes_anything_outside(resolution, tree, create):
             made += 1
     assert os.listdir(outside) == [], "something was made outside the rootfs"
     assert made > 0
+
+
+def test_open_component_makes_a_file_never_through_a_symlink(tree):
+    """create="file": a missing name becomes an empty file and the fd is that file; a name
+    already there — a file, or a symlink pointing out of the rootfs — is opened as it is,
+    never followed, never truncated, and nothing is made where the symlink points."""
+    root, outside = tree
+    (root / "kept").write_text("data")
+    (root / "link").symlink_to(str(outside / "made"))
+    d = os.open(root, os.O_PATH | os.O_DIRECTORY)
+    try:
+        for name, kind in (("new", "file"), ("kept", "file"), ("link", "symlink")):
+            fd = inroot.open_component(d, name, "file")
+            try:
+                st = os.fstat(fd)
+                assert (st.st_ino, st.st_dev) == ((root / name).lstat().st_ino, (root / name).lstat().st_dev)
+                assert os.path.islink(root / name) == (kind == "symlink")
+            finally:
+                os.close(fd)
+    finally:
+        os.close(d)
+    assert (root / "new").read_text() == "" and (root / "kept").read_text() == "data"
+    assert os.listdir(outside) == []

@@ -354,3 +354,25 @@ def test_an_fd_argument_is_named_by_its_target_only_when_the_log_is_read(tmp_pat
             assert (tmp_path / os.path.basename(name)).is_dir()    # made either way
     finally:
         os.close(fd)
+
+
+def test_a_log_nobody_reads_is_not_kept_but_every_call_is_made_and_fails_alike(tmp_path):
+    """Init keeps no log when nobody traces (`keeping` off): the calls still happen, and a
+    failing one raises the same error, named the same way; only the record is left unmade."""
+    sys = linux.Syscalls()
+    sys.keeping = False
+    sys.mkdir(str(tmp_path / "a"))
+    assert (tmp_path / "a").is_dir()
+    with pytest.raises(FileExistsError) as e:
+        sys.mkdir(str(tmp_path / "a"))
+    with pytest.raises(OSError) as quiet:
+        sys.mount(None, str(tmp_path / "missing"), None, linux.MS_PRIVATE)
+    assert sys.take_log() == []
+    loud = linux.Syscalls()
+    with pytest.raises(FileExistsError) as e2:
+        loud.mkdir(str(tmp_path / "a"))
+    with pytest.raises(OSError) as kept:
+        loud.mount(None, str(tmp_path / "missing"), None, linux.MS_PRIVATE)
+    assert (e.value.errno, str(e.value)) == (e2.value.errno, str(e2.value))
+    assert (quiet.value.errno, str(quiet.value)) == (kept.value.errno, str(kept.value))
+    assert [c[0] for c in loud.take_log()] == ["mkdir", "mount"]

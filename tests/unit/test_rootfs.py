@@ -306,6 +306,14 @@ def test_kept_flags(tmp_path):
     assert not kept_flags(str(tmp_path), clear=MS_RELATIME) & MS_RELATIME
     assert kept_flags("/proc") & bits == os.statvfs("/proc").f_flag & bits
     assert not kept_flags("/sys/fs/cgroup/..", clear=MS_RDONLY | MS_NOSUID) & (MS_RDONLY | MS_NOSUID)
+    # an O_PATH fd of the mount (what _mount_entry holds) reads the same flags as its path
+    for path in (str(tmp_path), "/proc", "/sys/fs/cgroup/.."):
+        fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            assert kept_flags(fd) == kept_flags(path)
+            assert kept_flags(fd, clear=MS_RDONLY) == kept_flags(path, clear=MS_RDONLY)
+        finally:
+            os.close(fd)
 
 
 # ---------------------------------------------------------------- setup_dev
@@ -383,6 +391,27 @@ def test_setup_dev_userns_binds_host_nodes(bundle):
     assert _calls(rec) == [(f"/dev/{n}", f"fd:/dev/{n}", None, MS_BIND, None)
                            for n in ("null", "zero", "full", "random", "urandom", "tty")]
     assert (root / "dev" / "null").is_file()
+
+
+def test_setup_dev_refuses_a_dev_moved_out_of_the_rootfs_between_two_nodes(bundle, tmp_path):
+    """/dev is looked up once for all its nodes; each node checks again that the directory held
+    is still under the rootfs. Moved out after the first node (a racer's rename), the next node
+    is refused and nothing more is made in the moved directory."""
+    root = bundle / "rootfs"
+    (root / "dev").mkdir()
+    outside = tmp_path / "outside"
+
+    class MovesDev(Rec):
+        def _rec(self, name, *args):
+            super()._rec(name, *args)
+            if name == "mknod" and not outside.exists():
+                os.rename(root / "dev", outside)  # after the first node
+
+    rec = MovesDev(str(root))
+    with pytest.raises(PermissionError, match="outside the rootfs"):
+        rootfs.setup_dev(rec, _dev_config(), str(root), terminal=False)
+    assert len(_calls(rec, "mknod")) == 1
+    assert not any(p.is_symlink() for p in outside.iterdir())  # no /dev links made there
 
 
 def test_setup_dev_refuses_symlinked_dev(bundle):
