@@ -302,9 +302,20 @@ def children_cpu():
     return ru.ru_utime + ru.ru_stime
 
 
+def machine_busy():
+    """Seconds every CPU of the machine spent busy so far (user, nice, system, irq, softirq in
+    /proc/stat): with the batch's own CPU taken off, what everything else on the machine used."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:8]]
+    return (sum(ticks[0:3]) + ticks[5] + ticks[6]) / os.sysconf("SC_CLK_TCK")
+
+
 def concurrent(rt, bundle, tag, total, parallel):
     """`total` lifecycles of `true`, `parallel` at a time: (wall seconds, CPU seconds of every
-    process the batch ran, failures, first error)."""
+    process the batch ran, failures, first error, CPU seconds the rest of the machine used
+    meanwhile, the bench's own included). With no CPU left idle a batch's wall time is about (its
+    CPU + the rest's) ÷ CPUs: a batch slower at unchanged CPU, the rest's CPU up, waited for the
+    CPUs the rest used."""
     errors = []
 
     def one(i):
@@ -314,12 +325,13 @@ def concurrent(rt, bundle, tag, total, parallel):
             errors.append(str(e))
 
     reap_strays()  # an earlier orphan's CPU time is not this batch's
-    cpu0, t0 = children_cpu(), time.perf_counter()
+    cpu0, busy0, t0 = children_cpu(), machine_busy(), time.perf_counter()
     with ThreadPoolExecutor(parallel) as pool:
         list(pool.map(one, range(total)))
-    wall = time.perf_counter() - t0
+    wall, busy = time.perf_counter() - t0, machine_busy() - busy0
     reap_strays()  # this batch's orphans, if a failure left any
-    return wall, children_cpu() - cpu0, len(errors), (errors[0] if errors else "")
+    cpu = children_cpu() - cpu0
+    return wall, cpu, len(errors), (errors[0] if errors else ""), max(0.0, busy - cpu)
 
 
 def concurrent_rounds(runtimes, bundle, tag, total, parallel, rounds):
@@ -337,19 +349,20 @@ def conc_report(conc, total, parallel):
     """Median wall and CPU seconds of a batch per runtime, their ratio to runc's, the failures."""
     rounds = len(next(iter(conc.values())))
     print(f"\n{total} lifecycles of `true`, {parallel} at a time: median of {rounds} rounds, "
-          f"interleaved (s; CPU: user + system of every process of the batch, inits included)")
+          f"interleaved (s; CPU: user + system of every process of the batch, inits included; "
+          f"others: CPU the rest of the machine used meanwhile)")
     wall = {nm: med(b, 0, 1) for nm, b in conc.items()}
     cpu = {nm: med(b, 1, 1) for nm, b in conc.items()}
     ratio = "runc" in conc
     print(f"  {'':<6}{'wall':>7}" + (f"{'÷runc':>7}" if ratio else "") + f"{'CPU':>7}" +
-          (f"{'÷runc':>7}" if ratio else "") + "  failed  each round's wall/CPU")
+          (f"{'÷runc':>7}" if ratio else "") + "  failed  each round's wall/CPU/others")
     for nm, batches in conc.items():
         failures = sum(b[2] for b in batches)
         first = next((b[3] for b in batches if b[3]), "")
         print(f"  {nm:<6}{wall[nm]:>7.2f}" +
               (f"{wall[nm] / wall['runc']:>7.2f}" if ratio else "") + f"{cpu[nm]:>7.2f}" +
               (f"{cpu[nm] / cpu['runc']:>7.2f}" if ratio else "") +
-              f"  {failures:>2} of {total * rounds}  " + " ".join(f"{b[0]:.2f}/{b[1]:.2f}" for b in batches) +
+              f"  {failures:>2} of {total * rounds}  " + " ".join(f"{b[0]:.2f}/{b[1]:.2f}/{b[4]:.2f}" for b in batches) +
               (f"\n    first failure: {first}" if first else ""))
 
 

@@ -286,6 +286,12 @@ def _self_view(ctx):
 
 def init_main(sock, config, ctx, sys, t0):
     """PID 1 of the container, until it becomes the user's program."""
+    # A session (and process group) of our own, with or without a terminal, as runc's init:
+    # the caller's Ctrl-C is not ours (`run` forwards what it gets), and where autogroups are
+    # on (kernel.sched_autogroup_enabled) the CPU is shared per session: in the caller's, the
+    # inits of containers made at once on a busy machine shared that one session's share with
+    # their runtimes; runc's each had a session's share of their own.
+    os.setsid()
     _preload(config, ctx)
     _set_signals()
     sys.set_name("mrunc:[init]")
@@ -492,9 +498,11 @@ def new_pty(size=None):
 
 
 def attach_tty(slave):
-    """A new session whose controlling terminal is `slave`, which becomes stdio (and is closed)."""
+    """A session whose controlling terminal is `slave`, which becomes stdio (and is closed): a
+    new one, unless we lead one already (init made its own at its start)."""
     import fcntl
-    os.setsid()
+    if os.getsid(0) != os.getpid():
+        os.setsid()
     fcntl.ioctl(slave, 0x540E, 0)  # TIOCSCTTY: our controlling terminal
     for fd in (0, 1, 2):
         os.dup2(slave, fd)

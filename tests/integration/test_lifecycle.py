@@ -64,6 +64,27 @@ def test_delete_created_container_kills_init(mr):
     assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
 
 
+def _session_and_group(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return int(fields[3]), int(fields[2])  # session, process group
+
+
+def test_init_leads_its_own_session(mr):
+    """Without a terminal too, init is in a session and process group of its own, not the
+    caller's (as runc's): the caller's Ctrl-C is not the container's, and CPU shared per session
+    (autogroups) is not shared with the caller's."""
+    cid = mr.new_id()
+    pidfile = os.path.join(str(mr.tmp), "pid")
+    mr.cli("create", "--bundle", _sleeper(mr), "--pid-file", pidfile, cid, check=True)
+    pid = int(open(pidfile).read())
+    assert _session_and_group(pid) == (pid, pid)
+    assert os.getsid(0) != pid
+    mr.cli("start", cid, check=True)
+    assert open(f"/proc/{pid}/comm").read().strip() == "sh"
+    assert _session_and_group(pid) == (pid, pid)  # the user's program keeps it
+    mr.cli("delete", "--force", cid, check=True)
+
+
 @pytest.mark.parametrize("sig", ["15", "TERM", "SIGTERM", "term"])
 def test_kill_signal_forms_reach_the_program(mr, sig):
     cid = mr.new_id()
@@ -156,7 +177,8 @@ def test_console_socket_receives_working_pty(mr):
 
     def edit(cfg):
         cfg["process"]["terminal"] = True
-        cfg["process"]["args"] = ["sh", "-c", "tty; [ -t 0 ] && echo stdin-is-tty; stty size"]
+        cfg["process"]["args"] = ["sh", "-c", "tty; [ -t 0 ] && echo stdin-is-tty; "
+                                  ": < /dev/tty && echo has-ctty; stty size"]
         cfg["process"]["consoleSize"] = {"height": 33, "width": 111}
 
     b = mr.bundle(edit)
@@ -182,7 +204,7 @@ def test_console_socket_receives_working_pty(mr):
     srv.close()
     text = out.decode()
     assert "/dev/pts/" in text or "/dev/console" in text, text
-    assert "stdin-is-tty" in text and "33 111" in text, text
+    assert "stdin-is-tty" in text and "has-ctty" in text and "33 111" in text, text
 
 
 def test_terminal_without_console_socket_is_refused(mr):
