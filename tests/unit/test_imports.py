@@ -126,12 +126,13 @@ def test_hot_verbs_import_nothing_heavy(mr):
 # mrunc's own modules that create, run and exec must not import for the plain containers below
 # (root, no hooks, no --trace): each costs them 0.1-0.3 ms of CPU. The cgroup manager of the
 # other layout, the disabled one, usage figures (events, stats); subordinate ids (rootless
-# only); the record (--trace and the stepper only); `mrunc spec`'s default config; hooks; the
-# notebook side. create calls process.parent directly, not through mrunc.api; exec joins the
+# only); the record (--trace and the stepper only); `mrunc spec`'s default config and `mrunc
+# features`' document; hooks; the notebook side. create calls process.parent directly, not through mrunc.api; exec joins the
 # cgroup create recorded (mrunc.cgroups.recorded), without the factory and the managers.
 NOT_FOR_CONTAINERS = {"mrunc.cgroups.disabled", "mrunc.cgroups.usage", "mrunc.cgroups.events",
                       "mrunc.security.subids", "mrunc.record", "mrunc.spec.defaults",
-                      "mrunc.hooks", "mrunc.doctor", "mrunc.snapshot", "mrunc.watch"}
+                      "mrunc.spec.featuresdoc", "mrunc.hooks", "mrunc.doctor", "mrunc.snapshot",
+                      "mrunc.watch"}
 NOT_FOR_CONTAINER_PACKAGES = ("mrunc.sandbox", "mrunc.notebook", "mrunc.network")
 PURE_V2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
 
