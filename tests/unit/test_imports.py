@@ -127,8 +127,9 @@ def test_hot_verbs_import_nothing_heavy(mr):
 # (root, no hooks, no --trace): each costs them 0.1-0.3 ms of CPU. The cgroup manager of the
 # other layout, the disabled one, usage figures (events, stats); subordinate ids (rootless
 # only); the record (--trace and the stepper only); `mrunc spec`'s default config and `mrunc
-# features`' document; hooks; the notebook side. create calls process.parent directly, not through mrunc.api; exec joins the
-# cgroup create recorded (mrunc.cgroups.recorded), without the factory and the managers.
+# features`' document; hooks; the notebook side. create calls process.parent directly, not
+# through mrunc.api; exec joins the cgroup create recorded (mrunc.cgroups.recorded), without the
+# factory and the managers, and takes what it shares with init from process.common, not init.
 NOT_FOR_CONTAINERS = {"mrunc.cgroups.disabled", "mrunc.cgroups.usage", "mrunc.cgroups.events",
                       "mrunc.security.subids", "mrunc.record", "mrunc.spec.defaults",
                       "mrunc.spec.featuresdoc", "mrunc.hooks", "mrunc.doctor", "mrunc.snapshot",
@@ -142,7 +143,7 @@ def unneeded_for_containers(verb, found):
     bad = set(NOT_FOR_CONTAINERS) | ({"mrunc.api"} if verb == "create" else set())
     if verb == "exec":
         bad |= {"mrunc.cgroups.factory", "mrunc.cgroups.layout", "mrunc.cgroups.base",
-                "mrunc.cgroups.v1", "mrunc.cgroups.v2"}
+                "mrunc.cgroups.v1", "mrunc.cgroups.v2", "mrunc.process.init"}
     if not PURE_V2:
         bad.add("mrunc.cgroups.v2")     # v1 and hybrid hosts: the v1 manager alone
     return sorted(f"{mod} (via {' <- '.join(chain) or 'the verb itself'})" for mod, chain in found
