@@ -154,7 +154,7 @@ def run(c, process, *, detach=False, pid_file=None, console_socket=None, preserv
     # files (the standard library, mrunc's own) are out of reach.
     import _struct, fcntl  # noqa: E401,F401  (the pty; _struct: struct's C module, built in)
     from .. import security  # noqa: F401
-    from . import protocol  # noqa: F401
+    from . import protocol
     box = {}
     if on_console is None:
         if console_socket:
