@@ -1,5 +1,6 @@
 """The runc-compatible command line. Each verb is a thin function over mrunc.api (create: over
-the function api.create names, see do_create). Here: the parser and the verbs engines run for
+the function api.create names, see do_create; start, state, kill, delete, list, pause, resume:
+over mrunc.lifecycle, where api has them from). Here: the parser and the verbs engines run for
 every container; the others (spec, features, update, ps, doctor, export…) are in
 mrunc.moreverbs, loaded only when one of them runs.
 
@@ -316,25 +317,25 @@ def do_run(a, log):
 
 
 def do_start(a, log):
-    from . import api
-    api.start(a.id, a.root)
+    from . import lifecycle
+    lifecycle.start(a.id, a.root)
 
 
 def do_state(a, log):
-    from . import api, fastjson
-    print(fastjson.dumps(api.state(a.id, a.root), indent=2))
+    from . import fastjson, lifecycle
+    print(fastjson.dumps(lifecycle.state(a.id, a.root), indent=2))
 
 
 def do_kill(a, log):
-    from . import api
-    api.kill(a.id, a.signal, a.root, all=a.all)
+    from . import lifecycle
+    lifecycle.kill(a.id, a.signal, a.root, all=a.all)
 
 
 def do_delete(a, log):
-    from . import api
+    from . import lifecycle
     from .errors import StateError
     try:
-        api.delete(a.id, a.root, force=a.force, warn=log.warn)
+        lifecycle.delete(a.id, a.root, force=a.force, warn=log.warn)
     except StateError as e:
         # delete --force of a container that does not exist is success for runc's callers
         if not (a.force and "does not exist" in str(e)):
@@ -342,8 +343,8 @@ def do_delete(a, log):
 
 
 def do_list(a, log):
-    from . import api, fastjson
-    states = api.list_containers(a.root)
+    from . import fastjson, lifecycle
+    states = lifecycle.list_containers(a.root)
     if a.quiet:
         for s in states:
             print(s["id"])
@@ -369,13 +370,13 @@ def _owner(root, cid):
 
 
 def do_pause(a, log):
-    from . import api
-    api.pause(a.id, a.root)
+    from . import lifecycle
+    lifecycle.pause(a.id, a.root)
 
 
 def do_resume(a, log):
-    from . import api
-    api.resume(a.id, a.root)
+    from . import lifecycle
+    lifecycle.resume(a.id, a.root)
 
 
 # ---------------------------------------------------------------- exec

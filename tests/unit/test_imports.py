@@ -24,8 +24,9 @@ HEAVY = {"re", "enum", "json", "signal", "socket", "selectors", "subprocess", "c
          "nbclient", "nbconvert", "nbformat", "jupyter_client", "jupyter_core", "zmq", "jinja2"}
 
 
-# mrunc's own modules a hot verb may import (exact names): the command line and the state
-# directory. Of the cgroup package, only what reads the cgroup create recorded in state.json
+# mrunc's own modules a hot verb may import (exact names): the command line, the lifecycle's
+# operations (mrunc.lifecycle, not all of mrunc.api: nor mrunc.moreverbs, the other verbs') and
+# the state directory. Of the cgroup package, only what reads the cgroup create recorded in state.json
 # (mrunc.cgroups.recorded): state (is it paused? — the freezer file), pause and resume (write
 # it), delete (rmdir the recorded directories). Never the factory, the managers or the layout
 # discovery (mrunc.cgroups.factory, layout — mountinfo's parser —, base, v1, v2): finding the
@@ -35,7 +36,7 @@ HEAVY = {"re", "enum", "json", "signal", "socket", "selectors", "subprocess", "c
 # (mrunc.signals) only for kill: not for start, state, list, pause, resume, nor for delete of a
 # stopped container.
 OWN = {"mrunc", "mrunc.cli", "mrunc.errors"}
-OWN_STATE = OWN | {"mrunc.fastjson", "mrunc.userdirs", "mrunc.api", "mrunc.state"}
+OWN_STATE = OWN | {"mrunc.fastjson", "mrunc.userdirs", "mrunc.lifecycle", "mrunc.state"}
 RECORDED = {"mrunc.cgroups", "mrunc.cgroups.recorded", "mrunc.cgroups.fs"}
 FREEZER = RECORDED | {"mrunc.cgroups.freezer"}
 OWN_MODULES = {"--version": OWN, "start": OWN_STATE, "kill": OWN_STATE | {"mrunc.signals"},
@@ -133,7 +134,7 @@ def test_hot_verbs_import_nothing_heavy(mr):
 NOT_FOR_CONTAINERS = {"mrunc.cgroups.disabled", "mrunc.cgroups.usage", "mrunc.cgroups.events",
                       "mrunc.security.subids", "mrunc.record", "mrunc.spec.defaults",
                       "mrunc.spec.featuresdoc", "mrunc.hooks", "mrunc.doctor", "mrunc.snapshot",
-                      "mrunc.watch"}
+                      "mrunc.watch", "mrunc.moreverbs"}
 NOT_FOR_CONTAINER_PACKAGES = ("mrunc.sandbox", "mrunc.notebook", "mrunc.network")
 PURE_V2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
 
