@@ -12,10 +12,12 @@ import select   # a C module: nearly free (PERF.md)
 import time
 
 
-def all_gone(pids, timeout=5.0):
+def all_gone(pids, timeout=5.0, reap=True):
     """True once every one of `pids` is dead (a zombie, or reaped); False if one still lives
     after `timeout` seconds. They may not be our children (their parents reap them then); those
-    that are ours are reaped here."""
+    that are ours are reaped here — unless `reap` is False: a cgroup's processes may be children
+    of a program that uses mrunc as a library (a notebook's kernel), which waits for them itself
+    and would lose their exit status to us."""
     deadline = time.monotonic() + timeout
     fds = {}
     # poll(2), not select(2): a caller with many files open (a notebook's kernel) may get an fd
@@ -28,7 +30,7 @@ def all_gone(pids, timeout=5.0):
             except ProcessLookupError:
                 continue                    # already reaped: not even a zombie is left
             except OSError:                 # ENOSYS: no pidfd in this kernel
-                if not _poll_gone(pid, deadline):
+                if not _poll_gone(pid, deadline, reap):
                     return False
                 continue
             fds[fd] = pid
@@ -39,7 +41,9 @@ def all_gone(pids, timeout=5.0):
                 return False
             for fd, _ in ready:
                 waiter.unregister(fd)
-                _reap_if_ours(fds.pop(fd))
+                pid = fds.pop(fd)
+                if reap:
+                    _reap_if_ours(pid)
                 os.close(fd)
         return True
     finally:
@@ -55,18 +59,20 @@ def _reap_if_ours(pid):
         pass
 
 
-def _poll_gone(pid, deadline):
+def _poll_gone(pid, deadline, reap):
     from .state import proc_start_time
     while time.monotonic() < deadline:
-        try:
-            wpid, _ = os.waitpid(pid, os.WNOHANG)
-            if wpid == pid:
-                return True
-        except ChildProcessError:
-            pass
+        if reap:
+            try:
+                wpid, _ = os.waitpid(pid, os.WNOHANG)
+                if wpid == pid:
+                    return True
+            except ChildProcessError:
+                pass
         _, st = proc_start_time(pid)
         if st is None or st in ("Z", "X"):
-            _reap_if_ours(pid)      # it died between the waitpid above and this look
+            if reap:
+                _reap_if_ours(pid)  # it died between the waitpid above and this look
             return True
         time.sleep(0.002)
     return False

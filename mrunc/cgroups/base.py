@@ -182,7 +182,7 @@ class Manager:
         if self.exists() and self.pids():
             self.kill_all(SIGKILL)   # frozen meanwhile where it can be: no new process escapes
             from mrunc.gone import all_gone
-            all_gone(self.pids(), timeout)
+            all_gone(self.pids(), timeout, reap=False)   # whoever's children they are reaps them
         fs.remove(self.dirs(), self.created)
         self.created, self._made = [], False
 

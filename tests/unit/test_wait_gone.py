@@ -101,3 +101,18 @@ def test_a_pidfd_above_1024_is_waited_on_too():
         for fd in held:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_without_reaping_a_dead_child_stays_for_its_own_parent_to_wait_for():
+    """A cgroup's manager waits so (reap=False): its processes may be children of a program using
+    mrunc as a library (a notebook's kernel, or this test), whose own wait must still get the exit
+    status — Popen.wait() would otherwise say 0 for a process that was SIGKILLed."""
+    p = _spawn_stubborn()
+    try:
+        os.kill(p.pid, signal.SIGKILL)
+        assert all_gone([p.pid], timeout=5.0, reap=False) is True
+        assert _state(p.pid) == "Z"                     # dead, and left for its parent
+        assert p.wait(timeout=5) == -signal.SIGKILL
+    finally:
+        p.kill()
+        p.wait()
