@@ -12,10 +12,20 @@ events) take none.
 import time
 
 from .errors import MruncError, StateError
-from .lifecycle import (  # noqa: F401 — offered here too: mrunc.api has every operation
-    DEFAULT_ROOT, cgroup_of, delete, kill, list_containers, parse_signal, pause, resume, start,
-    state, stderr_warning)
 from .state import Container
+from .userdirs import DEFAULT_ROOT
+
+# The lifecycle's operations are mrunc.lifecycle's, offered here too, and loaded when first asked
+# for: exec (≈ 0.3 ms of CPU) and update need none of them.
+_LIFECYCLE = {"start", "state", "kill", "delete", "list_containers", "parse_signal", "pause",
+              "resume"}
+
+
+def __getattr__(name):
+    if name not in _LIFECYCLE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from . import lifecycle
+    return getattr(lifecycle, name)
 
 
 def create(cid, bundle, root=DEFAULT_ROOT, **kw):
@@ -29,6 +39,7 @@ def create(cid, bundle, root=DEFAULT_ROOT, **kw):
 def run(cid, bundle, root=DEFAULT_ROOT, detach=False, keep=False, network=None, **kw):
     """create + start; in the foreground, wait for the container and return its exit status.
     network: a lab network attachment file (mrunc.network.step), wired between create and start."""
+    from .lifecycle import start
     if detach and network:
         raise MruncError("--network: only for a foreground run (not with --detach)")
     if detach:
@@ -41,6 +52,7 @@ def run(cid, bundle, root=DEFAULT_ROOT, detach=False, keep=False, network=None, 
 def _run_foreground(cid, bundle, root, keep, network, **kw):
     """Create, start, stay with init until it exits (mrunc.process.foreground), then delete
     (unless `keep`)."""
+    from .lifecycle import delete, start
     from .process import foreground
     box = {}
     holder = None
@@ -72,6 +84,7 @@ def _run_foreground(cid, bundle, root, keep, network, **kw):
 def _network_step(cid, root, network, pid, events, holder=None):
     """Wire the created container to its lab network before it starts (see mrunc.network.step);
     if that fails, the container goes, as if create had failed."""
+    from .lifecycle import delete
     from .network.step import run_step
     from .process.parent import Events
     try:
@@ -133,6 +146,7 @@ def _update(c, resources, warn):
     import errno
     from .cgroups import update as upd
     from .errors import CgroupError
+    from .lifecycle import cgroup_of, stderr_warning
     st = c.status()
     if st in ("stopped", "creating"):
         raise StateError(f"cannot update container {c.id}: container not running (status {st})")

@@ -1,7 +1,7 @@
 """The runtime-spec operations on a container that exists — start, state, kill, delete — and
 list, pause, resume: what an engine runs as separate commands, over and over, between one create
 and the next. mrunc.api offers them with the rest (create, run, exec, update, events); the CLI's
-verbs import this module alone (mrunc.api's other operations cost each of them ≈ 0.1 ms of CPU).
+verbs import this module alone, without mrunc.api's other operations, and exec without this one.
 
 Each checks the state first and, when the state is wrong, fails *without effect*. The ones that
 change a container hold its lock (state.Container.load(lock=True)) from that check to the end,
@@ -12,9 +12,7 @@ import time
 
 from .errors import MruncError, StateError
 from .state import Container, fifo_path
-from .userdirs import RUN
-
-DEFAULT_ROOT = os.path.join(RUN, "mrunc")   # root's; the CLI's default is per user (userdirs)
+from .userdirs import DEFAULT_ROOT
 
 
 def start(cid, root=DEFAULT_ROOT, events=None):

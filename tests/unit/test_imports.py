@@ -130,7 +130,8 @@ def test_hot_verbs_import_nothing_heavy(mr):
 # only); the record (--trace and the stepper only); `mrunc spec`'s default config and `mrunc
 # features`' document; hooks; the notebook side. create calls process.parent directly, not
 # through mrunc.api; exec joins the cgroup create recorded (mrunc.cgroups.recorded), without the
-# factory and the managers, and takes what it shares with init from process.common, not init.
+# factory and the managers, and takes what it shares with init from process.common, not init;
+# neither loads the lifecycle's other operations (mrunc.lifecycle: run's start and delete).
 NOT_FOR_CONTAINERS = {"mrunc.cgroups.disabled", "mrunc.cgroups.usage", "mrunc.cgroups.events",
                       "mrunc.security.subids", "mrunc.record", "mrunc.spec.defaults",
                       "mrunc.spec.featuresdoc", "mrunc.hooks", "mrunc.doctor", "mrunc.snapshot",
@@ -142,6 +143,8 @@ PURE_V2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
 def unneeded_for_containers(verb, found):
     """mrunc modules create/run/exec imported though the container did not need them."""
     bad = set(NOT_FOR_CONTAINERS) | ({"mrunc.api"} if verb == "create" else set())
+    if verb in ("create", "exec"):
+        bad.add("mrunc.lifecycle")      # start, kill, delete…: only run uses them
     if verb == "exec":
         bad |= {"mrunc.cgroups.factory", "mrunc.cgroups.layout", "mrunc.cgroups.base",
                 "mrunc.cgroups.v1", "mrunc.cgroups.v2", "mrunc.process.init"}
