@@ -27,6 +27,8 @@ from .errors import MruncError
 # root's runtime base, the FHS's /run: root's state roots are /run/mrunc and /run/mrunc-lab (runc's
 # is /run/runc).
 RUN = "/run"
+# root's state root: the default of mrunc.api's functions (the CLI's is per user: default_root)
+DEFAULT_ROOT = os.path.join(RUN, "mrunc")
 
 
 class UnsafeDir(MruncError):

@@ -2,10 +2,13 @@
 
 Both start a process in a container and hand it to whoever asked: the runtime side checks the
 terminal flags, passes the pty master and the seccomp listener on, and reaps what it forked; the
-process side closes the fds it inherited from the runtime and builds its environment. One
-function each, so that create and exec cannot drift apart.
+process side closes the fds it inherited from the runtime, builds its environment, gets its
+terminal, scheduling and working directory, and looks its program up. One function each, so that
+create and exec cannot drift apart — and exec, which imports this module, needs none of init's.
 """
 import os
+
+from ..spec.consts import IOPRIO_CLASSES, SCHED_FLAGS, SCHED_POLICIES
 
 
 # ---------------------------------------------------------------- the runtime side
@@ -127,3 +130,130 @@ def environ(pairs):
         k, _, v = kv.partition("=")
         env[k] = v
     return env
+
+
+def own_mount_namespace(config):
+    """Is the mount table ours to change? Only if we unshared it (spec.checks explains why)."""
+    from ..spec.checks import without_own_mount_namespace
+    return without_own_mount_namespace(config) is None
+
+
+def new_pty(size=None):
+    """(master, slave) of a new pty from /dev/ptmx — the devpts of the mount namespace we are in
+    (also used by `exec -t`). The slave gets `size` (process.consoleSize) if given."""
+    import _struct as struct
+    import fcntl
+    master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    fcntl.ioctl(master, 0x40045431, struct.pack("i", 0))  # TIOCSPTLCK: unlock
+    # TIOCGPTPEER opens the slave through the master, not through a path someone could swap (S11)
+    slave = fcntl.ioctl(master, 0x5441, os.O_RDWR | os.O_NOCTTY)
+    if size:
+        fcntl.ioctl(slave, 0x5414, struct.pack("HHHH", size["height"], size["width"], 0, 0))  # TIOCSWINSZ
+    return master, slave
+
+
+def attach_tty(slave):
+    """A session whose controlling terminal is `slave`, which becomes stdio (and is closed): a
+    new one, unless we lead one already (init made its own at its start)."""
+    import fcntl
+    if os.getsid(0) != os.getpid():
+        os.setsid()
+    fcntl.ioctl(slave, 0x540E, 0)  # TIOCSCTTY: our controlling terminal
+    for fd in (0, 1, 2):
+        os.dup2(slave, fd)
+    os.close(slave)
+
+
+def scheduling(sys, config):
+    """Scheduler policy, I/O priority and execution domain: inherited across execve, so set now —
+    while init still has CAP_SYS_NICE for real-time policies."""
+    proc = config.get("process") or {}
+    sched = proc.get("scheduler")
+    if sched:
+        flags = sum(SCHED_FLAGS[f] for f in sched.get("flags") or [])
+        try:
+            sys.sched_setattr(SCHED_POLICIES[sched["policy"]], flags, sched.get("nice", 0),
+                              sched.get("priority", 0), sched.get("runtime", 0),
+                              sched.get("deadline", 0), sched.get("period", 0))
+        except OSError as e:
+            raise OSError(e.errno, f"process.scheduler: {e.strerror}") from None
+    prio = proc.get("ioPriority")
+    if prio:
+        try:
+            sys.ioprio_set(IOPRIO_CLASSES[prio["class"]], prio.get("priority", 0))
+        except OSError as e:
+            raise OSError(e.errno, f"process.ioPriority: {e.strerror}") from None
+    pers = (config.get("linux") or {}).get("personality")
+    if pers:
+        sys.personality(0x0008 if pers["domain"] == "LINUX32" else 0)  # PER_LINUX32 / PER_LINUX
+
+
+def _chdir(cwd):
+    try:
+        os.chdir(cwd)
+    except OSError as e:
+        raise OSError(e.errno, f"chdir to cwd {cwd!r}: {e.strerror}", cwd) from None
+    return os.stat(".")
+
+
+def check_cwd(cwd):
+    """Refuse a process.cwd that is not inside the container's root; return what it is (device,
+    inode) for enter_cwd. Call it before the seccomp filter is loaded: it needs getcwd(2), which
+    a profile may block.
+
+    init still holds a host fd or two (the state dir, the socket). A cwd of /proc/self/fd/N
+    would put the program's working directory on the host (CVE-2024-21626): the kernel then
+    reports it as "(unreachable)", or getcwd fails with ENOENT.
+    """
+    st = _chdir(cwd)
+    try:
+        inside = os.getcwd().startswith("/")
+    except OSError:
+        inside = False
+    if not inside:
+        raise PermissionError(1, f"process.cwd {cwd!r} is outside the container's root")
+    return st.st_dev, st.st_ino
+
+
+def enter_cwd(cwd, checked):
+    """chdir to process.cwd as the container's user (whose search permission counts), and make
+    sure it is the directory check_cwd looked at — compared by (device, inode), no getcwd: the
+    filter may be loaded by now."""
+    st = _chdir(cwd)
+    if (st.st_dev, st.st_ino) != checked:
+        raise PermissionError(1, f"process.cwd {cwd!r} changed while the container was set up")
+
+
+def home_of(uid, passwd="/etc/passwd"):
+    """runc sets HOME when process.env lacks it: the user's home from the container's own
+    /etc/passwd, or "/"."""
+    try:
+        with open(passwd) as f:
+            for line in f:
+                parts = line.rstrip("\n").split(":")
+                if len(parts) >= 6 and parts[2] == str(uid):
+                    return parts[5] or "/"
+    except OSError:
+        pass
+    return "/"
+
+
+def find_executable(name, env):
+    """execvp's rules, with the *container's* PATH (process.env), inside the new root."""
+    if "/" in name:
+        candidates = [name]
+    else:
+        path = next((e[5:] for e in env if e.startswith("PATH=")),
+                    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        candidates = [os.path.join(d or ".", name) for d in path.split(":")]
+    for c in candidates:
+        if os.path.isfile(c) and os.access(c, os.X_OK):
+            return c
+    # Engines tell "not found" from "cannot run" by runc's words: podman answers exit code 127 to
+    # "no such file or directory" / "executable file not found", 126 to "permission denied".
+    at = "process.args[0]: exec"
+    if "/" not in name:
+        raise FileNotFoundError(2, f"{at}: {name!r}: executable file not found in $PATH", name)
+    if not os.path.exists(name):
+        raise FileNotFoundError(2, f"{at}: {name!r}: stat {name}: no such file or directory", name)
+    raise PermissionError(13, f"{at}: {name!r}: permission denied", name)

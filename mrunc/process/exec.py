@@ -60,8 +60,9 @@ import os
 from ..errors import MruncError
 from ..state import alive_as
 from . import foreground
-from .common import (close_fds, close_inherited, default_signals, environ, kill_reap, pass_console,
-                     pass_seccomp_fd)
+from .common import (attach_tty, check_cwd, close_fds, close_inherited, default_signals, enter_cwd,
+                     environ, find_executable, home_of, kill_reap, new_pty, own_mount_namespace,
+                     pass_console, pass_seccomp_fd, scheduling)
 
 # The namespaces the process joins, in order (steps 7-9 above), as /proc/<pid>/ns file names.
 # pid: the runtime joins it for its child (step 3) and takes it out, unless it cannot (7b).
@@ -153,7 +154,7 @@ def run(c, process, *, detach=False, pid_file=None, console_socket=None, preserv
     # files (the standard library, mrunc's own) are out of reach.
     import _struct, fcntl  # noqa: E401,F401  (the pty; _struct: struct's C module, built in)
     from .. import security  # noqa: F401
-    from . import init, protocol  # noqa: F401
+    from . import protocol
     box = {}
     if on_console is None:
         if console_socket:
@@ -232,7 +233,6 @@ class _Job:
         self.sigmask = None
         self.in_v2 = False  # born in the v2 cgroup (set by _spawn)
         self.late_pid = False  # the process joins the PID namespace and forks again (7b)
-        from .init import own_mount_namespace
         self.own_mntns = own_mount_namespace(c.config)  # else: no devpts of the container's
 
 
@@ -469,7 +469,6 @@ def _process(sock, job, nsfds, rootfd):
     """Steps 5-10 of the module doc. Never returns."""
     from . import protocol
     from .. import linux, security
-    from .init import check_cwd, enter_cwd, find_executable, home_of, new_pty, scheduling
     sys = linux.Syscalls()
     proc = job.process
     step = "cgroup"
@@ -574,7 +573,6 @@ def _console(sock, proc, pty=None):
     the chroot when the container has no mount namespace (so no devpts) of its own: the slave
     becomes our controlling terminal and stdio, the master goes home."""
     from . import protocol
-    from .init import attach_tty, new_pty
     master, slave = pty or new_pty(proc.get("consoleSize"))
     attach_tty(slave)
     protocol.send(sock, {"t": "console"}, fds=[master])

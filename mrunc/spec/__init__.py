@@ -32,7 +32,6 @@ from .checks import (CHECKS, UNSUPPORTED, _show, check_strings, check_unsupporte
                      resources_fields, version_numbers)
 from .consts import (CAPABILITIES, CAPABILITY_SETS, HOOK_KINDS, NAMESPACE_TYPES, OCI_VERSION_MAX,
                      OCI_VERSION_MIN, RLIMITS)
-from .features import features
 from .mountopts import MOUNT_FLAGS, PROPAGATION_FLAGS, UNSUPPORTED_MOUNT_OPTIONS, parse_mount_options
 
 __all__ = [
@@ -44,12 +43,16 @@ __all__ = [
 
 
 def __getattr__(name):
-    """default_config, imported when first asked for: only `mrunc spec`, the notebook and the
-    tests use it, and its import cost every create, run and exec ≈ 0.1 ms of CPU."""
-    if name != "default_config":
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from .defaults import default_config
-    return default_config
+    """default_config and features, imported when first asked for: only `mrunc spec`, `mrunc
+    features`, the notebook and the tests use them, and importing each cost every create, run
+    and exec ≈ 0.1 ms of CPU."""
+    if name == "default_config":
+        from .defaults import default_config
+        return default_config
+    if name == "features":
+        from .featuresdoc import features
+        return features
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def print_warning(message):

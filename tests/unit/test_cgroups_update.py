@@ -5,7 +5,7 @@ import io
 
 import pytest
 
-from mrunc import cli
+from mrunc import cli, moreverbs
 from mrunc.cgroups import update as upd
 from mrunc.errors import MruncError, SpecError, UsageError
 
@@ -70,9 +70,9 @@ class Log:
 def flags(*argv, stdin=None, monkeypatch=None):
     a = cli.parse_args(["update", *argv, "c1"])
     if stdin is not None:
-        monkeypatch.setattr(cli.sys, "stdin", io.StringIO(stdin))
+        monkeypatch.setattr(moreverbs.sys, "stdin", io.StringIO(stdin))
     log = Log()
-    return cli._update_resources(a, log), log.warnings
+    return moreverbs._update_resources(a, log), log.warnings
 
 
 def test_update_flags_make_a_resources_object():
@@ -127,15 +127,15 @@ def test_ps_table_without_a_ps_program(monkeypatch):
     import os
     import shutil
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    lines = cli._ps_table([os.getpid(), 999999999], [])
+    lines = moreverbs._ps_table([os.getpid(), 999999999], [])
     assert lines[0].split() == ["UID", "PID", "PPID", "STAT", "CMD"] and len(lines) == 2
     assert lines[1].split()[1] == str(os.getpid())
     with pytest.raises(MruncError, match="no ps program"):
-        cli._ps_table([1], ["-o", "pid"])
+        moreverbs._ps_table([1], ["-o", "pid"])
 
 
 def test_ps_table_filters_ps_output_by_the_pid_column():
     import os
-    lines = cli._ps_table([os.getpid()], ["-o", "comm,pid"])
+    lines = moreverbs._ps_table([os.getpid()], ["-o", "comm,pid"])
     assert lines[0].split() == ["COMMAND", "PID"] and len(lines) == 2
     assert lines[1].split()[1] == str(os.getpid())

@@ -24,8 +24,9 @@ HEAVY = {"re", "enum", "json", "signal", "socket", "selectors", "subprocess", "c
          "nbclient", "nbconvert", "nbformat", "jupyter_client", "jupyter_core", "zmq", "jinja2"}
 
 
-# mrunc's own modules a hot verb may import (exact names): the command line and the state
-# directory. Of the cgroup package, only what reads the cgroup create recorded in state.json
+# mrunc's own modules a hot verb may import (exact names): the command line, the lifecycle's
+# operations (mrunc.lifecycle, not all of mrunc.api: nor mrunc.moreverbs, the other verbs') and
+# the state directory. Of the cgroup package, only what reads the cgroup create recorded in state.json
 # (mrunc.cgroups.recorded): state (is it paused? — the freezer file), pause and resume (write
 # it), delete (rmdir the recorded directories). Never the factory, the managers or the layout
 # discovery (mrunc.cgroups.factory, layout — mountinfo's parser —, base, v1, v2): finding the
@@ -35,7 +36,7 @@ HEAVY = {"re", "enum", "json", "signal", "socket", "selectors", "subprocess", "c
 # (mrunc.signals) only for kill: not for start, state, list, pause, resume, nor for delete of a
 # stopped container.
 OWN = {"mrunc", "mrunc.cli", "mrunc.errors"}
-OWN_STATE = OWN | {"mrunc.fastjson", "mrunc.userdirs", "mrunc.api", "mrunc.state"}
+OWN_STATE = OWN | {"mrunc.fastjson", "mrunc.userdirs", "mrunc.lifecycle", "mrunc.state"}
 RECORDED = {"mrunc.cgroups", "mrunc.cgroups.recorded", "mrunc.cgroups.fs"}
 FREEZER = RECORDED | {"mrunc.cgroups.freezer"}
 OWN_MODULES = {"--version": OWN, "start": OWN_STATE, "kill": OWN_STATE | {"mrunc.signals"},
@@ -126,12 +127,15 @@ def test_hot_verbs_import_nothing_heavy(mr):
 # mrunc's own modules that create, run and exec must not import for the plain containers below
 # (root, no hooks, no --trace): each costs them 0.1-0.3 ms of CPU. The cgroup manager of the
 # other layout, the disabled one, usage figures (events, stats); subordinate ids (rootless
-# only); the record (--trace and the stepper only); `mrunc spec`'s default config; hooks; the
-# notebook side. create calls process.parent directly, not through mrunc.api; exec joins the
-# cgroup create recorded (mrunc.cgroups.recorded), without the factory and the managers.
+# only); the record (--trace and the stepper only); `mrunc spec`'s default config and `mrunc
+# features`' document; hooks; the notebook side. create calls process.parent directly, not
+# through mrunc.api; exec joins the cgroup create recorded (mrunc.cgroups.recorded), without the
+# factory and the managers, and takes what it shares with init from process.common, not init;
+# neither loads the lifecycle's other operations (mrunc.lifecycle: run's start and delete).
 NOT_FOR_CONTAINERS = {"mrunc.cgroups.disabled", "mrunc.cgroups.usage", "mrunc.cgroups.events",
                       "mrunc.security.subids", "mrunc.record", "mrunc.spec.defaults",
-                      "mrunc.hooks", "mrunc.doctor", "mrunc.snapshot", "mrunc.watch"}
+                      "mrunc.spec.featuresdoc", "mrunc.hooks", "mrunc.doctor", "mrunc.snapshot",
+                      "mrunc.watch", "mrunc.moreverbs"}
 NOT_FOR_CONTAINER_PACKAGES = ("mrunc.sandbox", "mrunc.notebook", "mrunc.network")
 PURE_V2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
 
@@ -139,9 +143,11 @@ PURE_V2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
 def unneeded_for_containers(verb, found):
     """mrunc modules create/run/exec imported though the container did not need them."""
     bad = set(NOT_FOR_CONTAINERS) | ({"mrunc.api"} if verb == "create" else set())
+    if verb in ("create", "exec"):
+        bad.add("mrunc.lifecycle")      # start, kill, delete…: only run uses them
     if verb == "exec":
         bad |= {"mrunc.cgroups.factory", "mrunc.cgroups.layout", "mrunc.cgroups.base",
-                "mrunc.cgroups.v1", "mrunc.cgroups.v2"}
+                "mrunc.cgroups.v1", "mrunc.cgroups.v2", "mrunc.process.init"}
     if not PURE_V2:
         bad.add("mrunc.cgroups.v2")     # v1 and hybrid hosts: the v1 manager alone
     return sorted(f"{mod} (via {' <- '.join(chain) or 'the verb itself'})" for mod, chain in found

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from mrunc import api, state
+from mrunc import api, lifecycle, state
 from mrunc.errors import StateError, UsageError
 
 
@@ -186,7 +186,7 @@ class _FakeInit:
 
 def test_start_takes_a_program_that_exited_at_once_for_success(tmp_path):
     os.mkfifo(str(tmp_path / "exec.fifo"))
-    api._release_init(_FakeInit(str(tmp_path)))        # no "init died before it could be started"
+    lifecycle._release_init(_FakeInit(str(tmp_path)))        # no "init died before it could be started"
     assert not os.path.exists(tmp_path / "exec.fifo")
 
 
@@ -197,7 +197,7 @@ def test_start_reports_an_init_that_died_unstarted(tmp_path):
         def init_alive(self):
             return False
     with pytest.raises(StateError, match="init died before it could be started"):
-        api._release_init(Dead(str(tmp_path)))
+        lifecycle._release_init(Dead(str(tmp_path)))
 
 
 def test_alive_as_through_an_open_proc_dir():
