@@ -215,6 +215,7 @@ def bench_magic(n, kernel=False):
         if kernel:
             k = KernelRunner(f"/run/mrunc-bench-klab-{tag}")
             runs["kernel"] = k
+            runs["empty-cell"] = lambda: k._timed("pass")  # the kernel's own round trip
         for _ in range(3):                          # warm up: imports, page cache
             for fn in runs.values():
                 fn()
@@ -316,7 +317,8 @@ def magic_lines(times, n):
            f"  {'':<10}{'wall':>8}{'CPU':>8}"]
     # the kernel's CPU comes in clock ticks: a median of them is one tick or the next, their
     # mean is what it costs
-    med = {k: (med_ms([t[0] for t in v]), (mean_ms if k == "kernel" else med_ms)([t[1] for t in v]))
+    med = {k: (med_ms([t[0] for t in v]),
+               (mean_ms if k in ("kernel", "empty-cell") else med_ms)([t[1] for t in v]))
            for k, v in times.items()}
     for k, (w, c) in med.items():
         out.append(f"  {k:<10}{w:8.1f}{c:8.1f}")
@@ -326,6 +328,12 @@ def magic_lines(times, n):
                 out.append(f"  {k} / {base:<9} wall {med[k][0] / med[base][0]:5.2f}x   "
                            f"CPU {med[k][1] / med[base][1]:5.2f}x" +
                            ("   (target <= 1.2x)" if base == "plain" else ""))
+    if "empty-cell" in med:
+        # What a cell costs in any kernel (the request, IOPub, the reply) is not the magic's:
+        # taken out, the rest is what %%container adds to a notebook's cell
+        rest = med["kernel"][0] - med["empty-cell"][0]
+        out.append(f"  (kernel - empty-cell) / plain   wall {rest / med['plain'][0]:5.2f}x   "
+                   f"(an empty cell's round trip: {med['empty-cell'][0]:.1f} ms)")
     if "kernel" in med:
         out.append(f"  (kernel CPU: the mean, from /proc in {1000 / os.sysconf('SC_CLK_TCK'):.0f} ms clock ticks)")
     return out
