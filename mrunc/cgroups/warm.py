@@ -85,12 +85,13 @@ def open_own_procs(min_fd=3, root="/sys/fs/cgroup", mountinfo="/proc/self/mounti
     if path is None:
         return None
     import fcntl
+    from ..state import read_all
     try:
         fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
     except OSError:
         return None
     try:
-        if str(os.getpid()).encode() not in _read_all(fd).split():
+        if str(os.getpid()).encode() not in read_all(fd).split():
             return None
         return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, min_fd)
     except OSError:
@@ -114,11 +115,3 @@ def own_procs(root="/sys/fs/cgroup", mountinfo="/proc/self/mountinfo",
         return None
     return os.path.join(best[1], best[0].lstrip("/"), "cgroup.procs")
 
-
-def _read_all(fd):
-    chunks = []
-    while True:
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
