@@ -52,23 +52,19 @@ def all_gone(pids, timeout=5.0, reap=True):
 
 
 def _reap_if_ours(pid):
-    """A dead child of ours (create's undo: we are init's subreaper) is reaped, not left a zombie."""
+    """A dead child of ours (create's undo: we are init's subreaper) is reaped, not left a zombie.
+    True when it was ours and is reaped now."""
     try:
-        os.waitpid(pid, os.WNOHANG)
+        return os.waitpid(pid, os.WNOHANG)[0] == pid
     except ChildProcessError:
-        pass
+        return False
 
 
 def _poll_gone(pid, deadline, reap):
     from .state import proc_start_time
     while time.monotonic() < deadline:
-        if reap:
-            try:
-                wpid, _ = os.waitpid(pid, os.WNOHANG)
-                if wpid == pid:
-                    return True
-            except ChildProcessError:
-                pass
+        if reap and _reap_if_ours(pid):
+            return True
         _, st = proc_start_time(pid)
         if st is None or st in ("Z", "X"):
             if reap:

@@ -116,3 +116,30 @@ def test_without_reaping_a_dead_child_stays_for_its_own_parent_to_wait_for():
     finally:
         p.kill()
         p.wait()
+
+
+def test_without_pidfds_the_poll_reaps_a_killed_child_and_waits_for_a_live_one(monkeypatch):
+    """Kernels before 5.3 have no pidfd_open (ENOSYS): all_gone polls /proc then, with the same
+    answers — a live process is not gone, a killed child of ours is reaped, with reap=False it
+    is left a zombie for its parent."""
+    import errno
+
+    def no_pidfd(pid):
+        raise OSError(errno.ENOSYS, os.strerror(errno.ENOSYS))
+    monkeypatch.setattr(os, "pidfd_open", no_pidfd)
+    reaped, kept = _spawn_stubborn(), _spawn_stubborn()
+    try:
+        assert all_gone([reaped.pid], timeout=0.2) is False
+        assert _state(reaped.pid) not in (None, "Z", "X")
+        os.kill(reaped.pid, signal.SIGKILL)
+        os.kill(kept.pid, signal.SIGKILL)
+        assert all_gone([reaped.pid]) is True
+        assert _state(reaped.pid) is None               # ours: reaped by the poll
+        assert all_gone([kept.pid], reap=False) is True
+        assert _state(kept.pid) == "Z"                  # dead, and left for its parent
+        assert kept.wait(timeout=5) == -signal.SIGKILL
+    finally:
+        for p in (reaped, kept):
+            if _state(p.pid) is not None:
+                p.kill()
+                p.wait()
