@@ -250,11 +250,21 @@ def mrunc_imports(rt, python, bundle, sleeper, tag, n):
     return {v: statistics.median(ms) for v, ms in got.items()}
 
 
-def peak_rss(runtimes, bundle, sleeper, tag, n):
+FLOOR = "python -I -S -c pass"
+
+
+def peak_rss(runtimes, bundle, sleeper, tag, n, python):
     """{runtime: {verb: [KiB]}}, each verb run under GNU time (%M): wait4's ru_maxrss of our
-    own child would be our RSS, not its — a child shares or copies our memory until it execs."""
+    own child would be our RSS, not its — a child shares or copies our memory until it execs.
+    Also {FLOOR: [KiB]}: the interpreter alone, what any verb of a Python runtime starts from."""
     got = {rt.name: {} for rt in runtimes}
+    got[FLOOR] = []
     for i in range(n):
+        out = os.path.join(runtimes[0].tmp, "rss.out")
+        spawn(["/usr/bin/time", "-f", "%M", "-o", out, python, "-I", "-S", "-c", "pass"],
+              os.devnull)
+        with open(out) as f:
+            got[FLOOR].append(int(f.read().split()[-1]))
         for rt in runtimes:
             out = os.path.join(rt.tmp, "rss.out")
             prefix = ("/usr/bin/time", "-f", "%M", "-o", out)
@@ -410,6 +420,7 @@ def report(names, results, n, imports, interp, rss):
         if verb != "lifecycle":
             print(f"{verb:<26}" + "".join(f"{med(rss[nm][verb], 0, 1 / 1024):>8.1f}"
                                           for nm in names))
+    print(f"{'(' + FLOOR + ')':<26}{med(rss[FLOOR], 0, 1 / 1024):>8.1f}")
 
 
 UNIFIED = "/sys/fs/cgroup/unified"
@@ -533,7 +544,7 @@ def main():
             mr = runtimes[names.index("mrunc")]
             imports = mrunc_imports(mr, py, bundle, sleeper, tag, extra_n)
         if os.access("/usr/bin/time", os.X_OK):
-            rss = peak_rss(runtimes, bundle, sleeper, tag, extra_n)
+            rss = peak_rss(runtimes, bundle, sleeper, tag, extra_n, py)
         else:
             print("bench: no GNU time (/usr/bin/time): no peak RSS figures", file=sys.stderr)
         if args.conc and args.conc_rounds > 0:

@@ -1,0 +1,89 @@
+"""create, run and exec stay within a bound of the interpreter's own peak memory.
+
+What an engine pays in memory for each of these commands is the peak resident set of the whole
+command: the runtime's process and every process it reaps (the clone child, and for `run` the
+container's init up to its execve), as GNU time's %M reports it — wait4's ru_maxrss. Measured
+here (README "Speed"), the peak is always the runtime's own process; of what it holds above a
+bare interpreter (`python -I -S -c pass`, ≈ 7.6 MiB), most is the code it imports (≈ 3 KiB per
+KiB of .pyc) and the interpreter's own machine code that this work runs (the kernel maps a file
+64 KiB around each page first touched), a little the verb's own data. So this test compares
+each verb's peak with the bare interpreter's, measured the same way on the same machine, and
+fails when a change adds a chunk of memory: a heavy import (`re`, `ctypes`, `subprocess`: 0.5-1
+MiB each), a buffer kept, a shared library loaded on every container. Not a timing: the figures
+do not move with the machine's load.
+"""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from mrunc import cli
+
+pytestmark = pytest.mark.root
+
+# KiB above the bare interpreter's peak, each. Measured (2026-12-07, Python 3.11, the default
+# config of `mrunc spec` as root, the least of 5, three times): run +3.06-3.16 MiB, create
+# +2.99-3.05, exec +2.33-2.37. The margin (≈ 0.45 MiB) is room for a small change, not for a
+# heavy module: alone, `import re` costs 1.3 MiB, `json` 1.45, `ctypes` 1.1, `threading` 1.4.
+LIMITS = {"run": 3.6 * 1024, "create": 3.5 * 1024, "exec": 2.8 * 1024}
+ROUNDS = 5
+
+# Starts a command and reports its peak RSS (KiB) as wait4 gives it: the command's own and that
+# of every process it reaped. A small interpreter forks it, so the peak before the execve — a
+# copy of the forker, which counts too — is well below what is measured (a fork of pytest
+# would count pytest's own pages).
+FORKER = """import os, sys
+pid = os.fork()
+if pid == 0:
+    fd = os.open(os.devnull, os.O_RDWR)
+    for i in (0, 1, 2):
+        os.dup2(fd, i)
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status, ru = os.wait4(pid, 0)
+print(ru.ru_maxrss, os.waitstatus_to_exitcode(status))
+"""
+
+
+def peak_kib(*argv):
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", FORKER, *argv], capture_output=True,
+                         text=True, timeout=60, check=True).stdout.split()
+    assert out[1] == "0", f"{argv} exited with {out[1]}"
+    return int(out[0])
+
+
+def mrunc(root, *args):
+    """mrunc as its launcher runs it (mrunc.launcher): isolated, no site, mrunc imported from its
+    own directory alone, then the standard library's path; main() of mrunc.cli as __main__'s.
+    (Each directory on the path costs the import system memory of its own.)"""
+    home = os.path.dirname(os.path.dirname(os.path.abspath(cli.__file__)))
+    stdlib = [p for p in sys.path if p and os.path.commonpath([os.path.abspath(p),
+                                                              sys.base_prefix]) == sys.base_prefix]
+    code = (f"import sys; sys.path[:] = [{home!r}]; import mrunc; "
+            f"sys.path[:] = {[*stdlib, home]!r}; sys.argv[0] = 'mrunc'; "
+            "from mrunc.cli import main; sys.exit(main())")
+    return (sys.executable, "-I", "-S", "-c", code, "--root", root, *args)
+
+
+def test_create_run_exec_stay_near_the_interpreter(mr):
+    true, sleeper = mr.bundle(args=["true"]), mr.bundle(args=["sleep", "100"])
+    got = {"bare": [], "run": [], "create": [], "exec": []}
+    for _ in range(ROUNDS):
+        got["bare"].append(peak_kib(sys.executable, "-I", "-S", "-c", "pass"))
+        got["run"].append(peak_kib(*mrunc(mr.root, "run", "--bundle", true, mr.new_id())))
+        cid = mr.new_id()
+        got["create"].append(peak_kib(*mrunc(mr.root, "create", "--bundle", sleeper, cid)))
+        mr.cli("start", cid, check=True)
+        got["exec"].append(peak_kib(*mrunc(mr.root, "exec", cid, "true")))
+        mr.cli("delete", "--force", cid, check=True)
+    # The least of each: a peak can only be pushed up by chance (where a page lands, what the
+    # other thread touches first), and what a change adds is in every run.
+    bare = min(got["bare"])
+    above = {verb: min(got[verb]) - bare for verb in LIMITS}
+    report = ", ".join(f"{verb} +{kib / 1024:.2f} MiB (limit {LIMITS[verb] / 1024:.1f})"
+                       for verb, kib in above.items())
+    assert all(above[verb] <= LIMITS[verb] for verb in LIMITS), \
+        f"peak RSS above the bare interpreter's {bare / 1024:.2f} MiB: {report}"
+    # The measurement itself: a verb's peak cannot be the interpreter's alone (if it were, the
+    # forker would be measuring itself, not the command).
+    assert all(kib > 512 for kib in above.values()), report
