@@ -220,13 +220,15 @@ def _create(c, config, bundle, state, events, cg, *, no_pivot, preserve_fds, con
     layout = cg.layout if cg.layout in ("v1", "hybrid", "v2") else cgroups.detect()
     hooks = {k for k, v in (config.get("hooks") or {}).items() if v}
     dirfd = os.open(c.dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    seccomp = (config.get("linux") or {}).get("seccomp")
+    kept = _kept_seccomp(c, seccomp, events.sys) if seccomp else None
     ctx = Ctx(bundle=bundle, state_dirfd=dirfd, no_pivot=no_pivot, preserve_fds=preserve_fds,
               runtime_pid=os.getpid(),
               cgroup_version=layout, v1_hierarchies=_v1_hierarchies(cg) if layout != "v2" else [],
               has_hooks=hooks, cgroup_bind=_needs_cgroup_bind(config),
               hook_state=_hook_state(c, config, bundle, {"init_pid": None}, ""),
               runtime_sources=_runtime_opens_sources(config), recording=events.listening,
-              self_view=events.step is not None)
+              self_view=events.step is not None, seccomp_program=kept)
     if ctx.runtime_sources:
         from .sources import SourceHelper  # now, before the forks: it imports what init needs too
     # Before the fork too: init needs it first thing (its own procfs), and so does write_id_maps
@@ -369,8 +371,41 @@ def _answer(c, config, bundle, state, events, sock, clone_pid, cg, console_socke
         elif t == "seccomp":
             pass_seccomp_fd(config, _hook_state(c, config, bundle, state, "creating"),
                             state["init_pid"], msg["_fds"][0], sys)
+        elif t == "seccomp-program":
+            _keep_seccomp(c, config, msg, sys)
         elif t == "ready":
             return
+
+
+def _kept_seccomp(c, cfg, sys):
+    """linux.seccomp's program from the user's cache (security.seccompcache), read before the
+    fork so that init never maps libseccomp; it is kept for exec too. None: init builds it."""
+    from ..security import seccompcache
+    prog = seccompcache.lookup(c.root, cfg, sys)
+    if prog is not None:
+        prog.origin = "kept by an earlier create (the user's seccomp cache)"
+        _keep_for_exec(c, cfg, prog)
+    return prog
+
+
+def _keep_seccomp(c, config, msg, sys):
+    """init built the program (security phase): keep it for this container's execs and for
+    the user's next create of the same profile."""
+    from ..security import seccompcache
+    from ..security.seccomp import Program
+    cfg = config["linux"]["seccomp"]
+    prog = Program(bytes.fromhex(msg["bpf"]), msg["flags"], msg["summary"])
+    _keep_for_exec(c, cfg, prog)
+    seccompcache.store(c.root, cfg, prog, msg.get("library"), sys)
+
+
+def _keep_for_exec(c, cfg, prog):
+    """The container's seccomp.bpf (security.seccomp.exec_program): no exec builds it again."""
+    from ..security.seccomp import EXEC_CACHE
+    try:
+        write_atomic(os.path.join(c.dir, EXEC_CACHE), prog.dump(cfg))
+    except OSError:
+        pass    # then the first exec builds it
 
 
 def join_cgroup(cg, config, state):

@@ -521,14 +521,14 @@ def test_security_phase_loads_after_the_program_is_found(monkeypatch):
     monkeypatch.setattr(init, "find_executable", lambda n, env: order.append("lookup") or "/bin/sh")
 
     class S:
-        def __init__(self, cfg, **kw):
+        def __init__(self):
             self.loaded, self.on_notify_fd = False, None
 
         def load(self, sys):
             order.append("load")
             self.loaded = True
 
-    monkeypatch.setattr(sc, "Seccomp", S)
+    monkeypatch.setattr(init, "_build_seccomp", lambda sys, cfg: S())
     monkeypatch.setattr("mrunc.security.apply", lambda sys, process, seccomp=None, **kw: order.append("apply"))
     config = {"process": {"args": ["sh"], "noNewPrivileges": True},
               "linux": {"seccomp": {"defaultAction": "SCMP_ACT_ALLOW"}}}
