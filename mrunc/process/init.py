@@ -76,9 +76,11 @@ class Ctx:
         # phase, and exec's to `start`. Nobody (an engine's create): the log is dropped, unsent.
         self.recording = kw.get("recording", False)
         self.self_view = kw.get("self_view", False)  # stepping: each report carries init's own view
-        # linux.seccomp's program as the user's cache kept it (security.seccompcache), read by the
-        # runtime before the fork; None: init builds it with libseccomp, and sends it home
-        self.seccomp_program = kw.get("seccomp_program")
+        # (state root, state dir) when there is a linux.seccomp: the clone child looks in the
+        # user's cache (security.seccompcache) and sets seccomp_program to what it found; None:
+        # init builds it with libseccomp, and sends it home
+        self.seccomp_cache = kw.get("seccomp_cache")
+        self.seccomp_program = None
         self.seccomp_library = None  # which libseccomp file init mapped to build it (_preload)
 
 
@@ -100,6 +102,10 @@ def clone_child(sock, config, ctx):
         close_inherited(keep={0, 1, 2, sock.fileno(), ctx.state_dirfd,
                               *range(3, 3 + ctx.preserve_fds)})
         _die_with_parent(sys, ctx.runtime_pid)
+        if ctx.seccomp_cache:   # still in the host's namespaces, with the runtime's ids
+            from ..security import seccompcache
+            ctx.seccomp_program = seccompcache.for_create(*ctx.seccomp_cache,
+                                                          config["linux"]["seccomp"], sys)
         nss = {n["type"]: n.get("path") for n in _namespaces(config)}
         if "user" in nss:
             _enter_user_namespace(sys, sock, nss, config)

@@ -220,15 +220,14 @@ def _create(c, config, bundle, state, events, cg, *, no_pivot, preserve_fds, con
     layout = cg.layout if cg.layout in ("v1", "hybrid", "v2") else cgroups.detect()
     hooks = {k for k, v in (config.get("hooks") or {}).items() if v}
     dirfd = os.open(c.dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    seccomp = (config.get("linux") or {}).get("seccomp")
-    kept = _kept_seccomp(c, seccomp, events.sys) if seccomp else None
     ctx = Ctx(bundle=bundle, state_dirfd=dirfd, no_pivot=no_pivot, preserve_fds=preserve_fds,
               runtime_pid=os.getpid(),
               cgroup_version=layout, v1_hierarchies=_v1_hierarchies(cg) if layout != "v2" else [],
               has_hooks=hooks, cgroup_bind=_needs_cgroup_bind(config),
               hook_state=_hook_state(c, config, bundle, {"init_pid": None}, ""),
               runtime_sources=_runtime_opens_sources(config), recording=events.listening,
-              self_view=events.step is not None, seccomp_program=kept)
+              self_view=events.step is not None,
+              seccomp_cache=(c.root, c.dir) if (config.get("linux") or {}).get("seccomp") else None)
     if ctx.runtime_sources:
         from .sources import SourceHelper  # now, before the forks: it imports what init needs too
     # Before the fork too: init needs it first thing (its own procfs), and so does write_id_maps
@@ -377,35 +376,16 @@ def _answer(c, config, bundle, state, events, sock, clone_pid, cg, console_socke
             return
 
 
-def _kept_seccomp(c, cfg, sys):
-    """linux.seccomp's program from the user's cache (security.seccompcache), read before the
-    fork so that init never maps libseccomp; it is kept for exec too. None: init builds it."""
-    from ..security import seccompcache
-    prog = seccompcache.lookup(c.root, cfg, sys)
-    if prog is not None:
-        prog.origin = "kept by an earlier create (the user's seccomp cache)"
-        _keep_for_exec(c, cfg, prog)
-    return prog
-
-
 def _keep_seccomp(c, config, msg, sys):
-    """init built the program (security phase): keep it for this container's execs and for
-    the user's next create of the same profile."""
+    """init built the program (security phase; when the user's cache had it, the clone child
+    kept it: init.clone_child): keep it for this container's execs and for the user's next
+    create of the same profile."""
     from ..security import seccompcache
-    from ..security.seccomp import Program
-    cfg = config["linux"]["seccomp"]
+    from ..security.seccomp import Program, keep_for_exec
+    digest = seccompcache.key(config["linux"]["seccomp"])[1]
     prog = Program(bytes.fromhex(msg["bpf"]), msg["flags"], msg["summary"])
-    _keep_for_exec(c, cfg, prog)
-    seccompcache.store(c.root, cfg, prog, msg.get("library"), sys)
-
-
-def _keep_for_exec(c, cfg, prog):
-    """The container's seccomp.bpf (security.seccomp.exec_program): no exec builds it again."""
-    from ..security.seccomp import EXEC_CACHE
-    try:
-        write_atomic(os.path.join(c.dir, EXEC_CACHE), prog.dump(cfg))
-    except OSError:
-        pass    # then the first exec builds it
+    keep_for_exec(c.dir, digest, prog)
+    seccompcache.store(c.root, digest, prog, msg.get("library"), sys)
 
 
 def join_cgroup(cg, config, state):

@@ -293,20 +293,38 @@ class Program(_Loadable):
 EXEC_CACHE = "seccomp.bpf"
 
 
+def exec_key(cfg):
+    """What a kept program of linux.seccomp `cfg` is headed with: the user's cache's key
+    (seccompcache.key, a SHA-256 of the profile and all else the program depends on) — not the
+    profile itself, which create would encode and exec parse, for a comparison a hash does."""
+    from .seccompcache import key
+    return key(cfg)[1]
+
+
 def exec_program(cfg, state_dir, write):
     """linux.seccomp `cfg` as a Program: from the cache in `state_dir`, else built now and handed
     to `write(path, data)` (an atomic write; OSError ignored: then the next exec builds again)."""
     path = os.path.join(state_dir, EXEC_CACHE)
-    prog = Program.read(path, cfg)
+    digest = exec_key(cfg)
+    prog = Program.read(path, digest)
     if prog is not None:
         prog.origin = f"kept in the state dir ({EXEC_CACHE})"
     else:
         prog = Program.build(cfg)
         try:
-            write(path, prog.dump(cfg))
+            write(path, prog.dump(digest))
         except OSError:
             pass
     return prog
+
+
+def keep_for_exec(state_dir, digest, prog):
+    """Create keeps the container's program (`digest`: exec_key of its profile) for exec."""
+    from ..state import write_atomic
+    try:
+        write_atomic(os.path.join(state_dir, EXEC_CACHE), prog.dump(digest))
+    except OSError:
+        pass    # then the first exec builds it
 
 
 def preload():

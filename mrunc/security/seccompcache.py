@@ -14,7 +14,8 @@ init loads the kept program as it is, and never maps libseccomp.
   * mrunc's own generator: the two seccomp modules (the ENOSYS stub, how rules are split);
   * how the dynamic loader finds libraries: /etc/ld.so.cache (ldconfig rewrites it whenever a
     library is installed) and LD_LIBRARY_PATH.
-Its hash names the entry; the entry repeats it all, and a lookup compares it whole.
+Its SHA-256 names the entry (the first half) and heads it (whole), and a lookup compares that:
+the entry does not repeat the profile, which create would parse for nothing.
 **The library** (its version, its generated code) cannot be known without mapping it — the very
 cost we spare — so init, which maps it to build, records which file it was (path, version,
 device, inode, size, mtime: linux.seccomp.library_identity) and a lookup stats that path: an
@@ -42,7 +43,7 @@ def cache_dir(root):
 
 
 def key(cfg):
-    """(file name, the material it hashes): what the program depends on, but libseccomp."""
+    """(file name, SHA-256) of what the program depends on, but libseccomp."""
     import _sha256
     from ..linux import seccomp as lsc
     from . import seccomp as sc
@@ -53,8 +54,8 @@ def key(cfg):
         "generator": [_file_id(m.__file__) for m in (sc, lsc)],
         "loader": [_file_id("/etc/ld.so.cache"), os.environ.get("LD_LIBRARY_PATH")],
     }
-    canonical = _canonical(material)
-    return _sha256.sha256(fastjson.dumps(canonical, compact=True).encode()).hexdigest()[:32], canonical
+    digest = _sha256.sha256(fastjson.dumps(_canonical(material), compact=True).encode()).hexdigest()
+    return digest[:32], digest
 
 
 def _canonical(value):
@@ -76,9 +77,10 @@ def _file_id(path):
 
 def lookup(root, cfg, sys):
     """The program kept for profile `cfg` under state root `root`, or None: not kept, or not to be
-    trusted (then it is built again, and `store` replaces it). The read is in `sys`'s record."""
+    trusted (then it is built again, and `store` replaces it). The read is in `sys`'s record;
+    the key is the program's meta["config"]."""
     from .. import userdirs
-    name, material = key(cfg)
+    name, digest = key(cfg)
     path = os.path.join(cache_dir(root), name)
     with sys.around("read", path) as call:
         try:
@@ -86,13 +88,26 @@ def lookup(root, cfg, sys):
         except MruncError:
             prog = None     # none yet, or not ours: never read from it
         else:
-            prog = Program.read(path, material)
+            prog = Program.read(path, digest)
         if prog is not None and not _same_library(prog.meta.get("library")):
             prog = None
         call.note = ("seccomp program kept by an earlier create: libseccomp not needed"
                      if prog else "no seccomp program kept for this profile: init builds it")
     if prog is not None:
         _touch(path)
+    return prog
+
+
+def for_create(root, state_dir, cfg, sys):
+    """What create's clone child asks, before it enters any namespace (init.clone_child): the
+    kept program for `cfg`, also kept for the container's execs (in `state_dir`); or None, and
+    init builds it. There, not in the runtime: these imports and reads then weigh on two short
+    processes, not on the runtime, whose memory is create's peak."""
+    from .seccomp import keep_for_exec
+    prog = lookup(root, cfg, sys)
+    if prog is not None:
+        prog.origin = "kept by an earlier create (the user's seccomp cache)"
+        keep_for_exec(state_dir, prog.meta["config"], prog)
     return prog
 
 
@@ -111,20 +126,20 @@ def _touch(path):
         pass
 
 
-def store(root, cfg, prog, library, sys):
-    """Keep `prog`, built from `cfg` by `library` (linux.seccomp.library_identity), for the next
-    create. Best effort: a cache that cannot be written only means building next time."""
+def store(root, digest, prog, library, sys):
+    """Keep `prog`, built by `library` (linux.seccomp.library_identity) from the profile whose
+    key is `digest`, for the next create. Best effort: a cache that cannot be written only
+    means building next time."""
     from .. import userdirs
     from ..state import write_atomic
     if not library:
         return
-    name, material = key(cfg)
     d = cache_dir(root)
-    path = os.path.join(d, name)
+    path = os.path.join(d, digest[:32])
     try:
         with sys.around("rename", path, "seccomp program kept for the next create"):
             userdirs.ensure_private(d, what="seccomp cache")
-            write_atomic(path, prog.dump(material, library=library))
+            write_atomic(path, prog.dump(digest, library=library))
         _evict(d)
     except (OSError, MruncError):
         pass

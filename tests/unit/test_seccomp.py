@@ -606,7 +606,7 @@ def test_copy_does_not_share_state():
     assert a == b  # building never edits the config
 
 
-# ---- exec's cache: the program as the first exec built it --------------------------------------
+# ---- exec's cache: the program as create (or the first exec) built it --------------------------------------
 
 CFG = {"defaultAction": "SCMP_ACT_ERRNO",
        "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}
@@ -664,7 +664,7 @@ def test_a_kept_program_not_to_be_trusted_is_ignored(tmp_path, spoil):
 
 
 def test_exec_program_loads_the_kept_one_without_building(tmp_path, monkeypatch):
-    _kept(tmp_path)
+    _kept(tmp_path, cfg=sc.exec_key(CFG))
     monkeypatch.setattr(sc.Program, "build", classmethod(lambda cls, cfg: pytest.fail("built")))
     prog = sc.exec_program(copy.deepcopy(CFG), str(tmp_path), lambda p, d: pytest.fail("written"))
     assert prog.program() == FakeLib.PROGRAM * 3
@@ -675,7 +675,7 @@ def test_exec_program_builds_and_keeps_it_or_goes_on_without(tmp_path, monkeypat
     monkeypatch.setattr(sc.Program, "build", classmethod(lambda cls, cfg: built))
     written = {}
     assert sc.exec_program(CFG, str(tmp_path), written.__setitem__) is built
-    assert written == {str(tmp_path / sc.EXEC_CACHE): built.dump(CFG)}
+    assert written == {str(tmp_path / sc.EXEC_CACHE): built.dump(sc.exec_key(CFG))}
 
     def refuse(path, data):
         raise PermissionError(13, "read-only state dir")
