@@ -38,7 +38,7 @@ file descriptor can ride along with SCM_RIGHTS.
               "flags": N, "summary": S,              (hex H): the parent keeps it in the state dir
               "library": [...]}                      for exec, and in the user's cache (library: the
                                                     libseccomp file that built it). Not sent when
-                                                    the parent found it in that cache (Ctx)
+                                                    the clone child found it in that cache (Ctx)
     init     {"t": "seccomp"} + fd                the seccomp listener fd (SCMP_ACT_NOTIFY): parent
                                                     sends it to linux.seccomp.listenerPath
     init     {"t": "ready"}                       init is done; parent writes state.json, then
