@@ -381,11 +381,11 @@ def _keep_seccomp(c, config, msg, sys):
     kept it: init.clone_child): keep it for this container's execs and for the user's next
     create of the same profile."""
     from ..security import seccompcache
-    from ..security.seccomp import Program, keep_for_exec
-    digest = seccompcache.key(config["linux"]["seccomp"])[1]
+    from ..security.seccomp import Program, exec_key, keep_for_exec
+    cfg = config["linux"]["seccomp"]
     prog = Program(bytes.fromhex(msg["bpf"]), msg["flags"], msg["summary"])
-    keep_for_exec(c.dir, digest, prog)
-    seccompcache.store(c.root, digest, prog, msg.get("library"), sys)
+    keep_for_exec(c.dir, exec_key(cfg), prog)
+    seccompcache.store(c.root, seccompcache.key(cfg)[1], prog, msg.get("library"), sys)
 
 
 def join_cgroup(cg, config, state):

@@ -294,11 +294,12 @@ EXEC_CACHE = "seccomp.bpf"
 
 
 def exec_key(cfg):
-    """What a kept program of linux.seccomp `cfg` is headed with: the user's cache's key
-    (seccompcache.key, a SHA-256 of the profile and all else the program depends on) — not the
-    profile itself, which create would encode and exec parse, for a comparison a hash does."""
-    from .seccompcache import key
-    return key(cfg)[1]
+    """What the container's kept program is headed with: its linux.seccomp as state.json holds
+    it (the same at create and every exec: it cannot change), as one string — its repr. Not as
+    JSON: the encoder makes a string per name and brace first, and the parser an object for
+    each (≈ 0.1–0.2 MiB for an engine's profile, on every exec); repr writes one string. Nor
+    hashed: the first SHA-256 in a process pages in ≈ 0.2 MiB of the interpreter's code."""
+    return repr(cfg)
 
 
 def exec_program(cfg, state_dir, write):

@@ -30,7 +30,6 @@ into place; at most KEEP entries, the least recently used go first.
 """
 import os
 
-from .. import fastjson
 from ..errors import MruncError
 from ..state import SECCOMP_CACHE as DIR   # an id state.validate_id refuses: never a container's
 from .seccomp import Program
@@ -54,7 +53,7 @@ def key(cfg):
         "generator": [_file_id(m.__file__) for m in (sc, lsc)],
         "loader": [_file_id("/etc/ld.so.cache"), os.environ.get("LD_LIBRARY_PATH")],
     }
-    digest = _sha256.sha256(fastjson.dumps(_canonical(material), compact=True).encode()).hexdigest()
+    digest = _sha256.sha256(repr(_canonical(material)).encode()).hexdigest()   # (see exec_key)
     return digest[:32], digest
 
 
@@ -103,11 +102,11 @@ def for_create(root, state_dir, cfg, sys):
     kept program for `cfg`, also kept for the container's execs (in `state_dir`); or None, and
     init builds it. There, not in the runtime: these imports and reads then weigh on two short
     processes, not on the runtime, whose memory is create's peak."""
-    from .seccomp import keep_for_exec
+    from .seccomp import exec_key, keep_for_exec
     prog = lookup(root, cfg, sys)
     if prog is not None:
         prog.origin = "kept by an earlier create (the user's seccomp cache)"
-        keep_for_exec(state_dir, prog.meta["config"], prog)
+        keep_for_exec(state_dir, exec_key(cfg), prog)
     return prog
 
 

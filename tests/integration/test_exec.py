@@ -379,7 +379,7 @@ def test_seccomp_program_is_built_once_and_kept_in_the_state_dir(mr):
         kept = f.read()
     head = kept.partition(b"\n")[0]
     from mrunc.security.seccomp import exec_key
-    # headed with the key of the container's profile (its SHA-256 with what else the program depends on)
+    # headed with the container's profile, as one string
     with open(os.path.join(mr.root, cid, "state.json")) as f:
         profile = json.load(f)["config"]["linux"]["seccomp"]
     assert json.loads(head)["config"] == exec_key(profile)
