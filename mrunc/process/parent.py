@@ -376,18 +376,6 @@ def _answer(c, config, bundle, state, events, sock, clone_pid, cg, console_socke
             return
 
 
-def _keep_seccomp(c, config, msg, sys):
-    """init built the program (security phase; when the user's cache had it, the clone child
-    kept it: init.clone_child): keep it for this container's execs and for the user's next
-    create of the same profile."""
-    from ..security import seccompcache
-    from ..security.seccomp import Program, exec_key, keep_for_exec
-    cfg = config["linux"]["seccomp"]
-    prog = Program(bytes.fromhex(msg["bpf"]), msg["flags"], msg["summary"])
-    keep_for_exec(c.dir, exec_key(cfg), prog)
-    seccompcache.store(c.root, seccompcache.key(cfg)[1], prog, msg.get("library"), sys)
-
-
 def join_cgroup(cg, config, state):
     """The runtime's half of the cgroup phase: make the cgroup (if the mount phase has not),
     write the limits, then move init in — limits first, so it never runs a moment unlimited
@@ -534,3 +522,15 @@ def _undo(c, state):
         except Exception:  # noqa: BLE001 — best effort; the original error matters more
             pass
     c.remove()
+
+
+def _keep_seccomp(c, config, msg, sys):
+    """init built the program (security phase; when the user's cache had it, the clone child
+    kept it: init.clone_child): keep it for this container's execs and for the user's next
+    create of the same profile."""
+    from ..security import seccompcache
+    from ..security.seccomp import Program, exec_key, keep_for_exec
+    cfg = config["linux"]["seccomp"]
+    prog = Program(bytes.fromhex(msg["bpf"]), msg["flags"], msg["summary"])
+    keep_for_exec(c.dir, exec_key(cfg), prog)
+    seccompcache.store(c.root, seccompcache.key(cfg)[1], prog, msg.get("library"), sys)
