@@ -45,6 +45,7 @@ INIT_COMM = "mrunc:[init]"   # init's name (prctl PR_SET_NAME) until it execs th
 LOCK_TIMEOUT = 10.0          # seconds a command waits for another one on the same container
 
 _HIDDEN = (".new-", ".old-")   # directories of a create or delete under way: see Container.reserve
+SECCOMP_CACHE = ".seccomp"     # the user's kept seccomp programs (security.seccompcache): no id
 # An id is made of these (no `re`: it costs a whole interpreter start on every verb).
 _ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_+.-")
 
@@ -59,6 +60,8 @@ def validate_id(cid):
     if cid.startswith(_HIDDEN):
         raise UsageError(f"container id {cid!r}: ids starting with {' or '.join(_HIDDEN)} are "
                          "reserved for mrunc's own use")
+    if cid == SECCOMP_CACHE:
+        raise UsageError(f"container id {cid!r}: reserved for mrunc's own use")
     if len(cid) > 1024:
         raise UsageError("container id: too long")
 

@@ -251,6 +251,24 @@ def load_library():
     return _lib
 
 
+def library_identity():
+    """Which libseccomp file this process has mapped, as [path, version, device, inode, size,
+    mtime_ns]: what a program built with it depends on (mrunc.security.seccompcache). The path
+    is the one the dynamic loader chose (from /proc/self/maps, so read it before pivot_root);
+    the file's identity changes when the package is upgraded. None if it is not mapped."""
+    path = None
+    with open("/proc/self/maps", "rb") as f:
+        for line in f:
+            name = line.rpartition(b" ")[2].strip()
+            if b"/libseccomp.so" in name:
+                path = os.fsdecode(name)
+                break
+    if path is None or _lib is None:
+        return None
+    st = os.stat(path)
+    return [path, _lib.version_string, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
+
+
 def kernel_flag_supported(flag_bit):
     """Ask the kernel whether it knows a SECCOMP_FILTER_FLAG_* bit, without installing anything:
     seccomp(SET_MODE_FILTER, flags, NULL) checks the flags first (EINVAL if unknown), then fails

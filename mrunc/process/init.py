@@ -76,6 +76,12 @@ class Ctx:
         # phase, and exec's to `start`. Nobody (an engine's create): the log is dropped, unsent.
         self.recording = kw.get("recording", False)
         self.self_view = kw.get("self_view", False)  # stepping: each report carries init's own view
+        # (state root, state dir) when there is a linux.seccomp: the clone child looks in the
+        # user's cache (security.seccompcache) and sets seccomp_program to what it found; None:
+        # init builds it with libseccomp, and sends it home
+        self.seccomp_cache = kw.get("seccomp_cache")
+        self.seccomp_program = None
+        self.seccomp_library = None  # which libseccomp file init mapped to build it (_preload)
 
 
 def _namespaces(config):
@@ -96,6 +102,10 @@ def clone_child(sock, config, ctx):
         close_inherited(keep={0, 1, 2, sock.fileno(), ctx.state_dirfd,
                               *range(3, 3 + ctx.preserve_fds)})
         _die_with_parent(sys, ctx.runtime_pid)
+        if ctx.seccomp_cache:   # still in the host's namespaces, with the runtime's ids
+            from ..security import seccompcache
+            ctx.seccomp_program = seccompcache.for_create(*ctx.seccomp_cache,
+                                                          config["linux"]["seccomp"], sys)
         nss = {n["type"]: n.get("path") for n in _namespaces(config)}
         if "user" in nss:
             _enter_user_namespace(sys, sock, nss, config)
@@ -309,7 +319,7 @@ def init_main(sock, config, ctx, sys, t0):
         ph.done()
         ph.begin("security")
         sys.prctl(linux.PR_SET_PDEATHSIG, 0)  # from here on init only waits on the socket
-        path = security_phase(sys, config, sock, ctx.proc)
+        path = security_phase(sys, config, sock, ctx.proc, ctx)
         ph.done()
     except EOFError:
         os._exit(1)  # the runtime went away: nobody will ever start us
@@ -342,9 +352,9 @@ def _preload(config, ctx):
     if ctx.has_hooks:
         from .. import hooks  # noqa: F401
         import subprocess  # noqa: F401
-    if (config.get("linux") or {}).get("seccomp"):
+    if (config.get("linux") or {}).get("seccomp") and ctx.seccomp_program is None:
         from ..security import seccomp
-        seccomp.preload()  # libseccomp.so lives in the host's /usr/lib
+        ctx.seccomp_library = seccomp.preload()  # libseccomp.so lives in the host's /usr/lib
 
 
 def _set_signals():
@@ -500,13 +510,13 @@ def cgroup_phase(sys, sock, config, ctx):
         rfs.finish_root(sys, config)
 
 
-def security_phase(sys, config, sock=None, procfs=None):
+def security_phase(sys, config, sock=None, procfs=None, ctx=None):
     """Drop what the program must not have, as late as possible: scheduling, rlimits, groups and
     ids, capabilities, no_new_privs, and last the seccomp filter. The program is looked up now,
     so a typo fails `create`, not `start`. Returns its path."""
     from .. import security
     proc = config.get("process") or {}
-    filt = _seccomp_filter(config, sock)
+    filt = _seccomp_filter(sys, config, sock, ctx)
     scheduling(sys, config)
     cwd = proc.get("cwd") or "/"
     checked = check_cwd(cwd)
@@ -518,17 +528,34 @@ def security_phase(sys, config, sock=None, procfs=None):
     return path
 
 
-def _seccomp_filter(config, sock):
-    """linux.seccomp built into a filter, not loaded yet; its listener fd (SCMP_ACT_NOTIFY) is
-    sent home once loaded, and the parent passes it on to the agent at listenerPath."""
+def _seccomp_filter(sys, config, sock, ctx=None):
+    """linux.seccomp as a program, not loaded yet: the one the runtime found in the user's cache
+    (ctx.seccomp_program), or built now with libseccomp and sent home, where the runtime keeps
+    it for exec and the next create. Its listener fd (SCMP_ACT_NOTIFY) is sent home once
+    loaded, and the parent passes it on to the agent at listenerPath."""
     cfg = (config.get("linux") or {}).get("seccomp")
     if not cfg:
         return None
-    from ..security.seccomp import Seccomp
-    filt = Seccomp(cfg)
+    filt = ctx.seccomp_program if ctx is not None else None
+    if filt is None:
+        filt = _build_seccomp(sys, cfg)
+        if sock is not None:
+            protocol.send(sock, {"t": "seccomp-program", "bpf": filt.bpf.hex(), "flags": filt.flags,
+                                 "summary": filt.summary(),
+                                 "library": ctx.seccomp_library if ctx is not None else None})
     if sock is not None:
         filt.on_notify_fd = lambda fd: protocol.send(sock, {"t": "seccomp"}, fds=[fd])
     return filt
+
+
+def _build_seccomp(sys, cfg):
+    """libseccomp turns the rules into BPF (seccomp_init, a seccomp_rule_add per name and
+    architecture, seccomp_export_bpf): one entry in the record, with the library's version."""
+    from ..security.seccomp import Program
+    with sys.around("libseccomp", "seccomp_init … seccomp_export_bpf") as call:
+        prog = Program.build(cfg)
+        call.note = f"{prog.origin}: {len(prog.bpf) // 8} BPF instructions"
+    return prog
 
 
 # ---------------------------------------------------------------- exec (at `mrunc start`)

@@ -226,7 +226,8 @@ def _create(c, config, bundle, state, events, cg, *, no_pivot, preserve_fds, con
               has_hooks=hooks, cgroup_bind=_needs_cgroup_bind(config),
               hook_state=_hook_state(c, config, bundle, {"init_pid": None}, ""),
               runtime_sources=_runtime_opens_sources(config), recording=events.listening,
-              self_view=events.step is not None)
+              self_view=events.step is not None,
+              seccomp_cache=(c.root, c.dir) if (config.get("linux") or {}).get("seccomp") else None)
     if ctx.runtime_sources:
         from .sources import SourceHelper  # now, before the forks: it imports what init needs too
     # Before the fork too: init needs it first thing (its own procfs), and so does write_id_maps
@@ -369,6 +370,8 @@ def _answer(c, config, bundle, state, events, sock, clone_pid, cg, console_socke
         elif t == "seccomp":
             pass_seccomp_fd(config, _hook_state(c, config, bundle, state, "creating"),
                             state["init_pid"], msg["_fds"][0], sys)
+        elif t == "seccomp-program":
+            _keep_seccomp(c, config, msg, sys)
         elif t == "ready":
             return
 
@@ -519,3 +522,15 @@ def _undo(c, state):
         except Exception:  # noqa: BLE001 — best effort; the original error matters more
             pass
     c.remove()
+
+
+def _keep_seccomp(c, config, msg, sys):
+    """init built the program (security phase; when the user's cache had it, the clone child
+    kept it: init.clone_child): keep it for this container's execs and for the user's next
+    create of the same profile."""
+    from ..security import seccompcache
+    from ..security.seccomp import Program, exec_key, keep_for_exec
+    cfg = config["linux"]["seccomp"]
+    prog = Program(bytes.fromhex(msg["bpf"]), msg["flags"], msg["summary"])
+    keep_for_exec(c.dir, exec_key(cfg), prog)
+    seccompcache.store(c.root, seccompcache.key(cfg)[1], prog, msg.get("library"), sys)

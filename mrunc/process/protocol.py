@@ -34,6 +34,11 @@ file descriptor can ride along with SCM_RIGHTS.
     init     {"t": "hooks", "kind": K}            run hooks K (createRuntime…) in the runtime now
     parent   {"t": "hooks-done"}
     init     {"t": "console"} + fd                the pty master (terminal: true)
+    init     {"t": "seccomp-program", "bpf": H,   (security phase) init built linux.seccomp's program
+              "flags": N, "summary": S,              (hex H): the parent keeps it in the state dir
+              "library": [...]}                      for exec, and in the user's cache (library: the
+                                                    libseccomp file that built it). Not sent when
+                                                    the clone child found it in that cache (Ctx)
     init     {"t": "seccomp"} + fd                the seccomp listener fd (SCMP_ACT_NOTIFY): parent
                                                     sends it to linux.seccomp.listenerPath
     init     {"t": "ready"}                       init is done; parent writes state.json, then

@@ -65,6 +65,7 @@ class _Loadable:
     loaded = False
     on_notify_fd = None   # set by the caller when the filter has NOTIFY rules
     flags = 0             # SECCOMP_FILTER_FLAG_* for seccomp(2)
+    origin = ""           # where the program came from, for the record: "built by libseccomp …"
 
     def load(self, sys):
         """seccomp(SECCOMP_SET_MODE_FILTER), then hand the listener fd over (NOTIFY)."""
@@ -75,7 +76,8 @@ class _Loadable:
             raise OSError(7, f"linux.seccomp: the filter is {len(program) // 8} BPF instructions, "
                              "the kernel takes at most 4096")
         try:
-            fd = sys.seccomp_load(program, self.flags, self.summary())
+            what = self.summary() + (f"; {self.origin}" if self.origin else "")
+            fd = sys.seccomp_load(program, self.flags, what)
         except OSError as e:
             hint = ("" if e.errno not in (1, 13) else
                     " (without process.noNewPrivileges, loading a filter needs CAP_SYS_ADMIN)")
@@ -226,13 +228,17 @@ class Program(_Loadable):
     """A filter as an earlier build left it: the BPF, the flags, the summary — nothing of
     libseccomp. What exec loads (see `exec_program`)."""
 
+    meta = None   # what `read` found beside the program in its file
+
     def __init__(self, bpf, flags, summary):
         self.bpf, self.flags, self._summary = bpf, flags, summary
 
     @classmethod
     def build(cls, cfg):
         filt = Seccomp(cfg)
-        return cls(filt.program(), filt.flags, filt.summary())
+        prog = cls(filt.program(), filt.flags, filt.summary())
+        prog.origin = f"built by libseccomp {filt.lib_version}"
+        return prog
 
     def program(self):
         return self.bpf
@@ -240,16 +246,19 @@ class Program(_Loadable):
     def summary(self):
         return self._summary
 
-    def dump(self, cfg):
+    def dump(self, cfg, **extra):
         """The cache file's bytes: one JSON line — the linux.seccomp it was built from, the flags,
-        the summary — then the BPF."""
-        head = {"config": cfg, "flags": self.flags, "summary": self._summary}
+        the summary, its length in instructions (a cut file is seen as one), `extra` — then the
+        BPF."""
+        head = {"config": cfg, "flags": self.flags, "summary": self._summary,
+                "insns": len(self.bpf) // 8, **extra}
         return fastjson.dumps(head).encode() + b"\n" + self.bpf
 
     @classmethod
     def read(cls, path, cfg):
-        """The program in cache file `path` if it was built from `cfg` and the file is ours and
-        nobody else may write it; else None (and the caller builds it again)."""
+        """The program in cache file `path` if it was built from `cfg`, is whole, and the file is
+        ours and nobody else may write it; else None (and the caller builds it again). The
+        header's other fields are the Program's `meta`."""
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError:
@@ -263,41 +272,71 @@ class Program(_Loadable):
             meta = fastjson.loads(head)
         except ValueError:
             return None
-        if not sep or not bpf or len(bpf) % 8 or not isinstance(meta, dict) \
-                or meta.get("config") != cfg:
+        if not sep or not bpf or not isinstance(meta, dict) or meta.get("config") != cfg \
+                or meta.get("insns") != len(bpf) / 8:
             return None
         flags, summary = meta.get("flags"), meta.get("summary")
         if not isinstance(flags, int) or not isinstance(summary, str):
             return None
-        return cls(bpf, flags, summary)
+        prog = cls(bpf, flags, summary)
+        prog.meta = meta
+        return prog
 
 
 # Exec's cache. Building a profile like the engines' default (~350 names, three architectures)
 # costs libseccomp ~10 ms of CPU, and `import json` used to add 5 more — on every exec (runc pays
 # the build in every `runc init`). But the filter is the container's: linux.seccomp cannot
-# change after create. So the first exec keeps the program it built in the container's state
-# directory, and the next ones load it as it is, without libseccomp. (crun too keeps a
+# change after create. So create keeps the program init loaded in the container's state
+# directory (process/parent.py), and every exec loads it as it is, without libseccomp; only if
+# that file is missing or not to be trusted does exec build it (and keep it). (crun too keeps a
 # container's seccomp.bpf in its state directory.)
 EXEC_CACHE = "seccomp.bpf"
+
+
+def exec_key(cfg):
+    """What the container's kept program is headed with: its linux.seccomp as state.json holds
+    it (the same at create and every exec: it cannot change), as one string — its repr. Not as
+    JSON: the encoder makes a string per name and brace first, and the parser an object for
+    each (≈ 0.1–0.2 MiB for an engine's profile, on every exec); repr writes one string. Nor
+    hashed: the first SHA-256 in a process pages in ≈ 0.2 MiB of the interpreter's code."""
+    return repr(cfg)
 
 
 def exec_program(cfg, state_dir, write):
     """linux.seccomp `cfg` as a Program: from the cache in `state_dir`, else built now and handed
     to `write(path, data)` (an atomic write; OSError ignored: then the next exec builds again)."""
     path = os.path.join(state_dir, EXEC_CACHE)
-    prog = Program.read(path, cfg)
-    if prog is None:
+    digest = exec_key(cfg)
+    prog = Program.read(path, digest)
+    if prog is not None:
+        prog.origin = f"kept in the state dir ({EXEC_CACHE})"
+    else:
         prog = Program.build(cfg)
         try:
-            write(path, prog.dump(cfg))
+            write(path, prog.dump(digest))
         except OSError:
             pass
     return prog
 
 
+def keep_for_exec(state_dir, digest, prog):
+    """Create keeps the container's program (`digest`: exec_key of its profile) for exec."""
+    from ..state import write_atomic
+    try:
+        write_atomic(os.path.join(state_dir, EXEC_CACHE), prog.dump(digest))
+    except OSError:
+        pass    # then the first exec builds it
+
+
 def preload():
-    """Called by init before pivot_root: libseccomp.so must be mapped while /usr/lib is there."""
+    """Called by init before pivot_root: libseccomp.so must be mapped while /usr/lib is there.
+    Returns which file it is (linux.seccomp.library_identity: what the user's cache of built
+    programs records), or None if that cannot be told."""
     lsc.load_library()
+    try:
+        return lsc.library_identity()
+    except OSError:
+        return None
 
 
 def listener_message(config, state, pid):

@@ -363,27 +363,34 @@ def _children(pid):
 
 
 def test_seccomp_program_is_built_once_and_kept_in_the_state_dir(mr):
-    """The first exec keeps the program it built in the container's state dir (seccomp.bpf, ours,
-    0600); the next ones load it as it is, without libseccomp. A file that someone else could
-    have written, or built from another profile, is not trusted: built again (and rewritten)."""
+    """Create keeps the program init built in the container's state dir (seccomp.bpf, ours,
+    0600); every exec loads it as it is, without libseccomp — the first one too. A file that
+    someone else could have written, or built from another profile, is not trusted: built again
+    (and rewritten)."""
     cid, _ = running(mr, _deny_mkdir())
     cache = os.path.join(mr.root, cid, "seccomp.bpf")
-    assert not os.path.exists(cache)
+    assert os.path.exists(cache)
+    # The first exec loads it without libseccomp: the waiting runtime never mapped it.
+    assert "libseccomp" not in _runtime_maps(mr, cid)
     assert "Operation not permitted" in ok(mr, cid, _DENIED)
     st = os.stat(cache)
     assert (st.st_mode & 0o7777, st.st_uid) == (0o600, os.geteuid())
     with open(cache, "rb") as f:
         kept = f.read()
     head = kept.partition(b"\n")[0]
-    assert json.loads(head)["config"]["syscalls"][0]["names"] == ["mkdir", "mkdirat"]
+    from mrunc.security.seccomp import exec_key
+    # headed with the container's profile, as one string
+    with open(os.path.join(mr.root, cid, "state.json")) as f:
+        profile = json.load(f)["config"]["linux"]["seccomp"]
+    assert json.loads(head)["config"] == exec_key(profile)
 
     def plant(first_line, mode):
+        meta = json.loads(first_line)
+        meta["insns"] = len(_allow_all_bpf()) // 8   # whole: a cut file is not trusted either
         with open(cache, "wb") as f:
-            f.write(first_line + b"\n" + _allow_all_bpf())
+            f.write(json.dumps(meta).encode() + b"\n" + _allow_all_bpf())
         os.chmod(cache, mode)
 
-    # Loaded without libseccomp: the waiting runtime never mapped it.
-    assert "libseccomp" not in _runtime_maps(mr, cid)
     # Used as it is: a kept program that allows everything lets mkdir through — proof that
     # the second exec loaded the file rather than building the filter again.
     plant(head, 0o600)
@@ -397,9 +404,9 @@ def test_seccomp_program_is_built_once_and_kept_in_the_state_dir(mr):
     with open(cache, "rb") as f:
         assert f.read() == kept
     assert os.stat(cache).st_mode & 0o7777 == 0o600
-    # Built from another profile (the config line differs): ignored likewise.
+    # Built from another profile (the key differs): ignored likewise.
     other = json.loads(head)
-    other["config"]["syscalls"][0]["names"] = ["rmdir"]
+    other["config"] = exec_key(dict(profile, syscalls=[{"names": ["rmdir"], "action": "SCMP_ACT_ERRNO"}]))
     plant(json.dumps(other).encode(), 0o600)
     assert "Operation not permitted" in ok(mr, cid, _DENIED)
     with open(cache, "rb") as f:
@@ -451,7 +458,7 @@ def test_seccomp_notify_sends_the_exec_listener_to_the_agent(mr):
     assert "No medium found" in out and "done" in out, out
     assert [s["pid"] for s in states] == [init, int(pidfile.read_text())]
     assert states[1]["state"]["id"] == cid and states[1]["state"]["status"] == "running"
-    # The next exec loads the program the first one kept (seccomp.bpf): a listener all the same.
+    # Every exec loads the program create kept (seccomp.bpf): a listener all the same.
     assert os.path.exists(os.path.join(mr.root, cid, "seccomp.bpf"))
     out = ok(mr, cid, "mkdir /tmp/y 2>&1; echo done", flags=["--pid-file", str(pidfile)])
     assert "No medium found" in out and "done" in out, out

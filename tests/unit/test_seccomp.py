@@ -521,14 +521,14 @@ def test_security_phase_loads_after_the_program_is_found(monkeypatch):
     monkeypatch.setattr(init, "find_executable", lambda n, env: order.append("lookup") or "/bin/sh")
 
     class S:
-        def __init__(self, cfg, **kw):
+        def __init__(self):
             self.loaded, self.on_notify_fd = False, None
 
         def load(self, sys):
             order.append("load")
             self.loaded = True
 
-    monkeypatch.setattr(sc, "Seccomp", S)
+    monkeypatch.setattr(init, "_build_seccomp", lambda sys, cfg: S())
     monkeypatch.setattr("mrunc.security.apply", lambda sys, process, seccomp=None, **kw: order.append("apply"))
     config = {"process": {"args": ["sh"], "noNewPrivileges": True},
               "linux": {"seccomp": {"defaultAction": "SCMP_ACT_ALLOW"}}}
@@ -606,7 +606,7 @@ def test_copy_does_not_share_state():
     assert a == b  # building never edits the config
 
 
-# ---- exec's cache: the program as the first exec built it --------------------------------------
+# ---- exec's cache: the program as create (or the first exec) built it --------------------------------------
 
 CFG = {"defaultAction": "SCMP_ACT_ERRNO",
        "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}
@@ -664,7 +664,7 @@ def test_a_kept_program_not_to_be_trusted_is_ignored(tmp_path, spoil):
 
 
 def test_exec_program_loads_the_kept_one_without_building(tmp_path, monkeypatch):
-    _kept(tmp_path)
+    _kept(tmp_path, cfg=sc.exec_key(CFG))
     monkeypatch.setattr(sc.Program, "build", classmethod(lambda cls, cfg: pytest.fail("built")))
     prog = sc.exec_program(copy.deepcopy(CFG), str(tmp_path), lambda p, d: pytest.fail("written"))
     assert prog.program() == FakeLib.PROGRAM * 3
@@ -675,7 +675,7 @@ def test_exec_program_builds_and_keeps_it_or_goes_on_without(tmp_path, monkeypat
     monkeypatch.setattr(sc.Program, "build", classmethod(lambda cls, cfg: built))
     written = {}
     assert sc.exec_program(CFG, str(tmp_path), written.__setitem__) is built
-    assert written == {str(tmp_path / sc.EXEC_CACHE): built.dump(CFG)}
+    assert written == {str(tmp_path / sc.EXEC_CACHE): built.dump(sc.exec_key(CFG))}
 
     def refuse(path, data):
         raise PermissionError(13, "read-only state dir")

@@ -126,6 +126,9 @@ def test_sweep_removes_only_debris_of_dead_runtimes(tmp_path):
 def test_reserved_id_prefixes_are_refused():
     with pytest.raises(UsageError, match="reserved"):
         state.validate_id(".new-1-aa")
+    with pytest.raises(UsageError, match="reserved"):   # the user's seccomp cache
+        state.validate_id(".seccomp")
+    state.validate_id(".seccomp2")
 
 
 def test_delete_force_removes_a_directory_without_state(tmp_path):
