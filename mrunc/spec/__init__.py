@@ -29,7 +29,7 @@ from mrunc import fastjson
 from mrunc.errors import SpecError
 
 from .checks import (CHECKS, UNSUPPORTED, _show, check_strings, check_unsupported, process_fields,
-                     version_numbers)
+                     resources_fields, version_numbers)
 from .consts import (CAPABILITIES, CAPABILITY_SETS, HOOK_KINDS, NAMESPACE_TYPES, OCI_VERSION_MAX,
                      OCI_VERSION_MIN, RLIMITS)
 from .mountopts import MOUNT_FLAGS, PROPAGATION_FLAGS, UNSUPPORTED_MOUNT_OPTIONS, parse_mount_options
@@ -116,5 +116,4 @@ def validate_resources(resources):
     """Check a bare linux.resources object (`mrunc update --resources file`)."""
     check_strings({"linux": {"resources": resources}}, None, None)
     check_unsupported({"linux": {"resources": resources}}, None, None)
-    from .resourcescheck import resources_fields
     resources_fields(resources, "linux.resources")

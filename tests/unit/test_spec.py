@@ -594,7 +594,7 @@ def test_validate_resources():
 
 
 def test_rdma_shape_is_checked_for_the_day_it_is_supported():
-    from mrunc.spec.resourcescheck import resources_fields
+    from mrunc.spec.checks import resources_fields
     resources_fields({"rdma": {"mlx5_1": {"hcaHandles": 3, "hcaObjects": 10000}}}, "linux.resources")
     with pytest.raises(SpecError, match=r'^linux.resources.rdma\["mlx5_1"\].hcaHandles: expected integer, got "3"$'):
         resources_fields({"rdma": {"mlx5_1": {"hcaHandles": "3"}}}, "linux.resources")
