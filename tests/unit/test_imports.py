@@ -152,6 +152,8 @@ def unneeded_for_containers(verb, found, seccomp=False):
     bad = set(NOT_FOR_CONTAINERS) | RARE_CHECKS | (set() if seccomp else {SECCOMP_CHECK})
     if verb in ("create", "exec"):
         bad.add("mrunc.lifecycle")      # start, kill, delete…: only run uses them
+    if verb in ("create", "run"):
+        bad.add("mrunc.cgroups.freezer")    # the managers name its file; exec asks: paused?
     if verb == "exec":
         bad |= {"mrunc.cgroups.factory", "mrunc.cgroups.layout", "mrunc.cgroups.base",
                 "mrunc.cgroups.v1", "mrunc.cgroups.v2", "mrunc.process.init"}
