@@ -287,10 +287,6 @@ def _maybe_bad_strings(config):
     return False
 
 
-
-
-
-
 def check_unsupported(config, bundle, warn):
     """Refuse the fields of UNSUPPORTED: ignoring one would run a container that lacks what its
     config asked for (a seccomp filter, an AppArmor profile…) and nobody would notice."""
@@ -368,10 +364,6 @@ def process_fields(process, path, warn):
         from .rarechecks import io_priority, scheduler
         scheduler(process.get("scheduler"), f"{path}.scheduler")
         io_priority(process.get("ioPriority"), f"{path}.ioPriority")
-
-
-
-
 
 
 def _user(user, path):
@@ -495,12 +487,6 @@ def check_mounts(config, bundle, warn):
             _fail(f"{at}.source", "required for a bind mount")
 
 
-
-
-
-
-
-
 def _same_file(a, b):
     try:
         sa, sb = os.stat(a), os.stat(b)
@@ -582,8 +568,6 @@ def check_annotations(config, bundle, warn):
             _str(value, _key("annotations", key))
 
 
-
-
 def check_resources(config, bundle, warn):
     """linux.resources and cgroupsPath: shapes only; the cgroups phase judges values."""
     linux = _linux(config)
@@ -594,12 +578,8 @@ def check_resources(config, bundle, warn):
 _MEMORY = {"limit": I64, "reservation": I64, "swap": I64, "kernel": I64, "kernelTCP": I64,
            "swappiness": U64, "disableOOMKiller": bool, "useHierarchy": bool,
            "checkBeforeUpdate": bool}
-
-
 _CPU = {"shares": U64, "quota": I64, "burst": U64, "period": U64, "realtimeRuntime": I64,
         "realtimePeriod": U64, "cpus": str, "mems": str, "idle": I64}
-
-
 _THROTTLES = ("throttleReadBpsDevice", "throttleWriteBpsDevice",
               "throttleReadIOPSDevice", "throttleWriteIOPSDevice")
 
@@ -704,18 +684,6 @@ def check_hooks(config, bundle, warn):
     if config.get("hooks") is not None:
         from .rarechecks import check_hooks as check
         check(config, bundle, warn)
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 CHECKS = [

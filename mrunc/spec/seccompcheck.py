@@ -1,7 +1,7 @@
 """The check of linux.seccomp, the syscall filter: a module of its own, loaded by
 mrunc.spec.checks.check_seccomp only for a config that has a filter. Its rules and messages are
 those of the other checks (mrunc.spec.checks says how they are written); a plain `mrunc run`
-without seccomp does not read its code (≈ 6 KiB of .pyc, on every create, run and exec).
+without seccomp does not read its code (≈ 6 KiB of .pyc, on every create and run).
 """
 import os
 
