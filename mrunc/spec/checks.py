@@ -641,49 +641,26 @@ def resources_fields(resources, path):
 
 
 # ---- checks of fields few configs have: their code is loaded only when the field is there -------
-# (mrunc.spec.rarechecks, seccompcheck: a config without them reads neither). Each runs where it
-# always ran in CHECKS, so the first failure of a config is the same one.
 
-def check_personality(config, bundle, warn):
-    """linux.personality: the execution domain (mrunc.spec.rarechecks)."""
-    if _linux(config).get("personality") is not None:
-        from .rarechecks import check_personality as check
-        check(config, bundle, warn)
-
-
-def check_time_offsets(config, bundle, warn):
-    """linux.timeOffsets: the clocks of a new time namespace (mrunc.spec.rarechecks)."""
-    if _linux(config).get("timeOffsets") is not None:
-        from .rarechecks import check_time_offsets as check
-        check(config, bundle, warn)
+def _when_present(name, module, key, top=False):
+    """The check `name` of mrunc.spec.<module>, run only for a config that has linux.<key> (or
+    <key>, with `top`): one without that field never reads the module's code. In CHECKS it runs
+    where the check itself would, so the first failure of a config is the same one."""
+    def check(config, bundle, warn):
+        if (config if top else _linux(config)).get(key) is not None:
+            # from .<module> import <name>, then run it
+            getattr(__import__(module, globals(), None, (name,), 1), name)(config, bundle, warn)
+    check.__name__ = check.__qualname__ = name      # what the trace names
+    check.__doc__ = f"{'' if top else 'linux.'}{key}: mrunc.spec.{module}.{name}"
+    return check
 
 
-def check_seccomp(config, bundle, warn):
-    """linux.seccomp: the syscall filter (mrunc.spec.seccompcheck)."""
-    if _linux(config).get("seccomp") is not None:
-        from .seccompcheck import check_seccomp as check
-        check(config, bundle, warn)
-
-
-def check_devices(config, bundle, warn):
-    """linux.devices: nodes to create in the container (mrunc.spec.rarechecks)."""
-    if _linux(config).get("devices") is not None:
-        from .rarechecks import check_devices as check
-        check(config, bundle, warn)
-
-
-def check_sysctl(config, bundle, warn):
-    """linux.sysctl: namespaced kernel settings (mrunc.spec.rarechecks)."""
-    if _linux(config).get("sysctl") is not None:
-        from .rarechecks import check_sysctl as check
-        check(config, bundle, warn)
-
-
-def check_hooks(config, bundle, warn):
-    """hooks: programs the runtime runs at fixed points of the lifecycle (mrunc.spec.rarechecks)."""
-    if config.get("hooks") is not None:
-        from .rarechecks import check_hooks as check
-        check(config, bundle, warn)
+check_personality = _when_present("check_personality", "rarechecks", "personality")
+check_time_offsets = _when_present("check_time_offsets", "rarechecks", "timeOffsets")
+check_seccomp = _when_present("check_seccomp", "seccompcheck", "seccomp")
+check_devices = _when_present("check_devices", "rarechecks", "devices")
+check_sysctl = _when_present("check_sysctl", "rarechecks", "sysctl")
+check_hooks = _when_present("check_hooks", "rarechecks", "hooks", top=True)
 
 
 CHECKS = [
