@@ -450,6 +450,8 @@ def _exit_if_program(rc):
     __main__ calls our main), there is nothing left to do: skip the interpreter's teardown —
     freeing every module and object, ~4 ms. Called from Python (a test, a notebook), return."""
     if _run_as_program():
+        if "mrunc.codecache" in sys.modules:    # installed by _main: it may have more to keep
+            sys.modules["mrunc.codecache"].save()
         for f in (sys.stdout, sys.stderr):
             try:
                 f.flush()
@@ -525,6 +527,9 @@ def _main(argv):
         if a.systemd_cgroup:
             raise MruncError("--systemd-cgroup: the systemd cgroup driver is not supported "
                              "(use the default cgroupfs driver)")
+        if a.verb in NO_GC_VERBS and _run_as_program():
+            from . import codecache     # what these verbs import, from one file (see there)
+            codecache.install(a.verb)
         if a.verb in ("create", "run"):  # first: its grace period overlaps what follows
             from .cgroups import warm
             warm.start(3 + max(0, a.preserve_fds))

@@ -190,6 +190,8 @@ def test_create_run_exec_import_only_the_syscall_layer(mr):
             bad[" ".join(verb[:2])] = offenders(found) + unneeded
         if filtered:    # the filter was checked: by the code that checks it
             assert SECCOMP_CHECK in {m for m, _ in found}
+        # run as the program, the verb imports through its one-file code cache
+        assert "mrunc.codecache" in {m for m, _ in found}, verb
     assert not bad, "heavy or unneeded imports:\n" + "\n".join(
         f"  {verb}: {', '.join(mods)}" for verb, mods in bad.items())
 
