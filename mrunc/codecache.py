@@ -30,6 +30,7 @@ _DIR = os.path.join(os.path.dirname(__file__), "__pycache__")
 # What a file must start with: this format, and the bytecode of this very interpreter.
 _KEY = ("mrunc-hot-1", sys.modules["_frozen_importlib_external"].MAGIC_NUMBER)
 
+_PART = 64 << 10    # bytes of marshal data per part of the file, about (see _read_part)
 _entries = {}       # module name -> (source path, is a package, mtime_ns, size, code)
 _changed = False    # a module was missing or out of date: save() writes the file again
 _before = ()        # the modules imported before install(): none of them is read from the file
@@ -38,7 +39,9 @@ _pid = None         # the process that read it: only it writes (a fork of it nev
 
 
 class _Loader:
-    """Runs a module's code from the file (the spec's loader_state)."""
+    """Runs a module's code from the file (the spec's loader_state), then lets it go: a module's
+    own code object is needed only once (its functions keep theirs), and kept it would add to
+    the command's memory."""
 
     @staticmethod
     def create_module(spec):
@@ -46,7 +49,11 @@ class _Loader:
 
     @staticmethod
     def exec_module(module):
-        exec(module.__spec__.loader_state, module.__dict__)
+        spec = module.__spec__
+        code, spec.loader_state = spec.loader_state, None
+        origin, package, mtime, size, _ = _entries[spec.name]
+        _entries[spec.name] = (origin, package, mtime, size, None)   # save() reads it again
+        exec(code, module.__dict__)
 
 
 class _Finder:
@@ -87,13 +94,17 @@ def install(verb):
     try:
         fd = os.open(_path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            key, entries = marshal.loads(os.read(fd, os.fstat(fd).st_size))
+            end = os.fstat(fd).st_size
+            if _read_part(fd, end) == _KEY:
+                while True:
+                    part = _read_part(fd, end)
+                    if part is None:
+                        break
+                    _entries.update(part)
         finally:
             os.close(fd)
-        if key == _KEY:
-            _entries.update(entries)
     except (OSError, ValueError, EOFError, TypeError):
-        pass        # none yet, or not one this interpreter can read: the usual imports
+        _entries.clear()    # none yet, or not one this interpreter can read: the usual imports
     finally:
         if was:
             gc.enable()
@@ -107,31 +118,41 @@ def save():
     error) where it may not be written."""
     if not _changed or _pid != os.getpid() or sys.dont_write_bytecode:
         return
-    entries = {name: e for name, e in _entries.items() if _current(e)}
-    for name, module in list(sys.modules.items()):
-        spec = getattr(module, "__spec__", None)
-        if not name.startswith("mrunc.") or name in _before or spec is None or \
-                spec.loader is _Loader:
-            continue
-        origin = spec.origin or ""
-        if not origin.endswith(".py") or not hasattr(spec.loader, "get_code"):
-            continue
-        try:
-            st = os.stat(origin)
-            code = spec.loader.get_code(name)   # the .pyc, checked against the source
-        except (OSError, ImportError, SyntaxError):
-            continue
-        entries[name] = (origin, spec.submodule_search_locations is not None, st.st_mtime_ns,
-                         st.st_size, code)
-    if entries.keys() == _entries.keys() and all(e is _entries[n] for n, e in entries.items()):
+    imported = {name: m.__spec__ for name, m in list(sys.modules.items())
+                if name.startswith("mrunc.") and name not in _before
+                and getattr(m, "__spec__", None) is not None and m.__spec__.loader is not _Loader
+                and (m.__spec__.origin or "").endswith(".py")}
+    kept = {name: e for name, e in _entries.items() if _current(e)}
+    if not imported and len(kept) == len(_entries):
         return      # (a module that is nowhere was asked for: nothing new to keep)
+    entries = {}
+    for name, (origin, package, mtime, size, code) in kept.items():
+        entries[name] = (origin, package, mtime, size, code or _code(name, origin))
+    for name, spec in imported.items():
+        try:
+            st = os.stat(spec.origin)
+        except OSError:
+            continue
+        entries[name] = (spec.origin, spec.submodule_search_locations is not None,
+                         st.st_mtime_ns, st.st_size, _code(name, spec.origin))
+    entries = {name: e for name, e in entries.items() if e[4] is not None}
+    parts, part, size = [_KEY], {}, 0
+    for name, e in entries.items():
+        part[name] = e
+        size += len(marshal.dumps(e[4]))
+        if size > _PART:
+            parts.append(part)
+            part, size = {}, 0
+    parts.append(part)
     tmp = f"{_path}.{os.getpid()}"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         try:
-            data = memoryview(marshal.dumps((_KEY, entries)))
-            while data:
-                data = data[os.write(fd, data):]
+            for part in parts:
+                data = marshal.dumps(part)
+                data = memoryview(len(data).to_bytes(8, "little") + data)
+                while data:
+                    data = data[os.write(fd, data):]
         finally:
             os.close(fd)
         os.replace(tmp, _path)
@@ -140,6 +161,30 @@ def save():
             os.unlink(tmp)
         except OSError:
             pass
+
+
+def _read_part(fd, end):
+    """The next part of the file (a length, then that many bytes of marshal data); None at its
+    end. In parts, so that the file is never all in memory at once: read whole, it raised the
+    command's peak memory by its size (≈ 0.5 MiB)."""
+    size = int.from_bytes(os.read(fd, 8), "little")
+    if not size:
+        return None
+    if size > end:
+        raise ValueError("not a file of ours")
+    data = os.read(fd, size)
+    if len(data) != size:
+        raise EOFError
+    return marshal.loads(data)
+
+
+def _code(name, origin):
+    """A module's code as the usual import gets it: from its .pyc, checked against the source
+    (or compiled). None if it cannot be had."""
+    try:
+        return sys.modules["_frozen_importlib_external"].SourceFileLoader(name, origin).get_code(name)
+    except (OSError, ImportError, SyntaxError):
+        return None
 
 
 def _current(entry):
