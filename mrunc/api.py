@@ -1,7 +1,8 @@
 """The operations of runtime-spec runtime.md — create, start, state, kill, delete — plus run,
 list, exec and the cgroup's (update, pause, resume, ps, events), as plain functions. The
 notebook calls these; the CLI's verbs too, except the lifecycle's own (mrunc.lifecycle: start,
-state, kill, delete, list, pause, resume), which they import alone.
+state, kill, delete, list, pause, resume), create, run (mrunc.oneshot) and exec, which import
+what does the work (process.parent, process.exec) alone.
 
 Lifecycle (runtime.md): create -> created -> start -> running -> (process exits) -> stopped -> delete.
 Each operation checks the state first and, when the state is wrong, fails *without effect*. The
@@ -37,95 +38,25 @@ def create(cid, bundle, root=DEFAULT_ROOT, **kw):
 
 
 def run(cid, bundle, root=DEFAULT_ROOT, detach=False, keep=False, network=None, **kw):
-    """create + start; in the foreground, wait for the container and return its exit status.
+    """create + start; in the foreground, wait for the container and return its exit status
+    (mrunc.oneshot: the CLI's run imports it without this module).
     network: a lab network attachment file (mrunc.network.step), wired between create and start."""
-    from .lifecycle import start
-    if detach and network:
-        raise MruncError("--network: only for a foreground run (not with --detach)")
-    if detach:
-        create(cid, bundle, root, **kw)
-        start(cid, root)
-        return 0
-    return _run_foreground(cid, bundle, root, keep, network, **kw)
+    from .oneshot import run as _run
+    return _run(cid, bundle, root, detach=detach, keep=keep, network=network, **kw)
 
 
-def _run_foreground(cid, bundle, root, keep, network, **kw):
-    """Create, start, stay with init until it exits (mrunc.process.foreground), then delete
-    (unless `keep`)."""
-    from .lifecycle import delete, start
-    from .process import foreground
-    box = {}
-    holder = None
-    if network:
-        from .network.step import hold_netns
-        holder = hold_netns(network)        # rootless: the container's network namespace, made now
-        if holder:
-            kw["netns_path"] = holder.path
-    try:
-        c = create(cid, bundle, root, on_console=lambda fd: box.__setitem__("pty", fd), **kw)
-        if network:
-            _network_step(cid, root, network, c.pid, kw.get("events"), holder)
-    finally:
-        if holder:
-            holder.release()                # init is in the namespace now: it lives on with it
-    handlers = foreground.forward_signals(c.pid)
-    try:
-        start(cid, root, events=kw.get("events"))
-        return foreground.stay(c.pid, box.get("pty"))
-    finally:
-        foreground.restore_signals(handlers)
-        if not keep:
-            try:
-                delete(cid, root, force=True)
-            except Exception:  # noqa: BLE001 — already gone is fine
-                pass
-
-
-def _network_step(cid, root, network, pid, events, holder=None):
-    """Wire the created container to its lab network before it starts (see mrunc.network.step);
-    if that fails, the container goes, as if create had failed."""
-    from .lifecycle import delete
-    from .network.step import run_step
-    from .process.parent import Events
-    try:
-        run_step(network, pid, events or Events(), netns=holder and holder.path)
-    except BaseException as e:
-        if events is not None:
-            events.error(e)
-        try:
-            delete(cid, root, force=True)
-        except Exception:  # noqa: BLE001 — the error that matters is the network's
-            pass
-        raise
-
-
-def exec(cid, args=None, root=DEFAULT_ROOT, *, process=None, detach=False, pid_file=None,  # noqa: A001
-         console_socket=None, preserve_fds=0, ignore_paused=False, on_console=None, **overrides):
+def exec(cid, args=None, root=DEFAULT_ROOT, **kw):  # noqa: A001
     """Run one more process in a created or running container (runc exec).
 
     `process` is a whole process object (exec --process); without it, the container's own
     process with `args` and the `overrides` of process.exec.process_from_config (tty, env, cwd,
     user, additional_gids, caps, no_new_privs). In the foreground, return the process's exit
     status (128+N if signal N killed it); with `detach`, its pid once it has exec'd — it is left
-    to the caller's subreaper, who waits for it.
+    to the caller's subreaper, who waits for it. Keyword arguments: process, detach, pid_file,
+    console_socket, preserve_fds, ignore_paused, on_console, and the overrides.
     """
-    from .process import exec as ex
-    from .process.common import check_terminal
-    c = Container.load(root, cid)
-    st = c.status()
-    if st in ("stopped", "creating"):
-        raise StateError(f"cannot exec in a {st} container")
-    if st == "paused" and not ignore_paused:
-        raise StateError("cannot exec in a paused container (use --ignore-paused to override)")
-    if preserve_fds < 0:
-        raise MruncError("--preserve-fds: must be >= 0")
-    if process is None:
-        process = ex.process_from_config(c.config.get("process") or {}, args, **overrides)
-    from . import spec
-    spec.validate_process(process)
-    check_terminal(process, detach, console_socket, on_console)
-    return ex.run(c, process, detach=detach, pid_file=pid_file, console_socket=console_socket,
-                  preserve_fds=preserve_fds, on_console=on_console)
+    from .process.exec import exec_process
+    return exec_process(root, cid, args, **kw)
 
 
 # ---- resource control: update, ps, events (cgroups) -----------------------------------------

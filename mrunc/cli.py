@@ -1,8 +1,8 @@
-"""The runc-compatible command line. Each verb is a thin function over mrunc.api (create: over
-the function api.create names, see do_create; start, state, kill, delete, list, pause, resume:
-over mrunc.lifecycle, where api has them from). Here: the parser and the verbs engines run for
-every container; the others (spec, features, update, ps, doctor, export…) are in
-mrunc.moreverbs, loaded only when one of them runs.
+"""The runc-compatible command line. Each verb is a thin function over mrunc.api (create, exec
+and run: over the functions api's names, see do_create, do_exec, do_run; start, state, kill,
+delete, list, pause, resume: over mrunc.lifecycle, where api has them from). Here: the parser
+and the verbs engines run for every container; the others (spec, features, update, ps, doctor,
+export…) are in mrunc.moreverbs, loaded only when one of them runs.
 
 Global flags come before the verb, as with runc:
     mrunc [--root DIR] [--log FILE] [--log-format text|json] [--debug] [--systemd-cgroup] VERB ...
@@ -311,9 +311,9 @@ def do_create(a, log):
 
 
 def do_run(a, log):
-    from . import api
-    return api.run(a.id, a.bundle, a.root, detach=a.detach, keep=a.keep, network=a.network,
-                   **_create_kw(a, log))
+    from .oneshot import run    # not all of mrunc.api: as create, run needs none of its others
+    return run(a.id, a.bundle, a.root, detach=a.detach, keep=a.keep, network=a.network,
+               **_create_kw(a, log))
 
 
 def do_start(a, log):
@@ -421,19 +421,20 @@ def _read_process(path):
 def do_exec(a, log):
     """As runc: any failure before the program runs is "exec failed: ..." and exit status 255,
     so that it is told apart from the program's own exit status."""
-    from . import api
     from .errors import MruncError
     try:
         _check_preserved(a.preserve_fds)
         process = _read_process(a.process) if a.process else None
         if process is None and not a.command:
             raise MruncError("args must not be empty (exec [flags] ID COMMAND [ARG...])")
-        rc = api.exec(a.id, a.command, a.root, process=process, detach=a.detach,
-                      pid_file=a.pid_file, console_socket=a.console_socket,
-                      preserve_fds=a.preserve_fds, ignore_paused=a.ignore_paused, tty=a.tty,
-                      env=a.env, cwd=a.cwd, user=a.user, additional_gids=a.additional_gids,
-                      caps=a.cap, no_new_privs=a.no_new_privs, apparmor=a.apparmor,
-                      process_label=a.process_label)
+        # Straight to process.exec, as create to process.parent: not all of mrunc.api
+        from .process.exec import exec_process
+        rc = exec_process(a.root, a.id, a.command, process=process, detach=a.detach,
+                          pid_file=a.pid_file, console_socket=a.console_socket,
+                          preserve_fds=a.preserve_fds, ignore_paused=a.ignore_paused, tty=a.tty,
+                          env=a.env, cwd=a.cwd, user=a.user, additional_gids=a.additional_gids,
+                          caps=a.cap, no_new_privs=a.no_new_privs, apparmor=a.apparmor,
+                          process_label=a.process_label)
     except MruncError as e:
         log.error(f"exec failed: {e}")
         _exit_if_program(255)
@@ -449,6 +450,8 @@ def _exit_if_program(rc):
     __main__ calls our main), there is nothing left to do: skip the interpreter's teardown —
     freeing every module and object, ~4 ms. Called from Python (a test, a notebook), return."""
     if _run_as_program():
+        if "mrunc.codecache" in sys.modules:    # installed by _main: it may have more to keep
+            sys.modules["mrunc.codecache"].save()
         for f in (sys.stdout, sys.stderr):
             try:
                 f.flush()
@@ -524,6 +527,9 @@ def _main(argv):
         if a.systemd_cgroup:
             raise MruncError("--systemd-cgroup: the systemd cgroup driver is not supported "
                              "(use the default cgroupfs driver)")
+        if a.verb in NO_GC_VERBS and _run_as_program():
+            from . import codecache     # what these verbs import, from one file (see there)
+            codecache.install(a.verb)
         if a.verb in ("create", "run"):  # first: its grace period overlaps what follows
             from .cgroups import warm
             warm.start(3 + max(0, a.preserve_fds))

@@ -39,6 +39,12 @@ subtree, e.g. systemd's user@UID.service); otherwise it returns the disabled man
 `reason` the caller prints once.
 """
 
+# The freezer's file in a cgroup's directory, by generation (mrunc.cgroups.freezer says how each
+# is used): named here, so that a manager gives its path for create's record without loading
+# the freezer, which only pause, resume, state and a kill of a paused container use.
+FREEZER_V1 = "freezer.state"
+FREEZER_V2 = "cgroup.freeze"
+
 # The factory (mrunc.cgroups.factory) and the managers load when first asked for, so that a
 # submodule can be imported alone: `state`, `delete`, `pause` and `resume` read what create
 # recorded through .recorded and .freezer, and the rest — every manager, the mountinfo parser —

@@ -18,14 +18,11 @@ import os
 
 from mrunc.errors import CgroupError
 
-from . import fs
-
-V1_FILE = "freezer.state"
-V2_FILE = "cgroup.freeze"
+from . import FREEZER_V1, fs
 
 
 def _v1(path):
-    return os.path.basename(path) == V1_FILE
+    return os.path.basename(path) == FREEZER_V1
 
 
 def frozen(path):

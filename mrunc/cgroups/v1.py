@@ -20,7 +20,7 @@ import os
 
 from mrunc.errors import CgroupError
 
-from . import freezer, fs
+from . import FREEZER_V1, fs
 from .base import R, Manager, device_rule, given, nonzero
 
 
@@ -278,7 +278,7 @@ class V1Manager(Manager):
 
     # -- freezer ------------------------------------------------------------------------------
     def freezer_file(self):
-        return fs.at(self.dir("freezer"), freezer.V1_FILE)
+        return fs.at(self.dir("freezer"), FREEZER_V1)
 
     def can_freeze(self):
         return self.dir("freezer") is not None
@@ -286,11 +286,16 @@ class V1Manager(Manager):
     def freeze(self, timeout=10.0):
         if not self.can_freeze():
             raise CgroupError(f"cannot freeze {self.path}: the freezer controller is not mounted")
+        from . import freezer   # not for create and run, which only name its file
         freezer.freeze(self.freezer_file(), timeout, self.sys)
 
     def thaw(self):
         if self.can_freeze():
+            from . import freezer
             freezer.thaw(self.freezer_file(), self.sys)
 
     def freezer_state(self):
-        return "frozen" if self.can_freeze() and freezer.frozen(self.freezer_file()) else "thawed"
+        if not self.can_freeze():
+            return "thawed"
+        from . import freezer
+        return "frozen" if freezer.frozen(self.freezer_file()) else "thawed"

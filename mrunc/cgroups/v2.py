@@ -27,7 +27,7 @@ import os
 from mrunc.errors import CgroupError
 from mrunc.signals import SIGKILL
 
-from . import freezer, fs
+from . import FREEZER_V2, fs
 from .base import R, Manager, given, nonzero
 from .v1 import THROTTLES, _devnum, _rate, cpuset, pids, rdma  # noqa: F401  (same files on v2)
 from .v1 import hugetlb as _v1_hugetlb
@@ -290,7 +290,7 @@ class V2Manager(Manager):
 
     # -- freezer ------------------------------------------------------------------------------
     def freezer_file(self):
-        return os.path.join(self.dir(""), freezer.V2_FILE)
+        return os.path.join(self.dir(""), FREEZER_V2)
 
     def can_freeze(self):
         return fs.exists(self.freezer_file())
@@ -298,10 +298,13 @@ class V2Manager(Manager):
     def freeze(self, timeout=10.0):
         if not self.can_freeze():
             raise CgroupError(f"cannot freeze {self.dir('')}: no cgroup.freeze (kernel older than 5.2?)")
+        from . import freezer   # not for create and run, which only name its file
         freezer.freeze(self.freezer_file(), timeout, self.sys)
 
     def thaw(self):
+        from . import freezer
         freezer.thaw(self.freezer_file(), self.sys)
 
     def freezer_state(self):
+        from . import freezer
         return "frozen" if freezer.frozen(self.freezer_file()) else "thawed"

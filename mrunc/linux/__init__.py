@@ -647,22 +647,6 @@ def _clone3(args, what):
     return _check(ret, what)
 
 
-class RecordingSyscalls(Syscalls):
-    """A fake for unit tests: records every call and makes none (capget reports full caps)."""
-
-    def __getattribute__(self, name):
-        attr = object.__getattribute__(self, name)
-        if name.startswith("_") or name in ("log", "take_log", "capget", "add", "around") or \
-                not callable(attr):
-            return attr
-        rec = object.__getattribute__(self, "_rec")
-        return lambda *args, **kw: rec(name, *args) or 0
-
-    def capget(self, pid=0):
-        full = (1 << 41) - 1
-        return (full, full, 0)
-
-
 # Capability numbers -> names (linux/capability.h); the position is the number.
 CAP_NAMES = (
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
@@ -720,11 +704,24 @@ def flags_names(flags):
     return "|".join(names) or hex(flags)
 
 
-_MS_NAMES = [(v, k[3:]) for k, v in sorted(globals().items()) if k.startswith("MS_")]
+_MS_NAMES = None   # [(flag, name)] of every MS_ constant: made on first use (a walk of the globals)
 
 
 def mount_flags_names(flags):
+    """MS_BIND|MS_REC… for the trace and for errors: not needed by a create nobody traces."""
+    global _MS_NAMES
+    if _MS_NAMES is None:
+        _MS_NAMES = [(v, k[3:]) for k, v in sorted(globals().items()) if k.startswith("MS_")]
     return "|".join(n for v, n in _MS_NAMES if flags & v) or "0"
+
+
+def __getattr__(name):
+    """RecordingSyscalls, the unit tests' fake, from mrunc.linux.recording: no create, run or
+    exec needs it."""
+    if name == "RecordingSyscalls":
+        from .recording import RecordingSyscalls
+        return RecordingSyscalls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # fanotify(7), which only `mrunc watch` uses, is in mrunc.linux.fanotify (not paid for by create).

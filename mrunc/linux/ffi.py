@@ -61,16 +61,31 @@ class Library:
     prototype: `prototypes` maps a name to (result type, parameter types...); a result type of
     None is void. A `...` parameter list is a variadic function (syscall(2)): no conversion, each
     argument is passed as what it is (an int as an int, bytes as char *, None as NULL, byref(x)
-    as &x; a c_uint(...) or c_size_t(...) as that type)."""
+    as &x; a c_uint(...) or c_size_t(...) as that type).
+
+    Every symbol is looked up now (a library without one of them is refused here, an OSError),
+    but its function object is made the first time it is asked for, then kept as an attribute:
+    setting a prototype's types up costs more than the lookup, and a process calls few of the
+    functions — `exec` none of the mount calls, the runtime side of `create` none of init's."""
 
     def __init__(self, name, prototypes):
         handle = _ctypes.dlopen(name, _ctypes.RTLD_LOCAL)     # OSError if it is not there
-        for fname, (restype, *argtypes) in prototypes.items():
-            fn = _Function(_ctypes.dlsym(handle, fname))
-            fn.restype = restype
-            if argtypes != [...]:
-                fn.argtypes = argtypes
-            setattr(self, fname, fn)
+        self._symbols = {fname: (_ctypes.dlsym(handle, fname), proto)
+                         for fname, proto in prototypes.items()}
+
+    def __getattr__(self, fname):       # only for a function not made yet
+        if fname.startswith("_"):       # (_symbols itself, before __init__ set it)
+            raise AttributeError(fname)
+        try:
+            address, (restype, *argtypes) = self._symbols[fname]
+        except KeyError:
+            raise AttributeError(fname) from None
+        fn = _Function(address)
+        fn.restype = restype
+        if argtypes != [...]:
+            fn.argtypes = argtypes
+        setattr(self, fname, fn)
+        return fn
 
 
 def char_array(data):

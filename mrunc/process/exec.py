@@ -145,6 +145,32 @@ def _grantable(caps, warn=None):
 
 # ---------------------------------------------------------------- the runtime side
 
+def exec_process(root, cid, args=None, *, process=None, detach=False, pid_file=None,
+                 console_socket=None, preserve_fds=0, ignore_paused=False, on_console=None,
+                 **overrides):
+    """`mrunc exec` (mrunc.api.exec says what each argument is): check the container's state and
+    the process, then run it. Here, not in mrunc.api, so that the CLI's exec loads none of the
+    API's other operations (as create calls process.parent directly)."""
+    from .. import spec
+    from ..errors import StateError
+    from ..state import Container
+    from .common import check_terminal
+    c = Container.load(root, cid)
+    st = c.status()
+    if st in ("stopped", "creating"):
+        raise StateError(f"cannot exec in a {st} container")
+    if st == "paused" and not ignore_paused:
+        raise StateError("cannot exec in a paused container (use --ignore-paused to override)")
+    if preserve_fds < 0:
+        raise MruncError("--preserve-fds: must be >= 0")
+    if process is None:
+        process = process_from_config(c.config.get("process") or {}, args, **overrides)
+    spec.validate_process(process)
+    check_terminal(process, detach, console_socket, on_console)
+    return run(c, process, detach=detach, pid_file=pid_file, console_socket=console_socket,
+               preserve_fds=preserve_fds, on_console=on_console)
+
+
 def run(c, process, *, detach=False, pid_file=None, console_socket=None, preserve_fds=0,
         on_console=None):
     """Exec `process` (validated) in container `c` (created or running). Foreground: wait for

@@ -19,9 +19,8 @@ import os
 from mrunc import fastjson
 from mrunc.errors import SpecError
 
-from .consts import (CAPABILITIES, CAPABILITY_SETS, HOOK_KINDS, NAMESPACE_TYPES, OCI_VERSION_MAX,
+from .consts import (CAPABILITIES, CAPABILITY_SETS, NAMESPACE_TYPES, OCI_VERSION_MAX,
                      OCI_VERSION_MIN, RLIMITS)
-from . import consts
 from .mountopts import PROPAGATION_FLAGS, UNSUPPORTED_MOUNT_OPTIONS
 
 # Spec fields mrunc does not implement yet. Our rule is that a field we accept must have its
@@ -263,8 +262,9 @@ def check_strings(config, bundle, warn):
     hold (config.json is UTF-8) and no syscall can take; a `\\u0000` would cut a path, an
     argument or a syscall name short where C reads it. Refused here, once, with the path, rather
     than wherever a phase would first trip on it. (annotations are only stored: NUL is fine there.)"""
-    if _maybe_bad_strings(config):  # the fast pass; the slow one builds paths
-        bad = _bad_string(config, "config.json")
+    if _maybe_bad_strings(config):  # the fast pass; the slow one (rarechecks) builds paths
+        from .rarechecks import bad_string
+        bad = bad_string(config, "config.json")
         if bad:
             _fail(*bad)
 
@@ -285,40 +285,6 @@ def _maybe_bad_strings(config):
         elif isinstance(node, list):
             todo += node
     return False
-
-
-def _bad_string(config, top):
-    """(JSON path, what is wrong) of the first bad string (for a key: its object's path and
-    "a key"), else None. A loop, not recursion: the JSON parser allows nesting deeper than what
-    would be left of Python's recursion limit."""
-    todo = [(config, top, True)]
-    while todo:
-        node, path, kernel = todo.pop()
-        if isinstance(node, str):
-            why = _string_problem(node, kernel)
-            if why:
-                return path, why
-        elif isinstance(node, dict):
-            for key, value in reversed(node.items()):
-                why = _string_problem(key, kernel)
-                if why:
-                    return f"{path}: a key", why
-                sub = key if path == top else (f"{path}.{key}" if key.isidentifier() else
-                                               _key(path, key))
-                todo.append((value, sub, kernel and sub != "annotations"))
-        elif isinstance(node, list):
-            todo += [(value, f"{path}[{i}]", kernel) for i, value in reversed(list(enumerate(node)))]
-    return None
-
-
-def _string_problem(text, kernel):
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return "not valid Unicode (a lone UTF-16 surrogate, like \\ud800)"
-    if kernel and "\0" in text:
-        return "contains a NUL character (\\u0000)"
-    return None
 
 
 def check_unsupported(config, bundle, warn):
@@ -394,34 +360,10 @@ def process_fields(process, path, warn):
     _user(process.get("user"), f"{path}.user")
     _rlimits(process.get("rlimits"), f"{path}.rlimits")
     _capabilities(process.get("capabilities"), f"{path}.capabilities")
-    _scheduler(process.get("scheduler"), f"{path}.scheduler")
-    _io_priority(process.get("ioPriority"), f"{path}.ioPriority")
-
-
-def _scheduler(sched, path):
-    """process.scheduler: sched_setattr(2)'s arguments, by name."""
-    if sched is None:
-        return
-    sched = _obj(sched, path)
-    policy = _known(sched, "policy", path, consts.SCHED_POLICIES, "policy")
-    if policy == "SCHED_ISO":
-        _fail(f"{path}.policy", "SCHED_ISO is not implemented by Linux")
-    _fields(sched, path, {"nice": (-20, 19, None), "priority": (0, 99, None),
-                          "runtime": U64, "deadline": U64, "period": U64})
-    for i, flag in enumerate(_strings(sched.get("flags"), f"{path}.flags")):
-        if flag not in consts.SCHED_FLAGS:
-            _fail(f"{path}.flags[{i}]", f"unknown flag {_show(flag)}")
-    if policy in ("SCHED_FIFO", "SCHED_RR") and not sched.get("priority"):
-        _fail(f"{path}.priority", f"{policy} needs a priority from 1 to 99")
-
-
-def _io_priority(prio, path):
-    """process.ioPriority: ioprio_set(2) for the process."""
-    if prio is None:
-        return
-    prio = _obj(prio, path)
-    _known(prio, "class", path, consts.IOPRIO_CLASSES, "class")
-    _fields(prio, path, {"priority": (0, 7, None)})
+    if process.get("scheduler") is not None or process.get("ioPriority") is not None:
+        from .rarechecks import io_priority, scheduler
+        scheduler(process.get("scheduler"), f"{path}.scheduler")
+        io_priority(process.get("ioPriority"), f"{path}.ioPriority")
 
 
 def _user(user, path):
@@ -545,63 +487,6 @@ def check_mounts(config, bundle, warn):
             _fail(f"{at}.source", "required for a bind mount")
 
 
-def check_devices(config, bundle, warn):
-    """linux.devices: nodes to create in the container (c/u char, b block, p fifo)."""
-    for i, device in enumerate(_arr(_linux(config).get("devices"), "linux.devices")):
-        at = f"linux.devices[{i}]"
-        device = _item(device, at)
-        kind = _str(_required(device, "type", at), f"{at}.type")
-        if kind not in ("c", "b", "u", "p"):
-            _fail(f"{at}.type", f'must be one of "c", "b", "u", "p", got {_show(kind)}')
-        _abspath(_required(device, "path", at), f"{at}.path")
-        if kind != "p":  # a fifo has no device number
-            _required(device, "major", at)
-            _required(device, "minor", at)
-        # mknod(2) takes a 32-bit dev_t: 12 bits of major, 20 of minor. fileMode is decimal in JSON.
-        _fields(device, at, {"major": (0, 4095, None), "minor": (0, 2**20 - 1, None),
-                             "fileMode": U32, "uid": ID, "gid": ID})
-
-
-# Sysctls that live in the IPC namespace (plus every fs.mqueue.*).
-_IPC_SYSCTLS = frozenset(("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
-                          "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"))
-
-
-def check_sysctl(config, bundle, warn):
-    """linux.sysctl: written to /proc/sys inside the container — only safe for namespaced keys.
-
-    Most of /proc/sys is global: kernel.pid_max written "in the container" changes the host. Like
-    runc we allow only the keys that belong to a namespace the container has of its own.
-    """
-    sysctl = _obj(_linux(config).get("sysctl"), "linux.sysctl")
-    if not sysctl:
-        return
-    namespaces = _namespaces(config)
-    for key, value in sysctl.items():
-        at = _key("linux.sysctl", key)
-        _str(value, at)
-        # "net.ipv4.conf.eth0/100.forwarding" is legal ("/" stands for a "." in a name), but an
-        # empty component ("net..x", "net/../x") would climb out of /proc/sys/net.
-        if "" in key.replace("/", ".").split("."):
-            _fail(at, "not a valid sysctl name")
-        if key in _IPC_SYSCTLS or key.startswith("fs.mqueue."):
-            need = "ipc"
-        elif key.startswith("net."):
-            need = "network"
-        elif key == "kernel.domainname":
-            need = "uts"
-        elif key == "kernel.hostname":
-            _fail(at, 'conflicts with the "hostname" field; set that instead')
-        elif key.startswith("user."):
-            need = "user"
-        else:
-            _fail(at, "not in a separate kernel namespace, so it would change the host")
-        if need not in namespaces:
-            _fail(at, f'needs a private {need} namespace (linux.namespaces has no "{need}")')
-        if need in shared_with_host(config):
-            _fail(at, f"not allowed in the host's {need} namespace (its path is the runtime's own)")
-
-
 def _same_file(a, b):
     try:
         sa, sb = os.stat(a), os.stat(b)
@@ -683,22 +568,6 @@ def check_annotations(config, bundle, warn):
             _str(value, _key("annotations", key))
 
 
-def check_hooks(config, bundle, warn):
-    """hooks: programs the runtime runs at fixed points of the lifecycle, state JSON on stdin."""
-    for kind, hooks in _obj(config.get("hooks"), "hooks").items():
-        path = f"hooks.{kind}"
-        if kind not in HOOK_KINDS:
-            # A hook we do not know would never run; a container that depends on it must not start.
-            _fail(path, f"unknown hook kind (known: {', '.join(HOOK_KINDS)})")
-        for i, hook in enumerate(_arr(hooks, path)):
-            at = f"{path}[{i}]"
-            hook = _item(hook, at)
-            _abspath(_required(hook, "path", at), f"{at}.path")
-            _strings(hook.get("args"), f"{at}.args")
-            _env(hook.get("env"), f"{at}.env")
-            _fields(hook, at, {"timeout": POSITIVE})
-
-
 def check_resources(config, bundle, warn):
     """linux.resources and cgroupsPath: shapes only; the cgroups phase judges values."""
     linux = _linux(config)
@@ -771,113 +640,27 @@ def resources_fields(resources, path):
             _fail(f"{at}.access", f'must be made of "r", "w" and "m", got {_show(access)}')
 
 
-def check_personality(config, bundle, warn):
-    """linux.personality: the execution domain, personality(2) — LINUX32 makes `uname -m` say i686."""
-    pers = _linux(config).get("personality")
-    if pers is None:
-        return
-    pers = _obj(pers, "linux.personality")
-    domain = _str(_required(pers, "domain", "linux.personality"), "linux.personality.domain")
-    if domain not in ("LINUX", "LINUX32"):
-        _fail("linux.personality.domain", f"unknown domain {_show(domain)} (LINUX or LINUX32)")
-    for i, flag in enumerate(_strings(pers.get("flags"), "linux.personality.flags")):
-        _fail(f"linux.personality.flags[{i}]", f"unknown flag {_show(flag)} (the spec defines none)")
+# ---- checks of fields few configs have: their code is loaded only when the field is there -------
+
+def _when_present(name, module, key, top=False):
+    """The check `name` of mrunc.spec.<module>, run only for a config that has linux.<key> (or
+    <key>, with `top`): one without that field never reads the module's code. In CHECKS it runs
+    where the check itself would, so the first failure of a config is the same one."""
+    def check(config, bundle, warn):
+        if (config if top else _linux(config)).get(key) is not None:
+            # from .<module> import <name>, then run it
+            getattr(__import__(module, globals(), None, (name,), 1), name)(config, bundle, warn)
+    check.__name__ = check.__qualname__ = name      # what the trace names
+    check.__doc__ = f"{'' if top else 'linux.'}{key}: mrunc.spec.{module}.{name}"
+    return check
 
 
-def check_time_offsets(config, bundle, warn):
-    """linux.timeOffsets: only a *new* time namespace can get offsets (they are written once,
-    before its first process enters it)."""
-    offsets = _linux(config).get("timeOffsets")
-    if offsets is None:
-        return
-    offsets = _obj(offsets, "linux.timeOffsets")
-    nss = _namespaces(config)
-    if offsets and ("time" not in nss or nss["time"]):
-        _fail("linux.timeOffsets", "needs a new time namespace (a {\"type\": \"time\"} entry "
-                                   "without a path in linux.namespaces)")
-    for clock, value in offsets.items():
-        where = f"linux.timeOffsets.{clock}"
-        if clock not in ("monotonic", "boottime"):
-            _fail(where, "unknown clock (monotonic or boottime)")
-        value = _obj(value, where)
-        _fields(value, where, {"secs": I64, "nanosecs": (0, 999999999, None)})
-
-
-# Syscalls init itself makes between loading the filter and handing the listener fd home: a
-# NOTIFY rule on one of them would block init on an agent that has no fd yet (runc refuses
-# "write" for the same reason; we send the fd with sendmsg).
-_NOTIFY_FORBIDDEN = ("sendmsg",)
-
-
-def check_seccomp(config, bundle, warn):
-    """linux.seccomp: the syscall filter. Names are checked here; whether libseccomp and the
-    kernel know a syscall, an architecture or a flag is for the security phase (unknown syscall
-    names are skipped there, as runc does: profiles list calls newer than many kernels)."""
-    seccomp = _linux(config).get("seccomp")
-    if seccomp is None:
-        return
-    from mrunc.linux.seccomp import ACTIONS, ARCHES, FLAGS, OPERATORS
-    path = "linux.seccomp"
-    seccomp = _obj(seccomp, path)
-
-    def action(obj, at, key, errno_key):
-        name = _str(_required(obj, key, at), f"{at}.{key}")
-        if name not in ACTIONS:
-            _fail(f"{at}.{key}", f"unknown action {_show(name)}")
-        if obj.get(errno_key) is not None:
-            _int(obj[errno_key], f"{at}.{errno_key}", U16)
-            if not ACTIONS[name][1]:
-                # the spec: MUST fail if errnoRet is set with an action that returns no errno
-                _fail(f"{at}.{errno_key}", f"only valid with SCMP_ACT_ERRNO or SCMP_ACT_TRACE, "
-                                           f"not {name}")
-        return name
-
-    default = action(seccomp, path, "defaultAction", "defaultErrnoRet")
-    if default == "SCMP_ACT_NOTIFY":
-        # every syscall of init's, sending the listener fd home included, would wait for an
-        # agent that cannot have the fd yet
-        _fail(f"{path}.defaultAction", "SCMP_ACT_NOTIFY cannot be the default action")
-    for i, arch in enumerate(_strings(seccomp.get("architectures"), f"{path}.architectures")):
-        if arch not in ARCHES:
-            _fail(f"{path}.architectures[{i}]", f"unknown architecture {_show(arch)}")
-    for i, flag in enumerate(_strings(seccomp.get("flags"), f"{path}.flags")):
-        if flag not in FLAGS:
-            _fail(f"{path}.flags[{i}]", f"unknown flag {_show(flag)}")
-    listener = seccomp.get("listenerPath")
-    if listener is not None:
-        _str(listener, f"{path}.listenerPath")
-        if len(os.fsencode(listener)) > 107:  # sun_path holds 108 bytes with the NUL
-            _fail(f"{path}.listenerPath", "longer than a unix socket path may be (107 bytes)")
-    if seccomp.get("listenerMetadata") is not None:
-        _str(seccomp["listenerMetadata"], f"{path}.listenerMetadata")
-        if not listener:
-            _fail(f"{path}.listenerMetadata", "set without linux.seccomp.listenerPath")
-    for i, rule in enumerate(_arr(seccomp.get("syscalls"), f"{path}.syscalls")):
-        at = f"{path}.syscalls[{i}]"
-        rule = _item(rule, at)
-        names = _strings(_required(rule, "names", at), f"{at}.names")
-        if not names:
-            _fail(f"{at}.names", "must have at least one entry")
-        for j, name in enumerate(names):
-            if not name:
-                _fail(f"{at}.names[{j}]", "must not be empty")
-        act = action(rule, at, "action", "errnoRet")
-        if act == "SCMP_ACT_NOTIFY":
-            if not listener:
-                _fail(f"{at}.action", "SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath")
-            for j, name in enumerate(names):
-                if name in _NOTIFY_FORBIDDEN:
-                    _fail(f"{at}.names[{j}]", f"SCMP_ACT_NOTIFY cannot be used for {_show(name)}: "
-                                              "init needs it to pass the listener fd on")
-        for j, arg in enumerate(_arr(rule.get("args"), f"{at}.args")):
-            where = f"{at}.args[{j}]"
-            arg = _item(arg, where)
-            _int(_required(arg, "index", where), f"{where}.index", (0, 5, None))
-            _int(_required(arg, "value", where), f"{where}.value", U64)
-            _fields(arg, where, {"valueTwo": U64})
-            op = _str(_required(arg, "op", where), f"{where}.op")
-            if op not in OPERATORS:
-                _fail(f"{where}.op", f"unknown operator {_show(op)}")
+check_personality = _when_present("check_personality", "rarechecks", "personality")
+check_time_offsets = _when_present("check_time_offsets", "rarechecks", "timeOffsets")
+check_seccomp = _when_present("check_seccomp", "seccompcheck", "seccomp")
+check_devices = _when_present("check_devices", "rarechecks", "devices")
+check_sysctl = _when_present("check_sysctl", "rarechecks", "sysctl")
+check_hooks = _when_present("check_hooks", "rarechecks", "hooks", top=True)
 
 
 CHECKS = [

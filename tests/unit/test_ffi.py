@@ -38,6 +38,19 @@ def test_variadic_syscall_passes_ints_bytes_and_arrays():
         os.close(w)
 
 
+def test_functions_are_made_on_first_use_and_a_missing_one_is_refused_at_once():
+    """A prototype object is made when its function is first asked for (a process calls few);
+    every symbol is still looked up when the library is loaded."""
+    libc = ffi.Library(None, {"getpid": (ffi.c_int,), "getppid": (ffi.c_int,)})
+    assert "getpid" not in vars(libc)
+    assert libc.getpid() == os.getpid() and "getpid" in vars(libc) and "getppid" not in vars(libc)
+    assert libc.getpid is libc.getpid
+    with pytest.raises(AttributeError):
+        libc.getuid         # not declared
+    with pytest.raises(OSError):
+        ffi.Library(None, {"mrunc_no_such_function": (ffi.c_int,)})
+
+
 def test_a_missing_library_is_an_oserror():
     with pytest.raises(OSError):
         ffi.Library("libmrunc-no-such-library.so.9", {})

@@ -128,23 +128,32 @@ def test_hot_verbs_import_nothing_heavy(mr):
 # (root, no hooks, no --trace): each costs them 0.1-0.3 ms of CPU. The cgroup manager of the
 # other layout, the disabled one, usage figures (events, stats); subordinate ids (rootless
 # only); the record (--trace and the stepper only); `mrunc spec`'s default config and `mrunc
-# features`' document; hooks; the notebook side. create calls process.parent directly, not
-# through mrunc.api; exec joins the cgroup create recorded (mrunc.cgroups.recorded), without the
-# factory and the managers, and takes what it shares with init from process.common, not init;
-# neither loads the lifecycle's other operations (mrunc.lifecycle: run's start and delete).
+# features`' document; hooks; the notebook side; the unit tests' fake Syscalls. None of them
+# imports mrunc.api: create calls process.parent, run mrunc.oneshot, exec process.exec
+# directly. exec joins the cgroup create recorded (mrunc.cgroups.recorded), without the factory
+# and the managers, and takes what it shares with init from process.common, not init; neither
+# create nor exec loads the lifecycle's other operations (mrunc.lifecycle: run's start and
+# delete).
 NOT_FOR_CONTAINERS = {"mrunc.cgroups.disabled", "mrunc.cgroups.usage", "mrunc.cgroups.events",
                       "mrunc.security.subids", "mrunc.record", "mrunc.spec.defaults",
                       "mrunc.spec.featuresdoc", "mrunc.hooks", "mrunc.doctor", "mrunc.snapshot",
-                      "mrunc.watch", "mrunc.moreverbs"}
+                      "mrunc.watch", "mrunc.moreverbs", "mrunc.api", "mrunc.linux.recording"}
 NOT_FOR_CONTAINER_PACKAGES = ("mrunc.sandbox", "mrunc.notebook", "mrunc.network")
+# The checks of config fields these containers do not have (mrunc.spec.checks loads each only
+# for a config with its field): seccomp's only where the config has a filter.
+RARE_CHECKS = {"mrunc.spec.rarechecks"}
+SECCOMP_CHECK = "mrunc.spec.seccompcheck"
 PURE_V2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
 
 
-def unneeded_for_containers(verb, found):
-    """mrunc modules create/run/exec imported though the container did not need them."""
-    bad = set(NOT_FOR_CONTAINERS) | ({"mrunc.api"} if verb == "create" else set())
+def unneeded_for_containers(verb, found, seccomp=False):
+    """mrunc modules create/run/exec imported though the container did not need them
+    (`seccomp`: the config has a filter)."""
+    bad = set(NOT_FOR_CONTAINERS) | RARE_CHECKS | (set() if seccomp else {SECCOMP_CHECK})
     if verb in ("create", "exec"):
         bad.add("mrunc.lifecycle")      # start, kill, delete…: only run uses them
+    if verb in ("create", "run"):
+        bad.add("mrunc.cgroups.freezer")    # the managers name its file; exec asks: paused?
     if verb == "exec":
         bad |= {"mrunc.cgroups.factory", "mrunc.cgroups.layout", "mrunc.cgroups.base",
                 "mrunc.cgroups.v1", "mrunc.cgroups.v2", "mrunc.process.init"}
@@ -166,16 +175,23 @@ def test_create_run_exec_import_only_the_syscall_layer(mr):
         cfg["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
             {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}
     bad = {}
-    for verb in (["run", "--bundle", mr.bundle(args=["true"]), mr.new_id()],
-                 ["create", "--bundle", mr.bundle(args=["sleep", "100"]), cid],
-                 ["exec", cid, "true"],
-                 ["run", "--bundle", mr.bundle(seccomp, args=["true"]), mr.new_id()],
-                 ["run", "-d", "--bundle", mr.bundle(seccomp, args=["sleep", "100"]), sec],
-                 ["exec", sec, "true"],     # builds the filter (and keeps it)
-                 ["exec", sec, "true"]):    # loads the kept one
+    for verb, filtered in ((["run", "--bundle", mr.bundle(args=["true"]), mr.new_id()], False),
+                           (["create", "--bundle", mr.bundle(args=["sleep", "100"]), cid], False),
+                           (["exec", cid, "true"], False),
+                           (["run", "--bundle", mr.bundle(seccomp, args=["true"]), mr.new_id()],
+                            True),
+                           (["run", "-d", "--bundle", mr.bundle(seccomp, args=["sleep", "100"]),
+                             sec], True),
+                           (["exec", sec, "true"], False),     # builds the filter (and keeps it)
+                           (["exec", sec, "true"], False)):    # loads the kept one
         found = [(m, chain) for m, chain in imports(mr, *verb) if m.split(".")[0] not in allowed]
-        if offenders(found) or unneeded_for_containers(verb[0], found):
-            bad[" ".join(verb[:2])] = offenders(found) + unneeded_for_containers(verb[0], found)
+        unneeded = unneeded_for_containers(verb[0], found, seccomp=filtered)
+        if offenders(found) or unneeded:
+            bad[" ".join(verb[:2])] = offenders(found) + unneeded
+        if filtered:    # the filter was checked: by the code that checks it
+            assert SECCOMP_CHECK in {m for m, _ in found}
+        # run as the program, the verb imports through its one-file code cache
+        assert "mrunc.codecache" in {m for m, _ in found}, verb
     assert not bad, "heavy or unneeded imports:\n" + "\n".join(
         f"  {verb}: {', '.join(mods)}" for verb, mods in bad.items())
 

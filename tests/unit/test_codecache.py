@@ -1,0 +1,69 @@
+"""mrunc.codecache: the code of what create, run and exec import, read from one file — and never
+code that is out of date. Run on a copy of the package, so that a source can be changed."""
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import mrunc
+
+PKG = os.path.dirname(mrunc.__file__)
+
+# A command's imports as the command line makes them: codecache first, then the modules.
+SCRIPT = """
+import sys
+sys.path[:0] = [{root!r}]
+from mrunc import codecache
+codecache.install("test")
+import mrunc.signals, mrunc.spec.consts
+print(type(mrunc.signals.__spec__.loader).__name__ if not isinstance(mrunc.signals.__spec__.loader,
+      type) else mrunc.signals.__spec__.loader.__name__, getattr(mrunc.signals, "CHANGED", None))
+codecache.save()
+"""
+
+
+@pytest.fixture
+def pkg(tmp_path):
+    shutil.copytree(PKG, tmp_path / "mrunc", ignore=shutil.ignore_patterns("__pycache__"))
+    return tmp_path
+
+
+def command(root, *flags):
+    p = subprocess.run([sys.executable, "-I", "-S", *flags, "-c", SCRIPT.format(root=str(root))],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    return p.stdout.split()
+
+
+def cache_file(root):
+    d = root / "mrunc" / "__pycache__"
+    return [d / n for n in os.listdir(d) if n.startswith("hot-test.")] if d.is_dir() else []
+
+
+def test_the_second_command_reads_the_code_the_first_one_kept(pkg):
+    assert command(pkg) == ["SourceFileLoader", "None"]     # nothing kept yet: the usual way
+    [f] = cache_file(pkg)
+    assert f.stat().st_mode & 0o777 == 0o644
+    kept = f.stat().st_mtime_ns
+    assert command(pkg) == ["_Loader", "None"]              # from the file
+    assert f.stat().st_mtime_ns == kept                     # nothing new: not written again
+
+
+def test_a_changed_source_is_imported_again_and_kept_anew(pkg):
+    command(pkg)
+    with open(pkg / "mrunc" / "signals.py", "a") as f:
+        f.write("\nCHANGED = 1\n")
+    assert command(pkg) == ["SourceFileLoader", "1"]        # not the code the file holds
+    assert command(pkg) == ["_Loader", "1"]                 # the file holds the new code now
+
+
+def test_nothing_is_written_without_bytecode_writing_and_a_bad_file_is_ignored(pkg):
+    command(pkg, "-B")
+    assert cache_file(pkg) == []
+    (pkg / "mrunc" / "__pycache__").mkdir(exist_ok=True)
+    (pkg / "mrunc" / "__pycache__" / f"hot-test.{sys.implementation.cache_tag}.bin").write_bytes(
+        b"not marshal data")
+    assert command(pkg) == ["SourceFileLoader", "None"]     # the usual way; then a good file
+    assert command(pkg) == ["_Loader", "None"]
