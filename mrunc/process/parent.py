@@ -9,6 +9,7 @@ Every call the parent makes goes through one Syscalls object, `events.sys`; when
 phase, the parent's calls since the previous report — made while init was in that phase — are
 merged with init's into the phase's record (mrunc.record).
 """
+import _thread
 import os
 import time
 
@@ -326,10 +327,26 @@ def _culprit(config, phase, sig):
 
 def _answer(c, config, bundle, state, events, sock, clone_pid, cg, console_socket, on_console,
             helper):
+    ahead = []      # the cgroup dirs init binds in, being made while it mounts (_DirsAhead)
+    try:
+        _answer_all(c, config, bundle, state, events, sock, clone_pid, cg, console_socket,
+                    on_console, helper, ahead)
+    finally:
+        for a in ahead:
+            a.wait(raising=False)   # before a failed create removes the cgroup: all of it
+
+
+def _answer_all(c, config, bundle, state, events, sock, clone_pid, cg, console_socket,
+                on_console, helper, ahead):
     sys = events.sys
+    dirs = None
     while True:
         msg = protocol.recv(sock, with_fds=True)
         t = msg["t"]
+        if ahead and t != "mount-source":
+            # init is past its mounts (or failed): from here on the runtime's calls are its
+            # main thread's again, and init's next question may be for the dirs
+            dirs = ahead.pop().wait(raising=t != "error")   # (init's own error comes first)
         if t == "error":
             err = InitError(msg["phase"], msg["message"], msg.get("syscall"), msg.get("path"),
                             msg.get("errno"))
@@ -347,9 +364,13 @@ def _answer(c, config, bundle, state, events, sock, clone_pid, cg, console_socke
             events.phase(msg["phase"], msg["ms"], msg["calls"], state["init_pid"], view=msg.get("view"))
             if msg.get("wait", True):   # not when nobody reads the record (init._Phases._waits)
                 protocol.send(sock, {"t": "continue"})
+            if msg["phase"] == "clone" and _dirs_ahead(config, cg):
+                ahead.append(_DirsAhead(cg, state, sys))    # the mount phase has begun
         elif t == "cgroup-dirs":
-            state["cgroup"] = cg
-            protocol.send(sock, {"t": "cgroup-dirs", "dirs": _cgroup_dirs(cg, sys)})
+            if dirs is None:            # (not made ahead)
+                state["cgroup"] = cg
+                dirs = _cgroup_dirs(cg, sys)
+            protocol.send(sock, {"t": "cgroup-dirs", "dirs": dirs})
         elif t == "mount-source":
             answer, fds = helper.open(msg)
             protocol.send(sock, answer, fds)
@@ -387,6 +408,57 @@ def join_cgroup(cg, config, state):
     cg.apply(state["init_pid"])
     from ..cgroups import warm
     warm.stop()     # its thread may stop: the lock has done its work
+
+
+def _dirs_ahead(config, cg):
+    """Will init ask for its cgroup dirs in the mount phase (init.mount_phase), and are there
+    any to make? (None without a cgroup — rootless, not delegated: then no thread either.)"""
+    from .common import own_mount_namespace
+    return (cg.layout != "disabled" and _needs_cgroup_bind(config)
+            and own_mount_namespace(config))
+
+
+class _DirsAhead:
+    """The container's cgroup dirs, made by a thread of the runtime while init mounts.
+
+    init asks for them once its own mounts are done, to bind them last (init.mount_phase);
+    made only then, init waited ≈ 1 ms for ten mkdirs in cgroupfs (a v1 host). So they are
+    made as the mount phase begins, and on a thread: the main thread goes on answering init
+    meanwhile — in a user namespace init asks it for bind sources (sources.py) before it asks
+    for the dirs. Still the mount phase's calls, by the runtime: the thread records them in
+    a log of its own, which joins the runtime's when it is done (wait); the main thread does
+    not touch the manager before (any message of init's but a bind source's request waits)."""
+
+    def __init__(self, cg, state, sys):
+        self.cg, self.sys, self.own = cg, sys, type(sys)()
+        self.own.who, self.own.pid, self.own.keeping = sys.who, sys.pid, sys.keeping
+        self.dirs = self.error = None
+        self.done = _thread.allocate_lock()
+        self.done.acquire()
+        state["cgroup"] = cg    # a failed create removes what was made (once wait() returns)
+        cg.sys = self.own
+        try:
+            _thread.start_new_thread(self._make, ())
+        except RuntimeError:    # no thread to be had (RLIMIT_NPROC): made here and now
+            self._make()
+
+    def _make(self):
+        try:
+            self.dirs = _cgroup_dirs(self.cg, self.own)
+        except BaseException as e:  # noqa: BLE001 — raised by wait(), in the main thread
+            self.error = e
+        finally:
+            self.done.release()
+
+    def wait(self, raising=True):
+        """The dirs, once made (or the error making them); their calls join the runtime's."""
+        with self.done:
+            pass
+        self.cg.sys = self.sys
+        self.sys.log.extend(self.own.take_log())
+        if self.error is not None and raising:
+            raise self.error
+        return self.dirs
 
 
 def _cgroup_dirs(cg, sys):

@@ -98,6 +98,8 @@ class Init:
         self.sock, self.calls = sock, []
         self.listened = listened    # does init wait for "continue" (init._Phases._waits)
         self.errors = []
+        self.mounting = 0.0         # how long its own mounts take, before it asks for the dirs
+        self.asked = None           # when it asked for them
 
     def call(self, who, name, *args):
         self.calls.append({"call": name, "args": list(args), "who": who,
@@ -129,6 +131,8 @@ def script(init, userns, bind, cgroupns, hooks):
     init.phase("clone")
     init.call("init", "mount", None, "/", None, "REC|SLAVE", None)
     if bind:
+        time.sleep(init.mounting)
+        init.asked = time.time()
         protocol.send(init.sock, {"t": "cgroup-dirs"})
         dirs = protocol.recv(init.sock, "cgroup-dirs")["dirs"]
         for name, d in dirs:
@@ -151,9 +155,10 @@ class _C:
     id = "c1"
 
 
-def create(tmp_path, config, layout, listened=True):
+def create(tmp_path, config, layout, listened=True, init=None):
     """Run the runtime's half against the script; {phase: [(who, call, args...)]} and the trace.
-    listened=False: an engine's create, nobody reading the record (no trace, no stepper)."""
+    listened=False: an engine's create, nobody reading the record (no trace, no stepper).
+    init: {"mounting": seconds} in, {"asked": when init asked for its cgroup dirs} out."""
     cgroot = tmp_path / "cgroup"
     (v1_host if layout == "hybrid" else v2_host)(cgroot)
     cg = cgroups.manager("/mrunc/c1", "c1", root=str(cgroot), mountinfo=None)
@@ -164,7 +169,8 @@ def create(tmp_path, config, layout, listened=True):
     nss = {n["type"] for n in config["linux"]["namespaces"]}
     mine, theirs = protocol.pair()
     mine.settimeout(10)     # a protocol slip fails the test instead of hanging it
-    init = Init(theirs, listened)
+    seen, init = init, Init(theirs, listened)
+    init.mounting = (seen or {}).get("mounting", 0.0)
 
     def run_script():
         try:
@@ -186,6 +192,8 @@ def create(tmp_path, config, layout, listened=True):
         t.join(10)
         mine.close()
         theirs.close()
+    if seen is not None:
+        seen["asked"] = init.asked
     if not listened:
         return [r["phase"] for r in events.records]
     root = str(cgroot)
@@ -215,12 +223,13 @@ def test_root_on_a_hybrid_host_binds_cgroup_dirs_made_in_the_mount_phase(tmp_pat
     assert phases["clone"] == [("clone", "unshare", "CLONE_NEWPID|CLONE_NEWNS")]   # no id maps
     mount = phases["mount"]
     made = [c for c in mount if c[:2] == ("runtime", "mkdir")]
-    # the cgroup dirs, by the runtime, in the mount phase: after init's first mount, before the binds
+    # the cgroup dirs, by the runtime, in the mount phase: made while init mounts (a thread of
+    # the runtime's: before or after init's first mount), all before the binds
     assert [c[2] for c in made] == [f"/{h}/mrunc{leaf}" for h in ("unified", "cpuset", "devices",
                                                                   "memory", "pids")
                                     for leaf in ("", "/c1")]
     first_bind = next(i for i, c in enumerate(mount) if c[-2:] == ("BIND|REC", None))
-    assert mount.index(made[-1]) < first_bind and mount[0][:2] == ("init", "mount")
+    assert mount.index(made[-1]) < first_bind and ("init", "mount") in [c[:2] for c in mount]
     assert ("runtime", "write", "/cpuset/mrunc/c1/cpuset.cpus", "0-3") in mount   # v1 cpuset copy
     rec = {r["phase"]: r for r in records}
     notes = {c.get("note") for c in rec["mount"]["calls"] if c["who"] == "runtime" and c["call"] == "mkdir"}
@@ -239,7 +248,69 @@ def test_root_on_a_hybrid_host_binds_cgroup_dirs_made_in_the_mount_phase(tmp_pat
     assert {c[3] for c in procs} == {str(INIT_PID)} and len(procs) == 5
     assert cg.index(procs[0]) > max(i for i, c in enumerate(cg) if not c[2].endswith("cgroup.procs"))
     assert "runtime[" in trace and "  ^ made in the mount phase" in trace
-    assert trace.count("^ made in the mount phase") == 1      # said once for the run of mkdirs
+    assert trace.count("^ made in the mount phase") == 1      # said once for all the mkdirs
+
+
+@pytest.mark.parametrize("listened", [True, False])
+def test_the_cgroup_dirs_are_made_while_init_mounts_not_once_it_asks(tmp_path, listened):
+    """The runtime makes the dirs init will bind as soon as the mount phase begins — on a
+    thread, while init mounts — so they are there when init asks (it waited ≈ 1 ms for them);
+    still in the mount phase's record, by the runtime, before every bind of them."""
+    seen = {"mounting": 0.3}    # init's own mounts: plenty of time for ten mkdirs in a temp tree
+    got = create(tmp_path, config(["pid", "mount"]), "hybrid", listened, init=seen)
+    if not listened:
+        assert got == ["clone", "mount", "pivot_root", "cgroup", "security"]
+        assert os.path.isdir(tmp_path / "cgroup" / "pids" / "mrunc" / "c1")
+        return
+    _phases, records, _trace = got
+    rec = {r["phase"]: r["calls"] for r in records}
+    assert not [c for c in rec["clone"] if c["who"] == "runtime" and c["call"] == "mkdir"]
+    made = [c for c in rec["mount"] if c["who"] == "runtime" and c["call"] == "mkdir"]
+    assert len(made) == 10 and all(c["t"] < seen["asked"] for c in made), (made, seen)
+    binds = [c for c in rec["mount"] if c["who"] == "init" and "BIND|REC" in c["args"]]
+    assert binds and max(c["t"] for c in made) < min(c["t"] for c in binds)
+
+
+def test_a_create_failing_while_the_dirs_are_made_returns_once_all_are_made(tmp_path):
+    """init fails in its mount phase while the runtime's thread still makes the cgroup dirs:
+    the error comes out only once that thread is done, so the undo that follows finds every
+    dir it must remove (cg.created), none made after it."""
+    from mrunc.errors import InitError
+
+    class SlowHost(Host):
+        def mkdir(self, path, mode=0o755):
+            time.sleep(0.01)
+            super().mkdir(path, mode)
+    cgroot = tmp_path / "cgroup"
+    v1_host(cgroot)
+    cg = cgroups.manager("/mrunc/c1", "c1", root=str(cgroot), mountinfo=None)
+    events = parent.Events()
+    events.sys = cg.sys = SlowHost()
+    mine, theirs = protocol.pair()
+    mine.settimeout(10)
+
+    def init():
+        protocol.send(theirs, {"t": "pid", "pid": INIT_PID})
+        protocol.send(theirs, {"t": "phase", "phase": "clone", "ms": 1.0, "calls": []})
+        protocol.recv(theirs, "continue")
+        protocol.send(theirs, {"t": "error", "phase": "mount", "message": "mount proc: EPERM"})
+    t = threading.Thread(target=init)
+    t.start()
+    state = {"init_pid": None, "cgroup": None}
+    try:
+        with pytest.raises(InitError, match="EPERM"):
+            parent._answer(_C(), config(["pid", "mount"]), str(tmp_path), state, events, mine,
+                           os.getpid(), cg, None, None, None)
+    finally:
+        t.join(10)
+        mine.close()
+        theirs.close()
+    assert state["cgroup"] is cg and cg.sys is events.sys
+    made = sorted(str(p) for p in cgroot.glob("*/mrunc*") if p.is_dir())
+    made += sorted(str(p) for p in cgroot.glob("*/mrunc/c1") if p.is_dir())
+    assert len(made) == 10 and sorted(cg.created) == sorted(made)
+    time.sleep(0.05)
+    assert len([p for p in cgroot.glob("*/mrunc/*") if p.is_dir()]) == 5    # none made since
 
 
 def test_rootless_clone_phase_shows_the_id_maps_between_the_clone_childs_calls(tmp_path, monkeypatch):
