@@ -257,7 +257,7 @@ def _create(c, config, bundle, state, events, cg, *, no_pivot, preserve_fds, con
     helper = None
     try:
         if ctx.runtime_sources:
-            helper = SourceHelper(ctx.recording)  # a thread, waiting for init's first request
+            helper = SourceHelper(ctx.recording)  # a thread, started at init's first request
         from ..cgroups import warm
         warm.start(3 + preserve_fds)  # if the command line has not (the sandbox): see its doc
         _serve(c, config, bundle, state, events, mine, clone_pid, cg, console_socket, on_console,

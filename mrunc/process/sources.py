@@ -1,11 +1,10 @@
 """The runtime's helper that opens bind sources for an init in a user namespace.
 
 Why the runtime opens them, and why from inside the container's mount namespace, is told in
-mrunc.rootfs.sources. This is the plumbing: a thread of `mrunc create`, started once init is
-forked (not at its first "mount-source" request, protocol.py: one wait less), opens each source
-for it. The first request carries an fd of init's mount namespace: the thread joins it (setns)
-and from then on opens each source there, with the runtime's credentials, and hands back the fd
-(or the error) and the calls it made.
+mrunc.rootfs.sources. This is the plumbing: a thread of `mrunc create`, started at init's first
+"mount-source" request (protocol.py), opens each source for it. The first request carries an fd
+of init's mount namespace: the thread joins it (setns) and from then on opens each source there,
+with the runtime's credentials, and hands back the fd (or the error) and the calls it made.
 
 A thread, not a forked process: namespaces belong to each thread, so one thread can stand in
 init's mount namespace while the runtime's other threads stay in the host's. The kernel only
@@ -45,10 +44,6 @@ class SourceHelper:
         self._asked.acquire()
         self._answered.acquire()
         self._running = False
-        try:    # now, while init is still in its clone phase: not at its first request
-            self._start()
-        except RuntimeError:
-            pass    # no thread to be had yet: at the first request, which says so if it fails
 
     def open(self, request):
         """Open the source of one of init's requests; return the answer for init and the fd(s)
@@ -57,10 +52,11 @@ class SourceHelper:
         try:
             if not self._running:
                 try:
-                    self._start()
+                    _thread.start_new_thread(_serve, (self,))
                 except RuntimeError as e:   # no thread to be had (RLIMIT_NPROC, memory)
                     raise MruncError(f"opening bind source {request.get('path')}: the "
                                      f"runtime's helper thread could not start ({e})") from None
+                self._running = True
             self._request = (request, fds)
             self._asked.release()
             self._answered.acquire()
@@ -68,11 +64,6 @@ class SourceHelper:
         finally:
             for fd in fds:
                 os.close(fd)
-
-    def _start(self):
-        """The thread, waiting for requests; it joins init's mount namespace at the first."""
-        _thread.start_new_thread(_serve, (self,))
-        self._running = True
 
     def close(self):
         """End the thread (and with it its hold on init's mount namespace); wait for that."""

@@ -129,23 +129,3 @@ def test_when_the_runtime_opens_sources(monkeypatch, euid, namespaces, mounts, e
     monkeypatch.setattr(os, "geteuid", lambda: euid)
     config = {"mounts": mounts, "linux": {"namespaces": [{"type": t} for t in namespaces]}}
     assert parent._runtime_opens_sources(config) is expect
-
-
-def _threads():
-    return len(os.listdir("/proc/self/task"))
-
-
-def test_helper_thread_is_there_before_the_first_request_and_gone_after_close():
-    """Started with the helper (create makes it once init is forked), not at init's first
-    request — init's wait for its first bind source is one thread start shorter."""
-    import time
-    before = _threads()
-    helper = SourceHelper(recording=False)
-    try:
-        assert _threads() == before + 1
-    finally:
-        helper.close()
-    deadline = time.monotonic() + 5
-    while _threads() > before and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert _threads() == before
