@@ -253,6 +253,8 @@ class V2Manager(Manager):
         if ctrl not in (fs.read(os.path.join(d, "cgroup.controllers")) or "").split():
             raise CgroupError(f"{field}: the {ctrl} controller is not enabled for {d}")
 
+    plans_ahead = False     # planning enables controllers (_enable): see Manager.plans_ahead
+
     def set(self, resources):
         res = resources or {}
         self.create()

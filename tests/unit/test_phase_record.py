@@ -247,6 +247,9 @@ def test_root_on_a_hybrid_host_binds_cgroup_dirs_made_in_the_mount_phase(tmp_pat
     procs = [c for c in cg if c[2].endswith("/cgroup.procs")]
     assert {c[3] for c in procs} == {str(INIT_PID)} and len(procs) == 5
     assert cg.index(procs[0]) > max(i for i, c in enumerate(cg) if not c[2].endswith("cgroup.procs"))
+    # their writes were worked out while init mounted (v1: planning writes nothing), and made
+    # here only: no limit is written in the mount phase
+    assert not [c for c in mount if c[1] == "write" and "cpuset." not in c[2]], mount
     assert "runtime[" in trace and "  ^ made in the mount phase" in trace
     assert trace.count("^ made in the mount phase") == 1      # said once for all the mkdirs
 
@@ -311,6 +314,76 @@ def test_a_create_failing_while_the_dirs_are_made_returns_once_all_are_made(tmp_
     assert len(made) == 10 and sorted(cg.created) == sorted(made)
     time.sleep(0.05)
     assert len([p for p in cgroot.glob("*/mrunc/*") if p.is_dir()]) == 5    # none made since
+
+
+def test_a_limit_that_cannot_be_planned_ahead_fails_in_the_cgroup_phase(tmp_path):
+    """The limits are planned while init mounts; one that cannot be (no hugetlb hierarchy in
+    this fake host) is planned again in the cgroup phase and fails there, as it always did —
+    after the mount and pivot_root phases were reported, with the field's JSON path."""
+    from mrunc.errors import CgroupError
+    cfg = config(["pid", "mount"])
+    cfg["linux"]["resources"]["hugepageLimits"] = [{"pageSize": "2MB", "limit": 1 << 21}]
+    cgroot = tmp_path / "cgroup"
+    v1_host(cgroot)
+    cg = cgroups.manager("/mrunc/c1", "c1", root=str(cgroot), mountinfo=None)
+    events = parent.Events(trace=io.StringIO())
+    events.sys = cg.sys = Host()
+    mine, theirs = protocol.pair()
+    mine.settimeout(10)
+    init = Init(theirs)
+    t = threading.Thread(target=lambda: _run_quietly(init, script, init, False, True, False,
+                                                     False))
+    t.start()
+    state = {"init_pid": None, "cgroup": None}
+    try:
+        with pytest.raises(CgroupError, match=r"linux\.resources\.hugepageLimits"):
+            parent._answer(_C(), cfg, str(tmp_path), state, events, mine, os.getpid(), cg,
+                           None, None, None)
+    finally:
+        mine.close()
+        t.join(10)
+        theirs.close()
+    assert [r["phase"] for r in events.records] == ["clone", "mount", "pivot_root"]
+
+
+def test_the_limits_are_planned_while_init_mounts_and_only_written_in_the_cgroup_phase(tmp_path):
+    """v1: working out the limits' writes (which files, checked to exist) is done by the
+    runtime's thread of the mount phase, once; the cgroup phase plans nothing, it writes."""
+    cfg = config(["pid", "mount"])
+    cgroot = tmp_path / "cgroup"
+    v1_host(cgroot)
+    cg = cgroups.manager("/mrunc/c1", "c1", root=str(cgroot), mountinfo=None)
+    assert cg.plans_ahead
+    planners, plan = [], cg._checked_plan
+    cg._checked_plan = lambda res: planners.append(threading.get_ident()) or plan(res)
+    events = parent.Events(trace=io.StringIO())
+    events.sys = cg.sys = Host()
+    mine, theirs = protocol.pair()
+    mine.settimeout(10)
+    init = Init(theirs)
+    t = threading.Thread(target=lambda: _run_quietly(init, script, init, False, True, False,
+                                                     False))
+    t.start()
+    state = {"init_pid": None, "cgroup": None}
+    try:
+        parent._answer(_C(), cfg, str(tmp_path), state, events, mine, os.getpid(), cg,
+                       None, None, None)
+    finally:
+        t.join(10)
+        mine.close()
+        theirs.close()
+    assert not init.errors, init.errors
+    assert len(planners) == 1 and planners[0] != threading.get_ident(), planners
+    cgroup_phase = next(r for r in events.records if r["phase"] == "cgroup")["calls"]
+    assert ("pids.max", "64") in [(os.path.basename(c["args"][0]), c["args"][1])
+                                  for c in cgroup_phase if c["call"] == "write"]
+
+
+def _run_quietly(init, fn, *args):
+    try:
+        fn(*args)
+    except Exception as e:  # noqa: BLE001 — the runtime gave up on it: expected here
+        init.errors.append(e)
 
 
 def test_rootless_clone_phase_shows_the_id_maps_between_the_clone_childs_calls(tmp_path, monkeypatch):
