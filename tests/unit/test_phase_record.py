@@ -316,46 +316,13 @@ def test_a_create_failing_while_the_dirs_are_made_returns_once_all_are_made(tmp_
     assert len([p for p in cgroot.glob("*/mrunc/*") if p.is_dir()]) == 5    # none made since
 
 
-def test_a_limit_that_cannot_be_planned_ahead_fails_in_the_cgroup_phase(tmp_path):
-    """The limits are planned while init mounts; one that cannot be (no hugetlb hierarchy in
-    this fake host) is planned again in the cgroup phase and fails there, as it always did —
-    after the mount and pivot_root phases were reported, with the field's JSON path."""
-    from mrunc.errors import CgroupError
-    cfg = config(["pid", "mount"])
-    cfg["linux"]["resources"]["hugepageLimits"] = [{"pageSize": "2MB", "limit": 1 << 21}]
+def _root_create_on_v1(tmp_path, cfg, watch=lambda cg: None):
+    """The runtime's half of a root create that binds its cgroup dirs (pid + mount namespaces),
+    on the fake hybrid host: (events, init, the error it raised or None)."""
     cgroot = tmp_path / "cgroup"
     v1_host(cgroot)
     cg = cgroups.manager("/mrunc/c1", "c1", root=str(cgroot), mountinfo=None)
-    events = parent.Events(trace=io.StringIO())
-    events.sys = cg.sys = Host()
-    mine, theirs = protocol.pair()
-    mine.settimeout(10)
-    init = Init(theirs)
-    t = threading.Thread(target=lambda: _run_quietly(init, script, init, False, True, False,
-                                                     False))
-    t.start()
-    state = {"init_pid": None, "cgroup": None}
-    try:
-        with pytest.raises(CgroupError, match=r"linux\.resources\.hugepageLimits"):
-            parent._answer(_C(), cfg, str(tmp_path), state, events, mine, os.getpid(), cg,
-                           None, None, None)
-    finally:
-        mine.close()
-        t.join(10)
-        theirs.close()
-    assert [r["phase"] for r in events.records] == ["clone", "mount", "pivot_root"]
-
-
-def test_the_limits_are_planned_while_init_mounts_and_only_written_in_the_cgroup_phase(tmp_path):
-    """v1: working out the limits' writes (which files, checked to exist) is done by the
-    runtime's thread of the mount phase, once; the cgroup phase plans nothing, it writes."""
-    cfg = config(["pid", "mount"])
-    cgroot = tmp_path / "cgroup"
-    v1_host(cgroot)
-    cg = cgroups.manager("/mrunc/c1", "c1", root=str(cgroot), mountinfo=None)
-    assert cg.plans_ahead
-    planners, plan = [], cg._checked_plan
-    cg._checked_plan = lambda res: planners.append(threading.get_ident()) or plan(res)
+    watch(cg)
     events = parent.Events(trace=io.StringIO())
     events.sys = cg.sys = Host()
     mine, theirs = protocol.pair()
@@ -368,11 +335,38 @@ def test_the_limits_are_planned_while_init_mounts_and_only_written_in_the_cgroup
     try:
         parent._answer(_C(), cfg, str(tmp_path), state, events, mine, os.getpid(), cg,
                        None, None, None)
+        return events, init, None
+    except Exception as e:  # noqa: BLE001 — for the test to look at
+        return events, init, e
     finally:
-        t.join(10)
         mine.close()
+        t.join(10)
         theirs.close()
-    assert not init.errors, init.errors
+
+
+def test_a_limit_that_cannot_be_planned_ahead_fails_in_the_cgroup_phase(tmp_path):
+    """The limits are planned while init mounts; one that cannot be (no hugetlb hierarchy in
+    this fake host) is planned again in the cgroup phase and fails there, as it always did —
+    after the mount and pivot_root phases were reported, with the field's JSON path."""
+    from mrunc.errors import CgroupError
+    cfg = config(["pid", "mount"])
+    cfg["linux"]["resources"]["hugepageLimits"] = [{"pageSize": "2MB", "limit": 1 << 21}]
+    events, _init, err = _root_create_on_v1(tmp_path, cfg)
+    assert isinstance(err, CgroupError) and "linux.resources.hugepageLimits" in str(err), err
+    assert [r["phase"] for r in events.records] == ["clone", "mount", "pivot_root"]
+
+
+def test_the_limits_are_planned_while_init_mounts_and_only_written_in_the_cgroup_phase(tmp_path):
+    """v1: working out the limits' writes (which files, checked to exist) is done by the
+    runtime's thread of the mount phase, once; the cgroup phase plans nothing, it writes."""
+    planners = []
+
+    def watch(cg):
+        assert cg.plans_ahead
+        plan = cg._checked_plan
+        cg._checked_plan = lambda res: planners.append(threading.get_ident()) or plan(res)
+    events, init, err = _root_create_on_v1(tmp_path, config(["pid", "mount"]), watch)
+    assert err is None and not init.errors, (err, init.errors)
     assert len(planners) == 1 and planners[0] != threading.get_ident(), planners
     cgroup_phase = next(r for r in events.records if r["phase"] == "cgroup")["calls"]
     assert ("pids.max", "64") in [(os.path.basename(c["args"][0]), c["args"][1])
