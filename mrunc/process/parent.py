@@ -327,13 +327,14 @@ def _culprit(config, phase, sig):
 
 def _answer(c, config, bundle, state, events, sock, clone_pid, cg, console_socket, on_console,
             helper):
-    ahead = []      # the cgroup dirs init binds in, being made while it mounts (_DirsAhead)
+    # the cgroup dirs init binds in, made while it mounts: a thread waiting for that from now
+    ahead = _DirsAhead(cg, events.sys, config) if _dirs_ahead(config, cg) else None
     try:
         _answer_all(c, config, bundle, state, events, sock, clone_pid, cg, console_socket,
                     on_console, helper, ahead)
     finally:
-        for a in ahead:
-            a.wait(raising=False)   # before a failed create removes the cgroup: all of it
+        if ahead:
+            ahead.close()   # before a failed create removes the cgroup: all of it made by then
 
 
 def _answer_all(c, config, bundle, state, events, sock, clone_pid, cg, console_socket,
@@ -343,12 +344,11 @@ def _answer_all(c, config, bundle, state, events, sock, clone_pid, cg, console_s
     while True:
         msg = protocol.recv(sock, with_fds=True)
         t = msg["t"]
-        if ahead and t != "mount-source":
+        if ahead and ahead.going and dirs is None and t != "mount-source":
             # init is past its mounts (or failed): from here on the runtime's calls are its
             # main thread's again, and init's next question may be for the dirs
-            done = ahead.pop()
-            dirs = done.wait(raising=t != "error")   # (init's own error comes first)
-            planned = done.planned
+            dirs = ahead.wait(raising=t != "error")     # (init's own error comes first)
+            planned = ahead.planned
         if t == "error":
             err = InitError(msg["phase"], msg["message"], msg.get("syscall"), msg.get("path"),
                             msg.get("errno"))
@@ -366,8 +366,8 @@ def _answer_all(c, config, bundle, state, events, sock, clone_pid, cg, console_s
             events.phase(msg["phase"], msg["ms"], msg["calls"], state["init_pid"], view=msg.get("view"))
             if msg.get("wait", True):   # not when nobody reads the record (init._Phases._waits)
                 protocol.send(sock, {"t": "continue"})
-            if msg["phase"] == "clone" and _dirs_ahead(config, cg):
-                ahead.append(_DirsAhead(cg, state, sys, config))   # the mount phase has begun
+            if msg["phase"] == "clone" and ahead:
+                ahead.go(state)     # the mount phase has begun
         elif t == "cgroup-dirs":
             if dirs is None:            # (not made ahead)
                 state["cgroup"] = cg
@@ -427,8 +427,8 @@ def _dirs_ahead(config, cg):
     """Will init ask for its cgroup dirs in the mount phase (init.mount_phase), and are there
     any to make? (None without a cgroup — rootless, not delegated: then no thread either.)"""
     from .common import own_mount_namespace
-    return (cg.layout != "disabled" and _needs_cgroup_bind(config)
-            and own_mount_namespace(config))
+    return (_needs_cgroup_bind(config) and own_mount_namespace(config)
+            and cg.layout != "disabled")
 
 
 class _DirsAhead:
@@ -445,20 +445,51 @@ class _DirsAhead:
     Then, where working out the limits' writes writes nothing (Manager.plans_ahead: v1), the
     thread works them out too — which files, in which order, each checked to exist (≈ 0.4 ms
     init waited for in the cgroup phase); the cgroup phase only writes them. What cannot be
-    planned is planned again there, and fails there, as before (_plan)."""
+    planned is planned again there, and fails there, as before (_plan).
 
-    def __init__(self, cg, state, sys, config):
+    The thread is started with create's answers to init, before the mount phase, and waits
+    for it (go): a thread that starts only then could wait a time slice for a CPU on a busy
+    machine (measured: a millisecond and more), where one that is woken runs at once."""
+
+    def __init__(self, cg, sys, config):
         self.cg, self.sys, self.own, self.config = cg, sys, type(sys)(), config
         self.own.who, self.own.pid, self.own.keeping = sys.who, sys.pid, sys.keeping
         self.dirs = self.error = self.planned = None
-        self.done = _thread.allocate_lock()
+        self.going = False      # told to go: making them (or made)
+        self._go, self.done = _thread.allocate_lock(), _thread.allocate_lock()
+        self._go.acquire()
         self.done.acquire()
-        state["cgroup"] = cg    # a failed create removes what was made (once wait() returns)
-        cg.sys = self.own
         try:
-            _thread.start_new_thread(self._make, ())
-        except RuntimeError:    # no thread to be had (RLIMIT_NPROC): made here and now
+            _thread.start_new_thread(self._run, ())
+            self._threaded = True
+        except RuntimeError:    # no thread to be had (RLIMIT_NPROC): made at go(), here
+            self._threaded = False
+
+    def go(self, state):
+        """The mount phase has begun: make them (and plan the limits)."""
+        state["cgroup"] = self.cg   # a failed create removes what was made (after close())
+        self.cg.sys = self.own
+        self.going = True
+        if self._threaded:
+            self._go.release()
+        else:
             self._make()
+
+    def close(self):
+        """No more of it: wait for what was begun; a thread never told to go ends unused."""
+        if not self.going and self._threaded:
+            self._go.release()      # (going is False: the thread makes nothing)
+            with self.done:
+                pass
+        elif self.going:
+            self.wait(raising=False)
+
+    def _run(self):
+        self._go.acquire()
+        if self.going:
+            self._make()
+        else:
+            self.done.release()
 
     def _make(self):
         try:

@@ -344,6 +344,34 @@ def _root_create_on_v1(tmp_path, cfg, watch=lambda cg: None):
         theirs.close()
 
 
+def test_a_create_failing_before_the_mount_phase_makes_no_dir_and_leaves_no_thread(tmp_path):
+    """The thread that makes the dirs waits from the first answer on; told nothing (init
+    failed in its clone phase), it ends having made nothing."""
+    from mrunc.errors import InitError
+    cgroot = tmp_path / "cgroup"
+    v1_host(cgroot)
+    cg = cgroups.manager("/mrunc/c1", "c1", root=str(cgroot), mountinfo=None)
+    events = parent.Events()
+    events.sys = cg.sys = Host()
+    mine, theirs = protocol.pair()
+    mine.settimeout(10)
+    threads = len(os.listdir("/proc/self/task"))
+    protocol.send(theirs, {"t": "error", "phase": "clone", "message": "unshare: EPERM"})
+    state = {"init_pid": None, "cgroup": None}
+    try:
+        with pytest.raises(InitError, match="EPERM"):
+            parent._answer(_C(), config(["pid", "mount"]), str(tmp_path), state, events, mine,
+                           os.getpid(), cg, None, None, None)
+    finally:
+        mine.close()
+        theirs.close()
+    assert state["cgroup"] is None and not list(cgroot.glob("*/mrunc"))
+    deadline = time.monotonic() + 5
+    while len(os.listdir("/proc/self/task")) > threads and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(os.listdir("/proc/self/task")) == threads
+
+
 def test_a_limit_that_cannot_be_planned_ahead_fails_in_the_cgroup_phase(tmp_path):
     """The limits are planned while init mounts; one that cannot be (no hugetlb hierarchy in
     this fake host) is planned again in the cgroup phase and fails there, as it always did —
