@@ -274,6 +274,43 @@ def test_the_cgroup_dirs_are_made_while_init_mounts_not_once_it_asks(tmp_path, l
     assert binds and max(c["t"] for c in made) < min(c["t"] for c in binds)
 
 
+def _root_create_on_v1(tmp_path, cfg, watch=lambda cg: None, host=Host, init_side=None):
+    """The runtime's half of a root create that binds its cgroup dirs (pid + mount namespaces),
+    on the fake hybrid host: (events, init, the error it raised or None, the manager).
+    init_side(sock): what init does instead of the whole script."""
+    cgroot = tmp_path / "cgroup"
+    v1_host(cgroot)
+    cg = cgroups.manager("/mrunc/c1", "c1", root=str(cgroot), mountinfo=None)
+    watch(cg)
+    events = parent.Events(trace=io.StringIO())
+    events.sys = cg.sys = host()
+    mine, theirs = protocol.pair()
+    mine.settimeout(10)
+    init = Init(theirs)
+    side = (lambda: init_side(theirs)) if init_side else (lambda: script(init, False, True,
+                                                                         False, False))
+    t = threading.Thread(target=lambda: _run_quietly(init, side))
+    t.start()
+    state = {"init_pid": None, "cgroup": None}
+    try:
+        parent._answer(_C(), cfg, str(tmp_path), state, events, mine, os.getpid(), cg,
+                       None, None, None)
+        return events, init, None, state
+    except Exception as e:  # noqa: BLE001 — for the test to look at
+        return events, init, e, state
+    finally:
+        mine.close()
+        t.join(10)
+        theirs.close()
+
+
+def _run_quietly(init, fn):
+    try:
+        fn()
+    except Exception as e:  # noqa: BLE001 — the runtime gave up on it: expected here
+        init.errors.append(e)
+
+
 def test_a_create_failing_while_the_dirs_are_made_returns_once_all_are_made(tmp_path):
     """init fails in its mount phase while the runtime's thread still makes the cgroup dirs:
     the error comes out only once that thread is done, so the undo that follows finds every
@@ -284,31 +321,17 @@ def test_a_create_failing_while_the_dirs_are_made_returns_once_all_are_made(tmp_
         def mkdir(self, path, mode=0o755):
             time.sleep(0.01)
             super().mkdir(path, mode)
-    cgroot = tmp_path / "cgroup"
-    v1_host(cgroot)
-    cg = cgroups.manager("/mrunc/c1", "c1", root=str(cgroot), mountinfo=None)
-    events = parent.Events()
-    events.sys = cg.sys = SlowHost()
-    mine, theirs = protocol.pair()
-    mine.settimeout(10)
 
-    def init():
-        protocol.send(theirs, {"t": "pid", "pid": INIT_PID})
-        protocol.send(theirs, {"t": "phase", "phase": "clone", "ms": 1.0, "calls": []})
-        protocol.recv(theirs, "continue")
-        protocol.send(theirs, {"t": "error", "phase": "mount", "message": "mount proc: EPERM"})
-    t = threading.Thread(target=init)
-    t.start()
-    state = {"init_pid": None, "cgroup": None}
-    try:
-        with pytest.raises(InitError, match="EPERM"):
-            parent._answer(_C(), config(["pid", "mount"]), str(tmp_path), state, events, mine,
-                           os.getpid(), cg, None, None, None)
-    finally:
-        t.join(10)
-        mine.close()
-        theirs.close()
-    assert state["cgroup"] is cg and cg.sys is events.sys
+    def init_side(sock):
+        protocol.send(sock, {"t": "pid", "pid": INIT_PID})
+        protocol.send(sock, {"t": "phase", "phase": "clone", "ms": 1.0, "calls": []})
+        protocol.recv(sock, "continue")
+        protocol.send(sock, {"t": "error", "phase": "mount", "message": "mount proc: EPERM"})
+    _events, _init, err, state = _root_create_on_v1(tmp_path, config(["pid", "mount"]),
+                                                    host=SlowHost, init_side=init_side)
+    assert isinstance(err, InitError) and "EPERM" in str(err), err
+    cg, cgroot = state["cgroup"], tmp_path / "cgroup"
+    assert cg is not None and cg.sys is _events.sys
     made = sorted(str(p) for p in cgroot.glob("*/mrunc*") if p.is_dir())
     made += sorted(str(p) for p in cgroot.glob("*/mrunc/c1") if p.is_dir())
     assert len(made) == 10 and sorted(cg.created) == sorted(made)
@@ -316,56 +339,18 @@ def test_a_create_failing_while_the_dirs_are_made_returns_once_all_are_made(tmp_
     assert len([p for p in cgroot.glob("*/mrunc/*") if p.is_dir()]) == 5    # none made since
 
 
-def _root_create_on_v1(tmp_path, cfg, watch=lambda cg: None):
-    """The runtime's half of a root create that binds its cgroup dirs (pid + mount namespaces),
-    on the fake hybrid host: (events, init, the error it raised or None)."""
-    cgroot = tmp_path / "cgroup"
-    v1_host(cgroot)
-    cg = cgroups.manager("/mrunc/c1", "c1", root=str(cgroot), mountinfo=None)
-    watch(cg)
-    events = parent.Events(trace=io.StringIO())
-    events.sys = cg.sys = Host()
-    mine, theirs = protocol.pair()
-    mine.settimeout(10)
-    init = Init(theirs)
-    t = threading.Thread(target=lambda: _run_quietly(init, script, init, False, True, False,
-                                                     False))
-    t.start()
-    state = {"init_pid": None, "cgroup": None}
-    try:
-        parent._answer(_C(), cfg, str(tmp_path), state, events, mine, os.getpid(), cg,
-                       None, None, None)
-        return events, init, None
-    except Exception as e:  # noqa: BLE001 — for the test to look at
-        return events, init, e
-    finally:
-        mine.close()
-        t.join(10)
-        theirs.close()
-
-
 def test_a_create_failing_before_the_mount_phase_makes_no_dir_and_leaves_no_thread(tmp_path):
     """The thread that makes the dirs waits from the first answer on; told nothing (init
     failed in its clone phase), it ends having made nothing."""
     from mrunc.errors import InitError
-    cgroot = tmp_path / "cgroup"
-    v1_host(cgroot)
-    cg = cgroups.manager("/mrunc/c1", "c1", root=str(cgroot), mountinfo=None)
-    events = parent.Events()
-    events.sys = cg.sys = Host()
-    mine, theirs = protocol.pair()
-    mine.settimeout(10)
     threads = len(os.listdir("/proc/self/task"))
-    protocol.send(theirs, {"t": "error", "phase": "clone", "message": "unshare: EPERM"})
-    state = {"init_pid": None, "cgroup": None}
-    try:
-        with pytest.raises(InitError, match="EPERM"):
-            parent._answer(_C(), config(["pid", "mount"]), str(tmp_path), state, events, mine,
-                           os.getpid(), cg, None, None, None)
-    finally:
-        mine.close()
-        theirs.close()
-    assert state["cgroup"] is None and not list(cgroot.glob("*/mrunc"))
+
+    def init_side(sock):
+        protocol.send(sock, {"t": "error", "phase": "clone", "message": "unshare: EPERM"})
+    _events, _init, err, state = _root_create_on_v1(tmp_path, config(["pid", "mount"]),
+                                                    init_side=init_side)
+    assert isinstance(err, InitError) and "EPERM" in str(err), err
+    assert state["cgroup"] is None and not list((tmp_path / "cgroup").glob("*/mrunc"))
     deadline = time.monotonic() + 5
     while len(os.listdir("/proc/self/task")) > threads and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -379,7 +364,7 @@ def test_a_limit_that_cannot_be_planned_ahead_fails_in_the_cgroup_phase(tmp_path
     from mrunc.errors import CgroupError
     cfg = config(["pid", "mount"])
     cfg["linux"]["resources"]["hugepageLimits"] = [{"pageSize": "2MB", "limit": 1 << 21}]
-    events, _init, err = _root_create_on_v1(tmp_path, cfg)
+    events, _init, err, _state = _root_create_on_v1(tmp_path, cfg)
     assert isinstance(err, CgroupError) and "linux.resources.hugepageLimits" in str(err), err
     assert [r["phase"] for r in events.records] == ["clone", "mount", "pivot_root"]
 
@@ -393,19 +378,12 @@ def test_the_limits_are_planned_while_init_mounts_and_only_written_in_the_cgroup
         assert cg.plans_ahead
         plan = cg._checked_plan
         cg._checked_plan = lambda res: planners.append(threading.get_ident()) or plan(res)
-    events, init, err = _root_create_on_v1(tmp_path, config(["pid", "mount"]), watch)
+    events, init, err, _state = _root_create_on_v1(tmp_path, config(["pid", "mount"]), watch)
     assert err is None and not init.errors, (err, init.errors)
     assert len(planners) == 1 and planners[0] != threading.get_ident(), planners
     cgroup_phase = next(r for r in events.records if r["phase"] == "cgroup")["calls"]
     assert ("pids.max", "64") in [(os.path.basename(c["args"][0]), c["args"][1])
                                   for c in cgroup_phase if c["call"] == "write"]
-
-
-def _run_quietly(init, fn, *args):
-    try:
-        fn(*args)
-    except Exception as e:  # noqa: BLE001 — the runtime gave up on it: expected here
-        init.errors.append(e)
 
 
 def test_rootless_clone_phase_shows_the_id_maps_between_the_clone_childs_calls(tmp_path, monkeypatch):
