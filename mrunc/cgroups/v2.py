@@ -200,6 +200,7 @@ def unified(d, values, f=R + ".unified"):
 class V2Manager(Manager):
     layout = "v2"
     _procs_order = ("",)
+    plans_ahead = False     # planning enables controllers (_enable): see Manager.plans_ahead
 
     def __init__(self, mounts, paths, rootless=False, layout="v2"):
         super().__init__(mounts, paths, rootless)
@@ -252,8 +253,6 @@ class V2Manager(Manager):
                 fs.write(os.path.join(a, "cgroup.subtree_control"), "+" + ctrl, field, self.sys)
         if ctrl not in (fs.read(os.path.join(d, "cgroup.controllers")) or "").split():
             raise CgroupError(f"{field}: the {ctrl} controller is not enabled for {d}")
-
-    plans_ahead = False     # planning enables controllers (_enable): see Manager.plans_ahead
 
     def set(self, resources):
         res = resources or {}
