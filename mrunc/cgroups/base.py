@@ -28,7 +28,7 @@ class Manager:
     # hierarchy keys in the order pids() and freeze() prefer them
     _procs_order = ("",)
     # Does plan() write nothing? Then create plans the limits while init mounts, and only
-    # writes them in the cgroup phase (process.parent._DirsAhead). Not on v2, where planning
+    # writes them in the cgroup phase (process.parent._plan_limits). Not on v2, where planning
     # enables the controllers a limit needs (cgroup.subtree_control: a write of its own).
     plans_ahead = True
 

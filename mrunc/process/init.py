@@ -375,8 +375,8 @@ def mount_phase(sys, sock, config, ctx):
                 sources.close()
         rfs.setup_dev(sys, config, rootfs, bool((config.get("process") or {}).get("terminal")))
         if ctx.cgroup_bind:
-            # The runtime makes our cgroup directories in the mount phase — since it began,
-            # while we mounted (parent._DirsAhead) — and they are bound into the rootfs last
+            # The runtime makes our cgroup directories in the mount phase — as it began,
+            # while we mounted (parent._answer) — and they are bound into the rootfs last
             # (no cgroup namespace of our own to mount a cgroup fs in, see
             # parent._needs_cgroup_bind). Limits and joining stay in the cgroup phase.
             protocol.send(sock, {"t": "cgroup-dirs"})

@@ -9,7 +9,6 @@ Every call the parent makes goes through one Syscalls object, `events.sys`; when
 phase, the parent's calls since the previous report — made while init was in that phase — are
 merged with init's into the phase's record (mrunc.record).
 """
-import _thread
 import os
 import time
 
@@ -329,28 +328,11 @@ def _answer(c, config, bundle, state, events, sock, clone_pid, cg, console_socke
             helper, stage=None):
     """Answer init until it is ready. `stage()`: called once init is in its cgroup — what it
     returns is returned (_stage_record)."""
-    # the cgroup dirs init binds in, made while it mounts: a thread waiting for that from now
-    ahead = _DirsAhead(cg, events.sys, config) if _dirs_ahead(config, cg) else None
-    try:
-        return _answer_all(c, config, bundle, state, events, sock, clone_pid, cg,
-                           console_socket, on_console, helper, ahead, stage)
-    finally:
-        if ahead:
-            ahead.close()   # before a failed create removes the cgroup: all of it made by then
-
-
-def _answer_all(c, config, bundle, state, events, sock, clone_pid, cg, console_socket,
-                on_console, helper, ahead, stage):
     sys = events.sys
     dirs = planned = staged = None
     while True:
         msg = protocol.recv(sock, with_fds=True)
         t = msg["t"]
-        if ahead and ahead.going and dirs is None and t != "mount-source":
-            # init is past its mounts (or failed): from here on the runtime's calls are its
-            # main thread's again, and init's next question may be for the dirs
-            dirs = ahead.wait(raising=t != "error")     # (init's own error comes first)
-            planned = ahead.planned
         if t == "error":
             err = InitError(msg["phase"], msg["message"], msg.get("syscall"), msg.get("path"),
                             msg.get("errno"))
@@ -368,13 +350,18 @@ def _answer_all(c, config, bundle, state, events, sock, clone_pid, cg, console_s
             events.phase(msg["phase"], msg["ms"], msg["calls"], state["init_pid"], view=msg.get("view"))
             if msg.get("wait", True):   # not when nobody reads the record (init._Phases._waits)
                 protocol.send(sock, {"t": "continue"})
-            if msg["phase"] == "clone" and ahead:
-                ahead.go(state)     # the mount phase has begun
+            if msg["phase"] == "clone" and _dirs_ahead(config, cg):
+                # The mount phase has begun. init asks for its cgroup dirs once its own mounts
+                # are done (init.mount_phase): made now, while it mounts, they are there then
+                # (it waited ≈ 1 ms for ten mkdirs in cgroupfs, made only when it asked).
+                state["cgroup"] = cg    # from the first mkdir: a failed create removes them
+                dirs = _cgroup_dirs(cg, sys)
         elif t == "cgroup-dirs":
             if dirs is None:            # (not made ahead)
                 state["cgroup"] = cg
                 dirs = _cgroup_dirs(cg, sys)
             protocol.send(sock, {"t": "cgroup-dirs", "dirs": dirs})
+            planned = _plan_limits(cg, config)      # while init binds them
         elif t == "mount-source":
             answer, fds = helper.open(msg)
             protocol.send(sock, answer, fds)
@@ -404,7 +391,7 @@ def join_cgroup(cg, config, state, planned=None):
     """The runtime's half of the cgroup phase: make the cgroup (if the mount phase has not),
     write the limits, then move init in — limits first, so it never runs a moment unlimited
     (runc's order too). Every mkdir and write is recorded by the manager's `sys`. `planned`:
-    the limits and their writes, worked out while init mounted (_DirsAhead.planned)."""
+    the limits and their writes, worked out while init mounted (_plan_limits)."""
     state["cgroup"] = cg
     resources, gone, writes = planned or _limits(cg, config) + (None,)
     if gone:
@@ -429,101 +416,26 @@ def _limits(cg, config):
 
 def _dirs_ahead(config, cg):
     """Will init ask for its cgroup dirs in the mount phase (init.mount_phase), and are there
-    any to make? (None without a cgroup — rootless, not delegated: then no thread either.)"""
+    any to make? (None without a cgroup: rootless, not delegated.)"""
     from .common import own_mount_namespace
     return (_needs_cgroup_bind(config) and own_mount_namespace(config)
             and cg.layout != "disabled")
 
 
-class _DirsAhead:
-    """The container's cgroup dirs, made by a thread of the runtime while init mounts.
-
-    init asks for them once its own mounts are done, to bind them last (init.mount_phase);
-    made only then, init waited ≈ 1 ms for ten mkdirs in cgroupfs (a v1 host). So they are
-    made as the mount phase begins, and on a thread: the main thread goes on answering init
-    meanwhile — in a user namespace init asks it for bind sources (sources.py) before it asks
-    for the dirs. Still the mount phase's calls, by the runtime: the thread records them in
-    a log of its own, which joins the runtime's when it is done (wait); the main thread does
-    not touch the manager before (any message of init's but a bind source's request waits).
-
-    Then, where working out the limits' writes writes nothing (Manager.plans_ahead: v1), the
-    thread works them out too — which files, in which order, each checked to exist (≈ 0.4 ms
-    init waited for in the cgroup phase); the cgroup phase only writes them. What cannot be
-    planned is planned again there, and fails there, as before (_plan).
-
-    The thread is started with create's answers to init, before the mount phase, and waits
-    for it (go): a thread that starts only then could wait a time slice for a CPU on a busy
-    machine (measured: a millisecond and more), where one that is woken runs at once."""
-
-    def __init__(self, cg, sys, config):
-        self.cg, self.sys, self.own, self.config = cg, sys, type(sys)(), config
-        self.own.who, self.own.pid, self.own.keeping = sys.who, sys.pid, sys.keeping
-        self.dirs = self.error = self.planned = None
-        self.going = False      # told to go: making them (or made)
-        self._go, self.done = _thread.allocate_lock(), _thread.allocate_lock()
-        self._go.acquire()
-        self.done.acquire()
-        try:
-            _thread.start_new_thread(self._run, ())
-            self._threaded = True
-        except RuntimeError:    # no thread to be had (RLIMIT_NPROC): made at go(), here
-            self._threaded = False
-
-    def go(self, state):
-        """The mount phase has begun: make them (and plan the limits)."""
-        state["cgroup"] = self.cg   # a failed create removes what was made (after close())
-        self.cg.sys = self.own
-        self.going = True
-        if self._threaded:
-            self._go.release()
-        else:
-            self._make()
-
-    def close(self):
-        """No more of it: wait for what was begun; a thread never told to go ends unused."""
-        if not self.going and self._threaded:
-            self._go.release()      # (going is False: the thread makes nothing)
-            with self.done:
-                pass
-        elif self.going:
-            self.wait(raising=False)
-
-    def _run(self):
-        self._go.acquire()
-        if self.going:
-            self._make()
-        else:
-            self.done.release()
-
-    def _make(self):
-        try:
-            self.dirs = _cgroup_dirs(self.cg, self.own)
-            self.planned = self._plan()
-        except BaseException as e:  # noqa: BLE001 — raised by wait(), in the main thread
-            self.error = e
-        finally:
-            self.done.release()
-
-    def _plan(self):
-        """(resources, warning, writes) for join_cgroup; None where the manager does not plan
-        ahead, or the plan failed: the cgroup phase plans again, and raises the error itself."""
-        if not self.cg.plans_ahead:
-            return None
-        try:
-            resources, gone = _limits(self.cg, self.config)
-            return resources, gone, self.cg.plan(resources)
-        except Exception:  # noqa: BLE001 — see above
-            return None
-
-    def wait(self, raising=True):
-        """The dirs, once made (or the error making them); their calls join the runtime's."""
-        with self.done:
-            pass
-        self.cg.sys = self.sys
-        self.sys.log.extend(self.own.take_log())
-        if self.error is not None and raising:
-            raise self.error
-        return self.dirs
+def _plan_limits(cg, config):
+    """The limits' writes worked out ahead — which files, in which order, each checked to
+    exist — so that the cgroup phase, which init waits for, only writes them (≈ 0.4 ms less):
+    (resources, warning, writes) for join_cgroup. Only where planning writes nothing
+    (Manager.plans_ahead: v1; on v2 it enables controllers, a write of its own, which stays
+    in the cgroup phase). None there, or when the plan fails: the cgroup phase plans again,
+    and raises the error itself, in its own phase."""
+    if not cg.plans_ahead:
+        return None
+    try:
+        resources, gone = _limits(cg, config)
+        return resources, gone, cg.plan(resources)
+    except Exception:  # noqa: BLE001 — see above
+        return None
 
 
 def _cgroup_dirs(cg, sys):

@@ -223,8 +223,8 @@ def test_root_on_a_hybrid_host_binds_cgroup_dirs_made_in_the_mount_phase(tmp_pat
     assert phases["clone"] == [("clone", "unshare", "CLONE_NEWPID|CLONE_NEWNS")]   # no id maps
     mount = phases["mount"]
     made = [c for c in mount if c[:2] == ("runtime", "mkdir")]
-    # the cgroup dirs, by the runtime, in the mount phase: made while init mounts (a thread of
-    # the runtime's: before or after init's first mount), all before the binds
+    # the cgroup dirs, by the runtime, in the mount phase: made while init mounts (before or
+    # after init's first mount), all before the binds
     assert [c[2] for c in made] == [f"/{h}/mrunc{leaf}" for h in ("unified", "cpuset", "devices",
                                                                   "memory", "pids")
                                     for leaf in ("", "/c1")]
@@ -256,9 +256,9 @@ def test_root_on_a_hybrid_host_binds_cgroup_dirs_made_in_the_mount_phase(tmp_pat
 
 @pytest.mark.parametrize("listened", [True, False])
 def test_the_cgroup_dirs_are_made_while_init_mounts_not_once_it_asks(tmp_path, listened):
-    """The runtime makes the dirs init will bind as soon as the mount phase begins — on a
-    thread, while init mounts — so they are there when init asks (it waited ≈ 1 ms for them);
-    still in the mount phase's record, by the runtime, before every bind of them."""
+    """The runtime makes the dirs init will bind as soon as the mount phase begins, while init
+    mounts, so they are there when init asks (it waited ≈ 1 ms for them); still in the mount
+    phase's record, by the runtime, before every bind of them."""
     seen = {"mounting": 0.3}    # init's own mounts: plenty of time for ten mkdirs in a temp tree
     got = create(tmp_path, config(["pid", "mount"]), "hybrid", listened, init=seen)
     if not listened:
@@ -312,9 +312,9 @@ def _run_quietly(init, fn):
 
 
 def test_a_create_failing_while_the_dirs_are_made_returns_once_all_are_made(tmp_path):
-    """init fails in its mount phase while the runtime's thread still makes the cgroup dirs:
-    the error comes out only once that thread is done, so the undo that follows finds every
-    dir it must remove (cg.created), none made after it."""
+    """init fails in its mount phase while the runtime still makes the cgroup dirs: the error
+    comes out only once they are all made, so the undo that follows finds every dir it must
+    remove (cg.created), none made after it."""
     from mrunc.errors import InitError
 
     class SlowHost(Host):
@@ -340,8 +340,8 @@ def test_a_create_failing_while_the_dirs_are_made_returns_once_all_are_made(tmp_
 
 
 def test_a_create_failing_before_the_mount_phase_makes_no_dir_and_leaves_no_thread(tmp_path):
-    """The thread that makes the dirs waits from the first answer on; told nothing (init
-    failed in its clone phase), it ends having made nothing."""
+    """The dirs are made as the mount phase begins, not before: a create whose init fails in
+    its clone phase has made none (and no thread is left behind)."""
     from mrunc.errors import InitError
     threads = len(os.listdir("/proc/self/task"))
 
@@ -370,20 +370,21 @@ def test_a_limit_that_cannot_be_planned_ahead_fails_in_the_cgroup_phase(tmp_path
 
 
 def test_the_limits_are_planned_while_init_mounts_and_only_written_in_the_cgroup_phase(tmp_path):
-    """v1: working out the limits' writes (which files, checked to exist) is done by the
-    runtime's thread of the mount phase, once; the cgroup phase plans nothing, it writes."""
-    planners = []
+    """v1: working out the limits' writes (which files, checked to exist) is done once, in
+    the mount phase, as init binds its cgroup dirs; the cgroup phase plans nothing, it writes."""
+    planned = []
 
     def watch(cg):
         assert cg.plans_ahead
         plan = cg._checked_plan
-        cg._checked_plan = lambda res: planners.append(threading.get_ident()) or plan(res)
+        cg._checked_plan = lambda res: planned.append(time.time()) or plan(res)
     events, init, err, _state = _root_create_on_v1(tmp_path, config(["pid", "mount"]), watch)
     assert err is None and not init.errors, (err, init.errors)
-    assert len(planners) == 1 and planners[0] != threading.get_ident(), planners
-    cgroup_phase = next(r for r in events.records if r["phase"] == "cgroup")["calls"]
-    assert ("pids.max", "64") in [(os.path.basename(c["args"][0]), c["args"][1])
-                                  for c in cgroup_phase if c["call"] == "write"]
+    rec = {r["phase"]: r["calls"] for r in events.records}
+    (pivot,) = [c["t"] for c in rec["pivot_root"] if c["call"] == "pivot_root"]
+    writes = [c for c in rec["cgroup"] if c["call"] == "write"]
+    assert len(planned) == 1 and planned[0] < pivot, planned    # done before the mount phase was
+    assert ("pids.max", "64") in [(os.path.basename(c["args"][0]), c["args"][1]) for c in writes]
 
 
 def test_rootless_clone_phase_shows_the_id_maps_between_the_clone_childs_calls(tmp_path, monkeypatch):
