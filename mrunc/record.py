@@ -115,7 +115,7 @@ def format_phase(rec):
             last["ms"] += c.get("ms") or 0.0
         else:
             runs.append({"c": c, "rest": [args[1]] if len(args) == 2 else None, "ms": c.get("ms") or 0.0})
-    said = None
+    said = set()
     for run in runs:
         c, rest = run["c"], run["rest"]
         if rest and len(rest) > 1:
@@ -126,7 +126,9 @@ def format_phase(rec):
         end = f"  = {c['errno']}" if c.get("errno") else f"  = {c['ret']}" if c.get("ret") else ""
         ms = f"{run['ms']:8.3f} ms" if c.get("ms") is not None else " " * 11
         lines.append(f"  {who:<15} {ms}  {text}{end}\n")
-        if c.get("note") and c["note"] != said:     # once for a run of calls it explains
+        # once in the phase for the calls it explains, even if another process's calls come
+        # between them (the runtime makes the cgroup dirs while init mounts)
+        if c.get("note") and c["note"] not in said:
             lines.append(f"  {'':<15} {'':11}    ^ {c['note']}\n")
-        said = c.get("note")
+            said.add(c["note"])
     return "".join(lines)

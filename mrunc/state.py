@@ -149,6 +149,12 @@ def now_rfc3339():
 
 def write_atomic(path, data, mode=0o600):
     """Write a temp file beside `path`, then rename: readers see the old file or the new one, whole."""
+    os.replace(write_beside(path, data, mode), path)
+
+
+def write_beside(path, data, mode=0o600):
+    """write_atomic's first half: `data` in a temp file beside `path`; its name, to be renamed
+    onto `path` (now, or when the moment comes: Container.stage)."""
     # the temp name is unique per thread too: the notebook and the load test call us from threads
     tmp = os.path.join(os.path.dirname(path) or ".",
                        f".{os.path.basename(path)}.{os.getpid()}.{_thread.get_ident()}")
@@ -157,7 +163,7 @@ def write_atomic(path, data, mode=0o600):
         os.write(fd, data.encode() if isinstance(data, str) else data)
     finally:
         os.close(fd)
-    os.replace(tmp, path)
+    return tmp
 
 
 class Container:
@@ -249,8 +255,15 @@ class Container:
                 raise StateError(f"container with id {self.id} already exists") from None
             raise
 
-    def save(self):
-        write_atomic(os.path.join(self.dir, STATE_FILE), fastjson.dumps(self.data))
+    def save(self, staged=None):
+        """state.json from self.data — or `staged`, what stage() wrote of it, put in place."""
+        path = os.path.join(self.dir, STATE_FILE)
+        os.replace(staged or write_beside(path, fastjson.dumps(self.data)), path)
+
+    def stage(self, data):
+        """Write `data` beside state.json, not in its place yet: save(staged) puts it there with
+        one rename. (A create that fails removes the directory, and this with it.)"""
+        return write_beside(os.path.join(self.dir, STATE_FILE), fastjson.dumps(data))
 
     def remove(self):
         """Remove the state dir: first renamed away, so the id is free at once and a delete killed

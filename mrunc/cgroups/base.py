@@ -27,6 +27,10 @@ class Manager:
     layout = "none"
     # hierarchy keys in the order pids() and freeze() prefer them
     _procs_order = ("",)
+    # Does plan() write nothing? Then create plans the limits while init mounts, and only
+    # writes them in the cgroup phase (process.parent._plan_limits). Not on v2, where planning
+    # enables the controllers a limit needs (cgroup.subtree_control: a write of its own).
+    plans_ahead = True
 
     def __init__(self, mounts, paths, rootless=False):
         self.mounts = dict(mounts)          # key -> (mountpoint, mount_root)
@@ -120,10 +124,16 @@ class Manager:
         kept = {k: v for k, v in mem.items() if k not in asked}
         return dict(resources, memory=kept), f"{R}.memory: ignoring {', '.join(asked)}: {why}"
 
-    def set(self, resources):
-        """Write linux.resources; raises CgroupError (JSON path first) for what cannot be honoured."""
+    def set(self, resources, planned=None):
+        """Write linux.resources; raises CgroupError (JSON path first) for what cannot be honoured.
+        `planned`: what plan(resources) returned earlier, written as it is."""
         self.create()
-        self._write(self._checked_plan(resources or {}))
+        self._write(self._checked_plan(resources or {}) if planned is None else planned)
+
+    def plan(self, resources):
+        """The writes set(resources) makes, each file checked to exist; none made yet."""
+        self.create()
+        return self._checked_plan(resources or {})
 
     def _checked_plan(self, resources):
         """Every write `set()` will make, each file checked to exist: nothing is written yet."""

@@ -16,6 +16,7 @@ from .base import R, Manager, requested
 
 class DisabledManager(Manager):
     layout = "disabled"
+    plans_ahead = False     # nothing to plan: set() refuses what it cannot apply
 
     def __init__(self, reason, path="", rootless=False):
         super().__init__({}, {"": path} if path else {}, rootless)

@@ -200,6 +200,7 @@ def unified(d, values, f=R + ".unified"):
 class V2Manager(Manager):
     layout = "v2"
     _procs_order = ("",)
+    plans_ahead = False     # planning enables controllers (_enable): see Manager.plans_ahead
 
     def __init__(self, mounts, paths, rootless=False, layout="v2"):
         super().__init__(mounts, paths, rootless)

@@ -385,8 +385,9 @@ def mount_phase(sys, sock, config, ctx):
                 sources.close()
         rfs.setup_dev(sys, config, rootfs, bool((config.get("process") or {}).get("terminal")))
         if ctx.cgroup_bind:
-            # The runtime makes our cgroup directories now, in the mount phase: they are bound
-            # into the rootfs (no cgroup namespace of our own to mount a cgroup fs in, see
+            # The runtime makes our cgroup directories in the mount phase — as it began,
+            # while we mounted (parent._answer) — and they are bound into the rootfs last
+            # (no cgroup namespace of our own to mount a cgroup fs in, see
             # parent._needs_cgroup_bind). Limits and joining stay in the cgroup phase.
             protocol.send(sock, {"t": "cgroup-dirs"})
             rfs.bind_cgroup_entries(sys, config, rootfs, protocol.recv(sock, "cgroup-dirs")["dirs"])

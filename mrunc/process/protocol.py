@@ -28,7 +28,9 @@ file descriptor can ride along with SCM_RIGHTS.
                                                     "errno" and "message" instead if it failed
     init     {"t": "cgroup-dirs"}                 (no cgroup namespace of the container's own:
     parent   {"t": "cgroup-dirs", "dirs": [...]}    parent._needs_cgroup_bind; in the mount phase)
-                                                    the cgroup dirs, made now, to be bound in
+                                                    the cgroup dirs, to be bound in: made as
+                                                    the mount phase began, while init mounted
+                                                    (parent._answer)
     init     {"t": "cgroup"}                      init is ready to be moved into its cgroup
     parent   {"t": "cgroup-done"}                 init is in its cgroup; it may unshare CLONE_NEWCGROUP
     init     {"t": "hooks", "kind": K}            run hooks K (createRuntime…) in the runtime now

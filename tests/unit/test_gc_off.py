@@ -2,6 +2,7 @@
 turns it back on when it starts to wait (mrunc.cli's NO_GC_VERBS)."""
 import gc
 import os
+import weakref
 
 import pytest
 
@@ -13,7 +14,10 @@ from mrunc.process import foreground
 def gc_restored():
     was = gc.isenabled()
     gc.enable()
+    frozen = gc.get_freeze_count()
     yield
+    if gc.get_freeze_count() != frozen:
+        gc.unfreeze()       # this test process's heap, frozen by a foreground wait: as it was
     if was:
         gc.enable()
     else:
@@ -54,3 +58,34 @@ def test_a_foreground_wait_turns_it_on(gc_restored):
         os._exit(3)
     assert foreground.stay(pid) == 3
     assert gc.isenabled()
+
+
+class _Cyclic:
+    pass
+
+
+def test_the_wait_leaves_what_existed_to_no_collection(gc_restored):
+    """Turned on, the collector does not walk what create made (gc.freeze): its first
+    collection used to take ≈ 0.6 ms as `run true` ended. What is made later is collected."""
+    gc.disable()
+    frozen = gc.get_freeze_count()
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    assert foreground.stay(pid) == 0
+    assert gc.get_freeze_count() > frozen
+    a = _Cyclic()
+    a.me = a                        # a cycle: only the collector frees it
+    gone = weakref.ref(a)
+    del a
+    gc.collect()
+    assert gone() is None
+
+
+def test_a_caller_with_the_collector_on_keeps_its_heap_unfrozen(gc_restored):
+    frozen = gc.get_freeze_count()
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    assert foreground.stay(pid) == 0
+    assert gc.get_freeze_count() == frozen

@@ -98,6 +98,8 @@ class Init:
         self.sock, self.calls = sock, []
         self.listened = listened    # does init wait for "continue" (init._Phases._waits)
         self.errors = []
+        self.mounting = 0.0         # how long its own mounts take, before it asks for the dirs
+        self.asked = None           # when it asked for them
 
     def call(self, who, name, *args):
         self.calls.append({"call": name, "args": list(args), "who": who,
@@ -129,6 +131,8 @@ def script(init, userns, bind, cgroupns, hooks):
     init.phase("clone")
     init.call("init", "mount", None, "/", None, "REC|SLAVE", None)
     if bind:
+        time.sleep(init.mounting)
+        init.asked = time.time()
         protocol.send(init.sock, {"t": "cgroup-dirs"})
         dirs = protocol.recv(init.sock, "cgroup-dirs")["dirs"]
         for name, d in dirs:
@@ -151,9 +155,10 @@ class _C:
     id = "c1"
 
 
-def create(tmp_path, config, layout, listened=True):
+def create(tmp_path, config, layout, listened=True, init=None):
     """Run the runtime's half against the script; {phase: [(who, call, args...)]} and the trace.
-    listened=False: an engine's create, nobody reading the record (no trace, no stepper)."""
+    listened=False: an engine's create, nobody reading the record (no trace, no stepper).
+    init: {"mounting": seconds} in, {"asked": when init asked for its cgroup dirs} out."""
     cgroot = tmp_path / "cgroup"
     (v1_host if layout == "hybrid" else v2_host)(cgroot)
     cg = cgroups.manager("/mrunc/c1", "c1", root=str(cgroot), mountinfo=None)
@@ -164,7 +169,8 @@ def create(tmp_path, config, layout, listened=True):
     nss = {n["type"] for n in config["linux"]["namespaces"]}
     mine, theirs = protocol.pair()
     mine.settimeout(10)     # a protocol slip fails the test instead of hanging it
-    init = Init(theirs, listened)
+    seen, init = init, Init(theirs, listened)
+    init.mounting = (seen or {}).get("mounting", 0.0)
 
     def run_script():
         try:
@@ -186,6 +192,8 @@ def create(tmp_path, config, layout, listened=True):
         t.join(10)
         mine.close()
         theirs.close()
+    if seen is not None:
+        seen["asked"] = init.asked
     if not listened:
         return [r["phase"] for r in events.records]
     root = str(cgroot)
@@ -215,12 +223,13 @@ def test_root_on_a_hybrid_host_binds_cgroup_dirs_made_in_the_mount_phase(tmp_pat
     assert phases["clone"] == [("clone", "unshare", "CLONE_NEWPID|CLONE_NEWNS")]   # no id maps
     mount = phases["mount"]
     made = [c for c in mount if c[:2] == ("runtime", "mkdir")]
-    # the cgroup dirs, by the runtime, in the mount phase: after init's first mount, before the binds
+    # the cgroup dirs, by the runtime, in the mount phase: made while init mounts (before or
+    # after init's first mount), all before the binds
     assert [c[2] for c in made] == [f"/{h}/mrunc{leaf}" for h in ("unified", "cpuset", "devices",
                                                                   "memory", "pids")
                                     for leaf in ("", "/c1")]
     first_bind = next(i for i, c in enumerate(mount) if c[-2:] == ("BIND|REC", None))
-    assert mount.index(made[-1]) < first_bind and mount[0][:2] == ("init", "mount")
+    assert mount.index(made[-1]) < first_bind and ("init", "mount") in [c[:2] for c in mount]
     assert ("runtime", "write", "/cpuset/mrunc/c1/cpuset.cpus", "0-3") in mount   # v1 cpuset copy
     rec = {r["phase"]: r for r in records}
     notes = {c.get("note") for c in rec["mount"]["calls"] if c["who"] == "runtime" and c["call"] == "mkdir"}
@@ -238,8 +247,144 @@ def test_root_on_a_hybrid_host_binds_cgroup_dirs_made_in_the_mount_phase(tmp_pat
     procs = [c for c in cg if c[2].endswith("/cgroup.procs")]
     assert {c[3] for c in procs} == {str(INIT_PID)} and len(procs) == 5
     assert cg.index(procs[0]) > max(i for i, c in enumerate(cg) if not c[2].endswith("cgroup.procs"))
+    # their writes were worked out while init mounted (v1: planning writes nothing), and made
+    # here only: no limit is written in the mount phase
+    assert not [c for c in mount if c[1] == "write" and "cpuset." not in c[2]], mount
     assert "runtime[" in trace and "  ^ made in the mount phase" in trace
-    assert trace.count("^ made in the mount phase") == 1      # said once for the run of mkdirs
+    assert trace.count("^ made in the mount phase") == 1      # said once for all the mkdirs
+
+
+@pytest.mark.parametrize("listened", [True, False])
+def test_the_cgroup_dirs_are_made_while_init_mounts_not_once_it_asks(tmp_path, listened):
+    """The runtime makes the dirs init will bind as soon as the mount phase begins, while init
+    mounts, so they are there when init asks (it waited ≈ 1 ms for them); still in the mount
+    phase's record, by the runtime, before every bind of them."""
+    seen = {"mounting": 0.3}    # init's own mounts: plenty of time for ten mkdirs in a temp tree
+    got = create(tmp_path, config(["pid", "mount"]), "hybrid", listened, init=seen)
+    if not listened:
+        assert got == ["clone", "mount", "pivot_root", "cgroup", "security"]
+        assert os.path.isdir(tmp_path / "cgroup" / "pids" / "mrunc" / "c1")
+        return
+    _phases, records, _trace = got
+    rec = {r["phase"]: r["calls"] for r in records}
+    assert not [c for c in rec["clone"] if c["who"] == "runtime" and c["call"] == "mkdir"]
+    made = [c for c in rec["mount"] if c["who"] == "runtime" and c["call"] == "mkdir"]
+    assert len(made) == 10 and all(c["t"] < seen["asked"] for c in made), (made, seen)
+    binds = [c for c in rec["mount"] if c["who"] == "init" and "BIND|REC" in c["args"]]
+    assert binds and max(c["t"] for c in made) < min(c["t"] for c in binds)
+
+
+def _root_create_on_v1(tmp_path, cfg, watch=lambda cg: None, host=Host, init_side=None):
+    """The runtime's half of a root create that binds its cgroup dirs (pid + mount namespaces),
+    on the fake hybrid host: (events, init, the error it raised or None, the manager).
+    init_side(sock): what init does instead of the whole script."""
+    cgroot = tmp_path / "cgroup"
+    v1_host(cgroot)
+    cg = cgroups.manager("/mrunc/c1", "c1", root=str(cgroot), mountinfo=None)
+    watch(cg)
+    events = parent.Events(trace=io.StringIO())
+    events.sys = cg.sys = host()
+    mine, theirs = protocol.pair()
+    mine.settimeout(10)
+    init = Init(theirs)
+    side = (lambda: init_side(theirs)) if init_side else (lambda: script(init, False, True,
+                                                                         False, False))
+    t = threading.Thread(target=lambda: _run_quietly(init, side))
+    t.start()
+    state = {"init_pid": None, "cgroup": None}
+    try:
+        parent._answer(_C(), cfg, str(tmp_path), state, events, mine, os.getpid(), cg,
+                       None, None, None)
+        return events, init, None, state
+    except Exception as e:  # noqa: BLE001 — for the test to look at
+        return events, init, e, state
+    finally:
+        mine.close()
+        t.join(10)
+        theirs.close()
+
+
+def _run_quietly(init, fn):
+    try:
+        fn()
+    except Exception as e:  # noqa: BLE001 — the runtime gave up on it: expected here
+        init.errors.append(e)
+
+
+def test_a_create_failing_while_the_dirs_are_made_returns_once_all_are_made(tmp_path):
+    """init fails in its mount phase while the runtime still makes the cgroup dirs: the error
+    comes out only once they are all made, so the undo that follows finds every dir it must
+    remove (cg.created), none made after it."""
+    from mrunc.errors import InitError
+
+    class SlowHost(Host):
+        def mkdir(self, path, mode=0o755):
+            time.sleep(0.01)
+            super().mkdir(path, mode)
+
+    def init_side(sock):
+        protocol.send(sock, {"t": "pid", "pid": INIT_PID})
+        protocol.send(sock, {"t": "phase", "phase": "clone", "ms": 1.0, "calls": []})
+        protocol.recv(sock, "continue")
+        protocol.send(sock, {"t": "error", "phase": "mount", "message": "mount proc: EPERM"})
+    _events, _init, err, state = _root_create_on_v1(tmp_path, config(["pid", "mount"]),
+                                                    host=SlowHost, init_side=init_side)
+    assert isinstance(err, InitError) and "EPERM" in str(err), err
+    cg, cgroot = state["cgroup"], tmp_path / "cgroup"
+    assert cg is not None and cg.sys is _events.sys
+    made = sorted(str(p) for p in cgroot.glob("*/mrunc*") if p.is_dir())
+    made += sorted(str(p) for p in cgroot.glob("*/mrunc/c1") if p.is_dir())
+    assert len(made) == 10 and sorted(cg.created) == sorted(made)
+    time.sleep(0.05)
+    assert len([p for p in cgroot.glob("*/mrunc/*") if p.is_dir()]) == 5    # none made since
+
+
+def test_a_create_failing_before_the_mount_phase_makes_no_dir_and_leaves_no_thread(tmp_path):
+    """The dirs are made as the mount phase begins, not before: a create whose init fails in
+    its clone phase has made none (and no thread is left behind)."""
+    from mrunc.errors import InitError
+    threads = len(os.listdir("/proc/self/task"))
+
+    def init_side(sock):
+        protocol.send(sock, {"t": "error", "phase": "clone", "message": "unshare: EPERM"})
+    _events, _init, err, state = _root_create_on_v1(tmp_path, config(["pid", "mount"]),
+                                                    init_side=init_side)
+    assert isinstance(err, InitError) and "EPERM" in str(err), err
+    assert state["cgroup"] is None and not list((tmp_path / "cgroup").glob("*/mrunc"))
+    deadline = time.monotonic() + 5
+    while len(os.listdir("/proc/self/task")) > threads and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(os.listdir("/proc/self/task")) == threads
+
+
+def test_a_limit_that_cannot_be_planned_ahead_fails_in_the_cgroup_phase(tmp_path):
+    """The limits are planned while init mounts; one that cannot be (no hugetlb hierarchy in
+    this fake host) is planned again in the cgroup phase and fails there, as it always did —
+    after the mount and pivot_root phases were reported, with the field's JSON path."""
+    from mrunc.errors import CgroupError
+    cfg = config(["pid", "mount"])
+    cfg["linux"]["resources"]["hugepageLimits"] = [{"pageSize": "2MB", "limit": 1 << 21}]
+    events, _init, err, _state = _root_create_on_v1(tmp_path, cfg)
+    assert isinstance(err, CgroupError) and "linux.resources.hugepageLimits" in str(err), err
+    assert [r["phase"] for r in events.records] == ["clone", "mount", "pivot_root"]
+
+
+def test_the_limits_are_planned_while_init_mounts_and_only_written_in_the_cgroup_phase(tmp_path):
+    """v1: working out the limits' writes (which files, checked to exist) is done once, in
+    the mount phase, as init binds its cgroup dirs; the cgroup phase plans nothing, it writes."""
+    planned = []
+
+    def watch(cg):
+        assert cg.plans_ahead
+        plan = cg._checked_plan
+        cg._checked_plan = lambda res: planned.append(time.time()) or plan(res)
+    events, init, err, _state = _root_create_on_v1(tmp_path, config(["pid", "mount"]), watch)
+    assert err is None and not init.errors, (err, init.errors)
+    rec = {r["phase"]: r["calls"] for r in events.records}
+    (pivot,) = [c["t"] for c in rec["pivot_root"] if c["call"] == "pivot_root"]
+    writes = [c for c in rec["cgroup"] if c["call"] == "write"]
+    assert len(planned) == 1 and planned[0] < pivot, planned    # done before the mount phase was
+    assert ("pids.max", "64") in [(os.path.basename(c["args"][0]), c["args"][1]) for c in writes]
 
 
 def test_rootless_clone_phase_shows_the_id_maps_between_the_clone_childs_calls(tmp_path, monkeypatch):

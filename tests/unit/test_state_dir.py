@@ -285,3 +285,26 @@ def test_wait_gone_waits_for_a_process_that_is_not_our_child():
     os.kill(pid, 9)
     assert state.wait_gone(pid, timeout=5.0)
     assert _gone_or_zombie(pid)
+
+
+def test_a_staged_record_is_nobodys_until_one_rename_puts_it_in_place(tmp_path):
+    """create writes the container's final record while init finishes (Container.stage) and
+    renames it onto state.json when init is ready (save(staged)): until then every reader sees
+    the creating record, whole; the staged file is hidden, and goes with a removed directory."""
+    root = str(tmp_path / "root")
+    c = state.Container(root, "c1")
+    c.reserve(_record(creator=_me()))
+    try:
+        staged = c.stage(_record(pid=os.getpid()))
+        assert os.path.dirname(staged) == c.dir and os.path.basename(staged).startswith(".")
+        assert state.Container.load(root, "c1").status() == "creating"     # not yet
+        assert [s["id"] for s in api.list_containers(root)] == ["c1"]
+        c.save(staged)
+        assert not os.path.exists(staged)
+        assert sorted(os.listdir(c.dir)) == ["exec.fifo", "state.json"]
+        assert state.Container.load(root, "c1").data["pid"] == os.getpid()
+        again = c.stage(_record(pid=1))
+        c.remove()                      # a create that failed after staging: nothing left
+        assert not os.path.exists(again) and os.listdir(root) == []
+    finally:
+        c.unlock()
