@@ -250,7 +250,7 @@ class Container:
         except BaseException as e:
             import errno
             self.unlock()
-            _remove_flat(tmp)
+            remove_flat(tmp)
             if isinstance(e, OSError) and e.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR):
                 raise StateError(f"container with id {self.id} already exists") from None
             raise
@@ -273,7 +273,7 @@ class Container:
             os.rename(self.dir, tmp)
         except FileNotFoundError:
             return
-        _remove_flat(tmp)
+        remove_flat(tmp)
 
     def _hidden(self, kind):
         """.new-<pid>-<start>-<random> / .old-…: the runtime's pid and start time tell sweep()
@@ -427,7 +427,7 @@ def sweep(root):
             parts = name.split("-")         # .new, pid, start time, random (see _hidden)
             ours = len(parts) == 4 and parts[1].isdigit() and parts[2].isdigit()
             if not (ours and alive_as(int(parts[1]), int(parts[2]))):
-                _remove_flat(os.path.join(root, name))
+                remove_flat(os.path.join(root, name))
 
 
 def remove_leftover(root, cid):
@@ -438,7 +438,7 @@ def remove_leftover(root, cid):
         Container(root, cid).remove()
 
 
-def _remove_flat(d):
+def remove_flat(d):
     """Remove a state directory and what is in it (flat: state.json, fifo, temp files)."""
     try:
         for name in os.listdir(d):

@@ -291,6 +291,8 @@ class Sandbox:
                 fn(*args)
             except Exception:  # noqa: BLE001 — like the containers: clean up the rest anyway
                 pass
+        from ..security import seccompcache
+        seccompcache.forget(self.root)      # the programs our containers' creates kept
         for path in (self.work, self.root):
             try:
                 os.rmdir(path)

@@ -110,6 +110,13 @@ def for_create(root, state_dir, cfg, sys):
     return prog
 
 
+def forget(root):
+    """Remove the programs kept under state root `root`: a sandbox's root is its own, and goes
+    with it (mrunc.sandbox.lab: Sandbox.close), the programs its containers built too."""
+    from ..state import remove_flat
+    remove_flat(cache_dir(root))
+
+
 def _same_library(lib):
     """Is the libseccomp that built it still the file the loader would map?"""
     if not isinstance(lib, list) or len(lib) != 6 or not isinstance(lib[0], str):

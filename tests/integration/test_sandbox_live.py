@@ -240,3 +240,22 @@ def test_kernelspec_starts_a_kernel_with_the_magics(tmp_path, lab, monkeypatch):
         km.shutdown_kernel(now=False)
     assert not os.path.exists("/run/mrunc-lab") or not [n for n in os.listdir("/run/mrunc-lab")
                                                         if n.startswith("lab-")]
+
+
+def test_a_seccomp_container_keeps_its_program_until_the_sandbox_closes(lab, tmp_path):
+    """The lab's creates keep built seccomp programs in its root (security.seccompcache), so a
+    second container of the same profile loads it; the root is the sandbox's own and goes at
+    close with them (the fixture checks nothing is left)."""
+    from seccomp_profile import default_profile
+    with open(os.path.join(os.path.dirname(ROOTFS), "bundle", "config.json")) as f:
+        cfg = json.load(f)
+    cfg["root"]["path"] = ROOTFS
+    cfg["linux"]["seccomp"] = default_profile()
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    for name in ("first", "second"):
+        c = lab.start(args=["sleep", "100"], name=name, image=str(tmp_path))
+        with open(f"/proc/{c.pid}/status") as f:
+            assert "Seccomp:\t2" in f.read()          # confined, built or kept
+        c.stop(timeout=1)
+    kept = os.listdir(os.path.join(lab.root, ".seccomp"))
+    assert len(kept) == 1, kept                       # one profile, one program
