@@ -2,9 +2,11 @@
 
 Why: before a module's code runs, importing it costs ≈ 50 µs of CPU — the import system asks
 each finder in turn, looks the directory and the source up, opens, reads and checks the .pyc,
-then unmarshals it — and these three verbs import about forty of mrunc's modules. Read from one
-file, unmarshalled in a few large parts, the same imports cost about 2 ms of CPU less per
-command (measured: the module set of `run`, 8.5 -> 6.6 ms).
+then unmarshals it — and these three verbs import about forty of mrunc's modules. Here a module
+is one stat of its source and one read at a known place of one file; the file's index is read
+once per command, a module's code only when it is imported, so what the file holds for other
+configs (a seccomp profile, a user namespace: the file keeps what any command of the verb
+imported) costs a command that does not import it nothing.
 
 How it stays true: the file holds, for each module, its code and the mtime and size of the
 source it was compiled from, which is what CPython checks before it trusts a .pyc. A module is
@@ -21,17 +23,16 @@ as a new file, then renamed over the old one, and only where the interpreter wri
 there, or imports as usual. Only the command line uses it (mrunc.cli, run as the program): a
 notebook or a test importing mrunc imports it the usual way.
 """
-import gc
 import marshal
 import os
 import sys
 
 _DIR = os.path.join(os.path.dirname(__file__), "__pycache__")
 # What a file must start with: this format, and the bytecode of this very interpreter.
-_KEY = ("mrunc-hot-1", sys.modules["_frozen_importlib_external"].MAGIC_NUMBER)
+_KEY = ("mrunc-hot-2", sys.modules["_frozen_importlib_external"].MAGIC_NUMBER)
 
-_PART = 64 << 10    # bytes of marshal data per part of the file, about (see _read_part)
-_entries = {}       # module name -> (source path, is a package, mtime_ns, size, code)
+_index = {}         # module name -> (source path, is a package, mtime_ns, size, offset, length)
+_file = None        # (st_dev, st_ino, st_mtime_ns) of the file the index was read from
 _changed = False    # a module was missing or out of date: save() writes the file again
 _before = ()        # the modules imported before install(): none of them is read from the file
 _path = None        # the file of the verb being run
@@ -39,9 +40,7 @@ _pid = None         # the process that read it: only it writes (a fork of it nev
 
 
 class _Loader:
-    """Runs a module's code from the file (the spec's loader_state), then lets it go: a module's
-    own code object is needed only once (its functions keep theirs), and kept it would add to
-    the command's memory."""
+    """Runs a module's code read from the file (the spec's loader_state)."""
 
     @staticmethod
     def create_module(spec):
@@ -49,10 +48,7 @@ class _Loader:
 
     @staticmethod
     def exec_module(module):
-        spec = module.__spec__
-        code, spec.loader_state = spec.loader_state, None
-        origin, package, mtime, size, _ = _entries[spec.name]
-        _entries[spec.name] = (origin, package, mtime, size, None)   # save() reads it again
+        code, module.__spec__.loader_state = module.__spec__.loader_state, None
         exec(code, module.__dict__)
 
 
@@ -64,52 +60,70 @@ class _Finder:
         global _changed
         if not name.startswith("mrunc."):
             return None
-        entry = _entries.get(name)
-        if entry is not None:
-            origin, package, mtime, size, code = entry
-            try:
-                st = os.stat(origin)
-            except OSError:
-                st = None
-            if st is not None and st.st_mtime_ns == mtime and st.st_size == size:
-                spec = sys.modules["_frozen_importlib"].ModuleSpec(
-                    name, _Loader, origin=origin, loader_state=code, is_package=package)
-                spec.has_location = True    # __file__ is the source: tracebacks show its lines
-                if package:
-                    spec.submodule_search_locations = [os.path.dirname(origin)]
-                return spec
-        _changed = True
-        return None
+        entry = _index.get(name)
+        code = _code_of(entry) if entry is not None else None
+        if code is None:
+            _index.pop(name, None)      # out of date or unreadable: save() keeps the new code
+            _changed = True
+            return None
+        origin, package = entry[0], entry[1]
+        spec = sys.modules["_frozen_importlib"].ModuleSpec(
+            name, _Loader, origin=origin, loader_state=code, is_package=package)
+        spec.has_location = True    # __file__ is the source: tracebacks show its lines
+        if package:
+            spec.submodule_search_locations = [os.path.dirname(origin)]
+        return spec
 
 
 def install(verb):
-    """Read the verb's file (if it is there and ours) and put its finder first. One file per
-    verb: each holds what its verb imports, as every module in it is unmarshalled (exec needs
-    half of what run does). The cyclic garbage collector is off meanwhile: unmarshalling makes
-    thousands of tuples, none of them garbage."""
-    global _before, _path, _pid
+    """Read the index of the verb's file (if it is there and ours) and put the finder first. One
+    file per verb, and only the index is read here: a module's code is read when it is imported
+    (_code_of), so what the file holds for other configs (a seccomp profile, a user namespace)
+    costs a command that does not import it nothing."""
+    global _before, _path, _pid, _file
     _path = os.path.join(_DIR, f"hot-{verb}.{sys.implementation.cache_tag}.bin")
-    was = gc.isenabled()
-    gc.disable()
     try:
         fd = os.open(_path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            end = os.fstat(fd).st_size
-            if _read_part(fd, end) == _KEY:
-                while True:
-                    part = _read_part(fd, end)
-                    if part is None:
-                        break
-                    _entries.update(part)
+            st = os.fstat(fd)
+            if _read_part(fd, st.st_size) == _KEY:
+                _index.update(_read_part(fd, st.st_size))
+                _file = (st.st_dev, st.st_ino, st.st_mtime_ns)
         finally:
             os.close(fd)
     except (OSError, ValueError, EOFError, TypeError):
-        _entries.clear()    # none yet, or not one this interpreter can read: the usual imports
-    finally:
-        if was:
-            gc.enable()
+        _index.clear()      # none yet, or not one this interpreter can read: the usual imports
     _before, _pid = frozenset(sys.modules), os.getpid()
     sys.meta_path.insert(0, _Finder)
+
+
+def _code_of(entry):
+    """The code the file holds for a module, if its source still has the mtime and size it was
+    compiled from (one stat, as CPython checks a .pyc) and the file is still the one whose index
+    we read (another command may have renamed a new one over it: its offsets differ); else
+    None, and the module is imported the usual way."""
+    origin, _, mtime, size, offset, length = entry
+    try:
+        st = os.stat(origin)
+        if st.st_mtime_ns != mtime or st.st_size != size:
+            return None
+        data = _read_at(offset, length)
+        return marshal.loads(data) if data is not None else None
+    except (OSError, ValueError, EOFError, TypeError):
+        return None
+
+
+def _read_at(offset, length):
+    """`length` bytes at `offset` of the file whose index we read; None if it is another now."""
+    fd = os.open(_path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino, st.st_mtime_ns) != _file:
+            return None
+        data = os.pread(fd, length, offset)
+        return data if len(data) == length else None
+    finally:
+        os.close(fd)
 
 
 def save():
@@ -118,41 +132,45 @@ def save():
     error) where it may not be written."""
     if not _changed or _pid != os.getpid() or sys.dont_write_bytecode:
         return
-    imported = {name: m.__spec__ for name, m in list(sys.modules.items())
-                if name.startswith("mrunc.") and name not in _before
-                and getattr(m, "__spec__", None) is not None and m.__spec__.loader is not _Loader
-                and (m.__spec__.origin or "").endswith(".py")}
-    kept = {name: e for name, e in _entries.items() if _current(e)}
-    if not imported and len(kept) == len(_entries):
-        return      # (a module that is nowhere was asked for: nothing new to keep)
-    entries = {}
-    for name, (origin, package, mtime, size, code) in kept.items():
-        entries[name] = (origin, package, mtime, size, code or _code(name, origin))
-    for name, spec in imported.items():
+    blobs = {}      # name -> (origin, is a package, mtime_ns, size, marshalled code)
+    for name, (origin, package, mtime, size, offset, length) in _index.items():
+        if _current(origin, mtime, size):
+            data = _read_at(offset, length)
+            if data is not None:
+                blobs[name] = (origin, package, mtime, size, data)
+    for name, m in list(sys.modules.items()):
+        spec = getattr(m, "__spec__", None)
+        if (not name.startswith("mrunc.") or name in _before or name in blobs or spec is None
+                or spec.loader is _Loader or not (spec.origin or "").endswith(".py")):
+            continue
         try:
             st = os.stat(spec.origin)
         except OSError:
             continue
-        entries[name] = (spec.origin, spec.submodule_search_locations is not None,
-                         st.st_mtime_ns, st.st_size, _code(name, spec.origin))
-    entries = {name: e for name, e in entries.items() if e[4] is not None}
-    parts, part, size = [_KEY], {}, 0
-    for name, e in entries.items():
-        part[name] = e
-        size += len(marshal.dumps(e[4]))
-        if size > _PART:
-            parts.append(part)
-            part, size = {}, 0
-    parts.append(part)
+        code = _code(name, spec.origin)
+        if code is not None:
+            blobs[name] = (spec.origin, spec.submodule_search_locations is not None,
+                           st.st_mtime_ns, st.st_size, marshal.dumps(code))
+    _write(blobs)
+
+
+def _write(blobs):
+    """The file: the key, the index, then each module's marshalled code at the index's offset.
+    Written as a new file, then renamed over the old one: a reader has the one or the other."""
+    head = _frame(marshal.dumps(_KEY))
+    raw, size = b"", -1
+    while len(raw) != size:     # the index's own length moves the offsets it holds: until stable
+        size, at, index = len(raw), len(head) + 8 + len(raw), {}
+        for name, (origin, package, mtime, st_size, data) in blobs.items():
+            index[name] = (origin, package, mtime, st_size, at, len(data))
+            at += len(data)
+        raw = marshal.dumps(index)
     tmp = f"{_path}.{os.getpid()}"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         try:
-            for part in parts:
-                data = marshal.dumps(part)
-                data = memoryview(len(data).to_bytes(8, "little") + data)
-                while data:
-                    data = data[os.write(fd, data):]
+            for data in (head, _frame(raw), *(e[4] for e in blobs.values())):
+                _write_all(fd, data)
         finally:
             os.close(fd)
         os.replace(tmp, _path)
@@ -163,14 +181,20 @@ def save():
             pass
 
 
+def _frame(data):
+    return len(data).to_bytes(8, "little") + data
+
+
+def _write_all(fd, data):
+    data = memoryview(data)
+    while data:
+        data = data[os.write(fd, data):]
+
+
 def _read_part(fd, end):
-    """The next part of the file (a length, then that many bytes of marshal data); None at its
-    end. In parts, so that the file is never all in memory at once: read whole, it raised the
-    command's peak memory by its size (≈ 0.5 MiB)."""
+    """The next framed part of the file (a length, then that many bytes of marshal data)."""
     size = int.from_bytes(os.read(fd, 8), "little")
-    if not size:
-        return None
-    if size > end:
+    if not 0 < size <= end:
         raise ValueError("not a file of ours")
     data = os.read(fd, size)
     if len(data) != size:
@@ -187,9 +211,9 @@ def _code(name, origin):
         return None
 
 
-def _current(entry):
+def _current(origin, mtime, size):
     try:
-        st = os.stat(entry[0])
+        st = os.stat(origin)
     except OSError:
         return False
-    return st.st_mtime_ns == entry[2] and st.st_size == entry[3]
+    return st.st_mtime_ns == mtime and st.st_size == size

@@ -67,3 +67,36 @@ def test_nothing_is_written_without_bytecode_writing_and_a_bad_file_is_ignored(p
         b"not marshal data")
     assert command(pkg) == ["SourceFileLoader", "None"]     # the usual way; then a good file
     assert command(pkg) == ["_Loader", "None"]
+
+
+def _loaders(root, *modules):
+    """The loader each of `modules` came by, in a command that imports only those."""
+    script = (f"import sys; sys.path[:0] = [{str(root)!r}]\nfrom mrunc import codecache\n"
+              "codecache.install('test')\n"
+              + "".join(f"import {m}\n" for m in modules)
+              + "print(*(getattr(sys.modules[m].__spec__.loader, '__name__', None) or "
+                "type(sys.modules[m].__spec__.loader).__name__ for m in sys.argv[1:]))\n"
+              "codecache.save()\n")
+    p = subprocess.run([sys.executable, "-I", "-S", "-c", script, *modules], capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    return p.stdout.split()
+
+
+def test_a_module_s_code_is_read_only_when_it_is_imported(pkg):
+    """The file holds what any command of the verb imported; a command reads the code of what it
+    imports alone — a damaged entry it does not import does not touch it — and the damaged one
+    is imported the usual way by the command that needs it, then kept anew."""
+    import marshal
+    command(pkg)
+    [f] = cache_file(pkg)
+    data = bytearray(f.read_bytes())
+    key_len = int.from_bytes(data[:8], "little")
+    at = 8 + key_len
+    index = marshal.loads(bytes(data[at + 8:at + 8 + int.from_bytes(data[at:at + 8], "little")]))
+    offset, length = index["mrunc.spec.consts"][4:]
+    data[offset:offset + length] = b"\0" * length
+    f.write_bytes(bytes(data))
+    assert _loaders(pkg, "mrunc.signals") == ["_Loader"]
+    assert _loaders(pkg, "mrunc.signals", "mrunc.spec.consts") == ["_Loader", "SourceFileLoader"]
+    assert _loaders(pkg, "mrunc.signals", "mrunc.spec.consts") == ["_Loader", "_Loader"]
