@@ -132,6 +132,8 @@ def save():
     error) where it may not be written."""
     if not _changed or _pid != os.getpid() or sys.dont_write_bytecode:
         return
+    if not os.access(_DIR, os.W_OK):
+        return      # (a user's command, mrunc installed by root): gather nothing to write nowhere
     blobs = {}      # name -> (origin, is a package, mtime_ns, size, marshalled code)
     for name, (origin, package, mtime, size, offset, length) in _index.items():
         if _current(origin, mtime, size):
