@@ -269,6 +269,8 @@ runtime_supports_json = ["mrunc"]
 """)
         self.env = dict(os.environ, CONTAINERS_CONF=self.conf)
         self.had_state_root = os.path.exists("/run/mrunc")  # podman gives mrunc no --root
+        # and there the seccomp programs of its creates are kept (mrunc.security.seccompcache)
+        self.had_seccomp_cache = os.path.exists("/run/mrunc/.seccomp")
         self.closed = False
 
     def argv(self, *args):
@@ -310,6 +312,9 @@ runtime_supports_json = ["mrunc"]
             left.note("process", [f"{pid} {cmd[:120]}"])
             stop_pid(pid)
         left.note("cgroup", remove_cgroups(self.cgroup_parent))
+        if not self.had_seccomp_cache:
+            from mrunc.security import seccompcache
+            seccompcache.forget("/run/mrunc")
         if not self.had_state_root:
             try:
                 os.rmdir("/run/mrunc")

@@ -62,8 +62,8 @@ def gone(pid, timeout=10.0):
             with open(f"/proc/{pid}/stat") as f:
                 if f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
                     return True
-        except FileNotFoundError:
-            return True
+        except (FileNotFoundError, ProcessLookupError):
+            return True     # reaped (between the open and the read: ESRCH, seen once in the VM)
         time.sleep(0.02)
     return False
 
