@@ -378,6 +378,8 @@ def test_podman_default_profile_same_as_runc(tmp_path):
     subprocess.run(["tar", "-C", ROOTFS, "-cf", str(tar), "."], check=True)
     # podman passes no --root: the runtimes use their default state roots, /run/mrunc and /run/runc
     new_roots = [d for d in ("/run/mrunc", "/run/runc") if not os.path.exists(d)]
+    # and mrunc's create keeps the profile's program there (mrunc.security.seccompcache)
+    new_cache = not os.path.exists("/run/mrunc/.seccomp")
     try:
         pm("import", str(tar), "localhost/mrunc-seccomp-test")
         out = {rt: pm("--runtime", rt, "run", "--rm", "--network", "none",
@@ -388,6 +390,9 @@ def test_podman_default_profile_same_as_runc(tmp_path):
         pm("rmi", "--all", "--force", check=False)  # not `system reset`: it also drops networks
         subprocess.run(["umount", "-R", store], capture_output=True)  # storage's own mounts
         shutil.rmtree(store, ignore_errors=True)
+        if new_cache:
+            from mrunc.security import seccompcache
+            seccompcache.forget("/run/mrunc")
         for d in new_roots:  # ours, and empty once the containers are gone
             try:
                 os.rmdir(d)
