@@ -103,10 +103,9 @@ def _code_of(entry):
     we read (another command may have renamed a new one over it: its offsets differ); else
     None, and the module is imported the usual way."""
     origin, _, mtime, size, offset, length = entry
+    if not _current(origin, mtime, size):
+        return None
     try:
-        st = os.stat(origin)
-        if st.st_mtime_ns != mtime or st.st_size != size:
-            return None
         data = _read_at(offset, length)
         return marshal.loads(data) if data is not None else None
     except (OSError, ValueError, EOFError, TypeError):
