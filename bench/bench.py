@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Benchmark mrunc against runc (and crun when installed) on the busybox bundle.
 
-Every measurement is repeated N times with the runtimes interleaved (A B C A B C ...), so that a
-slow moment of the machine hits all alike; the figures are medians. Per verb:
+Every measurement is repeated N times with the runtimes interleaved, the order turning each round
+(A B C, B C A, C A B, ...), so that a slow moment of the machine hits all alike and going first
+or after a given runtime favours none; the figures are medians. Per verb:
 
   --version  `R --version`: the floor of starting the program at all.
   run        `R run --bundle B ID` of `true`, until it returns.
@@ -21,6 +22,12 @@ median) and the rest: the kernel work and mrunc's own code. Each verb's CPU time
 from wait4: the runtime and the children it waited for) is printed too: on a machine loaded by
 other work, wall times stretch with the load and CPU times hardly do. Then each verb's peak RSS
 (GNU time's %M), in separate rounds since GNU time adds a fork to the wall time.
+
+Then mrunc's ratio to runc round by round: a round's two figures were taken a few milliseconds
+apart, so their ratio cancels what the machine was doing then. Its median, and a 95 % confidence
+interval of that median (from the order statistics: no assumption about how the times are
+spread), say whether "faster than runc" is a finding or noise: only an interval wholly below 1
+is.
 
 Then the short verbs against the floor: mrunc's wall and CPU time next to the interpreter's
 start alone (`-c pass`, and `-c "import os"`, which every runtime in Python needs), what mrunc
@@ -48,6 +55,7 @@ deleted and the roots removed at the end, also on failure. Needs root. Usage:
 import argparse
 import ctypes
 import json
+import math
 import os
 import resource
 import shutil
@@ -384,6 +392,38 @@ def med(values, i=0, scale=1000):
     return statistics.median(values) * scale if values else float("nan")
 
 
+def median_interval(values, level=0.95):
+    """(median, low, high): the median and a distribution-free confidence interval of it. The
+    interval's ends are the order statistics x(k) and x(n+1-k), with k the largest rank such that
+    fewer than k of n values fall below the true median with probability <= (1 - level) / 2
+    (Binomial(n, 1/2)); with fewer than 6 values there is no such k, and the ends are the extremes."""
+    xs = sorted(values)
+    n = len(xs)
+    tail, k = 0.0, 0
+    while True:
+        tail += math.comb(n, k) / 2 ** n        # P(fewer than k + 1 below the median)
+        if tail > (1 - level) / 2:
+            break
+        k += 1
+    k = max(k, 1)
+    return statistics.median(xs), xs[k - 1], xs[n - k]
+
+
+def paired_report(results, n):
+    """mrunc ÷ runc round by round (both figures of a round taken moments apart): the median
+    ratio and its 95 % interval, wall and CPU."""
+    print(f"\nmrunc ÷ runc paired by round, median of {n} ratios [95 % interval of the median]; "
+          f"below 1 for sure only if the interval is")
+    print(f"{'verb':<26}{'wall':>22}{'CPU':>22}")
+    for verb in VERBS:
+        line = f"{LABELS.get(verb, verb):<26}"
+        for i in (0, 1):
+            ratios = [m[i] / r[i] for m, r in zip(results["mrunc"][verb], results["runc"][verb])]
+            mid, lo, hi = median_interval(ratios)
+            line += f"{mid:>8.2f} [{lo:.2f}–{hi:.2f}]"
+        print(line)
+
+
 def report(names, results, n, imports, interp, rss):
     others = [nm for nm in names if nm != "mrunc"]
     ratio = "mrunc" in names and "runc" in names
@@ -534,7 +574,8 @@ def main():
         for i in range(-args.warmup, args.n):
             interp.append(interpreter(py, tmp))
             interp_os.append(interpreter(py, tmp, "import os"))
-            for rt in runtimes:
+            k = i % len(runtimes)
+            for rt in runtimes[k:] + runtimes[:k]:
                 t = one_round(rt, bundle, sleeper, f"{tag}-{i + args.warmup}",
                               f"{tag}-{rt.name}-sleeper", f"{tag}-{rt.name}-seccomp")
                 if i >= 0:
@@ -564,6 +605,8 @@ def main():
         shutil.rmtree(base, ignore_errors=True)
 
     report(names, results, args.n, imports, interp[args.warmup:] or interp, rss)
+    if "mrunc" in names and "runc" in names:
+        paired_report(results, args.n)
     if "mrunc" in names and "runc" in names:
         floor_report(results, {"-c pass": interp[args.warmup:] or interp,
                                "import os": interp_os[args.warmup:] or interp_os})
