@@ -23,7 +23,7 @@ other work, wall times stretch with the load and CPU times hardly do. Then each 
 (GNU time's %M), in separate rounds since GNU time adds a fork to the wall time.
 
 Then the short verbs against the floor: mrunc's wall and CPU time next to the interpreter's
-start alone (`-c pass`, and `-c "import os"`, which every runtime in Python needs), what mrunc
+start alone (`-c pass`, and `-c "import os"`, which mrunc's short verbs do without), what mrunc
 adds above it, and the floor's ratio to runc — the best a verb of a CPython runtime can reach.
 
 Last, `--conc` (100) lifecycles of `true` run `--parallel` (10) at a time, as a batch per runtime,
