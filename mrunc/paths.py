@@ -9,12 +9,14 @@ verbs run (mrunc.cli, userdirs, state, lifecycle, and cgroups' fs, recorded and 
 tests/unit/test_imports.py fails when `os` comes back on their way.
 """
 import posix
+from posix import fspath
 from _stat import S_ISDIR   # the C module under `stat`, as posix is under os
 
 
 def join(path, *names):
     """os.path.join: each name after a "/" — an absolute one starts the path again."""
-    for name in names:
+    path = fspath(path)     # a pathlib.Path too (an API caller's root), as os.path takes it
+    for name in map(fspath, names):
         if name.startswith("/"):
             path = name
         elif not path or path.endswith("/"):
@@ -26,12 +28,14 @@ def join(path, *names):
 
 def dirname(path):
     """os.path.dirname: what is before the last "/", without trailing slashes ("/" stays)."""
+    path = fspath(path)
     head = path[:path.rfind("/") + 1]
     return head.rstrip("/") or head
 
 
 def basename(path):
     """os.path.basename: what is after the last "/"."""
+    path = fspath(path)
     return path[path.rfind("/") + 1:]
 
 

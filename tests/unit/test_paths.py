@@ -24,6 +24,15 @@ def test_join_as_os_path(first):
         assert paths.join(first, *rest) == posixpath.join(first, *rest), (first, rest)
 
 
+def test_a_pathlib_path_as_os_path_takes_it(tmp_path):
+    """mrunc.api's callers may pass the state root as a pathlib.Path."""
+    for p in (tmp_path, tmp_path / "x"):
+        assert paths.join(p, "c1") == posixpath.join(p, "c1")
+        assert paths.dirname(p) == posixpath.dirname(p)
+        assert paths.basename(p) == posixpath.basename(p)
+    assert paths.exists(tmp_path) and paths.isdir(tmp_path)
+
+
 def test_exists_and_isdir_as_os_path(tmp_path):
     (tmp_path / "f").write_text("")
     (tmp_path / "d").mkdir()
