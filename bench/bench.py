@@ -30,8 +30,10 @@ spread), say whether "faster than runc" is a finding or noise: only an interval 
 is.
 
 Then the short verbs against the floor: mrunc's wall and CPU time next to the interpreter's
-start alone (`-c pass`, and `-c "import os"`, which every runtime in Python needs), what mrunc
-adds above it, and the floor's ratio to runc — the best a verb of a CPython runtime can reach.
+start alone — exiting as every mrunc verb does, without the interpreter's teardown (`-c "import
+posix; posix._exit(0)"`: the floor), then `-c pass` (with it: ≈ 1–1.4 ms more) and `-c "import
+os"` (which mrunc's short verbs do without) —, what mrunc adds above the floor, and the floor's
+ratio to runc — the best a verb of a CPython runtime can reach.
 
 Last, `--conc` (100) lifecycles of `true` run `--parallel` (10) at a time, as a batch per runtime,
 `--conc-rounds` (3) times with the runtimes interleaved (A B C, B C A, C A B, ...: the order turns
@@ -296,8 +298,9 @@ SHORT = ("--version", "start", "state", "kill", "delete")
 
 def floor_report(results, floors):
     """The short verbs against the interpreter's start. `floors`: {label: [(wall, CPU)]}, the
-    first `python -I -S -c pass`. Its ÷runc is the best any verb of a CPython runtime can reach
-    here: when it is above the target, no Python-side work can meet the target."""
+    first the interpreter's start without its teardown, as every mrunc verb ends (os._exit). Its
+    ÷runc is the best any verb of a CPython runtime can reach here: when it is above the target,
+    no Python-side work can meet the target."""
     runc, mrunc = results["runc"], results["mrunc"]
     for what, i in (("wall", 0), ("CPU", 1)):
         print(f"\nthe floor, {what} (ms): mrunc's verb, the interpreter alone, what mrunc adds, "
@@ -565,7 +568,7 @@ def main():
         print(f"bench: in a private mount namespace without {UNIFIED} (crun refuses this "
               f"hybrid layout): all runtimes see cgroup v1 only", flush=True)
     py = interpreter_of(args.mrunc) if "mrunc" in names else sys.executable
-    interp, interp_os, imports, rss, conc = [], [], {}, {}, {}
+    interp, interp_exit, interp_os, imports, rss, conc = [], [], [], {}, {}, {}
     extra_n = max(3, args.n // 4)
     try:
         for rt in runtimes:  # the containers that exec goes into (untimed)
@@ -573,6 +576,7 @@ def main():
             rt.call("run", "--detach", "--bundle", bundles["seccomp"], f"{tag}-{rt.name}-seccomp")
         for i in range(-args.warmup, args.n):
             interp.append(interpreter(py, tmp))
+            interp_exit.append(interpreter(py, tmp, "import posix; posix._exit(0)"))
             interp_os.append(interpreter(py, tmp, "import os"))
             k = i % len(runtimes)
             for rt in runtimes[k:] + runtimes[:k]:
@@ -607,8 +611,8 @@ def main():
     report(names, results, args.n, imports, interp[args.warmup:] or interp, rss)
     if "mrunc" in names and "runc" in names:
         paired_report(results, args.n)
-    if "mrunc" in names and "runc" in names:
-        floor_report(results, {"-c pass": interp[args.warmup:] or interp,
+        floor_report(results, {"no teardown": interp_exit[args.warmup:] or interp_exit,
+                               "-c pass": interp[args.warmup:] or interp,
                                "import os": interp_os[args.warmup:] or interp_os})
     if conc:
         conc_report(conc, args.conc, args.parallel)

@@ -10,7 +10,7 @@ Errors are one line on stderr (and a {"level":"error","msg":…} line in --log w
 --log-format json, which is where containerd and podman read them), and exit status 1.
 """
 import gc
-import os
+import posix as os  # os's C module: the same calls, without os's ≈ 1 ms import (mrunc.paths)
 import sys
 
 # fastjson (and with it _json, a shared library: ≈ 0.3 ms to load) is imported where JSON is
@@ -361,8 +361,9 @@ def do_list(a, log):
 
 def _owner(root, cid):
     import pwd
+    from . import paths
     try:
-        uid = os.stat(os.path.join(root, cid)).st_uid
+        uid = os.stat(paths.join(root, cid)).st_uid
         return pwd.getpwuid(uid).pw_name
     except (OSError, KeyError):
         return ""

@@ -7,9 +7,10 @@ Each checks the state first and, when the state is wrong, fails *without effect*
 change a container hold its lock (state.Container.load(lock=True)) from that check to the end,
 so two commands never interleave on one container; the readers (state, list) take none.
 """
-import os
+import posix as os  # os's C module: the same calls, without os's ≈ 1 ms import (mrunc.paths)
 import time
 
+from . import paths
 from .errors import MruncError, StateError
 from .state import Container, fifo_path
 from .userdirs import DEFAULT_ROOT
@@ -241,7 +242,7 @@ def pause(cid, root=DEFAULT_ROOT):
         if st != "running":
             raise StateError(f"cannot pause container {cid}: container not running (status {st})")
         freezer_file = c.freezer()
-        if freezer_file is None or not os.path.exists(freezer_file):
+        if freezer_file is None or not paths.exists(freezer_file):
             cgroup_of(c, "pause").freeze()     # no freezer: this raises, saying why
             return
         from .cgroups import freezer

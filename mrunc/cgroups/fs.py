@@ -18,9 +18,10 @@ Where the hierarchies are, and where a container's cgroup goes in each: mrunc.cg
 """
 
 import errno
-import os
+import posix as os  # os's C module: the same calls, without os's ≈ 1 ms import (mrunc.paths)
 import time
 
+from mrunc import paths
 from mrunc.errors import CgroupError
 
 def _reason(e):
@@ -80,19 +81,19 @@ def read_keyed(path):
 
 
 def exists(path):
-    return path is not None and os.path.exists(path)
+    return path is not None and paths.exists(path)
 
 
 def at(d, name):
     """d/name, or None when the directory is unknown (the controller is not mounted)."""
-    return os.path.join(d, name) if d else None
+    return paths.join(d, name) if d else None
 
 
 def mkdir(path, created, sys=None):
     """mkdir -p; append every directory actually created (parents first) to `created`."""
-    if os.path.isdir(path):
+    if paths.isdir(path):
         return
-    parent = os.path.dirname(path)
+    parent = paths.dirname(path)
     if parent != path:
         mkdir(parent, created, sys)
     try:
@@ -156,7 +157,7 @@ def _rmdir_at_once(path):
 
 def join(dirpath, pid, sys=None):
     """Move a whole process (all its threads) into a cgroup."""
-    path = os.path.join(dirpath, "cgroup.procs")
+    path = paths.join(dirpath, "cgroup.procs")
     for _ in range(5):
         try:
             return write(path, pid, sys=sys)
@@ -171,17 +172,32 @@ def join(dirpath, pid, sys=None):
 def procs(dirpath):
     """Every pid in a cgroup and its descendants (sorted, without duplicates)."""
     pids = set()
-    for top, dirs, _files in os.walk(dirpath):
-        for line in (read(os.path.join(top, "cgroup.procs")) or "").split():
+    for d in _tree(dirpath):
+        for line in (read(paths.join(d, "cgroup.procs")) or "").split():
             pids.add(int(line))
     return sorted(pids)
 
 
 def subdirs_leaf_first(dirpath):
     """A cgroup directory and every cgroup below it, deepest first (the order rmdir needs)."""
-    if not os.path.isdir(dirpath):
+    if not paths.isdir(dirpath):
         return []
-    return [top for top, _dirs, _files in os.walk(dirpath, topdown=False)]
+    return _tree(dirpath)[::-1]     # each below its parent in _tree: here before it
+
+
+def _tree(top):
+    """`top` and every directory below it, each parent before its children (cgroupfs has no
+    symlinks); an unreadable directory is listed without what is below it. (Not os.walk: the
+    short verbs do without os, see mrunc.paths.)"""
+    found, i = [top], 0
+    while i < len(found):
+        try:
+            with os.scandir(found[i]) as entries:
+                found += [e.path for e in entries if e.is_dir(follow_symlinks=False)]
+        except OSError:
+            pass
+        i += 1
+    return found
 
 
 def unescape(s):

@@ -18,7 +18,7 @@ only when every one is a clean path below /sys/fs/cgroup. A state.json written b
 mrunc has none of them: then the cgroup is found again as create found it.
 """
 
-import os
+from mrunc import paths   # not os.path: os costs the short verbs ≈ 1 ms (mrunc.paths)
 
 ROOT = "/sys/fs/cgroup"      # where create looks for the hierarchies (mrunc.cgroups.factory)
 
@@ -47,12 +47,14 @@ def unified(cg):
     if "" not in cg["mounts"] or "" not in cg["paths"]:
         return None, None
     mountpoint = cg["mounts"][""][0]
-    return os.path.join(mountpoint, cg["paths"][""].lstrip("/")).rstrip("/"), mountpoint
+    return paths.join(mountpoint, cg["paths"][""].lstrip("/")).rstrip("/"), mountpoint
 
 
 def _below_root(path):
-    return (isinstance(path, str) and os.path.normpath(path) == path
-            and (path == ROOT or path.startswith(ROOT + "/")))
+    """/sys/fs/cgroup or below, a clean path: no empty, "." or ".." part, no trailing "/" (one
+    that os.path.normpath leaves as it is)."""
+    return (isinstance(path, str) and (path == ROOT or path.startswith(ROOT + "/"))
+            and not {"", ".", ".."} & set(path.split("/")[1:]))
 
 
 def holds_processes(cg):
@@ -60,4 +62,4 @@ def holds_processes(cg):
     hierarchy says it: the container's processes are in every one (init joined each, and a
     child is born in its parent's cgroups) — the managers' pids() reads one too."""
     from . import fs
-    return any(fs.procs(d) for d in cg["dirs"][:1] if os.path.isdir(d))
+    return any(fs.procs(d) for d in cg["dirs"][:1] if paths.isdir(d))

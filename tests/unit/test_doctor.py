@@ -2,6 +2,7 @@
 users on this host and in the cgroup v2 VM, are in tests/integration/test_classroom.py)."""
 import json
 import os
+import posix
 
 import pytest
 
@@ -67,6 +68,7 @@ def test_report_json_and_problems(capsys):
 def test_proc_hiding_our_pids_is_read_from_the_top_proc_mount(tmp_path, monkeypatch, opts, hidden):
     from mrunc.state import pids_hidden
     monkeypatch.setattr(os, "geteuid", lambda: 1000)       # root sees every pid: a user's view
+    monkeypatch.setattr(posix, "geteuid", lambda: 1000)    # (mrunc.state asks posix)
     mi = tmp_path / "mountinfo"
     mi.write_text("22 1 0:21 / /proc rw,relatime shared:12 - proc proc rw\n"      # the host's, below
                   "25 1 8:1 / / rw - ext4 /dev/sda1 rw\n"

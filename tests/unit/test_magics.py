@@ -2,6 +2,7 @@
 the sandbox as the API's keywords, output is streamed, a non-zero exit is reported, bad arguments
 are one-line UsageErrors, --help works; %load_ext mrunc; and `import mrunc` stays IPython-free."""
 import os
+import posix
 import subprocess
 import sys
 
@@ -183,6 +184,7 @@ def test_rm_and_inspect(ip, fake, capsys):
 def test_not_root_is_one_clear_line(ip, monkeypatch):
     import mrunc.sandbox as SB
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(posix, "geteuid", lambda: 1000)   # mrunc.userdirs asks posix
     monkeypatch.setattr(SB.host, "_userns_unavailable", lambda: "/proc/sys/user/max_user_namespaces is 0")
     monkeypatch.setattr("mrunc.notebook._SANDBOX", None)
     ip.register_magics(ContainerMagics(ip))            # no sandbox yet: made at first use

@@ -3,6 +3,7 @@ process handling (streaming, keep, the step protocol, abort, a failed phase, cle
 tests/unit/fake_mrunc.py, a stand-in CLI that speaks the protocol and runs programs on the host."""
 import json
 import os
+import posix
 import socket
 import sys
 import time
@@ -138,6 +139,7 @@ def test_describe_exit():
 
 def test_non_root_without_user_namespaces_says_why(monkeypatch, rootfs):
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(posix, "geteuid", lambda: 1000)   # mrunc.userdirs asks posix
     monkeypatch.setattr(SB.host, "_userns_unavailable", lambda: "/proc/sys/user/max_user_namespaces is 0")
     with pytest.raises(SB.Unavailable) as e:
         Sandbox(root="/nonexistent/x", rootfs=rootfs)
@@ -149,6 +151,7 @@ def test_non_root_without_user_namespaces_says_why(monkeypatch, rootfs):
 
 def test_rootless_what_works_and_what_does_not(monkeypatch, tmp_path, rootfs):
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(posix, "geteuid", lambda: 1000)   # mrunc.userdirs asks posix
     monkeypatch.setattr(SB.host, "_userns_unavailable", lambda: None)
     assert SB.check_available(rootfs) is False              # rootless, not refused
     for d in ("state", "state.bundles"):                    # uid 1000's own dirs (userdirs checks)
@@ -213,6 +216,7 @@ def _run_of(c):
 
 def test_missing_rootfs(monkeypatch, tmp_path):
     monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(posix, "geteuid", lambda: 0)   # mrunc.userdirs asks posix
     with pytest.raises(SB.Unavailable, match="make rootfs"):
         Sandbox(root=str(tmp_path / "r"), rootfs=str(tmp_path / "none"))
 
