@@ -16,8 +16,9 @@ or after a given runtime favours none; the figures are medians. Per verb:
              mrunc builds the filter on the first exec into a container and keeps it (the
              untimed warm-up round pays that); runc builds it on every exec.
 
-For mrunc the wall time is split into the interpreter's start (`python -I -S -c pass`, median
-over the same rounds), the imports (from `-X importtime` of the same verb, run separately,
+For mrunc the wall time is split into the interpreter's start (`python -I -S -c "import posix;
+posix._exit(0)"`: started, and ended as every mrunc verb ends, without the teardown; median over
+the same rounds), the imports (from `-X importtime` of the same verb, run separately,
 median) and the rest: the kernel work and mrunc's own code. Each verb's CPU time (user + system,
 from wait4: the runtime and the children it waited for) is printed too: on a machine loaded by
 other work, wall times stretch with the load and CPU times hardly do. Then each verb's peak RSS
@@ -432,7 +433,7 @@ def report(names, results, n, imports, interp, rss):
     ratio = "mrunc" in names and "runc" in names
     for what, i in (("wall time", 0), ("CPU time (user + system)", 1)):
         print(f"\n{what}, median of {n} (ms)" + (
-            "; mrunc's split: interpreter start (-I -S -c pass) + imports (-X importtime) + the "
+            "; mrunc's split: interpreter start (-I -S, no teardown) + imports (-X importtime) + the "
             "rest (kernel work and mrunc's own code)" if i == 0 and "mrunc" in names else ""))
         head = f"{'verb':<26}" + "".join(f"{nm:>8}" for nm in names)
         if i == 0 and "mrunc" in names:
@@ -454,7 +455,7 @@ def report(names, results, n, imports, interp, rss):
                 line += f"{med(results['mrunc'][verb], i) / med(results['runc'][verb], i):>7.2f}"
             print(line)
         if i == 1 and "mrunc" in names:
-            print(f"{'(python -I -S -c pass)':<26}{med(interp, 1):>8.1f}")
+            print(f"{'(python -I -S, no teardown)':<26}{med(interp, 1):>8.1f}")
     if not rss:
         return
     print(f"\npeak RSS, median of {len(rss[names[0]]['run'])} (MiB)")
@@ -608,7 +609,7 @@ def main():
         reap_strays()
         shutil.rmtree(base, ignore_errors=True)
 
-    report(names, results, args.n, imports, interp[args.warmup:] or interp, rss)
+    report(names, results, args.n, imports, interp_exit[args.warmup:] or interp_exit, rss)
     if "mrunc" in names and "runc" in names:
         paired_report(results, args.n)
         floor_report(results, {"no teardown": interp_exit[args.warmup:] or interp_exit,
