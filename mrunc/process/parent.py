@@ -31,6 +31,9 @@ class Events:
         self.trace = trace            # a file (stderr) or None
         self.step = os.fdopen(step_fd, "r+b", buffering=0) if step_fd is not None else None
         self.sys = Syscalls()
+        # Nobody reads the record (an engine's create): keep no log, as init keeps none — each
+        # call is made and fails as before, without a Call built, timed and named for nothing.
+        self.sys.keeping = self.listening
         self.records = []
 
     @property
@@ -257,7 +260,7 @@ def _create(c, config, bundle, state, events, cg, *, no_pivot, preserve_fds, con
     helper = None
     try:
         if ctx.runtime_sources:
-            helper = SourceHelper(ctx.recording)  # a thread, started at init's first request
+            helper = SourceHelper(ctx.recording)  # its thread starts now, while the clone child does
         from ..cgroups import warm
         warm.start(3 + preserve_fds)  # if the command line has not (the sandbox): see its doc
         _serve(c, config, bundle, state, events, mine, clone_pid, cg, console_socket, on_console,
