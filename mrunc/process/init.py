@@ -71,6 +71,7 @@ class Ctx:
         self.cgroup_bind = kw.get("cgroup_bind", False)  # no own cgroupns: bind, not mount
         self.runtime_pid = kw.get("runtime_pid")  # `mrunc create`: the clone child's parent
         self.runtime_sources = kw.get("runtime_sources", False)  # the runtime opens bind sources
+        self.sources_sock = None  # then, where it answers: its helper thread's socket (sources.py)
         self.proc = None  # init's private procfs handle (mrunc.procfs), made in the mount phase
         # Someone reads the record (--trace, --debug, a stepper): send our calls home with each
         # phase, and exec's to `start`. Nobody (an engine's create): the log is dropped, unsent.
@@ -100,6 +101,7 @@ def clone_child(sock, config, ctx):
     t0 = time.perf_counter()
     try:
         close_inherited(keep={0, 1, 2, sock.fileno(), ctx.state_dirfd,
+                              *([ctx.sources_sock.fileno()] if ctx.sources_sock else []),
                               *range(3, 3 + ctx.preserve_fds)})
         _die_with_parent(sys, ctx.runtime_pid)
         if ctx.seccomp_cache:   # still in the host's namespaces, with the runtime's ids
@@ -377,7 +379,7 @@ def mount_phase(sys, sock, config, ctx):
     ctx.proc = procfs.Proc.new(sys)
     if own_mount_namespace(config):
         rootfs = rfs.prepare_root(sys, config, ctx.bundle)
-        sources = _RuntimeSources(sock, sys) if ctx.runtime_sources else None
+        sources = _RuntimeSources(ctx.sources_sock, sys) if ctx.runtime_sources else None
         try:
             rfs.mount_entries(sys, config, rootfs, ctx.bundle, open_source=sources)
         finally:
@@ -395,6 +397,8 @@ def mount_phase(sys, sock, config, ctx):
         # The mount table is the host's (or another container's): no mount, no propagation
         # change, no device node. Validation refused whatever would have needed one.
         rootfs = rfs.rootfs_path(config, ctx.bundle)
+    if ctx.sources_sock is not None:
+        ctx.sources_sock.close()  # no more sources to ask for: the runtime's helper thread ends
     _make_cwd(config, rootfs)
     # Hooks createRuntime (and the deprecated prestart) run now in the runtime's namespaces, then
     # createContainer in ours — mounts done, before pivot_root (runtime-spec lifecycle steps 3-5).
@@ -410,7 +414,8 @@ def mount_phase(sys, sock, config, ctx):
 
 class _RuntimeSources:
     """open_source for the mount phase in a user namespace: the runtime opens each bind source,
-    from inside our mount namespace, with its own credentials (see mrunc.rootfs.sources)."""
+    from inside our mount namespace, with its own credentials (see mrunc.rootfs.sources) — its
+    helper thread, which answers on a socket of its own (mrunc.process.sources)."""
 
     def __init__(self, sock, sys):
         self.sock, self.sys = sock, sys

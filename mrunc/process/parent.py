@@ -244,6 +244,9 @@ def _create(c, config, bundle, state, events, cg, *, no_pivot, preserve_fds, con
     from .. import rootfs, security  # noqa: F401
     security.host_last_cap()  # read once, here: init's _preload finds it known (no page copied)
     mine, theirs = protocol.pair()
+    # init's bind-source requests go to the runtime's helper thread on a pair of their own
+    sources = protocol.pair() if ctx.runtime_sources else None
+    ctx.sources_sock = sources and sources[1]
     # Be a child subreaper: when the clone child exits, init becomes *our* child, so a failed
     # create can reap it (no zombie left behind) and `run` can wait for its exit status. When
     # create returns, init passes on to the next subreaper up — conmon, containerd's shim.
@@ -253,6 +256,8 @@ def _create(c, config, bundle, state, events, cg, *, no_pivot, preserve_fds, con
     if clone_pid == 0:
         try:
             mine.close()
+            if sources:
+                sources[0].close()
             clone_child(theirs, config, ctx)
         finally:
             os._exit(1)
@@ -260,27 +265,28 @@ def _create(c, config, bundle, state, events, cg, *, no_pivot, preserve_fds, con
     os.close(dirfd)
     helper = None
     try:
-        if ctx.runtime_sources:
-            helper = SourceHelper(ctx.recording)  # its thread starts now, while the clone child does
+        if sources:
+            sources[1].close()
+            helper = SourceHelper(sources[0], ctx.recording)  # started while the clone child is
         from ..cgroups import warm
         warm.start(3 + preserve_fds)  # if the command line has not (the sandbox): see its doc
-        _serve(c, config, bundle, state, events, mine, clone_pid, cg, console_socket, on_console,
-               helper)
+        _serve(c, config, bundle, state, events, mine, clone_pid, cg, console_socket, on_console)
     finally:
         mine.close()
         if helper:
             helper.close()
+        elif sources:
+            sources[0].close()
         reap(clone_pid)
 
 
-def _serve(c, config, bundle, state, events, sock, clone_pid, cg, console_socket, on_console,
-           helper=None):
+def _serve(c, config, bundle, state, events, sock, clone_pid, cg, console_socket, on_console):
     """Answer init, phase by phase, until it says it is ready; then record the container and
     hand over. An empty read, or a send that finds no reader, means init (or the clone child)
     died: that is reported with the phase and how it died."""
     try:
         staged = _answer(c, config, bundle, state, events, sock, clone_pid, cg, console_socket,
-                         on_console, helper, stage=lambda: _stage_record(c, state))
+                         on_console, stage=lambda: _stage_record(c, state))
         _record(c, config, bundle, state, staged)
         # The hand-over: from now on init's life is not tied to ours (init.exec_phase)
         protocol.send(sock, {"t": "recorded"})
@@ -330,7 +336,7 @@ def _culprit(config, phase, sig):
 
 
 def _answer(c, config, bundle, state, events, sock, clone_pid, cg, console_socket, on_console,
-            helper, stage=None):
+            stage=None):
     """Answer init until it is ready. `stage()`: called once init is in its cgroup — what it
     returns is returned (_stage_record)."""
     sys = events.sys
@@ -367,11 +373,6 @@ def _answer(c, config, bundle, state, events, sock, clone_pid, cg, console_socke
                 dirs = _cgroup_dirs(cg, sys)
             protocol.send(sock, {"t": "cgroup-dirs", "dirs": dirs})
             planned = _plan_limits(cg, config)      # while init binds them
-        elif t == "mount-source":
-            answer, fds = helper.open(msg)
-            protocol.send(sock, answer, fds)
-            for fd in fds:
-                os.close(fd)
         elif t == "cgroup":
             join_cgroup(cg, config, state, planned)
             protocol.send(sock, {"t": "cgroup-done"})
