@@ -267,10 +267,11 @@ def _create(c, config, bundle, state, events, cg, *, no_pivot, preserve_fds, con
     try:
         if sources:
             sources[1].close()
-            helper = SourceHelper(sources[0], ctx.recording)  # started while the clone child is
+            helper = SourceHelper(sources[0], ctx.recording)  # started as init is forked
         from ..cgroups import warm
         warm.start(3 + preserve_fds)  # if the command line has not (the sandbox): see its doc
-        _serve(c, config, bundle, state, events, mine, clone_pid, cg, console_socket, on_console)
+        _serve(c, config, bundle, state, events, mine, clone_pid, cg, console_socket, on_console,
+               helper and helper.start)
     finally:
         mine.close()
         if helper:
@@ -280,13 +281,14 @@ def _create(c, config, bundle, state, events, cg, *, no_pivot, preserve_fds, con
         reap(clone_pid)
 
 
-def _serve(c, config, bundle, state, events, sock, clone_pid, cg, console_socket, on_console):
+def _serve(c, config, bundle, state, events, sock, clone_pid, cg, console_socket, on_console,
+           forked=None):
     """Answer init, phase by phase, until it says it is ready; then record the container and
     hand over. An empty read, or a send that finds no reader, means init (or the clone child)
     died: that is reported with the phase and how it died."""
     try:
         staged = _answer(c, config, bundle, state, events, sock, clone_pid, cg, console_socket,
-                         on_console, stage=lambda: _stage_record(c, state))
+                         on_console, stage=lambda: _stage_record(c, state), forked=forked)
         _record(c, config, bundle, state, staged)
         # The hand-over: from now on init's life is not tied to ours (init.exec_phase)
         protocol.send(sock, {"t": "recorded"})
@@ -336,9 +338,10 @@ def _culprit(config, phase, sig):
 
 
 def _answer(c, config, bundle, state, events, sock, clone_pid, cg, console_socket, on_console,
-            stage=None):
+            stage=None, forked=None):
     """Answer init until it is ready. `stage()`: called once init is in its cgroup — what it
-    returns is returned (_stage_record)."""
+    returns is returned (_stage_record). `forked()`: once init is forked and the clone child
+    reaped (the bind-source helper's start, mrunc.process.sources)."""
     sys = events.sys
     dirs = planned = staged = None
     while True:
@@ -355,8 +358,10 @@ def _answer(c, config, bundle, state, events, sock, clone_pid, cg, console_socke
         elif t == "pid":
             state["init_pid"] = msg["pid"]
             # The clone child exits now: once it is reaped, init is our child (we are its
-            # subreaper), and its parent-death signal may be armed (init._Phases.done)
+            # subreaper), and its parent-death signal may be armed (init._Phases.settle)
             reap(clone_pid)
+            if forked:
+                forked()
         elif t == "phase":
             events.phase(msg["phase"], msg["ms"], msg["calls"], state["init_pid"], view=msg.get("view"))
             if msg.get("wait", True):   # not when nobody reads the record (init._Phases._waits)

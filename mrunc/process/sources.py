@@ -1,9 +1,9 @@
 """The runtime's helper that opens bind sources for an init in a user namespace.
 
 Why the runtime opens them, and why from inside the container's mount namespace, is told in
-mrunc.rootfs.sources. This is the plumbing: a thread of `mrunc create`, started as soon as the
-clone child is forked, answers init's "mount-source" requests on a socket pair of their own
-(protocol.py), made before the fork. The first request carries an fd of init's mount namespace:
+mrunc.rootfs.sources. This is the plumbing: a thread of `mrunc create`, started once init is
+forked, answers init's "mount-source" requests on a socket pair of their own (protocol.py),
+made before the fork. The first request carries an fd of init's mount namespace:
 the thread joins it (setns) and from then on opens each source there, with the runtime's
 credentials, and hands back the fd (or the error) and the calls it made. It ends when init
 closes its end, after its mounts (or when the runtime closes it, on a failure).
@@ -11,7 +11,10 @@ closes its end, after its mounts (or when the runtime closes it, on a failure).
 A socket of its own, and a thread started ahead, because init waits for each answer: through the
 runtime's main socket a request waited until the main thread was done with what it was doing —
 making the cgroup dirs, as the mount phase began (parent._answer) — and then for the thread's
-start (a stack and a malloc arena of its own). With the bench bundle (its /sys rbind), init's
+start (a stack and a malloc arena of its own). Started as init is forked, when the clone child
+has exited and the runtime only waits for init's first report: not right after the fork, where
+its start held the interpreter's lock just as the runtime was to write the clone child's id
+maps (the clone child waited). With the bench bundle (its /sys rbind), init's
 wait for /sys, median of 40 runs timed inside the processes: 0.66 and 1.02 ms (two rounds) ->
 0.46 and 0.44. Until the first request the thread makes no call at all: every call of its
 stays in the phase that asked for it.
@@ -40,8 +43,8 @@ from . import protocol
 
 
 class SourceHelper:
-    """The helper thread, seen from the runtime's main thread: started with the runtime's end of
-    the socket pair (`sock`), closed once create is done with it."""
+    """The helper thread, seen from the runtime's main thread: made with the runtime's end of
+    the socket pair (`sock`), started (start) once init is forked, closed once create is done."""
 
     def __init__(self, sock, recording=True):
         """`recording`: someone reads the record (--trace, a stepper), so the helper's calls go
@@ -54,11 +57,15 @@ class SourceHelper:
         self._recording = recording
         self._ended = _thread.allocate_lock()
         self._ended.acquire()
+        self._running = False
+
+    def start(self):
         try:
             _thread.start_new_thread(_serve, (self,))
         except RuntimeError as e:   # no thread to be had (RLIMIT_NPROC, memory)
             raise MruncError(f"bind sources: the runtime's helper thread could not start "
                              f"({e})") from None
+        self._running = True
 
     def close(self):
         """End the thread (and with it its hold on init's mount namespace); wait for that. Its
@@ -67,7 +74,9 @@ class SourceHelper:
             self.sock.shutdown(_SHUT_RDWR)
         except OSError:
             pass
-        self._ended.acquire()
+        if self._running:
+            self._ended.acquire()
+            self._running = False
         self.sock.close()
 
 

@@ -204,6 +204,7 @@ def test_the_helper_thread_leaves_the_runtime_where_it_was(tmp_path):
         mine, theirs = protocol.pair()
         theirs.settimeout(10)
         helper = SourceHelper(mine)
+        helper.start()
         try:
             ns = os.open(f"/proc/{holder.pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
             protocol.send(theirs, {"t": "mount-source", "path": str(mark), "recursive": False},

@@ -113,6 +113,7 @@ def test_helper_never_answers_from_the_runtimes_mount_namespace(tmp_path):
     mine, theirs = protocol.pair()
     theirs.settimeout(10)    # a helper that never answers fails the test instead of hanging it
     helper = SourceHelper(mine)
+    helper.start()
     try:
         protocol.send(theirs, {"t": "mount-source", "path": str(tmp_path), "recursive": False})
         answer = protocol.recv(theirs, "mount-source", with_fds=True)
@@ -131,6 +132,7 @@ def test_helper_ends_when_init_closes_its_end():
         tasks = set(os.listdir("/proc/self/task"))
         mine, theirs = protocol.pair()
         helper = SourceHelper(mine)
+        helper.start()
         if asks:
             protocol.send(theirs, {"t": "mount-source", "path": "/", "recursive": False})
             assert "errno" in protocol.recv(theirs, "mount-source", with_fds=True)
@@ -144,6 +146,17 @@ def test_helper_ends_when_init_closes_its_end():
                 break
             time.sleep(0.01)
         assert set(os.listdir("/proc/self/task")) == tasks
+
+
+def test_a_helper_never_started_closes_its_socket():
+    """The clone child died before init was forked: the helper never started; closing it
+    waits for no thread and closes the runtime's end (init's end reads end-of-file)."""
+    mine, theirs = protocol.pair()
+    tasks = set(os.listdir("/proc/self/task"))
+    SourceHelper(mine).close()
+    assert mine.fileno() == -1 and set(os.listdir("/proc/self/task")) == tasks
+    assert theirs.recv(1) == b""
+    theirs.close()
 
 
 @pytest.mark.parametrize("euid, namespaces, mounts, expect", [
