@@ -37,7 +37,9 @@ Neither process may outlive a `create` that is killed before it has handed the c
   * between those waits (mounts, hooks, long phases), the parent-death signal: SIGKILL when the
     parent dies. Its subtleties: it is tied to the parent *thread* that forked us; it fires on
     every change of parent — so init arms it only once create has reaped the clone child and
-    init is create's own (subreaper) child; it is reset by credential changes (setresuid in a
+    init is create's own (subreaper) child (create says so with the clone phase's "continue";
+    when nobody reads the record, init reads that only once its own mounts are made, before any
+    hook or request: _Phases.settle); it is reset by credential changes (setresuid in a
     user namespace, the security phase); and the parent may have died just before it was armed,
     so each arming is followed by a check (getppid, or a peek at the socket). init disarms it
     before the security phase: what follows changes credentials and may load a seccomp filter
@@ -71,6 +73,7 @@ class Ctx:
         self.cgroup_bind = kw.get("cgroup_bind", False)  # no own cgroupns: bind, not mount
         self.runtime_pid = kw.get("runtime_pid")  # `mrunc create`: the clone child's parent
         self.runtime_sources = kw.get("runtime_sources", False)  # the runtime opens bind sources
+        self.sources_sock = None  # then, where it answers: its helper thread's socket (sources.py)
         self.proc = None  # init's private procfs handle (mrunc.procfs), made in the mount phase
         # Someone reads the record (--trace, --debug, a stepper): send our calls home with each
         # phase, and exec's to `start`. Nobody (an engine's create): the log is dropped, unsent.
@@ -100,6 +103,7 @@ def clone_child(sock, config, ctx):
     t0 = time.perf_counter()
     try:
         close_inherited(keep={0, 1, 2, sock.fileno(), ctx.state_dirfd,
+                              *([ctx.sources_sock.fileno()] if ctx.sources_sock else []),
                               *range(3, 3 + ctx.preserve_fds)})
         _die_with_parent(sys, ctx.runtime_pid)
         if ctx.seccomp_cache:   # still in the host's namespaces, with the runtime's ids
@@ -264,15 +268,47 @@ class _Phases:
         protocol.send(self.sock, msg)
         if not wait:
             return
+        if self.name == "clone":
+            self.owed = True
+            if self.recording:      # someone may pause us here: wait now
+                self.settle()
+            return
+        self._continue()
+
+    def _continue(self):
         msg = protocol.recv(self.sock, "continue")
         if msg["t"] != "continue":
             os._exit(1)
+
+    owed = False    # the clone phase's "continue", not read yet
+
+    def settle(self):
+        """Read the clone phase's "continue" — create has reaped the clone child, so we are its
+        child — and arm the parent-death signal (_die_with_runtime). When nobody reads the record,
+        only now, once the mount phase's own mounts are made: create reaps meanwhile, where
+        waiting for that first — the clone child's exit — cost init 0.1-0.4 ms. A create that
+        died meanwhile is seen at this read (end-of-file), before any hook or request."""
+        if self.owed:
+            self.owed = False
+            self._continue()
+            _die_with_runtime(self.sys, self.sock)
+
+    def unowe(self):
+        """A phase failed before settle(): read the "continue" anyway, before the error goes
+        home and we exit — a unix socket closed with a message unread resets the connection,
+        and create would read that (ECONNRESET), not our error."""
+        if self.owed:
+            self.owed = False
+            try:
+                protocol.recv(self.sock)
+            except (EOFError, OSError, protocol.ProtocolError):
+                os._exit(1)
 
     def _waits(self):
         """Wait for "continue" after this phase? When someone reads the record (--trace, a
         stepper), yes: it may pause us there. Otherwise (an engine's create) only after clone:
         that "continue" comes once the runtime has reaped the clone child, which init needs
-        before it arms its parent-death signal (init_main). Each wait is a hand-over between
+        before it arms its parent-death signal (settle). Each wait is a hand-over between
         two processes, and on a loaded machine every hand-over waits for a time slice."""
         return self.recording or self.name == "clone"
 
@@ -306,10 +342,8 @@ def init_main(sock, config, ctx, sys, t0):
     ph = _Phases(sock, sys, t0, ctx.recording, _self_view(ctx))
     try:
         ph.done()
-        # create has reaped the clone child, so we are its child now: arm the parent-death signal
-        _die_with_runtime(sys, sock)
         ph.begin("mount")
-        rootfs = mount_phase(sys, sock, config, ctx)
+        rootfs = mount_phase(sys, sock, config, ctx, ph.settle)
         ph.done()
         ph.begin("pivot_root")
         pivot_root_phase(sys, sock, config, ctx, rootfs)
@@ -326,6 +360,7 @@ def init_main(sock, config, ctx, sys, t0):
     except BaseException as e:  # noqa: BLE001
         from ..security.rlimits import explain_emfile
         e = explain_emfile((config.get("process") or {}).get("rlimits"), e)
+        ph.unowe()
         _send_error(sock, ph.name, e, sys, ctx.recording)
         os._exit(1)
     exec_phase(sys, sock, config, ctx, path)
@@ -364,12 +399,13 @@ def _set_signals():
         signal.signal(s, lambda n, _f: os._exit(128 + n))
 
 
-def mount_phase(sys, sock, config, ctx):
+def mount_phase(sys, sock, config, ctx, settle=lambda: None):
     """Build the container's file tree, still under the host's /: make every mount of the new
     namespace a slave (the host's mounts still arrive, ours never go back; or
     linux.rootfsPropagation), bind the rootfs on itself, mount every mounts[] entry inside it, make
     /dev's nodes and links. Then the hooks of this point: createRuntime in the runtime,
-    createContainer here. Returns the rootfs path."""
+    createContainer here. Returns the rootfs path. `settle()`: once our own mounts are made,
+    before anything asked of the runtime (_Phases.settle)."""
     from .. import procfs
     from .. import rootfs as rfs
     # First, while the runtime's /proc is still in sight: a procfs of our own PID namespace that
@@ -377,13 +413,14 @@ def mount_phase(sys, sock, config, ctx):
     ctx.proc = procfs.Proc.new(sys)
     if own_mount_namespace(config):
         rootfs = rfs.prepare_root(sys, config, ctx.bundle)
-        sources = _RuntimeSources(sock, sys) if ctx.runtime_sources else None
+        sources = _RuntimeSources(ctx.sources_sock, sys) if ctx.runtime_sources else None
         try:
             rfs.mount_entries(sys, config, rootfs, ctx.bundle, open_source=sources)
         finally:
             if sources:
                 sources.close()
         rfs.setup_dev(sys, config, rootfs, bool((config.get("process") or {}).get("terminal")))
+        settle()
         if ctx.cgroup_bind:
             # The runtime makes our cgroup directories in the mount phase — as it began,
             # while we mounted (parent._answer) — and they are bound into the rootfs last
@@ -395,6 +432,9 @@ def mount_phase(sys, sock, config, ctx):
         # The mount table is the host's (or another container's): no mount, no propagation
         # change, no device node. Validation refused whatever would have needed one.
         rootfs = rfs.rootfs_path(config, ctx.bundle)
+        settle()
+    if ctx.sources_sock is not None:
+        ctx.sources_sock.close()  # no more sources to ask for: the runtime's helper thread ends
     _make_cwd(config, rootfs)
     # Hooks createRuntime (and the deprecated prestart) run now in the runtime's namespaces, then
     # createContainer in ours — mounts done, before pivot_root (runtime-spec lifecycle steps 3-5).
@@ -410,7 +450,8 @@ def mount_phase(sys, sock, config, ctx):
 
 class _RuntimeSources:
     """open_source for the mount phase in a user namespace: the runtime opens each bind source,
-    from inside our mount namespace, with its own credentials (see mrunc.rootfs.sources)."""
+    from inside our mount namespace, with its own credentials (see mrunc.rootfs.sources) — its
+    helper thread, which answers on a socket of its own (mrunc.process.sources)."""
 
     def __init__(self, sock, sys):
         self.sock, self.sys = sock, sys

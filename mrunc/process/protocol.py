@@ -21,9 +21,11 @@ file descriptor can ride along with SCM_RIGHTS.
                                                     nobody pauses there: init goes straight on and
                                                     the parent sends no "continue" (init._Phases)
     init     {"t": "mount-source", "path": P,     (user namespace, runtime root on the host; mount
-              "recursive": B} [+ fd]                phase) open bind source P for me; the first request
-                                                    carries an fd of init's mount namespace
-    parent   {"t": "mount-source", "how": H,      P opened in there by the runtime (sources.py): a
+              "recursive": B} [+ fd]                phase; on a socket pair of its own, to the
+                                                    runtime's helper thread) open bind source P for
+                                                    me; the first request carries an fd of init's
+                                                    mount namespace
+    helper   {"t": "mount-source", "how": H,      P opened in there by the runtime (sources.py): a
               "calls": [...]} + fd                  detached mount ("tree") or an O_PATH fd ("path");
                                                     "errno" and "message" instead if it failed
     init     {"t": "cgroup-dirs"}                 (no cgroup namespace of the container's own:

@@ -189,6 +189,7 @@ def test_the_helper_thread_leaves_the_runtime_where_it_was(tmp_path):
     """In-process: the helper joins another mount namespace (a tmpfs mounted only there) and
     opens a source in it; the process calling it — every thread of it — stays in its own mount
     namespace and working directory, and the helper's thread is gone once it is closed."""
+    from mrunc.process import protocol
     from mrunc.process.sources import SourceHelper
     mark = tmp_path / "mp"
     mark.mkdir()
@@ -200,20 +201,24 @@ def test_the_helper_thread_leaves_the_runtime_where_it_was(tmp_path):
         assert holder.stdout.readline() == "ready\n"
         own_ns, cwd = os.readlink("/proc/self/ns/mnt"), os.getcwd()
         tasks = set(os.listdir("/proc/self/task"))
-        helper = SourceHelper()
+        mine, theirs = protocol.pair()
+        theirs.settimeout(10)
+        helper = SourceHelper(mine)
+        helper.start()
         try:
             ns = os.open(f"/proc/{holder.pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
-            answer, fds = helper.open({"t": "mount-source", "path": str(mark),
-                                       "recursive": False, "_fds": [ns]})
+            protocol.send(theirs, {"t": "mount-source", "path": str(mark), "recursive": False},
+                          fds=[ns])
+            os.close(ns)
+            answer = protocol.recv(theirs, "mount-source", with_fds=True)
             assert "errno" not in answer, answer
-            (fd,) = fds
+            (fd,) = answer["_fds"]
             try:
                 assert "only-in-there" in os.listdir(f"/proc/self/fd/{fd}")  # their tmpfs
             finally:
                 os.close(fd)
-            with pytest.raises(OSError):
-                os.fstat(ns)           # the request's fd is closed once answered
         finally:
+            theirs.close()
             helper.close()
         assert not os.listdir(mark)    # ours: the tmpfs is not here
         assert os.getcwd() == cwd

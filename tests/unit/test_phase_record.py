@@ -183,7 +183,7 @@ def create(tmp_path, config, layout, listened=True, init=None):
     state = {"init_pid": None, "cgroup": None}
     try:
         parent._answer(_C(), config, str(tmp_path), state, events, mine, os.getpid(), cg,
-                       None, None, None)
+                       None, None)
         t.join(10)
         assert not init.errors, init.errors
         with pytest.raises(BlockingIOError):    # and nothing left unread for init
@@ -294,7 +294,7 @@ def _root_create_on_v1(tmp_path, cfg, watch=lambda cg: None, host=Host, init_sid
     state = {"init_pid": None, "cgroup": None}
     try:
         parent._answer(_C(), cfg, str(tmp_path), state, events, mine, os.getpid(), cg,
-                       None, None, None)
+                       None, None)
         return events, init, None, state
     except Exception as e:  # noqa: BLE001 — for the test to look at
         return events, init, e, state
@@ -462,7 +462,7 @@ def test_a_failed_phase_reports_its_calls_so_far_with_the_failed_one(tmp_path):
     state = {"init_pid": None, "cgroup": None}
     with pytest.raises(InitError) as e:
         parent._answer(_C(), config(["pid"]), str(tmp_path), state, events, mine, os.getpid(),
-                       None, None, None, None)
+                       None, None, None)
     t.join(10)
     mine.close()
     theirs.close()

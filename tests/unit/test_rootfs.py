@@ -384,13 +384,20 @@ def test_setup_dev_existing_match_is_kept(bundle):
     assert "fd:/dev/pipe" not in [a[0] for a in _calls(rec, "mknod")]
 
 
-def test_setup_dev_userns_binds_host_nodes(bundle):
+@pytest.mark.parametrize("userns", [True, False], ids=["userns", "device-cgroup"])
+def test_setup_dev_userns_binds_host_nodes(bundle, userns):
+    """In a user namespace the kernel refuses every device node: asked once, the other five are
+    bound at once. Without one, a refusal (a device cgroup's) says nothing of the next device:
+    each is asked."""
     root = bundle / "rootfs"
     rec = Rec(str(root), fail={"mknod": PermissionError(1, "mknod: Operation not permitted")})
-    rootfs.setup_dev(rec, _dev_config(), str(root), terminal=False)
-    assert _calls(rec) == [(f"/dev/{n}", f"fd:/dev/{n}", None, MS_BIND, None)
-                           for n in ("null", "zero", "full", "random", "urandom", "tty")]
+    config = _dev_config()
+    config["linux"]["namespaces"] = [{"type": "mount"}] + ([{"type": "user"}] if userns else [])
+    rootfs.setup_dev(rec, config, str(root), terminal=False)
+    names = ("null", "zero", "full", "random", "urandom", "tty")
+    assert _calls(rec) == [(f"/dev/{n}", f"fd:/dev/{n}", None, MS_BIND, None) for n in names]
     assert (root / "dev" / "null").is_file()
+    assert [a[0] for a in _calls(rec, "mknod")] == [f"fd:/dev/{n}" for n in names[:1 if userns else 6]]
 
 
 def test_setup_dev_refuses_a_dev_moved_out_of_the_rootfs_between_two_nodes(bundle, tmp_path):

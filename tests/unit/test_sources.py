@@ -3,12 +3,13 @@ fallback, the runtime helper's refusal to answer from its own mount namespace, a
 runtime opens sources at all. The real thing, in a user namespace: integration/test_userns_binds."""
 import errno
 import os
+import time
 
 import pytest
 
 from mrunc import rootfs
 from mrunc.linux import MS_BIND, MS_RDONLY, MS_REMOUNT, Syscalls
-from mrunc.process import parent
+from mrunc.process import parent, protocol
 from mrunc.process.sources import SourceHelper
 from mrunc.rootfs.mounts import kept_flags
 from mrunc.rootfs.sources import BindSource, open_source
@@ -109,14 +110,53 @@ def test_missing_source_names_it(tmp_path):
 def test_helper_never_answers_from_the_runtimes_mount_namespace(tmp_path):
     """Until it has joined init's mount namespace, the helper refuses: a copy made in the host's
     namespace would carry none of the locks a user namespace's mounts have."""
-    helper = SourceHelper()
+    mine, theirs = protocol.pair()
+    theirs.settimeout(10)    # a helper that never answers fails the test instead of hanging it
+    helper = SourceHelper(mine)
+    helper.start()
     try:
-        answer, fds = helper.open({"t": "mount-source", "path": str(tmp_path), "recursive": False})
+        protocol.send(theirs, {"t": "mount-source", "path": str(tmp_path), "recursive": False})
+        answer = protocol.recv(theirs, "mount-source", with_fds=True)
     finally:
+        theirs.close()       # as init does once its mounts are done: the thread ends
         helper.close()
-    assert fds == [] and answer["errno"] == errno.EINVAL, answer
+    assert answer["_fds"] == [] and answer["errno"] == errno.EINVAL, answer
     assert "not in the container's mount namespace" in answer["message"]
     assert answer["calls"] == []  # nothing opened
+
+
+def test_helper_ends_when_init_closes_its_end():
+    """init closes its end after its mounts: the helper's thread ends then, before the runtime
+    closes it (close() only waits for that); and it ends too when init never asked."""
+    for asks in (True, False):
+        tasks = set(os.listdir("/proc/self/task"))
+        mine, theirs = protocol.pair()
+        helper = SourceHelper(mine)
+        helper.start()
+        if asks:
+            protocol.send(theirs, {"t": "mount-source", "path": "/", "recursive": False})
+            assert "errno" in protocol.recv(theirs, "mount-source", with_fds=True)
+        theirs.close()
+        assert helper._ended.acquire(timeout=10), "the helper's thread did not end"
+        helper._ended.release()
+        helper.close()
+        assert mine.fileno() == -1
+        for _ in range(500):
+            if set(os.listdir("/proc/self/task")) == tasks:
+                break
+            time.sleep(0.01)
+        assert set(os.listdir("/proc/self/task")) == tasks
+
+
+def test_a_helper_never_started_closes_its_socket():
+    """The clone child died before init was forked: the helper never started; closing it
+    waits for no thread and closes the runtime's end (init's end reads end-of-file)."""
+    mine, theirs = protocol.pair()
+    tasks = set(os.listdir("/proc/self/task"))
+    SourceHelper(mine).close()
+    assert mine.fileno() == -1 and set(os.listdir("/proc/self/task")) == tasks
+    assert theirs.recv(1) == b""
+    theirs.close()
 
 
 @pytest.mark.parametrize("euid, namespaces, mounts, expect", [
