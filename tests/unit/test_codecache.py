@@ -100,3 +100,68 @@ def test_a_module_s_code_is_read_only_when_it_is_imported(pkg):
     assert _loaders(pkg, "mrunc.signals") == ["_Loader"]
     assert _loaders(pkg, "mrunc.signals", "mrunc.spec.consts") == ["_Loader", "SourceFileLoader"]
     assert _loaders(pkg, "mrunc.signals", "mrunc.spec.consts") == ["_Loader", "_Loader"]
+
+
+PROBE = '''"""The module's docstring."""
+
+
+class Probe:
+    """The class's docstring."""
+
+    def method(self):
+        """The method's docstring: the only statement of its body."""
+
+
+def checked(x):
+    """The function's docstring."""
+    assert x, "asserts are kept"
+    return x
+
+
+def fails():
+    raise RuntimeError("line 18")
+'''
+
+PROBE_SCRIPT = """
+import sys, traceback
+sys.path[:0] = [{root!r}]
+from mrunc import codecache
+codecache.install("test")
+from mrunc import probe
+print(type(probe.__spec__.loader).__name__ if not isinstance(probe.__spec__.loader, type)
+      else probe.__spec__.loader.__name__)
+print(repr(probe.__doc__), repr(probe.Probe.__doc__), repr(probe.Probe.method.__doc__),
+      repr(probe.checked.__doc__), probe.Probe().method(), probe.checked(5))
+try:
+    probe.checked(0)
+except AssertionError as e:
+    print("assert:", e)
+try:
+    probe.fails()
+except RuntimeError:
+    print("line:", traceback.extract_tb(sys.exc_info()[2])[-1].lineno)
+codecache.save()
+"""
+
+
+def test_the_code_kept_has_no_docstrings_and_the_same_asserts_and_lines(pkg):
+    """What the file holds is compiled without docstrings (less memory for every command that
+    reads it); the rest — asserts, line numbers in tracebacks — is the code the usual import
+    runs."""
+    (pkg / "mrunc" / "probe.py").write_text(PROBE)
+
+    def run():
+        p = subprocess.run([sys.executable, "-I", "-S", "-c", PROBE_SCRIPT.format(root=str(pkg))],
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        return p.stdout.splitlines()
+
+    usual = run()
+    assert usual[0] == "SourceFileLoader"
+    assert usual[1] == ("\"The module's docstring.\" \"The class's docstring.\" \"The method's "
+                        "docstring: the only statement of its body.\" \"The function's docstring."
+                        "\" None 5")
+    kept = run()
+    assert kept[0] == "_Loader"
+    assert kept[1] == "None None None None None 5"
+    assert kept[2:] == usual[2:] == ["assert: asserts are kept", "line: 18"]
