@@ -37,9 +37,7 @@ Neither process may outlive a `create` that is killed before it has handed the c
   * between those waits (mounts, hooks, long phases), the parent-death signal: SIGKILL when the
     parent dies. Its subtleties: it is tied to the parent *thread* that forked us; it fires on
     every change of parent — so init arms it only once create has reaped the clone child and
-    init is create's own (subreaper) child (create says so with the clone phase's "continue";
-    when nobody reads the record, init reads that only once its own mounts are made, before any
-    hook or request: _Phases.settle); it is reset by credential changes (setresuid in a
+    init is create's own (subreaper) child; it is reset by credential changes (setresuid in a
     user namespace, the security phase); and the parent may have died just before it was armed,
     so each arming is followed by a check (getppid, or a peek at the socket). init disarms it
     before the security phase: what follows changes credentials and may load a seccomp filter
@@ -268,47 +266,15 @@ class _Phases:
         protocol.send(self.sock, msg)
         if not wait:
             return
-        if self.name == "clone":
-            self.owed = True
-            if self.recording:      # someone may pause us here: wait now
-                self.settle()
-            return
-        self._continue()
-
-    def _continue(self):
         msg = protocol.recv(self.sock, "continue")
         if msg["t"] != "continue":
             os._exit(1)
-
-    owed = False    # the clone phase's "continue", not read yet
-
-    def settle(self):
-        """Read the clone phase's "continue" — create has reaped the clone child, so we are its
-        child — and arm the parent-death signal (_die_with_runtime). When nobody reads the record,
-        only now, once the mount phase's own mounts are made: create reaps meanwhile, where
-        waiting for that first — the clone child's exit — cost init 0.1-0.4 ms. A create that
-        died meanwhile is seen at this read (end-of-file), before any hook or request."""
-        if self.owed:
-            self.owed = False
-            self._continue()
-            _die_with_runtime(self.sys, self.sock)
-
-    def unowe(self):
-        """A phase failed before settle(): read the "continue" anyway, before the error goes
-        home and we exit — a unix socket closed with a message unread resets the connection,
-        and create would read that (ECONNRESET), not our error."""
-        if self.owed:
-            self.owed = False
-            try:
-                protocol.recv(self.sock)
-            except (EOFError, OSError, protocol.ProtocolError):
-                os._exit(1)
 
     def _waits(self):
         """Wait for "continue" after this phase? When someone reads the record (--trace, a
         stepper), yes: it may pause us there. Otherwise (an engine's create) only after clone:
         that "continue" comes once the runtime has reaped the clone child, which init needs
-        before it arms its parent-death signal (settle). Each wait is a hand-over between
+        before it arms its parent-death signal (init_main). Each wait is a hand-over between
         two processes, and on a loaded machine every hand-over waits for a time slice."""
         return self.recording or self.name == "clone"
 
@@ -342,8 +308,10 @@ def init_main(sock, config, ctx, sys, t0):
     ph = _Phases(sock, sys, t0, ctx.recording, _self_view(ctx))
     try:
         ph.done()
+        # create has reaped the clone child, so we are its child now: arm the parent-death signal
+        _die_with_runtime(sys, sock)
         ph.begin("mount")
-        rootfs = mount_phase(sys, sock, config, ctx, ph.settle)
+        rootfs = mount_phase(sys, sock, config, ctx)
         ph.done()
         ph.begin("pivot_root")
         pivot_root_phase(sys, sock, config, ctx, rootfs)
@@ -360,7 +328,6 @@ def init_main(sock, config, ctx, sys, t0):
     except BaseException as e:  # noqa: BLE001
         from ..security.rlimits import explain_emfile
         e = explain_emfile((config.get("process") or {}).get("rlimits"), e)
-        ph.unowe()
         _send_error(sock, ph.name, e, sys, ctx.recording)
         os._exit(1)
     exec_phase(sys, sock, config, ctx, path)
@@ -399,13 +366,12 @@ def _set_signals():
         signal.signal(s, lambda n, _f: os._exit(128 + n))
 
 
-def mount_phase(sys, sock, config, ctx, settle=lambda: None):
+def mount_phase(sys, sock, config, ctx):
     """Build the container's file tree, still under the host's /: make every mount of the new
     namespace a slave (the host's mounts still arrive, ours never go back; or
     linux.rootfsPropagation), bind the rootfs on itself, mount every mounts[] entry inside it, make
     /dev's nodes and links. Then the hooks of this point: createRuntime in the runtime,
-    createContainer here. Returns the rootfs path. `settle()`: once our own mounts are made,
-    before anything asked of the runtime (_Phases.settle)."""
+    createContainer here. Returns the rootfs path."""
     from .. import procfs
     from .. import rootfs as rfs
     # First, while the runtime's /proc is still in sight: a procfs of our own PID namespace that
@@ -420,7 +386,6 @@ def mount_phase(sys, sock, config, ctx, settle=lambda: None):
             if sources:
                 sources.close()
         rfs.setup_dev(sys, config, rootfs, bool((config.get("process") or {}).get("terminal")))
-        settle()
         if ctx.cgroup_bind:
             # The runtime makes our cgroup directories in the mount phase — as it began,
             # while we mounted (parent._answer) — and they are bound into the rootfs last
@@ -432,7 +397,6 @@ def mount_phase(sys, sock, config, ctx, settle=lambda: None):
         # The mount table is the host's (or another container's): no mount, no propagation
         # change, no device node. Validation refused whatever would have needed one.
         rootfs = rfs.rootfs_path(config, ctx.bundle)
-        settle()
     if ctx.sources_sock is not None:
         ctx.sources_sock.close()  # no more sources to ask for: the runtime's helper thread ends
     _make_cwd(config, rootfs)
