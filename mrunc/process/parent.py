@@ -358,7 +358,7 @@ def _answer(c, config, bundle, state, events, sock, clone_pid, cg, console_socke
         elif t == "pid":
             state["init_pid"] = msg["pid"]
             # The clone child exits now: once it is reaped, init is our child (we are its
-            # subreaper), and its parent-death signal may be armed (init._Phases.settle)
+            # subreaper), and may arm its parent-death signal (init: _die_with_runtime)
             reap(clone_pid)
             if forked:
                 forked()
