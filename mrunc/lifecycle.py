@@ -16,13 +16,14 @@ from .state import Container, fifo_path
 from .userdirs import DEFAULT_ROOT
 
 
-def start(cid, root=DEFAULT_ROOT, events=None):
+def start(cid, root=DEFAULT_ROOT, events=None, container=None):
     """Open exec.fifo: init, blocked writing to it, wakes and execs the user program.
     `events` (mrunc.process.parent.Events, from `run`): report the exec phase — init's calls,
-    sent through the fifo, and ours — once the program runs (and poststart is done)."""
+    sent through the fifo, and ours — once the program runs (and poststart is done).
+    `container`: the Container `run`'s create returned (Container.relock: not read again)."""
     t0 = time.perf_counter()
     sys = events.sys if events is not None and events.listening else None
-    with Container.load(root, cid, lock=True) as c:
+    with _locked(root, cid, container) as c:
         st = c.status()
         if st != "created":
             raise StateError(f"cannot start a container that is {st} (only a created container can be started)")
@@ -34,6 +35,13 @@ def start(cid, root=DEFAULT_ROOT, events=None):
             events.phase("exec", round((time.perf_counter() - t0) * 1000, 3), calls, c.pid,
                          wait=False)
     return c
+
+
+def _locked(root, cid, container=None):
+    """The container, locked: loaded — or, handed over by `run`, taken up again."""
+    if container is not None:
+        return container.relock()
+    return Container.load(root, cid, lock=True)
 
 
 def _poststart(c, sys):
@@ -181,9 +189,10 @@ def kill(cid, sig="SIGTERM", root=DEFAULT_ROOT, all=False):
             os.kill(c.pid, signum)
 
 
-def delete(cid, root=DEFAULT_ROOT, force=False, warn=None):
+def delete(cid, root=DEFAULT_ROOT, force=False, warn=None, container=None):
     """Undo create. A created container is deleted without --force (its program never ran), as
-    runc and containerd expect; a running one only with --force (SIGKILL first).
+    runc and containerd expect; a running one only with --force (SIGKILL first). `container`:
+    as for start.
 
     A create that was killed halfway left a container that is "stopped" and still says who was
     creating it: deleting it removes its cgroup — and with it any init still in there — and its
@@ -191,7 +200,7 @@ def delete(cid, root=DEFAULT_ROOT, force=False, warn=None):
     from . import state as st_mod  # not process.parent: delete needs none of create's imports
     st_mod.sweep(root)
     try:
-        c = Container.load(root, cid, lock=True)
+        c = _locked(root, cid, container)
     except StateError:
         if force:
             st_mod.remove_leftover(root, cid)

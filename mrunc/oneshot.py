@@ -15,8 +15,7 @@ def run(cid, bundle, root=DEFAULT_ROOT, detach=False, keep=False, network=None, 
     if detach and network:
         raise MruncError("--network: only for a foreground run (not with --detach)")
     if detach:
-        create(root, cid, bundle, **kw)
-        start(cid, root)
+        start(cid, root, container=create(root, cid, bundle, **kw))
         return 0
     return _run_foreground(cid, bundle, root, keep, network, **kw)
 
@@ -41,13 +40,14 @@ def _run_foreground(cid, bundle, root, keep, network, **kw):
             holder.release()                # init is in the namespace now: it lives on with it
     handlers = foreground.forward_signals(c.pid)
     try:
-        start(cid, root, events=kw.get("events"))
+        # create's Container, handed on: its record is not read back twice (Container.relock)
+        start(cid, root, events=kw.get("events"), container=c)
         return foreground.stay(c.pid, box.get("pty"))
     finally:
         foreground.restore_signals(handlers)
         if not keep:
             try:
-                delete(cid, root, force=True)
+                delete(cid, root, force=True, container=c)
             except Exception:  # noqa: BLE001 — already gone is fine
                 pass
 

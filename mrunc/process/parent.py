@@ -15,7 +15,8 @@ import time
 from .. import OCI_VERSION, fastjson
 from ..errors import InitError, MruncError
 from ..signals import SIGKILL, SIGSYS, name as signal_name
-from ..state import Container, now_rfc3339, pids_hidden, proc_start_time, wait_gone, write_atomic
+from ..state import (Container, now_rfc3339, own_start_time, pids_hidden, proc_start_time,
+                     wait_gone, write_atomic)
 from . import protocol
 from .common import check_terminal, pass_console, pass_seccomp_fd, reap
 from .init import Ctx, clone_child
@@ -142,8 +143,10 @@ def _check_pids_visible():
 
 def _cgroup_manager(config, cid):
     from .. import cgroups
+    from ..cgroups import warm
+    # the hierarchies as the warm-up read them from mountinfo for this create, if it runs
     cg = cgroups.manager((config.get("linux") or {}).get("cgroupsPath"), cid,
-                         rootless=os.geteuid() != 0)
+                         rootless=os.geteuid() != 0, found=warm.found())
     if getattr(cg, "reason", None):
         _warn_once(f"no cgroup for this container: {cg.reason}")
     return cg
@@ -164,7 +167,7 @@ def _creating_record(c, config, bundle, cg):
         "cgroup": None if cg is None else {"path": cg.path, "paths": cg.paths,
                                            "rootless": cg.rootless, "layout": cg.layout,
                                            **recorded.record(cg)},
-        "creator": {"pid": me, "start_time": proc_start_time(me)[0]},
+        "creator": {"pid": me, "start_time": own_start_time()},
     }
 
 

@@ -319,6 +319,32 @@ def test_warm_up_opens_only_a_cgroup_procs_that_lists_us(tmp_path):
         assert warm.open_own_procs(50, str(root), None, pc) is None  # may not write it
 
 
+@pytest.mark.root
+def test_the_warm_up_lends_create_the_hierarchies_it_read_while_it_runs(monkeypatch):
+    """create's cgroup manager takes the hierarchies the warm-up read from mountinfo (not read
+    twice): the very manager it would have built itself — and only while the warm-up runs
+    (this create's), never a layout read long before."""
+    from mrunc.process.parent import _cgroup_manager
+    config = {"linux": {"cgroupsPath": "/mrunc-warm-lend"}}
+    own = _cgroup_manager(config, "c1")         # no warm-up running: read itself
+    assert warm.found() is None
+    warm.start(50)
+    try:
+        if warm.found() is None:
+            pytest.skip("no warm-up here (our own cgroup.procs is not writable)")
+        assert warm.found() == hierarchies()
+        from mrunc.cgroups import factory
+
+        def unread(*a, **k):
+            raise AssertionError("mountinfo read again")
+        monkeypatch.setattr(factory, "hierarchies", unread)
+        lent = _cgroup_manager(config, "c1")
+        assert (lent.layout, lent.mounts, lent.paths) == (own.layout, own.mounts, own.paths)
+    finally:
+        warm.stop()
+    assert warm.found() is None
+
+
 def test_dotdot_cannot_climb_out(tmp_path):
     root = make_v2(tmp_path / "cg")
     m = mk(root, "/../../../etc", proc_cgroup=own(tmp_path, "0::/a/b\n"))

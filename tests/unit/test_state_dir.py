@@ -308,3 +308,41 @@ def test_a_staged_record_is_nobodys_until_one_rename_puts_it_in_place(tmp_path):
         assert not os.path.exists(again) and os.listdir(root) == []
     finally:
         c.unlock()
+
+
+def test_relock_reads_the_record_again_only_when_another_command_replaced_it(tmp_path, monkeypatch):
+    """`run` hands create's Container to its start and delete (Container.relock): they take the
+    lock again and trust what create recorded as long as state.json is the very file create
+    wrote — an `update` in between replaces it (re-read), a delete removes the directory, a new
+    create of the id makes another (both as load() says)."""
+    import fcntl
+    root = str(tmp_path / "root")
+    c = state.Container(root, "c1")
+    c.reserve(_record(creator=_me()))
+    c.data = _record(pid=os.getpid())
+    c.save()
+    c.unlock()
+    reads = []
+    real = state.read_file
+    monkeypatch.setattr(state, "read_file", lambda *a, **k: reads.append(a) or real(*a, **k))
+    with c.relock() as again:                         # unchanged: nothing read, lock held
+        assert again is c and reads == [] and c.data["pid"] == os.getpid()
+        fd = os.open(c.dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(fd)
+    state.write_atomic(os.path.join(c.dir, "state.json"),         # `update` replaced it
+                       json.dumps(dict(_record(pid=os.getpid()), bundle="/updated")))
+    with c.relock():
+        assert len(reads) == 1 and c.data["bundle"] == "/updated"
+    c.remove()                                        # deleted meanwhile
+    with pytest.raises(StateError, match="container c1 does not exist"):
+        c.relock()
+    other = state.Container(root, "c1")               # and made again by another create
+    other.reserve(_record(pid=1))
+    other.unlock()
+    with c.relock():
+        assert c.data["pid"] == 1
+    other.remove()
