@@ -589,6 +589,15 @@ def fstatfs_type(fd):
     return buf[0]
 
 
+def prepare_fork():
+    """Make now the C functions both sides of create's fork call first — the runtime opening
+    /proc to write id maps, init opening its own /proc and resolving its mounts' paths (openat2,
+    fstatfs): made once before the fork, not once in each process after it, where making one
+    (≈ 50 µs the first time) also copies every page it writes."""
+    has_openat2()
+    return _libc.fstatfs
+
+
 def bpf(cmd, attr, pointers=None):
     """bpf(2): `attr` is a bytearray holding the command's `union bpf_attr` fields; the kernel may
     write back into it (BPF_PROG_QUERY's count). `pointers` maps an offset in attr to a bytearray

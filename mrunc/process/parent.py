@@ -246,6 +246,8 @@ def _create(c, config, bundle, state, events, cg, *, no_pivot, preserve_fds, con
     import _struct  # noqa: F401
     from .. import rootfs, security  # noqa: F401
     security.host_last_cap()  # read once, here: init's _preload finds it known (no page copied)
+    from ..linux import prepare_fork
+    prepare_fork()            # and the C functions both sides call first
     mine, theirs = protocol.pair()
     # init's bind-source requests go to the runtime's helper thread on a pair of their own
     sources = protocol.pair() if ctx.runtime_sources else None
