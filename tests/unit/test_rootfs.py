@@ -6,6 +6,7 @@ sources) that the runtime passes as /proc/self/fd/N are shown as "fd:<path insid
 "fd:<host path>" outside it), read while the fd is still open: that is how the tests see where a
 mount would have landed, and from what.
 """
+import errno
 import json
 import os
 import shutil
@@ -610,3 +611,73 @@ def test_cgroup_entries_skip_other_mounts(tmp_path):
     rec = Rec()
     rootfs.mount_cgroup_entries(rec, config, "v2", root=str(tmp_path))
     assert [a[2] for a in _calls(rec)] == ["cgroup2"]
+
+
+class _TreeRec(Rec):
+    """Rec whose fsmount and open_tree hand back real fds (a directory standing in for the new
+    tmpfs, an O_PATH fd of the source), so what init makes by name in them is made for real."""
+
+    def __init__(self, root, tmpfs, fail=None):
+        super().__init__(root, fail)
+        self.tmpfs = tmpfs
+
+    def __getattribute__(self, name):
+        if name in ("fsmount", "open_tree"):    # ours, not the recording fake's
+            return object.__getattribute__(self, name)
+        return super().__getattribute__(name)
+
+    def fsmount(self, fstype, attrs=0, options=()):
+        self._rec("fsmount", fstype, attrs, ",".join(f"{k}={v}" for k, v in options))
+        return os.open(self.tmpfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def open_tree(self, path, recursive=False):
+        self._rec("open_tree", path, recursive)
+        return os.open(path, os.O_PATH | os.O_CLOEXEC)
+
+
+def _cgroup_dirs(tmp_path):
+    dirs = []
+    for name in ("cpu,cpuacct", "memory"):
+        (tmp_path / "host" / name / "c1").mkdir(parents=True)
+        dirs.append((name, str(tmp_path / "host" / name / "c1")))
+    return dirs
+
+
+def test_bind_cgroup_entries_v1_in_a_tmpfs_held_by_its_fd(bundle, tmp_path):
+    """Without a cgroup namespace on cgroup v1: a tmpfs made with fsmount, attached at the
+    destination (the one name looked up in the rootfs), then each hierarchy's directory bound
+    in it by name in the tmpfs's fd — read-only set on the copy before it is attached — and the
+    comount links. Nothing is looked up in the rootfs for the hierarchies."""
+    from mrunc.linux import (MOUNT_ATTR__ATIME, MOUNT_ATTR_NODEV, MOUNT_ATTR_NODIRATIME,
+                             MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NOSYMFOLLOW,
+                             MOUNT_ATTR_RDONLY)
+    root, tmpfs = bundle / "rootfs", tmp_path / "tmpfs"
+    tmpfs.mkdir()
+    dirs = _cgroup_dirs(tmp_path)
+    rec = _TreeRec(str(root), str(tmpfs))
+    rootfs.bind_cgroup_entries(rec, _config([_CG]), str(root), dirs)
+    ro = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC
+    clr = MOUNT_ATTR__ATIME | MOUNT_ATTR_NODIRATIME | MOUNT_ATTR_NOSYMFOLLOW
+    expect = [("fsmount", ("tmpfs", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+                           "source=tmpfs,mode=755")),
+              ("move_mount", ("fd", "fd:/sys/fs/cgroup", "tmpfs"))]
+    for name, host in dirs:  # (the fake drops dir_fd=: the target is a name in the tmpfs fd)
+        expect += [("open_tree", (host, True)), ("mount_setattr", ("fd", ro, clr, host)),
+                   ("move_mount", ("fd", name, host))]
+    assert [(n, ("fd",) + a[1:] if n in ("move_mount", "mount_setattr") else a)
+            for n, a in rec.log] == expect
+    assert sorted(os.listdir(tmpfs)) == ["cpu", "cpu,cpuacct", "cpuacct", "memory"]
+    assert os.readlink(tmpfs / "cpu") == "cpu,cpuacct"
+    assert (root / "sys" / "fs" / "cgroup").is_dir() and not os.listdir(root / "sys" / "fs" / "cgroup")
+
+
+def test_bind_cgroup_entries_v1_without_fsmount(bundle, tmp_path):
+    """A kernel without fsmount (ENOSYS): the same mounts, as mounts[] entries in the rootfs."""
+    root = bundle / "rootfs"
+    dirs = _cgroup_dirs(tmp_path)
+    rec = _TreeRec(str(root), str(tmp_path), fail={"fsmount": OSError(errno.ENOSYS, "no")})
+    rootfs.bind_cgroup_entries(rec, _config([_CG]), str(root), dirs)
+    assert [(n, a[1]) for n, a in rec.log if n in ("mount", "move_mount")] == [
+        ("mount", "fd:/sys/fs/cgroup"),
+        ("move_mount", "fd:/sys/fs/cgroup/cpu,cpuacct"), ("move_mount", "fd:/sys/fs/cgroup/memory")]
+    assert os.readlink(root / "sys" / "fs" / "cgroup" / "cpu") == "cpu,cpuacct"
