@@ -33,7 +33,8 @@ def setup_dev(sys, config, rootfs, terminal):
     ours = _dev_is_ours(config)
     if ours:
         asked = {clean(d["path"]) for d in devices}
-        nodes = [(_default_where(config, f"/dev/{n}"),
+        last = _last_entries(config)
+        nodes = [(_default_where(last, f"/dev/{n}"),
                   {"type": "c", "path": f"/dev/{n}", "major": ma, "minor": mi, "fileMode": 0o666})
                  for n, ma, mi in DEFAULT_DEVICES if f"/dev/{n}" not in asked]
     nodes += [(f"linux.devices[{i}]", d) for i, d in enumerate(devices)]
@@ -70,11 +71,15 @@ def _in_user_namespace(config):
     return any(n.get("type") == "user" for n in (config.get("linux") or {}).get("namespaces") or [])
 
 
-def _default_where(config, path):
+def _last_entries(config):
+    """{destination: index of the last mounts[] entry there} (cleaned once, not per device)."""
+    return {clean(m["destination"]): i for i, m in enumerate(config.get("mounts") or [])}
+
+
+def _default_where(last, path):
     """Who to blame when a default device's place is taken: the last mounts[] entry there."""
-    for i, m in reversed(list(enumerate(config.get("mounts") or []))):
-        if clean(m["destination"]) == path:
-            return f"mounts[{i}] over default device {path}"
+    if path in last:
+        return f"mounts[{last[path]}] over default device {path}"
     return f"default device {path}"
 
 

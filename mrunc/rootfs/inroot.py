@@ -41,6 +41,8 @@ def fdpath(fd):
 
 def clean(path):
     """Lexically normalised absolute path ("//proc/./x/.." -> "/proc"), for comparisons."""
+    if path[:1] == "/" and path[-1:] != "/" and "//" not in path and "/." not in path:
+        return path  # already is (the usual case: no loop over its parts)
     out = []
     for part in path.split("/"):
         if part == "..":
