@@ -135,12 +135,11 @@ def bind_cgroup_entries(sys, config, rootfs, dirs):
             try:
                 if "tree" in e:
                     _cgroup_tree(sys, e, rootfs, root_fd, open_source)
-                elif "links" in e:
-                    _comount_links(root_fd, rootfs, e["links"], e["names"])
                 else:
                     _mount_entry(sys, e, rootfs, root_fd, "/", open_source)
             except OSError as err:
-                raise OSError(err.errno, f"{at}: {e.get('destination', e.get('links'))}: "
+                where = e.get("destination") or e.get("tree")
+                raise OSError(err.errno, f"{at}: {where}: "
                                          f"{err.strerror}", err.filename) from None
     finally:
         os.close(root_fd)
@@ -184,6 +183,8 @@ def _cgroup_tree(sys, e, rootfs, root_fd, open_source):
             os.close(fd)
         bind_flags, clear, _, _ = parse_mount_options(["rbind", *flags])
         for name, host_dir in dirs:
+            if "/" in name or name in ("", ".", ".."):
+                raise ValueError(f"cgroup hierarchy name {name!r}")
             os.mkdir(name, 0o755, dir_fd=fs)
             src = open_source(host_dir, True)
             try:

@@ -681,3 +681,14 @@ def test_bind_cgroup_entries_v1_without_fsmount(bundle, tmp_path):
         ("mount", "fd:/sys/fs/cgroup"),
         ("move_mount", "fd:/sys/fs/cgroup/cpu,cpuacct"), ("move_mount", "fd:/sys/fs/cgroup/memory")]
     assert os.readlink(root / "sys" / "fs" / "cgroup" / "cpu") == "cpu,cpuacct"
+
+
+def test_bind_cgroup_entries_v1_error_names_the_entry(bundle, tmp_path):
+    """A hierarchy's directory gone (the runtime's cgroup removed meanwhile): one line naming
+    the mounts[] entry and the source; the tmpfs's fd is closed."""
+    (tmp_path / "tmpfs").mkdir()
+    dirs = [("memory", str(tmp_path / "gone"))]
+    with pytest.raises(FileNotFoundError, match=r"^\[Errno 2\] mounts\[0\] /sys/fs/cgroup: "
+                                                r"/sys/fs/cgroup: bind source .*/gone: no such"):
+        rootfs.bind_cgroup_entries(_TreeRec(str(bundle / "rootfs"), str(tmp_path / "tmpfs")),
+                                   _config([_CG]), str(bundle / "rootfs"), dirs)
