@@ -85,6 +85,7 @@ AT_RECURSIVE = 0x8000
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
 MOVE_MOUNT_T_SYMLINKS = 0x10
 _AT_FDCWD = -100
+_AT_EMPTY_PATH = 0x1000
 
 # openat2(2) resolve flags (<linux/openat2.h>): how a path may be looked up, enforced by the kernel
 RESOLVE_NO_XDEV = 0x01        # never cross a mount point (a bind mount on the way is EXDEV)
@@ -98,7 +99,13 @@ MOUNT_ATTR_RDONLY = 0x1
 MOUNT_ATTR_NOSUID = 0x2
 MOUNT_ATTR_NODEV = 0x4
 MOUNT_ATTR_NOEXEC = 0x8
+MOUNT_ATTR__ATIME = 0x70       # the atime mode: RELATIME (0), NOATIME, STRICTATIME
+MOUNT_ATTR_NOATIME = 0x10
+MOUNT_ATTR_STRICTATIME = 0x20
+MOUNT_ATTR_NODIRATIME = 0x80
+MOUNT_ATTR_NOSYMFOLLOW = 0x200000
 _FSOPEN_CLOEXEC = 1
+_FSCONFIG_SET_STRING = 1
 _FSCONFIG_CMD_CREATE = 6
 _FSMOUNT_CLOEXEC = 1
 
@@ -136,7 +143,7 @@ _SYS = {
 }[os.uname().machine]
 # newer calls share one number on every architecture
 _SYS.update(open_tree=428, move_mount=429, fsopen=430, fsconfig=431, fsmount=432, close_range=436,
-            openat2=437)
+            openat2=437, mount_setattr=442)
 
 # libc's functions we call, from their C prototypes: (result, parameters...). syscall(2) is
 # variadic: each call passes its arguments in the C types that system call takes.
@@ -166,6 +173,11 @@ class _CapData(Structure):
 
 class _OpenHow(Structure):
     _fields_ = [("flags", c_uint64), ("mode", c_uint64), ("resolve", c_uint64)]
+
+
+class _MountAttr(Structure):
+    _fields_ = [("attr_set", c_uint64), ("attr_clr", c_uint64), ("propagation", c_uint64),
+                ("userns_fd", c_uint64)]
 
 
 class _Rlimit(Structure):
@@ -279,15 +291,31 @@ class Syscalls:
         ret = _libc.syscall(_SYS["open_tree"], c_int(_AT_FDCWD), _b(path), c_uint(flags))
         return _check(ret, f"open_tree {path} ({names})", path)
 
-    def move_mount(self, tree_fd, target, source=None):
+    def move_mount(self, tree_fd, target, source=None, dir_fd=None):
         """Attach the detached mount `tree_fd` (from open_tree) at `target`. `source`, the path
         it was copied from, only names it in the log and errors: the fd itself reads as "/".
-        T_SYMLINKS: follow a symlink at the target, as mount(2) does — /proc/self/fd/N is one."""
-        self._rec("move_mount", source or tree_fd, target)
-        flags = MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_SYMLINKS
-        ret = _libc.syscall(_SYS["move_mount"], c_int(tree_fd), b"", c_int(_AT_FDCWD),
-                            _b(target), c_uint(flags))
-        _check(ret, f"move_mount {source or tree_fd} on {target}", target)
+        T_SYMLINKS: follow a symlink at the target, as mount(2) does — /proc/self/fd/N is one.
+        With `dir_fd`, `target` is a name in that directory, and a symlink there is not followed."""
+        where = target if dir_fd is None else f"/proc/self/fd/{dir_fd}/{target}"
+        self._rec("move_mount", source or tree_fd, where)
+        flags = MOVE_MOUNT_F_EMPTY_PATH | (MOVE_MOUNT_T_SYMLINKS if dir_fd is None else 0)
+        ret = _libc.syscall(_SYS["move_mount"], c_int(tree_fd), b"",
+                            c_int(_AT_FDCWD if dir_fd is None else dir_fd), _b(target), c_uint(flags))
+        _check(ret, f"move_mount {source or tree_fd} on {where}", where)
+
+    def mount_setattr(self, fd, attr_set, attr_clr, source=None):
+        """Set and clear per-mount attributes (MOUNT_ATTR_*) of the mount `fd` is the root of —
+        that mount alone, not its submounts — leaving every other attribute as it is (Linux
+        5.12+; ENOSYS before). On a detached copy (open_tree) this is a bind's "ro, nosuid…"
+        before it is attached: no remount, so nothing to look up again and no flags to repeat.
+        `source` only names it in the log and errors."""
+        if self.keeping:
+            self._rec("mount_setattr", source or fd, mount_attr_names(attr_set),
+                      mount_attr_names(attr_clr))
+        attr = _MountAttr(attr_set, attr_clr, 0, 0)
+        ret = _libc.syscall(_SYS["mount_setattr"], c_int(fd), b"", c_uint(_AT_EMPTY_PATH),
+                            byref(attr), c_size_t(sizeof(attr)))
+        _check(ret, f"mount_setattr {source or fd}", source)
 
     def umount2(self, target, flags=0):
         self._rec("umount2", target, flags)
@@ -297,15 +325,20 @@ class Syscalls:
         self._rec("pivot_root", new_root, put_old)
         _check(_libc.syscall(_SYS["pivot_root"], _b(new_root), _b(put_old)), "pivot_root", new_root)
 
-    def fsmount(self, fstype, attrs=0):
-        """A new instance of filesystem `fstype` (no options), attached to no directory: returns an
-        fd of its root (fsopen, fsconfig CREATE, fsmount; Linux 5.2+). No path leads to such a
-        mount, so no other process can look into it or mount over anything inside it; it is
-        gone once the fd is closed. Nothing in any mount table changes."""
-        self._rec("fsmount", fstype, attrs)
+    def fsmount(self, fstype, attrs=0, options=()):
+        """A new instance of filesystem `fstype`, attached to no directory: returns an fd of its
+        root (fsopen, fsconfig CREATE, fsmount; Linux 5.2+). No path leads to such a mount, so
+        no other process can look into it or mount over anything inside it; it is gone once the
+        fd is closed. Nothing in any mount table changes. `options`: (key, value) strings, as
+        mount(2)'s data "key=value" ("source" names it in the mount table)."""
+        data = ",".join(f"{k}={v}" for k, v in options)
+        self._rec("fsmount", fstype, attrs, *([data] if data else []))
         fs = _check(_libc.syscall(_SYS["fsopen"], _b(fstype), c_uint(_FSOPEN_CLOEXEC)),
                     f"fsopen {fstype}")
         try:
+            for key, value in options:
+                _check(_libc.syscall(_SYS["fsconfig"], c_int(fs), c_uint(_FSCONFIG_SET_STRING),
+                                     _b(key), _b(value), c_int(0)), f"fsconfig {fstype} {key}")
             _check(_libc.syscall(_SYS["fsconfig"], c_int(fs), c_uint(_FSCONFIG_CMD_CREATE),
                                  None, None, c_int(0)), f"fsconfig {fstype} create")
             return _check(_libc.syscall(_SYS["fsmount"], c_int(fs), c_uint(_FSMOUNT_CLOEXEC),
@@ -730,6 +763,14 @@ def mount_flags_names(flags):
     if _MS_NAMES is None:
         _MS_NAMES = [(v, k[3:]) for k, v in sorted(globals().items()) if k.startswith("MS_")]
     return "|".join(n for v, n in _MS_NAMES if flags & v) or "0"
+
+
+def mount_attr_names(attrs):
+    """RDONLY|NOSUID… of MOUNT_ATTR_* bits, for the trace and errors ("0": none)."""
+    names = ["ATIME"] if attrs & MOUNT_ATTR__ATIME == MOUNT_ATTR__ATIME else []
+    names += [k[11:] for k, v in globals().items() if k.startswith("MOUNT_ATTR_") and attrs & v and
+              not k.startswith("MOUNT_ATTR__") and not (names and v & MOUNT_ATTR__ATIME)]
+    return "|".join(names) or "0"
 
 
 def __getattr__(name):

@@ -33,7 +33,8 @@ def setup_dev(sys, config, rootfs, terminal):
     ours = _dev_is_ours(config)
     if ours:
         asked = {clean(d["path"]) for d in devices}
-        nodes = [(_default_where(config, f"/dev/{n}"),
+        last = _last_entries(config)
+        nodes = [(_default_where(last, f"/dev/{n}"),
                   {"type": "c", "path": f"/dev/{n}", "major": ma, "minor": mi, "fileMode": 0o666})
                  for n, ma, mi in DEFAULT_DEVICES if f"/dev/{n}" not in asked]
     nodes += [(f"linux.devices[{i}]", d) for i, d in enumerate(devices)]
@@ -70,11 +71,15 @@ def _in_user_namespace(config):
     return any(n.get("type") == "user" for n in (config.get("linux") or {}).get("namespaces") or [])
 
 
-def _default_where(config, path):
+def _last_entries(config):
+    """{destination: index of the last mounts[] entry there} (cleaned once, not per device)."""
+    return {clean(m["destination"]): i for i, m in enumerate(config.get("mounts") or [])}
+
+
+def _default_where(last, path):
     """Who to blame when a default device's place is taken: the last mounts[] entry there."""
-    for i, m in reversed(list(enumerate(config.get("mounts") or []))):
-        if clean(m["destination"]) == path:
-            return f"mounts[{i}] over default device {path}"
+    if path in last:
+        return f"mounts[{last[path]}] over default device {path}"
     return f"default device {path}"
 
 
@@ -103,8 +108,9 @@ def _make_node(sys, root_fd, rootfs, where, d, dirs, refused):
     rdev = 0 if kind == stat.S_IFIFO else os.makedev(d["major"], d["minor"])
     mode = kind | ((0o666 if d.get("fileMode") is None else d["fileMode"]) & 0o7777)
     dir_fd = _node_dir(root_fd, rootfs, parent or "/", dirs)
-    st = lstat_at(dir_fd, name)
-    if st is None:
+    # Made first, looked at only if something is there already (EEXIST): mknod and O_EXCL never
+    # follow a symlink and never replace a file, so a prior lstat would only tell us the same.
+    try:
         if refused and kind != stat.S_IFIFO:    # (a fifo needs no privilege)
             return _bind_host_node(sys, dir_fd, name, path)
         try:
@@ -113,13 +119,13 @@ def _make_node(sys, root_fd, rootfs, where, d, dirs, refused):
             if refused is not None and kind != stat.S_IFIFO:
                 refused.append(path)
             return _bind_host_node(sys, dir_fd, name, path)
-        except FileExistsError:
-            st = lstat_at(dir_fd, name)
-        else:
-            if d.get("uid") is not None or d.get("gid") is not None:
-                uid, gid = d.get("uid", 0) or 0, d.get("gid", 0) or 0
-                sys.chown(f"{fdpath(dir_fd)}/{name}", uid, gid)
-            return None
+    except FileExistsError:
+        st = lstat_at(dir_fd, name)
+    else:
+        if d.get("uid") is not None or d.get("gid") is not None:
+            uid, gid = d.get("uid", 0) or 0, d.get("gid", 0) or 0
+            sys.chown(f"{fdpath(dir_fd)}/{name}", uid, gid)
+        return None
     # The spec (L7): a file already there that is not this device is an error.
     if st and (stat.S_IFMT(st.st_mode) != kind or (kind != stat.S_IFIFO and st.st_rdev != rdev)):
         what = "fifo" if kind == stat.S_IFIFO else f"{d['type']} {d['major']}:{d['minor']}"
@@ -128,11 +134,12 @@ def _make_node(sys, root_fd, rootfs, where, d, dirs, refused):
 
 
 def _bind_host_node(sys, dir_fd, name, path):
-    """User namespace: an empty file, with the host's device node bound on it."""
-    fd = open_component(dir_fd, name, "file")
+    """User namespace: an empty file, with the host's device node bound on it. FileExistsError
+    if the name is taken (the caller checks what is there): the file is made with O_EXCL, so the
+    fd is the regular file we just made, never a symlink or a node found there — no fstat."""
+    fd = os.open(name, os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_WRONLY | os.O_CLOEXEC, 0o644,
+                 dir_fd=dir_fd)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise FileExistsError(errno.EEXIST, f"{path}: exists and is not a regular file", path)
         sys.mount(path, fdpath(fd), None, MS_BIND)
     finally:
         os.close(fd)

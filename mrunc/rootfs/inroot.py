@@ -41,6 +41,8 @@ def fdpath(fd):
 
 def clean(path):
     """Lexically normalised absolute path ("//proc/./x/.." -> "/proc"), for comparisons."""
+    if path[:1] == "/" and path[-1:] != "/" and "//" not in path and "/." not in path:
+        return path  # already is (the usual case: no loop over its parts)
     out = []
     for part in path.split("/"):
         if part == "..":
@@ -166,24 +168,28 @@ def _make_missing(root_fd, parts, create):
                 raise
             k -= 1
     try:
-        if k < len(parts) and lstat_at(fd, parts[k]) is not None:
-            return None  # exists, yet did not resolve: a symlink to nowhere (or a racer's)
         for i in range(k, len(parts)):
             name, last = parts[i], i == len(parts) - 1
             if name == "..":
                 return None
+            # The first missing name (i == k) made, or found there after all (EEXIST): it exists,
+            # yet did not resolve — a symlink to nowhere (or a racer's): the walk follows it.
+            # (Made first rather than looked at first: mkdir and O_EXCL never follow a symlink,
+            # so the EEXIST says what an lstat would have, one call fewer when it is missing.)
             if last and create == "file":
                 try:
                     os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_WRONLY |
                                      os.O_CLOEXEC, 0o644, dir_fd=fd))
                 except FileExistsError:
-                    pass
+                    if i == k:
+                        return None
                 flags = os.O_PATH
             else:
                 try:
                     os.mkdir(name, 0o755, dir_fd=fd)  # never follows a symlink at `name`
                 except FileExistsError:
-                    pass
+                    if i == k:
+                        return None
                 flags = os.O_PATH | os.O_DIRECTORY
             nxt = linux.openat2(fd, name, flags, _JUST_THIS)  # ELOOP/EXDEV: swapped meanwhile
             os.close(fd)

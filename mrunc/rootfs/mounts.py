@@ -3,9 +3,11 @@ import errno
 import os
 import stat
 
-from ..linux import (MS_BIND, MS_NOATIME, MS_NODEV, MS_NODIRATIME, MS_NOEXEC, MS_NOSUID, MS_PRIVATE,
-                     MS_RDONLY, MS_REC, MS_RELATIME, MS_REMOUNT, MS_SLAVE, MS_STRICTATIME,
-                     MS_UNBINDABLE)
+from ..linux import (MOUNT_ATTR__ATIME, MOUNT_ATTR_NOATIME, MOUNT_ATTR_NODEV, MOUNT_ATTR_NODIRATIME,
+                     MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NOSYMFOLLOW, MOUNT_ATTR_RDONLY,
+                     MOUNT_ATTR_STRICTATIME, MS_BIND, MS_NOATIME, MS_NODEV, MS_NODIRATIME, MS_NOEXEC,
+                     MS_NOSUID, MS_NOSYMFOLLOW, MS_PRIVATE, MS_RDONLY, MS_REC, MS_RELATIME, MS_REMOUNT,
+                     MS_SLAVE, MS_STRICTATIME, MS_UNBINDABLE)
 from ..cgroups.fs import unescape
 from ..spec.mountopts import PROPAGATION_FLAGS, parse_mount_options
 from .inroot import clean, fdpath, lstat_at, open_in_root, open_root
@@ -123,37 +125,96 @@ def bind_cgroup_entries(sys, config, rootfs, dirs):
             entries.append((at, {"destination": dest, "type": "bind", "source": dirs[0][1],
                                  "options": ["rbind", *flags]}))
             continue
-        entries.append((at, {"destination": dest, "type": "tmpfs", "source": "tmpfs",
-                             "options": [o for o in flags if o not in ("ro", "rw")] + ["mode=755"]}))
-        entries += [(at, {"destination": f"{dest}/{name}", "type": "bind", "source": host_dir,
-                          "options": ["rbind", *flags]}) for name, host_dir in dirs]
-        entries.append((at, {"links": dest, "names": [name for name, _ in dirs]}))
-    open_source = opener(sys)  # the runtime's own directories, in a cgroupfs open to all
+        entries.append((at, {"tree": dest, "options": flags, "dirs": dirs}))
+    # the runtime's own directories, in a cgroupfs open to all: opened by init itself, as
+    # detached copies (open_tree), whose ro/nosuid… are set before they are attached
+    open_source = opener(sys, detached=True)
     root_fd = open_root(rootfs)
     try:
         for at, e in entries:
             try:
-                if "links" in e:
-                    _comount_links(root_fd, rootfs, e["links"], e["names"])
+                if "tree" in e:
+                    _cgroup_tree(sys, e, rootfs, root_fd, open_source)
                 else:
                     _mount_entry(sys, e, rootfs, root_fd, "/", open_source)
             except OSError as err:
-                raise OSError(err.errno, f"{at}: {e.get('destination', e.get('links'))}: "
+                where = e.get("destination") or e.get("tree")
+                raise OSError(err.errno, f"{at}: {where}: "
                                          f"{err.strerror}", err.filename) from None
     finally:
         os.close(root_fd)
+
+
+def _cgroup_tree(sys, e, rootfs, root_fd, open_source):
+    """cgroup v1 without a cgroup namespace: a tmpfs at the destination, in it each hierarchy's
+    directory bound read-only, and the comount links (cpu -> cpu,cpuacct).
+
+    The tmpfs is made with fsmount, so we hold its root by the fd that made it: a filesystem of
+    ours, in our mount namespace alone — no other process can name anything in it, and no name
+    in it can be swapped, moved or linked elsewhere. Its directories, binds and links are made
+    by name in that fd, with none of the checks a path in the rootfs needs (inroot): there is
+    nothing to race. Only the destination itself is looked up in the rootfs (and attached to).
+    A kernel without fsmount (before 5.2): the same mounts, one mounts[] entry at a time."""
+    dest, flags, dirs = e["tree"], e["options"], e["dirs"]
+    names = [name for name, _ in dirs]
+    attrs = 0
+    for option, attr in (("nosuid", MOUNT_ATTR_NOSUID), ("nodev", MOUNT_ATTR_NODEV),
+                         ("noexec", MOUNT_ATTR_NOEXEC)):
+        attrs |= attr if option in flags else 0
+    try:
+        fs = sys.fsmount("tmpfs", attrs, (("source", "tmpfs"), ("mode", "755")))
+    except OSError as err:
+        if err.errno != errno.ENOSYS:
+            raise
+        _mount_entry(sys, {"destination": dest, "type": "tmpfs", "source": "tmpfs",
+                           "options": [o for o in flags if o not in ("ro", "rw")] + ["mode=755"]},
+                     rootfs, root_fd, "/", open_source)
+        for name, host_dir in dirs:
+            _mount_entry(sys, {"destination": f"{dest}/{name}", "type": "bind", "source": host_dir,
+                               "options": ["rbind", *flags]}, rootfs, root_fd, "/", open_source)
+        _comount_links(root_fd, rootfs, dest, names)
+        return
+    try:
+        _refuse_unsafe(root_fd, dest, "tmpfs", None)
+        fd = open_in_root(root_fd, rootfs, dest, create="dir")
+        try:
+            sys.move_mount(fs, fdpath(fd), "tmpfs")
+        finally:
+            os.close(fd)
+        bind_flags, clear, _, _ = parse_mount_options(["rbind", *flags])
+        for name, host_dir in dirs:
+            if "/" in name or name in ("", ".", ".."):
+                raise ValueError(f"cgroup hierarchy name {name!r}")
+            os.mkdir(name, 0o755, dir_fd=fs)
+            src = open_source(host_dir, True)
+            try:
+                done = _set_on_copy(sys, src, bind_flags, clear)
+                sys.move_mount(src.fd, name, host_dir, dir_fd=fs)
+            finally:
+                src.close()
+            if not done:    # no mount_setattr (before 5.12): remount the bind, by its name in fs
+                at = f"{fdpath(fs)}/{name}"
+                sys.mount(None, at, None, (bind_flags & ~MS_REC) | MS_REMOUNT |
+                          kept_flags(at, bind_flags, clear))
+        _make_comount_links(fs, names)
+    finally:
+        os.close(fs)
 
 
 def _comount_links(root_fd, rootfs, dest, names):
     """cpu -> cpu,cpuacct: tools look for /sys/fs/cgroup/cpu whatever the host comounted."""
     fd = open_in_root(root_fd, rootfs, dest)
     try:
-        for name in names:
-            for alias in name.split(","):
-                if alias != name and "=" not in alias and alias not in names:
-                    os.symlink(name, alias, dir_fd=fd)
+        _make_comount_links(fd, names)
     finally:
         os.close(fd)
+
+
+def _make_comount_links(fd, names):
+    for name in names:
+        for alias in name.split(","):
+            if alias != name and "=" not in alias and alias not in names:
+                os.symlink(name, alias, dir_fd=fd)
 
 
 def _mount_entry(sys, m, rootfs, root_fd, bundle, open_source):
@@ -162,6 +223,7 @@ def _mount_entry(sys, m, rootfs, root_fd, bundle, open_source):
     flags, clear, propagation, data = parse_mount_options(m.get("options"))
     dest = clean(m["destination"])
     bind = bool(flags & MS_BIND)
+    remount = bind and flags & ~(MS_BIND | MS_REC)  # ro, nosuid…: not part of a bind itself
     # relative to the bundle; an absolute one stays
     src = open_source(os.path.join(bundle, m["source"]), bool(flags & MS_REC)) if bind else None
     try:
@@ -169,6 +231,8 @@ def _mount_entry(sys, m, rootfs, root_fd, bundle, open_source):
         fd = open_in_root(root_fd, rootfs, dest, create="file" if src and not src.is_dir() else "dir")
         try:
             if bind:
+                if remount and src.how == "tree" and _set_on_copy(sys, src, flags, clear):
+                    remount = 0  # the copy has them before it is attached: no remount
                 src.attach(sys, fdpath(fd), flags)
             else:
                 sys.mount(m.get("source"), fdpath(fd), m.get("type"), flags, data or None)
@@ -177,18 +241,60 @@ def _mount_entry(sys, m, rootfs, root_fd, bundle, open_source):
     finally:
         if src:
             src.close()  # a host fd: never left for the container
-    if not propagation and not (bind and flags & ~(MS_BIND | MS_REC)):
+    if not propagation and not remount:
         return
     # Reopen: the fd we had is the directory *under* the new mount; these calls act on the mount.
     fd = open_in_root(root_fd, rootfs, dest)
     try:
-        if bind and flags & ~(MS_BIND | MS_REC):
+        if remount:
             keep = kept_flags(fd, flags, clear)  # the fd itself: no lookup through /proc/self/fd
             sys.mount(None, fdpath(fd), None, (flags & ~MS_REC) | MS_REMOUNT | keep)
         for p in propagation:
             sys.mount(None, fdpath(fd), None, p)
     finally:
         os.close(fd)
+
+
+# MS_* flag -> MOUNT_ATTR_* bit, for the per-mount flags a bind can carry
+_ATTRS = ((MS_RDONLY, MOUNT_ATTR_RDONLY), (MS_NOSUID, MOUNT_ATTR_NOSUID), (MS_NODEV, MOUNT_ATTR_NODEV),
+          (MS_NOEXEC, MOUNT_ATTR_NOEXEC), (MS_NODIRATIME, MOUNT_ATTR_NODIRATIME))
+_no_setattr = []    # [True] once the kernel said ENOSYS (before 5.12): remount from then on
+
+
+def _set_on_copy(sys, src, flags, clear):
+    """A bind's ro, nosuid… set on the detached copy (mount_setattr) before it is attached; False
+    where the kernel has no mount_setattr (the caller remounts, as before 5.12).
+
+    The same outcome as the remount, in one call and without looking the new mount up again:
+    the remount sets every per-mount flag anew, so it repeats what the mount had (kept_flags: a
+    read-only or nosuid source stays so, and in a user namespace those flags are locked);
+    mount_setattr changes only the bits it names — set what the entry sets, clear what it
+    clears (rw, suid…), and the rest stays as the mount has it. Bits the remount dropped unless
+    asked, it clears too: nosymfollow, and with an atime mode of the entry's, nodiratime. A
+    flag the kernel locked (a user namespace's copy of a read-only mount) is refused with EPERM
+    in both ways. Only the top mount, as the remount: an rbind's submounts keep their flags."""
+    if _no_setattr:
+        return False
+    attr_set = attr_clr = 0
+    for ms, attr in _ATTRS:
+        if flags & ms:
+            attr_set |= attr
+        elif clear & ms:
+            attr_clr |= attr
+    if not flags & MS_NOSYMFOLLOW:
+        attr_clr |= MOUNT_ATTR_NOSYMFOLLOW
+    if (flags | clear) & _ATIME:  # the entry picks the atime mode (relatime: none of the bits)
+        attr_clr |= MOUNT_ATTR__ATIME | (0 if flags & MS_NODIRATIME else MOUNT_ATTR_NODIRATIME)
+        attr_set |= MOUNT_ATTR_NOATIME if flags & MS_NOATIME else \
+            MOUNT_ATTR_STRICTATIME if flags & MS_STRICTATIME else 0
+    try:
+        sys.mount_setattr(src.fd, attr_set, attr_clr, src.path)
+    except OSError as e:
+        if e.errno != errno.ENOSYS:
+            raise
+        _no_setattr.append(True)
+        return False
+    return True
 
 
 def _refuse_unsafe(root_fd, dest, fstype, src):

@@ -25,9 +25,10 @@ detached copy before it is attached. On a kernel without open_tree (before 5.2) 
 sends an O_PATH fd ("path") instead, and init binds it through /proc/self/fd/N.
 
 Without a user namespace (or with a rootless runtime, which reaches no more than the container's
-root), init opens each source itself, O_PATH, and binds it the same way. So does it for the
-cgroup directories it binds in a user namespace (bind_cgroup_entries): the runtime made them, in
-a cgroup filesystem whose directories are open to all. The path is looked up
+root), init opens each source itself, O_PATH, and binds it the same way. The cgroup directories
+it binds (bind_cgroup_entries) it opens itself too — the runtime made them, in a cgroup
+filesystem whose directories are open to all — with open_tree, as the helper does: the copy
+gets its read-only flag before it is attached (mount_setattr). The path is looked up
 once: the checks (file or directory, a procfs for /proc) and the mount act on the same inode.
 The fds are close-on-exec and closed as soon as the mount is made: an fd of a host file in the
 container's process would be a way out of its root.
@@ -81,6 +82,6 @@ def open_source(sys, path, recursive=False, detached=False):
                                 path) from None
 
 
-def opener(sys):
+def opener(sys, detached=False):
     """open_source for mount_entries when init opens its sources itself."""
-    return lambda path, recursive: open_source(sys, path, recursive)
+    return lambda path, recursive: open_source(sys, path, recursive, detached)

@@ -63,6 +63,38 @@ def test_user_namespace_without_cgroup_namespace_binds_its_cgroup(mr):
     assert lines[-1] == "0"
 
 
+@pytest.mark.userns
+def test_bound_cgroup_dirs_are_read_only_for_a_root_mapped_to_root(mr):
+    """S15 where the container's root is the host's (uid 0 mapped to 0): the bound cgroup
+    directories are read-only mounts — a write is refused by the mount, not by permissions —
+    nosuid, nodev, noexec, in a nosuid/nodev/noexec tmpfs, mode 755 (as runc lays them out)."""
+    def edit(cfg):
+        cfg["linux"]["namespaces"].append({"type": "user"})
+        cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 0, "size": 1}]
+        cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 0, "size": 1}]
+        for m in cfg["mounts"]:  # (gid 5 is not mapped)
+            m["options"] = [o for o in m.get("options") or [] if o != "gid=5"]
+    out = mr.sh("cat /proc/self/mountinfo; echo ===; stat -c %a /sys/fs/cgroup; "
+                "for d in /sys/fs/cgroup/*/; do touch $d/x 2>&1; done; true", edit=edit)
+    info, rest = out.split("===\n")
+    mounts = {}
+    for line in info.splitlines():
+        f = line.split()
+        if f[4].startswith("/sys/fs/cgroup"):
+            mounts[f[4]] = (set(f[5].split(",")), f[f.index("-") + 1])
+    assert mounts.pop("/sys/fs/cgroup")[1] == "tmpfs"
+    tmpfs_opts = [set(line.split()[5].split(",")) for line in info.splitlines()
+                  if line.split()[4] == "/sys/fs/cgroup"][-1]
+    assert {"nosuid", "nodev", "noexec"} <= tmpfs_opts, info
+    binds = {m: o for m, (o, t) in mounts.items() if m.count("/") == 4}
+    assert binds, info
+    for m, opts in binds.items():
+        assert {"ro", "nosuid", "nodev", "noexec"} <= opts, (m, info)
+    lines = rest.splitlines()
+    assert lines[0] == "755", out
+    assert len(lines) - 1 == len(binds) and all("Read-only file system" in x for x in lines[1:]), out
+
+
 def test_rootless_spec_runs_as_root(mr, tmp_path):
     """`mrunc spec --rootless` (runc's rootless config: user namespace, no cgroup namespace, /sys
     bound from the host) runs, as it does under runc."""

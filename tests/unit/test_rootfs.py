@@ -6,6 +6,7 @@ sources) that the runtime passes as /proc/self/fd/N are shown as "fd:<path insid
 "fd:<host path>" outside it), read while the fd is still open: that is how the tests see where a
 mount would have landed, and from what.
 """
+import errno
 import json
 import os
 import shutil
@@ -36,6 +37,8 @@ class Rec(RecordingSyscalls):
         self.log.append((name, tuple(self._show(a) for a in args)))
         if name in self.fail:
             raise self.fail[name]
+        if name == "mknod" and os.path.lexists(args[0]):  # as the kernel: never over a file
+            raise FileExistsError(17, "File exists", args[0])
 
     def _show(self, a):
         if not (isinstance(a, str) and a.startswith("/proc/self/fd/")):
@@ -379,9 +382,11 @@ def test_setup_dev_existing_match_is_kept(bundle):
     root = bundle / "rootfs"
     (root / "dev").mkdir()
     os.mkfifo(root / "dev" / "pipe")
+    ino = (root / "dev" / "pipe").lstat().st_ino
     rec = Rec(str(root))
     rootfs.setup_dev(rec, _dev_config([{"type": "p", "path": "/dev/pipe"}]), str(root), terminal=False)
-    assert "fd:/dev/pipe" not in [a[0] for a in _calls(rec, "mknod")]
+    # made first (mknod: EEXIST, it replaces nothing), then what is there is checked and kept
+    assert (root / "dev" / "pipe").lstat().st_ino == ino
 
 
 @pytest.mark.parametrize("userns", [True, False], ids=["userns", "device-cgroup"])
@@ -606,3 +611,84 @@ def test_cgroup_entries_skip_other_mounts(tmp_path):
     rec = Rec()
     rootfs.mount_cgroup_entries(rec, config, "v2", root=str(tmp_path))
     assert [a[2] for a in _calls(rec)] == ["cgroup2"]
+
+
+class _TreeRec(Rec):
+    """Rec whose fsmount and open_tree hand back real fds (a directory standing in for the new
+    tmpfs, an O_PATH fd of the source), so what init makes by name in them is made for real."""
+
+    def __init__(self, root, tmpfs, fail=None):
+        super().__init__(root, fail)
+        self.tmpfs = tmpfs
+
+    def __getattribute__(self, name):
+        if name in ("fsmount", "open_tree"):    # ours, not the recording fake's
+            return object.__getattribute__(self, name)
+        return super().__getattribute__(name)
+
+    def fsmount(self, fstype, attrs=0, options=()):
+        self._rec("fsmount", fstype, attrs, ",".join(f"{k}={v}" for k, v in options))
+        return os.open(self.tmpfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def open_tree(self, path, recursive=False):
+        self._rec("open_tree", path, recursive)
+        return os.open(path, os.O_PATH | os.O_CLOEXEC)
+
+
+def _cgroup_dirs(tmp_path):
+    dirs = []
+    for name in ("cpu,cpuacct", "memory"):
+        (tmp_path / "host" / name / "c1").mkdir(parents=True)
+        dirs.append((name, str(tmp_path / "host" / name / "c1")))
+    return dirs
+
+
+def test_bind_cgroup_entries_v1_in_a_tmpfs_held_by_its_fd(bundle, tmp_path):
+    """Without a cgroup namespace on cgroup v1: a tmpfs made with fsmount, attached at the
+    destination (the one name looked up in the rootfs), then each hierarchy's directory bound
+    in it by name in the tmpfs's fd — read-only set on the copy before it is attached — and the
+    comount links. Nothing is looked up in the rootfs for the hierarchies."""
+    from mrunc.linux import (MOUNT_ATTR__ATIME, MOUNT_ATTR_NODEV, MOUNT_ATTR_NODIRATIME,
+                             MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NOSYMFOLLOW,
+                             MOUNT_ATTR_RDONLY)
+    root, tmpfs = bundle / "rootfs", tmp_path / "tmpfs"
+    tmpfs.mkdir()
+    dirs = _cgroup_dirs(tmp_path)
+    rec = _TreeRec(str(root), str(tmpfs))
+    rootfs.bind_cgroup_entries(rec, _config([_CG]), str(root), dirs)
+    ro = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC
+    clr = MOUNT_ATTR__ATIME | MOUNT_ATTR_NODIRATIME | MOUNT_ATTR_NOSYMFOLLOW
+    expect = [("fsmount", ("tmpfs", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC,
+                           "source=tmpfs,mode=755")),
+              ("move_mount", ("fd", "fd:/sys/fs/cgroup", "tmpfs"))]
+    for name, host in dirs:  # (the fake drops dir_fd=: the target is a name in the tmpfs fd)
+        expect += [("open_tree", (host, True)), ("mount_setattr", ("fd", ro, clr, host)),
+                   ("move_mount", ("fd", name, host))]
+    assert [(n, ("fd",) + a[1:] if n in ("move_mount", "mount_setattr") else a)
+            for n, a in rec.log] == expect
+    assert sorted(os.listdir(tmpfs)) == ["cpu", "cpu,cpuacct", "cpuacct", "memory"]
+    assert os.readlink(tmpfs / "cpu") == "cpu,cpuacct"
+    assert (root / "sys" / "fs" / "cgroup").is_dir() and not os.listdir(root / "sys" / "fs" / "cgroup")
+
+
+def test_bind_cgroup_entries_v1_without_fsmount(bundle, tmp_path):
+    """A kernel without fsmount (ENOSYS): the same mounts, as mounts[] entries in the rootfs."""
+    root = bundle / "rootfs"
+    dirs = _cgroup_dirs(tmp_path)
+    rec = _TreeRec(str(root), str(tmp_path), fail={"fsmount": OSError(errno.ENOSYS, "no")})
+    rootfs.bind_cgroup_entries(rec, _config([_CG]), str(root), dirs)
+    assert [(n, a[1]) for n, a in rec.log if n in ("mount", "move_mount")] == [
+        ("mount", "fd:/sys/fs/cgroup"),
+        ("move_mount", "fd:/sys/fs/cgroup/cpu,cpuacct"), ("move_mount", "fd:/sys/fs/cgroup/memory")]
+    assert os.readlink(root / "sys" / "fs" / "cgroup" / "cpu") == "cpu,cpuacct"
+
+
+def test_bind_cgroup_entries_v1_error_names_the_entry(bundle, tmp_path):
+    """A hierarchy's directory gone (the runtime's cgroup removed meanwhile): one line naming
+    the mounts[] entry and the source; the tmpfs's fd is closed."""
+    (tmp_path / "tmpfs").mkdir()
+    dirs = [("memory", str(tmp_path / "gone"))]
+    with pytest.raises(FileNotFoundError, match=r"^\[Errno 2\] mounts\[0\] /sys/fs/cgroup: "
+                                                r"/sys/fs/cgroup: bind source .*/gone: no such"):
+        rootfs.bind_cgroup_entries(_TreeRec(str(bundle / "rootfs"), str(tmp_path / "tmpfs")),
+                                   _config([_CG]), str(bundle / "rootfs"), dirs)

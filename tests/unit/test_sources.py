@@ -8,9 +8,12 @@ import time
 import pytest
 
 from mrunc import rootfs
-from mrunc.linux import MS_BIND, MS_RDONLY, MS_REMOUNT, Syscalls
+from mrunc.linux import (MOUNT_ATTR__ATIME, MOUNT_ATTR_NOATIME, MOUNT_ATTR_NODIRATIME, MOUNT_ATTR_NOSUID,
+                         MOUNT_ATTR_NOSYMFOLLOW, MOUNT_ATTR_RDONLY, MS_BIND, MS_RDONLY, MS_REMOUNT,
+                         Syscalls)
 from mrunc.process import parent, protocol
 from mrunc.process.sources import SourceHelper
+from mrunc.rootfs import mounts
 from mrunc.rootfs.mounts import kept_flags
 from mrunc.rootfs.sources import BindSource, open_source
 
@@ -41,17 +44,37 @@ def _tree_opener(opened):
     return open_source
 
 
-def test_detached_source_is_moved_then_remounted(bundle):
-    config = _config([{"destination": "/x", "source": "data", "options": ["rbind", "ro"]}])
+def test_detached_source_gets_its_flags_then_is_moved(bundle):
+    """ro (and nosuid, an atime mode…) are set on the detached copy, then it is attached: no
+    remount, so the new mount is never looked up again."""
+    config = _config([{"destination": "/x", "source": "data", "options": ["rbind", "ro", "suid",
+                                                                             "noatime"]}])
     rec, opened = Rec(str(bundle / "rootfs")), []
+    rootfs.mount_entries(rec, config, str(bundle / "rootfs"), str(bundle), open_source=_tree_opener(opened))
+    [(fd, recursive)] = opened
+    path = str(bundle / "data")
+    assert rec.log == [
+        ("mount_setattr", (fd, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOATIME,
+                           MOUNT_ATTR_NOSUID | MOUNT_ATTR__ATIME | MOUNT_ATTR_NODIRATIME |
+                           MOUNT_ATTR_NOSYMFOLLOW, path)),
+        ("move_mount", (fd, "fd:/x", path)),  # no mount(2): the copy is the bind
+    ]
+    assert recursive and not _fd_open(fd)  # a host fd: closed once mounted
+
+
+def test_detached_source_is_remounted_without_mount_setattr(bundle, monkeypatch):
+    """A kernel before 5.12 (mount_setattr: ENOSYS): attached, then remounted as before."""
+    monkeypatch.setattr(mounts, "_no_setattr", [])
+    config = _config([{"destination": "/x", "source": "data", "options": ["rbind", "ro"]}])
+    rec, opened = Rec(str(bundle / "rootfs"), fail={"mount_setattr": OSError(errno.ENOSYS, "no")}), []
     rootfs.mount_entries(rec, config, str(bundle / "rootfs"), str(bundle), open_source=_tree_opener(opened))
     keep = kept_flags(str(bundle / "rootfs" / "x"), MS_RDONLY)
     [(fd, recursive)] = opened
-    assert rec.log == [
-        ("move_mount", (fd, "fd:/x", str(bundle / "data"))),  # no mount(2): the copy is the bind
+    assert rec.log[1:] == [
+        ("move_mount", (fd, "fd:/x", str(bundle / "data"))),
         ("mount", (None, "fd:/x", None, MS_BIND | MS_REMOUNT | MS_RDONLY | keep, None)),
     ]
-    assert recursive and not _fd_open(fd)  # a host fd: closed once mounted
+    assert mounts._no_setattr  # and not asked again
 
 
 def test_source_fd_closed_when_the_mount_fails(bundle):
