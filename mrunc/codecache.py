@@ -1,35 +1,40 @@
-"""The code of the modules `create`, `run` and `exec` import, kept in one file.
+"""The code of the modules a command imports, kept in one file.
 
 Why: before a module's code runs, importing it costs ≈ 50 µs of CPU — the import system asks
 each finder in turn, looks the directory and the source up, opens, reads and checks the .pyc,
-then unmarshals it — and these three verbs import about forty of mrunc's modules. Here a module
-is one stat of its source and one read at a known place of one file; the file's index is read
-once per command, a module's code only when it is imported, so what the file holds for other
-configs (a seccomp profile, a user namespace: the file keeps what any command of the verb
-imported) costs a command that does not import it nothing.
+then unmarshals it — and `create`, `run` and `exec` import about forty of mrunc's modules, the
+short verbs (`start`, `state`, `kill`, `delete`…) about ten. Here a module is one stat of its
+source and one read at a known place of one file; the file's index is read once per command, a
+module's code only when it is imported, so what the file holds for other configs (a seccomp
+profile, a user namespace: the file keeps what any command of the verb imported) costs a
+command that does not import it nothing.
 
 How it stays true: the file holds, for each module, its code and the mtime and size of the
 source it was compiled from, which is what CPython checks before it trusts a .pyc. A module is
 taken from the file only if its source still has that mtime and size (one stat); otherwise,
 and for a module the file lacks, it is imported the usual way, and the command writes the file
-again when it is done (`save`: the modules it holds that are still current, and those the
-command imported). So after a change to a source, or the first time a verb runs, one command
-pays for the usual imports, compiling what it adds (from the source: see _code; for `run`'s
-forty modules ≈ 90 ms of CPU and 3 MiB more at its end) and the write; the next ones read the
-file.
+again when it is done (`save`, by mrunc.codesave: the modules it holds that are still current,
+and those the command imported). So after a change to a source, or the first time a verb runs,
+one command pays for the usual imports, compiling what it adds (without docstrings, from the
+source: for `run`'s forty modules ≈ 90 ms of CPU and 3 MiB more at its end) and the write; the
+next ones read the file.
 
-Where: `__pycache__/hot-<verb>.<cache tag>.bin` in the package's directory, beside the .pyc files and
-trusted as they are (only who may write the package's __pycache__ can write it). It is written
-as a new file, then renamed over the old one, and only where the interpreter writes bytecode
-(not with -B or PYTHONDONTWRITEBYTECODE); a reader without the right to write there uses what is
-there, or imports as usual. Only the command line uses it (mrunc.cli, run as the program): a
-notebook or a test importing mrunc imports it the usual way.
+Where: `__pycache__/hot-<verb>.<cache tag>.bin` in the package's directory, beside the .pyc
+files and trusted as they are (only who may write the package's __pycache__ can write it). It
+is written as a new file, then renamed over the old one, and only where the interpreter writes
+bytecode (not with -B or PYTHONDONTWRITEBYTECODE); a reader without the right to write there
+uses what is there, or imports as usual. Only the command line uses it (mrunc.cli, run as the
+program): a notebook or a test importing mrunc imports it the usual way. This module is on the
+way of every such command, so it reads and no more — without `os` (the short verbs do without
+it: mrunc.paths) —, and the writing half is imported only by a command that writes.
 """
 import marshal
-import os
+import posix as os  # os's C module: the same calls, without os's ≈ 1 ms import (mrunc.paths)
 import sys
 
-_DIR = os.path.join(os.path.dirname(__file__), "__pycache__")
+from . import paths
+
+_DIR = paths.join(paths.dirname(__file__), "__pycache__")
 # What a file must start with: this format (3: code without docstrings), and the bytecode of
 # this very interpreter.
 _KEY = ("mrunc-hot-3", sys.modules["_frozen_importlib_external"].MAGIC_NUMBER)
@@ -73,8 +78,9 @@ class _Finder:
         spec = sys.modules["_frozen_importlib"].ModuleSpec(
             name, _Loader, origin=origin, loader_state=code, is_package=package)
         spec.has_location = True    # __file__ is the source: tracebacks show its lines
+        spec.cached = _path         # __cached__: where its code came from (else worked out: ≈ 5 µs)
         if package:
-            spec.submodule_search_locations = [os.path.dirname(origin)]
+            spec.submodule_search_locations = [paths.dirname(origin)]
         return spec
 
 
@@ -84,7 +90,7 @@ def install(verb):
     (_code_of), so what the file holds for other configs (a seccomp profile, a user namespace)
     costs a command that does not import it nothing."""
     global _before, _path, _pid, _file
-    _path = os.path.join(_DIR, f"hot-{verb}.{sys.implementation.cache_tag}.bin")
+    _path = paths.join(_DIR, f"hot-{verb}.{sys.implementation.cache_tag}.bin")
     try:
         fd = os.open(_path, os.O_RDONLY | os.O_CLOEXEC)
         try:
@@ -129,70 +135,15 @@ def _read_at(offset, length):
 
 
 def save():
-    """Write the file again if this command imported a module it lacked or held out of date:
-    every module of mrunc imported now, and those of the file still current. Nothing (and no
-    error) where it may not be written."""
+    """Write the file again if this command imported a module it lacked or held out of date
+    (mrunc.codesave: only such a command imports the writer). Nothing (and no error) where it
+    may not be written."""
     if not _changed or _pid != os.getpid() or sys.dont_write_bytecode:
         return
     if not os.access(_DIR, os.W_OK):
         return      # (a user's command, mrunc installed by root): gather nothing to write nowhere
-    blobs = {}      # name -> (origin, is a package, mtime_ns, size, marshalled code)
-    for name, (origin, package, mtime, size, offset, length) in _index.items():
-        if _current(origin, mtime, size):
-            data = _read_at(offset, length)
-            if data is not None:
-                blobs[name] = (origin, package, mtime, size, data)
-    for name, m in list(sys.modules.items()):
-        spec = getattr(m, "__spec__", None)
-        if (not name.startswith("mrunc.") or name in _before or name in blobs or spec is None
-                or spec.loader is _Loader or not (spec.origin or "").endswith(".py")):
-            continue
-        try:
-            st = os.stat(spec.origin)
-        except OSError:
-            continue
-        code = _code(name, spec.origin)
-        if code is not None:
-            blobs[name] = (spec.origin, spec.submodule_search_locations is not None,
-                           st.st_mtime_ns, st.st_size, marshal.dumps(code))
-    _write(blobs)
-
-
-def _write(blobs):
-    """The file: the key, the index, then each module's marshalled code at the index's offset.
-    Written as a new file, then renamed over the old one: a reader has the one or the other."""
-    head = _frame(marshal.dumps(_KEY))
-    raw, size = b"", -1
-    while len(raw) != size:     # the index's own length moves the offsets it holds: until stable
-        size, at, index = len(raw), len(head) + 8 + len(raw), {}
-        for name, (origin, package, mtime, st_size, data) in blobs.items():
-            index[name] = (origin, package, mtime, st_size, at, len(data))
-            at += len(data)
-        raw = marshal.dumps(index)
-    tmp = f"{_path}.{os.getpid()}"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-        try:
-            for data in (head, _frame(raw), *(e[4] for e in blobs.values())):
-                _write_all(fd, data)
-        finally:
-            os.close(fd)
-        os.replace(tmp, _path)
-    except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-
-
-def _frame(data):
-    return len(data).to_bytes(8, "little") + data
-
-
-def _write_all(fd, data):
-    data = memoryview(data)
-    while data:
-        data = data[os.write(fd, data):]
+    from . import codesave
+    codesave.save()
 
 
 def _read_part(fd, end):
@@ -204,46 +155,6 @@ def _read_part(fd, end):
     if len(data) != size:
         raise EOFError
     return marshal.loads(data)
-
-
-def _code(name, origin):
-    """A module's code as the usual import compiles it, but without its docstrings — the module's,
-    its classes' and its functions' (asserts, names and line numbers stay as they are): they are
-    a fifth of the code these verbs hold in memory (≈ 0.15 MiB of their peak RSS), and nothing a
-    command runs reads them (a notebook, `help()` import the usual way, docstrings and all).
-    Compiled from the source's syntax tree, through the built-in `_ast` (`ast` would import
-    enum and contextlib; `_ast` itself, ≈ 1 ms, only here: for a command that writes the file).
-    None if it cannot be had."""
-    import _ast
-    try:
-        with open(origin, "rb") as f:
-            tree = compile(f.read(), origin, "exec", _ast.PyCF_ONLY_AST, dont_inherit=True)
-        _drop_docstrings(tree)
-        return compile(tree, origin, "exec", dont_inherit=True)
-    except (OSError, SyntaxError, ValueError):
-        return None
-
-
-def _drop_docstrings(tree):
-    """Remove the string that opens the body of the module and of each class and function (a
-    body left without a statement gets a `pass` in its place)."""
-    import _ast
-    todo = [tree]
-    while todo:
-        node = todo.pop()
-        if isinstance(node, (_ast.Module, _ast.ClassDef, _ast.FunctionDef, _ast.AsyncFunctionDef)):
-            body = node.body
-            first = body[0].value if body and isinstance(body[0], _ast.Expr) else None
-            if isinstance(first, _ast.Constant) and isinstance(first.value, str):
-                doc = body.pop(0)
-                if not body:
-                    body.append(_ast.Pass(lineno=doc.lineno, col_offset=doc.col_offset,
-                                          end_lineno=doc.end_lineno,
-                                          end_col_offset=doc.end_col_offset))
-        for field in node._fields:
-            value = getattr(node, field, None)
-            todo += [v for v in (value if isinstance(value, list) else [value])
-                     if isinstance(v, _ast.AST)]
 
 
 def _current(origin, mtime, size):

@@ -17,7 +17,6 @@ in a unit test's fake tree it means the test said the knob does not exist.
 Where the hierarchies are, and where a container's cgroup goes in each: mrunc.cgroups.layout.
 """
 
-import errno
 import posix as os  # os's C module: the same calls, without os's ≈ 1 ms import (mrunc.paths)
 import time
 
@@ -57,6 +56,7 @@ def read(path, default=None):
     except (FileNotFoundError, NotADirectoryError):
         return default
     except OSError as e:
+        import errno    # here, not at the top: only a failure needs its names (≈ 50 µs)
         if e.errno == errno.ENODEV:  # the cgroup was removed under us
             return default
         raise CgroupError(f"reading {path}: {_reason(e)}") from e
@@ -117,6 +117,7 @@ def rmdir(path):
         except FileNotFoundError:
             return
         except OSError as e:
+            import errno
             if e.errno != errno.EBUSY or not delay:
                 raise CgroupError(f"removing cgroup {path}: {_reason(e)}") from e
             time.sleep(delay)
@@ -162,6 +163,7 @@ def join(dirpath, pid, sys=None):
         try:
             return write(path, pid, sys=sys)
         except CgroupError as e:
+            import errno
             # EINVAL can mean the task is still being created (TASK_NEW): retry briefly.
             if getattr(e.__cause__, "errno", None) != errno.EINVAL:
                 raise

@@ -73,3 +73,44 @@ def test_check_if_present_passes_nothing_and_refuses_what_it_cannot_see(tmp_path
 def test_root_keeps_run(monkeypatch):
     assert userdirs.default_root() == "/run/mrunc"
     assert userdirs.default_root("mrunc-lab") == "/run/mrunc-lab"
+
+
+def _in_isolated_python(code, env, user=None):
+    """Run `code` as the launcher runs mrunc (-I -S: no os imported) with exactly `env`."""
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(userdirs.__file__))
+    p = subprocess.run([sys.executable, "-I", "-S", "-c",
+                        f"import sys; sys.path[:0] = [{root!r}]\n" + code],
+                       env=env, user=user, capture_output=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    return p.stdout.decode(errors="surrogateescape").splitlines()
+
+
+def test_a_user_s_default_root_is_read_from_the_environment_without_os(tmp_path):
+    """Not root: the default root is under $XDG_RUNTIME_DIR, read from the environment without
+    importing os (≈ 1 ms of every rootless command) — posix's copy, decoded as os decodes it."""
+    import tempfile
+    base = tempfile.mkdtemp()           # in sticky /tmp, root's, 0755: a path uid OTHER can walk
+    try:
+        os.chmod(base, 0o755)
+        xdg = os.path.join(base, "xdg")
+        os.mkdir(xdg, 0o700)
+        os.chown(xdg, OTHER, OTHER)
+        out = _in_isolated_python(
+            "from mrunc import userdirs\n"
+            "print(userdirs.default_root()); print(userdirs._environ('ODD'))\n"
+            "print('os' in sys.modules)",
+            {"XDG_RUNTIME_DIR": xdg, "ODD": b"caf\xe9"}, user=OTHER)
+        assert out == [f"{xdg}/mrunc", os.fsdecode(b"caf\xe9"), "False"]
+    finally:
+        import shutil
+        shutil.rmtree(base)
+
+
+def test_the_environment_as_the_program_changed_it_is_what_counts(monkeypatch):
+    """A program that has os (a notebook) may have changed its environment: that is the one read."""
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "/changed/by/the/program")
+    assert userdirs._environ("XDG_RUNTIME_DIR") == "/changed/by/the/program"
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    assert userdirs._environ("XDG_RUNTIME_DIR") is None
