@@ -115,13 +115,13 @@ def _recv_with_fds(sock, size, max_fds=4):
     return data, fds
 
 
-def recv(sock, expect=None, with_fds=False):
+def recv(sock, expect=None, with_fds=False, max_fds=4):
     """Receive one message; with `expect`, anything but that type (or "error") is a ProtocolError."""
     size = _size(sock)
     if not size:
         data, fds = b"", []
     elif with_fds:
-        data, fds = _recv_with_fds(sock, size)
+        data, fds = _recv_with_fds(sock, size, max_fds)
     else:
         data, fds = sock.recv(size), []
     if not data:
