@@ -10,6 +10,8 @@ fork, and that saves a whole interpreter start):
                 from then on, the container's PID 1 *is* the user's program.
 
     clone       unshare(user) -> parent writes uid/gid maps -> join/unshare the rest -> fork init
+                (on a hybrid host init is born in its cgroup of the unified tree, which the
+                parent made before the fork and which holds no limits: clone3 into it)
     mount       / made rslave, rootfs bound on itself, mounts[] in order, /dev nodes and links;
                 without a cgroup namespace of its own the container's cgroup dirs are bound in
                 now, so the parent makes them now (they show in this phase's record)
@@ -17,9 +19,12 @@ fork, and that saves a whole interpreter start):
                 hostname, sysctl, the console
                 (without a mount namespace of its own, init mounts nothing at all and enters
                 the rootfs with chroot: the mount table it shares is the host's)
-    cgroup      the parent writes the limits and moves init into its cgroup; *then* init unshares
-                the cgroup namespace — so inside, its own cgroup is "/" — and mounts the cgroup fs
-                (unless it was bound in the mount phase), then makes / read-only if asked
+    cgroup      the parent writes the limits; *then* init moves into its cgroup — on v1 itself,
+                "0" into each hierarchy's `tasks`, opened and handed over by the parent (no
+                global lock to wait for); on v2 (or rootless) the parent writes its pid into
+                cgroup.procs; *then* init unshares the cgroup namespace — so inside, its own
+                cgroup is "/" — and mounts the cgroup fs (unless it was bound in the mount
+                phase), then makes / read-only if asked
     security    rlimits, oom_score_adj, groups/gid/uid, capabilities, no_new_privs, cwd; the
                 program is looked up now so a typo fails `create`, not `start`
     exec        wait for `start` on exec.fifo, then execve (the fd table closed down to stdio)

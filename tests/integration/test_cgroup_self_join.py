@@ -4,17 +4,17 @@ is born in its cgroup of the unified tree (clone3 CLONE_INTO_CGROUP): nobody wri
 cgroup.procs, so nobody waits for the kernel's migration lock, and the warm-up thread
 (mrunc.cgroups.warm) is not started. Checked against the kernel (/proc/<pid>/cgroup, the limit
 files), the trace (who made which call, in which order) and strace (what really ran)."""
+import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import uuid
 
 import pytest
 
 from conftest import REPO
 from mrunc import cgroups
+from test_cgroup_warm import STRACE, THREAD, _hierarchies, _straced
 from test_trace import calls, parse
 
 LAYOUT = cgroups.detect()
@@ -22,8 +22,6 @@ pytestmark = [pytest.mark.root, pytest.mark.cgroup_v1,
               pytest.mark.skipif(LAYOUT not in ("v1", "hybrid"),
                                  reason=f"needs cgroup v1 controllers; this host is {LAYOUT}")]
 LIMIT = 48 << 20
-STRACE = shutil.which("strace")
-HOST_ROOT = "0 0 65536\n"
 NOT_HOST_ROOT = [{"containerID": 0, "hostID": 100000, "size": 65536}]
 
 
@@ -32,22 +30,9 @@ def _limits(cfg):
 
 
 def _mounted():
-    """{controllers field of /proc/<pid>/cgroup: mountpoint} of the cgroup filesystems under
-    /sys/fs/cgroup, read here (not through mrunc's parser, which is part of what is tested)."""
-    out = {}
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            pre, _, post = line.partition(" - ")
-            fstype, _src, opts = post.split()[:3]
-            mp = pre.split()[4]
-            if fstype == "cgroup2" and mp.startswith("/sys/fs/cgroup"):
-                out[""] = mp
-            elif fstype == "cgroup" and mp.startswith("/sys/fs/cgroup"):
-                ctrls = [o for o in opts.split(",") if o not in ("rw", "ro") and "=" not in o
-                         or o.startswith("name=")]
-                out[",".join(c for c in ctrls if c not in ("relatime", "nosuid", "nodev",
-                                                           "noexec", "clone_children"))] = mp
-    return out
+    """{controllers field of /proc/<pid>/cgroup: mountpoint} of the hierarchies mounted under
+    /sys/fs/cgroup (read by the test, not by mrunc's parser)."""
+    return {ctrls: mp for ctrls, mp, _path in _hierarchies()}
 
 
 def _cgroups_of(pid):
@@ -61,7 +46,6 @@ def test_init_is_in_every_cgroup_with_its_limits_before_the_program_runs(mr):
     cid = mr.new_id()
     p = mr.cli("create", "--bundle", mr.bundle(_limits, args=["true"]), cid, timeout=60)
     assert p.returncode == 0, p.stderr
-    import json
     st = json.loads(mr.cli("state", cid).stdout)
     assert st["status"] == "created"
     seen = _cgroups_of(st["pid"])
@@ -69,12 +53,12 @@ def test_init_is_in_every_cgroup_with_its_limits_before_the_program_runs(mr):
     assert set(mounted) <= set(seen), (mounted, seen)
     for ctrls, mp in mounted.items():
         assert seen[ctrls].endswith("/" + cid), (ctrls, seen[ctrls])
-    d = lambda c: os.path.join(mounted[c], seen[c].lstrip("/"))  # noqa: E731
-    with open(os.path.join(d("pids"), "pids.max")) as f:
+    pids, memory = (os.path.join(mounted[c], seen[c].lstrip("/")) for c in ("pids", "memory"))
+    with open(os.path.join(pids, "pids.max")) as f:
         assert f.read().strip() == "77"
-    with open(os.path.join(d("memory"), "memory.limit_in_bytes")) as f:
+    with open(os.path.join(memory, "memory.limit_in_bytes")) as f:
         assert int(f.read()) == LIMIT
-    with open(os.path.join(d("pids"), "tasks")) as f:
+    with open(os.path.join(pids, "tasks")) as f:
         assert f.read().split() == [str(st["pid"])]      # init, one thread, and no one else
 
 
@@ -119,34 +103,26 @@ def test_trace_shows_init_joining_after_the_limits(mr, userns):
 
 
 WRITE = re.compile(r'^(\d+) +write\(\d+<([^>]*/(?:cgroup\.procs|tasks))>, "(\d+)"')
-THREAD = re.compile(r"^(\d+) +clone3?\(.*CLONE_THREAD")
 
 
-def _straced(argv, **kw):
-    log = f"/tmp/mrunc-selfjoin-strace-{uuid.uuid4().hex[:8]}"
-    try:
-        p = subprocess.run(["strace", "-f", "-qq", "-y", "-e", "trace=write,clone,clone3",
-                            "-o", log, *argv], **kw)
-        with open(log) as f:
-            lines = f.read().splitlines()
-    finally:
-        if os.path.exists(log):
-            os.unlink(log)
-    return p, int(lines[0].split()[0]), lines
+def _run_straced(mr, edit):
+    """`mrunc run` of a `true` bundle under strace: (the runtime's pid, its threads' parents,
+    [(writer pid, cgroup.procs or tasks path, what was written)])."""
+    p, runtime, lines = _straced(
+        [sys.executable, "-m", "mrunc", "--root", mr.root, "run", "--bundle",
+         mr.bundle(edit, args=["true"]), mr.new_id()], cwd=REPO, capture_output=True,
+        text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    threads = {int(m.group(1)) for m in map(THREAD.match, lines) if m}
+    return runtime, threads, [m.groups() for m in map(WRITE.match, lines) if m]
 
 
 @pytest.mark.skipif(STRACE is None, reason="strace is not installed (make setup installs it)")
 def test_no_warm_up_and_no_procs_write_where_init_joins_itself(mr):
     """Seen by strace: the runtime starts no thread (no warm-up: nothing to warm for), nothing
     is written into any cgroup.procs, and "0" goes into `tasks` from one process, init."""
-    cid = mr.new_id()
-    p, runtime, lines = _straced(
-        [sys.executable, "-m", "mrunc", "--root", mr.root, "run", "--bundle",
-         mr.bundle(_limits, args=["true"]), cid], cwd=REPO, capture_output=True, text=True,
-        timeout=60)
-    assert p.returncode == 0, p.stderr
-    assert runtime not in {int(m.group(1)) for m in map(THREAD.match, lines) if m}
-    writes = [m.groups() for m in map(WRITE.match, lines) if m]
+    runtime, threads, writes = _run_straced(mr, _limits)
+    assert runtime not in threads
     assert not [w for w in writes if w[1].endswith("/cgroup.procs")], writes
     tasks = [w for w in writes if w[1].endswith("/tasks")]
     assert len(tasks) == len([k for k in _mounted() if k])
@@ -165,19 +141,13 @@ def test_a_user_namespace_without_the_host_root_still_joins_with_the_warm_up(mr)
         _limits(cfg)
         cfg["linux"]["namespaces"].append({"type": "user"})
         cfg["linux"]["uidMappings"] = cfg["linux"]["gidMappings"] = NOT_HOST_ROOT
-    cid = mr.new_id()
-    p, runtime, lines = _straced(
-        [sys.executable, "-m", "mrunc", "--root", mr.root, "run", "--bundle",
-         mr.bundle(edit, args=["true"]), cid], cwd=REPO, capture_output=True, text=True,
-        timeout=60)
-    assert p.returncode == 0, p.stderr
-    writes = [m.groups() for m in map(WRITE.match, lines) if m]
+    runtime, threads, writes = _run_straced(mr, edit)
     tasks = [w for w in writes if w[1].endswith("/tasks")]
     assert len(tasks) == len([k for k in _mounted() if k]) and {w[2] for w in tasks} == {"0"}
     init = int(tasks[0][0])
     procs = [w for w in writes if w[1].endswith("/cgroup.procs")]
     if "" in _mounted():
         assert [w for w in procs if w[2] == str(init)], writes        # the unified tree
-        assert runtime in {int(m.group(1)) for m in map(THREAD.match, lines) if m}
+        assert runtime in threads
     else:
         assert not [w for w in procs if w[2] == str(init)], writes
