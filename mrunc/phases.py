@@ -12,8 +12,9 @@ other process that take part in the same phase (the runtime's half of clone and 
     clone       fork, unshare the namespaces (user first: the runtime writes its id maps)
     mount       the new root's mounts, /dev (on some layouts the cgroup dirs too: see below)
     pivot_root  the rootfs becomes /, the host's root is detached
-    cgroup      the runtime writes the limits and moves init in; *then* init unshares the
-                cgroup namespace (so inside, its own cgroup is "/")
+    cgroup      the runtime writes the limits; then init is moved in (on v1 it moves itself:
+                "0" into `tasks`); *then* init unshares the cgroup namespace (so inside, its
+                own cgroup is "/")
     security    rlimits, user, capabilities, no_new_privs, seccomp — as late as possible
     [network]   only with a lab network: the runtime wires the created container, between
                 create and start, as an engine's CNI plugins do
@@ -63,8 +64,9 @@ PHASES = (
           "paths, hostname",
           INIT, "mrunc.process.init:pivot_root_phase"),
     Phase("cgroup", "create the cgroup, set the limits, move in; then a cgroup namespace",
-          "the runtime makes the cgroup directory, writes the limits and moves init in; then init "
-          "unshares the cgroup namespace",
+          "the runtime makes the cgroup directory and writes the limits; then init is moved in (on "
+          "cgroup v1 init moves itself: \"0\" into each tasks file the runtime opened for it); then "
+          "init unshares the cgroup namespace",
           INIT, "mrunc.process.init:cgroup_phase", ("mrunc.process.parent:join_cgroup",)),
     Phase("security", "rlimits, user, capabilities, no_new_privs, seccomp",
           "setrlimit, setgroups/setresuid, capset, prctl(NO_NEW_PRIVS), seccomp: what the "

@@ -109,6 +109,14 @@ class Manager:
             for d in self.dirs():
                 fs.join(d, pid, self.sys)
 
+    def apply_rest(self, pid, joined):
+        """apply(pid) but for the directories in `joined`, which init has been handed the
+        `tasks` file of, to join itself (process.parent._tasks_for_init)."""
+        self.create()
+        for d in self.dirs():
+            if d not in joined:
+                fs.join(d, pid, self.sys)
+
     def kernel_memory_ignored(self):
         """(memory fields this layout and kernel have no knob for any more, why). Such a limit
         cannot be had at all, by any runtime; runc warns and goes on, and so do we (drop_gone)."""

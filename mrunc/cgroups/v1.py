@@ -228,6 +228,11 @@ class V1Manager(Manager):
         super().__init__(mounts, paths, rootless)
         self.layout = layout
 
+    def v1_dirs(self):
+        """The directories of the v1 hierarchies (not the unified tree of a hybrid host)."""
+        unified = self.dir("")
+        return [d for d in self.dirs() if d != unified]
+
     def kernel_memory_ignored(self):
         if kmem_limit_works():
             return (), ""

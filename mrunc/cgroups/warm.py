@@ -43,32 +43,49 @@ LIMIT = 1.0        # seconds at most
 _flag = {"stopped": True}     # the running thread's (one thread at a time)
 
 
-def start(min_fd=3):
+def start(min_fd=3, needed=None):
     """Start warming, unless a thread already is; nothing if our own cgroup.procs cannot be
-    found or written. Its fd is made ≥ min_fd (3 + the fds create hands to the container)."""
+    found or written, or if nobody will write one (needed(): `needed` None). Its fd is made
+    ≥ min_fd (3 + the fds create hands to the container)."""
     global _flag
     if not _flag["stopped"]:
         return
     from .layout import hierarchies
     found = hierarchies()
-    fd = open_own_procs(min_fd, found=found)
+    fd = open_own_procs(min_fd, found=found) if (needed or needed is None and
+                                                 _needed(found[0])) else None
     if fd is None:
+        _flag = {"stopped": True, "found": found, "at": time.monotonic()}  # for found()
         return
     _flag = {"stopped": False, "found": found}
     import _thread      # not threading (≈ 1.5 ms to import): a bare thread is all this needs
     _thread.start_new_thread(_warm, (fd, _flag))
 
 
+def _needed(layout):
+    """Will create move init through a cgroup.procs? Not on a v1 or hybrid host with a runtime
+    that is root: init moves itself into its v1 cgroups through `tasks` and is born in its
+    cgroup of a hybrid host's unified tree (process.parent._tasks_for_init, _unified_for_init):
+    neither takes the lock for writing. (The one exception, a user namespace that does not map
+    the host's root, is known from the config: the runtime starts the thread then, needed=True.)
+    Everywhere else (v2, rootless) the runtime writes init's pid, and the thread pays."""
+    return not (os.geteuid() == 0 and layout in ("v1", "hybrid"))
+
+
 def stop():
-    """Init is in its cgroup: the thread may stop."""
+    """Init is in its cgroup: the thread may stop (and found() lends nothing more)."""
     _flag["stopped"] = True
+    _flag.pop("at", None)
 
 
 def found():
     """(layout, hierarchies) as start() read them from mountinfo, while its thread runs — for
     this create, a second ago at most: its cgroup manager takes them rather than read and parse
-    mountinfo again (≈ 0.15 ms of CPU). None when no thread runs."""
-    return None if _flag["stopped"] else _flag.get("found")
+    mountinfo again (≈ 0.15 ms of CPU). Also when start() found no thread needed (for a second
+    at most). None otherwise."""
+    if _flag["stopped"] and time.monotonic() - _flag.get("at", -LIMIT) >= LIMIT:
+        return None
+    return _flag.get("found")
 
 
 def _warm(fd, flag):

@@ -10,6 +10,8 @@ fork, and that saves a whole interpreter start):
                 from then on, the container's PID 1 *is* the user's program.
 
     clone       unshare(user) -> parent writes uid/gid maps -> join/unshare the rest -> fork init
+                (on a hybrid host init is born in its cgroup of the unified tree, which the
+                parent made before the fork and which holds no limits: clone3 into it)
     mount       / made rslave, rootfs bound on itself, mounts[] in order, /dev nodes and links;
                 without a cgroup namespace of its own the container's cgroup dirs are bound in
                 now, so the parent makes them now (they show in this phase's record)
@@ -17,9 +19,12 @@ fork, and that saves a whole interpreter start):
                 hostname, sysctl, the console
                 (without a mount namespace of its own, init mounts nothing at all and enters
                 the rootfs with chroot: the mount table it shares is the host's)
-    cgroup      the parent writes the limits and moves init into its cgroup; *then* init unshares
-                the cgroup namespace — so inside, its own cgroup is "/" — and mounts the cgroup fs
-                (unless it was bound in the mount phase), then makes / read-only if asked
+    cgroup      the parent writes the limits; *then* init moves into its cgroup — on v1 itself,
+                "0" into each hierarchy's `tasks`, opened and handed over by the parent (no
+                global lock to wait for); on v2 (or rootless) the parent writes its pid into
+                cgroup.procs; *then* init unshares the cgroup namespace — so inside, its own
+                cgroup is "/" — and mounts the cgroup fs (unless it was bound in the mount
+                phase), then makes / read-only if asked
     security    rlimits, oom_score_adj, groups/gid/uid, capabilities, no_new_privs, cwd; the
                 program is looked up now so a typo fails `create`, not `start`
     exec        wait for `start` on exec.fifo, then execve (the fd table closed down to stdio)
@@ -83,6 +88,9 @@ class Ctx:
         self.seccomp_cache = kw.get("seccomp_cache")
         self.seccomp_program = None
         self.seccomp_library = None  # which libseccomp file init mapped to build it (_preload)
+        # O_PATH fd of the container's cgroup in the unified tree of a hybrid host, made by the
+        # runtime before the fork: init is born in it (_fork_init), or None
+        self.unified = kw.get("unified")
 
 
 def _namespaces(config):
@@ -101,6 +109,7 @@ def clone_child(sock, config, ctx):
     t0 = time.perf_counter()
     try:
         close_inherited(keep={0, 1, 2, sock.fileno(), ctx.state_dirfd,
+                              *([ctx.unified[1]] if ctx.unified else []),
                               *([ctx.sources_sock.fileno()] if ctx.sources_sock else []),
                               *range(3, 3 + ctx.preserve_fds)})
         _die_with_parent(sys, ctx.runtime_pid)
@@ -120,7 +129,7 @@ def clone_child(sock, config, ctx):
         sys.prctl(linux.PR_SET_DUMPABLE, 0)
         _enter_other_namespaces(sys, nss, config)
         told_r, told_w = os.pipe()
-        pid = os.fork()
+        pid, born = _fork_init(sys, ctx)
     except BaseException as e:  # noqa: BLE001 — everything goes home as one structured error
         _send_error(sock, "clone", e, sys, ctx.recording)
         os._exit(1)
@@ -136,10 +145,37 @@ def clone_child(sock, config, ctx):
         finally:
             os._exit(1)  # init_main only returns by exec or error
     try:
-        protocol.send(sock, {"t": "pid", "pid": pid})
+        protocol.send(sock, {"t": "pid", "pid": pid, "born_in": born})
         os.write(told_w, b"1")
     finally:
         os._exit(0)
+
+
+def _fork_init(sys, ctx):
+    """Fork init; on a hybrid host, born in its cgroup of the unified tree (clone3 with
+    CLONE_INTO_CGROUP): (pid, that cgroup's path, or None). A process moved there afterwards,
+    through cgroup.procs, takes the kernel's global lock whose first writer waits for an RCU
+    grace period (5-15 ms, holding cgroup_mutex); one born there only reads it. That tree holds
+    no limits (every controller is on v1), so being in it early runs nothing unlimited. Where
+    clone3 may not (a user namespace that does not map the host's root: not ours to write;
+    before Linux 5.7), a plain fork, and the runtime moves init as before."""
+    if ctx.unified:
+        path, fd = ctx.unified
+        t = time.time()
+        try:
+            pid = linux.fork_into_cgroup(fd)    # init returns here too, with 0
+        except OSError as e:
+            sys.add("clone3", "CLONE_INTO_CGROUP", path, t=t, ms=(time.time() - t) * 1000,
+                    err=e.errno)
+        else:
+            if pid == 0:    # init's copy of the log is the one that goes home
+                sys.add("clone3", "CLONE_INTO_CGROUP", path, t=t, ms=(time.time() - t) * 1000)
+            os.close(fd)
+            return pid, path
+        finally:
+            ctx.unified = None
+        os.close(fd)
+    return os.fork(), None
 
 
 def _die_with_parent(sys, parent_pid):
@@ -494,13 +530,25 @@ def _setup_console(sys, sock, config, pty=None):
     os.close(master)
 
 
+_MAX_HIERARCHIES = 32     # v1 hierarchies a host may have (Linux has 16 controllers, + named)
+
+
 def cgroup_phase(sys, sock, config, ctx):
     """Ask the runtime to put us in our cgroup (it writes the limits first), and only then
     unshare the cgroup namespace: its root is the cgroup we are in at that moment. Then the
     cgroup filesystem, which shows that namespace's view, and / made read-only if asked."""
-    # 1. the parent creates the cgroup, writes the limits and moves us in (it owns the host side)
+    # 1. the parent creates the cgroup and writes the limits (it owns the host side); then it
+    #    moves us into the cgroups we cannot join ourselves, and hands us the `tasks` file of
+    #    each v1 cgroup, opened: "0" moves the writer, one thread, without the kernel's global
+    #    lock (and the grace period its first writer waits for: parent._tasks_for_init)
     protocol.send(sock, {"t": "cgroup"})
-    protocol.recv(sock, "cgroup-done")
+    done = protocol.recv(sock, "cgroup-done", with_fds=True, max_fds=_MAX_HIERARCHIES)
+    try:
+        for path, fd in zip(done.get("tasks") or [], done["_fds"]):
+            sys.write_fd(path, "0", fd=fd)
+    finally:
+        for fd in done["_fds"]:
+            os.close(fd)
     # 2. only now the cgroup namespace: its root is the cgroup we are in at unshare time
     nss = {n["type"]: n.get("path") for n in _namespaces(config)}
     if "cgroup" in nss:

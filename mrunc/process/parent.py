@@ -234,6 +234,7 @@ def _create(c, config, bundle, state, events, cg, *, no_pivot, preserve_fds, con
               runtime_sources=_runtime_opens_sources(config), recording=events.listening,
               self_view=events.step is not None,
               seccomp_cache=(c.root, c.dir) if (config.get("linux") or {}).get("seccomp") else None)
+    ctx.unified = _unified_for_init(cg, config, state, events.sys)
     if ctx.runtime_sources:
         from .sources import SourceHelper  # now, before the forks: it imports what init needs too
     # Before the fork too: init needs it first thing (its own procfs), and so does write_id_maps
@@ -268,13 +269,17 @@ def _create(c, config, bundle, state, events, cg, *, no_pivot, preserve_fds, con
             os._exit(1)
     theirs.close()
     os.close(dirfd)
+    if ctx.unified:
+        os.close(ctx.unified[1])
     helper = None
     try:
         if sources:
             sources[1].close()
             helper = SourceHelper(sources[0], ctx.recording)  # started as init is forked
         from ..cgroups import warm
-        warm.start(3 + preserve_fds)  # if the command line has not (the sandbox): see its doc
+        # if the command line has not (the sandbox), or where init is not born in its unified
+        # cgroup after all (a user namespace without the host's root): see its doc
+        warm.start(3 + preserve_fds, needed=_userns_without_host_root(config) or None)
         _serve(c, config, bundle, state, events, mine, clone_pid, cg, console_socket, on_console,
                helper and helper.start)
     finally:
@@ -362,6 +367,7 @@ def _answer(c, config, bundle, state, events, sock, clone_pid, cg, console_socke
             protocol.send(sock, {"t": "maps-done"})
         elif t == "pid":
             state["init_pid"] = msg["pid"]
+            state["born_in"] = [msg["born_in"]] if msg.get("born_in") else []
             # The clone child exits now: once it is reaped, init is our child (we are its
             # subreaper), and may arm its parent-death signal (init: _die_with_runtime)
             reap(clone_pid)
@@ -384,8 +390,11 @@ def _answer(c, config, bundle, state, events, sock, clone_pid, cg, console_socke
             protocol.send(sock, {"t": "cgroup-dirs", "dirs": dirs})
             planned = _plan_limits(cg, config)      # while init binds them
         elif t == "cgroup":
-            join_cgroup(cg, config, state, planned)
-            protocol.send(sock, {"t": "cgroup-done"})
+            tasks = join_cgroup(cg, config, state, planned, init_joins=True)
+            protocol.send(sock, {"t": "cgroup-done", "tasks": [p for p, _ in tasks]},
+                          fds=[fd for _, fd in tasks])
+            for _, fd in tasks:
+                os.close(fd)
             if stage:
                 staged = stage()    # while init drops its privileges (the security phase)
         elif t == "hooks":
@@ -405,11 +414,14 @@ def _answer(c, config, bundle, state, events, sock, clone_pid, cg, console_socke
             return staged
 
 
-def join_cgroup(cg, config, state, planned=None):
+def join_cgroup(cg, config, state, planned=None, init_joins=False):
     """The runtime's half of the cgroup phase: make the cgroup (if the mount phase has not),
     write the limits, then move init in — limits first, so it never runs a moment unlimited
     (runc's order too). Every mkdir and write is recorded by the manager's `sys`. `planned`:
-    the limits and their writes, worked out while init mounted (_plan_limits)."""
+    the limits and their writes, worked out while init mounted (_plan_limits). `init_joins`:
+    init may move itself into its v1 cgroups. Then this opens each v1 hierarchy's
+    tasks file and returns [(path, fd)] for init (_tasks_for_init), moving init itself only
+    where it must (cgroup.procs: the unified tree of a hybrid host, a rootless runtime)."""
     state["cgroup"] = cg
     resources, gone, writes = planned or _limits(cg, config) + (None,)
     if gone:
@@ -418,9 +430,65 @@ def join_cgroup(cg, config, state, planned=None):
         cg.set(resources)
     else:
         cg.set(resources, writes)   # as planned: only the writes are left
-    cg.apply(state["init_pid"])
+    tasks = _tasks_for_init(cg) if init_joins else []
+    cg.apply_rest(state["init_pid"],
+                  [p.rsplit("/", 1)[0] for p, _ in tasks] + state.get("born_in", []))
     from ..cgroups import warm
     warm.stop()     # its thread may stop: the lock has done its work
+    return tasks
+
+
+def _userns_without_host_root(config):
+    """A user namespace whose root is not the host's: its clone child may not write the host's
+    cgroup files, so init cannot be born in its unified cgroup (init._fork_init) and the
+    runtime moves it there through cgroup.procs (the warm-up helps: mrunc.cgroups.warm)."""
+    linux_ = config.get("linux") or {}
+    if not any(n["type"] == "user" for n in linux_.get("namespaces") or []):
+        return False
+    return not any(m.get("containerID") == 0 and m.get("hostID") == 0
+                   for m in linux_.get("uidMappings") or [])
+
+
+def _unified_for_init(cg, config, state, sys):
+    """On a hybrid host, with a runtime that is root: the container's cgroup in the unified
+    tree, made now, before the fork, so that init is born in it (init._fork_init) and nobody
+    moves it there through cgroup.procs: (path, O_PATH fd), else None. That tree holds no
+    limits (the controllers are all on v1): nothing runs unlimited by being in it early.
+    Not for a user namespace without the host's root: its clone child may not (EACCES)."""
+    d = cg.dir("") if cg.layout == "hybrid" and not cg.rootless else None
+    if d is None or _userns_without_host_root(config):
+        return None
+    state["cgroup"] = cg        # from the first mkdir: a failed create removes it
+    from ..cgroups import fs
+    sys.note = "made before init is forked: it is born in it (init._fork_init)"
+    try:
+        fs.mkdir(d, cg.created, sys)
+    finally:
+        sys.note = None
+    return d, os.open(d, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def _tasks_for_init(cg):
+    """[(path, fd)] of the `tasks` file of each of the container's v1 cgroups, opened for init
+    to write "0" into: it moves the writer, one thread — init, single-threaded as it is — and
+    so the kernel skips the global lock a move through cgroup.procs takes, whose first writer
+    after a quiet spell waits for an RCU grace period (5-15 ms, holding cgroup_mutex, so every
+    cgroup mkdir of any create waits too): 0.1 ms. Opened here, not by init: init may be in a
+    user namespace that cannot open the host's files, and v1 checks a write to `tasks` against
+    the credentials of whoever *opened* it (root). Only for a runtime that is root: rootless,
+    the runtime moves init as before (mrunc.cgroups.fs.join). [] where there are none (v2)."""
+    if cg.rootless or cg.layout not in ("v1", "hybrid"):
+        return []
+    out = []
+    try:
+        for d in cg.v1_dirs():
+            path = d + "/tasks"
+            out.append((path, os.open(path, os.O_WRONLY | os.O_CLOEXEC)))
+    except OSError:
+        for _, fd in out:
+            os.close(fd)
+        return []       # the runtime moves init, as before (and says why, if it cannot)
+    return out
 
 
 def _limits(cg, config):

@@ -34,7 +34,10 @@ file descriptor can ride along with SCM_RIGHTS.
                                                     the mount phase began, while init mounted
                                                     (parent._answer)
     init     {"t": "cgroup"}                      init is ready to be moved into its cgroup
-    parent   {"t": "cgroup-done"}                 init is in its cgroup; it may unshare CLONE_NEWCGROUP
+    parent   {"t": "cgroup-done", "tasks": [...]} the limits are written, init is in the cgroups
+             + one fd per v1 hierarchy              the parent moved it to; the `tasks` files of
+                                                    the others, open: init writes "0" into each,
+                                                    then may unshare CLONE_NEWCGROUP
     init     {"t": "hooks", "kind": K}            run hooks K (createRuntime…) in the runtime now
     parent   {"t": "hooks-done"}
     init     {"t": "console"} + fd                the pty master (terminal: true)
@@ -115,13 +118,13 @@ def _recv_with_fds(sock, size, max_fds=4):
     return data, fds
 
 
-def recv(sock, expect=None, with_fds=False):
+def recv(sock, expect=None, with_fds=False, max_fds=4):
     """Receive one message; with `expect`, anything but that type (or "error") is a ProtocolError."""
     size = _size(sock)
     if not size:
         data, fds = b"", []
     elif with_fds:
-        data, fds = _recv_with_fds(sock, size)
+        data, fds = _recv_with_fds(sock, size, max_fds)
     else:
         data, fds = sock.recv(size), []
     if not data:

@@ -322,8 +322,8 @@ def test_warm_up_opens_only_a_cgroup_procs_that_lists_us(tmp_path):
 @pytest.mark.root
 def test_the_warm_up_lends_create_the_hierarchies_it_read_while_it_runs(monkeypatch):
     """create's cgroup manager takes the hierarchies the warm-up read from mountinfo (not read
-    twice): the very manager it would have built itself — and only while the warm-up runs
-    (this create's), never a layout read long before."""
+    twice): the very manager it would have built itself — and only while the warm-up runs, or
+    just after it found none needed (this create's), never a layout read long before."""
     from mrunc.process.parent import _cgroup_manager
     config = {"linux": {"cgroupsPath": "/mrunc-warm-lend"}}
     own = _cgroup_manager(config, "c1")         # no warm-up running: read itself
