@@ -102,20 +102,14 @@ class Manager:
         for d in self.dirs():
             fs.mkdir(d, self.created, self.sys)
 
-    def apply(self, pid=None):
-        """Create the cgroup in every hierarchy, then move `pid` (all its threads) in."""
+    def apply(self, pid=None, joined=()):
+        """Create the cgroup in every hierarchy, then move `pid` (all its threads) in — but for
+        the directories in `joined`, which init joins itself (process.parent._tasks_for_init)."""
         self.create()
         if pid is not None:
             for d in self.dirs():
-                fs.join(d, pid, self.sys)
-
-    def apply_rest(self, pid, joined):
-        """apply(pid) but for the directories in `joined`, which init has been handed the
-        `tasks` file of, to join itself (process.parent._tasks_for_init)."""
-        self.create()
-        for d in self.dirs():
-            if d not in joined:
-                fs.join(d, pid, self.sys)
+                if d not in joined:
+                    fs.join(d, pid, self.sys)
 
     def kernel_memory_ignored(self):
         """(memory fields this layout and kernel have no knob for any more, why). Such a limit

@@ -431,8 +431,8 @@ def join_cgroup(cg, config, state, planned=None, init_joins=False):
     else:
         cg.set(resources, writes)   # as planned: only the writes are left
     tasks = _tasks_for_init(cg) if init_joins else []
-    cg.apply_rest(state["init_pid"],
-                  [p.rsplit("/", 1)[0] for p, _ in tasks] + state.get("born_in", []))
+    cg.apply(state["init_pid"],
+             [p.rsplit("/", 1)[0] for p, _ in tasks] + state.get("born_in", []))
     from ..cgroups import warm
     warm.stop()     # its thread may stop: the lock has done its work
     return tasks
