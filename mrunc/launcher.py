@@ -19,8 +19,8 @@ at the same path, with its mode and owner — by a launcher of ours:
 
     #!/venv/bin/python -IS
     import sys
-    sys.path[:] = ["/venv/.../site-packages"]   # where mrunc is: imported from there alone,
-    import mrunc
+    spec = spec_from_file_location("mrunc", "/venv/.../site-packages/mrunc/__init__.py")
+    ...                             # mrunc loaded from that file, as importlib would
     sys.path[:] = [...]             # then the import path that pip's script found mrunc on, frozen
     from mrunc.cli import main
     sys.exit(main())
@@ -29,12 +29,19 @@ at the same path, with its mode and owner — by a launcher of ours:
 directory is not added, nor the directory of the script or the cwd; -S: no site.py, no .pth scan.
 The frozen path is pip's interpreter's sys.path minus the script's directory (and mrunc's parent
 when an editable install finds it with an import hook), so an editable checkout, a venv, a --user
-or system install each keep importing the same mrunc and dependencies. mrunc itself is imported
-first, with its own directory as the only path entry (the one the frozen path would find it in):
-the import then lists no other directory — a venv's site-packages, searched before an editable
-checkout, costs ~0.2 ms to list, and no hot verb needs anything from it. Engines that call mrunc by
-absolute path (podman --runtime, containerd's BinaryName) run the same file, so they get it too.
-`make setup` runs `mrunc --version` once right after pip, so the first real command is fast.
+or system install each keep importing the same mrunc and dependencies. mrunc itself is loaded
+first, straight from the file the frozen path would find (`<dir>/mrunc/__init__.py`, the first
+directory of the path holding one), with importlib's own spec_from_file_location, module_from_spec
+and exec_module (from _frozen_importlib*, which every interpreter has loaded before the script's
+first line; importlib.util would cost an import) — the same module object a path search makes,
+without the search: no finder is made for `<dir>`, and `<dir>` is not listed. For a regular
+install `<dir>` is site-packages, whose listing grows with what is installed: with 285 entries,
+`mrunc state` 0.17–0.21 ms of CPU less (two rounds of N = 800 interleaved, paired medians); for
+an editable checkout (a directory of a dozen entries) −0.01 ms [−0.05, +0.04]: nothing. Nothing
+else lists `<dir>` afterwards: mrunc's modules are found in mrunc/, the standard library's before
+it. Engines that call mrunc by absolute path (podman --runtime, containerd's BinaryName) run the
+same file, so they get it too. `make setup` runs `mrunc --version` once right after pip, so the
+first real command is fast.
 
 The script is left as pip wrote it (and every run takes the slow path) when it is not ours to
 change: not pip's wrapper of this entry point, not owned by us, or when PYTHONPATH/PYTHONHOME
@@ -45,6 +52,34 @@ with a two-line sh prologue that execs the interpreter instead (valid Python as 
 
 If the package has moved since (a checkout renamed), the launcher falls back to the full start,
 `python -m mrunc`, which finds mrunc wherever the environment now has it.
+
+What the launcher cannot change is the interpreter's own start before its first line, ≈ 5.1 ms
+of CPU and 686 page faults for `python -I -S` ended with os._exit (perf stat, a quiet moment;
+runc's whole `state` ≈ 4.4 ms). Sampled (perf, 1,000 starts, shares of that time): the kernel's
+exec and the dynamic loader (libm, libz, libexpat, libc) 13 %; libc's start, the locale and
+the runtime's pre-init 4 %; the core — static types, builtins, sys, importlib's bootstrap — 39 %;
+getpath (frozen Python) and the external importers (zipimport, and the `time` it imports) 8 %;
+the `encodings` package, its aliases and utf_8 (read from the .pyc files through a path search
+of the standard library) 29 %; signal handlers, the three stdio objects, the script 8 %. Of the
+page faults, ≈ 260 are copies of the interpreter's own data segment as its static objects are
+written (1 MiB), ≈ 290 fresh pages of the heap and of the object allocator's arenas. Each of
+these is the same whatever the command line says. Measured and left out (CPU, paired medians of
+interleaved runs, N = 200–800):
+- the base interpreter in the shebang (pyvenv.cfg's `executable`, so no pyvenv.cfg read, no
+  symlinks resolved: nine system calls fewer): −0.04 ms [−0.06, −0.02]; but then sys.executable
+  and sys.prefix are the base's, and what re-runs this environment's Python with them (the
+  fallback above, `mrunc.labwatch`, moreverbs' re-exec, `kernel install`'s default prefix)
+  would run one without mrunc;
+- options that fit the shebang's one argument (`-ISu`, `-ISB`, and one -X option attached, e.g.
+  `-ISXutf8`, `-ISXfrozen_modules=on`, `-ISXno_debug_ranges`): within ±0.07 ms, none below
+  zero beyond the noise; -O/-OO would look for .opt-N.pyc files the standard library does not
+  ship, and drop asserts;
+- the locale (LANG=C.UTF-8, none at all as under containerd, en_US.UTF-8 not installed): within
+  ±0.06 ms;
+- a shorter launcher: the script is compiled at every start (≈ 35 µs for this one) and CPython
+  first tries it as a zip archive; running a script costs ≈ 0.09 ms more than `-c` with the same
+  line, ≈ 0.13 with the kernel's #! on top, but its size little (0.8 KiB more: ≈ 0.02 ms), and
+  moving its lines into a module, whose code would be cached, would cost an import (≥ 0.05 ms).
 """
 import os
 import sys
@@ -73,16 +108,20 @@ def launcher_text(python, path):
         head = f"#!/bin/sh\n'''exec' \"{python}\" -IS \"$0\" \"$@\"\n' '''\n"
     else:
         raise OSError(f"{python}: a path we will not quote in a launcher")
-    home = [p for p in path if os.path.isfile(os.path.join(p, "mrunc", "__init__.py"))][:1]
+    init = [os.path.join(os.path.abspath(p), "mrunc", "__init__.py") for p in path
+            if os.path.isfile(os.path.join(p, "mrunc", "__init__.py"))][:1]
     return (head +
             "# mrunc launcher: isolated interpreter, fixed import path (see mrunc/launcher.py)\n"
             "import sys\n"
             "try:\n" +
-            (f"    sys.path[:] = {home!r}   # mrunc from where the path below finds it\n"
-             "    import mrunc\n" if home else "") +
+            ("    from _frozen_importlib import module_from_spec\n"
+             "    from _frozen_importlib_external import spec_from_file_location\n"
+             f"    spec = spec_from_file_location('mrunc', {init[0]!r})   # where path finds it\n"
+             "    sys.modules['mrunc'] = mrunc = module_from_spec(spec)\n"
+             "    spec.loader.exec_module(mrunc)\n" if init else "") +
             f"    sys.path[:] = {path!r}\n"
             "    from mrunc.cli import main\n"
-            "except ImportError:   # mrunc moved: the full start finds it\n"
+            "except (ImportError, OSError):   # mrunc moved: the full start finds it\n"
             "    import os\n"
             "    os.execv(sys.executable, [sys.executable, '-m', 'mrunc', *sys.argv[1:]])\n"
             "sys.exit(main())\n")

@@ -6,6 +6,7 @@ run, and the launcher must then work from a hostile cwd, with hostile PYTHONPATH
 by absolute path through a symlink — as podman (--runtime) and containerd (BinaryName) call it.
 """
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 from mrunc import launcher
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+STRACE = shutil.which("strace")
 
 
 def run(cmd, **kw):
@@ -90,6 +92,10 @@ def test_pip_installed_command_becomes_launcher(kind, tmp_path, hostile):
         assert repr(str(src)) not in text
 
     check_isolated([str(script)], hostile, tmp_path)
+    if kind == "regular" and STRACE:      # mrunc is in site-packages: never listed
+        site = next(venv.glob("lib/python3*/site-packages"))
+        assert str(site / "mrunc") in listed_dirs([str(script), "--version"], tmp_path)
+        assert str(site) not in listed_dirs([str(script), "--version"], tmp_path)
     link = tmp_path / "elsewhere" / "runtime"
     link.parent.mkdir()
     link.symlink_to(script)
@@ -160,3 +166,42 @@ def test_mrunc_is_imported_from_where_the_frozen_path_finds_it(tmp_path):
             assert p.returncode == 0 and p.stdout.startswith("mrunc version"), p
         else:
             assert p.returncode != 0 and "the later mrunc" in p.stderr, p
+
+
+def listed_dirs(cmd, tmp_path):
+    """The directories a command opened to list (an import finder lists each directory on its
+    way once), from strace."""
+    log = tmp_path / "strace.log"
+    p = run(["strace", "-f", "-qq", "-e", "trace=openat", "-o", str(log), *cmd], cwd=tmp_path)
+    assert p.returncode == 0, p
+    return set(re.findall(r'openat\(AT_FDCWD, "([^"]+)", [^)]*O_DIRECTORY', log.read_text()))
+
+
+@pytest.mark.skipif(STRACE is None, reason="strace is not installed (make setup installs it)")
+def test_mrunc_is_imported_without_listing_its_directory(tmp_path):
+    """The launcher loads mrunc/__init__.py from the directory the frozen path finds it in, as
+    importlib would, but without a finder listing that directory first: for a regular install
+    that is the whole site-packages (≈ 0.2 ms of every command with 285 entries there). The
+    package's own directory is listed (its modules are found there)."""
+    script = os.path.join(os.path.dirname(sys.executable), "mrunc")
+    listed = listed_dirs([script, "--version"], tmp_path)
+    assert os.path.join(REPO, "mrunc") in listed, listed
+    assert REPO not in listed, listed
+
+
+def test_launcher_falls_back_when_mrunc_moved(tmp_path, monkeypatch):
+    """The launcher's mrunc gone (a checkout renamed, a package removed): the command still runs,
+    through the full start (`python -m mrunc`), which finds mrunc wherever it is now."""
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    monkeypatch.delenv("PYTHONHOME", raising=False)
+    gone = tmp_path / "gone"
+    (gone / "mrunc").mkdir(parents=True)
+    (gone / "mrunc" / "__init__.py").write_text("raise SystemExit('the old mrunc')\n")
+    script = tmp_path / "mrunc"
+    fake_pip_script(script, sys.executable)
+    path = [str(gone), *launcher.import_path()]
+    assert launcher.install(str(script), python=sys.executable, path=path)
+    assert str(gone / "mrunc" / "__init__.py") in script.read_text()
+    shutil.rmtree(gone)
+    p = run([str(script), "--version"], cwd=tmp_path)
+    assert p.returncode == 0 and p.stdout.startswith("mrunc version"), p
