@@ -108,17 +108,20 @@ def launcher_text(python, path):
         head = f"#!/bin/sh\n'''exec' \"{python}\" -IS \"$0\" \"$@\"\n' '''\n"
     else:
         raise OSError(f"{python}: a path we will not quote in a launcher")
-    init = [os.path.join(os.path.abspath(p), "mrunc", "__init__.py") for p in path
-            if os.path.isfile(os.path.join(p, "mrunc", "__init__.py"))][:1]
+    pkg = [os.path.join(os.path.abspath(p), "mrunc") for p in path
+           if os.path.isfile(os.path.join(p, "mrunc", "__init__.py"))][:1]
+    # The package's directory is given, not worked out by the loader (is_package runs string
+    # code nothing else on a short verb's way does: 64 KiB more of the interpreter's text mapped).
     return (head +
             "# mrunc launcher: isolated interpreter, fixed import path (see mrunc/launcher.py)\n"
             "import sys\n"
             "try:\n" +
             ("    from _frozen_importlib import module_from_spec\n"
              "    from _frozen_importlib_external import spec_from_file_location\n"
-             f"    spec = spec_from_file_location('mrunc', {init[0]!r})   # where path finds it\n"
+             f"    spec = spec_from_file_location('mrunc', {pkg[0] + '/__init__.py'!r},\n"
+             f"                                   submodule_search_locations=[{pkg[0]!r}])\n"
              "    sys.modules['mrunc'] = mrunc = module_from_spec(spec)\n"
-             "    spec.loader.exec_module(mrunc)\n" if init else "") +
+             "    spec.loader.exec_module(mrunc)\n" if pkg else "") +
             f"    sys.path[:] = {path!r}\n"
             "    from mrunc.cli import main\n"
             "except (ImportError, OSError):   # mrunc moved: the full start finds it\n"
