@@ -53,17 +53,17 @@ with a two-line sh prologue that execs the interpreter instead (valid Python as 
 If the package has moved since (a checkout renamed), the launcher falls back to the full start,
 `python -m mrunc`, which finds mrunc wherever the environment now has it.
 
-What the launcher cannot change is the interpreter's own start before its first line, ≈ 5.1 ms
-of CPU and 686 page faults for `python -I -S` ended with os._exit (perf stat, a quiet moment;
-runc's whole `state` ≈ 4.4 ms). Sampled (perf, 1,000 starts, shares of that time): the kernel's
-exec and the dynamic loader (libm, libz, libexpat, libc) 13 %; libc's start, the locale and
-the runtime's pre-init 4 %; the core — static types, builtins, sys, importlib's bootstrap — 39 %;
-getpath (frozen Python) and the external importers (zipimport, and the `time` it imports) 8 %;
-the `encodings` package, its aliases and utf_8 (read from the .pyc files through a path search
-of the standard library) 29 %; signal handlers, the three stdio objects, the script 8 %. Of the
-page faults, ≈ 260 are copies of the interpreter's own data segment as its static objects are
-written (1 MiB), ≈ 290 fresh pages of the heap and of the object allocator's arenas. Each of
-these is the same whatever the command line says. Measured and left out (CPU, paired medians of
+What the launcher cannot change is the interpreter's own start before its first line, ≈ 5.1 ms of
+CPU and 686 page faults for `python -I -S` ended with os._exit (perf stat, a quiet moment; runc's
+whole `state` ≈ 4.0–4.4 ms and 535). Sampled (perf, 1,000 starts, shares of that time): the
+kernel's exec and the dynamic loader (libm, libz, libexpat, libc) 13 %; libc's start, the locale
+and the runtime's pre-init 4 %; the core — static types, builtins, sys, importlib's bootstrap —
+39 %; getpath (frozen Python) and the external importers (zipimport, and the `time` it imports)
+8 %; the `encodings` package, its aliases and utf_8 (read from the .pyc files through a path
+search of the standard library) 29 %; signal handlers, the three stdio objects, the script 8 %. Of
+the page faults, ≈ 260 are copies of the interpreter's own data segment as its static objects are
+written (1 MiB), ≈ 290 fresh pages of the heap and of the object allocator's arenas. Each of these
+is the same whatever the command line says. Measured and left out (CPU, paired medians of
 interleaved runs, N = 200–800):
 - the base interpreter in the shebang (pyvenv.cfg's `executable`, so no pyvenv.cfg read, no
   symlinks resolved: nine system calls fewer): −0.04 ms [−0.06, −0.02]; but then sys.executable
