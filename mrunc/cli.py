@@ -13,7 +13,8 @@ import posix as os  # os's C module: the same calls, without os's ≈ 1 ms impor
 import sys
 
 # fastjson (and with it _json, a shared library: ≈ 0.3 ms to load) is imported where JSON is
-# read or written: the state verbs load it with the state file, `--version` never does.
+# read or written: not by the verbs that only read state.json and print a state (mrunc.plainjson),
+# nor `--version`.
 from . import OCI_VERSION, __version__
 
 
@@ -330,8 +331,8 @@ def do_start(a, log):
 
 
 def do_state(a, log):
-    from . import fastjson, lifecycle
-    print(fastjson.dumps(lifecycle.state(a.id, a.root), indent=2))
+    from . import lifecycle, plainjson
+    print(plainjson.dumps(lifecycle.state(a.id, a.root), indent=2))
 
 
 def do_kill(a, log):
@@ -351,13 +352,13 @@ def do_delete(a, log):
 
 
 def do_list(a, log):
-    from . import fastjson, lifecycle
+    from . import lifecycle, plainjson
     states = lifecycle.list_containers(a.root)
     if a.quiet:
         for s in states:
             print(s["id"])
     elif a.format == "json":
-        print(fastjson.dumps([dict(s, owner=_owner(a.root, s["id"])) for s in states] or None))
+        print(plainjson.dumps([dict(s, owner=_owner(a.root, s["id"])) for s in states] or None))
     else:
         rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
         rows += [(s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], _owner(a.root, s["id"]))

@@ -37,7 +37,9 @@ import _thread
 import posix as os  # os's C module: the same calls, without os's ≈ 1 ms import (mrunc.paths)
 import time
 
-from . import OCI_VERSION, fastjson, paths
+from . import OCI_VERSION, paths, plainjson
+# state.json is read by every command (mrunc.plainjson: no shared library to load for it) and
+# written by create and update alone, with mrunc.fastjson, which they have loaded anyway.
 
 STATE_FILE = "state.json"
 FIFO = "exec.fifo"
@@ -208,7 +210,7 @@ class Container:
     def _read(self):
         from .errors import StateError
         try:
-            self.data = fastjson.loads(read_file(paths.join(self.dir, STATE_FILE)))
+            self.data = plainjson.loads(read_file(paths.join(self.dir, STATE_FILE)))
         except FileNotFoundError:
             self.unlock()
             raise StateError(f"container {self.id} does not exist") from None
@@ -270,6 +272,7 @@ class Container:
         """
         from .errors import StateError
         from os import makedirs     # create's alone: it imports os anyway
+        from . import fastjson
         makedirs(self.root, mode=0o711, exist_ok=True)
         sweep(self.root)
         tmp = self._hidden("new")
@@ -292,6 +295,7 @@ class Container:
 
     def save(self, staged=None):
         """state.json from self.data — or `staged`, what stage() wrote of it, put in place."""
+        from . import fastjson
         path = paths.join(self.dir, STATE_FILE)
         tmp = staged or write_beside(path, fastjson.dumps(self.data))
         st = os.stat(tmp)       # before the rename, which keeps the inode: ours, not a later one
@@ -301,6 +305,7 @@ class Container:
     def stage(self, data):
         """Write `data` beside state.json, not in its place yet: save(staged) puts it there with
         one rename. (A create that fails removes the directory, and this with it.)"""
+        from . import fastjson
         return write_beside(paths.join(self.dir, STATE_FILE), fastjson.dumps(data))
 
     def remove(self):

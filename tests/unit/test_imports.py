@@ -40,7 +40,7 @@ OWN = {"mrunc", "mrunc.cli"}
 # The verbs after --version read their modules' code from one file (mrunc.codecache, which
 # imports no os); its writing half (mrunc.codesave) only in the command that writes it anew,
 # once after a change to a source.
-OWN_STATE = OWN | {"mrunc.errors", "mrunc.fastjson", "mrunc.userdirs", "mrunc.lifecycle", "mrunc.state",
+OWN_STATE = OWN | {"mrunc.errors", "mrunc.plainjson", "mrunc.userdirs", "mrunc.lifecycle", "mrunc.state",
                    "mrunc.paths", "mrunc.codecache", "mrunc.codesave"}
 RECORDED = {"mrunc.cgroups", "mrunc.cgroups.recorded", "mrunc.cgroups.fs"}
 FREEZER = RECORDED | {"mrunc.cgroups.freezer"}
@@ -49,17 +49,19 @@ OWN_MODULES = {"--version": OWN, "start": OWN_STATE, "kill": OWN_STATE | {"mrunc
                "pause": OWN_STATE | FREEZER, "resume": OWN_STATE | FREEZER,
                "delete": OWN_STATE | RECORDED}
 # Light modules of the standard library that these verbs need no more (each costs an import):
-# pwd names a user only in a refusal (and in list's OWNER column); _json is loaded with fastjson.
+# pwd names a user only in a refusal (and in list's OWNER column); _json, a shared library, is
+# loaded with mrunc.fastjson, which only commands that write state.json (create, update) or read
+# other JSON use: the others read state.json and print a state with mrunc.plainjson.
 # And not `os`: ≈ 1 ms of CPU, a tenth of such a command (its _collections_abc alone ≈ 0.5) —
 # they call its C module, posix, and name paths with mrunc.paths.
 NO_OS = {"os", "stat", "posixpath", "genericpath", "_collections_abc"}
 # errno: the cgroup files' reader needs its names only when a call failed. gc: only create, run
 # and exec turn the collector off (a built-in module costs an import too, ≈ 40 µs).
-NOT_NEEDED = {"pwd", "errno", "gc"} | NO_OS
+NOT_NEEDED = {"pwd", "errno", "gc", "_json"} | NO_OS
 # What is imported before the code cache is installed comes the usual way (a .pyc each, found by
 # the path finder): for the verbs that use the cache, only the command line itself.
 BEFORE_CACHE = {"mrunc", "mrunc.cli"}
-NOT_NEEDED_BY = {"--version": NOT_NEEDED | {"_json"}, "list": NO_OS}
+NOT_NEEDED_BY = {"list": NO_OS | {"_json"}}
 
 
 def unexpected_own(verb, found):
