@@ -34,7 +34,7 @@ HEAVY = {"re", "enum", "json", "signal", "socket", "selectors", "subprocess", "c
 # either), start, --version; not hooks without hooks. --version reads and writes no JSON:
 # not fastjson (whose _json is a shared library to load, ≈ 0.3 ms). Signal numbers
 # (mrunc.signals) only for kill: not for start, state, list, pause, resume, nor for delete of a
-# stopped container.
+# stopped container. `state` changes nothing: not the lifecycle's operations (mrunc.lifecycle).
 # --version: the command line alone (mrunc.errors is imported only when there is an error to raise).
 OWN = {"mrunc", "mrunc.cli"}
 # The verbs after --version read their modules' code from one file (mrunc.codecache, which
@@ -45,7 +45,7 @@ OWN_STATE = OWN | {"mrunc.errors", "mrunc.plainjson", "mrunc.userdirs", "mrunc.l
 RECORDED = {"mrunc.cgroups", "mrunc.cgroups.recorded", "mrunc.cgroups.fs"}
 FREEZER = RECORDED | {"mrunc.cgroups.freezer"}
 OWN_MODULES = {"--version": OWN, "start": OWN_STATE, "kill": OWN_STATE | {"mrunc.signals"},
-               "state": OWN_STATE | FREEZER, "list": OWN_STATE | FREEZER,
+               "state": OWN_STATE - {"mrunc.lifecycle"} | FREEZER, "list": OWN_STATE | FREEZER,
                "pause": OWN_STATE | FREEZER, "resume": OWN_STATE | FREEZER,
                "delete": OWN_STATE | RECORDED}
 # Light modules of the standard library that these verbs need no more (each costs an import):
