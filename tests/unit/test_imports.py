@@ -42,11 +42,15 @@ OWN = {"mrunc", "mrunc.cli"}
 # once after a change to a source.
 OWN_STATE = OWN | {"mrunc.errors", "mrunc.plainjson", "mrunc.userdirs", "mrunc.lifecycle", "mrunc.state",
                    "mrunc.paths", "mrunc.codecache", "mrunc.codesave"}
-RECORDED = {"mrunc.cgroups", "mrunc.cgroups.recorded", "mrunc.cgroups.fs"}
-FREEZER = RECORDED | {"mrunc.cgroups.freezer"}
+# Reading the freezer's file (state, list: is it paused?) takes the cgroup files' reader alone
+# (mrunc.cgroups.files), not all of mrunc.cgroups.fs, which writes (pause, resume) and removes
+# (delete).
+READ = {"mrunc.cgroups", "mrunc.cgroups.recorded", "mrunc.cgroups.files"}
+RECORDED = READ | {"mrunc.cgroups.fs"}
+FREEZER = READ | {"mrunc.cgroups.freezer"}
 OWN_MODULES = {"--version": OWN, "start": OWN_STATE, "kill": OWN_STATE | {"mrunc.signals"},
                "state": OWN_STATE - {"mrunc.lifecycle"} | FREEZER, "list": OWN_STATE | FREEZER,
-               "pause": OWN_STATE | FREEZER, "resume": OWN_STATE | FREEZER,
+               "pause": OWN_STATE | FREEZER | RECORDED, "resume": OWN_STATE | FREEZER | RECORDED,
                "delete": OWN_STATE | RECORDED}
 # Light modules of the standard library that these verbs need no more (each costs an import):
 # pwd names a user only in a refusal (and in list's OWNER column); _json, a shared library, is
