@@ -27,28 +27,20 @@ uses what is there, or imports as usual. Only the command line uses it (mrunc.cl
 program): a notebook or a test importing mrunc imports it the usual way. This module is on the
 way of every such command, so it reads and no more — without `os` (the short verbs do without
 it: mrunc.paths) —, and the writing half is imported only by a command that writes.
-
-A short verb's file (50-70 KiB: start, state, kill, delete…) is read whole with its index: one
-read, where each module would cost an open, fstat, pread and close. A larger one (create's holds
-what seccomp, user namespaces… imported) is read module by module, so that what a command does
-not import costs it no memory.
 """
 import marshal
 import posix as os  # os's C module: the same calls, without os's ≈ 1 ms import (mrunc.paths)
 import sys
-from io import BytesIO  # (imported by the interpreter's start: no cost)
 
 # The paths by hand, not with mrunc.paths: imported before the cache is installed, that module
 # would come the usual way (≈ 50 µs more than from the file, for every verb that uses it).
 _DIR = __file__.rpartition("/")[0] + "/__pycache__"
-_WHOLE = 128 * 1024     # a file up to this size is read at once (see the module's doc)
 # What a file must start with: this format (3: code without docstrings), and the bytecode of
 # this very interpreter.
 _KEY = ("mrunc-hot-3", sys.modules["_frozen_importlib_external"].MAGIC_NUMBER)
 
 _index = {}         # module name -> (source path, is a package, mtime_ns, size, offset, length)
 _file = None        # (st_dev, st_ino, st_mtime_ns) of the file the index was read from
-_data = None        # the whole file, when it is small enough to be read at once
 _changed = False    # a module was missing or out of date: save() writes the file again
 _before = ()        # the modules imported before install(): none of them is read from the file
 _path = None        # the file of the verb being run
@@ -97,26 +89,19 @@ def install(verb):
     file per verb, and only the index is read here: a module's code is read when it is imported
     (_code_of), so what the file holds for other configs (a seccomp profile, a user namespace)
     costs a command that does not import it nothing."""
-    global _before, _path, _pid, _file, _data
+    global _before, _path, _pid, _file
     _path = f"{_DIR}/hot-{verb}.{sys.implementation.cache_tag}.bin"
     try:
         fd = os.open(_path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             st = os.fstat(fd)
-            if st.st_size <= _WHOLE:
-                _data = os.read(fd, st.st_size)
-                read = BytesIO(_data).read
-            else:
-                def read(n):
-                    return os.read(fd, n)
-            if _read_part(read, st.st_size) == _KEY:
-                _index.update(_read_part(read, st.st_size))
+            if _read_part(fd, st.st_size) == _KEY:
+                _index.update(_read_part(fd, st.st_size))
                 _file = (st.st_dev, st.st_ino, st.st_mtime_ns)
         finally:
             os.close(fd)
     except (OSError, ValueError, EOFError, TypeError):
         _index.clear()      # none yet, or not one this interpreter can read: the usual imports
-        _data = None
     _before, _pid = frozenset(sys.modules), os.getpid()
     sys.meta_path.insert(0, _Finder)
 
@@ -138,9 +123,6 @@ def _code_of(entry):
 
 def _read_at(offset, length):
     """`length` bytes at `offset` of the file whose index we read; None if it is another now."""
-    if _data is not None:       # read whole by install(): the very file
-        data = _data[offset:offset + length]
-        return data if len(data) == length else None
     fd = os.open(_path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         st = os.fstat(fd)
@@ -164,12 +146,12 @@ def save():
     codesave.save()
 
 
-def _read_part(read, end):
+def _read_part(fd, end):
     """The next framed part of the file (a length, then that many bytes of marshal data)."""
-    size = int.from_bytes(read(8), "little")
+    size = int.from_bytes(os.read(fd, 8), "little")
     if not 0 < size <= end:
         raise ValueError("not a file of ours")
-    data = read(size)
+    data = os.read(fd, size)
     if len(data) != size:
         raise EOFError
     return marshal.loads(data)
