@@ -5,8 +5,6 @@ container paused?), and fs's import would cost it ≈ 0.1 ms of CPU. fs offers t
 """
 import posix as os  # os's C module: the same calls, without os's ≈ 1 ms import (mrunc.paths)
 
-from mrunc.errors import CgroupError
-
 
 def reason(e):
     """What an OSError says, without its numbers: "Invalid argument"."""
@@ -28,6 +26,7 @@ def read(path, default=None):
         import errno    # here, not at the top: only a failure needs its names (≈ 50 µs)
         if e.errno == errno.ENODEV:  # the cgroup was removed under us
             return default
+        from mrunc.errors import CgroupError
         raise CgroupError(f"reading {path}: {reason(e)}") from e
 
 

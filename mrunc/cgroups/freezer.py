@@ -15,7 +15,6 @@ managers nor the hierarchies (mrunc.cgroups.recorded).
 """
 
 from mrunc import paths   # not os.path: os costs the short verbs ≈ 1 ms (mrunc.paths)
-from mrunc.errors import CgroupError
 
 from . import FREEZER_V1, files     # (fs, to write, only when freezing or thawing)
 
@@ -49,6 +48,7 @@ def freeze(path, timeout=10.0, sys=None):
     if not _wait(done, timeout):
         now = fs.read(path)
         fs.write(path, "THAWED" if v1 else 0, sys=sys)
+        from mrunc.errors import CgroupError
         d = paths.dirname(path)
         raise CgroupError(f"freezing {d}: still {now} after {timeout:g}s, thawed it again" if v1
                              else f"freezing {d}: not frozen after {timeout:g}s, thawed it again")

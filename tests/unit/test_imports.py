@@ -34,7 +34,8 @@ HEAVY = {"re", "enum", "json", "signal", "socket", "selectors", "subprocess", "c
 # either), start, --version; not hooks without hooks. --version reads and writes no JSON:
 # not fastjson (whose _json is a shared library to load, ≈ 0.3 ms). Signal numbers
 # (mrunc.signals) only for kill: not for start, state, list, pause, resume, nor for delete of a
-# stopped container. `state` changes nothing: not the lifecycle's operations (mrunc.lifecycle).
+# stopped container. `state` changes nothing: not the lifecycle's operations (mrunc.lifecycle);
+# and of a container that is there it raises nothing: not mrunc.errors' classes either.
 # --version: the command line alone (mrunc.errors is imported only when there is an error to raise).
 OWN = {"mrunc", "mrunc.cli"}
 # The verbs after --version read their modules' code from one file (mrunc.codecache, which
@@ -49,7 +50,8 @@ READ = {"mrunc.cgroups", "mrunc.cgroups.recorded", "mrunc.cgroups.files"}
 RECORDED = READ | {"mrunc.cgroups.fs"}
 FREEZER = READ | {"mrunc.cgroups.freezer"}
 OWN_MODULES = {"--version": OWN, "start": OWN_STATE, "kill": OWN_STATE | {"mrunc.signals"},
-               "state": OWN_STATE - {"mrunc.lifecycle"} | FREEZER, "list": OWN_STATE | FREEZER,
+               "state": OWN_STATE - {"mrunc.lifecycle", "mrunc.errors"} | FREEZER,
+               "list": OWN_STATE | FREEZER,
                "pause": OWN_STATE | FREEZER | RECORDED, "resume": OWN_STATE | FREEZER | RECORDED,
                "delete": OWN_STATE | RECORDED}
 # Light modules of the standard library that these verbs need no more (each costs an import):
