@@ -20,6 +20,7 @@ _LITERALS = {"true": True, "false": False, "null": None}
 _PUNCTUATION = frozenset("{}[]:,")
 _CONTROL = bytes(range(32))     # tab, newline… included: json's whitespace, but the writer's not
 _tokens = {}    # the text between two strings -> its tokens (", " and ": " come again and again)
+_KEPT = 512     # at most (a notebook reads many containers' states: their pids differ)
 _DEEPEST = 100  # containers in containers: json's own reader gives up (RecursionError) far deeper
 
 
@@ -129,7 +130,8 @@ def _tokenize(between):
     for mark in _PUNCTUATION:
         spaced = spaced.replace(mark, f" {mark} ")
     tokens = tuple(t if t in _PUNCTUATION else (_scalar(t),) for t in spaced.split(" ") if t)
-    _tokens[between] = tokens
+    if len(_tokens) < _KEPT:
+        _tokens[between] = tokens
     return tokens
 
 

@@ -99,3 +99,12 @@ def test_damaged_state_files_read_as_json_reads_them():
             assert str(ours.value) == str(e), bad
         else:
             assert plainjson.loads(bad) == expected, bad
+
+
+def test_what_is_kept_between_documents_stays_bounded():
+    """A notebook reads the states of many containers, whose pids differ: the pieces kept
+    tokenized between documents are bounded, and documents read past the bound read right."""
+    for pid in range(3 * plainjson._KEPT):
+        doc = {"pid": pid, "start_time": pid * 7, "cgroup": {"created": [pid], "rootless": False}}
+        assert plainjson.loads(json.dumps(doc)) == doc
+    assert len(plainjson._tokens) <= plainjson._KEPT
