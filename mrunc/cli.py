@@ -9,12 +9,12 @@ Global flags come before the verb, as with runc:
 Errors are one line on stderr (and a {"level":"error","msg":…} line in --log with
 --log-format json, which is where containerd and podman read them), and exit status 1.
 """
-import gc
 import posix as os  # os's C module: the same calls, without os's ≈ 1 ms import (mrunc.paths)
 import sys
 
 # fastjson (and with it _json, a shared library: ≈ 0.3 ms to load) is imported where JSON is
-# read or written: the state verbs load it with the state file, `--version` never does.
+# read or written: not by the verbs that only read state.json and print a state (mrunc.plainjson),
+# nor `--version`.
 from . import OCI_VERSION, __version__
 
 
@@ -100,7 +100,6 @@ class _Cmd:
 
     def parse(self, args, ns, stop_at_word=False):
         """Fill `ns` from `args`; return the unparsed rest when stop_at_word (the verb follows)."""
-        from .errors import UsageError
         where = "" if self.name == "mrunc" else f"{self.name}: "
         vars(ns).update({k: v for k, v in self.defaults.items() if k not in vars(ns)})
         pos, i = list(self.positionals), 0
@@ -115,13 +114,13 @@ class _Cmd:
                 name, eq, value = arg.partition("=")
                 opt = self.flags.get(name)
                 if opt is None:
-                    raise UsageError(f"{where}unrecognized flag {name}")
+                    raise _error(f"{where}unrecognized flag {name}")
                 if opt["bool"]:
                     setattr(ns, opt["dest"], True)
                     continue
                 if not eq:
                     if i >= len(args):
-                        raise UsageError(f"{where}{name}: needs a value")
+                        raise _error(f"{where}{name}: needs a value")
                     value, i = args[i], i + 1
                 value = self._convert(opt, name, value, where)
                 if opt["append"]:
@@ -130,28 +129,35 @@ class _Cmd:
             elif stop_at_word:
                 return args[i - 1:]
             elif not pos:
-                raise UsageError(f"{where}unexpected argument {arg!r}")
+                raise _error(f"{where}unexpected argument {arg!r}")
             elif pos[0]["nargs"] == "...":
                 getattr(ns, pos[0]["dest"]).append(arg)
             else:
                 setattr(ns, pos.pop(0)["dest"], arg)
         missing = [p["dest"] for p in pos if p["nargs"] is None]
         if missing:
-            raise UsageError(f"{where}missing argument: {' '.join(missing)}")
+            raise _error(f"{where}missing argument: {' '.join(missing)}")
         return []
 
     @staticmethod
     def _convert(opt, name, value, where):
-        from .errors import UsageError
         if opt["choices"] and value not in opt["choices"]:
-            raise UsageError(f"{where}{name}: invalid choice {value!r} (choose from "
+            raise _error(f"{where}{name}: invalid choice {value!r} (choose from "
                              f"{', '.join(opt['choices'])})")
         if opt["type"] is not None:
             try:
                 return opt["type"](value)
             except ValueError:
-                raise UsageError(f"{where}{name}: invalid value {value!r}") from None
+                raise _error(f"{where}{name}: invalid value {value!r}") from None
         return value
+
+
+def _error(msg, kind="UsageError"):
+    """An error of mrunc.errors (a bad command line: UsageError), imported when there is one to
+    raise: the verbs that act on containers import it later, from the code cache (installed once
+    the line is parsed), and `--version` not at all."""
+    from . import errors
+    return getattr(errors, kind)(msg)
 
 
 class _Args:
@@ -172,14 +178,13 @@ def parse_args(argv):
     """Global flags, then the verb, then the verb's flags and arguments — as runc reads them.
     Only the verb being run has its flags declared: declaring all ~30 verbs' costs ~0.5 ms,
     on every command."""
-    from .errors import UsageError
     ns = _Args()
     rest = _global_parser().parse(argv, ns, stop_at_word=True)
     ns.verb = rest[0] if rest else None
     if ns.verb is not None:
         cmds = _commands(only=ns.verb)
         if ns.verb not in cmds:
-            raise UsageError(f"unknown command {ns.verb!r} (invalid choice; commands: {', '.join(cmds)})")
+            raise _error(f"unknown command {ns.verb!r} (invalid choice; commands: {', '.join(cmds)})")
         cmds[ns.verb].parse(rest[1:], ns)
     return ns
 
@@ -200,12 +205,16 @@ def _global_parser():
 
 
 def _commands(only=None):
-    """{verb: _Cmd}, declared; with `only`, the other verbs get their name and help alone."""
+    """{verb: _Cmd}, declared; with `only`, the other verbs get their name alone (their help
+    string: no _Cmd is made for them)."""
     cmds = {}
 
     def cmd(name, help_):
+        if only not in (None, name):
+            cmds[name] = help_
+            return _UNDECLARED
         cmds[name] = _Cmd(name, help_)
-        return cmds[name] if only in (None, name) else _UNDECLARED
+        return cmds[name]
 
     def create_flags(s):
         s.add_argument("id")
@@ -322,8 +331,11 @@ def do_start(a, log):
 
 
 def do_state(a, log):
-    from . import fastjson, lifecycle
-    print(fastjson.dumps(lifecycle.state(a.id, a.root), indent=2))
+    # The state object straight from mrunc.state (as lifecycle.state has it): `state` changes
+    # nothing, and the lifecycle's other operations would cost it their import (≈ 0.1 ms).
+    from . import plainjson
+    from .state import Container
+    print(plainjson.dumps(Container.load(a.root, a.id).oci_state(), indent=2))
 
 
 def do_kill(a, log):
@@ -343,13 +355,13 @@ def do_delete(a, log):
 
 
 def do_list(a, log):
-    from . import fastjson, lifecycle
+    from . import lifecycle, plainjson
     states = lifecycle.list_containers(a.root)
     if a.quiet:
         for s in states:
             print(s["id"])
     elif a.format == "json":
-        print(fastjson.dumps([dict(s, owner=_owner(a.root, s["id"])) for s in states] or None))
+        print(plainjson.dumps([dict(s, owner=_owner(a.root, s["id"])) for s in states] or None))
     else:
         rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
         rows += [(s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], _owner(a.root, s["id"]))
@@ -519,7 +531,6 @@ def main(argv=None):
 
 
 def _main(argv):
-    from .errors import MruncError
     log = _Log()
     try:
         a = parse_args(argv)
@@ -528,10 +539,10 @@ def _main(argv):
             print(f"mrunc version {__version__}\nspec: {OCI_VERSION}\npython: {sys.version.split()[0]}")
             return 0
         if not a.verb:
-            raise MruncError("no command given (try --help)")
+            raise _error("no command given (try --help)", "MruncError")
         if a.systemd_cgroup:
-            raise MruncError("--systemd-cgroup: the systemd cgroup driver is not supported "
-                             "(use the default cgroupfs driver)")
+            raise _error("--systemd-cgroup: the systemd cgroup driver is not supported "
+                             "(use the default cgroupfs driver)", "MruncError")
         if a.verb in CACHED_VERBS and _run_as_program():
             from . import codecache     # what these verbs import, from one file (see there)
             codecache.install(a.verb)
@@ -539,19 +550,22 @@ def _main(argv):
             from .cgroups import warm
             warm.start(3 + max(0, a.preserve_fds))
         if a.verb in NO_GC_VERBS and getattr(a, "step_fd", None) is None:
+            import gc   # a built-in module, yet ≈ 40 µs to import: not for the short verbs
             gc.disable()
         if a.verb not in NO_STATE_VERBS:
             a.root = _state_root(a.root, creates=a.verb in ("create", "run"))
         rc = _verb(a.verb)(a, log)
         return rc or 0
-    except MruncError as e:
-        log.error(str(e))
-        return 1
     except KeyboardInterrupt:
         return 130
-    except OSError as e:  # an unexpected OS failure still reads as one line
-        if log.debug_on:
+    except Exception as e:
+        from .errors import MruncError     # (see _error)
+        if isinstance(e, MruncError):
+            log.error(str(e))
+            return 1
+        if not isinstance(e, OSError) or log.debug_on:
             raise
+        # an unexpected OS failure still reads as one line
         log.error(f"{e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
         return 1
 

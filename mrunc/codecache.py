@@ -32,9 +32,9 @@ import marshal
 import posix as os  # os's C module: the same calls, without os's ≈ 1 ms import (mrunc.paths)
 import sys
 
-from . import paths
-
-_DIR = paths.join(paths.dirname(__file__), "__pycache__")
+# The paths by hand, not with mrunc.paths: imported before the cache is installed, that module
+# would come the usual way (≈ 50 µs more than from the file, for every verb that uses it).
+_DIR = __file__.rpartition("/")[0] + "/__pycache__"
 # What a file must start with: this format (3: code without docstrings), and the bytecode of
 # this very interpreter.
 _KEY = ("mrunc-hot-3", sys.modules["_frozen_importlib_external"].MAGIC_NUMBER)
@@ -80,7 +80,7 @@ class _Finder:
         spec.has_location = True    # __file__ is the source: tracebacks show its lines
         spec.cached = _path         # __cached__: where its code came from (else worked out: ≈ 5 µs)
         if package:
-            spec.submodule_search_locations = [paths.dirname(origin)]
+            spec.submodule_search_locations = [origin.rpartition("/")[0]]
         return spec
 
 
@@ -90,7 +90,7 @@ def install(verb):
     (_code_of), so what the file holds for other configs (a seccomp profile, a user namespace)
     costs a command that does not import it nothing."""
     global _before, _path, _pid, _file
-    _path = paths.join(_DIR, f"hot-{verb}.{sys.implementation.cache_tag}.bin")
+    _path = f"{_DIR}/hot-{verb}.{sys.implementation.cache_tag}.bin"
     try:
         fd = os.open(_path, os.O_RDONLY | os.O_CLOEXEC)
         try:

@@ -20,6 +20,10 @@ class StateError(MruncError):
     """The container is missing, or in the wrong state for the operation."""
 
 
+class UnsafeDir(MruncError):
+    """A directory someone else made or can write: refused (mrunc.userdirs)."""
+
+
 class CgroupError(MruncError):
     """A cgroup could not be created, written, or is unfit."""
 

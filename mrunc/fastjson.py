@@ -1,9 +1,11 @@
 """JSON for the hot verbs, from the C accelerator `_json` alone.
 
 `import json` costs about as much as starting the interpreter (it pulls in re, enum, functools),
-and `state`, `kill`, `start`, `delete` and `list` use JSON only to read a state file and print a
-state. The parser and encoder that `json` uses underneath are in C (`_json`), importable alone at
-no cost; this module drives them directly. Same output as `json.dumps` (ASCII, ", " and ": "
+and the commands use JSON only to read a config or a state file and write or print one. The
+parser and encoder that `json` uses underneath are in C (`_json`), importable alone at little cost
+(a shared library: ≈ 0.3 ms — which `state`, `kill`, `start`, `delete` and `list` do without: they
+read state.json with mrunc.plainjson, which hands here only what is not plain JSON); this module
+drives them directly. Same output as `json.dumps` (ASCII, ", " and ": "
 separators, or an indent), same values as `json.loads`. On invalid input it hands the text to
 the `json` module, only then imported, so the error message is exactly json's.
 """

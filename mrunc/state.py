@@ -37,7 +37,9 @@ import _thread
 import posix as os  # os's C module: the same calls, without os's ≈ 1 ms import (mrunc.paths)
 import time
 
-from . import OCI_VERSION, fastjson, paths
+from . import OCI_VERSION, paths, plainjson
+# state.json is read by every command (mrunc.plainjson: no shared library to load for it) and
+# written by create and update alone, with mrunc.fastjson, which they have loaded anyway.
 
 STATE_FILE = "state.json"
 FIFO = "exec.fifo"
@@ -52,18 +54,26 @@ _ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234
 
 def validate_id(cid):
     """Ids become directory names under --root: refuse anything that could walk out of it."""
-    from .errors import UsageError
+    problem = _id_problem(cid)
+    if problem:
+        # mrunc.errors only now: `state` of a container that is there raises none (≈ 0.1 ms)
+        from .errors import UsageError
+        raise UsageError(problem)
+
+
+def _id_problem(cid):
     if not cid:
-        raise UsageError("container id: must not be empty")
+        return "container id: must not be empty"
     if not _ID_CHARS.issuperset(cid) or cid in (".", ".."):
-        raise UsageError(f"container id {cid!r}: invalid (allowed: letters, digits, '_', '+', '.', '-')")
+        return f"container id {cid!r}: invalid (allowed: letters, digits, '_', '+', '.', '-')"
     if cid.startswith(_HIDDEN):
-        raise UsageError(f"container id {cid!r}: ids starting with {' or '.join(_HIDDEN)} are "
-                         "reserved for mrunc's own use")
+        return (f"container id {cid!r}: ids starting with {' or '.join(_HIDDEN)} are "
+                "reserved for mrunc's own use")
     if cid == SECCOMP_CACHE:
-        raise UsageError(f"container id {cid!r}: reserved for mrunc's own use")
+        return f"container id {cid!r}: reserved for mrunc's own use"
     if len(cid) > 1024:
-        raise UsageError("container id: too long")
+        return "container id: too long"
+    return None
 
 
 def proc_stat(pid, dir_fd=None):
@@ -195,25 +205,24 @@ class Container:
     # -- lookup --
     @classmethod
     def load(cls, root, cid, lock=False):
-        from .errors import StateError
         validate_id(cid)
         c = cls(root, cid)
         if lock:
             c._lock = lock_dir(c.dir)
             if c._lock is None:
+                from .errors import StateError
                 raise StateError(f"container {cid} does not exist")
         c._read()
         return c
 
     def _read(self):
-        from .errors import StateError
         try:
-            self.data = fastjson.loads(read_file(paths.join(self.dir, STATE_FILE)))
-        except FileNotFoundError:
-            self.unlock()
-            raise StateError(f"container {self.id} does not exist") from None
+            self.data = plainjson.loads(read_file(paths.join(self.dir, STATE_FILE)))
         except (OSError, ValueError) as e:
+            from .errors import StateError
             self.unlock()
+            if isinstance(e, FileNotFoundError):
+                raise StateError(f"container {self.id} does not exist") from None
             raise StateError(f"container {self.id}: unreadable state: {e}") from None
 
     def relock(self):
@@ -270,6 +279,7 @@ class Container:
         """
         from .errors import StateError
         from os import makedirs     # create's alone: it imports os anyway
+        from . import fastjson
         makedirs(self.root, mode=0o711, exist_ok=True)
         sweep(self.root)
         tmp = self._hidden("new")
@@ -292,6 +302,7 @@ class Container:
 
     def save(self, staged=None):
         """state.json from self.data — or `staged`, what stage() wrote of it, put in place."""
+        from . import fastjson
         path = paths.join(self.dir, STATE_FILE)
         tmp = staged or write_beside(path, fastjson.dumps(self.data))
         st = os.stat(tmp)       # before the rename, which keeps the inode: ours, not a later one
@@ -301,6 +312,7 @@ class Container:
     def stage(self, data):
         """Write `data` beside state.json, not in its place yet: save(staged) puts it there with
         one rename. (A create that fails removes the directory, and this with it.)"""
+        from . import fastjson
         return write_beside(paths.join(self.dir, STATE_FILE), fastjson.dumps(data))
 
     def remove(self):

@@ -15,9 +15,8 @@ managers nor the hierarchies (mrunc.cgroups.recorded).
 """
 
 from mrunc import paths   # not os.path: os costs the short verbs ≈ 1 ms (mrunc.paths)
-from mrunc.errors import CgroupError
 
-from . import FREEZER_V1, fs
+from . import FREEZER_V1, files     # (fs, to write, only when freezing or thawing)
 
 
 def _v1(path):
@@ -27,15 +26,16 @@ def _v1(path):
 def frozen(path):
     """Is every process of the cgroup stopped? (Freezing, not yet done, is not frozen.)"""
     if _v1(path):
-        return fs.read(path) == "FROZEN"
-    if fs.read(path) != "1":
+        return files.read(path) == "FROZEN"
+    if files.read(path) != "1":
         return False
-    return fs.read_keyed(paths.join(paths.dirname(path), "cgroup.events")).get("frozen", 1) == 1
+    return files.read_keyed(paths.join(paths.dirname(path), "cgroup.events")).get("frozen", 1) == 1
 
 
 def freeze(path, timeout=10.0, sys=None):
     """Ask for the freeze and wait until it is done; if it is not within `timeout`, thaw again
     and raise (a half-frozen container would be neither paused nor running)."""
+    from . import fs
     v1 = _v1(path)
     fs.write(path, "FROZEN" if v1 else 1, sys=sys)
     tries = [0]
@@ -48,6 +48,7 @@ def freeze(path, timeout=10.0, sys=None):
     if not _wait(done, timeout):
         now = fs.read(path)
         fs.write(path, "THAWED" if v1 else 0, sys=sys)
+        from mrunc.errors import CgroupError
         d = paths.dirname(path)
         raise CgroupError(f"freezing {d}: still {now} after {timeout:g}s, thawed it again" if v1
                              else f"freezing {d}: not frozen after {timeout:g}s, thawed it again")
@@ -56,6 +57,7 @@ def freeze(path, timeout=10.0, sys=None):
 def thaw(path, sys=None):
     """Let the cgroup's processes run again (nothing to do once the cgroup is gone)."""
     if paths.exists(path):
+        from . import fs
         fs.write(path, "THAWED" if _v1(path) else 0, sys=sys)
 
 

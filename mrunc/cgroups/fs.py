@@ -1,4 +1,5 @@
-"""The cgroup filesystem: reading and writing its files, making and removing its directories.
+"""The cgroup filesystem: reading and writing its files, making and removing its directories
+(reading is mrunc.cgroups.files', offered here too).
 
 Everything the kernel is asked goes through `write()` and `mkdir()` here, one `write(2)` per
 value (the kernel parses each write on its own: one device rule, one `io.max` line, one pid). A
@@ -23,8 +24,9 @@ import time
 from mrunc import paths
 from mrunc.errors import CgroupError
 
-def _reason(e):
-    return os.strerror(e.errno) if e.errno else str(e)
+# Reading is mrunc.cgroups.files' (`state` reads the freezer's file, and needs none of the rest):
+# fs.read and the others, where every caller has them.
+from .files import read, read_int, read_keyed, reason as _reason  # noqa: F401
 
 
 def write(path, value, field=None, sys=None):
@@ -42,42 +44,6 @@ def write(path, value, field=None, sys=None):
     except OSError as e:
         msg = f"writing {data} to {path}: {_reason(e)}"
         raise CgroupError(f"{field}: {msg}" if field else msg) from e
-
-
-def read(path, default=None):
-    """The file's text without the trailing newline; `default` if it does not exist."""
-    if path is None:
-        return default
-    try:
-        # Bytes, decoded here: the kernel writes ASCII, and a command's first text-mode file
-        # costs ≈ 45 µs more (its decoder is set up) — `state` reads just this one.
-        with open(path, "rb") as f:
-            return f.read().decode().rstrip("\n")
-    except (FileNotFoundError, NotADirectoryError):
-        return default
-    except OSError as e:
-        import errno    # here, not at the top: only a failure needs its names (≈ 50 µs)
-        if e.errno == errno.ENODEV:  # the cgroup was removed under us
-            return default
-        raise CgroupError(f"reading {path}: {_reason(e)}") from e
-
-
-def read_int(path):
-    """An integer file ("max" and absent files give None)."""
-    text = read(path)
-    if text is None or text.strip() in ("", "max"):
-        return None
-    return int(text.split()[0])
-
-
-def read_keyed(path):
-    """A flat-keyed file ("key value" per line, like cpu.stat or memory.events) as a dict of ints."""
-    out = {}
-    for line in (read(path) or "").splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1].lstrip("-").isdigit():
-            out[parts[0]] = int(parts[1])
-    return out
 
 
 def exists(path):

@@ -226,6 +226,22 @@ def test_list_and_state_json(mr):
     assert mr.cli("list", "--format=json", check=True).stdout.strip() == "null"
 
 
+@pytest.mark.parametrize("annotations", [{"plain": "yes", "n": "1"},
+                                         {"org.x/\u00e9": 'say "hi"\tnow', "path": "a\\b"}])
+def test_state_prints_what_json_prints(mr, annotations):
+    """`state` reads state.json and prints the state without json (mrunc.plainjson): its text is
+    json.dumps(state, indent=2) all the same — with plain annotations, and with ones json
+    escapes (read and printed by json's C accelerator then)."""
+    cid = mr.new_id()
+    b = mr.bundle(lambda c: c.__setitem__("annotations", annotations), args=["sleep", "100"])
+    mr.cli("create", "--bundle", b, cid, check=True)
+    out = mr.cli("state", cid, check=True).stdout
+    st = json.loads(out)
+    assert st["annotations"] == annotations and st["status"] == "created" and st["id"] == cid
+    assert out == json.dumps(st, indent=2) + "\n"
+    mr.cli("delete", cid, check=True)
+
+
 def test_same_id_twice_is_refused_without_effect(mr):
     cid = mr.new_id()
     b = _sleeper(mr)
