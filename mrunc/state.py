@@ -269,8 +269,7 @@ class Container:
         one id cannot both succeed, and no one ever sees a container without its state.json.
         """
         from .errors import StateError
-        from os import makedirs     # create's alone: it imports os anyway
-        makedirs(self.root, mode=0o711, exist_ok=True)
+        paths.makedirs(self.root, mode=0o711, exist_ok=True)
         sweep(self.root)
         tmp = self._hidden("new")
         os.mkdir(tmp, 0o711)
