@@ -25,14 +25,15 @@ from mrunc import cli
 pytestmark = pytest.mark.root
 
 # KiB above the bare interpreter's peak, each. Measured (2026-12-07, Python 3.11, the default
-# config of `mrunc spec` as root, the median of 5, no address randomisation: the same figures
-# three times over): run +2.82 MiB, create +2.69, exec +2.05 — with `os` imported again on their
-# way (as before they did without it): +2.96, +2.84, +2.20, which these limits refuse. (Earlier,
-# the least of 5 with randomisation: +2.85-3.02, +2.87-2.91, +2.21-2.24; before the code cache
-# dropped docstrings +3.06-3.19, +2.99-3.17, +2.27-2.37.) The margin (≈ 0.07 MiB: two or three
-# 64 KiB windows of a library) is room for a small change, not for a module or a feature: alone,
-# `import os` costs 0.3 MiB, `re` 1.3, `json` 1.45, `ctypes` 1.1, `threading` 1.4.
-LIMITS = {"run": 2.89 * 1024, "create": 2.76 * 1024, "exec": 2.12 * 1024}
+# config of `mrunc spec` as root, the median of 5, no address randomisation, three times):
+# run +2.51-2.63 MiB, create +2.51, exec +2.00. Before create/run/exec did without `os`: +2.96,
+# +2.84, +2.20; before state.py read /proc/<pid>/stat as str (no bytes.rindex/split, no
+# bytes.hex: interpreter code only they ran): +2.82, +2.69, +2.05. (Earlier, the least of 5
+# with randomisation: +2.85-3.02, +2.87-2.91, +2.21-2.24; before the code cache dropped
+# docstrings +3.06-3.19, +2.99-3.17, +2.27-2.37.) The margin (≈ 0.07 MiB: one 64 KiB window of
+# code) is room for a small change, not for a module or a feature: alone, `import os` costs 0.3
+# MiB, `re` 1.3, `json` 1.45, `ctypes` 1.1, `threading` 1.4.
+LIMITS = {"run": 2.70 * 1024, "create": 2.58 * 1024, "exec": 2.07 * 1024}
 ROUNDS = 5
 
 # Starts a command and reports its peak RSS (KiB) as wait4 gives it: the command's own and that
