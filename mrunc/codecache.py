@@ -35,9 +35,9 @@ import sys
 # The paths by hand, not with mrunc.paths: imported before the cache is installed, that module
 # would come the usual way (≈ 50 µs more than from the file, for every verb that uses it).
 _DIR = __file__.rpartition("/")[0] + "/__pycache__"
-# What a file must start with: this format (3: code without docstrings), and the bytecode of
-# this very interpreter.
-_KEY = ("mrunc-hot-3", sys.modules["_frozen_importlib_external"].MAGIC_NUMBER)
+# What a file must start with: this format (4: code without docstrings, nor columns in its
+# location tables), and the bytecode of this very interpreter.
+_KEY = ("mrunc-hot-4", sys.modules["_frozen_importlib_external"].MAGIC_NUMBER)
 
 _index = {}         # module name -> (source path, is a package, mtime_ns, size, offset, length)
 _file = None        # (st_dev, st_ino, st_mtime_ns) of the file the index was read from

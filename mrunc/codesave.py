@@ -81,7 +81,8 @@ def _code(name, origin):
     """A module's code as the usual import compiles it, but without its docstrings — the module's,
     its classes' and its functions' (asserts, names and line numbers stay as they are): they are
     a fifth of the code these verbs hold in memory (≈ 0.15 MiB of their peak RSS), and nothing a
-    command runs reads them (a notebook, `help()` import the usual way, docstrings and all).
+    command runs reads them (a notebook, `help()` import the usual way, docstrings and all). Nor
+    the columns of each instruction (_lines_only).
     Compiled from the source's syntax tree, through the built-in `_ast` (`ast` would import
     enum and contextlib; `_ast` itself, ≈ 1 ms, only here: for a command that writes the file).
     None if it cannot be had."""
@@ -90,7 +91,7 @@ def _code(name, origin):
         with open(origin, "rb") as f:
             tree = compile(f.read(), origin, "exec", _ast.PyCF_ONLY_AST, dont_inherit=True)
         _drop_docstrings(tree)
-        return compile(tree, origin, "exec", dont_inherit=True)
+        return _lines_only(compile(tree, origin, "exec", dont_inherit=True))
     except (OSError, SyntaxError, ValueError):
         return None
 
@@ -115,3 +116,52 @@ def _drop_docstrings(tree):
             value = getattr(node, field, None)
             todo += [v for v in (value if isinstance(value, list) else [value])
                      if isinstance(v, _ast.AST)]
+
+
+def _lines_only(code):
+    """`code` (and the functions, classes and comprehensions in it) with the line of each
+    instruction kept and its columns dropped, as `python -X no_debug_ranges` compiles: what a
+    traceback needs to name the line, not to underline the expression in it (^^^). A quarter of
+    the location tables, which were a quarter of these modules' code. Kept as it is where the
+    table reads otherwise than expected: the lines must come out the same."""
+    consts = tuple(_lines_only(c) if isinstance(c, type(code)) else c for c in code.co_consts)
+    try:
+        slim = code.replace(co_consts=consts, co_linetable=_without_columns(code.co_linetable))
+    except (IndexError, ValueError):
+        return code.replace(co_consts=consts)
+    return slim if list(slim.co_lines()) == list(code.co_lines()) else code.replace(co_consts=consts)
+
+
+def _without_columns(table):
+    """A location table (CPython's format since 3.11: Objects/locations.md) rewritten entry by
+    entry in its "no column" form: the entry's first byte (bit 7 set; bits 3-6 its form; bits 0-2
+    how many code units it covers, less one), then the line's change as a signed varint."""
+    out, i = bytearray(), 0
+    while i < len(table):
+        first, i = table[i], i + 1
+        form = (first >> 3) & 15
+        if form == 15:                  # no location at all: as it is
+            out.append(first)
+        else:
+            if form < 10:               # short forms: same line, a column byte
+                delta = 0
+            elif form < 13:             # one-line forms: the line moves by 0, 1 or 2
+                delta = form - 10
+            else:                       # 13 (no column), 14 (long form): a signed varint first
+                raw, shift = 0, 0
+                while True:
+                    byte, i = table[i], i + 1
+                    raw |= (byte & 63) << shift
+                    shift += 6
+                    if not byte & 64:
+                        break
+                delta = -(raw >> 1) if raw & 1 else raw >> 1
+            out.append(0x80 | 13 << 3 | first & 7)
+            raw = (-delta) << 1 | 1 if delta < 0 else delta << 1
+            while raw >= 64:
+                out.append(64 | raw & 63)
+                raw >>= 6
+            out.append(raw)
+        while i < len(table) and not table[i] & 128:
+            i += 1                      # the rest of this entry (columns), dropped
+    return bytes(out)

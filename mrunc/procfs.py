@@ -23,8 +23,8 @@ So we never look such a path up from "/":
   3. we write through the fd we opened, never through its name again.
 """
 import errno
-import os
-import stat
+import posix as os  # os's C module: the same calls, without os's import (mrunc.paths)
+import _stat as stat  # the C module under `stat`, as posix is under os
 
 from . import linux
 

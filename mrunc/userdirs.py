@@ -116,9 +116,8 @@ def check_if_present(path, what="state directory"):
 
 def ensure_private(path, mode=0o700, what="state directory"):
     """Create `path` (and missing parents) if it is missing, then check it. Returns path."""
-    from os import makedirs     # (os itself: whoever makes a state dir has imported it)
     try:
-        makedirs(path, mode=mode, exist_ok=True)
+        paths.makedirs(path, mode=mode, exist_ok=True)
     except OSError as e:
         raise _refused(f"{what} {path}: cannot create it: {e.strerror}") from None
     check_private(path, what)
@@ -130,7 +129,7 @@ def runtime_base():
     euid = os.geteuid()
     if euid == 0:
         return None
-    xdg = _environ("XDG_RUNTIME_DIR")
+    xdg = getenv("XDG_RUNTIME_DIR")
     if xdg:
         check_private(xdg, "XDG_RUNTIME_DIR")
         return xdg
@@ -146,8 +145,8 @@ def runtime_base():
     return ensure_private(paths.join(home, ".local", "state"), what="state base")
 
 
-def _environ(name):
-    """os.environ.get(name): the environment as the program has it (a notebook may have changed
+def getenv(name):
+    """os.getenv(name): the environment as the program has it (a notebook may have changed
     it) — without importing os (≈ 1 ms) when nothing has: then nothing can have changed it, and
     posix's copy, as bytes, is that same environment (decoded as os decodes it)."""
     import sys

@@ -6,8 +6,9 @@ which of them it created. `set()` works in two passes: first every requested fie
 cannot honour raises before anything was written — then the writes happen in order.
 """
 
-import os
+import posix as os  # os's C module: the same calls, without os's import (mrunc.paths)
 
+from mrunc import paths
 from mrunc.errors import CgroupError
 from mrunc.signals import SIGKILL
 
@@ -53,7 +54,7 @@ class Manager:
         """Absolute directory of the cgroup in hierarchy `key` (None if not mounted)."""
         if key not in self.paths or key not in self.mounts:
             return None
-        return os.path.join(self.mounts[key][0], self.paths[key].lstrip("/")).rstrip("/")
+        return paths.join(self.mounts[key][0], self.paths[key].lstrip("/")).rstrip("/")
 
     def dirs(self):
         """Every distinct directory, in a stable order (co-mounted controllers share one)."""
@@ -71,7 +72,7 @@ class Manager:
         return None
 
     def exists(self):
-        return any(os.path.isdir(d) for d in self.dirs())
+        return any(paths.isdir(d) for d in self.dirs())
 
     def check_unused(self):
         """Refuse a cgroup that already holds processes, or is frozen (runc's "unfit cgroup").
@@ -81,7 +82,7 @@ class Manager:
         processes that are not the container's. An existing, empty one is fine (engines make the
         directory first). Called by create before init exists; every hierarchy is looked at."""
         for d in self.dirs():
-            pids = fs.procs(d) if os.path.isdir(d) else []
+            pids = fs.procs(d) if paths.isdir(d) else []
             if pids:
                 raise CgroupError(f"linux.cgroupsPath: the cgroup {d} already holds {len(pids)} "
                                   f"process(es) (pid {', '.join(map(str, pids[:3]))}): a container "
@@ -142,17 +143,17 @@ class Manager:
         writes = self._plan(resources)
         seen = set()
         for d, name, value, field in writes:
-            if os.path.join(d, name) in seen:
+            if paths.join(d, name) in seen:
                 continue    # one file, several writes (devices.allow: one rule each)
-            seen.add(os.path.join(d, name))
-            if not fs.exists(os.path.join(d, name)):
+            seen.add(paths.join(d, name))
+            if not fs.exists(paths.join(d, name)):
                 raise CgroupError(f"{field}: {name} is not available in {d} "
                                   f"(the kernel lacks this knob or the controller is not enabled)")
         return writes
 
     def _write(self, writes):
         for d, name, value, field in writes:
-            fs.write(os.path.join(d, name), value, field, self.sys)
+            fs.write(paths.join(d, name), value, field, self.sys)
 
     def _plan(self, resources):
         raise NotImplementedError
@@ -160,7 +161,7 @@ class Manager:
     # -- processes ------------------------------------------------------------------------------
     def pids(self):
         d = self._main_dir()
-        return fs.procs(d) if d and os.path.isdir(d) else []
+        return fs.procs(d) if d and paths.isdir(d) else []
 
     def can_freeze(self):
         return False

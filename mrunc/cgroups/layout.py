@@ -14,7 +14,9 @@ Only `create` (and a command given a state.json from before create recorded all 
 mrunc.cgroups.recorded) needs it.
 """
 
-import os
+import posix as os  # os's C module: the same calls, without os's import (mrunc.paths)
+
+from mrunc import paths
 
 from .fs import exists, read, unescape
 
@@ -33,7 +35,7 @@ def clean(path):
     """
     if not path:
         return ""
-    norm = os.path.normpath("/" + path)          # "/.." is "/", so nothing climbs above the top
+    norm = paths.normpath("/" + path)          # "/.." is "/", so nothing climbs above the top
     norm = "/" + norm.lstrip("/")                # normpath keeps a leading "//"
     if path.startswith("/"):
         return norm
@@ -90,15 +92,15 @@ def hierarchies(root="/sys/fs/cgroup", mountinfo="/proc/self/mountinfo"):
     key is a v1 controller name ("memory", "name=systemd") or "" for the unified tree. Controllers
     mounted together ("cpu,cpuacct") share one mountpoint.
     """
-    root = os.path.normpath(root)
+    root = paths.normpath(root)
     mounts = _mounts(mountinfo)
-    if exists(os.path.join(root, "cgroup.controllers")):
+    if exists(paths.join(root, "cgroup.controllers")):
         mroot = next((r for t, mp, r, _ in mounts if t == "cgroup2" and mp == root), "/")
         return "v2", {"": (root, mroot)}
 
     found = {}
     for fstype, mp, mroot, opts in mounts:
-        if fstype == "cgroup" and os.path.dirname(mp) == root:
+        if fstype == "cgroup" and paths.dirname(mp) == root:
             for name in opts:
                 if name in V1_CONTROLLERS:
                     found.setdefault(name, (mp, mroot))
@@ -108,15 +110,15 @@ def hierarchies(root="/sys/fs/cgroup", mountinfo="/proc/self/mountinfo"):
         except OSError:
             names = []
         for entry in names:
-            mp = os.path.join(root, entry)
-            if os.path.islink(mp) or not exists(os.path.join(mp, "tasks")):
+            mp = paths.join(root, entry)
+            if paths.islink(mp) or not exists(paths.join(mp, "tasks")):
                 continue
             for name in entry.split(","):
                 name = "name=systemd" if name == "systemd" else name
                 if name in V1_CONTROLLERS:
                     found.setdefault(name, (mp, "/"))
-    unified = os.path.join(root, "unified")
-    if found and exists(os.path.join(unified, "cgroup.controllers")):
+    unified = paths.join(root, "unified")
+    if found and exists(paths.join(unified, "cgroup.controllers")):
         mroot = next((r for t, mp, r, _ in mounts if t == "cgroup2" and mp == unified), "/")
         found[""] = (unified, mroot)
         return "hybrid", found

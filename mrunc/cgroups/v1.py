@@ -16,8 +16,9 @@ joins the unified tree, as runc does, so its cgroup looks the same in every line
 0 means "unset" for the numeric fields (as in runc); pids.limit 0 is a real limit.
 """
 
-import os
+import posix as os  # os's C module: the same calls, without os's import (mrunc.paths)
 
+from mrunc import paths
 from mrunc.errors import CgroupError
 
 from . import FREEZER_V1, fs
@@ -250,11 +251,11 @@ class V1Manager(Manager):
             for part in d[len(mp):].strip("/").split("/"):
                 if not part:
                     continue
-                parent, cur = cur, os.path.join(cur, part)
+                parent, cur = cur, paths.join(cur, part)
                 for name in ("cpuset.cpus", "cpuset.mems"):
-                    mine = fs.read(os.path.join(cur, name))
+                    mine = fs.read(paths.join(cur, name))
                     if mine is not None and not mine.strip():
-                        fs.write(os.path.join(cur, name), fs.read(os.path.join(parent, name)) or "",
+                        fs.write(paths.join(cur, name), fs.read(paths.join(parent, name)) or "",
                                  sys=self.sys)
 
     def _plan(self, res):

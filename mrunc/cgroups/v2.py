@@ -22,8 +22,9 @@ step that can only fail by trying. Rootless, device rules are left alone, as run
 disabled.py for why that is safe; an unprivileged caller cannot load the program anyway).
 """
 
-import os
+import posix as os  # os's C module: the same calls, without os's import (mrunc.paths)
 
+from mrunc import paths
 from mrunc.errors import CgroupError
 from mrunc.signals import SIGKILL
 
@@ -215,7 +216,7 @@ class V2Manager(Manager):
         out, cur = [], mp
         for part in d[len(mp):].strip("/").split("/")[:-1]:
             out.append(cur)
-            cur = os.path.join(cur, part)
+            cur = paths.join(cur, part)
         out.append(cur)
         return out if d != mp else []
 
@@ -224,12 +225,12 @@ class V2Manager(Manager):
         # Best effort, like runc: enable every controller each ancestor has. One that cannot be
         # enabled (busy, threaded, not delegated) shows up as a clear error only if a limit needs it.
         for a in self._ancestors():
-            have = set((fs.read(os.path.join(a, "cgroup.controllers")) or "").split())
-            on = set((fs.read(os.path.join(a, "cgroup.subtree_control")) or "").split())
+            have = set((fs.read(paths.join(a, "cgroup.controllers")) or "").split())
+            on = set((fs.read(paths.join(a, "cgroup.subtree_control")) or "").split())
             missing = sorted(have - on)
             if not missing:
                 continue
-            sc = os.path.join(a, "cgroup.subtree_control")
+            sc = paths.join(a, "cgroup.subtree_control")
             try:
                 fs.write(sc, " ".join("+" + c for c in missing), sys=self.sys)
             except CgroupError:
@@ -242,16 +243,16 @@ class V2Manager(Manager):
     def _enable(self, ctrl, field):
         """Make sure `ctrl` is enabled for our cgroup, or say precisely why it cannot be."""
         d = self.dir("")
-        if ctrl in (fs.read(os.path.join(d, "cgroup.controllers")) or "").split():
+        if ctrl in (fs.read(paths.join(d, "cgroup.controllers")) or "").split():
             return
         for a in self._ancestors():
-            have = (fs.read(os.path.join(a, "cgroup.controllers")) or "").split()
+            have = (fs.read(paths.join(a, "cgroup.controllers")) or "").split()
             if ctrl not in have:
                 raise CgroupError(f"{field}: the {ctrl} controller is not available in {a} "
                                   f"(cgroup.controllers: {' '.join(have) or 'empty'})")
-            if ctrl not in (fs.read(os.path.join(a, "cgroup.subtree_control")) or "").split():
-                fs.write(os.path.join(a, "cgroup.subtree_control"), "+" + ctrl, field, self.sys)
-        if ctrl not in (fs.read(os.path.join(d, "cgroup.controllers")) or "").split():
+            if ctrl not in (fs.read(paths.join(a, "cgroup.subtree_control")) or "").split():
+                fs.write(paths.join(a, "cgroup.subtree_control"), "+" + ctrl, field, self.sys)
+        if ctrl not in (fs.read(paths.join(d, "cgroup.controllers")) or "").split():
             raise CgroupError(f"{field}: the {ctrl} controller is not enabled for {d}")
 
     def set(self, resources):
@@ -284,14 +285,14 @@ class V2Manager(Manager):
 
     def kill_all(self, signum):
         d = self.dir("")
-        if signum == SIGKILL and fs.exists(os.path.join(d, "cgroup.kill")):
-            fs.write(os.path.join(d, "cgroup.kill"), 1, sys=self.sys)   # 5.14+: the kernel kills the whole subtree
+        if signum == SIGKILL and fs.exists(paths.join(d, "cgroup.kill")):
+            fs.write(paths.join(d, "cgroup.kill"), 1, sys=self.sys)   # 5.14+: the kernel kills the whole subtree
             return
         super().kill_all(signum)
 
     # -- freezer ------------------------------------------------------------------------------
     def freezer_file(self):
-        return os.path.join(self.dir(""), FREEZER_V2)
+        return paths.join(self.dir(""), FREEZER_V2)
 
     def can_freeze(self):
         return fs.exists(self.freezer_file())

@@ -34,8 +34,10 @@ the stepper): it moves the runtime where it already is, which changes nothing, a
 not write into the log the main thread takes phase by phase.
 """
 
-import os
+import posix as os  # os's C module: the same calls, without os's import (mrunc.paths)
 import time
+
+from .. import paths
 
 PERIOD = 0.005     # seconds between writes: the lock stays warm ≥ 8 ms after one
 LIMIT = 1.0        # seconds at most
@@ -140,5 +142,5 @@ def own_procs(root="/sys/fs/cgroup", mountinfo="/proc/self/mountinfo",
             best = (rel, mountpoint)
     if best is None:
         return None
-    return os.path.join(best[1], best[0].lstrip("/"), "cgroup.procs")
+    return paths.join(best[1], best[0].lstrip("/"), "cgroup.procs")
 

@@ -20,7 +20,8 @@ clone child's, init's. That gives us:
 
 This module imports nothing of mrunc's (imports flow one way, towards the kernel).
 """
-import os
+import posix as os  # os's C module: the same calls, without os's import (mrunc.paths)
+import sys
 from errno import errorcode as _ERRNO_NAMES
 from time import perf_counter as _perf, time as _now
 
@@ -184,8 +185,15 @@ class _Rlimit(Structure):
     _fields_ = [("cur", c_uint64), ("max", c_uint64)]
 
 
+# How os.fsencode turns a str path into the bytes C is given
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
+
+
 def _b(s):
-    return None if s is None else os.fsencode(s)
+    if s is None:
+        return None     # NULL
+    s = os.fspath(s)
+    return s if isinstance(s, bytes) else s.encode(_FS_ENCODING, _FS_ERRORS)
 
 
 def _check(ret, what, path=None):
@@ -503,7 +511,10 @@ class Syscalls:
     def cloexec_from(self, first):
         """Mark every fd >= `first` close-on-exec (fcntl FD_CLOEXEC): the fd table a program
         gets is stdio and the preserved fds, nothing else of ours (S3)."""
-        fds = [int(n) for n in os.listdir("/proc/self/fd")] if os.path.isdir("/proc/self/fd") else []
+        try:
+            fds = [int(n) for n in os.listdir("/proc/self/fd")]
+        except (FileNotFoundError, NotADirectoryError):
+            fds = []        # no /proc (after pivot_root into a rootfs without one)
         fds = sorted(fd for fd in fds if fd >= first)
         self._rec("fcntl", "F_SETFD", "FD_CLOEXEC", fds)
         for fd in fds:

@@ -27,9 +27,9 @@ host's /usr/lib is out of reach. Nothing here runs at import time except constan
 The name tables (OCI names -> libseccomp values) are here too, so the config checks, `features`
 and the security phase share one source.
 """
-import os
+import posix as os  # os's C module: the same calls, without os's import (mrunc.paths)
 
-from . import _libc
+from . import _FS_ENCODING, _FS_ERRORS, _libc
 from .ffi import (POINTER, Library, Structure, addressof, byref, c_char_p, c_int, c_uint, c_uint32,
                   c_uint64, c_ushort, c_void_p, char_array, get_errno)
 
@@ -154,7 +154,7 @@ class Filter:
         fd = os.memfd_create("mrunc-seccomp", os.MFD_CLOEXEC)
         try:
             _check(self._lib.seccomp_export_bpf(self._ctx, fd), "seccomp_export_bpf")
-            size = os.lseek(fd, 0, os.SEEK_END)
+            size = os.lseek(fd, 0, 2)     # SEEK_END: its size
             return os.pread(fd, size, 0)
         finally:
             os.close(fd)
@@ -261,7 +261,7 @@ def library_identity():
         for line in f:
             name = line.rpartition(b" ")[2].strip()
             if b"/libseccomp.so" in name:
-                path = os.fsdecode(name)
+                path = name.decode(_FS_ENCODING, _FS_ERRORS)     # os.fsdecode
                 break
     if path is None or _lib is None:
         return None

@@ -6,8 +6,9 @@ process side closes the fds it inherited from the runtime, builds its environmen
 terminal, scheduling and working directory, and looks its program up. One function each, so that
 create and exec cannot drift apart — and exec, which imports this module, needs none of init's.
 """
-import os
+import posix as os  # os's C module: the same calls, without os's import (mrunc.paths)
 
+from .. import paths
 from ..spec.consts import IOPRIO_CLASSES, SCHED_FLAGS, SCHED_POLICIES
 
 
@@ -255,15 +256,15 @@ def find_executable(name, env):
     else:
         path = next((e[5:] for e in env if e.startswith("PATH=")),
                     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-        candidates = [os.path.join(d or ".", name) for d in path.split(":")]
+        candidates = [paths.join(d or ".", name) for d in path.split(":")]
     for c in candidates:
-        if os.path.isfile(c) and os.access(c, os.X_OK):
+        if paths.isfile(c) and os.access(c, os.X_OK):
             return c
     # Engines tell "not found" from "cannot run" by runc's words: podman answers exit code 127 to
     # "no such file or directory" / "executable file not found", 126 to "permission denied".
     at = "process.args[0]: exec"
     if "/" not in name:
         raise FileNotFoundError(2, f"{at}: {name!r}: executable file not found in $PATH", name)
-    if not os.path.exists(name):
+    if not paths.exists(name):
         raise FileNotFoundError(2, f"{at}: {name!r}: stat {name}: no such file or directory", name)
     raise PermissionError(13, f"{at}: {name!r}: permission denied", name)

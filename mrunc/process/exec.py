@@ -55,8 +55,9 @@ One SOCK_SEQPACKET socketpair (protocol.py), one JSON message per datagram, from
 The socket is close-on-exec, so end-of-file without an error means the program was exec'd.
 """
 import _signal as signal   # the C module under `signal`: same calls, without its enums (≈ 4 ms)
-import os
+import posix as os  # os's C module: the same calls, without os's import (mrunc.paths)
 
+from .. import paths
 from ..errors import MruncError
 from ..state import alive_as
 from . import foreground
@@ -232,7 +233,7 @@ def run(c, process, *, detach=False, pid_file=None, console_socket=None, preserv
             mine.close()
         if pid_file:
             from ..state import write_atomic
-            write_atomic(os.path.abspath(pid_file), str(pid), 0o644)
+            write_atomic(paths.abspath(pid_file), str(pid), 0o644)
     except BaseException:
         foreground.restore_signals(restore)
         kill_reap(pid)
@@ -486,7 +487,7 @@ def _fork_into_cgroup(job):
 def _inits_v2_cgroup(job):
     with open(f"/proc/{job.init_pid}/cgroup") as f:
         path = f.readline().rstrip("\n").split(":", 2)[2]  # "0::/path" on v2
-    return os.path.join(job.v2_mount, path.lstrip("/"))
+    return paths.join(job.v2_mount, path.lstrip("/"))
 
 
 # ---------------------------------------------------------------- the process
@@ -579,7 +580,7 @@ def _join_v1(job):
     first writer waits for (5-15 ms): 0.1 ms instead."""
     from ..cgroups import fs
     for d in job.v1_dirs:
-        fs.write(os.path.join(d, "tasks"), "0")
+        fs.write(paths.join(d, "tasks"), "0")
 
 
 def _join_v2(job):
@@ -587,11 +588,11 @@ def _join_v2(job):
     import errno
     from ..cgroups import fs
     try:
-        fs.write(os.path.join(job.v2_dir, "cgroup.procs"), "0")
+        fs.write(paths.join(job.v2_dir, "cgroup.procs"), "0")
     except MruncError as e:
         if getattr(e.__cause__, "errno", None) != errno.EBUSY:
             raise
-        fs.write(os.path.join(_inits_v2_cgroup(job), "cgroup.procs"), "0")
+        fs.write(paths.join(_inits_v2_cgroup(job), "cgroup.procs"), "0")
 
 
 def _console(sock, proc, pty=None):

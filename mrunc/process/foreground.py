@@ -11,7 +11,7 @@ The exit status is the process's: its exit code, or 128+N if signal N killed it.
 """
 import _signal as signal   # the C module under `signal`: same calls, without its enums (≈ 4 ms)
 import gc
-import os
+import posix as os  # os's C module: the same calls, without os's import (mrunc.paths)
 
 from ..signals import NAMED
 

@@ -50,7 +50,7 @@ Neither process may outlive a `create` that is killed before it has handed the c
     socket.
 """
 import _signal as signal   # the C module under `signal`: same calls, without its enums (≈ 4 ms)
-import os
+import posix as os  # os's C module: the same calls, without os's import (mrunc.paths)
 import time
 
 from .. import fastjson, linux

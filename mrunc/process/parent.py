@@ -9,10 +9,10 @@ Every call the parent makes goes through one Syscalls object, `events.sys`; when
 phase, the parent's calls since the previous report — made while init was in that phase — are
 merged with init's into the phase's record (mrunc.record).
 """
-import os
+import posix as os  # os's C module: the same calls, without os's import (mrunc.paths)
 import time
 
-from .. import OCI_VERSION, fastjson
+from .. import OCI_VERSION, fastjson, paths
 from ..errors import InitError, MruncError
 from ..signals import SIGKILL, SIGSYS, name as signal_name
 from ..state import (Container, now_rfc3339, own_start_time, pids_hidden, proc_start_time,
@@ -30,7 +30,7 @@ class Events:
     def __init__(self, trace=None, step_fd=None):
         from ..linux import Syscalls
         self.trace = trace            # a file (stderr) or None
-        self.step = os.fdopen(step_fd, "r+b", buffering=0) if step_fd is not None else None
+        self.step = open(step_fd, "r+b", buffering=0) if step_fd is not None else None
         self.sys = Syscalls()
         # Nobody reads the record (an engine's create): keep no log, as init keeps none — each
         # call is made and fails as before, without a Call built, timed and named for nothing.
@@ -102,7 +102,7 @@ def create(root, cid, bundle, *, pid_file=None, console_socket=None, no_pivot=Fa
     t0 = time.perf_counter()
     validate_id(cid)
     _check_pids_visible()
-    bundle = os.path.abspath(bundle)
+    bundle = paths.abspath(bundle)
     config = spec.load(bundle, sys=events.sys)  # the read and every check, in the record
     _check_id_maps(config, events.sys)
     if netns_path:
@@ -121,7 +121,7 @@ def create(root, cid, bundle, *, pid_file=None, console_socket=None, no_pivot=Fa
         _create(c, config, bundle, state, events, cg, no_pivot=no_pivot,
                 preserve_fds=preserve_fds, console_socket=console_socket, on_console=on_console)
         if pid_file:
-            write_atomic(os.path.abspath(pid_file), str(c.pid), 0o644)
+            write_atomic(paths.abspath(pid_file), str(c.pid), 0o644)
     except BaseException as e:
         events.error(e, state.get("init_pid"))
         _undo(c, state)
@@ -160,7 +160,7 @@ def _creating_record(c, config, bundle, cg):
     root = config["root"]["path"]
     return {
         "id": c.id, "pid": 0, "start_time": None, "bundle": bundle,
-        "rootfs": root if os.path.isabs(root) else os.path.join(bundle, root),
+        "rootfs": root if root.startswith("/") else paths.join(bundle, root),
         "created": now_rfc3339(), "config": config,
         # relative cgroup paths depend on the caller's cgroup: keep the resolved ones (runc does
         # too), and where they are, so the later commands need not find them (cgroups.recorded)
@@ -176,7 +176,7 @@ def _warn_once(msg):
     once: remembered by a mark file in the user's own runtime directory (never a shared /tmp
     name another user could create first to silence it)."""
     mark = warned_mark()
-    if mark is None or os.path.exists(mark):
+    if mark is None or paths.exists(mark):
         return
     os.write(2, f"mrunc: warning: {msg} (said once)\n".encode())
     try:
@@ -192,7 +192,7 @@ def warned_mark():
         base = userdirs.runtime_base() or "/run"
     except userdirs.UnsafeDir:
         return None
-    return os.path.join(base, f".mrunc-warned-{os.geteuid()}")
+    return paths.join(base, f".mrunc-warned-{os.geteuid()}")
 
 
 def _needs_cgroup_bind(config):
@@ -542,7 +542,7 @@ def _cgroup_dirs(cg, sys):
         # at /sys/fs/cgroup/unified only tracks processes
         if key and cg.dir(key):
             by_mountpoint.setdefault(mountpoint, cg.dir(key))
-    return sorted([os.path.basename(mp), d] for mp, d in by_mountpoint.items())
+    return sorted([paths.basename(mp), d] for mp, d in by_mountpoint.items())
 
 
 def _record(c, config, bundle, state, staged=None):
@@ -636,7 +636,7 @@ def _v1_hierarchies(cg):
     for key, (mountpoint, _root) in getattr(cg, "mounts", {}).items():
         if key:  # "" is the unified (v2) tree of a hybrid host, not a v1 hierarchy
             by_mountpoint.setdefault(mountpoint, []).append(key)
-    return [(os.path.basename(mp), ",".join(keys)) for mp, keys in sorted(by_mountpoint.items())]
+    return [(paths.basename(mp), ",".join(keys)) for mp, keys in sorted(by_mountpoint.items())]
 
 
 def _death(pid, timeout=1.0):

@@ -33,7 +33,7 @@ create wait for its exit.
 """
 import _thread
 import errno
-import os
+import posix as os  # os's C module: the same calls, without os's import (mrunc.paths)
 
 from ..errors import MruncError
 from ..linux import CLONE_FS, CLONE_NEWNS, Syscalls

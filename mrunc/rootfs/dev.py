@@ -1,8 +1,9 @@
 """/dev: the device nodes every program expects, the ones config.json asks for, and the links."""
 import errno
-import os
-import stat
+import posix as os  # os's C module: the same calls, without os's import (mrunc.paths)
+import _stat as stat  # the C module under `stat`, as posix is under os
 
+from .. import paths
 from ..linux import MS_BIND
 from .inroot import check_under, clean, fdpath, lstat_at, open_component, open_in_root, open_root
 
@@ -147,7 +148,7 @@ def _bind_host_node(sys, dir_fd, name, path):
 
 def _make_links(dev_fd):
     links = DEV_LINKS
-    if os.path.exists("/proc/kcore"):  # the host's /proc, as runc checks it
+    if paths.exists("/proc/kcore"):  # the host's /proc, as runc checks it
         links += (("core", "/proc/kcore"),)
     for name, target in links:
         try:
@@ -179,7 +180,7 @@ def bind_console(sys, pty_slave_fd, root="/"):
     """
     if not os.isatty(pty_slave_fd):
         raise OSError(errno.ENOTTY, f"fd {pty_slave_fd} is not a terminal", "/dev/console")
-    fd = os.open(os.path.join(root, "dev/console"), os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    fd = os.open(paths.join(root, "dev/console"), os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         mode = os.fstat(fd).st_mode
         if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode)):

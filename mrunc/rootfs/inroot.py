@@ -2,7 +2,7 @@
 
 Before pivot_root the runtime still lives in the host's tree, and the rootfs is just a directory
 of it, full of files the image author (or a process of another container sharing a volume)
-controls. `os.path.join(rootfs, "/etc/resolv.conf")` then mount(2) on it is how runtimes got
+controls. `paths.join(rootfs, "/etc/resolv.conf")` then mount(2) on it is how runtimes got
 CVEs: if `etc` is a symlink to `/`, the kernel follows it from the *host's* root and the mount
 lands on the host (S5); creating a missing mount point through a symlink makes files on the host
 (S6, S7).
@@ -24,10 +24,10 @@ that fd checks that it is still under the rootfs (a directory moved out of the r
 feet).
 """
 import errno
-import os
-import stat
+import posix as os  # os's C module: the same calls, without os's import (mrunc.paths)
+import _stat as stat  # the C module under `stat`, as posix is under os
 
-from .. import linux
+from .. import linux, paths
 
 _O_PATH = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 _MAX_LINKS = 40  # the kernel's limit (MAXSYMLINKS)

@@ -1,8 +1,9 @@
 """Phase "mount": a private view of the mounts, the rootfs bound on itself, then mounts[] in order."""
 import errno
-import os
-import stat
+import posix as os  # os's C module: the same calls, without os's import (mrunc.paths)
+import _stat as stat  # the C module under `stat`, as posix is under os
 
+from .. import paths
 from ..linux import (MOUNT_ATTR__ATIME, MOUNT_ATTR_NOATIME, MOUNT_ATTR_NODEV, MOUNT_ATTR_NODIRATIME,
                      MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NOSYMFOLLOW, MOUNT_ATTR_RDONLY,
                      MOUNT_ATTR_STRICTATIME, MS_BIND, MS_NOATIME, MS_NODEV, MS_NODIRATIME, MS_NOEXEC,
@@ -52,8 +53,8 @@ def prepare_root(sys, config, bundle):
 def rootfs_path(config, bundle):
     """root.path made absolute (relative to the bundle) with every symlink resolved — in the mount
     namespace we are in, which may be a joined one."""
-    rootfs = os.path.realpath(os.path.join(bundle, config["root"]["path"]))
-    if not os.path.isdir(rootfs):
+    rootfs = paths.realpath(paths.join(bundle, config["root"]["path"]))
+    if not paths.isdir(rootfs):
         raise NotADirectoryError(errno.ENOTDIR, f"root.path {rootfs}: not a directory", rootfs)
     return rootfs
 
@@ -225,7 +226,7 @@ def _mount_entry(sys, m, rootfs, root_fd, bundle, open_source):
     bind = bool(flags & MS_BIND)
     remount = bind and flags & ~(MS_BIND | MS_REC)  # ro, nosuid…: not part of a bind itself
     # relative to the bundle; an absolute one stays
-    src = open_source(os.path.join(bundle, m["source"]), bool(flags & MS_REC)) if bind else None
+    src = open_source(paths.join(bundle, m["source"]), bool(flags & MS_REC)) if bind else None
     try:
         _refuse_unsafe(root_fd, dest, m.get("type"), src)
         fd = open_in_root(root_fd, rootfs, dest, create="file" if src and not src.is_dir() else "dir")
@@ -354,9 +355,9 @@ def mount_cgroup_entries(sys, config, cgroup_version, v1_hierarchies=(), root="/
             continue
         flags, _, propagation, data = parse_mount_options(m.get("options"))
         flags |= 0 if own_ns else MS_RDONLY
-        dest = os.path.join(root, clean(m["destination"]).lstrip("/")).rstrip("/") or "/"
+        dest = paths.join(root, clean(m["destination"]).lstrip("/")).rstrip("/") or "/"
         try:
-            os.makedirs(dest, 0o755, exist_ok=True)  # after pivot_root: a symlink stays inside
+            paths.makedirs(dest, 0o755, exist_ok=True)  # after pivot_root: a symlink stays inside
             if cgroup_version == "v2":
                 sys.mount("cgroup2", dest, "cgroup2", flags, data or None)
             else:
@@ -373,10 +374,10 @@ def _mount_cgroup_v1(sys, dest, flags, hierarchies):
     for name, options in hierarchies:
         if "/" in name or name in ("", ".", ".."):
             raise ValueError(f"cgroup hierarchy name {name!r}")
-        os.makedirs(os.path.join(dest, name), 0o755, exist_ok=True)
-        sys.mount("cgroup", os.path.join(dest, name), "cgroup", flags & ~(MS_BIND | MS_REC), options)
+        paths.makedirs(paths.join(dest, name), 0o755, exist_ok=True)
+        sys.mount("cgroup", paths.join(dest, name), "cgroup", flags & ~(MS_BIND | MS_REC), options)
         for alias in name.split(","):  # cpu -> cpu,cpuacct: tools look for /sys/fs/cgroup/cpu
-            if alias != name and "=" not in alias and not os.path.lexists(os.path.join(dest, alias)):
-                os.symlink(name, os.path.join(dest, alias))
+            if alias != name and "=" not in alias and not paths.lexists(paths.join(dest, alias)):
+                os.symlink(name, paths.join(dest, alias))
     # The tmpfs itself stays writable, as runc leaves it: it is the container's own, and what
     # matters — each hierarchy — was mounted read-only above when the entry says ro.

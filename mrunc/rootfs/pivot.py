@@ -1,8 +1,9 @@
 """Phase "pivot_root": the rootfs becomes "/", then what must be done from inside it."""
 import errno
-import os
-import stat
+import posix as os  # os's C module: the same calls, without os's import (mrunc.paths)
+import _stat as stat  # the C module under `stat`, as posix is under os
 
+from .. import paths
 from ..linux import MNT_DETACH, MS_BIND, MS_MOVE, MS_RDONLY, MS_REC, MS_REMOUNT, MS_SLAVE
 from ..spec.mountopts import PROPAGATION_FLAGS
 from .inroot import fdpath
@@ -46,7 +47,7 @@ def pivot(sys, rootfs, no_pivot=False):
 
 
 def _at(root, path):
-    return os.path.join(root, path.lstrip("/")) if root != "/" else path
+    return paths.join(root, path.lstrip("/")) if root != "/" else path
 
 
 def _exists(path):

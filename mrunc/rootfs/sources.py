@@ -34,8 +34,8 @@ The fds are close-on-exec and closed as soon as the mount is made: an fd of a ho
 container's process would be a way out of its root.
 """
 import errno
-import os
-import stat
+import posix as os  # os's C module: the same calls, without os's import (mrunc.paths)
+import _stat as stat  # the C module under `stat`, as posix is under os
 
 from .. import linux
 from ..linux import MS_BIND, MS_REC

@@ -38,7 +38,7 @@ The order (runc's standard_init_linux.go and finalizeNamespace do the same, for 
 Without no_new_privs, installing a seccomp filter needs CAP_SYS_ADMIN, which 2-4 may take away:
 then the filter is loaded between 1 and 2, while init still has every capability (runc's order).
 """
-import os
+import posix as os  # os's C module: the same calls, without os's import (mrunc.paths)
 
 from mrunc.linux import PR_SET_NO_NEW_PRIVS
 

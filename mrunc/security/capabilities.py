@@ -4,7 +4,7 @@ The name table is `mrunc.spec.consts.CAPABILITIES` (one table for the checks, `f
 phase). Masks are what the kernel speaks: bit N is capability N, as in /proc/<pid>/status
 (`CapEff: 00000000a80425fb`) and capget/capset.
 """
-import os
+import posix as os  # os's C module: the same calls, without os's import (mrunc.paths)
 
 from mrunc.errors import SpecError
 from mrunc.linux import (PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, PR_CAP_AMBIENT_RAISE,

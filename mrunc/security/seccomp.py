@@ -42,9 +42,9 @@ of the program, as runc's): libc reads ENOSYS as "use the older call" (clone3 ->
 lists syscalls newer than many kernels, and a profile must not fail on an older machine. The
 trace (`--trace`, the stepper) counts them on the seccomp call of the security phase.
 """
-import os
+import posix as os  # os's C module: the same calls, without os's import (mrunc.paths)
 
-from mrunc import OCI_VERSION, fastjson   # not `json`: its import costs as much as the interpreter
+from mrunc import OCI_VERSION, fastjson, paths   # not `json`: its import costs as much as the interpreter
 from mrunc.linux import seccomp as lsc
 
 # Validation (mrunc.spec.checks.check_seccomp) guarantees the shape; this module assumes it.
@@ -305,7 +305,7 @@ def exec_key(cfg):
 def exec_program(cfg, state_dir, write):
     """linux.seccomp `cfg` as a Program: from the cache in `state_dir`, else built now and handed
     to `write(path, data)` (an atomic write; OSError ignored: then the next exec builds again)."""
-    path = os.path.join(state_dir, EXEC_CACHE)
+    path = paths.join(state_dir, EXEC_CACHE)
     digest = exec_key(cfg)
     prog = Program.read(path, digest)
     if prog is not None:
@@ -323,7 +323,7 @@ def keep_for_exec(state_dir, digest, prog):
     """Create keeps the container's program (`digest`: exec_key of its profile) for exec."""
     from ..state import write_atomic
     try:
-        write_atomic(os.path.join(state_dir, EXEC_CACHE), prog.dump(digest))
+        write_atomic(paths.join(state_dir, EXEC_CACHE), prog.dump(digest))
     except OSError:
         pass    # then the first exec builds it
 

@@ -28,8 +28,9 @@ is used only if it is a regular file we own that group and others may not write,
 length is in its header): anything else is ignored and built again. Written as a temp file renamed
 into place; at most KEEP entries, the least recently used go first.
 """
-import os
+import posix as os  # os's C module: the same calls, without os's import (mrunc.paths)
 
+from .. import paths, userdirs
 from ..errors import MruncError
 from ..state import SECCOMP_CACHE as DIR   # an id state.validate_id refuses: never a container's
 from .seccomp import Program
@@ -38,7 +39,7 @@ KEEP = 8           # entries kept per user: a few engines' profiles, each ~10–
 
 
 def cache_dir(root):
-    return os.path.join(root, DIR)
+    return paths.join(root, DIR)
 
 
 def key(cfg):
@@ -51,7 +52,7 @@ def key(cfg):
         "seccomp": {k: v for k, v in cfg.items() if k not in ("listenerPath", "listenerMetadata")},
         "machine": u.machine, "kernel": u.release,
         "generator": [_file_id(m.__file__) for m in (sc, lsc)],
-        "loader": [_file_id("/etc/ld.so.cache"), os.environ.get("LD_LIBRARY_PATH")],
+        "loader": [_file_id("/etc/ld.so.cache"), userdirs.getenv("LD_LIBRARY_PATH")],
     }
     digest = _sha256.sha256(repr(_canonical(material)).encode()).hexdigest()   # (see exec_key)
     return digest[:32], digest
@@ -78,9 +79,8 @@ def lookup(root, cfg, sys):
     """The program kept for profile `cfg` under state root `root`, or None: not kept, or not to be
     trusted (then it is built again, and `store` replaces it). The read is in `sys`'s record;
     the key is the program's meta["config"]."""
-    from .. import userdirs
     name, digest = key(cfg)
-    path = os.path.join(cache_dir(root), name)
+    path = paths.join(cache_dir(root), name)
     with sys.around("read", path) as call:
         try:
             userdirs.check_private(cache_dir(root), "seccomp cache")
@@ -136,12 +136,11 @@ def store(root, digest, prog, library, sys):
     """Keep `prog`, built by `library` (linux.seccomp.library_identity) from the profile whose
     key is `digest`, for the next create. Best effort: a cache that cannot be written only
     means building next time."""
-    from .. import userdirs
     from ..state import write_atomic
     if not library:
         return
     d = cache_dir(root)
-    path = os.path.join(d, digest[:32])
+    path = paths.join(d, digest[:32])
     try:
         with sys.around("rename", path, "seccomp program kept for the next create"):
             userdirs.ensure_private(d, what="seccomp cache")

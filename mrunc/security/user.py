@@ -1,6 +1,6 @@
 """`process.user`: who the container's program runs as — groups, gid, uid — and its umask."""
 import errno
-import os
+import posix as os  # os's C module: the same calls, without os's import (mrunc.paths)
 
 from mrunc.linux import PR_SET_KEEPCAPS
 

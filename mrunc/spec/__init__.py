@@ -22,10 +22,10 @@ The checks are in `checks.CHECKS`, one small function each; `features()` tells e
 facts ahead of time, and `default_config()` is what `mrunc spec` writes.
 """
 
-import os
+import posix as os  # os's C module: the same calls, without os's import (mrunc.paths)
 import sys
 
-from mrunc import fastjson
+from mrunc import fastjson, paths
 from mrunc.errors import SpecError
 
 from .checks import (CHECKS, UNSUPPORTED, _show, check_strings, check_unsupported, process_fields,
@@ -63,10 +63,10 @@ def print_warning(message):
 def load(bundle, *, warn=print_warning, sys=None):
     """Read, parse and validate <bundle>/config.json; return the parsed dict, unchanged.
     `sys`: the Syscalls that records the read and each check (the trace's "spec" phase)."""
-    if not os.path.isdir(bundle):
+    if not paths.isdir(bundle):
         raise SpecError(f"bundle {bundle}: no such directory")
     sys = sys or _syscalls()
-    path = os.path.join(bundle, "config.json")
+    path = paths.join(bundle, "config.json")
     try:
         with sys.around("read", path), open(path, "rb") as f:
             raw = f.read()

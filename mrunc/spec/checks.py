@@ -14,9 +14,9 @@ Three rules shape every check:
   (a cgroup file, a device number) is for the phase that applies it.
 """
 
-import os
+import posix as os  # os's C module: the same calls, without os's import (mrunc.paths)
 
-from mrunc import fastjson
+from mrunc import fastjson, paths
 from mrunc.errors import SpecError
 
 from .consts import (CAPABILITIES, CAPABILITY_SETS, NAMESPACE_TYPES, OCI_VERSION_MAX,
@@ -298,7 +298,7 @@ def check_unsupported(config, bundle, warn):
 
 def selinux_enabled():
     """SELinux is on when its filesystem is mounted (what libselinux's is_selinux_enabled asks)."""
-    return os.path.exists("/sys/fs/selinux/enforce")
+    return paths.exists("/sys/fs/selinux/enforce")
 
 
 def check_mount_label(config, bundle, warn):
@@ -322,8 +322,8 @@ def check_root(config, bundle, warn):
     root = _obj(root, "root")
     path = _str(_required(root, "path", "root"), "root.path")
     _fields(root, "root", {"readonly": bool})
-    full = os.path.join(os.path.abspath(bundle), path)  # join() keeps `path` if it is absolute
-    if not path or not os.path.isdir(full):
+    full = paths.join(paths.abspath(bundle), path)  # join() keeps `path` if it is absolute
+    if not path or not paths.isdir(full):
         _fail("root.path", f"{fastjson.dumps(full)} does not exist or is not a directory")
 
 
@@ -345,7 +345,7 @@ def process_fields(process, path, warn):
     if not args[0]:
         _fail(f"{path}.args[0]", "must not be empty")
     cwd = _abspath(_required(process, "cwd", path), f"{path}.cwd")
-    if (os.path.normpath(cwd).rstrip("/") + "/").startswith("/proc/"):
+    if (paths.normpath(cwd).rstrip("/") + "/").startswith("/proc/"):
         # /proc/self/fd/N, /proc/1/cwd…: magic links to wherever a process's fds and cwd are —
         # on the host, for the runtime's own (CVE-2024-21626). No real program needs to start there.
         _fail(f"{path}.cwd", f"{_show(cwd)} is inside /proc: refused")
@@ -470,7 +470,7 @@ def check_mounts(config, bundle, warn):
             # We refuse it: it is almost always a typo, and "/" makes the intent plain.
             _fail(f"{at}.destination",
                   f"must be an absolute path, got {_show(destination)} (relative destinations are deprecated)")
-        if os.path.normpath(destination) in ("/", "//"):
+        if paths.normpath(destination) in ("/", "//"):
             # on top of the root filesystem itself: everything mounted, made or checked in the
             # rootfs afterwards would land in that filesystem instead (runc refuses it too)
             _fail(f"{at}.destination", f"{_show(destination)} would cover the container's root "

@@ -3,7 +3,7 @@ mrunc.spec.checks.check_seccomp only for a config that has a filter. Its rules a
 those of the other checks (mrunc.spec.checks says how they are written); a plain `mrunc run`
 without seccomp does not read its code (≈ 6 KiB of .pyc, on every create and run).
 """
-import os
+import sys
 
 from .checks import (U16, U64, _arr, _fail, _fields, _int, _item, _linux, _obj, _required, _show,
                      _str, _strings)
@@ -52,7 +52,7 @@ def check_seccomp(config, bundle, warn):
     listener = seccomp.get("listenerPath")
     if listener is not None:
         _str(listener, f"{path}.listenerPath")
-        if len(os.fsencode(listener)) > 107:  # sun_path holds 108 bytes with the NUL
+        if len(listener.encode(sys.getfilesystemencoding(), "surrogateescape")) > 107:  # sun_path holds 108 bytes with the NUL
             _fail(f"{path}.listenerPath", "longer than a unix socket path may be (107 bytes)")
     if seccomp.get("listenerMetadata") is not None:
         _str(seccomp["listenerMetadata"], f"{path}.listenerMetadata")

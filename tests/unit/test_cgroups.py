@@ -6,6 +6,7 @@ write goes through mrunc.cgroups.fs.write, which the `writes` fixture records.
 """
 
 import os
+import posix
 import signal
 
 import pytest
@@ -432,7 +433,8 @@ def test_v1_cpuset_keeps_cpus_already_set(tmp_path, writes):
 
 @pytest.fixture
 def old_kernel(monkeypatch):
-    monkeypatch.setattr(os, "uname", lambda: os.uname_result(("Linux", "h", "5.10.0-28-amd64", "", "x86_64")))
+    # mrunc.cgroups.v1 calls posix (os's C module) directly, as the other modules of create do
+    monkeypatch.setattr(posix, "uname", lambda: os.uname_result(("Linux", "h", "5.10.0-28-amd64", "", "x86_64")))
 
 
 @pytest.mark.parametrize("release,works", [("5.10.0-28-amd64", True), ("5.15.1", True),
@@ -444,7 +446,7 @@ def test_kmem_limit_works(release, works):
 
 
 def test_v1_kernel_memory_on_a_kernel_that_ignores_it(v1, writes, monkeypatch):
-    monkeypatch.setattr(os, "uname", lambda: os.uname_result(("Linux", "h", "6.1.0", "", "x86_64")))
+    monkeypatch.setattr(posix, "uname", lambda: os.uname_result(("Linux", "h", "6.1.0", "", "x86_64")))
     with pytest.raises(CgroupError, match=rf"^{R}\.memory\.kernel: not supported by this kernel"):
         mk(v1).set({"memory": {"limit": 100, "kernel": 100}})
     assert writes == []
@@ -1095,7 +1097,8 @@ def test_none_layout_gives_the_disabled_manager(tmp_path):
 
 def test_rootless_without_delegation_is_disabled(tmp_path, monkeypatch):
     root = make_v2(tmp_path / "cg")
-    monkeypatch.setattr(os, "access", lambda p, mode: False)
+    for mod in (os, posix):     # the factory calls posix, the delegation check os
+        monkeypatch.setattr(mod, "access", lambda p, mode: False)
     m = mk(root, "/mrunc/c1", rootless=True)
     assert m.layout == "disabled" and m.path == "/mrunc/c1"
     assert m.reason.startswith(f"running rootless and {root}/mrunc/c1 is not delegated to uid")
@@ -1106,7 +1109,8 @@ def test_rootless_without_delegation_is_disabled(tmp_path, monkeypatch):
 
 def test_rootless_with_a_delegated_subtree_uses_it(tmp_path, monkeypatch):
     root = make_v2(tmp_path / "cg", leaf="/user/c1")
-    monkeypatch.setattr(os, "access", lambda p, mode: p.startswith(f"{root}/user"))
+    for mod in (os, posix):     # the factory calls posix, the delegation check os
+        monkeypatch.setattr(mod, "access", lambda p, mode: p.startswith(f"{root}/user"))
     assert mk(root, "/user/c1", rootless=True).layout == "v2"
     assert mk(root, "/user/new/c1", rootless=True).layout == "v2"
     assert mk(root, "/other/c1", rootless=True).layout == "disabled"

@@ -120,6 +120,11 @@ def checked(x):
 
 def fails():
     raise RuntimeError("line 18")
+
+
+def chained(x):
+    return (x
+            .missing())     # line 23: the line of the attribute, not of the expression's start
 '''
 
 PROBE_SCRIPT = """
@@ -140,14 +145,21 @@ try:
     probe.fails()
 except RuntimeError:
     print("line:", traceback.extract_tb(sys.exc_info()[2])[-1].lineno)
+try:
+    probe.chained(1)
+except AttributeError:
+    print("line:", traceback.extract_tb(sys.exc_info()[2])[-1].lineno)
+codes = [probe.checked.__code__, probe.fails.__code__, probe.chained.__code__]
+print("lines:", [list(c.co_lines()) for c in codes])
+print("columns:", any(p[2] is not None for c in codes for p in c.co_positions()))
 codecache.save()
 """
 
 
 def test_the_code_kept_has_no_docstrings_and_the_same_asserts_and_lines(pkg):
-    """What the file holds is compiled without docstrings (less memory for every command that
-    reads it); the rest — asserts, line numbers in tracebacks — is the code the usual import
-    runs."""
+    """What the file holds is compiled without docstrings, and without the columns of each
+    instruction (less memory for every command that reads it); the rest — asserts, the line of
+    every instruction, so a traceback's line numbers — is the code the usual import runs."""
     (pkg / "mrunc" / "probe.py").write_text(PROBE)
 
     def run():
@@ -164,4 +176,6 @@ def test_the_code_kept_has_no_docstrings_and_the_same_asserts_and_lines(pkg):
     kept = run()
     assert kept[0] == "_Loader"
     assert kept[1] == "None None None None None 5"
-    assert kept[2:] == usual[2:] == ["assert: asserts are kept", "line: 18"]
+    assert kept[2:5] == usual[2:5] == ["assert: asserts are kept", "line: 18", "line: 23"]
+    assert kept[5] == usual[5] and kept[5].startswith("lines: [[(0, ")    # every line the same
+    assert (usual[6], kept[6]) == ("columns: True", "columns: False")

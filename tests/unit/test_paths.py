@@ -1,5 +1,6 @@
-"""mrunc.paths and the other stand-ins the short verbs use instead of os (which costs them ≈ 1 ms
-to import): each gives what os gives, on the paths and directories below."""
+"""mrunc.paths and the other stand-ins mrunc's commands use instead of os (which costs the short
+verbs ≈ 1 ms to import, create and run ≈ 0.25 MiB of their peak memory): each gives what os
+gives, on the paths and directories below."""
 import os
 import posixpath
 
@@ -22,6 +23,69 @@ def test_dirname_basename_as_os_path(path):
 def test_join_as_os_path(first):
     for rest in (["c1"], ["/abs"], ["c1", "state.json"], ["", "x"], ["a/", "b"], []):
         assert paths.join(first, *rest) == posixpath.join(first, *rest), (first, rest)
+
+
+MORE_NAMES = NAMES + ["///", "///a/../b", "/..", "../a", "a/../..", "a/../../b", "//..", "./.",
+                      "a/b/../../..", "//a//b/", "a/.."]
+
+
+@pytest.mark.parametrize("path", MORE_NAMES)
+def test_normpath_abspath_as_os_path(path, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert paths.normpath(path) == posixpath.normpath(path)
+    assert paths.abspath(path) == posixpath.abspath(path)
+
+
+def test_realpath_as_os_path(tmp_path, monkeypatch):
+    """Each symlink on the way replaced by its target (relative or absolute, to a file, a
+    directory, nothing, itself); a ".." after a symlink climbs from where it points."""
+    (tmp_path / "r" / "s" / "t").mkdir(parents=True)
+    (tmp_path / "f").write_text("")
+    for link, target in (("l1", "r/s"), ("l2", str(tmp_path / "l1" / "t")), ("r/s/t/up", "../.."),
+                         ("loop1", "loop2"), ("loop2", "loop1"), ("dang", "missing/x"),
+                         ("self", "."), ("abs", "/")):
+        os.symlink(target, tmp_path / link)
+    monkeypatch.chdir(tmp_path)
+    for p in ("l1", "l2", "l2/up", "l2/up/l1/..", "l1/../r", "dang", "dang/y", "loop1", "loop1/z",
+              "f", "f/g", "r/s/t/up/../l2", ".", "/", "//", f"{tmp_path}//l2/", "nothing/..",
+              "l2/./up/./r", "self/self/l1", "abs/tmp/..", "r/s/t/up/up", "../" + tmp_path.name):
+        assert paths.realpath(p) == os.path.realpath(p), p
+
+
+def test_isfile_islink_lexists_as_os_path(tmp_path):
+    (tmp_path / "f").write_text("")
+    (tmp_path / "d").mkdir()
+    os.symlink("f", tmp_path / "to-f")
+    os.symlink("nowhere", tmp_path / "dangling")
+    for name in ("f", "d", "to-f", "dangling", "missing", "f/below"):
+        p = str(tmp_path / name)
+        assert paths.isfile(p) == os.path.isfile(p), name
+        assert paths.islink(p) == os.path.islink(p), name
+        assert paths.lexists(p) == os.path.lexists(p), name
+    assert not (paths.isfile("a\0b") or paths.islink("a\0b") or paths.lexists("a\0b"))
+
+
+def test_makedirs_as_os_makedirs(tmp_path):
+    """The missing parents with mode 0o777 (less the umask), the last one with the mode asked;
+    an existing one is an error unless exist_ok, and so is a file in the way even then."""
+    old = os.umask(0o022)
+    try:
+        paths.makedirs(str(tmp_path / "a" / "b" / "c") + "/", 0o700)
+        paths.makedirs(str(tmp_path / "rel" / "x" / "."))
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / "a" / "b" / "c").st_mode & 0o777 == 0o700
+    assert os.stat(tmp_path / "a" / "b").st_mode & 0o777 == 0o755
+    assert (tmp_path / "rel" / "x").is_dir()
+    paths.makedirs(str(tmp_path / "a" / "b" / "c"), exist_ok=True)
+    with pytest.raises(FileExistsError):
+        paths.makedirs(str(tmp_path / "a" / "b" / "c"))
+    (tmp_path / "f").write_text("")
+    for exist_ok in (False, True):
+        with pytest.raises(OSError):
+            paths.makedirs(str(tmp_path / "f"), exist_ok=exist_ok)
+        with pytest.raises(NotADirectoryError):
+            paths.makedirs(str(tmp_path / "f" / "x"), exist_ok=exist_ok)
 
 
 def test_a_pathlib_path_as_os_path_takes_it(tmp_path):

@@ -11,6 +11,7 @@ call of both processes in the phase it ran in, in the order it ran, said by whom
 import _socket as socket_flags
 import io
 import os
+import posix
 import struct
 import threading
 import time
@@ -391,8 +392,9 @@ def test_rootless_clone_phase_shows_the_id_maps_between_the_clone_childs_calls(t
     cfg = config(["user", "pid", "mount", "cgroup"],
                  uidMappings=[{"containerID": 0, "hostID": 1000, "size": 1}],
                  gidMappings=[{"containerID": 0, "hostID": 1000, "size": 1}])
-    monkeypatch.setattr(os, "geteuid", lambda: 1000)     # unprivileged: setgroups "deny" first
-    monkeypatch.setattr(os, "getegid", lambda: 1000)     # own ids only: no newuidmap (subids)
+    for mod in (os, posix):     # the runtime's modules call posix (os's C module), subids os
+        monkeypatch.setattr(mod, "geteuid", lambda: 1000)  # unprivileged: setgroups "deny" first
+        monkeypatch.setattr(mod, "getegid", lambda: 1000)  # own ids only: no newuidmap (subids)
     phases, _records, _trace = create(tmp_path, cfg, "hybrid")
     pid = os.getpid()   # the fake clone child's pid, as the runtime was told
     assert phases["clone"] == [

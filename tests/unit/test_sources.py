@@ -3,6 +3,7 @@ fallback, the runtime helper's refusal to answer from its own mount namespace, a
 runtime opens sources at all. The real thing, in a user namespace: integration/test_userns_binds."""
 import errno
 import os
+import posix
 import time
 
 import pytest
@@ -189,6 +190,6 @@ def test_a_helper_never_started_closes_its_socket():
     (1000, ["user"], [{"options": ["bind"]}], False),  # rootless: reaches no more than init
 ])
 def test_when_the_runtime_opens_sources(monkeypatch, euid, namespaces, mounts, expect):
-    monkeypatch.setattr(os, "geteuid", lambda: euid)
+    monkeypatch.setattr(posix, "geteuid", lambda: euid)    # what process.parent calls (os's C module)
     config = {"mounts": mounts, "linux": {"namespaces": [{"type": t} for t in namespaces]}}
     assert parent._runtime_opens_sources(config) is expect

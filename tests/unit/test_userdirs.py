@@ -99,7 +99,7 @@ def test_a_user_s_default_root_is_read_from_the_environment_without_os(tmp_path)
         os.chown(xdg, OTHER, OTHER)
         out = _in_isolated_python(
             "from mrunc import userdirs\n"
-            "print(userdirs.default_root()); print(userdirs._environ('ODD'))\n"
+            "print(userdirs.default_root()); print(userdirs.getenv('ODD'))\n"
             "print('os' in sys.modules)",
             {"XDG_RUNTIME_DIR": xdg, "ODD": b"caf\xe9"}, user=OTHER)
         assert out == [f"{xdg}/mrunc", os.fsdecode(b"caf\xe9"), "False"]
@@ -111,6 +111,6 @@ def test_a_user_s_default_root_is_read_from_the_environment_without_os(tmp_path)
 def test_the_environment_as_the_program_changed_it_is_what_counts(monkeypatch):
     """A program that has os (a notebook) may have changed its environment: that is the one read."""
     monkeypatch.setenv("XDG_RUNTIME_DIR", "/changed/by/the/program")
-    assert userdirs._environ("XDG_RUNTIME_DIR") == "/changed/by/the/program"
+    assert userdirs.getenv("XDG_RUNTIME_DIR") == "/changed/by/the/program"
     monkeypatch.delenv("XDG_RUNTIME_DIR")
-    assert userdirs._environ("XDG_RUNTIME_DIR") is None
+    assert userdirs.getenv("XDG_RUNTIME_DIR") is None
