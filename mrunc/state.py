@@ -35,12 +35,24 @@ leaves a stale lock; a waiter that then finds the directory gone (deleted meanwh
 """
 import _thread
 import posix as os  # os's C module: the same calls, without os's ≈ 1 ms import (mrunc.paths)
+import sys
 import time
 from _stat import S_IFIFO   # the C module under `stat`, as posix is under os
 
-from . import OCI_VERSION, paths, plainjson
-# state.json is read by every command (mrunc.plainjson: no shared library to load for it) and
-# written by create and update alone, with mrunc.fastjson, which they have loaded anyway.
+from . import OCI_VERSION, paths
+# state.json is read by every command and written by create and update alone, with
+# mrunc.fastjson, which they have loaded anyway.
+
+
+def _json_reader():
+    """What reads state.json: mrunc.fastjson where a command has loaded it for its own work
+    (exec: the init protocol; its _json is there already, and reading with it costs no memory
+    more), else mrunc.plainjson — the short verbs, which load no shared library for it."""
+    reader = sys.modules.get("mrunc.fastjson")
+    if reader is None:
+        from . import plainjson as reader
+    return reader
+
 
 STATE_FILE = "state.json"
 FIFO = "exec.fifo"
@@ -221,7 +233,7 @@ class Container:
 
     def _read(self):
         try:
-            self.data = plainjson.loads(read_file(paths.join(self.dir, STATE_FILE)))
+            self.data = _json_reader().loads(read_file(paths.join(self.dir, STATE_FILE)))
         except (OSError, ValueError) as e:
             from .errors import StateError
             self.unlock()
