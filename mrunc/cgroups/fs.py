@@ -48,11 +48,12 @@ def read(path, default=None):
     """The file's text without the trailing newline; `default` if it does not exist."""
     if path is None:
         return default
+    from mrunc.state import read_file  # loaded already by every command that reads one
     try:
-        # Bytes, decoded here: the kernel writes ASCII, and a command's first text-mode file
-        # costs ≈ 45 µs more (its decoder is set up) — `state` reads just this one.
-        with open(path, "rb") as f:
-            return f.read().decode().rstrip("\n")
+        # Bytes through a plain fd (open, read, close: a file object adds an fstat, an ioctl,
+        # two lseeks), decoded here: the kernel writes ASCII, and a command's first text-mode
+        # file costs ≈ 45 µs more (its decoder is set up) — `state` reads just this one.
+        return read_file(path).decode().rstrip("\n")
     except (FileNotFoundError, NotADirectoryError):
         return default
     except OSError as e:
@@ -90,22 +91,35 @@ def at(d, name):
 
 
 def mkdir(path, created, sys=None):
-    """mkdir -p; append every directory actually created (parents first) to `created`."""
-    if paths.isdir(path):
-        return
-    parent = paths.dirname(path)
-    if parent != path:
-        mkdir(parent, created, sys)
+    """mkdir -p; append every directory actually created (parents first) to `created`.
+    Made first, looked at never: the usual cgroup is new in a parent that exists, and then
+    one mkdir is all (a stat of it and of its parent first were two calls more per
+    hierarchy); EEXIST says it was there, ENOENT that a parent is missing — made, then again."""
     try:
-        if sys is not None:
-            sys.mkdir(path, 0o755)
-        else:
-            os.mkdir(path, 0o755)
-        created.append(path)
+        _mkdir(path, sys)
     except FileExistsError:
-        pass
+        return
+    except FileNotFoundError as e:
+        parent = paths.dirname(path)
+        if parent == path:
+            raise CgroupError(f"creating cgroup {path}: {_reason(e)}") from e
+        mkdir(parent, created, sys)
+        try:
+            _mkdir(path, sys)
+        except FileExistsError:
+            return      # made meanwhile by someone else: theirs, not ours to remove
+        except OSError as e2:
+            raise CgroupError(f"creating cgroup {path}: {_reason(e2)}") from e2
     except OSError as e:
         raise CgroupError(f"creating cgroup {path}: {_reason(e)}") from e
+    created.append(path)
+
+
+def _mkdir(path, sys):
+    if sys is not None:
+        sys.mkdir(path, 0o755)
+    else:
+        os.mkdir(path, 0o755)
 
 
 def rmdir(path):
@@ -142,6 +156,18 @@ def remove(dirs, created=()):
             rmdir(d)
         except CgroupError:
             pass
+
+
+def remove_if_empty(dirs, created=()):
+    """remove(), when the first directory goes at once — then nothing was left in it, neither a
+    process nor a cgroup below, and a container's processes are in every hierarchy: `delete`
+    of a stopped container knows that without listing the directory and reading its
+    cgroup.procs. False, nothing removed, when it does not go: the caller looks for
+    processes first (mrunc.state.Container.remove_cgroup)."""
+    if not dirs or not _rmdir_at_once(dirs[0]):
+        return False
+    remove(dirs[1:], [d for d in created if d != dirs[0]])
+    return True
 
 
 def _rmdir_at_once(path):
