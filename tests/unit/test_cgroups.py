@@ -774,6 +774,44 @@ def test_remove_kills_then_removes_leaf_first_and_created_parents(tmp_path, writ
     assert not m.exists()
 
 
+def test_mkdir_makes_first_and_lists_only_what_it_made(tmp_path):
+    """mkdir -p that makes before it looks: the missing parents and the cgroup are made, parents
+    first, and only they are listed as made; an existing directory is left as it is, unlisted."""
+    (tmp_path / "a").mkdir()
+    made, calls = [], []
+
+    class Sys:  # create's Syscalls: each mkdir it is asked for, as the record would show it
+        def mkdir(self, path, mode):
+            calls.append(os.path.relpath(path, tmp_path))
+            os.mkdir(path, mode)
+
+    fs.mkdir(str(tmp_path / "a/b/c"), made, Sys())
+    assert made == [str(tmp_path / "a/b"), str(tmp_path / "a/b/c")]
+    assert (tmp_path / "a/b/c").is_dir()
+    assert calls == ["a/b/c", "a/b", "a/b/c"]   # ENOENT: a/b first, then again; a: untouched
+    fs.mkdir(str(tmp_path / "a/b/c"), made)                  # there: nothing made, nothing listed
+    assert len(made) == 2
+    (tmp_path / "f").write_text("")
+    with pytest.raises(CgroupError, match="creating cgroup .*/f/x"):
+        fs.mkdir(str(tmp_path / "f/x"), made)
+
+
+def test_remove_if_empty_removes_only_when_the_first_directory_goes(tmp_path):
+    """delete of a stopped container: the first directory removed at once says nothing was in it,
+    and the others and the parents create made follow; one that does not go (a process, a cgroup
+    below — here a file, which a fake tree's rmdir refuses alike) removes nothing."""
+    top = tmp_path / "mrunc"
+    dirs = [str(top / h) for h in ("freezer", "pids")]
+    for d in dirs:
+        os.makedirs(d)
+    (top / "freezer" / "cgroup.procs").write_text("77")
+    assert fs.remove_if_empty(dirs, [str(top)] + dirs) is False
+    assert all(os.path.isdir(d) for d in dirs)
+    os.unlink(top / "freezer" / "cgroup.procs")
+    assert fs.remove_if_empty(dirs, [str(top)] + dirs) is True
+    assert not top.exists()
+
+
 # ---- v2 ---------------------------------------------------------------------------------------
 
 @pytest.fixture
