@@ -345,6 +345,25 @@ def test_the_warm_up_lends_create_the_hierarchies_it_read_while_it_runs(monkeypa
     assert warm.found() is None
 
 
+def test_a_second_warm_up_start_reads_no_mountinfo_again(monkeypatch):
+    """create's command line starts the warm-up, then the runtime core asks again after its
+    fork: when the first found no thread needed, the second takes what it read (its time kept,
+    not renewed: found() still lends it for a second after the read, no longer)."""
+    from mrunc.cgroups import layout
+    reads = []
+    monkeypatch.setattr(layout, "hierarchies", lambda *a: reads.append(1) or ("v1", {}))
+    monkeypatch.setattr(warm, "_needed", lambda _layout: False)  # a root runtime on v1
+    monkeypatch.setattr(warm, "_flag", {"stopped": True})
+    warm.start(50)
+    at = warm._flag["at"]
+    warm.start(50)
+    assert reads == [1] and warm.found() == ("v1", {}) and warm._flag["at"] == at
+    monkeypatch.setitem(warm._flag, "at", at - warm.LIMIT)     # a second later
+    assert warm.found() is None
+    warm.start(50)
+    assert reads == [1, 1]
+
+
 def test_dotdot_cannot_climb_out(tmp_path):
     root = make_v2(tmp_path / "cg")
     m = mk(root, "/../../../etc", proc_cgroup=own(tmp_path, "0::/a/b\n"))
