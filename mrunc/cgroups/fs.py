@@ -92,24 +92,17 @@ def at(d, name):
 
 def mkdir(path, created, sys=None):
     """mkdir -p; append every directory actually created (parents first) to `created`.
-    Made first, looked at never: the usual cgroup is new in a parent that exists, and then
-    one mkdir is all (a stat of it and of its parent first were two calls more per
-    hierarchy); EEXIST says it was there, ENOENT that a parent is missing — made, then again."""
+    The parent looked at, the directory made: the usual cgroup is new in a parent that exists,
+    and then a stat and one mkdir are all (a stat of the directory first was one call more per
+    hierarchy); EEXIST says it was there. A missing parent is made first, so the record shows
+    the mkdirs that make something, parents first, as before."""
+    parent = paths.dirname(path)
+    if parent != path and not paths.isdir(parent):
+        mkdir(parent, created, sys)
     try:
         _mkdir(path, sys)
     except FileExistsError:
-        return
-    except FileNotFoundError as e:
-        parent = paths.dirname(path)
-        if parent == path:
-            raise CgroupError(f"creating cgroup {path}: {_reason(e)}") from e
-        mkdir(parent, created, sys)
-        try:
-            _mkdir(path, sys)
-        except FileExistsError:
-            return      # made meanwhile by someone else: theirs, not ours to remove
-        except OSError as e2:
-            raise CgroupError(f"creating cgroup {path}: {_reason(e2)}") from e2
+        return      # there already (an engine made it, or someone meanwhile): not ours to remove
     except OSError as e:
         raise CgroupError(f"creating cgroup {path}: {_reason(e)}") from e
     created.append(path)

@@ -793,9 +793,10 @@ def test_remove_kills_then_removes_leaf_first_and_created_parents(tmp_path, writ
     assert not m.exists()
 
 
-def test_mkdir_makes_first_and_lists_only_what_it_made(tmp_path):
-    """mkdir -p that makes before it looks: the missing parents and the cgroup are made, parents
-    first, and only they are listed as made; an existing directory is left as it is, unlisted."""
+def test_mkdir_makes_missing_parents_first_and_lists_only_what_it_made(tmp_path):
+    """mkdir -p: the missing parents and the cgroup are made, parents first — the mkdirs the
+    record shows — and only they are listed as made; an existing directory is asked for once
+    (EEXIST), left as it is, unlisted; a parent that is a file fails, naming the path."""
     (tmp_path / "a").mkdir()
     made, calls = [], []
 
@@ -807,9 +808,9 @@ def test_mkdir_makes_first_and_lists_only_what_it_made(tmp_path):
     fs.mkdir(str(tmp_path / "a/b/c"), made, Sys())
     assert made == [str(tmp_path / "a/b"), str(tmp_path / "a/b/c")]
     assert (tmp_path / "a/b/c").is_dir()
-    assert calls == ["a/b/c", "a/b", "a/b/c"]   # ENOENT: a/b first, then again; a: untouched
-    fs.mkdir(str(tmp_path / "a/b/c"), made)                  # there: nothing made, nothing listed
-    assert len(made) == 2
+    assert calls == ["a/b", "a/b/c"]
+    fs.mkdir(str(tmp_path / "a/b/c"), made, Sys())        # there: asked, nothing listed
+    assert calls[2:] == ["a/b/c"] and len(made) == 2
     (tmp_path / "f").write_text("")
     with pytest.raises(CgroupError, match="creating cgroup .*/f/x"):
         fs.mkdir(str(tmp_path / "f/x"), made)
