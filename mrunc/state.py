@@ -401,12 +401,14 @@ class Container:
         cg = self.data.get("cgroup")
         if cg is None:
             return
-        from .cgroups import recorded
-        if recorded.usable(cg) and not recorded.holds_processes(cg):
-            from .cgroups import fs
-            fs.remove(cg["dirs"], cg.get("created") or [])
-        else:
+        from .cgroups import fs, recorded
+        if not recorded.usable(cg):
             self.cgroup().remove()
+        elif not fs.remove_if_empty(cg["dirs"], cg.get("created") or []):
+            if recorded.holds_processes(cg):
+                self.cgroup().remove()
+            else:
+                fs.remove(cg["dirs"], cg.get("created") or [])
 
     def status(self, paused=True):
         """The status, derived (see the module's doc). paused=False: a paused container is

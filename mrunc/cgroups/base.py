@@ -80,14 +80,16 @@ class Manager:
         `kill --all`, `pause` and `delete` act on every process of the container's cgroup: a
         cgroupsPath naming a cgroup in use (another container's, a service's) would hand them
         processes that are not the container's. An existing, empty one is fine (engines make the
-        directory first). Called by create before init exists; every hierarchy is looked at."""
-        for d in self.dirs():
-            pids = fs.procs(d) if paths.isdir(d) else []
+        directory first). Called by create before init exists; every hierarchy is looked at,
+        once (a stat each: the usual answer is that none exists yet)."""
+        existing = [d for d in self.dirs() if paths.isdir(d)]
+        for d in existing:
+            pids = fs.procs(d)
             if pids:
                 raise CgroupError(f"linux.cgroupsPath: the cgroup {d} already holds {len(pids)} "
                                   f"process(es) (pid {', '.join(map(str, pids[:3]))}): a container "
                                   f"needs a cgroup of its own")
-        if self.exists() and self.can_freeze() and self.freezer_state() == "frozen":
+        if existing and self.can_freeze() and self.freezer_state() == "frozen":
             raise CgroupError(f"linux.cgroupsPath: the cgroup {self.path} is frozen")
 
     # -- lifecycle ----------------------------------------------------------------------------

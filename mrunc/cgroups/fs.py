@@ -56,22 +56,28 @@ def at(d, name):
 
 
 def mkdir(path, created, sys=None):
-    """mkdir -p; append every directory actually created (parents first) to `created`."""
-    if paths.isdir(path):
-        return
+    """mkdir -p; append every directory actually created (parents first) to `created`.
+    The parent looked at, the directory made: the usual cgroup is new in a parent that exists,
+    and then a stat and one mkdir are all (a stat of the directory first was one call more per
+    hierarchy); EEXIST says it was there. A missing parent is made first, so the record shows
+    the mkdirs that make something, parents first, as before."""
     parent = paths.dirname(path)
-    if parent != path:
+    if parent != path and not paths.isdir(parent):
         mkdir(parent, created, sys)
     try:
-        if sys is not None:
-            sys.mkdir(path, 0o755)
-        else:
-            os.mkdir(path, 0o755)
-        created.append(path)
+        _mkdir(path, sys)
     except FileExistsError:
-        pass
+        return      # there already (an engine made it, or someone meanwhile): not ours to remove
     except OSError as e:
         raise CgroupError(f"creating cgroup {path}: {_reason(e)}") from e
+    created.append(path)
+
+
+def _mkdir(path, sys):
+    if sys is not None:
+        sys.mkdir(path, 0o755)
+    else:
+        os.mkdir(path, 0o755)
 
 
 def rmdir(path):
@@ -108,6 +114,18 @@ def remove(dirs, created=()):
             rmdir(d)
         except CgroupError:
             pass
+
+
+def remove_if_empty(dirs, created=()):
+    """remove(), when the first directory goes at once — then nothing was left in it, neither a
+    process nor a cgroup below, and a container's processes are in every hierarchy: `delete`
+    of a stopped container knows that without listing the directory and reading its
+    cgroup.procs. False, nothing removed, when it does not go: the caller looks for
+    processes first (mrunc.state.Container.remove_cgroup)."""
+    if not dirs or not _rmdir_at_once(dirs[0]):
+        return False
+    remove(dirs[1:], [d for d in created if d != dirs[0]])
+    return True
 
 
 def _rmdir_at_once(path):

@@ -52,12 +52,17 @@ def start(min_fd=3, needed=None):
     global _flag
     if not _flag["stopped"]:
         return
-    from .layout import hierarchies
-    found = hierarchies()
+    # what the command line's start read a moment ago, if it did: the runtime core asks again
+    # after its fork (for a caller that did not), where reading and parsing mountinfo once
+    # more cost ≈ 0.2 ms of CPU — its pages copied too, as init shares them then
+    found, at = _recent(), _flag.get("at")    # (the time of that read: kept, not renewed)
+    if found is None:
+        from .layout import hierarchies
+        found, at = hierarchies(), time.monotonic()
     fd = open_own_procs(min_fd, found=found) if (needed or needed is None and
                                                  _needed(found[0])) else None
     if fd is None:
-        _flag = {"stopped": True, "found": found, "at": time.monotonic()}  # for found()
+        _flag = {"stopped": True, "found": found, "at": at}  # for found()
         return
     _flag = {"stopped": False, "found": found}
     import _thread      # not threading (≈ 1.5 ms to import): a bare thread is all this needs
@@ -85,7 +90,14 @@ def found():
     this create, a second ago at most: its cgroup manager takes them rather than read and parse
     mountinfo again (≈ 0.15 ms of CPU). Also when start() found no thread needed (for a second
     at most). None otherwise."""
-    if _flag["stopped"] and time.monotonic() - _flag.get("at", -LIMIT) >= LIMIT:
+    if _flag["stopped"]:
+        return _recent()
+    return _flag.get("found")
+
+
+def _recent():
+    """What a start() that found no thread needed read, a second ago at most; else None."""
+    if time.monotonic() - _flag.get("at", -LIMIT) >= LIMIT:
         return None
     return _flag.get("found")
 

@@ -470,9 +470,7 @@ class _RuntimeSources:
                          pid=c["pid"], ret=c.get("ret"), err=c.get("errno"))
         if "errno" in answer:
             raise OSError(answer["errno"], answer["message"], path)
-        fd = answer["_fds"][0]
-        os.set_inheritable(fd, False)  # SCM_RIGHTS gives it without close-on-exec
-        return BindSource(fd, answer["how"], path)
+        return BindSource(answer["_fds"][0], answer["how"], path)  # close-on-exec (protocol.recv)
 
     def close(self):
         os.close(self.ns)

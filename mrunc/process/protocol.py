@@ -108,8 +108,11 @@ def _size(sock):
 
 
 def _recv_with_fds(sock, size, max_fds=4):
-    """One message and the fds that came with it (SCM_RIGHTS)."""
-    data, ancillary, _, _ = sock.recvmsg(size, _socket.CMSG_SPACE(max_fds * _FD_SIZE))
+    """One message and the fds that came with it (SCM_RIGHTS), close-on-exec from the moment
+    they are ours (MSG_CMSG_CLOEXEC): no window in which an exec could take them along, and no
+    fcntl for each afterwards."""
+    data, ancillary, _, _ = sock.recvmsg(size, _socket.CMSG_SPACE(max_fds * _FD_SIZE),
+                                         _socket.MSG_CMSG_CLOEXEC)
     fds = []
     for level, kind, ints in ancillary:
         if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:

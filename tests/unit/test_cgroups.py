@@ -346,6 +346,25 @@ def test_the_warm_up_lends_create_the_hierarchies_it_read_while_it_runs(monkeypa
     assert warm.found() is None
 
 
+def test_a_second_warm_up_start_reads_no_mountinfo_again(monkeypatch):
+    """create's command line starts the warm-up, then the runtime core asks again after its
+    fork: when the first found no thread needed, the second takes what it read (its time kept,
+    not renewed: found() still lends it for a second after the read, no longer)."""
+    from mrunc.cgroups import layout
+    reads = []
+    monkeypatch.setattr(layout, "hierarchies", lambda *a: reads.append(1) or ("v1", {}))
+    monkeypatch.setattr(warm, "_needed", lambda _layout: False)  # a root runtime on v1
+    monkeypatch.setattr(warm, "_flag", {"stopped": True})
+    warm.start(50)
+    at = warm._flag["at"]
+    warm.start(50)
+    assert reads == [1] and warm.found() == ("v1", {}) and warm._flag["at"] == at
+    monkeypatch.setitem(warm._flag, "at", at - warm.LIMIT)     # a second later
+    assert warm.found() is None
+    warm.start(50)
+    assert reads == [1, 1]
+
+
 def test_dotdot_cannot_climb_out(tmp_path):
     root = make_v2(tmp_path / "cg")
     m = mk(root, "/../../../etc", proc_cgroup=own(tmp_path, "0::/a/b\n"))
@@ -774,6 +793,45 @@ def test_remove_kills_then_removes_leaf_first_and_created_parents(tmp_path, writ
     assert removed == ["freezer/mrunc/c1/nested", "freezer/mrunc/c1", "pids/mrunc/c1",
                        "pids/mrunc", "freezer/mrunc"]
     assert not m.exists()
+
+
+def test_mkdir_makes_missing_parents_first_and_lists_only_what_it_made(tmp_path):
+    """mkdir -p: the missing parents and the cgroup are made, parents first — the mkdirs the
+    record shows — and only they are listed as made; an existing directory is asked for once
+    (EEXIST), left as it is, unlisted; a parent that is a file fails, naming the path."""
+    (tmp_path / "a").mkdir()
+    made, calls = [], []
+
+    class Sys:  # create's Syscalls: each mkdir it is asked for, as the record would show it
+        def mkdir(self, path, mode):
+            calls.append(os.path.relpath(path, tmp_path))
+            os.mkdir(path, mode)
+
+    fs.mkdir(str(tmp_path / "a/b/c"), made, Sys())
+    assert made == [str(tmp_path / "a/b"), str(tmp_path / "a/b/c")]
+    assert (tmp_path / "a/b/c").is_dir()
+    assert calls == ["a/b", "a/b/c"]
+    fs.mkdir(str(tmp_path / "a/b/c"), made, Sys())        # there: asked, nothing listed
+    assert calls[2:] == ["a/b/c"] and len(made) == 2
+    (tmp_path / "f").write_text("")
+    with pytest.raises(CgroupError, match="creating cgroup .*/f/x"):
+        fs.mkdir(str(tmp_path / "f/x"), made)
+
+
+def test_remove_if_empty_removes_only_when_the_first_directory_goes(tmp_path):
+    """delete of a stopped container: the first directory removed at once says nothing was in it,
+    and the others and the parents create made follow; one that does not go (a process, a cgroup
+    below — here a file, which a fake tree's rmdir refuses alike) removes nothing."""
+    top = tmp_path / "mrunc"
+    dirs = [str(top / h) for h in ("freezer", "pids")]
+    for d in dirs:
+        os.makedirs(d)
+    (top / "freezer" / "cgroup.procs").write_text("77")
+    assert fs.remove_if_empty(dirs, [str(top)] + dirs) is False
+    assert all(os.path.isdir(d) for d in dirs)
+    os.unlink(top / "freezer" / "cgroup.procs")
+    assert fs.remove_if_empty(dirs, [str(top)] + dirs) is True
+    assert not top.exists()
 
 
 # ---- v2 ---------------------------------------------------------------------------------------
