@@ -289,7 +289,8 @@ def _create_kw(a, log):
 def _check_preserved(n):
     """--preserve-fds N hands fds 3..N+2 to the container. Each must have come from our caller:
     one that was not passed in would later be one of *our* fds (exec.fifo's write end…), handed
-    to the container by mistake (runc#5474). Nothing of ours is open yet at this point."""
+    to the container by mistake (runc#5474). Nothing of ours is open below 3 + N at this point
+    (what codecache and cgroups.warm keep open is above)."""
     for fd in range(3, 3 + n):
         try:
             os.fstat(fd)
@@ -545,7 +546,7 @@ def _main(argv):
                              "(use the default cgroupfs driver)", "MruncError")
         if a.verb in CACHED_VERBS and _run_as_program():
             from . import codecache     # what these verbs import, from one file (see there)
-            codecache.install(a.verb)
+            codecache.install(a.verb, 3 + max(0, getattr(a, "preserve_fds", 0)))
         if a.verb in ("create", "run"):  # first: its grace period overlaps what follows
             from .cgroups import warm
             warm.start(3 + max(0, a.preserve_fds))

@@ -41,6 +41,7 @@ _KEY = ("mrunc-hot-4", sys.modules["_frozen_importlib_external"].MAGIC_NUMBER)
 
 _index = {}         # module name -> (source path, is a package, mtime_ns, size, offset, length)
 _file = None        # (st_dev, st_ino, st_mtime_ns) of the file the index was read from
+_fd = -1            # that file, kept open: a module's code is one pread away (_read_at)
 _changed = False    # a module was missing or out of date: save() writes the file again
 _before = ()        # the modules imported before install(): none of them is read from the file
 _path = None        # the file of the verb being run
@@ -84,24 +85,30 @@ class _Finder:
         return spec
 
 
-def install(verb):
+def install(verb, min_fd=3):
     """Read the index of the verb's file (if it is there and ours) and put the finder first. One
     file per verb, and only the index is read here: a module's code is read when it is imported
     (_code_of), so what the file holds for other configs (a seccomp profile, a user namespace)
-    costs a command that does not import it nothing."""
-    global _before, _path, _pid, _file
+    costs a command that does not import it nothing. The file stays open for the modules' code
+    if its fd is ≥ min_fd: 3 + the fds create, run or exec hands to the container (--preserve-
+    fds) — one below would be one the caller did not pass, and so ours, handed over by mistake
+    (mrunc.cli._check_preserved): then each read opens the file (_read_at)."""
+    global _before, _path, _pid, _file, _fd
     _path = f"{_DIR}/hot-{verb}.{sys.implementation.cache_tag}.bin"
+    fd = -1
     try:
         fd = os.open(_path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            st = os.fstat(fd)
-            if _read_part(fd, st.st_size) == _KEY:
-                _index.update(_read_part(fd, st.st_size))
-                _file = (st.st_dev, st.st_ino, st.st_mtime_ns)
-        finally:
-            os.close(fd)
+        st = os.fstat(fd)
+        if _read_part(fd, st.st_size) == _KEY:
+            _index.update(_read_part(fd, st.st_size))
+            _file = (st.st_dev, st.st_ino, st.st_mtime_ns)
+            if fd >= min_fd:
+                _fd, fd = fd, -1
     except (OSError, ValueError, EOFError, TypeError):
         _index.clear()      # none yet, or not one this interpreter can read: the usual imports
+    finally:
+        if fd >= 0:
+            os.close(fd)
     _before, _pid = frozenset(sys.modules), os.getpid()
     sys.meta_path.insert(0, _Finder)
 
@@ -122,16 +129,37 @@ def _code_of(entry):
 
 
 def _read_at(offset, length):
-    """`length` bytes at `offset` of the file whose index we read; None if it is another now."""
+    """`length` bytes at `offset` of the file whose index we read; None if it is another now.
+
+    Read through the fd install() kept (pread: no file offset, so a fork of ours may share it),
+    not by opening the path for each module (≈ 2.5 µs and two system calls more each, ≈ 40 times
+    in a create). Its number is checked before each read, though, as the path was: it is that
+    file only until something closes it — the clone child and exec's child close every fd they
+    inherit (process.common.close_inherited), after which the number may be another file's.
+    Where it is not that file, the path is opened for this one read, as a fork of ours does
+    after that close: a fork keeps no fd of ours (init would hold a host file into the
+    container's life, until its execve)."""
+    if _is_ours(_fd):
+        return _pread(_fd, offset, length)
     fd = os.open(_path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        st = os.fstat(fd)
-        if (st.st_dev, st.st_ino, st.st_mtime_ns) != _file:
-            return None
-        data = os.pread(fd, length, offset)
-        return data if len(data) == length else None
+    try:    # None if a command renamed a new file over ours since: its offsets differ
+        return _pread(fd, offset, length) if _is_ours(fd) else None
     finally:
         os.close(fd)
+
+
+def _pread(fd, offset, length):
+    data = os.pread(fd, length, offset)
+    return data if len(data) == length else None
+
+
+def _is_ours(fd):
+    """fd is the file whose index we read (not closed since, nor its number taken by another)."""
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino, st.st_mtime_ns) == _file
 
 
 def save():

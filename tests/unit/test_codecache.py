@@ -179,3 +179,49 @@ def test_the_code_kept_has_no_docstrings_and_the_same_asserts_and_lines(pkg):
     assert kept[2:5] == usual[2:5] == ["assert: asserts are kept", "line: 18", "line: 23"]
     assert kept[5] == usual[5] and kept[5].startswith("lines: [[(0, ")    # every line the same
     assert (usual[6], kept[6]) == ("columns: True", "columns: False")
+
+
+FORK_SCRIPT = """
+import os, sys
+sys.path[:0] = [{root!r}]
+from mrunc import codecache
+codecache.install("test", min_fd={min_fd})
+kept = codecache._fd
+print("kept", kept >= {min_fd}, kept >= 0 and not os.get_inheritable(kept), flush=True)
+pid = os.fork()
+if pid == 0:
+    # as the clone child does (close_inherited), then a number taken by a file of its own
+    if kept >= 0:
+        os.close(kept)
+        junk = os.open({junk!r}, os.O_RDONLY)
+        assert junk == kept, (junk, kept)
+    before = sorted(os.listdir("/proc/self/fd"))
+    import mrunc.signals
+    print("child", mrunc.signals.__spec__.loader.__name__, mrunc.signals.number("KILL"),
+          sorted(os.listdir("/proc/self/fd")) == before,
+          kept < 0 or os.read(kept, 5) == b"junk!")
+    sys.stdout.flush()
+    os._exit(0)
+os.waitpid(pid, 0)
+import mrunc.spec.consts
+print("parent", mrunc.spec.consts.__spec__.loader.__name__, codecache._is_ours(kept))
+"""
+
+
+@pytest.mark.parametrize("min_fd", [3, 1000])
+def test_a_fork_never_reads_code_through_a_closed_or_reused_fd(pkg, tmp_path, min_fd):
+    """The file stays open for the command's life (one pread a module), close-on-exec and above
+    the fds the container is handed (min_fd: else not kept at all). A fork that closes it and
+    whose next file takes its number — the clone child closes all it inherits — still reads the
+    module's code from the file, opened for that read: not from the other file, which it leaves
+    open, and it keeps no fd of ours."""
+    command(pkg)                                    # the file now holds signals and consts
+    junk = tmp_path / "junk"
+    junk.write_bytes(b"junk!" * 1000)
+    p = subprocess.run([sys.executable, "-I", "-S", "-c",
+                        FORK_SCRIPT.format(root=str(pkg), junk=str(junk), min_fd=min_fd)],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    kept = min_fd == 3
+    assert p.stdout.splitlines() == [f"kept {kept} {kept}", "child _Loader 9 True True",
+                                     f"parent _Loader {kept}"]
