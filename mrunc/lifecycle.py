@@ -11,7 +11,6 @@ import posix as os  # os's C module: the same calls, without os's ≈ 1 ms impor
 import time
 
 from . import paths
-from .errors import MruncError, StateError
 from .state import Container, fifo_path
 from .userdirs import DEFAULT_ROOT
 
@@ -26,6 +25,7 @@ def start(cid, root=DEFAULT_ROOT, events=None, container=None):
     with _locked(root, cid, container) as c:
         st = c.status()
         if st != "created":
+            from .errors import StateError  # where raised: ≈ 0.1 ms less for start, kill, delete
             raise StateError(f"cannot start a container that is {st} (only a created container can be started)")
         calls = _release_init(c, sys)
     try:
@@ -53,6 +53,7 @@ def _poststart(c, sys):
         if not _poststart_failure_is_fatal(c.config):
             hooks.run(c.config, "poststart", state, warn=stderr_warning, sys=sys)
             return
+        from .errors import MruncError
         try:
             hooks.run(c.config, "poststart", state, sys=sys)
         except MruncError:
@@ -137,6 +138,7 @@ def _release_init(c, sys=None):
             elif data == b"" and got:
                 break
             elif not alive:
+                from .errors import StateError
                 raise StateError(f"container {c.id}: init died before it could be started")
             else:
                 # Asleep until init writes or its end closes, not a polling loop: on a busy
@@ -152,6 +154,7 @@ def _release_init(c, sys=None):
     if got[:1] == b"0" and rest[:1] == b"[":
         report, _, rest = rest.partition(b"\n")
     if got[:1] != b"0" or rest[:1] == b"E":
+        from .errors import MruncError
         raise MruncError((rest if got[:1] == b"0" else got)[1:].decode(errors="replace")
                          or "container init failed")
     if sys is None:
@@ -184,6 +187,7 @@ def kill(cid, sig="SIGTERM", root=DEFAULT_ROOT, all=False):
         st = c.status(paused=False)     # running or paused: signalled alike
         if st not in ("created", "running"):
             # "container not running": the words containerd and CRI-O match to treat it as gone
+            from .errors import StateError
             raise StateError(f"container not running: {cid} is {st}")
         if not (all and _signal_cgroup(c, signum)):
             os.kill(c.pid, signum)
@@ -201,16 +205,19 @@ def delete(cid, root=DEFAULT_ROOT, force=False, warn=None, container=None):
     st_mod.sweep(root)
     try:
         c = _locked(root, cid, container)
-    except StateError:
-        if force:
+    except Exception as e:
+        from .errors import StateError  # (loaded by whoever raised it)
+        if force and isinstance(e, StateError):
             st_mod.remove_leftover(root, cid)
         raise
     with c:
         st = c.status()
         if st == "creating":  # its create is alive but let go of the lock: let it finish
+            from .errors import StateError
             raise StateError(f"cannot delete container {cid}: it is being created (by pid "
                              f"{c.creator['pid']})")
         if st in ("running", "paused") and not force:
+            from .errors import StateError
             raise StateError(f"cannot delete container {cid} that is not stopped: {st}")
         if st != "stopped":
             if st == "paused":
@@ -218,6 +225,7 @@ def delete(cid, root=DEFAULT_ROOT, force=False, warn=None, container=None):
                 freezer.thaw(c.freezer())
             _kill_everything(c)
             if not st_mod.wait_gone(c.pid):
+                from .errors import StateError
                 raise StateError(f"container {cid}: init (pid {c.pid}) did not die after SIGKILL")
         c.remove_cgroup()  # SIGKILLs whatever is left in it first
         poststop = c.creator is None and (c.config.get("hooks") or {}).get("poststop")
@@ -237,6 +245,7 @@ def stderr_warning(msg):
 def cgroup_of(c, verb):
     mgr = c.cgroup()
     if mgr is None:
+        from .errors import StateError
         raise StateError(f"cannot {verb} container {c.id}: it has no cgroup")
     return mgr
 
@@ -249,6 +258,7 @@ def pause(cid, root=DEFAULT_ROOT):
     with Container.load(root, cid, lock=True) as c:
         st = c.status()
         if st != "running":
+            from .errors import StateError
             raise StateError(f"cannot pause container {cid}: container not running (status {st})")
         freezer_file = c.freezer()
         if freezer_file is None or not paths.exists(freezer_file):
@@ -265,5 +275,6 @@ def resume(cid, root=DEFAULT_ROOT):
         st = c.status()
         freezer_file = c.freezer() if st not in ("stopped", "creating") else None
         if freezer_file is None or not freezer.frozen(freezer_file):
+            from .errors import StateError
             raise StateError(f"cannot resume container {cid}: container not paused (status {st})")
         freezer.thaw(freezer_file)

@@ -462,7 +462,6 @@ def lock_dir(path, timeout=LOCK_TIMEOUT):
     """flock(LOCK_EX) the directory `path`; return the fd that holds it, or None if `path` is
     gone — also when it went while we waited (a delete that held the lock removed it)."""
     import fcntl
-    from .errors import StateError
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except (FileNotFoundError, NotADirectoryError):
@@ -476,6 +475,7 @@ def lock_dir(path, timeout=LOCK_TIMEOUT):
             deadline = deadline or time.monotonic() + timeout
             if time.monotonic() > deadline:
                 os.close(fd)
+                from .errors import StateError  # only now: start, kill, delete raise none
                 raise StateError(f"container {paths.basename(path)} is busy: another mrunc "
                                  f"command has held its lock for {timeout:g} s") from None
             time.sleep(delay)

@@ -22,7 +22,6 @@ import posix as os  # os's C module: the same calls, without os's ≈ 1 ms impor
 import time
 
 from mrunc import paths
-from mrunc.errors import CgroupError
 
 # Reading is mrunc.cgroups.files' (`state` reads the freezer's file, and needs none of the rest):
 # fs.read and the others, where every caller has them.
@@ -43,6 +42,7 @@ def write(path, value, field=None, sys=None):
                 os.close(fd)
     except OSError as e:
         msg = f"writing {data} to {path}: {_reason(e)}"
+        from mrunc.errors import CgroupError  # where raised: delete of a stopped container, ≈ 0.1 ms
         raise CgroupError(f"{field}: {msg}" if field else msg) from e
 
 
@@ -69,6 +69,7 @@ def mkdir(path, created, sys=None):
     except FileExistsError:
         return      # there already (an engine made it, or someone meanwhile): not ours to remove
     except OSError as e:
+        from mrunc.errors import CgroupError
         raise CgroupError(f"creating cgroup {path}: {_reason(e)}") from e
     created.append(path)
 
@@ -91,6 +92,7 @@ def rmdir(path):
         except OSError as e:
             import errno
             if e.errno != errno.EBUSY or not delay:
+                from mrunc.errors import CgroupError
                 raise CgroupError(f"removing cgroup {path}: {_reason(e)}") from e
             time.sleep(delay)
 
@@ -112,8 +114,10 @@ def remove(dirs, created=()):
     for d in reversed([d for d in created if d not in gone]):
         try:
             rmdir(d)
-        except CgroupError:
-            pass
+        except Exception as e:
+            from mrunc.errors import CgroupError    # (loaded by rmdir, which raised it)
+            if not isinstance(e, CgroupError):
+                raise
 
 
 def remove_if_empty(dirs, created=()):
@@ -146,8 +150,11 @@ def join(dirpath, pid, sys=None):
     for _ in range(5):
         try:
             return write(path, pid, sys=sys)
-        except CgroupError as e:
+        except Exception as e:
             import errno
+            from mrunc.errors import CgroupError    # (loaded by write, which raised it)
+            if not isinstance(e, CgroupError):
+                raise
             # EINVAL can mean the task is still being created (TASK_NEW): retry briefly.
             if getattr(e.__cause__, "errno", None) != errno.EINVAL:
                 raise

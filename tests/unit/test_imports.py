@@ -34,14 +34,14 @@ HEAVY = {"re", "enum", "json", "signal", "socket", "selectors", "subprocess", "c
 # either), start, --version; not hooks without hooks. --version reads and writes no JSON:
 # not fastjson (whose _json is a shared library to load, ≈ 0.3 ms). Signal numbers
 # (mrunc.signals) only for kill: not for start, state, list, pause, resume, nor for delete of a
-# stopped container. `state` changes nothing: not the lifecycle's operations (mrunc.lifecycle);
-# and of a container that is there it raises nothing: not mrunc.errors' classes either.
-# --version: the command line alone (mrunc.errors is imported only when there is an error to raise).
+# stopped container. `state` changes nothing: not the lifecycle's operations (mrunc.lifecycle).
+# No verb here raises an error, so none imports mrunc.errors' classes (imported where an error
+# is raised: ≈ 0.1 ms). --version: the command line alone.
 OWN = {"mrunc", "mrunc.cli"}
 # The verbs after --version read their modules' code from one file (mrunc.codecache, which
 # imports no os); its writing half (mrunc.codesave) only in the command that writes it anew,
 # once after a change to a source.
-OWN_STATE = OWN | {"mrunc.errors", "mrunc.plainjson", "mrunc.userdirs", "mrunc.lifecycle", "mrunc.state",
+OWN_STATE = OWN | {"mrunc.plainjson", "mrunc.userdirs", "mrunc.lifecycle", "mrunc.state",
                    "mrunc.paths", "mrunc.codecache", "mrunc.codesave"}
 # Reading the freezer's file (state, list: is it paused?) takes the cgroup files' reader alone
 # (mrunc.cgroups.files), not all of mrunc.cgroups.fs, which writes (pause, resume) and removes
@@ -50,7 +50,7 @@ READ = {"mrunc.cgroups", "mrunc.cgroups.recorded", "mrunc.cgroups.files"}
 RECORDED = READ | {"mrunc.cgroups.fs"}
 FREEZER = READ | {"mrunc.cgroups.freezer"}
 OWN_MODULES = {"--version": OWN, "start": OWN_STATE, "kill": OWN_STATE | {"mrunc.signals"},
-               "state": OWN_STATE - {"mrunc.lifecycle", "mrunc.errors"} | FREEZER,
+               "state": OWN_STATE - {"mrunc.lifecycle"} | FREEZER,
                "list": OWN_STATE | FREEZER,
                "pause": OWN_STATE | FREEZER | RECORDED, "resume": OWN_STATE | FREEZER | RECORDED,
                "delete": OWN_STATE | RECORDED}
