@@ -90,9 +90,7 @@ def _signal_cgroup(c, signum):
     namespace of its own ends every process in it; otherwise say that the others were not reached.
     """
     from .signals import SIGKILL
-    mgr = c.cgroup()
-    if mgr is not None and mgr.layout != "disabled" and c.pid in mgr.pids():
-        mgr.kill_all(signum)
+    if c.signal_cgroup(signum):
         return True
     own_pidns = any(n.get("type") == "pid" and not n.get("path")
                     for n in (c.config.get("linux") or {}).get("namespaces") or [])

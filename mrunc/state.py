@@ -394,6 +394,22 @@ class Container:
             return cg["freezer"]
         return self.cgroup().freezer_file()     # a state.json from an older mrunc
 
+    def signal_cgroup(self, signum):
+        """Signal every process of the container's cgroup (mrunc.cgroups.freezer.signal_all); False,
+        nothing signalled, without a cgroup or with init no longer in it. By what create
+        recorded, without the managers; from an older mrunc's state.json, through them."""
+        cg = self.data.get("cgroup")
+        if cg is None or cg.get("layout") == "disabled":
+            return False
+        from .cgroups import recorded
+        if recorded.usable(cg):
+            return recorded.signal_all(cg, self.pid, signum)
+        mgr = self.cgroup()
+        if self.pid not in mgr.pids():
+            return False
+        mgr.kill_all(signum)
+        return True
+
     def remove_cgroup(self):
         """rmdir the container's cgroup — SIGKILLing first whatever is still in it (a process
         that outlived init). Empty, as a stopped container's cgroup is, it goes by the

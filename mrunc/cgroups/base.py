@@ -169,27 +169,17 @@ class Manager:
         return False
 
     def kill_all(self, signum):
-        """Signal every process in the cgroup; frozen meanwhile so a forking process cannot escape."""
+        """Signal every process in the cgroup; frozen meanwhile so a forking process cannot escape
+        (mrunc.cgroups.freezer.signal_all, which kill and delete call from create's record)."""
         if not self.exists():
             return
-        was = self.freezer_state() if self.can_freeze() else None
-        frozen = False
-        if was == "thawed":
-            try:
-                self.freeze()
-                frozen = True
-            except CgroupError:
-                pass        # best effort: signal anyway
-        try:
-            for pid in self.pids():
-                try:
-                    _signal(pid, signum)
-                except ProcessLookupError:
-                    pass
-        finally:
-            # A frozen v1 task only dies once thawed; otherwise restore the state we found.
-            if frozen or (was == "frozen" and signum == SIGKILL):
-                self.thaw()
+        from . import freezer
+        freezer.signal_all(self._main_dir(), self.freezer_file() if self.can_freeze() else None,
+                           signum, send=_signal, kill_file=self._kill_file(), sys=self.sys)
+
+    def _kill_file(self):
+        """v2's cgroup.kill (signal_all); None: none in this layout."""
+        return None
 
     def remove(self, timeout=2.0):
         """Kill what is left (SIGKILL), wait until it is dead (asleep, not polling the cgroup:

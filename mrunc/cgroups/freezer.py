@@ -72,3 +72,41 @@ def _wait(check, timeout):
             return False
         time.sleep(delay)
         delay = min(delay * 2, 0.01)
+
+
+def signal_all(procs_dir, path, signum, send=None, kill_file=None, sys=None):
+    """Signal every process of a cgroup (`procs_dir` and below): frozen meanwhile, where it has a
+    freezer (`path`, None: none), so that a process forking at that moment cannot escape; a
+    paused cgroup stays paused, unless the signal is SIGKILL (a frozen v1 task dies only once
+    thawed). `kill_file`: v2's cgroup.kill, which (Linux 5.14+) kills the whole subtree at once.
+    The managers do it (Manager.kill_all), and `kill --all` and `delete --force` from what
+    create recorded, without them (mrunc.cgroups.recorded)."""
+    from mrunc.signals import SIGKILL
+    from . import fs
+    if kill_file is not None and signum == SIGKILL and fs.exists(kill_file):
+        fs.write(kill_file, 1, sys=sys)
+        return
+    was = None if path is None else "frozen" if frozen(path) else "thawed"
+    froze = False
+    if was == "thawed":
+        try:
+            freeze(path, sys=sys)
+            froze = True
+        except Exception as e:
+            from mrunc.errors import CgroupError    # (loaded by freeze, which raised it)
+            if not isinstance(e, CgroupError):
+                raise       # else best effort: signal anyway
+    try:
+        for pid in fs.procs(procs_dir) if procs_dir and paths.isdir(procs_dir) else []:
+            try:
+                (send or _kill)(pid, signum)
+            except ProcessLookupError:
+                pass
+    finally:
+        if froze or (was == "frozen" and signum == SIGKILL):
+            thaw(path, sys=sys)
+
+
+def _kill(pid, signum):
+    import posix
+    posix.kill(pid, signum)

@@ -26,7 +26,6 @@ import posix as os  # os's C module: the same calls, without os's import (mrunc.
 
 from mrunc import paths
 from mrunc.errors import CgroupError
-from mrunc.signals import SIGKILL
 
 from . import FREEZER_V2, fs
 from .base import R, Manager, given, nonzero
@@ -283,12 +282,8 @@ class V2Manager(Manager):
                 self._enable(ctrl, field)
         return out
 
-    def kill_all(self, signum):
-        d = self.dir("")
-        if signum == SIGKILL and fs.exists(paths.join(d, "cgroup.kill")):
-            fs.write(paths.join(d, "cgroup.kill"), 1, sys=self.sys)   # 5.14+: the kernel kills the whole subtree
-            return
-        super().kill_all(signum)
+    def _kill_file(self):
+        return paths.join(self.dir(""), "cgroup.kill")  # 5.14+: the kernel kills the whole subtree
 
     # -- freezer ------------------------------------------------------------------------------
     def freezer_file(self):

@@ -1180,3 +1180,45 @@ def test_requested_lists_what_asks_for_something():
                       "hugepageLimits": [], "unified": {"memory.high": "1"},
                       "rdma": {"m": {"hcaObjects": 1}}}) == [
         f"{R}.memory.limit", f"{R}.devices", f'{R}.unified["memory.high"]', f"{R}.rdma.m.hcaObjects"]
+
+
+def test_the_record_signals_the_cgroup_as_the_manager_does(v1, v2, writes, monkeypatch):
+    """kill --all and delete --force signal the cgroup from what create recorded (no managers):
+    the same writes and signals as kill_all — v1 frozen meanwhile, a paused one thawed for
+    SIGKILL only, v2's SIGKILL through cgroup.kill — and nothing when init is not in it."""
+    from mrunc.cgroups import freezer, recorded
+    sent = []
+    monkeypatch.setattr(base, "_signal", lambda pid, sig: sent.append((pid, sig)))
+    monkeypatch.setattr(freezer, "_kill", lambda pid, sig: sent.append((pid, sig)))
+    put(os.path.join(v1, "freezer/mrunc/c1"), {"cgroup.procs": "10\n11"})
+    put(os.path.join(v2, "mrunc/c1"), {"cgroup.procs": "5\n6", "cgroup.events": "frozen 1"})
+
+    def both(root, layout, pid, signum, paused=False):
+        """(writes, signals) of the manager's kill_all, then of the record's: the same."""
+        out = []
+        for by_record in (False, True):
+            m = mk(root)
+            if paused:
+                m.freeze()
+            del writes[:], sent[:]
+            cg = dict(recorded.record(m), layout=layout)
+            if by_record:
+                done = recorded.signal_all(cg, pid, signum)
+            else:
+                done = pid in m.pids() and (m.kill_all(signum) or True)
+            out.append((done, rel(writes, root), list(sent)))
+            m.thaw()
+        assert out[0] == out[1]
+        return out[1]
+    assert both(v1, "v1", 10, signal.SIGTERM) == (
+        True, [("freezer/mrunc/c1/freezer.state", "FROZEN"), ("freezer/mrunc/c1/freezer.state",
+                                                              "THAWED")],
+        [(10, signal.SIGTERM), (11, signal.SIGTERM)])
+    assert both(v1, "v1", 10, signal.SIGUSR1, paused=True) == (
+        True, [], [(10, signal.SIGUSR1), (11, signal.SIGUSR1)])
+    assert both(v1, "v1", 10, signal.SIGKILL, paused=True) == (
+        True, [("freezer/mrunc/c1/freezer.state", "THAWED")],
+        [(10, signal.SIGKILL), (11, signal.SIGKILL)])
+    assert both(v1, "v1", 12, signal.SIGKILL) == (False, [], [])
+    assert both(v2, "v2", 5, signal.SIGKILL)[1:] == ([("mrunc/c1/cgroup.kill", "1")], [])
+    assert both(v2, "v2", 7, signal.SIGKILL) == (False, [], [])

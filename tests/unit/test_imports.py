@@ -54,6 +54,11 @@ OWN_MODULES = {"--version": OWN, "start": OWN_STATE, "kill": OWN_STATE | {"mrunc
                "list": OWN_STATE | FREEZER,
                "pause": OWN_STATE | FREEZER | RECORDED, "resume": OWN_STATE | FREEZER | RECORDED,
                "delete": OWN_STATE | RECORDED}
+# kill --all and delete --force of a running container signal every process of its cgroup from
+# what create recorded (mrunc.cgroups.recorded, freezer: frozen meanwhile), without the
+# factory and the managers (≈ 1 ms of CPU); delete waits for init (mrunc.gone).
+OWN_MODULES["kill --all"] = OWN_MODULES["kill"] | FREEZER | RECORDED
+OWN_MODULES["delete --force"] = OWN_MODULES["delete"] | FREEZER | {"mrunc.signals", "mrunc.gone"}
 # Light modules of the standard library that these verbs need no more (each costs an import):
 # pwd names a user only in a refusal (and in list's OWNER column); _json, a shared library, is
 # loaded with mrunc.fastjson, which only commands that write state.json (create, update) or read
@@ -153,6 +158,14 @@ def test_hot_verbs_import_nothing_heavy(mr):
     if offenders(found) or unexpected_own("delete", found):
         bad["delete"] = offenders(found) + unexpected_own("delete", found)
     assert not os.path.exists(os.path.join(mr.root, cid)), "delete did not delete"
+    run = mr.new_id()
+    mr.cli("run", "-d", "--bundle", b, run, check=True)
+    for verb in (["kill", "--all", run, "CONT"], ["delete", "--force", run]):
+        found = imports(mr, *verb)
+        key = " ".join(verb[:2])
+        if offenders(found) or unexpected_own(key, found):
+            bad[key] = offenders(found) + unexpected_own(key, found)
+    assert not os.path.exists(os.path.join(mr.root, run)), "delete --force did not delete"
     assert not bad, "heavy or unneeded imports on hot verbs:\n" + "\n".join(
         f"  {verb}: {', '.join(mods)}" for verb, mods in bad.items())
 
