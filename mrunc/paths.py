@@ -10,7 +10,7 @@ tests/unit/test_imports.py fails when `os` comes back on their way.
 
 `create`, `run` and `exec` do without it too (with the modules init runs: the container's
 processes are forks of the runtime): for them `os` was ≈ 0.25 MiB of their peak memory, which
-is the runtime's own (README "Speed") — `_collections_abc`'s classes, os's and posixpath's code.
+is the runtime's own (docs/speed.md) — `_collections_abc`'s classes, os's and posixpath's code.
 """
 import posix
 from posix import fspath

@@ -102,7 +102,7 @@ def proc_stat(pid, dir_fd=None):
         return None, None, None
     # comm may contain spaces and parens: it runs from the first '(' to the last ')'. Read as
     # str: bytes' rindex and split are interpreter code no other step of create runs, and the
-    # kernel maps it 64 KiB at a time (0.1-0.2 MiB of create's peak RSS, README "Speed").
+    # kernel maps it 64 KiB at a time (0.1-0.2 MiB of create's peak RSS, docs/speed.md).
     text = data.decode(errors="replace")
     close = text.rindex(")")
     rest = text[close + 2:].split()

@@ -3,7 +3,7 @@
 What an engine pays in memory for each of these commands is the peak resident set of the whole
 command: the runtime's process and every process it reaps (the clone child, and for `run` the
 container's init up to its execve), as GNU time's %M reports it — wait4's ru_maxrss. Measured
-here (README "Speed"), the peak is always the runtime's own process; of what it holds above a
+here (docs/speed.md), the peak is always the runtime's own process; of what it holds above a
 bare interpreter (`python -I -S -c pass`, ≈ 7.6 MiB), most is the code it imports (≈ 3 KiB per
 KiB of .pyc) and the interpreter's own machine code that this work runs (the kernel maps a file
 64 KiB around each page first touched), a little the verb's own data. So this test compares
