@@ -43,46 +43,41 @@ def basename(path):
     return path[path.rfind("/") + 1:]
 
 
+def _mode(path, stat=posix.stat):
+    """st_mode of what `path` names (stat follows symlinks, lstat does not); None where nothing
+    is, or the path cannot be asked (os.path's predicates say False then, never raise)."""
+    try:
+        return stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+
+
 def exists(path):
     """os.path.exists: stat(2) works (following symlinks)."""
-    try:
-        posix.stat(path)
-    except (OSError, ValueError):
-        return False
-    return True
+    return _mode(path) is not None
 
 
 def isdir(path):
     """os.path.isdir: a directory (following symlinks)."""
-    try:
-        return S_ISDIR(posix.stat(path).st_mode)
-    except (OSError, ValueError):
-        return False
+    mode = _mode(path)
+    return mode is not None and S_ISDIR(mode)
 
 
 def isfile(path):
     """os.path.isfile: a regular file (following symlinks)."""
-    try:
-        return S_ISREG(posix.stat(path).st_mode)
-    except (OSError, ValueError):
-        return False
+    mode = _mode(path)
+    return mode is not None and S_ISREG(mode)
 
 
 def islink(path):
     """os.path.islink: a symlink itself."""
-    try:
-        return S_ISLNK(posix.lstat(path).st_mode)
-    except (OSError, ValueError):
-        return False
+    mode = _mode(path, posix.lstat)
+    return mode is not None and S_ISLNK(mode)
 
 
 def lexists(path):
     """os.path.lexists: something is there, a dangling symlink too."""
-    try:
-        posix.lstat(path)
-    except (OSError, ValueError):
-        return False
-    return True
+    return _mode(path, posix.lstat) is not None
 
 
 def normpath(path):
