@@ -169,21 +169,21 @@ def _plain_dumps(value, nl, step, flat):
     if value.__class__ is int:
         return str(value)
     if value.__class__ is dict:
-        if not value:
-            return "{}"
-        inner = ", " if flat else "," + nl + step
-        return ("{" + ("" if flat else nl + step)
-                + inner.join(_key(k) + ": " + _plain_dumps(v, nl + step, step, flat)
-                             for k, v in value.items())
-                + ("" if flat else nl) + "}")
+        return _enclose("{", [_key(k) + ": " + _plain_dumps(v, nl + step, step, flat)
+                              for k, v in value.items()], "}", nl, step, flat)
     if value.__class__ is list:
-        if not value:
-            return "[]"
-        inner = ", " if flat else "," + nl + step
-        return ("[" + ("" if flat else nl + step)
-                + inner.join(_plain_dumps(v, nl + step, step, flat) for v in value)
-                + ("" if flat else nl) + "]")
+        return _enclose("[", [_plain_dumps(v, nl + step, step, flat) for v in value], "]",
+                        nl, step, flat)
     raise _NotPlain
+
+
+def _enclose(opening, items, closing, nl, step, flat):
+    """A dict's or a list's printed items between its brackets, as json.dumps lays them out."""
+    if not items:
+        return opening + closing
+    if flat:
+        return opening + ", ".join(items) + closing
+    return opening + nl + step + ("," + nl + step).join(items) + nl + closing
 
 
 def _key(key):
