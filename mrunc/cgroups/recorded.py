@@ -18,6 +18,8 @@ only when every one is a clean path below /sys/fs/cgroup. A state.json written b
 mrunc has none of them: then the cgroup is found again as create found it.
 """
 
+import posix
+
 from mrunc import paths   # not os.path: os costs the short verbs ≈ 1 ms (mrunc.paths)
 
 ROOT = "/sys/fs/cgroup"      # where create looks for the hierarchies (mrunc.cgroups.factory)
@@ -70,10 +72,10 @@ def remove_if_empty(cg):
         return False
     left = [d for d in dirs[1:] if not rmdir_at_once(d)]
     gone = set(dirs) - set(left)
-    parents = [d for d in created if d not in gone]
-    if left or parents:
+    rest = [d for d in created if d not in gone]
+    if left or rest:
         from . import fs
-        fs.remove(left, parents)
+        fs.remove(left, rest)
     return True
 
 
@@ -81,7 +83,6 @@ def rmdir_at_once(path):
     """rmdir a cgroup that has no children and no processes left (or is gone); False otherwise
     (mrunc.cgroups.fs.remove then walks it, and its rmdir waits out a kernel still busy with
     the last task)."""
-    import posix
     try:
         posix.rmdir(path)
     except FileNotFoundError:
