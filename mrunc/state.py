@@ -417,13 +417,14 @@ class Container:
         cg = self.data.get("cgroup")
         if cg is None:
             return
-        from .cgroups import fs, recorded
+        from .cgroups import recorded
         if not recorded.usable(cg):
             self.cgroup().remove()
-        elif not fs.remove_if_empty(cg["dirs"], cg.get("created") or []):
+        elif not recorded.remove_if_empty(cg):
             if recorded.holds_processes(cg):
                 self.cgroup().remove()
             else:
+                from .cgroups import fs
                 fs.remove(cg["dirs"], cg.get("created") or [])
 
     def status(self, paused=True):

@@ -26,6 +26,7 @@ from mrunc import paths
 # Reading is mrunc.cgroups.files' (`state` reads the freezer's file, and needs none of the rest):
 # fs.read and the others, where every caller has them.
 from .files import read, read_int, read_keyed, reason as _reason  # noqa: F401
+from .recorded import rmdir_at_once
 
 
 def write(path, value, field=None, sys=None):
@@ -105,7 +106,7 @@ def remove(dirs, created=()):
     walked for children (which lists every file of every directory: ≈ 30 µs each) only if not."""
     gone = set()
     for d in dirs:
-        if _rmdir_at_once(d):
+        if rmdir_at_once(d):
             gone.add(d)
             continue
         for sub in subdirs_leaf_first(d):
@@ -118,30 +119,6 @@ def remove(dirs, created=()):
             from mrunc.errors import CgroupError    # (loaded by rmdir, which raised it)
             if not isinstance(e, CgroupError):
                 raise
-
-
-def remove_if_empty(dirs, created=()):
-    """remove(), when the first directory goes at once — then nothing was left in it, neither a
-    process nor a cgroup below, and a container's processes are in every hierarchy: `delete`
-    of a stopped container knows that without listing the directory and reading its
-    cgroup.procs. False, nothing removed, when it does not go: the caller looks for
-    processes first (mrunc.state.Container.remove_cgroup)."""
-    if not dirs or not _rmdir_at_once(dirs[0]):
-        return False
-    remove(dirs[1:], [d for d in created if d != dirs[0]])
-    return True
-
-
-def _rmdir_at_once(path):
-    """rmdir a cgroup that has no children and no processes left (or is gone); False otherwise
-    (remove() then walks it, and rmdir() waits out a kernel still busy with its last task)."""
-    try:
-        os.rmdir(path)
-    except FileNotFoundError:
-        pass
-    except OSError:
-        return False
-    return True
 
 
 def join(dirpath, pid, sys=None):

@@ -822,15 +822,16 @@ def test_remove_if_empty_removes_only_when_the_first_directory_goes(tmp_path):
     """delete of a stopped container: the first directory removed at once says nothing was in it,
     and the others and the parents create made follow; one that does not go (a process, a cgroup
     below — here a file, which a fake tree's rmdir refuses alike) removes nothing."""
+    from mrunc.cgroups import recorded
     top = tmp_path / "mrunc"
     dirs = [str(top / h) for h in ("freezer", "pids")]
     for d in dirs:
         os.makedirs(d)
     (top / "freezer" / "cgroup.procs").write_text("77")
-    assert fs.remove_if_empty(dirs, [str(top)] + dirs) is False
+    assert recorded.remove_if_empty({"dirs": dirs, "created": [str(top)] + dirs}) is False
     assert all(os.path.isdir(d) for d in dirs)
     os.unlink(top / "freezer" / "cgroup.procs")
-    assert fs.remove_if_empty(dirs, [str(top)] + dirs) is True
+    assert recorded.remove_if_empty({"dirs": dirs, "created": [str(top)] + dirs}) is True
     assert not top.exists()
 
 

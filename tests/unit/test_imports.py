@@ -53,12 +53,14 @@ OWN_MODULES = {"--version": OWN, "start": OWN_STATE, "kill": OWN_STATE | {"mrunc
                "state": OWN_STATE - {"mrunc.lifecycle"} | FREEZER,
                "list": OWN_STATE | FREEZER,
                "pause": OWN_STATE | FREEZER | RECORDED, "resume": OWN_STATE | FREEZER | RECORDED,
-               "delete": OWN_STATE | RECORDED}
+               # a stopped container's cgroup: rmdir'd from the record, without fs (and files)
+               "delete": OWN_STATE | {"mrunc.cgroups", "mrunc.cgroups.recorded"}}
 # kill --all and delete --force of a running container signal every process of its cgroup from
 # what create recorded (mrunc.cgroups.recorded, freezer: frozen meanwhile), without the
 # factory and the managers (≈ 1 ms of CPU); delete waits for init (mrunc.gone).
 OWN_MODULES["kill --all"] = OWN_MODULES["kill"] | FREEZER | RECORDED
-OWN_MODULES["delete --force"] = OWN_MODULES["delete"] | FREEZER | {"mrunc.signals", "mrunc.gone"}
+OWN_MODULES["delete --force"] = OWN_MODULES["delete"] | FREEZER | RECORDED | {"mrunc.signals",
+                                                                           "mrunc.gone"}
 # Light modules of the standard library that these verbs need no more (each costs an import):
 # pwd names a user only in a refusal (and in list's OWNER column); _json, a shared library, is
 # loaded with mrunc.fastjson, which only commands that write state.json (create, update) or read

@@ -189,8 +189,10 @@ class _FakeInit:
 
 def test_start_takes_a_program_that_exited_at_once_for_success(tmp_path):
     os.mkfifo(str(tmp_path / "exec.fifo"))
-    lifecycle._release_init(_FakeInit(str(tmp_path)))        # no "init died before it could be started"
+    init = _FakeInit(str(tmp_path))
+    lifecycle._release_init(init)        # no "init died before it could be started"
     assert not os.path.exists(tmp_path / "exec.fifo")
+    assert init.asked == 1      # only when a read found nothing: not again after the "0"
 
 
 def test_start_reports_an_init_that_died_unstarted(tmp_path):
