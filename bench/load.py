@@ -7,11 +7,11 @@ N lifecycles, P at a time, each one container running `sleep`:
            -> state until stopped -> delete -> state (must say "does not exist")
 
 The two concurrent `update --pids-limit` calls race on one container: with the per-container
-lock, the limit in state.json is the one in the cgroup's pids.max; without it, one update could
-write the cgroup last and the other state.json last. Meanwhile a poller runs `mrunc state` on a
-live id and `mrunc list --format json` every 50 ms: every answer must be valid JSON with a known
-status, or the one-line "does not exist" of a container deleted under it — never a traceback,
-"unreadable state", or a half-made container.
+lock, the limit in the container's config.json is the one in the cgroup's pids.max; without it,
+one update could write the cgroup last and the other config.json last. Meanwhile a poller runs
+`mrunc state` on a live id and `mrunc list --format json` every 50 ms: every answer must be valid
+JSON with a known status, or the one-line "does not exist" of a container deleted under it —
+never a traceback, "unreadable state", or a half-made container.
 
 Prints failures (each with the command and its output) and the timings of each verb; exit
 status 1 on any failure. Every container is deleted and the private --root removed at the end.
@@ -107,7 +107,7 @@ class Load:
         self.fail(f"state {cid} never said stopped after kill", res)
 
     def _racing_updates(self, cid):
-        """Two updates of one container at once: state.json and the cgroup must agree after."""
+        """Two updates of one container at once: config.json and the cgroup must agree after."""
         limits = [str(random.randint(100, 900)) for _ in range(2)]
         ts = [threading.Thread(target=lambda n=n: self.check(
             f"update {cid} --pids-limit {n}", self.call("update", "--pids-limit", n, cid,
@@ -119,10 +119,12 @@ class Load:
         try:
             with open(os.path.join(self.root, cid, "state.json")) as f:
                 st = json.load(f)
+            with open(os.path.join(self.root, cid, "config.json")) as f:
+                config = json.load(f)
         except (OSError, ValueError) as e:
-            self.fail(f"state.json of {cid} after updates: {e}")
+            self.fail(f"state.json or config.json of {cid} after updates: {e}")
             return
-        recorded = str(st["config"]["linux"]["resources"]["pids"]["limit"])
+        recorded = str(config["linux"]["resources"]["pids"]["limit"])
         paths = st["cgroup"]["paths"]
         pids_dir = next((os.path.join(mp, paths[key].lstrip("/")) for key, mp in _mounts()
                          if key in paths and key in ("pids", "")), None)
@@ -131,7 +133,7 @@ class Load:
         with open(os.path.join(pids_dir, "pids.max")) as f:
             actual = f.read().strip()
         if recorded not in limits or actual != recorded:
-            self.fail(f"update race on {cid}: state.json says {recorded}, pids.max says {actual} "
+            self.fail(f"update race on {cid}: config.json says {recorded}, pids.max says {actual} "
                       f"(updates: {limits})")
 
     # -- the poller --

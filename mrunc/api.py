@@ -65,7 +65,7 @@ def exec(cid, args=None, root=DEFAULT_ROOT, **kw):  # noqa: A001
 def update(cid, resources, root=DEFAULT_ROOT, warn=None):
     """Change the limits of a created, running or paused container: `resources` is a bare
     linux.resources object with only what changes (see mrunc.cgroups.update). The new limits are
-    written to the cgroup, then merged into the config in the state file."""
+    written to the cgroup, then merged into the config in the state directory (config.json)."""
     from . import spec
     spec.validate_resources(resources)
     with Container.load(root, cid, lock=True) as c:
@@ -73,7 +73,7 @@ def update(cid, resources, root=DEFAULT_ROOT, warn=None):
 
 
 def _update(c, resources, warn):
-    """update, under the container's lock: no other command rewrites state.json meanwhile."""
+    """update, under the container's lock: no other command rewrites config.json meanwhile."""
     import errno
     from .cgroups import update as upd
     from .errors import CgroupError
@@ -101,7 +101,7 @@ def _update(c, resources, warn):
         raise CgroupError(f"linux.resources.memory.limit: unable to set memory limit to {limit} "
                           f"(current usage: {use['current']}, peak usage: {use['peak']})") from e
     linux["resources"] = merged
-    c.save()
+    c.save_config()
     return c
 
 

@@ -27,9 +27,10 @@ def start(cid, root=DEFAULT_ROOT, events=None, container=None):
         if st != "created":
             from .errors import StateError  # where raised: ≈ 0.1 ms less for start, kill, delete
             raise StateError(f"cannot start a container that is {st} (only a created container can be started)")
+        config = c.hooks_config("poststart")    # config.json, read only for hooks to run
         calls = _release_init(c, sys)
     try:
-        _poststart(c, sys)
+        _poststart(c, config, sys)
     finally:
         if sys is not None:
             events.phase("exec", round((time.perf_counter() - t0) * 1000, 3), calls, c.pid,
@@ -44,18 +45,19 @@ def _locked(root, cid, container=None):
     return Container.load(root, cid, lock=True)
 
 
-def _poststart(c, sys):
-    if (c.config.get("hooks") or {}).get("poststart"):
+def _poststart(c, config, sys):
+    """`config`: the container's, if it has poststart hooks (Container.hooks_config); else None."""
+    if config is not None:
         from . import hooks
         # Lifecycle step 9: the program was started, so "running" with init's pid, even if a
         # quick program (`true`) has exited by now (crun says "running" too).
         state = dict(c.oci_state(), status="running", pid=c.pid)
-        if not _poststart_failure_is_fatal(c.config):
-            hooks.run(c.config, "poststart", state, warn=stderr_warning, sys=sys)
+        if not _poststart_failure_is_fatal(config):
+            hooks.run(config, "poststart", state, warn=stderr_warning, sys=sys)
             return
         from .errors import MruncError
         try:
-            hooks.run(c.config, "poststart", state, sys=sys)
+            hooks.run(config, "poststart", state, sys=sys)
         except MruncError:
             _kill_everything(c)
             raise
@@ -222,6 +224,9 @@ def delete(cid, root=DEFAULT_ROOT, force=False, warn=None, container=None):
         if st in ("running", "paused") and not force:
             from .errors import StateError
             raise StateError(f"cannot delete container {cid} that is not stopped: {st}")
+        # the config, if it has poststop hooks: read before anything is undone (config.json
+        # unreadable: nothing is), kept for them to run once the directory is gone
+        poststop = c.hooks_config("poststop") if c.creator is None else None
         if st != "stopped":
             if st == "paused":
                 from .cgroups import freezer
@@ -231,12 +236,11 @@ def delete(cid, root=DEFAULT_ROOT, force=False, warn=None, container=None):
                 from .errors import StateError
                 raise StateError(f"container {cid}: init (pid {c.pid}) did not die after SIGKILL")
         c.remove_cgroup()  # SIGKILLs whatever is left in it first
-        poststop = c.creator is None and (c.config.get("hooks") or {}).get("poststop")
-        st_json = {**c.oci_state(), "status": "stopped", "pid": c.pid} if poststop else None
+        st_json = {**c.oci_state(), "status": "stopped", "pid": c.pid} if poststop is not None else None
         c.remove()
-    if poststop:
+    if poststop is not None:
         from . import hooks
-        hooks.run(c.config, "poststop", st_json, warn=warn or stderr_warning)
+        hooks.run(poststop, "poststop", st_json, warn=warn or stderr_warning)
 
 
 def stderr_warning(msg):

@@ -5,8 +5,16 @@ command (`start`, `state`, `kill`, `delete`) is a new process that must find the
 It finds it in a directory per container under the state root (`--root`, default /run/mrunc; not
 root: the user's own, see mrunc.userdirs — checked before every use):
 
-    /run/mrunc/<id>/state.json   what create learned: pid, its start time, bundle, config, cgroup
+    /run/mrunc/<id>/state.json   what create learned: pid, its start time, bundle, cgroup, and
+                                 of the config what start, state and delete need (see below)
+    /run/mrunc/<id>/config.json  the bundle's config as create took it (update merges its limits in)
     /run/mrunc/<id>/exec.fifo    init blocks opening it for writing until `start` opens it to read
+
+Every command reads state.json, and the short verbs in pure Python (mrunc.plainjson): the config
+would be more than half of it, ≈ 0.3 ms of `state`, `start`, `kill` and `delete` to parse for its
+annotations and two hook lists. So it has a file of its own, read only when asked
+(Container.config), and state.json keeps the annotations and which kinds of hooks there are
+(SUMMARY). A state.json of an older mrunc holds the whole config ("config"): still read so.
 
 The status is *derived*, never stored, so it cannot go stale:
     "creator" recorded, and that runtime still alive (pid + start time)   -> creating
@@ -18,7 +26,7 @@ The status is *derived*, never stored, so it cannot go stale:
 
 A container appears whole or not at all. `create` builds its directory under a hidden name
 (`.new-<pid>-<start time>-<random>`: state.json saying "creating" with the runtime's pid and start time, the
-cgroup paths it will use, and exec.fifo), then renames it to `<id>` — one atomic step, which fails
+cgroup paths it will use; config.json; exec.fifo), then renames it to `<id>` — one atomic step, which fails
 if the id is taken. `delete` does the reverse: it renames `<id>` to `.old-<pid>-<start time>-<random>` before
 emptying it. A hidden directory whose runtime is dead is debris of a killed create or delete; it
 holds no process and no cgroup, and the next create or delete sweeps it away. So whenever a
@@ -28,8 +36,8 @@ init is found through the recorded cgroup (and dies by itself: see process/init.
 
 Every command that changes a container (create, start, kill, pause, resume, update, delete)
 holds the container's lock: flock(2) on its directory. `state`, `list`, `ps` and `events` only
-read, and take no lock: state.json is always replaced whole (write_atomic), so they see the old
-record or the new one. flock is released by the kernel when the holder dies, so a SIGKILL never
+read, and take no lock: state.json and config.json are always replaced whole (write_atomic),
+so they see the old record or the new one. flock is released by the kernel when the holder dies, so a SIGKILL never
 leaves a stale lock; a waiter that then finds the directory gone (deleted meanwhile) reports
 "does not exist". create holds the lock from before the rename until state.json is final.
 """
@@ -55,6 +63,7 @@ def _json_reader():
 
 
 STATE_FILE = "state.json"
+CONFIG_FILE = "config.json"
 FIFO = "exec.fifo"
 INIT_COMM = "mrunc:[init]"   # init's name (prctl PR_SET_NAME) until it execs the program
 LOCK_TIMEOUT = 10.0          # seconds a command waits for another one on the same container
@@ -215,6 +224,7 @@ class Container:
         self.root, self.id = root, cid
         self.dir = paths.join(root, cid)
         self.data = None
+        self._config = None     # config.json, once read (see config)
         self._lock = None
         self._saved = None      # _identity of the state.json save() wrote: see relock
 
@@ -232,6 +242,7 @@ class Container:
         return c
 
     def _read(self):
+        self._config = None
         try:
             self.data = _json_reader().loads(read_file(paths.join(self.dir, STATE_FILE)))
         except (OSError, ValueError) as e:
@@ -245,7 +256,8 @@ class Container:
         """The container this process recorded (save), locked again — `run`'s start and delete,
         after its create: state.json is read again only if it was replaced since (`update`
         writes a new file: another inode), not ≈ 0.2 ms of reading and parsing twice for
-        nothing. Gone, or another container under the id: as load() says."""
+        nothing. Gone, or another container under the id: as load() says. The config is read
+        again when asked (`update` replaces config.json alone)."""
         from .errors import StateError
         self._lock = lock_dir(self.dir)
         if self._lock is None:
@@ -256,6 +268,7 @@ class Container:
             st = None
         if st is None or _identity(st) != self._saved:
             self._read()
+        self._config = None
         return self
 
     @classmethod
@@ -286,8 +299,9 @@ class Container:
             self._lock = None
 
     # -- making and removing the directory --
-    def reserve(self, data):
-        """Claim the id with `data` recorded ("creating"), exec.fifo made and the lock held.
+    def reserve(self, data, config=None):
+        """Claim the id with `data` recorded ("creating"), `config` in config.json (and its
+        SUMMARY in state.json), exec.fifo made and the lock held.
 
         The directory is filled under a hidden name and renamed to the id: rename(2) is atomic
         and fails when the id exists (a container directory is never empty), so two creates of
@@ -306,7 +320,10 @@ class Container:
             # mkfifo is interpreter code nothing else runs, 64 KiB of create's peak (proc_stat)
             os.mknod(fifo, S_IFIFO | 0o622)
             os.chmod(fifo, 0o622)  # mknod obeys the umask; any uid may signal readiness
-            self.data = data
+            if config is not None:
+                data = {**data, **summary(config)}
+                write_atomic(paths.join(tmp, CONFIG_FILE), fastjson.dumps(config))
+            self.data, self._config = data, config
             write_atomic(paths.join(tmp, STATE_FILE), fastjson.dumps(data))
             os.rename(tmp, self.dir)
         except BaseException as e:
@@ -325,6 +342,14 @@ class Container:
         st = os.stat(tmp)       # before the rename, which keeps the inode: ours, not a later one
         os.replace(tmp, path)
         self._saved = _identity(st)
+
+    def save_config(self):
+        """The config, changed (`update`), put in place of the old one: config.json — or, from an
+        older mrunc, the state.json that holds it."""
+        if "config" in self.data:
+            return self.save()
+        from . import fastjson
+        write_atomic(paths.join(self.dir, CONFIG_FILE), fastjson.dumps(self.config))
 
     def stage(self, data):
         """Write `data` beside state.json, not in its place yet: save(staged) puts it there with
@@ -356,7 +381,33 @@ class Container:
 
     @property
     def config(self):
-        return self.data["config"]
+        """The config create took (see the module's doc): read from config.json the first time,
+        by the commands that need more of it than state.json says."""
+        if self._config is None:
+            self._config = self.data["config"] if "config" in self.data else self._read_config()
+        return self._config
+
+    def _read_config(self):
+        try:
+            return _json_reader().loads(read_file(paths.join(self.dir, CONFIG_FILE)))
+        except (OSError, ValueError) as e:
+            from .errors import StateError
+            if isinstance(e, FileNotFoundError):
+                raise StateError(f"container {self.id} does not exist") from None
+            raise StateError(f"container {self.id}: unreadable config: {e}") from None
+
+    def annotations(self):
+        d = self.data
+        return d["annotations"] if "config" not in d else d["config"].get("annotations") or {}
+
+    def hooks_config(self, kind):
+        """The config, if it has hooks of `kind` (poststart: start; poststop: delete); else None,
+        and config.json is not read. Asked while the lock is held: the hooks run after it is
+        released (delete: with the directory gone), from what is returned."""
+        d = self.data
+        if "config" in d:
+            return d["config"] if (d["config"].get("hooks") or {}).get(kind) else None
+        return self.config if kind in d.get("hook_kinds", ()) else None
 
     @property
     def creator(self):
@@ -465,8 +516,15 @@ class Container:
             "rootfs": d["rootfs"],
             "created": d["created"],
             "owner": "",
-            "annotations": d["config"].get("annotations") or {},
+            "annotations": self.annotations(),
         }
+
+
+def summary(config):
+    """What state.json keeps of the config: all that `state` and `list` print of it, and whether
+    `start` and `delete` have hooks to run (only then do they read config.json)."""
+    return {"annotations": config.get("annotations") or {},
+            "hook_kinds": [kind for kind, hooks in (config.get("hooks") or {}).items() if hooks]}
 
 
 def _identity(st):
@@ -510,7 +568,8 @@ def lock_dir(path, timeout=LOCK_TIMEOUT):
 
 def sweep(root):
     """Remove the debris of creates and deletes that were killed halfway: hidden directories
-    whose runtime is dead. They hold at most state.json and exec.fifo (see the module's doc)."""
+    whose runtime is dead. They hold at most state.json, config.json, exec.fifo and a temp file
+    (see the module's doc)."""
     try:
         names = os.listdir(root)
     except FileNotFoundError:
@@ -532,7 +591,7 @@ def remove_leftover(root, cid):
 
 
 def remove_flat(d):
-    """Remove a state directory and what is in it (flat: state.json, fifo, temp files)."""
+    """Remove a state directory and what is in it (flat: state.json, config.json, fifo, temp files)."""
     try:
         for name in os.listdir(d):
             try:

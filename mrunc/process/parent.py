@@ -115,7 +115,7 @@ def create(root, cid, bundle, *, pid_file=None, console_socket=None, no_pivot=Fa
     cg = _cgroup_manager(config, cid)
     cg.sys = events.sys
     c = Container(root, cid)
-    c.reserve(_creating_record(c, config, bundle, cg))  # takes the container's lock
+    c.reserve(_creating_record(c, config, bundle, cg), config)  # takes the container's lock
     state = {"init_pid": None, "cgroup": None}
     try:
         _create(c, config, bundle, state, events, cg, no_pivot=no_pivot,
@@ -154,14 +154,15 @@ def _cgroup_manager(config, cid):
 
 def _creating_record(c, config, bundle, cg):
     """state.json while create works: who is creating it (pid + start time, so a create killed
-    halfway is told from one at work) and the cgroup it will use (so delete can remove that)."""
+    halfway is told from one at work) and the cgroup it will use (so delete can remove that).
+    (The config goes beside it, in config.json: Container.reserve.)"""
     from ..cgroups import recorded
     me = os.getpid()
     root = config["root"]["path"]
     return {
         "id": c.id, "pid": 0, "start_time": None, "bundle": bundle,
         "rootfs": root if root.startswith("/") else paths.join(bundle, root),
-        "created": now_rfc3339(), "config": config,
+        "created": now_rfc3339(),
         # relative cgroup paths depend on the caller's cgroup: keep the resolved ones (runc does
         # too), and where they are, so the later commands need not find them (cgroups.recorded)
         "cgroup": None if cg is None else {"path": cg.path, "paths": cg.paths,

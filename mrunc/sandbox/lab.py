@@ -219,8 +219,7 @@ class Sandbox:
             row = {"name": st.id, "status": status, "pid": st.pid if status != "stopped" else 0,
                    "created": st.data.get("created", ""), "memory": None, "limit": None,
                    "exit_code": ours.exit_code if ours else None,
-                   "command": ours.command if ours else
-                   " ".join((st.config.get("process") or {}).get("args") or [])}
+                   "command": ours.command if ours else _command(st)}
             try:
                 mgr = st.cgroup()
                 mem = mgr.stats()["memory"] if mgr else {}
@@ -441,3 +440,13 @@ LIMITS = ("memory", "cpus", "pids")      # the options that need a cgroup
 def _or_forever(script, args):
     """A background container with nothing to run sleeps forever (start, create, step)."""
     return ["sleep", FOREVER] if script is None and args is None else args
+
+
+def _command(st):
+    """The program of a container found in the root (not one we made): its config's args, read
+    from its state directory — "" if it was deleted meanwhile."""
+    from ..errors import StateError
+    try:
+        return " ".join((st.config.get("process") or {}).get("args") or [])
+    except StateError:
+        return ""

@@ -262,7 +262,8 @@ def test_update_changes_the_limits_of_a_running_container(mr, tmp_path, layout):
     assert host_file(mr, cid, "pids", "pids.max") == "44"
 
     # the state file keeps the merged limits for the next update
-    r = saved(mr, cid)["config"]["linux"]["resources"]
+    with open(os.path.join(mr.root, cid, "config.json")) as f:
+        r = json.load(f)["linux"]["resources"]
     assert r["memory"] == {"limit": 40 * MiB} and r["pids"] == {"limit": 44}
     assert r["cpu"] == {"quota": 30000, "period": 100000}
 

@@ -380,8 +380,8 @@ def test_seccomp_program_is_built_once_and_kept_in_the_state_dir(mr):
     head = kept.partition(b"\n")[0]
     from mrunc.security.seccomp import exec_key
     # headed with the container's profile, as one string
-    with open(os.path.join(mr.root, cid, "state.json")) as f:
-        profile = json.load(f)["config"]["linux"]["seccomp"]
+    with open(os.path.join(mr.root, cid, "config.json")) as f:
+        profile = json.load(f)["linux"]["seccomp"]
     assert json.loads(head)["config"] == exec_key(profile)
 
     def plant(first_line, mode):

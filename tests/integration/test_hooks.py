@@ -74,6 +74,46 @@ def test_all_hooks_in_order_with_state_and_namespace(mr, tmp_path):
     assert poststop[:2] == ["poststop", "stopped"] and poststop[3] == host_mnt
 
 
+def _as_an_older_mrunc_wrote_it(mr, cid):
+    """The container's state directory as the previous mrunc left it: the whole config inside
+    state.json, no config.json, no summary of it."""
+    d = os.path.join(mr.root, cid)
+    with open(os.path.join(d, "config.json")) as f:
+        config = json.load(f)
+    with open(os.path.join(d, "state.json")) as f:
+        data = json.load(f)
+    assert "config" not in data and data["hook_kinds"] == [
+        "prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"]
+    del data["annotations"], data["hook_kinds"]
+    with open(os.path.join(d, "state.json"), "w") as f:
+        json.dump(dict(data, config=config), f)
+    os.unlink(os.path.join(d, "config.json"))
+
+
+def test_a_state_file_of_an_older_mrunc_runs_its_hooks_too(mr, tmp_path):
+    """A container created by the previous mrunc (its config inside state.json): start runs its
+    poststart hooks, state prints its annotations, delete runs its poststop hooks."""
+    b, log = _hooks_bundle(mr, tmp_path, args=("true",))
+    with open(os.path.join(b, "config.json")) as f:
+        cfg = json.load(f)
+    cfg["annotations"] = {"org.example.k": "v"}
+    with open(os.path.join(b, "config.json"), "w") as f:
+        json.dump(cfg, f)
+    cid = mr.new_id()
+    mr.cli("create", "--bundle", b, cid, check=True)
+    _as_an_older_mrunc_wrote_it(mr, cid)
+    assert json.loads(mr.cli("state", cid, check=True).stdout)["annotations"] == {"org.example.k": "v"}
+    mr.cli("start", cid, check=True)
+    assert "poststart" in [e[0] for e in _log(log)]
+    import time
+    deadline = time.time() + 5
+    while json.loads(mr.cli("state", cid).stdout)["status"] != "stopped" and time.time() < deadline:
+        time.sleep(0.05)
+    mr.cli("delete", cid, check=True)
+    assert _log(log)[-1][:2] == ["poststop", "stopped"]
+    assert not os.path.exists(os.path.join(mr.root, cid))
+
+
 @pytest.mark.parametrize("kind", ["prestart", "createRuntime", "createContainer"])
 def test_failing_create_hook_fails_create_and_cleans_up(mr, tmp_path, kind):
     b, log = _hooks_bundle(mr, tmp_path, fail=kind)

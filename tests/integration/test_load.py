@@ -19,7 +19,7 @@ def _load_module():
 
 def test_parallel_lifecycles_with_a_poller(mr, tmp_path):
     """30 lifecycles, 5 at a time, `state` and `list --format json` polled every 50 ms: no
-    failure, every document valid, racing updates leave state.json and the cgroup agreeing."""
+    failure, every document valid, racing updates leave config.json and the cgroup agreeing."""
     load_mod = _load_module()
     bundle = load_mod.sleeper_bundle(mr.bundle(), str(tmp_path))
     load = load_mod.Load(bundle, mr.root)

@@ -171,8 +171,9 @@ def test_another_student_is_refused(pair, box):
     mine = os.path.join(f"/run/user/{b.uid}", "mrunc")
     forged = os.path.join(mine, "forged")
     os.makedirs(forged, 0o711)
-    shutil.copy(os.path.join(theirs, cid, "state.json"), forged)
-    for path in (mine, forged, os.path.join(forged, "state.json")):
+    for name in ("state.json", "config.json"):
+        shutil.copy(os.path.join(theirs, cid, name), forged)
+    for path in (mine, forged, os.path.join(forged, "state.json"), os.path.join(forged, "config.json")):
         os.chown(path, b.uid, b.uid)
     try:
         line = one_line(b.mrunc("exec", "forged", "true", env=env_b))

@@ -348,3 +348,93 @@ def test_relock_reads_the_record_again_only_when_another_command_replaced_it(tmp
     with c.relock():
         assert c.data["pid"] == 1
     other.remove()
+
+
+CONFIG = {"ociVersion": "1.2.0", "annotations": {"k": "v"}, "linux": {"resources": {}},
+          "hooks": {"prestart": [{"path": "/bin/true"}], "poststart": [], "poststop": [{"path": "/bin/true"}]}}
+
+
+def _new(root, config=CONFIG):
+    c = state.Container(root, "c1")
+    record = _record(pid=os.getpid())
+    del record["config"]
+    c.reserve(record, json.loads(json.dumps(config)))
+    c.unlock()
+    return c
+
+
+def test_the_config_has_a_file_of_its_own_read_only_when_asked(tmp_path, monkeypatch):
+    """state.json keeps what the short verbs need of the config — its annotations, the kinds
+    of hooks it has — and config.json the rest: `state` never reads config.json, and start and
+    delete only for the hooks they run."""
+    root = str(tmp_path)
+    c = _new(root)
+    assert sorted(os.listdir(c.dir)) == ["config.json", "exec.fifo", "state.json"]
+    with open(os.path.join(c.dir, "state.json")) as f:
+        data = json.load(f)
+    assert "config" not in data
+    assert data["annotations"] == {"k": "v"} and data["hook_kinds"] == ["prestart", "poststop"]
+    reads = []
+    real = state.read_file
+    monkeypatch.setattr(state, "read_file", lambda p, *a: reads.append(os.path.basename(p)) or real(p, *a))
+    json_reads = lambda: [name for name in reads if name.endswith(".json")]  # noqa: E731
+    loaded = state.Container.load(root, "c1")
+    assert loaded.oci_state()["annotations"] == {"k": "v"}
+    assert loaded.hooks_config("poststart") is None          # an empty list: no hook to run
+    assert json_reads() == ["state.json"]
+    assert loaded.hooks_config("poststop") == CONFIG and loaded.config == CONFIG
+    assert json_reads() == ["state.json", "config.json"]       # once
+
+
+def test_update_replaces_config_json_and_relock_reads_it_again(tmp_path):
+    root = str(tmp_path)
+    c = _new(root)
+    with state.Container.load(root, "c1", lock=True) as other:    # `update`, another process
+        before = os.stat(os.path.join(c.dir, "state.json"))
+        other.config["linux"]["resources"] = {"pids": {"limit": 7}}
+        other.save_config()
+        after = os.stat(os.path.join(c.dir, "state.json"))
+        assert (before.st_ino, before.st_mtime_ns) == (after.st_ino, after.st_mtime_ns)
+    with open(os.path.join(c.dir, "config.json")) as f:
+        assert json.load(f)["linux"]["resources"] == {"pids": {"limit": 7}}
+    with c.relock():                                          # `run`'s create, later on
+        assert c.config["linux"]["resources"] == {"pids": {"limit": 7}}
+    c.remove()
+
+
+def test_a_state_json_of_an_older_mrunc_holds_the_config(tmp_path):
+    """The previous format: the whole config inside state.json, no config.json. Read, and
+    written back by update, the same way as before."""
+    root = str(tmp_path)
+    c = state.Container(root, "c1")
+    c.reserve(dict(_record(pid=os.getpid()), config=json.loads(json.dumps(CONFIG))))
+    c.unlock()
+    assert sorted(os.listdir(c.dir)) == ["exec.fifo", "state.json"]
+    loaded = state.Container.load(root, "c1", lock=True)
+    with loaded:
+        assert loaded.oci_state()["annotations"] == {"k": "v"}
+        assert loaded.hooks_config("poststart") is None and loaded.hooks_config("poststop") == CONFIG
+        loaded.config["linux"]["resources"] = {"pids": {"limit": 7}}
+        loaded.save_config()
+    assert sorted(os.listdir(c.dir)) == ["exec.fifo", "state.json"]
+    again = state.Container.load(root, "c1")
+    assert again.config["linux"]["resources"] == {"pids": {"limit": 7}}
+    assert again.data["config"] is again.config
+    without = state.Container.load(root, "c1")
+    without.data["config"] = {}                     # no annotations, no hooks at all
+    assert without.oci_state()["annotations"] == {} and without.hooks_config("poststop") is None
+
+
+def test_a_missing_config_json_is_a_state_error(tmp_path):
+    root = str(tmp_path)
+    c = _new(root)
+    os.unlink(os.path.join(c.dir, "config.json"))
+    loaded = state.Container.load(root, "c1")
+    assert loaded.oci_state()["annotations"] == {"k": "v"}     # state needs none of it
+    with pytest.raises(StateError, match="container c1 does not exist"):
+        loaded.hooks_config("poststop")
+    with open(os.path.join(c.dir, "config.json"), "w") as f:
+        f.write("{")
+    with pytest.raises(StateError, match="container c1: unreadable config"):
+        state.Container.load(root, "c1").config
+    c.remove()
