@@ -11,10 +11,10 @@ root: the user's own, see mrunc.userdirs — checked before every use):
     /run/mrunc/<id>/exec.fifo    init blocks opening it for writing until `start` opens it to read
 
 Every command reads state.json, and the short verbs in pure Python (mrunc.plainjson): the config
-would be more than half of it, ≈ 0.3 ms of `state`, `start`, `kill` and `delete` to parse for its
-annotations and two hook lists. So it has a file of its own, read only when asked
+would be more than half of it, ≈ 0.2–0.3 ms of `state`, `start`, `kill` and `delete` to parse for
+its annotations and two hook lists. So it has a file of its own, read only when asked
 (Container.config), and state.json keeps the annotations and which kinds of hooks there are
-(SUMMARY). A state.json of an older mrunc holds the whole config ("config"): still read so.
+(summary). A state.json of an older mrunc holds the whole config ("config"): still read so.
 
 The status is *derived*, never stored, so it cannot go stale:
     "creator" recorded, and that runtime still alive (pid + start time)   -> creating
@@ -37,9 +37,10 @@ init is found through the recorded cgroup (and dies by itself: see process/init.
 Every command that changes a container (create, start, kill, pause, resume, update, delete)
 holds the container's lock: flock(2) on its directory. `state`, `list`, `ps` and `events` only
 read, and take no lock: state.json and config.json are always replaced whole (write_atomic),
-so they see the old record or the new one. flock is released by the kernel when the holder dies, so a SIGKILL never
-leaves a stale lock; a waiter that then finds the directory gone (deleted meanwhile) reports
-"does not exist". create holds the lock from before the rename until state.json is final.
+so they see the old record or the new one. flock is released by the kernel when the holder dies,
+so a SIGKILL never leaves a stale lock; a waiter that then finds the directory gone (deleted
+meanwhile) reports "does not exist". create holds the lock from before the rename until
+state.json is final.
 """
 import _thread
 import posix as os  # os's C module: the same calls, without os's ≈ 1 ms import (mrunc.paths)
@@ -301,7 +302,7 @@ class Container:
     # -- making and removing the directory --
     def reserve(self, data, config=None):
         """Claim the id with `data` recorded ("creating"), `config` in config.json (and its
-        SUMMARY in state.json), exec.fifo made and the lock held.
+        summary in state.json), exec.fifo made and the lock held.
 
         The directory is filled under a hidden name and renamed to the id: rename(2) is atomic
         and fails when the id exists (a container directory is never empty), so two creates of
