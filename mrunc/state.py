@@ -397,18 +397,20 @@ class Container:
                 raise StateError(f"container {self.id} does not exist") from None
             raise StateError(f"container {self.id}: unreadable config: {e}") from None
 
-    def annotations(self):
+    def _summary(self):
+        """What state.json keeps of the config (summary) — derived from the config itself in a
+        state.json of an older mrunc, which holds the whole of it."""
         d = self.data
-        return d["annotations"] if "config" not in d else d["config"].get("annotations") or {}
+        return summary(d["config"]) if "config" in d else d
+
+    def annotations(self):
+        return self._summary()["annotations"]
 
     def hooks_config(self, kind):
         """The config, if it has hooks of `kind` (poststart: start; poststop: delete); else None,
         and config.json is not read. Asked while the lock is held: the hooks run after it is
         released (delete: with the directory gone), from what is returned."""
-        d = self.data
-        if "config" in d:
-            return d["config"] if (d["config"].get("hooks") or {}).get(kind) else None
-        return self.config if kind in d.get("hook_kinds", ()) else None
+        return self.config if kind in self._summary().get("hook_kinds", ()) else None
 
     @property
     def creator(self):
